@@ -1,0 +1,117 @@
+//! Analysis of an imported graph: shapes (see [`crate::ir::infer`]), MACs and
+//! parameters ([`cost`]), channel groups and prunability ([`channels`]), and the
+//! per-layer features the pruning agent observes ([`Layer`]).
+pub mod channels;
+pub mod cost;
+pub mod report;
+
+use crate::ir::infer::Facts;
+use crate::ir::ops::ChannelSpec;
+use crate::ir::passes::PassReport;
+use crate::ir::{Graph, IrError};
+pub use channels::Group;
+pub use cost::CostModel;
+use std::path::Path;
+
+/// Errors of the analysis layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
+    #[error("{path}: {source}")]
+    Ir { path: String, source: IrError },
+}
+
+/// A prunable group seen as one "layer" by the agent (paper Eq. 1).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Layer {
+    /// Index among prunable layers, in graph order.
+    pub index: usize,
+    /// Group id.
+    pub group: usize,
+    /// Readable name (first producer node).
+    pub name: String,
+    /// Input channels of the first producer (C_l).
+    pub c_in: usize,
+    /// Channels of the group (C_{l+1}, the prunable width).
+    pub channels: usize,
+    /// Largest stride among the group's convs.
+    pub stride: usize,
+    /// Largest kernel size among the group's convs.
+    pub kernel: usize,
+    /// MACs that scale with this group's width.
+    pub macs: u64,
+    pub producers: Vec<String>,
+    pub consumers: Vec<String>,
+}
+
+/// Everything known about an imported model.
+pub struct Analysis {
+    pub facts: Facts,
+    pub specs: Vec<ChannelSpec>,
+    pub groups: Vec<Group>,
+    pub cost: CostModel,
+    pub layers: Vec<Layer>,
+    pub passes: Vec<PassReport>,
+}
+
+impl Analysis {
+    /// Analyses a normalised graph.
+    pub fn new(g: &Graph, facts: Facts, passes: Vec<PassReport>) -> Analysis {
+        let specs = channels::specs(g, &facts);
+        let groups = channels::groups(g, &facts, &specs);
+        let cost = CostModel::build(g, &facts, &groups);
+        let mut layers = Vec::new();
+        for gr in groups.iter().filter(|gr| gr.prunable) {
+            let convs: Vec<usize> = gr.producers.iter().chain(&gr.passes).chain(&gr.consumers).copied().filter(|&n| g.nodes[n].op_type == "Conv").collect();
+            let pick = |attr: &str| -> usize {
+                convs
+                    .iter()
+                    .filter(|&&n| gr.producers.contains(&n) || gr.passes.contains(&n) || attr == "kernel_shape")
+                    .filter_map(|&n| {
+                        let node = &g.nodes[n];
+                        match attr {
+                            "kernel_shape" => {
+                                let w = node.inputs.get(1).copied().flatten()?;
+                                facts[w].as_ref().map(|f| f.concrete(1)[2..].iter().copied().max().unwrap_or(1))
+                            }
+                            _ => node.attr_ints(attr).ok().flatten().map(|v| v.into_iter().max().unwrap_or(1) as usize),
+                        }
+                    })
+                    .max()
+                    .unwrap_or(1)
+            };
+            let p0 = gr.producers[0];
+            let c_in = g.nodes[p0].inputs[0].and_then(|v| facts[v].as_ref()).and_then(|f| f.dim(1)).unwrap_or(0);
+            layers.push(Layer {
+                index: layers.len(),
+                group: gr.id,
+                name: g.nodes[p0].name.clone(),
+                c_in,
+                channels: gr.channels,
+                stride: pick("strides"),
+                kernel: pick("kernel_shape"),
+                macs: cost.group_macs(gr.id),
+                producers: gr.producers.iter().map(|&n| g.nodes[n].name.clone()).collect(),
+                consumers: gr.consumers.iter().map(|&n| g.nodes[n].name.clone()).collect(),
+            });
+        }
+        Analysis { facts, specs, groups, cost, layers, passes }
+    }
+}
+
+/// Options for [`import`].
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Fixed non-batch input dims (C, H, W) overriding the file's.
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// Loads, normalises and analyses an ONNX file.
+pub fn import(path: &Path, opts: &ImportOptions) -> Result<(Graph, Analysis), AnalysisError> {
+    let mut g = crate::onnx::load(path)?;
+    let (passes, facts) = crate::ir::passes::normalize(&mut g, opts.input_shape.as_deref()).map_err(|source| AnalysisError::Ir { path: path.display().to_string(), source })?;
+    let a = Analysis::new(&g, facts, passes);
+    Ok((g, a))
+}

@@ -1,0 +1,36 @@
+//! The graph IR and the op registry.
+//!
+//! * [`Graph`]/[`Node`]/[`Value`]: the graph, kept in topological order.
+//! * [`ops`]: one entry per supported ONNX op declaring shape inference
+//!   (with constant evaluation for shape arithmetic), MACs, parameter inputs
+//!   and how the op ties channel axes (the basis of channel groups, surgery and
+//!   the pruning cost model). Adding an op is adding one entry.
+//! * [`passes`]: named normalisation rewrites run at import.
+mod attr;
+mod graph;
+pub mod infer;
+pub mod ops;
+pub mod passes;
+mod tensor;
+
+pub use attr::Attr;
+pub use graph::{fmt_shape, Dim, Graph, ModelMeta, Node, NodeId, Value, ValueId};
+pub use tensor::{DType, Data, Tensor};
+
+/// Errors of the IR layer; each names the node or value concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IrError {
+    #[error("{0}")]
+    Structure(String),
+    #[error("node {node}: {msg}")]
+    Node { node: String, msg: String },
+    #[error("node {node} is an unsupported op '{op}' and {needed}; supported ops: {}", ops::supported().join(", "))]
+    Unsupported { node: String, op: String, needed: String },
+}
+
+impl IrError {
+    pub fn node(n: &Node, msg: impl Into<String>) -> IrError {
+        IrError::Node { node: n.label(), msg: msg.into() }
+    }
+}

@@ -1,0 +1,224 @@
+//! Conv (groups incl. depthwise, dilations, pads, auto_pad) and ConvTranspose.
+//! Spec: https://onnx.ai/onnx/operators/onnx__Conv.html (opset 1, 11: auto_pad defaults unchanged).
+use super::{ChannelSpec, Fact, InferCx, NodeCx, OpDef, ParamTie, Role, Tie};
+use crate::ir::{Dim, Node};
+
+struct Conv;
+struct ConvTranspose;
+
+pub(super) fn register(r: &mut super::Registry) {
+    r.insert("Conv", Box::new(Conv));
+    r.insert("ConvTranspose", Box::new(ConvTranspose));
+}
+
+/// Resolved conv geometry.
+pub struct ConvGeom {
+    pub group: usize,
+    pub kernel: Vec<usize>,
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// begin pads then end pads, per spatial axis (after auto_pad).
+    pub pads: Vec<usize>,
+    pub out_spatial: Vec<usize>,
+}
+
+fn attr_vec(node: &Node, name: &str, n: usize, default: usize) -> Result<Vec<usize>, String> {
+    match node.attr_ints(name)? {
+        None => Ok(vec![default; n]),
+        Some(v) if v.len() == n && v.iter().all(|&x| x >= 0) => Ok(v.into_iter().map(|x| x as usize).collect()),
+        Some(v) => Err(format!("attribute '{name}' = {v:?} must have {n} non-negative entries")),
+    }
+}
+
+/// Geometry of a Conv/pool window over `spatial` input dims.
+pub fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>, transpose: bool) -> Result<ConvGeom, String> {
+    let n = spatial.len();
+    if kernel.len() != n {
+        return Err(format!("kernel {kernel:?} does not match {n} spatial dims"));
+    }
+    let strides = attr_vec(node, "strides", n, 1)?;
+    let dilations = attr_vec(node, "dilations", n, 1)?;
+    if strides.contains(&0) || dilations.contains(&0) {
+        return Err("strides and dilations must be >= 1".into());
+    }
+    let auto_pad = node.attr_str("auto_pad", "NOTSET")?;
+    let ceil = node.attr_int("ceil_mode", 0)? != 0;
+    let mut pads = attr_vec(node, "pads", 2 * n, 0)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let ek = dilations[i] * (kernel[i] - 1) + 1;
+        let o = if transpose {
+            let op = node.attr_ints("output_padding")?.map(|v| v.get(i).copied().unwrap_or(0) as usize).unwrap_or(0);
+            match auto_pad.as_str() {
+                "SAME_UPPER" | "SAME_LOWER" => spatial[i] * strides[i],
+                _ => (strides[i] * (spatial[i] - 1) + op + ek).checked_sub(pads[i] + pads[i + n]).ok_or("negative output size")?,
+            }
+        } else {
+            match auto_pad.as_str() {
+                "NOTSET" => {
+                    let padded = spatial[i] + pads[i] + pads[i + n];
+                    if padded < ek {
+                        return Err(format!("window of {ek} does not fit padded input of {padded} on spatial axis {i}"));
+                    }
+                    if ceil {
+                        (padded - ek).div_ceil(strides[i]) + 1
+                    } else {
+                        (padded - ek) / strides[i] + 1
+                    }
+                }
+                "VALID" => {
+                    if spatial[i] < ek {
+                        return Err(format!("window of {ek} does not fit input of {} on spatial axis {i}", spatial[i]));
+                    }
+                    pads[i] = 0;
+                    pads[i + n] = 0;
+                    (spatial[i] - ek) / strides[i] + 1
+                }
+                "SAME_UPPER" | "SAME_LOWER" => {
+                    let o = spatial[i].div_ceil(strides[i]);
+                    let total = ((o - 1) * strides[i] + ek).saturating_sub(spatial[i]);
+                    let (small, big) = (total / 2, total - total / 2);
+                    if auto_pad == "SAME_UPPER" {
+                        pads[i] = small;
+                        pads[i + n] = big;
+                    } else {
+                        pads[i] = big;
+                        pads[i + n] = small;
+                    }
+                    o
+                }
+                other => return Err(format!("unknown auto_pad '{other}'")),
+            }
+        };
+        if o == 0 {
+            return Err(format!("output spatial size is 0 on axis {i}"));
+        }
+        out.push(o);
+    }
+    let group = node.attr_int("group", 1)?;
+    if group < 1 {
+        return Err(format!("group must be >= 1, found {group}"));
+    }
+    Ok(ConvGeom { group: group as usize, kernel, strides, dilations, pads, out_spatial: out })
+}
+
+/// Checks X and W and returns (N dim, C, M, spatial, geometry).
+fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGeom), String> {
+    let x = cx.input(0)?;
+    let w = cx.input(1)?;
+    if x.rank() < 3 {
+        return Err(format!("input must be N x C x spatial..., found shape {}", crate::ir::fmt_shape(&x.shape)));
+    }
+    if w.rank() != x.rank() {
+        return Err(format!(
+            "weight has rank {} ({}) but the input has rank {}; a conv weight must be M x C/group x k...",
+            w.rank(),
+            crate::ir::fmt_shape(&w.shape),
+            x.rank()
+        ));
+    }
+    let spatial: Vec<usize> = x.shape[2..]
+        .iter()
+        .map(|d| d.fixed().ok_or_else(|| format!("spatial dims of the input must be fixed, found {}", crate::ir::fmt_shape(&x.shape))))
+        .collect::<Result<_, _>>()?;
+    let c = x.dim(1).ok_or("the input channel dim must be fixed")?;
+    let wd = w.concrete(0);
+    if wd.contains(&0) || spatial.contains(&0) || c == 0 {
+        return Err(format!("zero-sized dimension (input {}, weight {})", crate::ir::fmt_shape(&x.shape), crate::ir::fmt_shape(&w.shape)));
+    }
+    let kernel = match cx.node.attr_ints("kernel_shape")? {
+        Some(k) => k.into_iter().map(|v| v as usize).collect(),
+        None => wd[2..].to_vec(),
+    };
+    if kernel != wd[2..] {
+        return Err(format!("kernel_shape {kernel:?} disagrees with the weight shape {wd:?}"));
+    }
+    let g = window(cx.node, &spatial, kernel, transpose)?;
+    let m = if transpose {
+        if wd[0] != c {
+            return Err(format!("weight {wd:?} expects {} input channels, the input has {c}", wd[0]));
+        }
+        wd[1] * g.group
+    } else {
+        if c % g.group != 0 || wd[1] * g.group != c {
+            return Err(format!("weight {wd:?} with group {} expects {} input channels, the input has {c}", g.group, wd[1] * g.group));
+        }
+        if wd[0] % g.group != 0 {
+            return Err(format!("{} output channels are not divisible by group {}", wd[0], g.group));
+        }
+        wd[0]
+    };
+    if let Some(b) = cx.opt(2) {
+        if b.concrete(0) != [m] {
+            return Err(format!("bias has shape {} but there are {m} output channels", crate::ir::fmt_shape(&b.shape)));
+        }
+    }
+    Ok((x.shape[0].clone(), c, m, g))
+}
+
+fn out_fact(cx: &InferCx, n: Dim, m: usize, g: &ConvGeom) -> Vec<Fact> {
+    let mut shape = vec![n, Dim::Fixed(m)];
+    shape.extend(g.out_spatial.iter().map(|&d| Dim::Fixed(d)));
+    vec![Fact::new(cx.input(0).map(|f| f.dtype).unwrap_or(crate::ir::DType::F32), shape)]
+}
+
+impl OpDef for Conv {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let (n, _, m, g) = conv_geom(cx, false)?;
+        Ok(out_fact(cx, n, m, &g))
+    }
+    fn macs_weight(&self, cx: &NodeCx) -> Option<(usize, u64)> {
+        let y = cx.output(0)?;
+        Some((1, y.concrete(1)[2..].iter().product::<usize>() as u64))
+    }
+    fn params(&self, _cx: &NodeCx) -> Vec<usize> {
+        vec![1, 2]
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        let group = cx.node.attr_int("group", 1).unwrap_or(1) as usize;
+        let (c, m) = (cx.in_channels(0).unwrap_or(0), cx.out_channels(0).unwrap_or(0));
+        let mut s = ChannelSpec { inputs: vec![Role::Ignore; cx.node.inputs.len()], outputs: vec![Role::Producer], ..Default::default() };
+        s.params.push(ParamTie { slot: 1, axis: 0, tie: Tie::Output(0) });
+        if cx.node.inputs.len() > 2 && cx.node.inputs[2].is_some() {
+            s.params.push(ParamTie { slot: 2, axis: 0, tie: Tie::Output(0) });
+        }
+        if group == 1 {
+            s.inputs[0] = Role::Consumer;
+            s.params.push(ParamTie { slot: 1, axis: 1, tie: Tie::Input(0) });
+        } else if group == c && m == c {
+            // Depthwise: channel k in is channel k out.
+            s.inputs[0] = Role::Pass;
+            s.outputs[0] = Role::Pass;
+            s.links = (0..c).map(|k| (0, k, 0, k)).collect();
+        } else if group == c {
+            return ChannelSpec::fixed(cx.node.inputs.len(), 1, &format!("depthwise conv {} has a channel multiplier ({} -> {})", cx.node.label(), c, m));
+        } else {
+            return ChannelSpec::fixed(cx.node.inputs.len(), 1, &format!("grouped conv {} (group={group})", cx.node.label()));
+        }
+        if !cx.is_const(1) {
+            return ChannelSpec::fixed(cx.node.inputs.len(), 1, &format!("conv {} has a computed (non-constant) weight", cx.node.label()));
+        }
+        s
+    }
+}
+
+impl OpDef for ConvTranspose {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        if let Some(os) = cx.node.attr_ints("output_shape")? {
+            let (n, _, m, _) = conv_geom(cx, true)?;
+            let mut shape = vec![n, Dim::Fixed(m)];
+            shape.extend(os.iter().map(|&d| Dim::Fixed(d as usize)));
+            return Ok(vec![Fact::new(cx.input(0)?.dtype, shape)]);
+        }
+        let (n, _, m, g) = conv_geom(cx, true)?;
+        Ok(out_fact(cx, n, m, &g))
+    }
+    fn macs_weight(&self, cx: &NodeCx) -> Option<(usize, u64)> {
+        // Each input pixel is multiplied by the whole (C x M/g x k) weight slice.
+        let x = cx.input(0)?;
+        Some((1, x.concrete(1)[2..].iter().product::<usize>() as u64))
+    }
+    fn params(&self, _cx: &NodeCx) -> Vec<usize> {
+        vec![1, 2]
+    }
+}

@@ -1,0 +1,570 @@
+//! Layout ops: Flatten, Reshape, Transpose, Concat, Split, Slice, Pad,
+//! Squeeze, Unsqueeze. Channel links are index maps along axis 1.
+use super::{norm_axis, ChannelSpec, Fact, InferCx, NodeCx, OpDef, Role};
+use crate::ir::{fmt_shape, Dim, Tensor};
+use std::sync::Arc;
+
+struct Flatten;
+struct Reshape;
+struct Transpose;
+struct Concat;
+struct Split;
+struct Slice;
+struct Pad;
+struct Squeeze;
+struct Unsqueeze;
+
+pub(super) fn register(r: &mut super::Registry) {
+    r.insert("Flatten", Box::new(Flatten));
+    r.insert("Reshape", Box::new(Reshape));
+    r.insert("Transpose", Box::new(Transpose));
+    r.insert("Concat", Box::new(Concat));
+    r.insert("Split", Box::new(Split));
+    r.insert("Slice", Box::new(Slice));
+    r.insert("Pad", Box::new(Pad));
+    r.insert("Squeeze", Box::new(Squeeze));
+    r.insert("Unsqueeze", Box::new(Unsqueeze));
+}
+
+fn prod(d: &[Dim]) -> Option<usize> {
+    d.iter().map(|x| x.fixed()).product()
+}
+
+/// Same facts with a new shape; constants and symbolic elements carried over
+/// (their element order does not change under a reshape).
+fn reshaped(x: &Fact, shape: Vec<Dim>) -> Fact {
+    let mut f = Fact::new(x.dtype, shape.clone());
+    if let Some(k) = &x.konst {
+        let mut t = (**k).clone();
+        t.shape = shape.iter().map(|d| d.fixed().unwrap_or(1)).collect();
+        f.konst = Some(Arc::new(t));
+    }
+    if shape.len() <= 1 {
+        f.sym = x.sym.clone();
+    }
+    f
+}
+
+/// Flatten-like maps [N,C,rest..] -> [N, C*rest]: channel c owns a block of
+/// features; identity-like keeps axis 0 and 1.
+fn channel_map_reshape(cx: &NodeCx, what: &str) -> ChannelSpec {
+    let n_in = cx.node.inputs.len();
+    let (Some(x), Some(y)) = (cx.input(0), cx.output(0)) else { return ChannelSpec::fixed(n_in, 1, "unknown shapes") };
+    if x.rank() < 2 || y.rank() < 2 {
+        return ChannelSpec::fixed(n_in, 1, &format!("{what} {} changes the channel axis", cx.node.label()));
+    }
+    let (xs, ys) = (x.concrete(1), y.concrete(1));
+    let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass], ..Default::default() };
+    s.inputs[0] = Role::Pass;
+    if xs[0] == ys[0] && xs[1] == ys[1] {
+        s.links = (0..xs[1]).map(|k| (0, k, 0, k)).collect();
+    } else if ys.len() == 2 && xs[0] == ys[0] && ys[1] == xs[1..].iter().product::<usize>() {
+        let block: usize = xs[2..].iter().product();
+        for c in 0..xs[1] {
+            s.links.extend((0..block).map(|j| (0, c, 0, c * block + j)));
+        }
+    } else {
+        return ChannelSpec::fixed(n_in, 1, &format!("{what} {} to {} mixes the channel axis (hard-coded channel counts)", cx.node.label(), fmt_shape(&y.shape)));
+    }
+    s
+}
+
+impl OpDef for Flatten {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let axis = cx.node.attr_int("axis", 1)?;
+        let axis = if axis == x.rank() as i64 { x.rank() } else { norm_axis(axis, x.rank())? };
+        let a = if axis == 0 { Dim::Fixed(1) } else if axis == 1 { x.shape[0].clone() } else { prod(&x.shape[..axis]).map(Dim::Fixed).ok_or("leading dims must be fixed")? };
+        let b = prod(&x.shape[axis..]).map(Dim::Fixed).ok_or("trailing dims must be fixed")?;
+        Ok(vec![reshaped(x, vec![a, b])])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        channel_map_reshape(cx, "Flatten")
+    }
+}
+
+impl OpDef for Reshape {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let target: Vec<Dim> = match cx.node.attr_ints("shape")? {
+            Some(s) => s.into_iter().map(|v| if v >= 0 { Dim::Fixed(v as usize) } else { Dim::Sym(v.to_string()) }).collect(),
+            None => cx.input(1)?.int_elems().ok_or("the target shape (input 1) is computed at run time from non-shape values; rlal needs it constant")?,
+        };
+        let allowzero = cx.node.attr_int("allowzero", 0)? != 0;
+        let mut out = Vec::with_capacity(target.len());
+        let mut infer_at = None;
+        for (i, d) in target.iter().enumerate() {
+            match d {
+                Dim::Fixed(0) if !allowzero => out.push(x.shape.get(i).cloned().ok_or(format!("target {} copies dim {i} the input lacks", fmt_shape(&target)))?),
+                Dim::Sym(s) if s == "-1" => {
+                    if infer_at.replace(i).is_some() {
+                        return Err(format!("target shape {} has more than one -1", fmt_shape(&target)));
+                    }
+                    out.push(Dim::Fixed(1));
+                }
+                other => out.push(other.clone()),
+            }
+        }
+        // Element count check / -1 inference, symbol aware.
+        let split = |s: &[Dim]| -> (usize, Vec<String>) {
+            let mut f = 1usize;
+            let mut syms = Vec::new();
+            for d in s {
+                match d {
+                    Dim::Fixed(n) => f *= n,
+                    Dim::Sym(n) => syms.push(n.clone()),
+                }
+            }
+            syms.sort();
+            (f, syms)
+        };
+        let (xf, mut xs) = split(&x.shape);
+        let (of, os) = split(&out);
+        for s in &os {
+            if let Some(p) = xs.iter().position(|q| q == s) {
+                xs.remove(p);
+            }
+        }
+        if let Some(i) = infer_at {
+            if of == 0 || xf % of != 0 {
+                return Err(format!("cannot reshape {} to {}", fmt_shape(&x.shape), fmt_shape(&target)));
+            }
+            out[i] = match (xf / of, xs.len()) {
+                (k, 0) => Dim::Fixed(k),
+                (1, 1) => Dim::Sym(xs[0].clone()),
+                (k, _) => Dim::Sym(format!("{}*{k}", xs.join("*"))),
+            };
+        } else if xs.is_empty() && os.iter().all(|s| x.shape.contains(&Dim::Sym(s.clone()))) && xf != of {
+            return Err(format!("cannot reshape {} ({xf} elements per sample) to {}", fmt_shape(&x.shape), fmt_shape(&target)));
+        }
+        Ok(vec![reshaped(x, out)])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        channel_map_reshape(cx, "Reshape")
+    }
+}
+
+impl OpDef for Transpose {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let perm: Vec<usize> = match cx.node.attr_ints("perm")? {
+            Some(p) => p.into_iter().map(|a| norm_axis(a, x.rank())).collect::<Result<_, _>>()?,
+            None => (0..x.rank()).rev().collect(),
+        };
+        let mut seen = perm.clone();
+        seen.sort_unstable();
+        if seen != (0..x.rank()).collect::<Vec<_>>() {
+            return Err(format!("perm {perm:?} is not a permutation of {} axes", x.rank()));
+        }
+        let mut f = Fact::new(x.dtype, perm.iter().map(|&p| x.shape[p].clone()).collect());
+        if let Some(t) = x.konst.as_ref().filter(|t| t.rank() == 2 && perm == [1, 0] && t.len() <= 1 << 16) {
+            // 2-D constant transpose (shape arithmetic of exported Pad amounts).
+            let (r, c) = (t.shape[0], t.shape[1]);
+            let order: Vec<usize> = (0..c).flat_map(|j| (0..r).map(move |i| i * c + j)).collect();
+            let data = match &t.data {
+                crate::ir::Data::I64(v) => Some(crate::ir::Data::I64(order.iter().map(|&k| v[k]).collect())),
+                crate::ir::Data::I32(v) => Some(crate::ir::Data::I32(order.iter().map(|&k| v[k]).collect())),
+                crate::ir::Data::F32(v) => Some(crate::ir::Data::F32(order.iter().map(|&k| v[k]).collect())),
+                _ => None,
+            };
+            f.konst = data.map(|data| Arc::new(Tensor { dtype: t.dtype, shape: vec![c, r], data }));
+        }
+        Ok(vec![f])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        let perm = cx.node.attr_ints("perm").ok().flatten().unwrap_or_default();
+        if perm.len() >= 2 && perm[0] == 0 && perm[1] == 1 {
+            return ChannelSpec::per_channel(cx, &[0]);
+        }
+        ChannelSpec::fixed(1, 1, &format!("Transpose {} moves the channel axis", cx.node.label()))
+    }
+}
+
+impl OpDef for Concat {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let first = cx.input(0)?;
+        if cx.node.attr("axis").is_none() {
+            return Err("attribute 'axis' is required".into());
+        }
+        let axis = norm_axis(cx.node.attr_int("axis", 0)?, first.rank().max(1))?;
+        let mut shape = first.shape.clone();
+        let mut total = first.dim(axis as i64);
+        let facts: Vec<&Fact> = (0..cx.node.inputs.len()).map(|i| cx.input(i)).collect::<Result<_, _>>()?;
+        for f in &facts[1..] {
+            if f.rank() != first.rank() {
+                return Err(format!("inputs have ranks {} and {}", first.rank(), f.rank()));
+            }
+            for (i, (a, b)) in shape.iter().zip(&f.shape).enumerate() {
+                if i != axis && a.fixed().is_some() && b.fixed().is_some() && a != b {
+                    return Err(format!("inputs {} and {} differ off the concat axis {axis}", fmt_shape(&first.shape), fmt_shape(&f.shape)));
+                }
+            }
+            total = total.zip(f.dim(axis as i64)).map(|(a, b)| a + b);
+        }
+        shape[axis] = total.map(Dim::Fixed).unwrap_or(Dim::Sym("?".into()));
+        let mut out = Fact::new(first.dtype, shape);
+        if first.rank() == 1 {
+            if facts.iter().all(|f| f.konst.is_some()) {
+                let mut v = Vec::new();
+                for f in &facts {
+                    v.extend(f.konst.as_ref().and_then(|t| t.to_i64()).ok_or("only integer constants are folded")?);
+                }
+                out.konst = Some(Arc::new(Tensor::i64_vec(v).cast(first.dtype).unwrap_or_else(|| Tensor::i64_vec(vec![]))));
+            } else if let Some(parts) = facts.iter().map(|f| f.int_elems()).collect::<Option<Vec<_>>>() {
+                out.sym = Some(parts.concat());
+            }
+        }
+        Ok(vec![out])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        let n = cx.node.inputs.len();
+        let rank = cx.output(0).map_or(0, |f| f.rank());
+        let axis = norm_axis(cx.node.attr_int("axis", 1).unwrap_or(1), rank.max(1)).unwrap_or(0);
+        if rank < 2 {
+            return ChannelSpec { inputs: vec![Role::Ignore; n], outputs: vec![Role::Ignore], ..Default::default() };
+        }
+        if axis != 1 {
+            return ChannelSpec::per_channel(cx, &(0..n).collect::<Vec<_>>());
+        }
+        let mut s = ChannelSpec { inputs: vec![Role::Pass; n], outputs: vec![Role::Pass], ..Default::default() };
+        let mut off = 0;
+        for i in 0..n {
+            let c = cx.in_channels(i).unwrap_or(0);
+            s.links.extend((0..c).map(|k| (i, k, 0, off + k)));
+            off += c;
+        }
+        s
+    }
+}
+
+/// Split sizes of a Split node along its axis.
+pub fn split_sizes(node: &crate::ir::Node, dim: usize, split_input: Option<Vec<i64>>) -> Result<Vec<usize>, String> {
+    let n_out = node.outputs.len();
+    let sizes = match node.attr_ints("split")?.or(split_input) {
+        Some(s) => s.into_iter().map(|v| v as usize).collect::<Vec<_>>(),
+        None => {
+            let k = node.attr_int("num_outputs", n_out as i64)? as usize;
+            let chunk = dim.div_ceil(k.max(1));
+            (0..k).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect()
+        }
+    };
+    if sizes.iter().sum::<usize>() != dim || sizes.len() != n_out {
+        return Err(format!("split sizes {sizes:?} do not cover {dim} elements in {n_out} outputs"));
+    }
+    Ok(sizes)
+}
+
+impl OpDef for Split {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let axis = norm_axis(cx.node.attr_int("axis", 0)?, x.rank())?;
+        let dim = x.dim(axis as i64).ok_or("the split axis must be fixed")?;
+        let split_in = if cx.node.inputs.len() > 1 && cx.node.inputs[1].is_some() { Some(cx.const_ints(1, "split")?) } else { None };
+        let sizes = split_sizes(cx.node, dim, split_in)?;
+        Ok(sizes
+            .into_iter()
+            .map(|s| {
+                let mut sh = x.shape.clone();
+                sh[axis] = Dim::Fixed(s);
+                Fact::new(x.dtype, sh)
+            })
+            .collect())
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        let n_out = cx.node.outputs.len();
+        let rank = cx.input(0).map_or(0, |f| f.rank());
+        let axis = norm_axis(cx.node.attr_int("axis", 0).unwrap_or(0), rank.max(1)).unwrap_or(0);
+        let mut s = ChannelSpec { inputs: vec![Role::Ignore; cx.node.inputs.len()], outputs: vec![Role::Pass; n_out], ..Default::default() };
+        s.inputs[0] = Role::Pass;
+        if rank < 2 || axis == 0 {
+            return ChannelSpec::fixed(cx.node.inputs.len(), n_out, &format!("Split {} along the batch axis", cx.node.label()));
+        }
+        let mut off = 0;
+        for o in 0..n_out {
+            let c = cx.out_channels(o).unwrap_or(0);
+            if axis == 1 {
+                s.links.extend((0..c).map(|k| (0, off + k, o, k)));
+                off += c;
+            } else {
+                s.links.extend((0..c).map(|k| (0, k, o, k)));
+            }
+        }
+        s
+    }
+}
+
+/// Resolved Slice parameters: per axis (start, end, step), ONNX clamping rules.
+pub fn slice_params(cx_node: &crate::ir::Node, shape: &[Dim], starts: Vec<i64>, ends: Vec<i64>, axes: Option<Vec<i64>>, steps: Option<Vec<i64>>) -> Result<Vec<(usize, i64, i64, i64)>, String> {
+    let r = shape.len();
+    let axes: Vec<usize> = match axes {
+        Some(a) => a.into_iter().map(|x| norm_axis(x, r)).collect::<Result<_, _>>()?,
+        None => (0..starts.len()).collect(),
+    };
+    let steps = steps.unwrap_or_else(|| vec![1; axes.len()]);
+    if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
+        return Err(format!("{}: starts/ends/axes/steps lengths differ", cx_node.label()));
+    }
+    let mut out = Vec::new();
+    for (i, &a) in axes.iter().enumerate() {
+        let step = steps[i];
+        if step == 0 {
+            return Err("slice step 0".into());
+        }
+        let Some(d) = shape[a].fixed() else {
+            // Whole-axis slices of a symbolic (batch) dim are fine.
+            if starts[i] == 0 && ends[i] >= i32::MAX as i64 && step == 1 {
+                continue;
+            }
+            return Err(format!("slicing the symbolic dim {} of axis {a}", shape[a]));
+        };
+        let d = d as i64;
+        let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
+        let (s, e) = if step > 0 {
+            let s = if starts[i] < 0 { starts[i] + d } else { starts[i] };
+            let e = if ends[i] < 0 { ends[i] + d } else { ends[i] };
+            (clamp(s, 0, d), clamp(e, 0, d))
+        } else {
+            let s = if starts[i] < 0 { starts[i] + d } else { starts[i] };
+            let e = if ends[i] < 0 { ends[i] + d } else { ends[i] };
+            (clamp(s, 0, d - 1), clamp(e, -1, d - 1))
+        };
+        out.push((a, s, e, step));
+    }
+    Ok(out)
+}
+
+fn slice_len(s: i64, e: i64, step: i64) -> usize {
+    if step > 0 {
+        if e > s { ((e - s + step - 1) / step) as usize } else { 0 }
+    } else if s > e {
+        ((s - e + (-step) - 1) / (-step)) as usize
+    } else {
+        0
+    }
+}
+
+/// Starts/ends/axes/steps of a Slice node (attributes < 10, inputs >= 10).
+pub fn slice_inputs(cx: &InferCx) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>), String> {
+    if cx.opset < 10 || cx.node.inputs.len() == 1 {
+        let starts = cx.node.attr_ints("starts")?.ok_or("starts is required")?;
+        let ends = cx.node.attr_ints("ends")?.ok_or("ends is required")?;
+        return Ok((starts, ends, cx.node.attr_ints("axes")?, None));
+    }
+    let opt = |i: usize, what: &str| -> Result<Option<Vec<i64>>, String> {
+        if cx.node.inputs.len() > i && cx.node.inputs[i].is_some() { Ok(Some(cx.const_ints(i, what)?)) } else { Ok(None) }
+    };
+    Ok((cx.const_ints(1, "starts")?, cx.const_ints(2, "ends")?, opt(3, "axes")?, opt(4, "steps")?))
+}
+
+impl OpDef for Slice {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let (starts, ends, axes, steps) = slice_inputs(cx)?;
+        let params = slice_params(cx.node, &x.shape, starts, ends, axes, steps)?;
+        let mut shape = x.shape.clone();
+        for &(a, s, e, st) in &params {
+            shape[a] = Dim::Fixed(slice_len(s, e, st));
+        }
+        let mut f = Fact::new(x.dtype, shape);
+        if let Some(t) = x.konst.as_ref().filter(|t| t.rank() > 1 && t.len() <= 1 << 16) {
+            let mut cur = (**t).clone();
+            for &(a, s, e, st) in &params {
+                let mut idx = Vec::new();
+                let mut i = s;
+                while (st > 0 && i < e) || (st < 0 && i > e) {
+                    idx.push(i as usize);
+                    i += st;
+                }
+                cur = cur.select(a, &idx).ok_or("slice out of range")?;
+            }
+            f.konst = Some(Arc::new(cur));
+        } else if x.rank() == 1 {
+            if let Some(elems) = x.int_elems() {
+                let picked: Vec<Dim> = match params.first() {
+                    Some(&(_, s, e, st)) => {
+                        let mut v = Vec::new();
+                        let mut i = s;
+                        while (st > 0 && i < e) || (st < 0 && i > e) {
+                            v.push(elems[i as usize].clone());
+                            i += st;
+                        }
+                        v
+                    }
+                    None => elems,
+                };
+                if x.konst.is_some() {
+                    let ints: Vec<i64> = picked.iter().map(|d| d.fixed().map(|v| v as i64).unwrap_or_else(|| if let Dim::Sym(s) = d { s.parse().unwrap_or(-1) } else { -1 })).collect();
+                    f.konst = Tensor::i64_vec(ints).cast(x.dtype).map(Arc::new);
+                } else {
+                    f.sym = Some(picked);
+                }
+            }
+        }
+        Ok(vec![f])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        let n_in = cx.node.inputs.len();
+        let (Some(x), Some(y)) = (cx.input(0), cx.output(0)) else { return ChannelSpec::fixed(n_in, 1, "unknown shapes") };
+        if x.rank() < 2 {
+            return ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Ignore], ..Default::default() };
+        }
+        match slice_channel_map(cx) {
+            Ok(Some(map)) => {
+                let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass], ..Default::default() };
+                s.inputs[0] = Role::Pass;
+                s.links = map.into_iter().enumerate().map(|(o, i)| (0, i, 0, o)).collect();
+                s
+            }
+            Ok(None) if x.dim(1) == y.dim(1) => ChannelSpec::per_channel(cx, &[0]),
+            _ => ChannelSpec::fixed(n_in, 1, &format!("Slice {} with computed bounds", cx.node.label())),
+        }
+    }
+}
+
+/// For a Slice on the channel axis: output channel k -> input channel map[k].
+pub fn slice_channel_map(cx: &NodeCx) -> Result<Option<Vec<usize>>, String> {
+    let x = cx.input(0).ok_or("unknown input")?;
+    let get = |i: usize| cx.input(i).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64());
+    let (starts, ends, axes, steps) = if cx.node.inputs.len() == 1 {
+        (cx.node.attr_ints("starts")?.unwrap_or_default(), cx.node.attr_ints("ends")?.unwrap_or_default(), cx.node.attr_ints("axes")?, None)
+    } else {
+        (get(1).ok_or("starts")?, get(2).ok_or("ends")?, get(3), get(4))
+    };
+    let params = slice_params(cx.node, &x.shape, starts, ends, axes, steps)?;
+    Ok(params.iter().find(|p| p.0 == 1).map(|&(_, s, e, st)| {
+        let mut v = Vec::new();
+        let mut i = s;
+        while (st > 0 && i < e) || (st < 0 && i > e) {
+            v.push(i as usize);
+            i += st;
+        }
+        v
+    }))
+}
+
+/// Pads of a Pad node as (begin, end) per axis of a rank-`r` input.
+pub fn pad_amounts(node: &crate::ir::Node, r: usize, pads_input: Option<Vec<i64>>, axes_input: Option<Vec<i64>>) -> Result<Vec<(i64, i64)>, String> {
+    let pads = match node.attr_ints("pads")?.or(pads_input) {
+        Some(p) => p,
+        None => return Err("pads are required".into()),
+    };
+    let axes: Vec<usize> = match axes_input {
+        Some(a) => a.into_iter().map(|x| norm_axis(x, r)).collect::<Result<_, _>>()?,
+        None => (0..r).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
+    }
+    let mut out = vec![(0, 0); r];
+    for (i, &a) in axes.iter().enumerate() {
+        out[a] = (pads[i], pads[i + axes.len()]);
+    }
+    Ok(out)
+}
+
+fn pad_of(cx_node: &crate::ir::Node, r: usize, get: impl Fn(usize) -> Option<Vec<i64>>) -> Result<Vec<(i64, i64)>, String> {
+    let has = |i: usize| cx_node.inputs.len() > i && cx_node.inputs[i].is_some();
+    let pads_in = if has(1) { Some(get(1).ok_or("pads (input 1) must be a constant rlal can fold")?) } else { None };
+    let axes_in = if has(3) { Some(get(3).ok_or("axes (input 3) must be constant")?) } else { None };
+    pad_amounts(cx_node, r, pads_in, axes_in)
+}
+
+impl OpDef for Pad {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let pads = pad_of(cx.node, x.rank(), |i| cx.konst(i).and_then(|t| t.to_i64()))?;
+        let mut shape = x.shape.clone();
+        for (a, &(b, e)) in pads.iter().enumerate() {
+            if b == 0 && e == 0 {
+                continue;
+            }
+            let d = x.dim(a as i64).ok_or(format!("padding the symbolic axis {a}"))? as i64 + b + e;
+            if d <= 0 {
+                return Err(format!("padding makes axis {a} empty"));
+            }
+            shape[a] = Dim::Fixed(d as usize);
+        }
+        Ok(vec![Fact::new(x.dtype, shape)])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        let n_in = cx.node.inputs.len();
+        let Some(x) = cx.input(0) else { return ChannelSpec::fixed(n_in, 1, "unknown shapes") };
+        if x.rank() < 2 {
+            return ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Ignore], ..Default::default() };
+        }
+        let Ok(pads) = pad_of(cx.node, x.rank(), |i| cx.input(i).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64())) else {
+            return ChannelSpec::fixed(n_in, 1, "Pad with computed pads");
+        };
+        let (b, e) = pads[1];
+        if pads[0] != (0, 0) || b < 0 || e < 0 {
+            return ChannelSpec::fixed(n_in, 1, &format!("Pad {} crops channels or pads the batch axis", cx.node.label()));
+        }
+        let mode = cx.node.attr_str("mode", "constant").unwrap_or_default();
+        if (b, e) != (0, 0) && mode != "constant" {
+            return ChannelSpec::fixed(n_in, 1, &format!("Pad {} reflects/edges along channels", cx.node.label()));
+        }
+        let c = cx.in_channels(0).unwrap_or(0);
+        let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass], ..Default::default() };
+        s.inputs[0] = Role::Pass;
+        s.links = (0..c).map(|k| (0, k, 0, k + b as usize)).collect();
+        s
+    }
+}
+
+fn axes_of(cx: &InferCx, what: &str) -> Result<Option<Vec<i64>>, String> {
+    if let Some(a) = cx.node.attr_ints("axes")? {
+        return Ok(Some(a));
+    }
+    if cx.node.inputs.len() > 1 && cx.node.inputs[1].is_some() {
+        return Ok(Some(cx.const_ints(1, what)?));
+    }
+    Ok(None)
+}
+
+impl OpDef for Squeeze {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let axes: Vec<usize> = match axes_of(cx, "axes")? {
+            Some(a) => a.into_iter().map(|v| norm_axis(v, x.rank())).collect::<Result<_, _>>()?,
+            None => (0..x.rank()).filter(|&i| x.shape[i] == Dim::Fixed(1)).collect(),
+        };
+        for &a in &axes {
+            if x.shape[a] != Dim::Fixed(1) && x.shape[a].fixed().is_some() {
+                return Err(format!("cannot squeeze axis {a} of {}", fmt_shape(&x.shape)));
+            }
+        }
+        let shape = x.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect();
+        Ok(vec![reshaped(x, shape)])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        channel_map_reshape(cx, "Squeeze")
+    }
+}
+
+impl OpDef for Unsqueeze {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+        let x = cx.input(0)?;
+        let a = axes_of(cx, "axes")?.ok_or("axes are required")?;
+        let r = x.rank() + a.len();
+        let mut axes: Vec<usize> = a.into_iter().map(|v| norm_axis(v, r)).collect::<Result<_, _>>()?;
+        axes.sort_unstable();
+        let mut shape = Vec::with_capacity(r);
+        let mut it = x.shape.iter();
+        for i in 0..r {
+            if axes.contains(&i) {
+                shape.push(Dim::Fixed(1));
+            } else {
+                shape.push(it.next().ok_or("bad axes")?.clone());
+            }
+        }
+        let mut f = reshaped(x, shape);
+        if r == 1 {
+            f.sym = x.int_elems().filter(|_| x.konst.is_none());
+        }
+        Ok(vec![f])
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        channel_map_reshape(cx, "Unsqueeze")
+    }
+}
+

@@ -1,0 +1,291 @@
+//! The op registry: one [`OpDef`] per supported ONNX op type.
+//!
+//! Each op declares
+//! * `infer`: output facts (dtype, shape, and the constant value when all
+//!   inputs that matter are constant: this is what folds shape subgraphs);
+//! * `macs_weight`: which parameter input carries its multiply-accumulates and
+//!   the factor (conv: output pixels; Gemm: 1), so that MACs = factor × numel(W)
+//!   both before and after channel pruning;
+//! * `params`: which inputs are trainable parameters;
+//! * `channels`: how channel axes (axis 1) of inputs and outputs are tied and
+//!   which axis of each parameter follows which channel axis.
+//!
+//! Ops not in the table import as opaque barriers: their outputs get the shapes
+//! declared in the file (if any) and every channel group touching them is fixed.
+pub mod conv;
+mod elementwise;
+pub mod gemm;
+pub mod layout;
+mod norm;
+mod pool;
+mod shape_ops;
+
+use super::{DType, Dim, Node, Tensor};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+/// What shape inference knows about a value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fact {
+    pub dtype: DType,
+    pub shape: Vec<Dim>,
+    /// The value, when it is a compile-time constant.
+    pub konst: Option<Arc<Tensor>>,
+    /// For small integer vectors computed from shapes: the elements, some symbolic.
+    pub sym: Option<Vec<Dim>>,
+}
+
+impl Fact {
+    pub fn new(dtype: DType, shape: Vec<Dim>) -> Fact {
+        Fact { dtype, shape, konst: None, sym: None }
+    }
+    pub fn konst(t: Tensor) -> Fact {
+        let shape = t.shape.iter().map(|&d| Dim::Fixed(d)).collect();
+        Fact { dtype: t.dtype, shape, konst: Some(Arc::new(t)), sym: None }
+    }
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+    /// Fixed size of axis `i` (negative counts from the end).
+    pub fn dim(&self, i: i64) -> Option<usize> {
+        let r = self.rank() as i64;
+        let i = if i < 0 { i + r } else { i };
+        if i < 0 || i >= r {
+            return None;
+        }
+        self.shape[i as usize].fixed()
+    }
+    /// Shape with symbolic dims replaced by `batch` (per-sample figures use 1).
+    pub fn concrete(&self, batch: usize) -> Vec<usize> {
+        self.shape.iter().map(|d| d.fixed().unwrap_or(batch)).collect()
+    }
+    /// Integer elements, with symbols: from the constant or from `sym`.
+    pub fn int_elems(&self) -> Option<Vec<Dim>> {
+        if let Some(s) = &self.sym {
+            return Some(s.clone());
+        }
+        let t = self.konst.as_ref()?;
+        Some(t.to_i64()?.into_iter().map(|x| if x >= 0 { Dim::Fixed(x as usize) } else { Dim::Sym(format!("{x}")) }).collect())
+    }
+}
+
+/// Inputs of a node for shape inference.
+pub struct InferCx<'a> {
+    pub node: &'a Node,
+    pub inputs: Vec<Option<&'a Fact>>,
+    pub opset: i64,
+}
+
+impl<'a> InferCx<'a> {
+    /// Fact of input `i`; error if absent or unknown.
+    pub fn input(&self, i: usize) -> Result<&'a Fact, String> {
+        match self.inputs.get(i) {
+            Some(Some(f)) => Ok(f),
+            Some(None) if i < self.node.inputs.len() && self.node.inputs[i].is_some() => {
+                Err(format!("the shape of input {i} is unknown (it comes from an unsupported op)"))
+            }
+            _ => Err(format!("input {i} is missing")),
+        }
+    }
+    pub fn opt(&self, i: usize) -> Option<&'a Fact> {
+        self.inputs.get(i).copied().flatten()
+    }
+    /// Constant value of input `i`, if known.
+    pub fn konst(&self, i: usize) -> Option<&'a Tensor> {
+        self.opt(i).and_then(|f| f.konst.as_deref())
+    }
+    /// Constant integer vector of input `i`, or an error saying it must be one.
+    pub fn const_ints(&self, i: usize, what: &str) -> Result<Vec<i64>, String> {
+        let t = self.konst(i).ok_or_else(|| format!("{what} (input {i}) must be a constant that rlal can fold; it is computed at run time"))?;
+        t.to_i64().ok_or_else(|| format!("{what} (input {i}) must be an integer tensor, found {}", t.dtype))
+    }
+    /// Input `i`'s rank-`want` fact with fixed non-batch dims.
+    pub fn ranked(&self, i: usize, want: usize) -> Result<&'a Fact, String> {
+        let f = self.input(i)?;
+        if f.rank() != want {
+            return Err(format!("input {i} must have rank {want}, found shape {}", super::fmt_shape(&f.shape)));
+        }
+        Ok(f)
+    }
+}
+
+/// Inputs of a node for cost and channel queries (after inference).
+pub struct NodeCx<'a> {
+    pub node: &'a Node,
+    pub inputs: Vec<Option<&'a Fact>>,
+    pub outputs: Vec<Option<&'a Fact>>,
+}
+
+impl<'a> NodeCx<'a> {
+    pub fn input(&self, i: usize) -> Option<&'a Fact> {
+        self.inputs.get(i).copied().flatten()
+    }
+    pub fn output(&self, i: usize) -> Option<&'a Fact> {
+        self.outputs.get(i).copied().flatten()
+    }
+    /// Whether input `i` is a constant (an initializer or folded value).
+    pub fn is_const(&self, i: usize) -> bool {
+        self.input(i).is_some_and(|f| f.konst.is_some())
+    }
+    /// Channel count (axis 1) of input `i`, for rank >= 2 values.
+    pub fn in_channels(&self, i: usize) -> Option<usize> {
+        self.input(i).filter(|f| f.rank() >= 2).and_then(|f| f.dim(1))
+    }
+    pub fn out_channels(&self, i: usize) -> Option<usize> {
+        self.output(i).filter(|f| f.rank() >= 2).and_then(|f| f.dim(1))
+    }
+}
+
+/// The part a value slot plays for channel pruning.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Role {
+    /// Channels pass through, tied by `links` (activations, BN, pools, ...).
+    Pass,
+    /// The op creates these channels from weights (conv/Gemm output).
+    Producer,
+    /// The op reduces over these channels with weights (conv/Gemm input).
+    Consumer,
+    /// Not a channel-carrying operand (weights, shapes, scalars).
+    Ignore,
+    /// Pruning may not cross this slot.
+    Fixed(String),
+}
+
+/// Where an axis of a parameter tensor takes its indices from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tie {
+    Input(usize),
+    Output(usize),
+}
+
+/// Axis `axis` of the tensor in input slot `slot` follows the channel axis of `tie`
+/// index for index (so pruning those channels slices this axis).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamTie {
+    pub slot: usize,
+    pub axis: usize,
+    pub tie: Tie,
+}
+
+/// How an op relates channel axes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChannelSpec {
+    pub inputs: Vec<Role>,
+    pub outputs: Vec<Role>,
+    /// (input slot, input channel, output slot, output channel) identities.
+    pub links: Vec<(usize, usize, usize, usize)>,
+    pub params: Vec<ParamTie>,
+}
+
+impl ChannelSpec {
+    /// Every slot fixed with the same reason.
+    pub fn fixed(n_in: usize, n_out: usize, why: &str) -> ChannelSpec {
+        ChannelSpec {
+            inputs: vec![Role::Fixed(why.to_string()); n_in],
+            outputs: vec![Role::Fixed(why.to_string()); n_out],
+            ..Default::default()
+        }
+    }
+    /// Channel c of every input in `slots` is channel c of output 0.
+    pub fn per_channel(cx: &NodeCx, slots: &[usize]) -> ChannelSpec {
+        let n_in = cx.node.inputs.len();
+        let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass; cx.node.outputs.len()], ..Default::default() };
+        let Some(c) = cx.out_channels(0) else {
+            return ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Ignore; cx.node.outputs.len()], ..Default::default() };
+        };
+        for &i in slots {
+            if cx.in_channels(i) == Some(c) {
+                s.inputs[i] = Role::Pass;
+                s.links.extend((0..c).map(|k| (i, k, 0, k)));
+            }
+        }
+        s
+    }
+}
+
+/// One supported op.
+pub trait OpDef: Sync + Send {
+    /// Output facts; errors are messages (the caller adds the node's name).
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String>;
+    /// (parameter input slot, factor): MACs per sample = factor × numel(input slot).
+    fn macs_weight(&self, _cx: &NodeCx) -> Option<(usize, u64)> {
+        None
+    }
+    /// Input slots holding trainable parameters (when they are constants).
+    fn params(&self, _cx: &NodeCx) -> Vec<usize> {
+        Vec::new()
+    }
+    /// Channel ties; the default makes the op a barrier for pruning.
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        ChannelSpec::fixed(cx.node.inputs.len(), cx.node.outputs.len(), &format!("{} does not support channel pruning", cx.node.op_type))
+    }
+}
+
+type Registry = HashMap<&'static str, Box<dyn OpDef>>;
+
+fn registry() -> &'static Registry {
+    static R: OnceLock<Registry> = OnceLock::new();
+    R.get_or_init(|| {
+        let mut r: Registry = HashMap::new();
+        conv::register(&mut r);
+        norm::register(&mut r);
+        elementwise::register(&mut r);
+        pool::register(&mut r);
+        gemm::register(&mut r);
+        layout::register(&mut r);
+        shape_ops::register(&mut r);
+        r
+    })
+}
+
+/// The definition of a node's op (default ONNX domain only).
+pub fn lookup(node: &Node) -> Option<&'static dyn OpDef> {
+    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+        return None;
+    }
+    registry().get(node.op_type.as_str()).map(|b| b.as_ref())
+}
+
+/// Supported op types, sorted.
+pub fn supported() -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = registry().keys().copied().collect();
+    v.sort_unstable();
+    v
+}
+
+/// Normalises a possibly negative axis.
+pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r {
+        return Err(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(a as usize)
+}
+
+/// Numpy-style broadcast of shapes.
+pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
+    let n = a.len().max(b.len());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let da = if i + a.len() >= n { Some(&a[i + a.len() - n]) } else { None };
+        let db = if i + b.len() >= n { Some(&b[i + b.len() - n]) } else { None };
+        out.push(match (da, db) {
+            (Some(x), None) | (None, Some(x)) => x.clone(),
+            (Some(x), Some(y)) if x == y => x.clone(),
+            (Some(Dim::Fixed(1)), Some(y)) => y.clone(),
+            (Some(x), Some(Dim::Fixed(1))) => x.clone(),
+            (Some(Dim::Sym(_)), Some(y)) | (Some(y), Some(Dim::Sym(_))) => y.clone(),
+            (Some(_), Some(_)) => {
+                return Err(format!("shapes {} and {} do not broadcast", super::fmt_shape(a), super::fmt_shape(b)))
+            }
+            (None, None) => unreachable!(),
+        });
+    }
+    Ok(out)
+}
+
+/// Shape of fixed dims.
+pub fn fixed(shape: &[usize]) -> Vec<Dim> {
+    shape.iter().map(|&d| Dim::Fixed(d)).collect()
+}

@@ -1,0 +1,196 @@
+//! Normalisation passes run at import. Each is a named rewrite that reports
+//! how many places it changed; [`normalize`] runs them in order.
+//!
+//! * `fold-constants`: evaluates every node whose outputs are compile-time
+//!   constants given the static non-batch input shape (Shape → Gather →
+//!   Unsqueeze → Concat → Reshape chains, ConstantOfShape, Cast, computed
+//!   Pad/Slice amounts, Constant nodes) into initializers; Reshape targets
+//!   computed from the batch dim become `0` (copy) entries.
+//! * `unshare-initializers`: gives every node its own copy of a parameter
+//!   initializer that several nodes share (exporters deduplicate identical
+//!   tensors across unrelated layers), so pruning one layer never edits another.
+//! * `drop-identity`: removes Identity and inference-mode Dropout.
+use super::infer::{infer, Facts};
+use super::ops::{self};
+use super::{Dim, Graph, IrError, Tensor, Value};
+
+/// What a pass did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PassReport {
+    pub pass: &'static str,
+    pub changes: usize,
+}
+
+/// Runs all import passes; returns the final facts too.
+pub fn normalize(g: &mut Graph, input_shape: Option<&[usize]>) -> Result<(Vec<PassReport>, Facts), IrError> {
+    g.name_anonymous_nodes();
+    let mut reports = Vec::new();
+    let facts = infer(g, input_shape)?;
+    reports.push(PassReport { pass: "fold-constants", changes: fold_constants(g, &facts) });
+    reports.push(PassReport { pass: "drop-identity", changes: drop_identity(g) });
+    let facts = infer(g, input_shape)?;
+    reports.push(PassReport { pass: "unshare-initializers", changes: unshare_initializers(g, &facts) });
+    let facts = infer(g, input_shape)?;
+    Ok((reports, facts))
+}
+
+/// Replaces constant-valued nodes by initializers and resolves symbolic Reshape targets.
+pub fn fold_constants(g: &mut Graph, facts: &Facts) -> usize {
+    let mut changes = 0;
+    let mut dead = vec![false; g.nodes.len()];
+    for (nid, node) in g.nodes.iter().enumerate() {
+        let outs: Vec<_> = node.outputs.iter().flatten().copied().collect();
+        if outs.is_empty() || ops::lookup(node).is_none() {
+            continue;
+        }
+        if outs.iter().all(|&o| facts[o].as_ref().is_some_and(|f| f.konst.is_some())) {
+            dead[nid] = true;
+        }
+    }
+    for (nid, d) in dead.iter().enumerate() {
+        if *d {
+            for &o in g.nodes[nid].outputs.clone().iter().flatten() {
+                let t = facts[o].as_ref().and_then(|f| f.konst.as_deref()).cloned().expect("checked above");
+                g.values[o].init = Some(t);
+                g.values[o].has_value_info = false;
+            }
+            changes += 1;
+        }
+    }
+    let mut k = 0;
+    g.nodes.retain(|_| {
+        k += 1;
+        !dead[k - 1]
+    });
+    // Reshape targets with symbolic entries: a symbol equal to the data's dim i becomes 0.
+    for ni in 0..g.nodes.len() {
+        let node = &g.nodes[ni];
+        if node.op_type != "Reshape" || node.inputs.len() < 2 {
+            continue;
+        }
+        let (Some(x), Some(s)) = (node.inputs[0], node.inputs[1]) else { continue };
+        if g.values[s].init.is_some() {
+            continue;
+        }
+        let (Some(xf), Some(sf)) = (facts[x].as_ref(), facts[s].as_ref()) else { continue };
+        let Some(sym) = &sf.sym else { continue };
+        if node.attr_int("allowzero", 0).unwrap_or(0) != 0 {
+            continue;
+        }
+        let mut target = Vec::with_capacity(sym.len());
+        let mut ok = true;
+        for (i, d) in sym.iter().enumerate() {
+            target.push(match d {
+                Dim::Fixed(n) => *n as i64,
+                Dim::Sym(v) if v.parse::<i64>().is_ok() => v.parse::<i64>().unwrap_or(-1),
+                d if xf.shape.get(i) == Some(d) => 0,
+                _ => {
+                    ok = false;
+                    0
+                }
+            });
+        }
+        let unknown = sym.iter().enumerate().filter(|(i, d)| d.fixed().is_none() && xf.shape.get(*i) != Some(d) && d.to_string().parse::<i64>().is_err()).count();
+        if !ok && unknown == 1 && !target.contains(&-1) {
+            // A single unresolved entry: let Reshape infer it.
+            for (i, d) in sym.iter().enumerate() {
+                if d.fixed().is_none() && xf.shape.get(i) != Some(d) {
+                    target[i] = -1;
+                }
+            }
+            ok = true;
+        }
+        if !ok {
+            continue;
+        }
+        let name = g.fresh_name(&format!("{}.shape", g.nodes[ni].name));
+        let id = g.add_value(Value { name, init: Some(Tensor::i64_vec(target)), ..Default::default() });
+        g.nodes[ni].inputs[1] = Some(id);
+        changes += 1;
+    }
+    g.cleanup();
+    changes
+}
+
+/// Removes Identity and Dropout (inference) nodes.
+pub fn drop_identity(g: &mut Graph) -> usize {
+    let mut changes = 0;
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let node = &g.nodes[i];
+        let is_id = node.op_type == "Identity" && node.domain.is_empty();
+        let is_drop = node.op_type == "Dropout" && node.domain.is_empty() && node.outputs.iter().skip(1).all(|o| o.is_none() || g.consumers()[o.unwrap_or(0)].is_empty() && !g.outputs.contains(&o.unwrap_or(0)));
+        if !(is_id || is_drop) || node.inputs.first().copied().flatten().is_none() || node.outputs.first().copied().flatten().is_none() {
+            i += 1;
+            continue;
+        }
+        let (x, y) = (node.inputs[0].expect("checked"), node.outputs[0].expect("checked"));
+        if g.outputs.contains(&y) {
+            // Keep the output name: make x's producer write y when x is private to it.
+            let producers = g.producers();
+            let uses = g.consumers()[x].len();
+            match producers[x] {
+                Some(p) if uses == 1 && !g.outputs.contains(&x) => {
+                    for o in g.nodes[p].outputs.iter_mut() {
+                        if *o == Some(x) {
+                            *o = Some(y);
+                        }
+                    }
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            }
+        } else {
+            g.replace_uses(y, x);
+        }
+        g.nodes.remove(i);
+        changes += 1;
+    }
+    if changes > 0 {
+        g.cleanup();
+    }
+    changes
+}
+
+/// Gives each node its own copy of parameter initializers used by several nodes.
+pub fn unshare_initializers(g: &mut Graph, facts: &Facts) -> usize {
+    let mut uses: std::collections::BTreeMap<usize, Vec<(usize, usize)>> = Default::default();
+    for (nid, node) in g.nodes.iter().enumerate() {
+        let Some(op) = ops::lookup(node) else { continue };
+        let cx = crate::ir::ops::NodeCx {
+            node,
+            inputs: node.inputs.iter().map(|i| i.and_then(|i| facts[i].as_ref())).collect(),
+            outputs: node.outputs.iter().map(|o| o.and_then(|o| facts[o].as_ref())).collect(),
+        };
+        let mut slots: Vec<usize> = op.params(&cx);
+        slots.extend(op.channels(&cx).params.iter().map(|t| t.slot));
+        slots.sort_unstable();
+        slots.dedup();
+        for s in slots {
+            if let Some(Some(v)) = node.inputs.get(s) {
+                if g.values[*v].init.as_ref().is_some_and(|t| t.len() > 1) {
+                    uses.entry(*v).or_default().push((nid, s));
+                }
+            }
+        }
+    }
+    let all_uses = g.consumers();
+    let mut changes = 0;
+    for (v, list) in uses {
+        // Every use beyond the first (including non-parameter uses) gets a copy.
+        let total = all_uses[v].len() + usize::from(g.outputs.contains(&v));
+        if total <= 1 {
+            continue;
+        }
+        for &(nid, slot) in list.iter().skip(usize::from(list.len() == total)) {
+            let name = g.fresh_name(&format!("{}.{}", g.values[v].name, g.nodes[nid].name));
+            let copy = Value { name, dtype: g.values[v].dtype, shape: g.values[v].shape.clone(), init: g.values[v].init.clone(), ..Default::default() };
+            let id = g.add_value(copy);
+            g.nodes[nid].inputs[slot] = Some(id);
+            changes += 1;
+        }
+    }
+    changes
+}
