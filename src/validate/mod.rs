@@ -11,3 +11,20 @@ pub enum ValidateError {
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
 }
+
+/// Something that runs an ONNX classifier on a batch: ONNX Runtime, tract, or
+/// rlal's own libtorch executor. Input: NCHW f32; output: every graph output.
+pub trait Runner {
+    /// Short engine name for reports ("ort", "tract", "tch").
+    fn engine(&self) -> &'static str;
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError>;
+}
+
+impl Runner for ort::OrtModel {
+    fn engine(&self) -> &'static str {
+        "ort"
+    }
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
+        ort::OrtModel::run(self, shape, data)
+    }
+}
