@@ -194,3 +194,100 @@ pub fn unshare_initializers(g: &mut Graph, facts: &Facts) -> usize {
     }
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn graphs(name: &str) -> Graph {
+        crate::onnx::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(name)).unwrap()
+    }
+
+    #[test]
+    fn fold_constants_evaluates_the_option_a_pad_chain() {
+        // The classic exporter computes the shortcut's Pad amounts with a
+        // ConstantOfShape/Concat/Reshape/Slice/Transpose/Cast chain.
+        let mut g = graphs("resnet20_cifar.onnx");
+        assert!(g.nodes.iter().any(|n| n.op_type == "ConstantOfShape"));
+        let (reports, _) = normalize(&mut g, None).unwrap();
+        assert!(reports[0].changes > 0);
+        for op in ["ConstantOfShape", "Transpose", "Cast", "Constant", "Concat", "Reshape"] {
+            assert!(!g.nodes.iter().any(|n| n.op_type == op), "{op} left after folding");
+        }
+        let pads: Vec<Vec<i64>> = g.nodes.iter().filter(|n| n.op_type == "Pad").map(|n| g.init(n.inputs[1].unwrap()).unwrap().to_i64().unwrap()).collect();
+        assert_eq!(pads, vec![vec![0, 8, 0, 0, 0, 8, 0, 0], vec![0, 16, 0, 0, 0, 16, 0, 0]]);
+    }
+
+    #[test]
+    fn symbolic_reshape_target_becomes_copy_dims() {
+        // x.view(x.size(0), -1) exports as Shape→Gather→Unsqueeze→Concat→Reshape.
+        use crate::ir::{Attr, Node};
+        let mut g = Graph::default();
+        g.meta.opsets = vec![(String::new(), 13)];
+        let x = g.add_value(Value { name: "x".into(), dtype: Some(crate::ir::DType::F32), shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(4), Dim::Fixed(2), Dim::Fixed(2)]), ..Default::default() });
+        g.inputs.push(x);
+        let mk = |g: &mut Graph, name: &str| g.add_value(Value { name: name.into(), ..Default::default() });
+        let (s, b, u, c, y) = (mk(&mut g, "s"), mk(&mut g, "b"), mk(&mut g, "u"), mk(&mut g, "c"), mk(&mut g, "y"));
+        let zero = g.add_value(Value { name: "zero".into(), init: Some(Tensor::i64(vec![], vec![0])), ..Default::default() });
+        let minus1 = g.add_value(Value { name: "m1".into(), init: Some(Tensor::i64_vec(vec![-1])), ..Default::default() });
+        let n = |name: &str, op: &str, i: Vec<usize>, o: usize| Node { name: name.into(), op_type: op.into(), inputs: i.into_iter().map(Some).collect(), outputs: vec![Some(o)], ..Default::default() };
+        g.nodes.push(n("shape", "Shape", vec![x], s));
+        g.nodes.push(n("gather", "Gather", vec![s, zero], b));
+        let mut un = n("unsq", "Unsqueeze", vec![b], u);
+        un.attrs.push(("axes".into(), Attr::Ints(vec![0])));
+        g.nodes.push(un);
+        let mut cat = n("cat", "Concat", vec![u, minus1], c);
+        cat.attrs.push(("axis".into(), Attr::Int(0)));
+        g.nodes.push(cat);
+        g.nodes.push(n("reshape", "Reshape", vec![x, c], y));
+        g.outputs.push(y);
+        let (_, facts) = normalize(&mut g, None).unwrap();
+        assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes.iter().map(|n| &n.op_type).collect::<Vec<_>>());
+        assert_eq!(g.init(g.nodes[0].inputs[1].unwrap()).unwrap().to_i64().unwrap(), vec![0, -1]);
+        let yf = facts[g.outputs[0]].as_ref().unwrap();
+        assert_eq!(yf.shape, vec![Dim::Sym("N".into()), Dim::Fixed(16)]);
+    }
+
+    #[test]
+    fn shared_parameters_are_unshared_and_identities_dropped() {
+        use crate::ir::Node;
+        let mut g = Graph::default();
+        g.meta.opsets = vec![(String::new(), 13)];
+        let x = g.add_value(Value { name: "x".into(), dtype: Some(crate::ir::DType::F32), shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(5)]), ..Default::default() });
+        g.inputs.push(x);
+        let w = g.add_value(Value { name: "w".into(), init: Some(Tensor::f32(vec![2, 2, 1, 1], vec![1.0; 4])), ..Default::default() });
+        let mk = |g: &mut Graph, name: &str| g.add_value(Value { name: name.into(), ..Default::default() });
+        let (wi, a, b, y) = (mk(&mut g, "w_id"), mk(&mut g, "a"), mk(&mut g, "b"), mk(&mut g, "y"));
+        let n = |name: &str, op: &str, i: Vec<usize>, o: usize| Node { name: name.into(), op_type: op.into(), inputs: i.into_iter().map(Some).collect(), outputs: vec![Some(o)], ..Default::default() };
+        g.nodes.push(n("id", "Identity", vec![w], wi));
+        g.nodes.push(n("c1", "Conv", vec![x, w], a));
+        g.nodes.push(n("c2", "Conv", vec![a, wi], b));
+        g.nodes.push(n("c3", "Conv", vec![b, w], y));
+        g.outputs.push(y);
+        let (reports, _) = normalize(&mut g, None).unwrap();
+        assert!(g.nodes.iter().all(|n| n.op_type == "Conv"));
+        let ws: std::collections::BTreeSet<usize> = g.nodes.iter().map(|n| n.inputs[1].unwrap()).collect();
+        assert_eq!(ws.len(), 3, "each conv owns its weight");
+        assert!(reports.iter().any(|r| r.pass == "unshare-initializers" && r.changes >= 1));
+        assert_eq!(g.values[g.outputs[0]].name, "y");
+    }
+
+    #[test]
+    fn identity_before_graph_output_keeps_the_output_name() {
+        use crate::ir::Node;
+        let mut g = Graph::default();
+        g.meta.opsets = vec![(String::new(), 13)];
+        let x = g.add_value(Value { name: "x".into(), dtype: Some(crate::ir::DType::F32), shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(3)]), ..Default::default() });
+        g.inputs.push(x);
+        let r = g.add_value(Value { name: "r".into(), ..Default::default() });
+        let y = g.add_value(Value { name: "out".into(), ..Default::default() });
+        g.nodes.push(Node { name: "relu".into(), op_type: "Relu".into(), inputs: vec![Some(x)], outputs: vec![Some(r)], ..Default::default() });
+        g.nodes.push(Node { name: "id".into(), op_type: "Identity".into(), inputs: vec![Some(r)], outputs: vec![Some(y)], ..Default::default() });
+        g.outputs.push(y);
+        normalize(&mut g, None).unwrap();
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.values[g.outputs[0]].name, "out");
+        assert_eq!(g.nodes[0].outputs[0], Some(g.outputs[0]));
+    }
+}
