@@ -99,7 +99,7 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
         if g.values[v].init.is_some() {
             continue;
         }
-        if let Some(c) = f.as_ref().filter(|f| f.rank() >= 2 && f.konst.is_none()).and_then(|f| f.dim(1)) {
+        if let Some(c) = f.as_ref().filter(|f| f.rank() >= 2 && !f.is_const()).and_then(|f| f.dim(1)) {
             base[v] = n;
             width[v] = c;
             n += c;

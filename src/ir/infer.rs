@@ -11,7 +11,9 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
     let mut facts: Facts = vec![None; g.values.len()];
     for (i, v) in g.values.iter().enumerate() {
         if let Some(t) = &v.init {
-            facts[i] = Some(Fact::konst(t.clone()));
+            // Large float weights are only marked constant: shape arithmetic
+            // never needs their data, and cloning them would double memory.
+            facts[i] = Some(if t.len() <= 1 << 16 || !t.dtype.is_float() { Fact::konst(t.clone()) } else { Fact::opaque_const(t.dtype, &t.shape) });
         }
     }
     for (k, &i) in g.inputs.iter().enumerate() {

@@ -6,6 +6,7 @@
 //! so `save(load(m))` is an equivalent model. Files may be gzip-compressed
 //! (`.onnx.gz`); initializers may live in external data files.
 mod attr;
+mod stream;
 #[allow(clippy::all)]
 pub mod pb;
 mod tensor;
@@ -31,30 +32,58 @@ pub enum OnnxError {
 
 /// Reads an ONNX model file (plain or gzip) into the IR.
 pub fn load(path: &Path) -> Result<Graph, OnnxError> {
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })?;
-    load_bytes(&bytes, path)
+    use std::io::BufRead;
+    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+    let head = r.fill_buf().map_err(io)?;
+    if head.is_empty() {
+        return Err(OnnxError::Decode { path: path.to_path_buf(), msg: "the file is empty".into() });
+    }
+    if head.starts_with(&[0x1f, 0x8b]) {
+        decode_from(std::io::BufReader::with_capacity(1 << 20, flate2::read::GzDecoder::new(r)), path)
+    } else {
+        decode_from(r, path)
+    }
 }
 
 /// Decodes model bytes; `path` names the source in errors and locates external data.
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<Graph, OnnxError> {
-    let decoded;
-    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| OnnxError::Decode { path: path.to_path_buf(), msg: format!("gzip: {e}") })?;
-        decoded = out;
-        &decoded[..]
-    } else {
-        bytes
-    };
     if bytes.is_empty() {
         return Err(OnnxError::Decode { path: path.to_path_buf(), msg: "the file is empty".into() });
     }
-    let model = pb::ModelProto::decode(bytes)
-        .map_err(|e| OnnxError::Decode { path: path.to_path_buf(), msg: format!("protobuf: {e}") })?;
-    from_model(model, path)
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        decode_from(std::io::BufReader::new(flate2::read::GzDecoder::new(bytes)), path)
+    } else {
+        decode_from(bytes, path)
+    }
+}
+
+/// Decoding error inside the stream: a message (→ Decode) or a tensor error.
+enum Dec {
+    Msg(String),
+    Onnx(OnnxError),
+}
+impl From<String> for Dec {
+    fn from(s: String) -> Dec {
+        Dec::Msg(s)
+    }
+}
+
+fn decode_from(r: impl std::io::Read, path: &Path) -> Result<Graph, OnnxError> {
+    let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
+    let mut inits = Vec::new();
+    let model = stream::decode(r, |t: pb::TensorProto| {
+        let name = t.name.clone().unwrap_or_default();
+        let data = tensor::from_proto(&t, dir, path).map_err(Dec::Onnx)?;
+        inits.push((name, data));
+        Ok::<(), Dec>(())
+    })
+    .map_err(|e| match e {
+        Dec::Msg(msg) => OnnxError::Decode { path: path.to_path_buf(), msg: format!("protobuf: {msg}") },
+        Dec::Onnx(e) => e,
+    })?;
+    from_model(model, inits, path)
 }
 
 fn invalid(path: &Path, msg: String) -> OnnxError {
@@ -81,8 +110,8 @@ fn value_from_info(vi: &pb::ValueInfoProto) -> Value {
     v
 }
 
-fn from_model(mut model: pb::ModelProto, path: &Path) -> Result<Graph, OnnxError> {
-    let gp = model.graph.take().ok_or_else(|| invalid(path, "the model has no graph".into()))?;
+fn from_model(mut model: pb::ModelProto, inits: Vec<(String, crate::ir::Tensor)>, path: &Path) -> Result<Graph, OnnxError> {
+    let mut gp = model.graph.take().ok_or_else(|| invalid(path, "the model has no graph".into()))?;
     let dir = path.parent().map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d });
     let mut meta = ModelMeta {
         ir_version: model.ir_version.unwrap_or(0),
@@ -100,30 +129,26 @@ fn from_model(mut model: pb::ModelProto, path: &Path) -> Result<Graph, OnnxError
     }
     // Keep what the IR does not model: the model minus the graph, plus the
     // graph's own leftovers (sparse initializers, quantization annotations, metadata).
-    let mut rest = gp.clone();
-    rest.node.clear();
-    rest.initializer.clear();
-    rest.input.clear();
-    rest.output.clear();
-    rest.value_info.clear();
-    model.graph = Some(rest);
+    let nodes = std::mem::take(&mut gp.node);
+    let graph_inputs = std::mem::take(&mut gp.input);
+    let graph_outputs = std::mem::take(&mut gp.output);
+    let value_info = std::mem::take(&mut gp.value_info);
+    model.graph = Some(gp);
     meta.passthrough = model.encode_to_vec();
 
     let mut g = Graph { meta, ..Default::default() };
     let mut ids: HashMap<String, ValueId> = HashMap::new();
-    for t in &gp.initializer {
-        let name = t.name.clone().unwrap_or_default();
+    for (name, data) in inits {
         if name.is_empty() {
             return Err(invalid(path, "an initializer has no name".into()));
         }
         if ids.contains_key(&name) {
             return Err(invalid(path, format!("initializer '{name}' is defined twice")));
         }
-        let data = tensor::from_proto(t, dir, path)?;
         let id = g.add_value(Value { name: name.clone(), dtype: Some(data.dtype), shape: Some(data.shape.iter().map(|&d| Dim::Fixed(d)).collect()), init: Some(data), ..Default::default() });
         ids.insert(name, id);
     }
-    for vi in &gp.input {
+    for vi in &graph_inputs {
         let v = value_from_info(vi);
         if let Some(&id) = ids.get(&v.name) {
             g.init_inputs.push(id);
@@ -134,7 +159,7 @@ fn from_model(mut model: pb::ModelProto, path: &Path) -> Result<Graph, OnnxError
         g.inputs.push(id);
     }
     // Node outputs (the file may list nodes out of order).
-    for (k, n) in gp.node.iter().enumerate() {
+    for (k, n) in nodes.iter().enumerate() {
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             if ids.contains_key(o) {
                 let node = n.name.clone().unwrap_or_else(|| format!("#{k}"));
@@ -144,7 +169,7 @@ fn from_model(mut model: pb::ModelProto, path: &Path) -> Result<Graph, OnnxError
             ids.insert(o.clone(), id);
         }
     }
-    for vi in &gp.value_info {
+    for vi in &value_info {
         let v = value_from_info(vi);
         if let Some(&id) = ids.get(&v.name) {
             let slot = &mut g.values[id];
@@ -157,7 +182,7 @@ fn from_model(mut model: pb::ModelProto, path: &Path) -> Result<Graph, OnnxError
         }
     }
     let domains: Vec<&str> = g.meta.opsets.iter().map(|(d, _)| d.as_str()).collect();
-    for (k, n) in gp.node.iter().enumerate() {
+    for (k, n) in nodes.iter().enumerate() {
         let name = n.name.clone().unwrap_or_default();
         let op_type = n.op_type.clone().unwrap_or_default();
         let label = if name.is_empty() { format!("#{k} ({op_type})") } else { format!("'{name}' ({op_type})") };
@@ -201,7 +226,7 @@ fn from_model(mut model: pb::ModelProto, path: &Path) -> Result<Graph, OnnxError
         let extra = if extra == pb::NodeProto::default() { Vec::new() } else { extra.encode_to_vec() };
         g.nodes.push(Node { name, op_type, domain, inputs, outputs, attrs, doc: n.doc_string.clone().unwrap_or_default(), extra });
     }
-    for vi in &gp.output {
+    for vi in &graph_outputs {
         let v = value_from_info(vi);
         let id = match ids.get(&v.name) {
             Some(&id) => id,

@@ -87,7 +87,7 @@ impl OpDef for Softmax {
 /// output's channel count, that axis follows the output's channels.
 pub(super) fn const_operand_ties(cx: &NodeCx, slot: usize, s: &mut ChannelSpec) {
     let (Some(f), Some(y)) = (cx.input(slot), cx.output(0)) else { return };
-    if f.konst.is_none() || y.rank() < 2 {
+    if !f.is_const() || y.rank() < 2 {
         return;
     }
     let c = y.dim(1);

@@ -34,6 +34,7 @@ fn prod(d: &[Dim]) -> Option<usize> {
 /// (their element order does not change under a reshape).
 fn reshaped(x: &Fact, shape: Vec<Dim>) -> Fact {
     let mut f = Fact::new(x.dtype, shape.clone());
+    f.constant = x.is_const();
     if let Some(k) = &x.konst {
         let mut t = (**k).clone();
         t.shape = shape.iter().map(|d| d.fixed().unwrap_or(1)).collect();

@@ -29,22 +29,33 @@ use std::sync::{Arc, OnceLock};
 pub struct Fact {
     pub dtype: DType,
     pub shape: Vec<Dim>,
-    /// The value, when it is a compile-time constant.
+    /// The value, when it is a compile-time constant small enough to evaluate
+    /// with (large float initializers only set [`Fact::constant`]).
     pub konst: Option<Arc<Tensor>>,
+    /// The value is a compile-time constant (an initializer or folded value).
+    pub constant: bool,
     /// For small integer vectors computed from shapes: the elements, some symbolic.
     pub sym: Option<Vec<Dim>>,
 }
 
 impl Fact {
     pub fn new(dtype: DType, shape: Vec<Dim>) -> Fact {
-        Fact { dtype, shape, konst: None, sym: None }
+        Fact { dtype, shape, konst: None, constant: false, sym: None }
     }
     pub fn konst(t: Tensor) -> Fact {
         let shape = t.shape.iter().map(|&d| Dim::Fixed(d)).collect();
-        Fact { dtype: t.dtype, shape, konst: Some(Arc::new(t)), sym: None }
+        Fact { dtype: t.dtype, shape, konst: Some(Arc::new(t)), constant: true, sym: None }
+    }
+    /// A constant whose data is not kept in the fact (large weights).
+    pub fn opaque_const(dtype: DType, shape: &[usize]) -> Fact {
+        Fact { dtype, shape: fixed(shape), konst: None, constant: true, sym: None }
     }
     pub fn rank(&self) -> usize {
         self.shape.len()
+    }
+    /// Whether the value is a compile-time constant.
+    pub fn is_const(&self) -> bool {
+        self.constant || self.konst.is_some()
     }
     /// Fixed size of axis `i` (negative counts from the end).
     pub fn dim(&self, i: i64) -> Option<usize> {
@@ -125,7 +136,7 @@ impl<'a> NodeCx<'a> {
     }
     /// Whether input `i` is a constant (an initializer or folded value).
     pub fn is_const(&self, i: usize) -> bool {
-        self.input(i).is_some_and(|f| f.konst.is_some())
+        self.input(i).is_some_and(|f| f.is_const())
     }
     /// Channel count (axis 1) of input `i`, for rank >= 2 values.
     pub fn in_channels(&self, i: usize) -> Option<usize> {
