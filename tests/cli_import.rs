@@ -143,6 +143,10 @@ fn malformed_inputs_give_clear_errors() {
     expect_input_error(&write(d, "short_tensor.onnx", &m.encode_to_vec()), &["'w'", "elements"]);
 
     let mut m = small_model();
+    m.opset_import[0].version = Some(5);
+    expect_input_error(&write(d, "opset.onnx", &m.encode_to_vec()), &["opset 5", "7..=23"]);
+
+    let mut m = small_model();
     m.graph.as_mut().unwrap().node[2].input[1] = "w".into();
     expect_input_error(&write(d, "channels.onnx", &m.encode_to_vec()), &["conv_b", "input channels"]);
 }

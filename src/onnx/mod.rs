@@ -124,8 +124,8 @@ fn from_model(mut model: pb::ModelProto, inits: Vec<(String, crate::ir::Tensor)>
         return Err(invalid(path, "the model declares no opset_import".into()));
     }
     let opset = meta.opset();
-    if !(1..=23).contains(&opset) {
-        return Err(invalid(path, format!("default-domain opset {opset} is outside the supported range 7..=21 (and newer ones up to 23 that keep the same semantics)")));
+    if !(7..=23).contains(&opset) {
+        return Err(invalid(path, format!("default-domain opset {opset} is outside the supported range 7..=23; convert the model with onnx.version_converter")));
     }
     // Keep what the IR does not model: the model minus the graph, plus the
     // graph's own leftovers (sparse initializers, quantization annotations, metadata).
