@@ -1,0 +1,129 @@
+//! `rlal eval model.onnx --data DIR [--engine tch|ort]`: classification accuracy
+//! of an ONNX model on a dataset split, through any [`Runner`].
+use super::{parse_dims, Failure};
+use anyhow::Context;
+use rlal::analysis::{self, ImportOptions};
+use rlal::data::{self, Loader, LoaderConfig, Normalize, Split, Transform};
+use rlal::train::{setup, Net};
+use rlal::validate::{ort::OrtModel, Runner};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Engine {
+    /// rlal's libtorch executor.
+    Tch,
+    /// ONNX Runtime.
+    Ort,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// The ONNX classifier (`.onnx` or `.onnx.gz`).
+    pub model: PathBuf,
+    /// Dataset directory (format detected: MNIST IDX, CIFAR binary, ImageFolder).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Engine that runs the model.
+    #[arg(long, value_enum, default_value = "tch")]
+    pub engine: Engine,
+    /// Split to evaluate.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Pixel scale before normalisation (default 1/255).
+    #[arg(long, default_value_t = 1.0 / 255.0)]
+    pub scale: f32,
+    /// Per-channel mean, comma-separated (default 0).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub mean: Vec<f32>,
+    /// Per-channel std, comma-separated (default 1).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub std: Vec<f32>,
+    /// Batch size.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+    /// Threads of the engine (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Fixed input size CxHxW for graphs with dynamic H/W.
+    #[arg(long, value_parser = parse_dims)]
+    pub input_shape: Option<Vec<usize>>,
+    /// Print a JSON object (accuracy, samples, correct, macs, params, latency_ms, engine).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SplitArg {
+    Train,
+    Test,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    model: String,
+    engine: &'static str,
+    split: String,
+    accuracy: f64,
+    correct: usize,
+    samples: usize,
+    macs: u64,
+    params: u64,
+    /// Mean wall time per batch of `batch` images, milliseconds.
+    latency_ms: f64,
+    batch: usize,
+}
+
+pub fn run(a: EvalArgs) -> Result<(), Failure> {
+    let (g, an) = analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() }).map_err(Failure::input)?;
+    let input = setup::input_dims(&g, &an).map_err(Failure::input)?;
+    let split = match a.split {
+        SplitArg::Train => Split::Train,
+        SplitArg::Test => Split::Test,
+    };
+    let ds = data::open(&a.data, split, &data::OpenOptions::default()).map_err(Failure::input)?;
+    data::check_input(&*ds, input).with_context(|| format!("the data does not fit model {}", a.model.display())).map_err(Failure::input)?;
+    let norm = Normalize { scale: a.scale, mean: a.mean.clone(), std: a.std.clone() };
+    let loader = Loader::all(ds, Transform::eval(norm), LoaderConfig { batch_size: a.batch.max(1), shuffle: false, ..Default::default() }).map_err(Failure::input)?;
+    let mut runner: Box<dyn Runner> = match a.engine {
+        Engine::Tch => {
+            if a.threads > 0 {
+                tch::set_num_threads(a.threads as i32);
+            }
+            Box::new(Net::new(&g, &an, tch::Device::Cpu).map_err(Failure::input)?)
+        }
+        Engine::Ort => Box::new(OrtModel::from_bytes(&rlal::onnx::to_bytes(&g), a.threads).map_err(Failure::job)?),
+    };
+    let (mut correct, mut n, mut secs, mut batches) = (0usize, 0usize, 0f64, 0usize);
+    for b in loader.epoch(0) {
+        let b = b.map_err(Failure::input)?;
+        let t0 = std::time::Instant::now();
+        let outs = runner.run(&b.shape, b.data).map_err(Failure::job)?;
+        secs += t0.elapsed().as_secs_f64();
+        batches += 1;
+        let (shape, logits) = outs.into_iter().next().ok_or_else(|| Failure::job(anyhow::anyhow!("the model has no output")))?;
+        let k = *shape.last().unwrap_or(&1);
+        for (row, &y) in logits.chunks(k.max(1)).zip(&b.labels) {
+            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0;
+            correct += (best as i64 == y) as usize;
+        }
+        n += b.labels.len();
+    }
+    let r = Report {
+        model: a.model.display().to_string(),
+        engine: runner.engine(),
+        split: format!("{split}"),
+        accuracy: correct as f64 / n.max(1) as f64,
+        correct,
+        samples: n,
+        macs: an.cost.full_macs(),
+        params: an.cost.full_params(),
+        latency_ms: 1000.0 * secs / batches.max(1) as f64,
+        batch: a.batch,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).context("serialising").map_err(Failure::job)?);
+    } else {
+        println!("{}: {:.2}% ({}/{}) on the {} split with {}; {} MACs, {} params, {:.2} ms per batch of {}", r.model, 100.0 * r.accuracy, correct, n, r.split, r.engine, r.macs, r.params, r.latency_ms, r.batch);
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! `rlal train --recipe r.yaml [model.onnx] [flags]`: train an imported graph
+//! (no pruning) and write the trained ONNX. Defaults < recipe < flags.
+use super::{parse_dims, Failure};
+use anyhow::Context;
+use rlal::analysis::{self, ImportOptions};
+use rlal::train::recipe::{DeviceKind, InsertBn, Recipe, ScheduleKind};
+use rlal::train::{optim::SgdConfig, setup, trainer, Net};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// The ONNX model to train (overrides the recipe's `model`).
+    pub model: Option<PathBuf>,
+    /// YAML recipe (see `rlal::train::recipe` / docs for fields and defaults).
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Dataset directory (overrides `data`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Trained ONNX output file (overrides `output`).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Epochs (overrides `epochs`).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size (overrides `batch-size`).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate (overrides `lr`).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Schedule (overrides `schedule`).
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Seed (overrides `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// libtorch threads (overrides `threads`).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Insert identity BN after convs lacking one (overrides `insert-bn`).
+    #[arg(long, value_enum)]
+    pub insert_bn: Option<InsertBn>,
+    /// Keep BN nodes in the exported model (overrides `keep-bn`).
+    #[arg(long)]
+    pub keep_bn: bool,
+    /// Device (overrides `device`).
+    #[arg(long, value_enum)]
+    pub device: Option<DeviceKind>,
+    /// Checkpoint directory (overrides `checkpoint-dir`).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue from the checkpoint in the checkpoint directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// Metrics JSONL file (overrides `metrics`).
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
+    /// Fixed input size CxHxW (overrides `input-shape`).
+    #[arg(long, value_parser = parse_dims)]
+    pub input_shape: Option<Vec<usize>>,
+    /// Print the merged recipe and exit.
+    #[arg(long)]
+    pub show_recipe: bool,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
+    let mut r = match &a.recipe {
+        Some(p) => Recipe::load(p).map_err(Failure::input)?,
+        None => Recipe::default(),
+    };
+    macro_rules! over {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
+    }
+    over!(epochs, batch_size, lr, schedule, seed, threads, insert_bn, device);
+    for (dst, src) in [(&mut r.model, &a.model), (&mut r.data, &a.data), (&mut r.output, &a.output), (&mut r.checkpoint_dir, &a.checkpoint_dir), (&mut r.metrics, &a.metrics)] {
+        if src.is_some() {
+            *dst = src.clone();
+        }
+    }
+    if a.input_shape.is_some() {
+        r.input_shape = a.input_shape.clone();
+    }
+    r.keep_bn |= a.keep_bn;
+    r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    Ok(r)
+}
+
+pub fn run(a: TrainArgs) -> Result<(), Failure> {
+    let r = merged(&a)?;
+    if a.show_recipe {
+        print!("{}", serde_yaml::to_string(&r).context("serialising the recipe").map_err(Failure::job)?);
+        return Ok(());
+    }
+    let model = r.model.clone().ok_or_else(|| Failure::input(anyhow::anyhow!("no model: give it as an argument or as `model:` in the recipe")))?;
+    let data = r.data.clone().ok_or_else(|| Failure::input(anyhow::anyhow!("no dataset: give --data DIR or `data:` in the recipe")))?;
+    if r.threads > 0 {
+        tch::set_num_threads(r.threads as i32);
+    }
+    let device = r.device.device().map_err(Failure::input)?;
+    let (mut g, mut an) = analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() }).map_err(Failure::input)?;
+    let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref()).map_err(Failure::input)?;
+    let input = setup::input_dims(&g, &an).map_err(Failure::input)?;
+    let (train, holdout, test) = setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
+    let mut net = Net::new(&g, &an, device).with_context(|| format!("building the network from {}", model.display())).map_err(Failure::input)?;
+    if !a.quiet {
+        eprintln!(
+            "training {} on {} ({} train images, {} held out, {} test) for {} epochs on {:?}{}",
+            model.display(),
+            data.display(),
+            train.num_samples(),
+            holdout.len(),
+            test.num_samples(),
+            r.epochs,
+            device,
+            if added > 0 { format!(", {added} BatchNormalization inserted") } else { String::new() }
+        );
+    }
+    let cfg = trainer::TrainConfig {
+        epochs: r.epochs,
+        lr: r.lr,
+        min_lr: r.min_lr,
+        warmup_epochs: r.warmup_epochs,
+        decay: r.decay(),
+        sgd: SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay },
+        label_smoothing: r.label_smoothing,
+        eval_every: r.eval_every,
+        checkpoint_dir: r.checkpoint_dir.clone(),
+        resume: a.resume,
+        metrics: r.metrics.clone(),
+        progress: !a.quiet,
+        seed: r.seed,
+    };
+    if a.resume && cfg.checkpoint_dir.is_none() {
+        return Err(Failure::input(anyhow::anyhow!("--resume needs a checkpoint directory (--checkpoint-dir or `checkpoint-dir:`)")));
+    }
+    let t0 = std::time::Instant::now();
+    let metrics = trainer::train(&mut net, &train, Some(&test), &cfg, None).map_err(Failure::job)?;
+    let mut out_g = net.export().map_err(Failure::job)?;
+    let folded = if r.keep_bn { 0 } else { rlal::rewrite::bn::fold_bn(&mut out_g) };
+    let output = r.output.clone().unwrap_or_else(|| {
+        let stem = model.file_name().and_then(|s| s.to_str()).unwrap_or("model").trim_end_matches(".gz").trim_end_matches(".onnx").to_string();
+        PathBuf::from(format!("{stem}_trained.onnx"))
+    });
+    rlal::onnx::save(&out_g, &output).with_context(|| format!("writing {}", output.display())).map_err(Failure::job)?;
+    let acc = metrics.last().and_then(|m| m.test.as_ref()).map(|t| format!("{:.2}%", 100.0 * t.accuracy)).unwrap_or_else(|| "n/a (resumed after the last epoch)".into());
+    println!("test accuracy {acc} after {} epochs in {:.1}s; wrote {} ({folded} BatchNormalization folded)", r.epochs, t0.elapsed().as_secs_f64(), output.display());
+    Ok(())
+}

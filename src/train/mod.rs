@@ -1,0 +1,50 @@
+//! Training engine: an imported ONNX graph as a trainable libtorch network.
+//!
+//! * [`exec`] / `exec_nn`: the tch op table (one entry per ONNX op type,
+//!   mirroring [`crate::ir::ops`]);
+//! * [`Net`] ([`net`]): VarStore of named parameters, forward in train/eval
+//!   mode, weights written back to the graph, [`crate::validate::Runner`];
+//! * [`masks`]: per-group channel masks (exact removal semantics), channel
+//!   norms and the group-lasso penalty;
+//! * [`optim`] (SGD with momentum/Nesterov/weight decay, checkpointable),
+//!   [`schedule`] (step/cosine with warm-up), [`trainer`] (epochs, eval,
+//!   metrics JSONL, checkpoints), [`checkpoint`], [`recipe`] (YAML).
+pub mod checkpoint;
+pub mod exec;
+mod exec_nn;
+pub mod masks;
+pub mod net;
+pub mod optim;
+pub mod recipe;
+pub mod schedule;
+pub mod setup;
+pub mod trainer;
+
+pub use net::Net;
+pub use trainer::{evaluate, EvalResult};
+
+/// Errors of the training engine; each names the node, file or field concerned.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    #[error("node {node} is an unsupported op '{op}' and cannot be executed by the tch engine; supported ops: {}", exec::supported().join(", "))]
+    Unsupported { node: String, op: String },
+    #[error("node {node}: {msg}")]
+    Node { node: String, msg: String },
+    #[error("{0}")]
+    Graph(String),
+    #[error("mask: {0}")]
+    Mask(String),
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    #[error("{path}: {msg}")]
+    File { path: String, msg: String },
+    #[error("libtorch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+impl TrainError {
+    pub fn node(n: &crate::ir::Node, msg: impl Into<String>) -> TrainError {
+        TrainError::Node { node: n.label(), msg: msg.into() }
+    }
+}

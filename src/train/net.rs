@@ -1,0 +1,234 @@
+//! [`Net`]: an imported ONNX graph as a trainable libtorch network.
+//!
+//! Lifecycle: [`Net::new`] resolves every node's execution function (an
+//! unsupported op fails here, naming the node), turns the parameter
+//! initializers that the IR registry declares (`OpDef::params`: conv/Gemm
+//! weights and biases, BN scale and bias) into trainable variables of a
+//! [`VarStore`] and BN running statistics into non-trainable ones, both named
+//! after the ONNX initializers (see [`Net::var_name`]); other initializers
+//! (shape tensors, pads, clip bounds) are plain constants. [`Net::forward_t`]
+//! runs the nodes in order; [`Net::export`] writes the current weights back
+//! into a copy of the graph.
+use super::exec::{self, OpCx, OpFn};
+use super::masks::MaskState;
+use super::TrainError;
+use crate::analysis::Analysis;
+use crate::ir::ops::{self, NodeCx};
+use crate::ir::{DType, Graph, Tensor as IrTensor, ValueId};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// One initializer held in the VarStore.
+#[derive(Clone, Debug)]
+pub struct ParamEntry {
+    pub value: ValueId,
+    /// ONNX initializer name.
+    pub onnx_name: String,
+    /// Name in the VarStore (dots are not allowed there).
+    pub var_name: String,
+    pub trainable: bool,
+}
+
+pub struct Net {
+    pub(super) graph: Graph,
+    pub(super) vs: VarStore,
+    /// Persistent tensors per value: variables and constants.
+    pub(super) base: Vec<Option<Tensor>>,
+    pub(super) params: Vec<ParamEntry>,
+    fns: Vec<OpFn>,
+    /// For each node, the values whose last use it is.
+    frees: Vec<Vec<ValueId>>,
+    input: ValueId,
+    pub(super) masks: MaskState,
+    device: Device,
+}
+
+/// `layer1.0.conv1.weight` → `layer1_0_conv1_weight` (unique within the store).
+fn sanitise(name: &str, used: &mut std::collections::HashSet<String>) -> String {
+    let base: String = name.chars().map(|c| if c == '.' || c == '/' { '_' } else { c }).collect();
+    let base = if base.is_empty() { "param".to_string() } else { base };
+    let mut cand = base.clone();
+    let mut k = 1;
+    while used.contains(&cand) {
+        cand = format!("{base}__{k}");
+        k += 1;
+    }
+    used.insert(cand.clone());
+    cand
+}
+
+impl Net {
+    /// Builds the network from a normalised graph and its analysis.
+    pub fn new(g: &Graph, a: &Analysis, device: Device) -> Result<Net, TrainError> {
+        let graph = g.clone();
+        let mut fns = Vec::with_capacity(g.nodes.len());
+        for node in &g.nodes {
+            let f = exec::lookup(node).ok_or_else(|| TrainError::Unsupported { node: node.label(), op: node.op_type.clone() })?;
+            fns.push(f);
+        }
+        let &input = g.inputs.first().ok_or_else(|| TrainError::Graph("the graph has no input".into()))?;
+        // Which initializers are trainable (registry-declared parameter slots) or BN statistics.
+        let mut role = vec![0u8; g.values.len()]; // 1 trainable, 2 buffer
+        for node in &g.nodes {
+            let Some(op) = ops::lookup(node) else { continue };
+            let cx = NodeCx {
+                node,
+                inputs: node.inputs.iter().map(|i| i.and_then(|i| a.facts.get(i).and_then(|f| f.as_ref()))).collect(),
+                outputs: node.outputs.iter().map(|o| o.and_then(|o| a.facts.get(o).and_then(|f| f.as_ref()))).collect(),
+            };
+            for s in op.params(&cx) {
+                if let Some(Some(v)) = node.inputs.get(s) {
+                    role[*v] = 1;
+                }
+            }
+            if node.op_type == "BatchNormalization" {
+                for s in [3, 4] {
+                    if let Some(Some(v)) = node.inputs.get(s) {
+                        role[*v] = role[*v].max(2);
+                    }
+                }
+            }
+        }
+        let vs = VarStore::new(device);
+        let mut base: Vec<Option<Tensor>> = (0..g.values.len()).map(|_| None).collect();
+        let mut params = Vec::new();
+        let mut used = std::collections::HashSet::new();
+        for (i, v) in g.values.iter().enumerate() {
+            let Some(t) = &v.init else { continue };
+            let ctx = |m: String| TrainError::Graph(format!("initializer '{}': {m}", v.name));
+            let tt = exec::to_tch(t).map_err(ctx)?.to_device(device);
+            if role[i] > 0 && t.dtype.is_float() {
+                let var_name = sanitise(&v.name, &mut used);
+                let tt = tt.to_kind(Kind::Float);
+                let var = vs.root().add(&var_name, tt, role[i] == 1);
+                params.push(ParamEntry { value: i, onnx_name: v.name.clone(), var_name, trainable: role[i] == 1 });
+                base[i] = Some(var);
+            } else {
+                base[i] = Some(tt);
+            }
+        }
+        // Last use of each computed value, to free activations early.
+        let mut last = vec![usize::MAX; g.values.len()];
+        for (n, node) in g.nodes.iter().enumerate() {
+            for &i in node.inputs.iter().flatten() {
+                last[i] = n;
+            }
+        }
+        let mut frees = vec![Vec::new(); g.nodes.len()];
+        for (v, &n) in last.iter().enumerate() {
+            if n != usize::MAX && base[v].is_none() && !g.outputs.contains(&v) {
+                frees[n].push(v);
+            }
+        }
+        let masks = MaskState::build(g, a)?;
+        Ok(Net { graph, vs, base, params, fns, frees, input, masks, device })
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+    pub fn var_store_mut(&mut self) -> &mut VarStore {
+        &mut self.vs
+    }
+    pub fn device(&self) -> Device {
+        self.device
+    }
+    /// Initializers held in the VarStore, in graph order.
+    pub fn params(&self) -> &[ParamEntry] {
+        &self.params
+    }
+    /// VarStore name of an ONNX initializer.
+    pub fn var_name(&self, onnx_name: &str) -> Option<&str> {
+        self.params.iter().find(|p| p.onnx_name == onnx_name).map(|p| p.var_name.as_str())
+    }
+    /// The tensor of an initializer by ONNX name (shares storage with the VarStore).
+    pub fn param(&self, onnx_name: &str) -> Option<Tensor> {
+        self.params.iter().find(|p| p.onnx_name == onnx_name).and_then(|p| self.base[p.value].as_ref()).map(|t| t.shallow_clone())
+    }
+    /// Trainable tensors with their VarStore names, in graph order.
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        self.params.iter().filter(|p| p.trainable).filter_map(|p| self.base[p.value].as_ref().map(|t| (p.var_name.clone(), t.shallow_clone()))).collect()
+    }
+    /// The graph input value fed by `forward_t`.
+    pub fn input_value(&self) -> ValueId {
+        self.input
+    }
+
+    /// Runs the graph; returns every graph output. `train` selects BN batch statistics.
+    pub fn forward_all(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>, TrainError> {
+        let g = &self.graph;
+        let mut env: Vec<Option<Tensor>> = self.base.iter().map(|t| t.as_ref().map(|t| t.shallow_clone())).collect();
+        env[self.input] = Some(x.to_device(self.device));
+        let opset = g.meta.opset();
+        for (n, node) in g.nodes.iter().enumerate() {
+            let masked: Option<Tensor> = self.masks.input_mask(n).and_then(|(slot, m)| node.inputs.get(slot).copied().flatten().and_then(|v| env[v].as_ref()).map(|t| t * m));
+            let outs = {
+                let mut inputs: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| i.and_then(|i| env[i].as_ref())).collect();
+                if let (Some(m), Some((slot, _))) = (&masked, self.masks.input_mask(n)) {
+                    inputs[slot] = Some(m);
+                }
+                let consts = node.inputs.iter().map(|i| i.and_then(|i| g.values[i].init.as_ref())).collect();
+                for (s, (i, t)) in node.inputs.iter().zip(&inputs).enumerate() {
+                    if i.is_some() && t.is_none() {
+                        return Err(TrainError::node(node, format!("input {s} ('{}') was not computed", g.values[i.unwrap()].name)));
+                    }
+                }
+                let cx = OpCx { node, inputs, consts, train, opset };
+                (self.fns[n])(&cx).map_err(|m| TrainError::node(node, m))?
+            };
+            for (o, t) in node.outputs.iter().zip(outs) {
+                if let Some(o) = o {
+                    env[*o] = Some(t);
+                }
+            }
+            for &v in &self.frees[n] {
+                env[v] = None;
+            }
+        }
+        g.outputs.iter().map(|&o| env[o].take().ok_or_else(|| TrainError::Graph(format!("output '{}' was not computed", g.values[o].name)))).collect()
+    }
+
+    /// The first graph output (the logits).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor, TrainError> {
+        Ok(self.forward_all(x, train)?.swap_remove(0))
+    }
+
+    /// A copy of the graph with the current weights and BN statistics in its initializers.
+    pub fn export(&self) -> Result<Graph, TrainError> {
+        let mut g = self.graph.clone();
+        for p in &self.params {
+            let t = self.base[p.value].as_ref().expect("params have tensors");
+            let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+            let v = Vec::<f32>::try_from(&t.flatten(0, -1)).map_err(|e| TrainError::Graph(e.to_string()))?;
+            let old = g.values[p.value].init.as_ref().expect("initializer");
+            let shape = old.shape.clone();
+            let mut new = IrTensor::f32(shape, v);
+            if old.dtype != DType::F32 {
+                new = new.cast(old.dtype).unwrap_or(new);
+            }
+            g.values[p.value].init = Some(new);
+        }
+        Ok(g)
+    }
+}
+
+impl crate::validate::Runner for Net {
+    fn engine(&self) -> &'static str {
+        "tch"
+    }
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<crate::validate::ort::Output>, crate::validate::ValidateError> {
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let x = Tensor::from_slice(&data).reshape(&dims);
+        let outs = tch::no_grad(|| self.forward_all(&x, false)).map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))?;
+        outs.into_iter()
+            .map(|t| {
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1);
+                Vec::<f32>::try_from(&t).map(|v| (shape, v)).map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,65 @@
+//! Glue shared by `rlal train`, `rlal eval` and the benches: model geometry,
+//! BN insertion with re-analysis, data loaders from a recipe.
+use super::recipe::{InsertBn, Recipe};
+use super::TrainError;
+use crate::analysis::Analysis;
+use crate::data::{self, Loader, LoaderConfig, Normalize, Transform};
+use crate::ir::Graph;
+use std::path::Path;
+
+/// `[C, H, W]` of the graph input.
+pub fn input_dims(g: &Graph, a: &Analysis) -> Result<[usize; 3], TrainError> {
+    let f = g.inputs.first().and_then(|&i| a.facts[i].as_ref()).ok_or_else(|| TrainError::Graph("the graph has no input with a known shape".into()))?;
+    let s = f.concrete(1);
+    if s.len() != 4 {
+        return Err(TrainError::Graph(format!("the graph input '{}' has rank {}, expected NCHW", g.values[g.inputs[0]].name, s.len())));
+    }
+    Ok([s[1], s[2], s[3]])
+}
+
+/// Classes: the last dim of the first output, when fixed.
+pub fn num_classes(g: &Graph, a: &Analysis) -> Option<usize> {
+    g.outputs.first().and_then(|&o| a.facts[o].as_ref()).and_then(|f| f.dim(-1))
+}
+
+/// Whether some Conv output is not consumed by a BatchNormalization.
+pub fn needs_bn(g: &Graph) -> bool {
+    let c = g.consumers();
+    g.nodes.iter().filter(|n| n.op_type == "Conv").any(|n| n.outputs[0].is_some_and(|o| !c[o].iter().any(|&(k, _)| g.nodes[k].op_type == "BatchNormalization")))
+}
+
+/// Applies `insert-bn` and re-analyses; returns the number of BN nodes added.
+pub fn apply_insert_bn(g: &mut Graph, a: &mut Analysis, mode: InsertBn, input_shape: Option<&[usize]>) -> Result<usize, TrainError> {
+    let on = match mode {
+        InsertBn::On => true,
+        InsertBn::Off => false,
+        InsertBn::Auto => needs_bn(g),
+    };
+    if !on {
+        return Ok(0);
+    }
+    let n = crate::rewrite::bn::insert_bn(g, &a.facts);
+    if n > 0 {
+        let facts = crate::ir::infer::infer(g, input_shape).map_err(|e| TrainError::Graph(e.to_string()))?;
+        *a = Analysis::new(g, facts, std::mem::take(&mut a.passes));
+    }
+    Ok(n)
+}
+
+/// Train loader (minus `holdout` images), holdout indices and test loader for a recipe.
+pub fn loaders(r: &Recipe, dir: &Path, input: [usize; 3], classes: Option<usize>) -> Result<(Loader, Vec<usize>, Loader), TrainError> {
+    let pair = data::open_both(dir, &data::OpenOptions::default())?;
+    for ds in [&pair.train, &pair.test] {
+        match classes {
+            Some(k) => data::check_model(&**ds, input, k)?,
+            None => data::check_input(&**ds, input)?,
+        }
+    }
+    let (train_idx, holdout) = if r.holdout > 0 { data::split_holdout(&*pair.train, r.holdout, r.seed)? } else { ((0..pair.train.len()).collect(), Vec::new()) };
+    let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
+    norm.validate(input[0]).map_err(|m| TrainError::Graph(format!("recipe mean/std: {m}")))?;
+    let cfg = LoaderConfig { batch_size: r.batch_size, shuffle: true, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
+    let train = Loader::new(pair.train, train_idx, Transform::train(norm.clone(), r.crop_pad, r.hflip), cfg.clone())?;
+    let test = Loader::all(pair.test, Transform::eval(norm), LoaderConfig { shuffle: false, batch_size: r.batch_size.max(256), ..cfg })?;
+    Ok((train, holdout, test))
+}

@@ -1,0 +1,70 @@
+//! Forward parity: rlal's tch executor (eval mode) equals ONNX Runtime on every
+//! reference graph (BN kept, BN folded, dynamo exports), on the same random input.
+use rlal::analysis::{import, ImportOptions};
+use rlal::train::Net;
+use rlal::validate::ort::OrtModel;
+use rlal::validate::Runner;
+use std::path::Path;
+
+fn random_input(shape: &[usize], seed: u64) -> Vec<f32> {
+    let mut rng = rlal::rng::Rng::new(seed);
+    (0..shape.iter().product::<usize>()).map(|_| rng.normal_f32()).collect()
+}
+
+fn check(path: &Path, batch: usize) {
+    let (g, a) = import(path, &ImportOptions::default()).unwrap();
+    let input = &a.facts[g.inputs[0]].as_ref().unwrap();
+    let shape = input.concrete(batch);
+    let x = random_input(&shape, 11);
+    let mut net = Net::new(&g, &a, tch::Device::Cpu).unwrap();
+    let ours = net.run(&shape, x.clone()).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    let mut ort = OrtModel::from_bytes(&bytes, 2).unwrap();
+    let theirs = ort.run(&shape, x).unwrap();
+    assert_eq!(ours.len(), theirs.len(), "{}", path.display());
+    for ((s1, d1), (s2, d2)) in ours.iter().zip(&theirs) {
+        assert_eq!(s1, s2, "{}: output shapes", path.display());
+        let scale = d2.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = d1.iter().zip(d2).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * scale, "{}: max abs diff {diff} (output scale {scale})", path.display());
+    }
+}
+
+#[test]
+fn every_reference_graph_matches_onnx_runtime() {
+    tch::set_num_threads(2);
+    let mut n = 0;
+    let mut files: Vec<_> = std::fs::read_dir("graphs").unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    files.sort();
+    for p in files {
+        check(&p, 3);
+        n += 1;
+    }
+    assert!(n >= 14, "found only {n} graphs");
+}
+
+#[test]
+#[ignore = "ImageNet-size graphs: slow on CPU; run with --ignored"]
+fn imagenet_graphs_match_onnx_runtime() {
+    for f in ["resnet18", "mobilenetv2", "resnet50"] {
+        let p = format!("graphs/imagenet/{f}.onnx.gz");
+        let (g, a) = import(Path::new(&p), &ImportOptions::default()).unwrap();
+        let shape = a.facts[g.inputs[0]].as_ref().unwrap().concrete(1);
+        let x = random_input(&shape, 5);
+        let mut net = Net::new(&g, &a, tch::Device::Cpu).unwrap();
+        let ours = net.run(&shape, x.clone()).unwrap();
+        let mut ort = OrtModel::from_bytes(&rlal::onnx::to_bytes(&g), 2).unwrap();
+        let theirs = ort.run(&shape, x).unwrap();
+        let scale = theirs[0].1.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let diff = ours[0].1.iter().zip(&theirs[0].1).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff <= 1e-4 * scale, "{p}: {diff}");
+    }
+}
+
+#[test]
+fn unsupported_op_names_the_node() {
+    let (mut g, a) = import(Path::new("graphs/mnist_cnn.onnx"), &ImportOptions::default()).unwrap();
+    g.nodes[1].op_type = "FancyOp".into();
+    let err = Net::new(&g, &a, tch::Device::Cpu).err().expect("must fail").to_string();
+    assert!(err.contains("FancyOp") && err.contains(&g.nodes[1].name) && err.contains("Conv"), "{err}");
+}
