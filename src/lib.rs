@@ -5,10 +5,13 @@
 //! [`onnx`] (protobuf I/O) → [`ir`] (graph, op registry, normalisation passes)
 //! → [`analysis`] (shapes, MACs/params, channel groups, pruning cost model)
 //! → [`data`] (datasets and loaders) → `cli`.
+pub mod agent;
 pub mod analysis;
 pub mod data;
 pub mod ir;
 pub mod onnx;
+pub mod rewrite;
 pub mod rng;
+pub mod train;
 pub mod util;
 pub mod validate;

@@ -1,5 +1,8 @@
 //! Command-line interface: one struct per subcommand, a `///` doc on every flag.
+mod eval;
+mod export;
 mod import;
+mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -15,6 +18,12 @@ pub struct Cli {
 pub enum Command {
     /// Parse and check an ONNX model, infer shapes, count MACs/params, find prunable channel groups.
     Import(import::ImportArgs),
+    /// Prune channels (uniform or per-layer ratios, L1/L2 filter norm), write the smaller ONNX atomically, validate it.
+    Export(export::ExportArgs),
+    /// Train an imported graph (no pruning) with a YAML recipe and write the trained ONNX.
+    Train(train::TrainArgs),
+    /// Classification accuracy of an ONNX model on a dataset split (engines: tch, ort).
+    Eval(eval::EvalArgs),
 }
 
 /// A failure with its exit code (1: the job failed, 2: bad usage or input).
@@ -35,6 +44,9 @@ impl Failure {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Import(a) => import::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Validation of ONNX models with independent runtimes: ONNX Runtime
 //! ([`ort`], loaded dynamically from the `onnxruntime` wheel).
+pub mod latency;
 pub mod ort;
+pub mod tract;
 
 /// Errors of the validation layer.
 #[derive(Debug, thiserror::Error)]
@@ -10,6 +12,8 @@ pub enum ValidateError {
     Load { path: String, msg: String },
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    #[error("tract: {0}")]
+    Tract(String),
 }
 
 /// Something that runs an ONNX classifier on a batch: ONNX Runtime, tract, or
@@ -26,5 +30,14 @@ impl Runner for ort::OrtModel {
     }
     fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
         ort::OrtModel::run(self, shape, data)
+    }
+}
+
+impl Runner for tract::TractModel {
+    fn engine(&self) -> &'static str {
+        "tract"
+    }
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
+        tract::TractModel::run(self, shape, data)
     }
 }

@@ -23,7 +23,7 @@ fn environment() -> Result<&'static ort::environment::Environment, ValidateError
     .as_ref()
     .map_err(|e| match e {
         ValidateError::Load { path, msg } => ValidateError::Load { path: path.clone(), msg: msg.clone() },
-        ValidateError::Runtime(m) => ValidateError::Runtime(m.clone()),
+        other => ValidateError::Runtime(other.to_string()),
     })
 }
 

@@ -1,0 +1,357 @@
+//! `rlal export OUT.onnx --model IN.onnx (--uniform R | --ratios FILE.yaml)`:
+//! prune channels by filter norm, write the smaller model atomically, and
+//! validate it (MACs/params, ONNX Runtime and tract, latency, accuracy).
+use super::{parse_dims, Failure};
+use anyhow::{anyhow, Context};
+use rlal::analysis::{self, Analysis, ImportOptions};
+use rlal::ir::Graph;
+use rlal::rewrite::{rank, surgery, Criterion, Plan};
+use rlal::validate::latency::{self, Latency};
+use rlal::validate::{ort::OrtModel, tract::TractModel, Runner, ValidateError};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Ratios file (`--ratios`): a YAML mapping from a prunable layer (its index
+/// in `rlal import`'s table, or the name of its producer conv) to the fraction
+/// of its channels to remove (`floor(ratio × channels)` go, at least one
+/// stays). Layers not listed keep all channels. Example:
+///
+/// ```yaml
+/// 0: 0.5
+/// 3: 0.25
+/// /layer3/layer3.2/conv1/Conv: 0.6
+/// ```
+#[derive(clap::Args, Debug)]
+#[command(after_help = "RATIOS FILE (--ratios): a YAML mapping from a prunable layer (index in `rlal import`'s table, or its producer conv's name) to the fraction of its channels to remove, e.g.\n  0: 0.5\n  /layer3/layer3.2/conv1/Conv: 0.6\nLayers not listed are not pruned. Ratios are in [0, 1); floor(ratio x channels) channels go, at least one stays.\n\nExit codes: 0 ok, 1 the job failed, 2 bad input (model, flags, ratios file).")]
+pub struct ExportArgs {
+    /// Where to write the pruned model (`.onnx`, or `.onnx.gz`); written atomically (temp file + rename).
+    pub out: PathBuf,
+    /// The source ONNX model (`.onnx` or `.onnx.gz`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Remove this fraction of channels from every prunable layer, e.g. 0.5.
+    #[arg(long, conflicts_with = "ratios", required_unless_present = "ratios")]
+    pub uniform: Option<f64>,
+    /// Per-layer ratios from a YAML file (see below).
+    #[arg(long)]
+    pub ratios: Option<PathBuf>,
+    /// Filter-norm criterion that ranks channels (ties keep the lower index).
+    #[arg(long, value_enum, default_value_t = Criterion::L1)]
+    pub criterion: Criterion,
+    /// Round each layer's kept channel count up to a multiple of this (1: the paper's floor rule
+    /// only). 8 or 16 suit ONNX Runtime's blocked CPU convs.
+    #[arg(long, default_value_t = 1)]
+    pub align: usize,
+    /// Requested MACs ratio (pruned / original), reported next to the achieved one.
+    #[arg(long)]
+    pub target: Option<f64>,
+    /// Print the plan and the predicted MACs/params; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Dataset folder (MNIST IDX, CIFAR binary, class folders): report accuracy before/after on its test split.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Evaluate at most this many samples of `--data` (default: all).
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// Raw-pixel multiplier for `--data` (default 1/255).
+    #[arg(long, default_value_t = 1.0 / 255.0)]
+    pub scale: f32,
+    /// Per-channel means for `--data`, comma-separated (default 0).
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviations for `--data`, comma-separated (default 1).
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+    /// Batch size N of the second latency measurement (the first is batch 1) and of `--data`.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed runs per latency figure (median reported, after warm-up).
+    #[arg(long, default_value_t = 20)]
+    pub runs: usize,
+    /// Untimed warm-up runs before each latency figure.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// ONNX Runtime intra-op threads (0: its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Keep BatchNormalization nodes instead of folding them into the convs.
+    #[arg(long)]
+    pub keep_bn: bool,
+    /// Skip the runtime validation (ORT/tract runs, latency, accuracy).
+    #[arg(long)]
+    pub no_validate: bool,
+    /// Fixed input size without the batch dim, e.g. 3x224x224 (models with dynamic H/W).
+    #[arg(long, value_parser = parse_dims)]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// One pruned layer in the report.
+#[derive(Serialize)]
+struct LayerRow {
+    layer: Option<usize>,
+    name: String,
+    from: usize,
+    to: usize,
+}
+
+#[derive(Serialize, Default)]
+struct Validation {
+    /// Engine of the latency/accuracy figures ("ort", or "tract" when ONNX Runtime is missing).
+    engine: String,
+    latency_before: Vec<Latency>,
+    latency_after: Vec<Latency>,
+    /// before / after median, per batch size.
+    speedup: Vec<(usize, f64)>,
+    /// Max |pruned - original with the removed channels zeroed| (random input).
+    max_diff_masked: Option<f32>,
+    /// Max |ONNX Runtime - tract| on the pruned model (random input).
+    max_diff_ort_tract: Option<f32>,
+    accuracy_before: Option<f64>,
+    accuracy_after: Option<f64>,
+    samples: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct Report {
+    model: String,
+    out: Option<String>,
+    criterion: Criterion,
+    /// What happened to BatchNormalization nodes ("kept", "N folded into convs").
+    bn: String,
+    layers: Vec<LayerRow>,
+    macs_before: u64,
+    macs_after: u64,
+    macs_ratio: f64,
+    params_before: u64,
+    params_after: u64,
+    params_ratio: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_macs_ratio: Option<f64>,
+    surgery_ms: f64,
+    write_ms: f64,
+    bytes: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation: Option<Validation>,
+}
+
+pub fn run(a: ExportArgs) -> Result<(), Failure> {
+    if let Some(t) = a.target.filter(|t| !(0.0..=1.0).contains(t)) {
+        return Err(Failure::input(anyhow!("--target {t} must be a MACs ratio in [0, 1]")));
+    }
+    if a.batch == 0 {
+        return Err(Failure::input(anyhow!("--batch must be at least 1")));
+    }
+    let opts = ImportOptions { input_shape: a.input_shape.clone() };
+    let (g, an) = analysis::import(&a.model, &opts).map_err(Failure::input)?;
+    let ratios = match (&a.ratios, a.uniform) {
+        (Some(file), _) => read_ratios(file, &an).map_err(Failure::input)?,
+        (None, Some(r)) if (0.0..1.0).contains(&r) => vec![r; an.layers.len()],
+        (None, Some(r)) => return Err(Failure::input(anyhow!("--uniform {r} must be in [0, 1)"))),
+        (None, None) => return Err(Failure::input(anyhow!("give --uniform R or --ratios FILE"))),
+    };
+    let keep = rank::keep_sets_aligned(&g, &an, &ratios, a.criterion, a.align);
+    let t0 = Instant::now();
+    let plan = Plan::build(&g, &an, &keep).map_err(Failure::input)?;
+    let layers: Vec<LayerRow> = plan.changes.iter().map(|c| LayerRow { layer: c.layer, name: an.layers.iter().find(|l| Some(l.index) == c.layer).map_or(c.label.clone(), |l| l.name.clone()), from: c.from, to: c.to }).collect();
+    let (macs_before, params_before) = (an.cost.full_macs(), an.cost.full_params());
+    let mut report = Report {
+        model: a.model.display().to_string(),
+        out: None,
+        criterion: a.criterion,
+        bn: if a.keep_bn { "kept".into() } else { "folded after surgery".into() },
+        layers,
+        macs_before,
+        macs_after: an.cost.macs(&plan.kept),
+        macs_ratio: 0.0,
+        params_before,
+        params_after: an.cost.params(&plan.kept),
+        params_ratio: 0.0,
+        target_macs_ratio: a.target,
+        surgery_ms: 0.0,
+        write_ms: 0.0,
+        bytes: 0,
+        validation: None,
+    };
+    report.macs_ratio = report.macs_after as f64 / macs_before.max(1) as f64;
+    report.params_ratio = report.params_after as f64 / params_before.max(1) as f64;
+    if a.dry_run {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&report).context("serialising the report").map_err(Failure::job)?);
+        } else {
+            print!("{plan}");
+            print!("{}", text(&report));
+        }
+        return Ok(());
+    }
+    let pruned = surgery::prune(&g, &an, &keep, a.input_shape.as_deref()).map_err(Failure::job)?;
+    report.macs_after = pruned.macs_after;
+    report.params_after = pruned.params_after;
+    report.surgery_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut out_graph = pruned.graph.clone();
+    if !a.keep_bn {
+        let n = rlal::rewrite::bn::fold_bn(&mut out_graph);
+        rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref()).context("after folding BatchNormalization").map_err(Failure::job)?;
+        report.bn = format!("{n} folded into convs");
+    }
+    let t1 = Instant::now();
+    rlal::onnx::save(&out_graph, &a.out).map_err(Failure::job)?;
+    report.write_ms = t1.elapsed().as_secs_f64() * 1e3;
+    report.bytes = std::fs::metadata(&a.out).map(|m| m.len() as usize).unwrap_or(0);
+    report.out = Some(a.out.display().to_string());
+    if !a.no_validate {
+        let written = rlal::onnx::load(&a.out).with_context(|| format!("re-reading {}", a.out.display())).map_err(Failure::job)?;
+        report.validation = Some(validate(&a, &g, &an, &pruned, &written).map_err(Failure::job)?);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("serialising the report").map_err(Failure::job)?);
+    } else {
+        print!("{}", text(&report));
+    }
+    Ok(())
+}
+
+/// Reads a ratios file into one ratio per prunable layer.
+fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
+    let src = std::fs::read_to_string(path).with_context(|| format!("reading the ratios file {}", path.display()))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&src).with_context(|| format!("{}: not valid YAML", path.display()))?;
+    let serde_yaml::Value::Mapping(map) = doc else {
+        return Err(anyhow!("{}: expected a mapping from layer (index or producer name) to ratio", path.display()));
+    };
+    let mut out = vec![0.0; an.layers.len()];
+    let mut seen = vec![None::<String>; an.layers.len()];
+    for (k, v) in map {
+        let key = match &k {
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s.clone(),
+            other => return Err(anyhow!("{}: field {other:?}: keys must be layer indices or producer names", path.display())),
+        };
+        let field = |msg: String| anyhow!("{}: field '{key}': {msg}", path.display());
+        let layer = match key.parse::<usize>() {
+            Ok(i) => an.layers.get(i).ok_or_else(|| field(format!("no prunable layer {i} (the model has {})", an.layers.len())))?,
+            Err(_) => an.layers.iter().find(|l| l.name == key || l.producers.contains(&key)).ok_or_else(|| field("no prunable layer has a producer of this name (see `rlal import`)".into()))?,
+        };
+        let r = v.as_f64().ok_or_else(|| field(format!("the ratio must be a number, found {v:?}")))?;
+        if !(0.0..1.0).contains(&r) {
+            return Err(field(format!("ratio {r} must be in [0, 1)")));
+        }
+        if let Some(prev) = seen[layer.index].replace(key.clone()) {
+            return Err(field(format!("layer {} is already given as '{prev}'", layer.index)));
+        }
+        out[layer.index] = r;
+    }
+    Ok(out)
+}
+
+/// An engine for `bytes`: ONNX Runtime, or tract when ORT cannot be loaded.
+fn runner(bytes: &[u8], threads: usize) -> anyhow::Result<Box<dyn Runner>> {
+    match OrtModel::from_bytes(bytes, threads) {
+        Ok(m) => Ok(Box::new(m)),
+        Err(e @ ValidateError::Load { .. }) => {
+            static WARN: std::sync::Once = std::sync::Once::new();
+            WARN.call_once(|| eprintln!("warning: {e}; falling back to tract (latency and accuracy are tract's)"));
+            Ok(Box::new(TractModel::from_bytes(bytes)?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn max_diff(a: &[(Vec<usize>, Vec<f32>)], b: &[(Vec<usize>, Vec<f32>)]) -> anyhow::Result<f32> {
+    let (x, y) = (&a.first().context("no output")?.1, &b.first().context("no output")?.1);
+    anyhow::ensure!(x.len() == y.len(), "outputs have {} and {} elements", x.len(), y.len());
+    Ok(x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max))
+}
+
+fn validate(a: &ExportArgs, g: &Graph, an: &Analysis, pruned: &surgery::Pruned, written: &Graph) -> anyhow::Result<Validation> {
+    let sample = an.facts[g.inputs[0]].as_ref().context("unknown input shape")?.concrete(1);
+    let shape_of = |n: usize| -> Vec<usize> { std::iter::once(n).chain(sample[1..].iter().copied()).collect() };
+    let (orig_b, pruned_b) = (rlal::onnx::to_bytes(g), rlal::onnx::to_bytes(written));
+    let masked_b = rlal::onnx::to_bytes(&surgery::mask(g, an, &pruned.plan));
+    let mut before = runner(&orig_b, a.threads).context("loading the original model")?;
+    let mut after = runner(&pruned_b, a.threads).context("loading the pruned model")?;
+    let mut v = Validation { engine: after.engine().to_string(), ..Default::default() };
+    let probe = shape_of(4);
+    let x = latency::random_input(&probe, 11);
+    let got = after.run(&probe, x.clone()).context("running the pruned model")?;
+    let want = runner(&masked_b, a.threads)?.run(&probe, x.clone()).context("running the masked original")?;
+    v.max_diff_masked = Some(max_diff(&got, &want)?);
+    let tract_out = TractModel::from_bytes(&pruned_b).and_then(|mut t| t.run(&probe, x)).context("the pruned model in tract")?;
+    if v.engine == "ort" {
+        v.max_diff_ort_tract = Some(max_diff(&got, &tract_out)?);
+    }
+    for n in [1, a.batch] {
+        let lb = latency::measure(before.as_mut(), &shape_of(n), a.warmup, a.runs)?;
+        let la = latency::measure(after.as_mut(), &shape_of(n), a.warmup, a.runs)?;
+        v.speedup.push((n, lb.median_ms / la.median_ms.max(1e-9)));
+        v.latency_before.push(lb);
+        v.latency_after.push(la);
+    }
+    if let Some(dir) = &a.data {
+        let (acc_b, n) = accuracy(a, dir, before.as_mut())?;
+        let (acc_a, _) = accuracy(a, dir, after.as_mut())?;
+        v.accuracy_before = Some(acc_b);
+        v.accuracy_after = Some(acc_a);
+        v.samples = Some(n);
+    }
+    Ok(v)
+}
+
+/// Top-1 accuracy of `r` on the test split of `dir`.
+fn accuracy(a: &ExportArgs, dir: &Path, r: &mut dyn Runner) -> anyhow::Result<(f64, usize)> {
+    use rlal::data::{self, Loader, LoaderConfig, Normalize, OpenOptions, Split, Transform};
+    let ds = data::open(dir, Split::Test, &OpenOptions::default()).with_context(|| format!("opening the dataset {}", dir.display()))?;
+    let n = a.samples.unwrap_or(usize::MAX).min(ds.len());
+    let norm = Normalize { scale: a.scale, mean: a.mean.clone().unwrap_or(vec![0.0]), std: a.std.clone().unwrap_or(vec![1.0]) };
+    let cfg = LoaderConfig { batch_size: a.batch, shuffle: false, workers: 0, ..Default::default() };
+    let loader = Loader::new(ds, (0..n).collect(), Transform::eval(norm), cfg)?;
+    let (mut right, mut seen) = (0usize, 0usize);
+    for b in loader.epoch(0) {
+        let b = b?;
+        let out = r.run(&b.shape, b.data)?;
+        let (shape, logits) = out.into_iter().next().context("the model has no output")?;
+        let classes = *shape.last().context("scalar output")?;
+        for (i, &label) in b.labels.iter().enumerate() {
+            let row = &logits[i * classes..(i + 1) * classes];
+            let arg = row.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |(k, _)| k);
+            right += (arg as i64 == label) as usize;
+            seen += 1;
+        }
+    }
+    Ok((right as f64 / seen.max(1) as f64, seen))
+}
+
+fn text(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "model   {}", r.model);
+    if let Some(o) = &r.out {
+        let _ = writeln!(s, "wrote   {} ({} bytes; surgery {:.0} ms, write {:.0} ms; BN {})", o, r.bytes, r.surgery_ms, r.write_ms, r.bn);
+    }
+    let _ = writeln!(s, "pruned  {} layer(s), criterion {:?}", r.layers.len(), r.criterion);
+    let _ = writeln!(s, "\n{:<10} {:>16} {:>16} {:>8}", "", "before", "after", "ratio");
+    let _ = writeln!(s, "{:<10} {:>16} {:>16} {:>8.3}", "MACs", r.macs_before, r.macs_after, r.macs_ratio);
+    let _ = writeln!(s, "{:<10} {:>16} {:>16} {:>8.3}", "params", r.params_before, r.params_after, r.params_ratio);
+    if let Some(t) = r.target_macs_ratio {
+        let _ = writeln!(s, "target MACs ratio {t:.3}: achieved {:.3} ({:+.3})", r.macs_ratio, r.macs_ratio - t);
+    }
+    if let Some(v) = &r.validation {
+        let _ = writeln!(s, "\nlatency ({}, median of runs after warm-up)", v.engine);
+        for ((b, a), (n, sp)) in v.latency_before.iter().zip(&v.latency_after).zip(&v.speedup) {
+            let _ = writeln!(s, "  batch {n:<4} {:>10.3} ms {:>10.3} ms   speed-up {sp:.2}x", b.median_ms, a.median_ms);
+        }
+        if let Some(d) = v.max_diff_masked {
+            let _ = writeln!(s, "max |pruned - masked original|  {d:.3e}");
+        }
+        if let Some(d) = v.max_diff_ort_tract {
+            let _ = writeln!(s, "max |ort - tract| (pruned)       {d:.3e}");
+        }
+        if let (Some(b), Some(a), Some(n)) = (v.accuracy_before, v.accuracy_after, v.samples) {
+            let _ = writeln!(s, "accuracy ({n} samples)  before {:.2}%  after {:.2}%", b * 100.0, a * 100.0);
+        }
+    }
+    s
+}

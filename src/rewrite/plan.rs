@@ -1,0 +1,235 @@
+//! A pruning plan: checked keep-sets plus every concrete graph edit they imply.
+//!
+//! Channels of a group are removed from every member value at once: a member
+//! value's kept axis-1 indices are the union of `members[v][k]` over the kept
+//! group channels `k` (several per channel after a Flatten), and a value shared
+//! by several groups (a Concat output) loses the union of their removals.
+//! Every parameter axis that follows a member value is sliced with that
+//! value's kept indices. Ops whose attributes or constants encode channel
+//! counts get a fix-up edit: depthwise Conv `group`, Split sizes, Slice
+//! bounds on the channel axis, Reshape targets that hard-code a channel or
+//! feature count. Pad on channels needs none (its pads stay, the padded
+//! channels belong to a fixed group) and neither does Concat.
+use super::RewriteError;
+use crate::analysis::Analysis;
+use crate::ir::ops::layout::{slice_channel_map, split_sizes};
+use crate::ir::{Graph, NodeId, ValueId};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Kept channels per pruned group: group id → sorted group-channel indices.
+/// Groups absent from the map keep all their channels.
+pub type KeepSets = BTreeMap<usize, Vec<usize>>;
+
+/// One group's change, the headline of the plan.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct GroupChange {
+    pub group: usize,
+    /// Index among prunable layers.
+    pub layer: Option<usize>,
+    /// e.g. `layer 3 '/layer2/layer2.0/conv1/Conv' (group 5)`.
+    pub label: String,
+    pub from: usize,
+    pub to: usize,
+    pub keep: Vec<usize>,
+}
+
+/// A concrete edit of the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Edit {
+    /// Keep only `keep` along `axis` of an initializer.
+    SliceInit { value: ValueId, axis: usize, keep: Vec<usize> },
+    /// Set a depthwise Conv's `group` attribute.
+    SetGroup { node: NodeId, group: i64 },
+    /// Set a channel-axis Split's sizes.
+    SplitSizes { node: NodeId, sizes: Vec<i64> },
+    /// Make a channel-axis Slice pick these (new) input channels, in order.
+    SliceChannels { node: NodeId, map: Vec<usize> },
+    /// Replace a Reshape's constant target.
+    ReshapeTarget { node: NodeId, target: Vec<i64> },
+}
+
+/// A checked, printable set of edits.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub changes: Vec<GroupChange>,
+    /// (label, edit) in application order.
+    pub edits: Vec<(String, Edit)>,
+    /// Kept channel count per group (all groups; full width where untouched).
+    pub kept: Vec<usize>,
+    /// Kept axis-1 indices of every member value that loses channels.
+    pub kept_idx: BTreeMap<ValueId, Vec<usize>>,
+}
+
+/// How reports name a group: its layer index and first producer.
+pub fn group_label(g: &Graph, a: &Analysis, gid: usize) -> String {
+    let layer = a.layers.iter().find(|l| l.group == gid);
+    match (layer, a.groups.get(gid)) {
+        (Some(l), _) => format!("layer {} '{}' (group {gid})", l.index, l.name),
+        (None, Some(gr)) => match gr.producers.first() {
+            Some(&p) => format!("group {gid} (produced by '{}')", g.nodes[p].name),
+            None => format!("group {gid}"),
+        },
+        (None, None) => format!("group {gid}"),
+    }
+}
+
+fn plan_err(g: &Graph, a: &Analysis, gid: usize, msg: impl Into<String>) -> RewriteError {
+    RewriteError::Plan { group: group_label(g, a, gid), msg: msg.into() }
+}
+
+impl Plan {
+    /// Checks `keep` against the analysis of `g` and derives the edits.
+    pub fn build(g: &Graph, a: &Analysis, keep: &KeepSets) -> Result<Plan, RewriteError> {
+        let mut kept: Vec<usize> = a.groups.iter().map(|gr| gr.channels).collect();
+        let mut changes = Vec::new();
+        let mut removed: BTreeMap<ValueId, BTreeSet<usize>> = BTreeMap::new();
+        for (&gid, ks) in keep {
+            let Some(gr) = a.groups.get(gid) else {
+                return Err(RewriteError::Plan { group: format!("group {gid}"), msg: format!("no such group (the model has {})", a.groups.len()) });
+            };
+            if ks.is_empty() {
+                return Err(plan_err(g, a, gid, "the keep-set is empty (at least one channel must stay)"));
+            }
+            if let Some(&bad) = ks.iter().find(|&&k| k >= gr.channels) {
+                return Err(plan_err(g, a, gid, format!("channel index {bad} is out of range (the group has {} channels)", gr.channels)));
+            }
+            if ks.windows(2).any(|w| w[0] >= w[1]) {
+                let mut s = ks.clone();
+                s.sort_unstable();
+                let dup = s.windows(2).find(|w| w[0] == w[1]).map(|w| format!("index {} appears twice", w[0]));
+                return Err(plan_err(g, a, gid, dup.unwrap_or_else(|| "the keep-set must be sorted".into())));
+            }
+            if ks.len() == gr.channels {
+                continue;
+            }
+            if !gr.prunable {
+                return Err(plan_err(g, a, gid, format!("the group is not prunable: {}", gr.reason.as_deref().unwrap_or("fixed"))));
+            }
+            kept[gid] = ks.len();
+            let keep_set: BTreeSet<usize> = ks.iter().copied().collect();
+            for (v, per) in &gr.members {
+                let r = removed.entry(*v).or_default();
+                for (k, idx) in per.iter().enumerate() {
+                    if !keep_set.contains(&k) {
+                        r.extend(idx.iter().copied());
+                    }
+                }
+            }
+            let layer = a.layers.iter().find(|l| l.group == gid).map(|l| l.index);
+            changes.push(GroupChange { group: gid, layer, label: group_label(g, a, gid), from: gr.channels, to: ks.len(), keep: ks.clone() });
+        }
+        let width = |v: ValueId| a.facts[v].as_ref().and_then(|f| f.dim(1)).unwrap_or(0);
+        let kept_idx: BTreeMap<ValueId, Vec<usize>> = removed
+            .iter()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(&v, r)| (v, (0..width(v)).filter(|i| !r.contains(i)).collect()))
+            .collect();
+        let mut edits = Vec::new();
+        // Parameters: each (initializer, axis) once, with its member's kept indices.
+        let mut params: BTreeMap<(ValueId, usize), ValueId> = BTreeMap::new();
+        for c in &changes {
+            for p in &a.groups[c.group].params {
+                params.insert((p.value, p.axis), p.follows);
+            }
+        }
+        for ((value, axis), follows) in params {
+            let Some(ki) = kept_idx.get(&follows) else { continue };
+            let t = g.values[value].init.as_ref().expect("group params are initializers");
+            if t.shape.get(axis) != Some(&width(follows)) {
+                return Err(RewriteError::Node {
+                    node: g.values[value].name.clone(),
+                    msg: format!("axis {axis} of shape {:?} should follow the {} channels of '{}'", t.shape, width(follows), g.values[follows].name),
+                });
+            }
+            let label = format!("slice '{}' {:?} axis {axis}: {} -> {}", g.values[value].name, t.shape, t.shape[axis], ki.len());
+            edits.push((label, Edit::SliceInit { value, axis, keep: ki.clone() }));
+        }
+        // Op fix-ups on every node touching a value that loses channels.
+        let new_count = |v: Option<ValueId>| v.map(|v| kept_idx.get(&v).map_or(width(v), |k| k.len()));
+        for (nid, node) in g.nodes.iter().enumerate() {
+            let touched = node.inputs.iter().chain(&node.outputs).flatten().any(|v| kept_idx.contains_key(v));
+            if !touched {
+                continue;
+            }
+            let nerr = |msg: String| RewriteError::Node { node: node.label(), msg };
+            match node.op_type.as_str() {
+                "Conv" => {
+                    let grp = node.attr_int("group", 1).map_err(nerr)?;
+                    if grp > 1 {
+                        let c = new_count(node.inputs[0]).unwrap_or(0) as i64;
+                        edits.push((format!("set group of depthwise conv {}: {grp} -> {c}", node.label()), Edit::SetGroup { node: nid, group: c }));
+                    }
+                }
+                "Split" => {
+                    let x = node.inputs[0].expect("Split has an input");
+                    let rank = a.facts[x].as_ref().map_or(0, |f| f.rank());
+                    let axis = crate::ir::ops::norm_axis(node.attr_int("axis", 0).map_err(nerr)?, rank.max(1)).map_err(nerr)?;
+                    if axis == 1 {
+                        let sizes: Vec<i64> = node.outputs.iter().map(|&o| new_count(o).unwrap_or(0) as i64).collect();
+                        let old = split_sizes(node, width(x), None).ok();
+                        edits.push((format!("split sizes of {}: {old:?} -> {sizes:?}", node.label()), Edit::SplitSizes { node: nid, sizes }));
+                    }
+                }
+                "Slice" => {
+                    let cx = crate::analysis::channels::node_cx(node, &a.facts);
+                    if let Some(map) = slice_channel_map(&cx).map_err(nerr)? {
+                        let (x, y) = (node.inputs[0].expect("Slice input"), node.outputs[0].expect("Slice output"));
+                        let full_out: Vec<usize> = (0..map.len()).collect();
+                        let kept_out = kept_idx.get(&y).unwrap_or(&full_out);
+                        let full_in: Vec<usize> = (0..width(x)).collect();
+                        let kept_in = kept_idx.get(&x).unwrap_or(&full_in);
+                        let pos: BTreeMap<usize, usize> = kept_in.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+                        let new_map = kept_out
+                            .iter()
+                            .map(|&k| pos.get(&map[k]).copied().ok_or_else(|| nerr(format!("output channel {k} reads input channel {} that is removed", map[k]))))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        edits.push((format!("slice channels of {}: {} -> {}", node.label(), map.len(), new_map.len()), Edit::SliceChannels { node: nid, map: new_map }));
+                    }
+                }
+                "Reshape" => {
+                    let y = node.outputs[0].expect("Reshape output");
+                    let target = match node.inputs.get(1).copied().flatten().and_then(|s| g.values[s].init.as_ref()) {
+                        Some(t) => t.to_i64(),
+                        None => node.attr_ints("shape").map_err(nerr)?,
+                    };
+                    let Some(mut target) = target else {
+                        return Err(nerr("the target shape is computed at run time; rlal cannot rewrite it".into()));
+                    };
+                    if target.len() >= 2 && target[1] > 0 {
+                        let c = new_count(Some(y)).unwrap_or(0) as i64;
+                        if target[1] != c {
+                            let old = target.clone();
+                            target[1] = c;
+                            edits.push((format!("reshape target of {}: {old:?} -> {target:?}", node.label()), Edit::ReshapeTarget { node: nid, target }));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Plan { changes, edits, kept, kept_idx })
+    }
+
+    /// Whether the plan changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.changes.is_empty() {
+            return writeln!(f, "plan: no channel removed");
+        }
+        writeln!(f, "plan: {} group(s) pruned, {} edit(s)", self.changes.len(), self.edits.len())?;
+        for c in &self.changes {
+            writeln!(f, "  {}: {} -> {} channels", c.label, c.from, c.to)?;
+        }
+        writeln!(f, "edits:")?;
+        for (label, _) in &self.edits {
+            writeln!(f, "  {label}")?;
+        }
+        Ok(())
+    }
+}
