@@ -12,6 +12,7 @@ pub mod ir;
 pub mod onnx;
 pub mod rewrite;
 pub mod rng;
+pub mod search;
 pub mod train;
 pub mod util;
 pub mod validate;

@@ -135,6 +135,38 @@ impl Agent {
     }
 }
 
+impl Agent {
+    /// Every learnable tensor of the agent (actor, critics, target critics,
+    /// environment model) and its optimisers' moments, named for a checkpoint.
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (p, vs) in [("actor", &self.sac.actor_vs), ("critic", &self.sac.critic_vs), ("target", &self.sac.target_vs), ("env", &self.env.vs)] {
+            out.extend(nets::named_vars(vs).into_iter().map(|(n, t)| (format!("agent.{p}.{n}"), t)));
+        }
+        out.extend(self.sac.actor_opt.state("agent.opt.actor"));
+        out.extend(self.sac.critic_opt.state("agent.opt.critic"));
+        out.extend(self.env.opt.state("agent.opt.env"));
+        out
+    }
+
+    /// Restores what [`Agent::tensors`] saved (the replay buffer is restored separately).
+    pub fn load_tensors(&mut self, all: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+        for (p, vs) in [("actor", &self.sac.actor_vs), ("critic", &self.sac.critic_vs), ("target", &self.sac.target_vs), ("env", &self.env.vs)] {
+            for (n, mut t) in nets::named_vars(vs) {
+                let key = format!("agent.{p}.{n}");
+                let src = all.get(&key).ok_or_else(|| format!("checkpoint lacks {key}"))?;
+                if src.size() != t.size() {
+                    return Err(format!("{key}: shape {:?} in the checkpoint, {:?} in the agent (another agent configuration?)", src.size(), t.size()));
+                }
+                tch::no_grad(|| t.copy_(src));
+            }
+        }
+        self.sac.actor_opt.restore("agent.opt.actor", all)?;
+        self.sac.critic_opt.restore("agent.opt.critic", all)?;
+        self.env.opt.restore("agent.opt.env", all)
+    }
+}
+
 /// The state after the last layer (terminal; only its position feature is set).
 fn budget_final_state(_b: &Budget, prev: f32) -> Vec<f32> {
     let mut s = vec![0.0; STATE_DIM];
@@ -214,5 +246,28 @@ mod tests {
         let mut off = EnvModel::new(2, 16, 10, 3e-3, false, 0);
         assert_eq!(off.train_step(&s, &a, &r, &epochs), 0.0);
         assert_eq!(off.z_for(&epochs).abs().sum(tch::Kind::Float).double_value(&[]), 0.0);
+    }
+
+    #[test]
+    fn agent_state_round_trips_through_tensors() {
+        let (_, an) = crate::analysis::import(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx"), &Default::default()).unwrap();
+        let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
+        let mut a = Agent::new(AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() }, 5, 1);
+        let mut rng = Rng::new(3);
+        for e in 0..3 {
+            let ep = a.episode(&b, e, &mut rng, Explore::Random);
+            a.remember(&ep, 0.5 + 0.1 * e as f32);
+        }
+        a.update(&mut rng);
+        let saved: std::collections::HashMap<String, Tensor> = a.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        let mut b2 = Agent::new(AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() }, 5, 99);
+        b2.load_tensors(&saved).unwrap();
+        b2.replay = a.replay.clone();
+        let (mut r1, mut r2) = (Rng::new(7), Rng::new(7));
+        let (e1, e2) = (a.episode(&b, 2, &mut r1, Explore::Policy), b2.episode(&b, 2, &mut r2, Explore::Policy));
+        assert_eq!(e1.kept, e2.kept);
+        let (s1, s2) = (a.update(&mut r1), b2.update(&mut r2));
+        assert_eq!(s1.critic_loss, s2.critic_loss);
+        assert_eq!(s1.env_loss, s2.env_loss);
     }
 }

@@ -47,6 +47,7 @@ pub struct Layer {
 }
 
 /// Everything known about an imported model.
+#[derive(Clone, Debug)]
 pub struct Analysis {
     pub facts: Facts,
     pub specs: Vec<ChannelSpec>,

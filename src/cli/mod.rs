@@ -2,6 +2,7 @@
 mod eval;
 mod export;
 mod import;
+mod prune;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Classification accuracy of an ONNX model on a dataset split (engines: tch, ort).
     Eval(eval::EvalArgs),
+    /// Jointly train and prune with the RLAL agent (paper Alg. 1), fine-tune, export runs/<name>/pruned.onnx and validate it.
+    Prune(prune::PruneArgs),
 }
 
 /// A failure with its exit code (1: the job failed, 2: bad usage or input).
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Export(a) => export::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Prune(a) => prune::run(a),
     }
 }
 

@@ -8,6 +8,29 @@ fn le_chunks<const N: usize>(raw: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
     raw.chunks_exact(N).map(|c| c.try_into().expect("exact chunk"))
 }
 
+/// f32s from little-endian bytes (one memcpy on little-endian hosts: the bulk of every model).
+fn f32_from_le(raw: &[u8]) -> Vec<f32> {
+    if cfg!(target_endian = "little") {
+        let mut v = vec![0f32; raw.len() / 4];
+        // SAFETY: `v` owns exactly raw.len() bytes (len is a multiple of 4, checked by the caller);
+        // f32 has no invalid bit patterns, and the host byte order is little-endian.
+        unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), v.as_mut_ptr() as *mut u8, v.len() * 4) };
+        v
+    } else {
+        le_chunks::<4>(raw).map(f32::from_le_bytes).collect()
+    }
+}
+
+/// Little-endian bytes of f32s (one memcpy on little-endian hosts).
+fn f32_to_le(v: &[f32]) -> Vec<u8> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: reading the initialised f32 buffer as bytes; u8 has no alignment needs.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, v.len() * 4) }.to_vec()
+    } else {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+}
+
 /// Decodes a tensor. `dir` is the model's folder, for external data.
 pub(crate) fn from_proto(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -> Result<Tensor, OnnxError> {
     let name = t.name.clone().unwrap_or_default();
@@ -44,7 +67,7 @@ pub(crate) fn from_proto(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -
             )));
         }
         match dtype {
-            DType::F32 => Data::F32(le_chunks::<4>(raw).map(f32::from_le_bytes).collect()),
+            DType::F32 => Data::F32(f32_from_le(raw)),
             DType::F64 => Data::F64(le_chunks::<8>(raw).map(f64::from_le_bytes).collect()),
             DType::I64 => Data::I64(le_chunks::<8>(raw).map(i64::from_le_bytes).collect()),
             DType::I32 => Data::I32(le_chunks::<4>(raw).map(i32::from_le_bytes).collect()),
@@ -149,7 +172,7 @@ pub(crate) fn to_proto(name: &str, t: &Tensor) -> pb::TensorProto {
         ..Default::default()
     };
     let raw: Vec<u8> = match &t.data {
-        Data::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        Data::F32(v) => f32_to_le(v),
         Data::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Data::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         Data::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),

@@ -213,6 +213,8 @@ pub struct Pruned {
     /// Re-counted on the pruned graph; equal to `CostModel::macs(kept)`.
     pub macs_after: u64,
     pub params_after: u64,
+    /// Analysis (shapes, groups, cost) of the pruned graph.
+    pub analysis: Analysis,
 }
 
 /// Plans, applies and checks a prune of `g` (analysed as `a`): the MACs and
@@ -229,5 +231,5 @@ pub fn prune(g: &Graph, a: &Analysis, keep: &super::KeepSets, input_shape: Optio
             "the pruned graph counts {macs_after} MACs / {params_after} params; the cost model predicts {want_macs} / {want_params}"
         )));
     }
-    Ok(Pruned { graph, plan, macs_before: a.cost.full_macs(), params_before: a.cost.full_params(), macs_after, params_after })
+    Ok(Pruned { graph, plan, macs_before: a.cost.full_macs(), params_before: a.cost.full_params(), macs_after, params_after, analysis: after })
 }

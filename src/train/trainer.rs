@@ -105,6 +105,15 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
             }
         }
     }
+    if let (true, Some(p)) = (cfg.resume, &cfg.metrics) {
+        // Keep the lines of the epochs the checkpoint covers (a killed run may have written one more).
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        let mut keep: String = text.lines().take(start).map(|l| format!("{l}\n")).collect();
+        if start == 0 {
+            keep.clear();
+        }
+        crate::util::write_atomic(p, keep.as_bytes()).map_err(|e| TrainError::File { path: p.display().to_string(), msg: e.to_string() })?;
+    }
     let mut metrics_file = match &cfg.metrics {
         Some(p) => Some(
             std::fs::OpenOptions::new().create(true).append(cfg.resume).write(true).truncate(!cfg.resume).open(p).map_err(|e| TrainError::File { path: p.display().to_string(), msg: e.to_string() })?,

@@ -1,0 +1,138 @@
+//! `rlal prune --recipe r.yaml [model.onnx] [flags]`: RLAL joint training and
+//! pruning (paper Alg. 1), surgery, fine-tuning, export to
+//! `runs/<name>/pruned.onnx` and validation. Defaults < recipe < flags.
+use super::Failure;
+use anyhow::{anyhow, Context};
+use rlal::search::{self, recipe::NormKind, Policy, Recipe, RunOptions, SearchError};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    /// The ONNX model (overrides the recipe's `model`).
+    pub model: Option<PathBuf>,
+    /// YAML recipe (see `rlal::search::recipe` and docs/METHOD.md).
+    #[arg(long)]
+    pub recipe: Option<PathBuf>,
+    /// Dataset directory (overrides `data`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run name (overrides `name`); the run directory is `runs/<name>`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Run directory (default `runs/<name>`).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Target MACs ratio in (0, 1) (overrides `macs-ratio`).
+    #[arg(long)]
+    pub macs_ratio: Option<f64>,
+    /// Width policy (overrides `policy`).
+    #[arg(long, value_enum)]
+    pub policy: Option<Policy>,
+    /// Joint-training epochs (overrides `epochs`).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Weights-only warm-up epochs (overrides `warmup-epochs`).
+    #[arg(long)]
+    pub warmup_epochs: Option<usize>,
+    /// Replay-filling random-episode epochs (overrides `buffer-epochs`).
+    #[arg(long)]
+    pub buffer_epochs: Option<usize>,
+    /// Epoch where episodes and agent updates stop (overrides `agent-epochs`).
+    #[arg(long)]
+    pub agent_epochs: Option<usize>,
+    /// Episodes per epoch (overrides `episodes-per-epoch`).
+    #[arg(long)]
+    pub episodes_per_epoch: Option<usize>,
+    /// Held-out images for the reward (overrides `reward-samples`).
+    #[arg(long)]
+    pub reward_samples: Option<usize>,
+    /// Fine-tuning epochs (overrides `finetune-epochs`).
+    #[arg(long)]
+    pub finetune_epochs: Option<usize>,
+    /// Filter-ranking norm (overrides `criterion`).
+    #[arg(long, value_enum)]
+    pub criterion: Option<NormKind>,
+    /// Turn the alignment loss off (paper's "w/o SR").
+    #[arg(long)]
+    pub no_alignment: bool,
+    /// Turn the environment model off (paper's "w/o EE").
+    #[arg(long)]
+    pub no_env_model: bool,
+    /// Batch size (overrides `batch-size`).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seed (overrides `seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// libtorch / ONNX Runtime threads (overrides `threads`).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Continue the run in this directory after a crash or Ctrl-C (its recipe.yaml is the recipe; flags still override).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "run_dir", "name"])]
+    pub resume: Option<PathBuf>,
+    /// Print the merged recipe and exit.
+    #[arg(long)]
+    pub show_recipe: bool,
+    /// Parse and check the recipe and the budget (imports the model, reads no data) and exit.
+    #[arg(long)]
+    pub check: bool,
+    /// No progress lines on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
+    let mut r = match (&a.resume, &a.recipe) {
+        (Some(dir), _) => {
+            let p = dir.join("recipe.yaml");
+            if !p.is_file() {
+                return Err(Failure::input(anyhow!("{}: not a run directory of rlal prune (no recipe.yaml)", dir.display())));
+            }
+            Recipe::load(&p).map_err(|m| Failure::input(anyhow!("{m}")))?
+        }
+        (None, Some(p)) => Recipe::load(p).map_err(|m| Failure::input(anyhow!("{m}")))?,
+        (None, None) => Recipe::default(),
+    };
+    macro_rules! over {
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
+    }
+    over!(name, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads);
+    if a.model.is_some() {
+        r.model = a.model.clone();
+    }
+    if a.data.is_some() {
+        r.data = a.data.clone();
+    }
+    if a.macs_ratio.is_some() {
+        r.macs_ratio = a.macs_ratio;
+    }
+    r.alignment &= !a.no_alignment;
+    r.agent.env_model &= !a.no_env_model;
+    r.check().map_err(|m| Failure::input(anyhow!("{m}")))?;
+    Ok(r)
+}
+
+fn failure(e: SearchError) -> Failure {
+    match e {
+        SearchError::Input(e) => Failure::input(e),
+        SearchError::Job(e) => Failure::job(e),
+    }
+}
+
+pub fn run(a: PruneArgs) -> Result<(), Failure> {
+    let r = merged(&a)?;
+    if a.show_recipe {
+        print!("{}", serde_yaml::to_string(&r).context("serialising the recipe").map_err(Failure::job)?);
+        return Ok(());
+    }
+    if a.check {
+        let (_, _, b) = search::run::prepare(&r).map_err(failure)?;
+        println!("recipe ok: {} prunable layers, target {} of {} MACs", b.layers.len(), b.target, b.full_macs());
+        return Ok(());
+    }
+    let run_dir = a.resume.clone().or_else(|| a.run_dir.clone()).unwrap_or_else(|| PathBuf::from("runs").join(&r.name));
+    let rep = search::run(&r, &RunOptions { run_dir: run_dir.clone(), progress: !a.quiet, resume: a.resume.is_some() }).map_err(failure)?;
+    println!("{}", search::report::summary(&rep));
+    println!("pruned model: {}\nreport: {} (and report.md, metrics.jsonl, best_policy.yaml, rewards.svg, accuracy.svg, layers.svg)", run_dir.join("pruned.onnx").display(), run_dir.join("report.json").display());
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! The RLAL search (`rlal prune`): paper Alg. 1 joining the training engine
+//! ([`crate::train`]), the agent ([`crate::agent`]) and the surgery
+//! ([`crate::rewrite`]) into one run from an ONNX graph to a pruned,
+//! fine-tuned, validated ONNX.
+//!
+//! * [`recipe`]: the YAML recipe (fields, defaults, checks);
+//! * [`run`]: Alg. 1, surgery, fine-tuning, export;
+//! * [`reward`]: keep-sets by filter norm, rewards, L_align, baselines;
+//! * [`report`]: metrics rows, `best_policy.yaml`, validation, reports;
+//! * [`plot`]: SVG plots of rewards, accuracy and kept channels.
+pub mod plot;
+pub mod recipe;
+pub mod report;
+pub mod reward;
+pub mod run;
+
+pub use recipe::{Policy, Recipe};
+pub use run::{run, RunOptions};
+
+/// A failed run: bad input (exit code 2) or a failure during the job (1).
+#[derive(Debug)]
+pub enum SearchError {
+    Input(anyhow::Error),
+    Job(anyhow::Error),
+}
+
+impl std::fmt::Display for SearchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SearchError::Input(e) | SearchError::Job(e) => write!(f, "{e:#}"),
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! SVG plots of a run (plotters, no font files needed): `rewards.svg` (best
+//! and mean episode reward per epoch, like the paper's Fig. 2),
+//! `accuracy.svg` (train/test accuracy of the joint phase and of fine-tuning)
+//! and `layers.svg` (kept-channel ratio per layer of the best policy).
+//! Written atomically (temporary file, then rename).
+use super::report::{EpochRow, LayerChoice};
+use anyhow::{anyhow, Context};
+use plotters::prelude::*;
+use std::path::Path;
+
+const W: u32 = 720;
+const H: u32 = 400;
+
+type Series = (String, RGBColor, Vec<(f64, f64)>);
+
+fn finish(path: &Path, svg: String) -> anyhow::Result<()> {
+    crate::util::write_atomic(path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+fn lines(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> anyhow::Result<()> {
+    let pts = series.iter().flat_map(|s| s.2.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        return Ok(()); // nothing to draw yet
+    }
+    if x1 - x0 < 1.0 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.08).max(0.005);
+    let (y0, y1) = ((y0 - pad).max(0.0), (y1 + pad).min(1.0).max(y0 + 2.0 * pad));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(|e| anyhow!("{e}"))?;
+        chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).y_label_formatter(&|v| format!("{:.0}%", 100.0 * v)).draw().map_err(|e| anyhow!("{e}"))?;
+        for (name, color, data) in series {
+            let c = *color;
+            chart
+                .draw_series(LineSeries::new(data.iter().copied(), c.stroke_width(2)).point_size(2))
+                .map_err(|e| anyhow!("{e}"))?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        }
+        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(|e| anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    finish(path, svg)
+}
+
+/// `rewards.svg`: best and mean reward of the episodes of each epoch.
+pub fn write_search(dir: &Path, rows: &[EpochRow]) -> anyhow::Result<()> {
+    let best: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.best_reward.map(|b| (r.epoch as f64, b))).collect();
+    let mean: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.mean_reward.map(|m| (r.epoch as f64, m))).collect();
+    if best.is_empty() {
+        return Ok(());
+    }
+    lines(&dir.join("rewards.svg"), "Episode rewards (reward-subset accuracy)", "epoch", "reward", &[("best so far".into(), RED, best), ("mean of the epoch".into(), BLUE, mean)])
+}
+
+/// `accuracy.svg`: train and test accuracy per epoch; fine-tuning continues the epoch axis.
+pub fn write_accuracy(dir: &Path, rows: &[EpochRow], finetune: &[serde_json::Value]) -> anyhow::Result<()> {
+    let n = rows.len() as f64;
+    let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.epoch as f64, r.train_acc)).collect();
+    let test: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.test_acc.map(|a| (r.epoch as f64, a))).collect();
+    let f = |key: &str| -> Vec<(f64, f64)> {
+        finetune
+            .iter()
+            .filter_map(|v| {
+                let e = v["epoch"].as_f64()?;
+                let a = match key {
+                    "train" => v["train_acc"].as_f64(),
+                    _ => v["test"]["accuracy"].as_f64(),
+                }?;
+                Some((n + e, a))
+            })
+            .collect()
+    };
+    let mut s: Vec<Series> = vec![("joint: train".into(), BLUE, train), ("joint: test".into(), RED, test)];
+    if !finetune.is_empty() {
+        s.push(("pruned fine-tuning: train".into(), CYAN, f("train")));
+        s.push(("pruned fine-tuning: test".into(), MAGENTA, f("test")));
+    }
+    lines(&dir.join("accuracy.svg"), "Accuracy (joint training, then fine-tuning of the pruned net)", "epoch", "accuracy", &s)
+}
+
+/// `layers.svg`: kept-channel ratio per layer of the chosen architecture.
+pub fn write_layers(dir: &Path, layers: &[LayerChoice]) -> anyhow::Result<()> {
+    if layers.is_empty() {
+        return Ok(());
+    }
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+        let n = layers.len() as u32;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Kept channels per layer (best policy)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d((0u32..n).into_segmented(), 0f64..1.05)
+            .map_err(|e| anyhow!("{e}"))?;
+        chart.configure_mesh().x_desc("layer").y_desc("kept / channels").y_label_formatter(&|v| format!("{:.0}%", 100.0 * v)).draw().map_err(|e| anyhow!("{e}"))?;
+        chart
+            .draw_series(Histogram::vertical(&chart).style(BLUE.mix(0.7).filled()).margin(2).data(layers.iter().enumerate().map(|(i, l)| (i as u32, l.ratio))))
+            .map_err(|e| anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow!("{e}"))?;
+    }
+    finish(&dir.join("layers.svg"), svg)
+}

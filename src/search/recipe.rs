@@ -1,0 +1,414 @@
+//! `rlal prune` recipes (YAML). Every field but `macs-ratio` has a documented
+//! default; unknown fields are errors naming the field and its line; command
+//! line flags override the file. [`Recipe::check`] validates the values
+//! without touching the model or the data; the budget's feasibility needs
+//! the model and is checked by [`crate::search::run`] before any training.
+//!
+//! Epoch phases (paper appendix B, 0-based epoch indices `t` of `epochs`):
+//! `t < warmup-epochs`: weights only; `warmup-epochs <= t < warmup + buffer`:
+//! weights + exploratory (uniformly random) episodes that fill the replay
+//! buffer; `warmup + buffer <= t < agent-epochs`: weights + policy episodes +
+//! agent updates; `t >= agent-epochs`: weights only (with alignment to the best
+//! policy). Then surgery and `finetune-epochs` of fine-tuning.
+use crate::agent::{AgentConfig, SacConfig};
+use crate::train::recipe::{DeviceKind, InsertBn, Recipe as TrainRecipe, ScheduleKind};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// How the per-layer widths are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    /// The RLAL agent (SAC + environment model), paper Alg. 1.
+    Rlal,
+    /// Baseline: the same keep fraction in every layer (largest one within the budget).
+    Uniform,
+    /// Baseline: random search, uniformly random bounded episodes, best reward kept, no agent updates.
+    Random,
+    /// Baseline: one global threshold on layer-normalised filter norms, within the budget.
+    L1Global,
+}
+
+/// How episode rewards are evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RewardEngine {
+    /// The physically narrower network (surgery on the frozen weights, BN folded): cheapest.
+    Pruned,
+    /// The full network with the removed channels masked (same figures, full-width cost).
+    Masked,
+}
+
+/// Filter-ranking norm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormKind {
+    L1,
+    L2,
+}
+
+impl Policy {
+    /// The recipe spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Rlal => "rlal",
+            Policy::Uniform => "uniform",
+            Policy::Random => "random",
+            Policy::L1Global => "l1-global",
+        }
+    }
+}
+
+impl NormKind {
+    pub fn p(self) -> u32 {
+        match self {
+            NormKind::L1 => 1,
+            NormKind::L2 => 2,
+        }
+    }
+}
+
+/// The recipe's `agent:` section (mirrors `rlal::agent::AgentConfig`; defaults: paper values).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AgentSection {
+    /// Actor Adam learning rate (paper 1e-4).
+    pub actor_lr: f64,
+    /// Critics' Adam learning rate (paper 1e-3).
+    pub critic_lr: f64,
+    /// Entropy coefficient α (paper 0.1).
+    pub alpha: f64,
+    /// Discount γ over the layers of an episode (paper: not given; 0.99).
+    pub gamma: f64,
+    /// Polyak coefficient τ of the target critics (paper: not given; 0.005).
+    pub tau: f64,
+    /// Size of z, the GRU state (paper: not given; 64).
+    pub z_dim: i64,
+    /// Environment-model Adam learning rate (paper 1e-3).
+    pub env_lr: f64,
+    /// Use the environment model (false: paper's "w/o EE", z = 0).
+    pub env_model: bool,
+    /// Replay capacity in transitions (100000).
+    pub replay_capacity: usize,
+    /// Replay batch size (64).
+    pub batch_size: usize,
+    /// Env-model + SAC gradient updates per agent epoch (100).
+    pub updates_per_epoch: usize,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        let c = AgentConfig::default();
+        AgentSection {
+            actor_lr: c.sac.actor_lr,
+            critic_lr: c.sac.critic_lr,
+            alpha: c.sac.alpha,
+            gamma: c.sac.gamma,
+            tau: c.sac.tau,
+            z_dim: c.z_dim,
+            env_lr: c.env_lr,
+            env_model: c.env_model,
+            replay_capacity: c.replay_capacity,
+            batch_size: c.batch_size,
+            updates_per_epoch: c.updates_per_epoch,
+        }
+    }
+}
+
+impl AgentSection {
+    pub fn config(&self) -> AgentConfig {
+        AgentConfig {
+            sac: SacConfig { actor_lr: self.actor_lr, critic_lr: self.critic_lr, alpha: self.alpha, gamma: self.gamma, tau: self.tau },
+            z_dim: self.z_dim,
+            env_lr: self.env_lr,
+            env_model: self.env_model,
+            replay_capacity: self.replay_capacity,
+            batch_size: self.batch_size,
+            updates_per_epoch: self.updates_per_epoch,
+        }
+    }
+}
+
+/// A pruning recipe.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Recipe {
+    /// ONNX model (`.onnx`/`.onnx.gz`, trained or not). Required.
+    pub model: Option<PathBuf>,
+    /// Dataset directory (MNIST IDX, CIFAR binary or ImageFolder). Required.
+    pub data: Option<PathBuf>,
+    /// Run name: the run directory is `runs/<name>/`. Default `prune`.
+    pub name: String,
+    /// Target MACs / MACs of the unpruned model, in (0, 1). Required.
+    pub macs_ratio: Option<f64>,
+    /// Largest fraction of one layer's channels that may be removed. Default 0.9.
+    pub max_prune_ratio: f64,
+    /// `rlal` (default), `uniform`, `random`, `l1-global`.
+    pub policy: Policy,
+    /// Total epochs of joint training (paper CIFAR-10: 200). Default 8.
+    pub epochs: usize,
+    /// Epochs of weights-only training before any episode (paper 10). Default 2.
+    pub warmup_epochs: usize,
+    /// Epochs after warm-up whose episodes are random, filling the replay buffer (paper 10). Default 2.
+    pub buffer_epochs: usize,
+    /// Epoch at which episodes and agent updates stop (paper 90 of 200). Default 6.
+    pub agent_epochs: usize,
+    /// Episodes per epoch, P (paper 10). Default 10.
+    pub episodes_per_epoch: usize,
+    /// Training images held out for the reward (paper 5000 of 50000). Default 500.
+    pub reward_samples: usize,
+    /// Batch size of the reward evaluations (inference only). Default 500.
+    pub reward_batch_size: usize,
+    /// `pruned` (default: physically narrower networks) or `masked`.
+    pub reward_engine: RewardEngine,
+    /// Soft alignment L_align (false: paper's "w/o SR"). Default true.
+    pub alignment: bool,
+    /// β, the weight of L_align (paper 1e-4). Default 1e-4.
+    pub beta: f64,
+    /// Filter-ranking norm: `l1` (default) or `l2`.
+    pub criterion: NormKind,
+    /// Fine-tuning epochs of the pruned graph (paper: as many as the base schedule). Default 2.
+    pub finetune_epochs: usize,
+    /// Base learning rate of fine-tuning (default: `lr`).
+    pub finetune_lr: Option<f64>,
+    /// Agent settings (SAC, environment model, replay); see [`AgentSection`].
+    pub agent: AgentSection,
+    /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
+    pub input_shape: Option<Vec<usize>>,
+    /// Batch size. Default 128.
+    pub batch_size: usize,
+    /// Base learning rate. Default 0.1.
+    pub lr: f64,
+    /// Final learning rate of the cosine schedule. Default 0.
+    pub min_lr: f64,
+    /// `cosine` (default), `step` or `constant`.
+    pub schedule: ScheduleKind,
+    /// Epochs at which `step` multiplies the rate by `gamma`. Default [].
+    pub milestones: Vec<usize>,
+    /// Step decay factor. Default 0.1.
+    pub gamma: f64,
+    /// Linear learning-rate warm-up in epochs. Default 0.
+    pub lr_warmup_epochs: f64,
+    /// SGD momentum. Default 0.9.
+    pub momentum: f64,
+    /// Nesterov momentum. Default false.
+    pub nesterov: bool,
+    /// L2 weight decay. Default 1e-4 (paper).
+    pub weight_decay: f64,
+    /// Cross-entropy label smoothing. Default 0.
+    pub label_smoothing: f64,
+    /// Seed of everything (shuffling, holdout, agent). Default 0.
+    pub seed: u64,
+    /// libtorch intra-op threads (also ONNX Runtime's); 0: default. Default 0.
+    pub threads: usize,
+    /// Data loader worker threads. Default 1.
+    pub workers: usize,
+    /// Pixel scale before normalisation. Default 1/255.
+    pub scale: f32,
+    /// Per-channel mean. Default [0].
+    pub mean: Vec<f32>,
+    /// Per-channel std. Default [1].
+    pub std: Vec<f32>,
+    /// Pad-and-random-crop padding (0: off). Default 0.
+    pub crop_pad: usize,
+    /// Random horizontal flip. Default false.
+    pub hflip: bool,
+    /// `auto` (default), `on`, `off`: identity BN after convs lacking one.
+    pub insert_bn: InsertBn,
+    /// Keep BN nodes in `pruned.onnx` instead of folding them. Default false.
+    pub keep_bn: bool,
+    /// Evaluate on the test split every N epochs (0: only after the last). Default 1.
+    pub eval_every: usize,
+    /// `auto` (default), `cpu`, `cuda`.
+    pub device: DeviceKind,
+}
+
+impl Default for Recipe {
+    fn default() -> Self {
+        let t = TrainRecipe::default();
+        Recipe {
+            model: None,
+            data: None,
+            name: "prune".into(),
+            macs_ratio: None,
+            max_prune_ratio: 0.9,
+            policy: Policy::Rlal,
+            epochs: 8,
+            warmup_epochs: 2,
+            buffer_epochs: 2,
+            agent_epochs: 6,
+            episodes_per_epoch: 10,
+            reward_samples: 500,
+            reward_batch_size: 500,
+            reward_engine: RewardEngine::Pruned,
+            alignment: true,
+            beta: 1e-4,
+            criterion: NormKind::L1,
+            finetune_epochs: 2,
+            finetune_lr: None,
+            agent: AgentSection::default(),
+            input_shape: None,
+            batch_size: t.batch_size,
+            lr: t.lr,
+            min_lr: t.min_lr,
+            schedule: t.schedule,
+            milestones: t.milestones,
+            gamma: t.gamma,
+            lr_warmup_epochs: 0.0,
+            momentum: t.momentum,
+            nesterov: t.nesterov,
+            weight_decay: 1e-4,
+            label_smoothing: t.label_smoothing,
+            seed: 0,
+            threads: 0,
+            workers: t.workers,
+            scale: t.scale,
+            mean: t.mean,
+            std: t.std,
+            crop_pad: 0,
+            hflip: false,
+            insert_bn: InsertBn::Auto,
+            keep_bn: false,
+            eval_every: 1,
+            device: DeviceKind::Auto,
+        }
+    }
+}
+
+impl Recipe {
+    /// Reads and checks a recipe; errors name the file, the field and the line.
+    pub fn load(path: &Path) -> Result<Recipe, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Recipe::parse(&text).map_err(|m| format!("{}: {m}", path.display()))
+    }
+
+    /// Parses YAML text (no value checks: flags may still override; call [`Recipe::check`]).
+    pub fn parse(text: &str) -> Result<Recipe, String> {
+        if text.trim().is_empty() {
+            return Ok(Recipe::default());
+        }
+        serde_yaml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The training part as an `rlal train` recipe (shares its value checks and loaders).
+    pub fn train_recipe(&self, epochs: usize) -> TrainRecipe {
+        TrainRecipe {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            output: None,
+            input_shape: self.input_shape.clone(),
+            epochs: epochs.max(1),
+            batch_size: self.batch_size,
+            lr: self.lr,
+            min_lr: self.min_lr,
+            schedule: self.schedule,
+            milestones: self.milestones.clone(),
+            gamma: self.gamma,
+            warmup_epochs: self.lr_warmup_epochs,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            label_smoothing: self.label_smoothing,
+            seed: self.seed,
+            threads: self.threads,
+            workers: self.workers,
+            scale: self.scale,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+            crop_pad: self.crop_pad,
+            hflip: self.hflip,
+            insert_bn: self.insert_bn,
+            keep_bn: self.keep_bn,
+            eval_every: self.eval_every,
+            holdout: self.reward_samples,
+            checkpoint_dir: None,
+            metrics: None,
+            device: self.device,
+        }
+    }
+
+    /// Value checks that need neither the model nor the data.
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |f: &str, why: String| Err(format!("field '{f}': {why}"));
+        if self.model.is_none() {
+            return bad("model", "is required (or give the model on the command line)".into());
+        }
+        if self.data.is_none() {
+            return bad("data", "is required (or give --data DIR)".into());
+        }
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
+            return bad("name", format!("'{}' is not a plain directory name", self.name));
+        }
+        match self.macs_ratio {
+            None => return bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5)".into()),
+            Some(r) if !(r > 0.0 && r < 1.0) => return bad("macs-ratio", format!("{r} is impossible: the target must be in (0, 1) of the unpruned MACs")),
+            _ => {}
+        }
+        if !(self.max_prune_ratio > 0.0 && self.max_prune_ratio < 1.0) {
+            return bad("max-prune-ratio", format!("{} must be in (0, 1)", self.max_prune_ratio));
+        }
+        if self.warmup_epochs + self.buffer_epochs > self.agent_epochs {
+            return bad("agent-epochs", format!("{} is before the end of warm-up + buffer ({} + {})", self.agent_epochs, self.warmup_epochs, self.buffer_epochs));
+        }
+        if self.agent_epochs > self.epochs {
+            return bad("agent-epochs", format!("{} is after the last epoch ({})", self.agent_epochs, self.epochs));
+        }
+        if self.agent_epochs == self.warmup_epochs && self.policy != Policy::Uniform && self.policy != Policy::L1Global {
+            return bad("agent-epochs", "leaves no epoch for episodes: the search needs agent-epochs > warmup-epochs".into());
+        }
+        if self.policy != Policy::Uniform && self.policy != Policy::L1Global {
+            if self.episodes_per_epoch == 0 {
+                return bad("episodes-per-epoch", "must be at least 1".into());
+            }
+            if self.reward_samples == 0 {
+                return bad("reward-samples", "must be at least 1".into());
+            }
+            if self.reward_batch_size == 0 {
+                return bad("reward-batch-size", "must be at least 1".into());
+            }
+        }
+        if let Some(lr) = self.finetune_lr {
+            if !(lr > 0.0 && lr.is_finite()) {
+                return bad("finetune-lr", format!("{lr} must be > 0"));
+            }
+        }
+        if !(self.beta >= 0.0 && self.beta.is_finite()) {
+            return bad("beta", format!("{} must be >= 0", self.beta));
+        }
+        if self.agent.batch_size == 0 || self.agent.replay_capacity == 0 || self.agent.z_dim <= 0 {
+            return bad("agent", "batch-size, replay-capacity and z-dim must be positive".into());
+        }
+        let a = &self.agent;
+        if !((0.0..=1.0).contains(&a.gamma) && a.tau > 0.0 && a.tau <= 1.0 && a.actor_lr > 0.0 && a.critic_lr > 0.0 && a.env_lr > 0.0 && a.alpha >= 0.0) {
+            return bad("agent", "gamma must be in [0, 1], tau in (0, 1], learning rates > 0, alpha >= 0".into());
+        }
+        if self.milestones.iter().any(|&m| m > self.epochs) && self.schedule == ScheduleKind::Step {
+            return bad("milestones", format!("{:?} has an epoch after the last ({})", self.milestones, self.epochs));
+        }
+        // The training fields share `rlal train`'s checks (names are the same but `lr-warmup-epochs`).
+        self.train_recipe(self.epochs).check().map_err(|m| m.replace("'warmup-epochs'", "'lr-warmup-epochs'"))
+    }
+
+    /// Target MACs ratio (after [`Recipe::check`]).
+    pub fn ratio(&self) -> f64 {
+        self.macs_ratio.unwrap_or(0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn parse_errors_name_field_and_line() {
+        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratoi: 0.5\n").unwrap_err();
+        assert!(e.contains("macs-ratoi") && e.contains("line 3"), "{e}");
+        let r = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\n").unwrap();
+        r.check().unwrap();
+        assert_eq!((r.epochs, r.episodes_per_epoch, r.beta), (8, 10, 1e-4));
+        let mut r2 = r.clone();
+        r2.macs_ratio = Some(1.0);
+        assert!(r2.check().unwrap_err().contains("macs-ratio"));
+        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+    }
+}

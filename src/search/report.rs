@@ -1,0 +1,236 @@
+//! Run-directory outputs: per-epoch metrics rows, `best_policy.yaml`, the
+//! validation of the exported models with ONNX Runtime (tract when ONNX
+//! Runtime is missing), `report.json`, `report.md` and the summary screen.
+use super::recipe::Recipe;
+use super::run::Best;
+use crate::data::Loader;
+use crate::ir::Graph;
+use crate::validate::{latency, ort::OrtModel, tract::TractModel, Runner, ValidateError};
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct EpochRow {
+    pub epoch: usize,
+    /// `warmup`, `buffer`, `agent` (or `search` for baselines), `weights`.
+    pub phase: String,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    /// Mean L_align over the epoch's batches (before β).
+    pub align_loss: Option<f64>,
+    pub test_acc: Option<f64>,
+    /// Reward (reward-subset accuracy) of each episode.
+    pub rewards: Vec<f64>,
+    /// Achieved MACs of each episode.
+    pub macs: Vec<u64>,
+    pub mean_reward: Option<f64>,
+    pub best_reward: Option<f64>,
+    pub env_loss: Option<f64>,
+    pub critic_loss: Option<f64>,
+    pub actor_loss: Option<f64>,
+    pub entropy: Option<f64>,
+    /// Seconds of the weight-training epoch.
+    pub train_seconds: f64,
+    /// Seconds of the episodes and agent updates after it.
+    pub search_seconds: f64,
+    /// Of `search_seconds`, the agent updates (env model + SAC).
+    #[serde(default)]
+    pub update_seconds: f64,
+}
+
+impl EpochRow {
+    pub fn line(&self, total: usize) -> String {
+        let f = |x: Option<f64>| x.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
+        let mut s = format!("epoch {}/{} [{}] loss {:.4} acc {:.2}% test {}", self.epoch, total, self.phase, self.train_loss, 100.0 * self.train_acc, f(self.test_acc));
+        if !self.rewards.is_empty() {
+            s += &format!(" | {} episodes mean reward {} best {}", self.rewards.len(), f(self.mean_reward), f(self.best_reward));
+        }
+        if let Some(c) = self.critic_loss {
+            s += &format!(" critic {:.4} actor {:.4} env {:.4}", c, self.actor_loss.unwrap_or(0.0), self.env_loss.unwrap_or(0.0));
+        }
+        s + &format!(" ({:.1}s + {:.1}s search)", self.train_seconds, self.search_seconds)
+    }
+}
+
+/// One layer of the chosen architecture.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LayerChoice {
+    pub layer: usize,
+    pub group: usize,
+    pub name: String,
+    pub channels: usize,
+    pub kept: usize,
+    /// kept / channels.
+    pub ratio: f64,
+    pub kept_channels: Vec<usize>,
+}
+
+#[derive(Serialize)]
+struct PolicyFile<'a> {
+    reward: f64,
+    epoch: usize,
+    macs: u64,
+    target_macs: u64,
+    layers: &'a [LayerChoice],
+}
+
+/// `best_policy.yaml`.
+pub fn write_policy(dir: &Path, best: &Best, layers: &[LayerChoice], macs: u64, target: u64) -> anyhow::Result<()> {
+    let y = serde_yaml::to_string(&PolicyFile { reward: best.reward, epoch: best.epoch, macs, target_macs: target, layers })?;
+    crate::util::write_atomic(&dir.join("best_policy.yaml"), y.as_bytes()).context("writing best_policy.yaml")
+}
+
+/// Accuracy, MACs and params of one model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Figures {
+    pub accuracy: f64,
+    pub macs: u64,
+    pub params: u64,
+    /// Median ms per batch of 1 and of `latency_batch`.
+    pub latency_ms: f64,
+    pub latency_batch_ms: f64,
+}
+
+/// `report.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub name: String,
+    pub policy: String,
+    pub model: String,
+    pub data: String,
+    /// Accuracy of the fine-tuned pruned model on the test split (engine below).
+    pub accuracy: f64,
+    pub target_macs_ratio: f64,
+    pub macs_ratio: f64,
+    pub params_ratio: f64,
+    pub unpruned: Figures,
+    pub pruned: Figures,
+    /// Test accuracy of the jointly trained network with the best policy's channels masked (before fine-tuning).
+    pub masked_accuracy: f64,
+    pub best_reward: f64,
+    pub best_epoch: usize,
+    pub engine: String,
+    pub test_samples: usize,
+    pub latency_batch: usize,
+    pub speedup: f64,
+    /// Seconds of weight training in the joint phase.
+    pub train_seconds: f64,
+    /// Seconds of episodes + agent updates in the joint phase.
+    pub search_seconds: f64,
+    /// search_seconds / train_seconds over the epochs that ran episodes.
+    pub search_overhead: f64,
+    pub finetune_seconds: f64,
+    pub total_seconds: f64,
+    pub layers: Vec<LayerChoice>,
+}
+
+/// What [`validate`] needs from the run.
+pub struct Context<'a> {
+    pub recipe: &'a Recipe,
+    pub best: &'a Best,
+    pub layers: Vec<LayerChoice>,
+    pub masked_acc: f64,
+    pub search_seconds: f64,
+    pub finetune_seconds: f64,
+    pub total_seconds: f64,
+    pub train_seconds: f64,
+    /// search / training seconds over the epochs that ran episodes.
+    pub search_overhead: f64,
+}
+
+fn runner(bytes: &[u8], threads: usize) -> anyhow::Result<Box<dyn Runner>> {
+    match OrtModel::from_bytes(bytes, threads) {
+        Ok(m) => Ok(Box::new(m)),
+        Err(e @ ValidateError::Load { .. }) => {
+            eprintln!("warning: {e}; falling back to tract");
+            Ok(Box::new(TractModel::from_bytes(bytes)?))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn accuracy(r: &mut dyn Runner, test: &Loader) -> anyhow::Result<(f64, usize)> {
+    let (mut right, mut seen) = (0usize, 0usize);
+    for b in test.epoch(0) {
+        let b = b?;
+        let out = r.run(&b.shape, b.data)?;
+        let (shape, logits) = out.into_iter().next().context("the model has no output")?;
+        let k = *shape.last().context("scalar output")?;
+        for (row, &y) in logits.chunks(k.max(1)).zip(&b.labels) {
+            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0;
+            right += (best as i64 == y) as usize;
+            seen += 1;
+        }
+    }
+    Ok((right as f64 / seen.max(1) as f64, seen))
+}
+
+fn figures(g: &Graph, test: &Loader, dims: [usize; 3], batch: usize, threads: usize) -> anyhow::Result<(Figures, String, usize)> {
+    let facts = crate::ir::infer::infer(g, None).map_err(|e| anyhow::anyhow!("shape inference: {e}"))?;
+    let an = crate::analysis::Analysis::new(g, facts, Vec::new());
+    let mut r = runner(&crate::onnx::to_bytes(g), threads)?;
+    let (acc, n) = accuracy(r.as_mut(), test)?;
+    let shape = |b: usize| vec![b, dims[0], dims[1], dims[2]];
+    let l1 = latency::measure(r.as_mut(), &shape(1), 3, 20)?;
+    let lb = latency::measure(r.as_mut(), &shape(batch), 2, 10)?;
+    Ok((Figures { accuracy: acc, macs: an.cost.full_macs(), params: an.cost.full_params(), latency_ms: l1.median_ms, latency_batch_ms: lb.median_ms }, r.engine().to_string(), n))
+}
+
+/// Validates both exported models (accuracy on the test split, MACs, params, latency).
+pub fn validate(c: &Context, unpruned: &Graph, pruned: &Graph, test: &Loader, dims: [usize; 3], batch: usize) -> anyhow::Result<Report> {
+    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.threads).context("validating the unpruned model")?;
+    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.threads).context("validating the pruned model")?;
+    Ok(Report {
+        name: c.recipe.name.clone(),
+        policy: c.recipe.policy.name().to_string(),
+        model: c.recipe.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
+        data: c.recipe.data.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
+        accuracy: p.accuracy,
+        target_macs_ratio: c.recipe.ratio(),
+        macs_ratio: p.macs as f64 / u.macs.max(1) as f64,
+        params_ratio: p.params as f64 / u.params.max(1) as f64,
+        speedup: u.latency_batch_ms / p.latency_batch_ms.max(1e-9),
+        unpruned: u,
+        pruned: p,
+        masked_accuracy: c.masked_acc,
+        best_reward: c.best.reward,
+        best_epoch: c.best.epoch,
+        engine,
+        test_samples: n,
+        latency_batch: batch,
+        search_seconds: c.search_seconds,
+        train_seconds: c.train_seconds,
+        search_overhead: c.search_overhead,
+        finetune_seconds: c.finetune_seconds,
+        total_seconds: c.total_seconds,
+        layers: c.layers.clone(),
+    })
+}
+
+/// The summary screen (also the body of `report.md`).
+pub fn summary(r: &Report) -> String {
+    let mut s = format!("# rlal prune: {} ({} policy)\n\n", r.name, r.policy);
+    s += &format!("model {} on {}; validated with {} on {} test images\n\n", r.model, r.data, r.engine, r.test_samples);
+    s += "| | accuracy | MACs | params | latency b=1 (ms) | latency b=batch (ms) |\n|---|---|---|---|---|---|\n";
+    for (n, f) in [("unpruned (jointly trained)", &r.unpruned), ("pruned + fine-tuned", &r.pruned)] {
+        s += &format!("| {n} | {:.2}% | {} | {} | {:.3} | {:.3} |\n", 100.0 * f.accuracy, f.macs, f.params, f.latency_ms, f.latency_batch_ms);
+    }
+    s += &format!(
+        "\nMACs ratio {:.3} (target {:.3}), params ratio {:.3}, speed-up {:.2}x at batch {}; masked accuracy before fine-tuning {:.2}%; best reward {:.2}% (epoch {}).\n",
+        r.macs_ratio, r.target_macs_ratio, r.params_ratio, r.speedup, r.latency_batch, 100.0 * r.masked_accuracy, 100.0 * r.best_reward, r.best_epoch
+    );
+    s += &format!("Time: weight training {:.1}s, search {:.1}s (episodes + agent updates; {:.1}% of the training time of the search epochs), fine-tuning {:.1}s, total {:.1}s.\n\n| layer | name | kept / channels |\n|---|---|---|\n", r.train_seconds, r.search_seconds, 100.0 * r.search_overhead, r.finetune_seconds, r.total_seconds);
+    for l in &r.layers {
+        s += &format!("| {} | {} | {} / {} ({:.0}%) |\n", l.layer, l.name, l.kept, l.channels, 100.0 * l.ratio);
+    }
+    s
+}
+
+/// `report.json` and `report.md`.
+pub fn write(dir: &Path, r: &Report) -> anyhow::Result<()> {
+    crate::util::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(r)?.as_bytes()).context("writing report.json")?;
+    crate::util::write_atomic(&dir.join("report.md"), summary(r).as_bytes()).context("writing report.md")
+}

@@ -1,0 +1,261 @@
+//! From per-layer kept counts to channel sets, masks, rewards and the
+//! alignment penalty; the non-agent baselines' widths.
+use crate::agent::Budget;
+use crate::data::Loader;
+use crate::rewrite::KeepSets;
+use crate::train::trainer::batch_tensors;
+use crate::train::{evaluate, Net, TrainError};
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+/// Kept channel indices per agent layer's group: the `kept[l]` channels with
+/// the largest current filter norm (`p` = 1 or 2), sorted by index.
+pub fn keep_sets(net: &Net, budget: &Budget, kept: &[usize], p: u32) -> Result<KeepSets, TrainError> {
+    let mut ks = KeepSets::new();
+    for (l, &g) in budget.groups.iter().enumerate() {
+        let norms: Vec<f64> = net.channel_norms(g, p)?.into_iter().map(f64::from).collect();
+        ks.insert(g, crate::rewrite::rank::top(&norms, kept[l]));
+    }
+    Ok(ks)
+}
+
+/// Binary keep-vectors (the paper's v_l) of keep-sets.
+pub fn keep_vectors(net: &Net, ks: &KeepSets) -> BTreeMap<usize, Vec<bool>> {
+    let widths: BTreeMap<usize, usize> = net.prunable_groups().into_iter().collect();
+    ks.iter()
+        .map(|(&g, idx)| {
+            let mut v = vec![false; widths.get(&g).copied().unwrap_or(0)];
+            for &i in idx {
+                v[i] = true;
+            }
+            (g, v)
+        })
+        .collect()
+}
+
+/// The held-out reward subset. Decoded, normalised and moved to the device
+/// once when it fits in [`RewardSet::CACHE_BYTES`] (every episode evaluates
+/// the same images), streamed from the loader otherwise.
+pub struct RewardSet<'a> {
+    loader: &'a Loader,
+    cached: Option<Vec<(Tensor, Tensor)>>,
+}
+
+impl<'a> RewardSet<'a> {
+    /// Largest subset kept in memory (1 GiB of f32 pixels).
+    pub const CACHE_BYTES: usize = 1 << 30;
+
+    pub fn new(loader: &'a Loader, net: &Net) -> Result<RewardSet<'a>, TrainError> {
+        let per: usize = loader.dataset().sample_len() * 4;
+        let cached = if per * loader.num_samples() <= Self::CACHE_BYTES {
+            let mut v = Vec::new();
+            for b in loader.epoch(0) {
+                v.push(batch_tensors(&b?, net));
+            }
+            Some(v)
+        } else {
+            None
+        };
+        Ok(RewardSet { loader, cached })
+    }
+
+    /// Accuracy of `net` (eval mode, current masks, no gradients) on the subset.
+    pub fn accuracy(&self, net: &Net) -> Result<f64, TrainError> {
+        let Some(batches) = &self.cached else { return Ok(evaluate(net, self.loader)?.accuracy) };
+        let (mut right, mut n) = (0i64, 0i64);
+        tch::no_grad(|| -> Result<(), TrainError> {
+            for (x, y) in batches {
+                let logits = net.forward_t(x, false)?;
+                right += logits.argmax(-1, false).eq_tensor(y).sum(Kind::Int64).int64_value(&[]);
+                n += y.size()[0];
+            }
+            Ok(())
+        })?;
+        Ok(right as f64 / n.max(1) as f64)
+    }
+
+    /// Reward of an episode: accuracy of the network keeping the `kept[l]`
+    /// channels of largest filter norm; on the physically narrower network
+    /// when `frozen` is given, else with the other channels masked.
+    pub fn reward_with(&self, net: &mut Net, frozen: Option<&Frozen>, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
+        match frozen {
+            Some(f) => self.accuracy(&f.narrow(kept, net.device())?),
+            None => self.reward(net, budget, kept, p),
+        }
+    }
+
+    /// Reward of an episode: accuracy of the network with the channels of
+    /// `kept` (by current filter norm) masked; the masks are cleared afterwards.
+    pub fn reward(&self, net: &mut Net, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
+        let ks = keep_sets(net, budget, kept, p)?;
+        net.set_masks(&keep_vectors(net, &ks))?;
+        let r = self.accuracy(net);
+        net.clear_masks();
+        r
+    }
+}
+
+/// The frozen weights of one epoch's episodes, for rewards computed on
+/// physically narrower networks (`reward-engine: pruned`): the exported graph
+/// with BN folded (eval semantics), its analysis, the agent layers' groups in
+/// it, and every layer's filter norms (weights do not change during episodes).
+pub struct Frozen {
+    graph: crate::ir::Graph,
+    analysis: crate::analysis::Analysis,
+    /// Per agent layer: group id in `analysis`.
+    groups: Vec<usize>,
+    norms: Vec<Vec<f64>>,
+    input_shape: Option<Vec<usize>>,
+}
+
+impl Frozen {
+    pub fn new(net: &Net, budget: &Budget, p: u32, input_shape: Option<&[usize]>) -> Result<Frozen, TrainError> {
+        let mut graph = net.export()?;
+        crate::rewrite::bn::fold_bn(&mut graph);
+        let facts = crate::ir::infer::infer(&graph, input_shape).map_err(|e| TrainError::Graph(format!("shape inference of the BN-folded graph: {e}")))?;
+        let analysis = crate::analysis::Analysis::new(&graph, facts, Vec::new());
+        let mut groups = Vec::new();
+        for l in &budget.layers {
+            let m = analysis.layers.iter().find(|x| x.name == l.name && x.channels == l.channels).ok_or_else(|| TrainError::Graph(format!("layer '{}' is not prunable once BN is folded", l.name)))?;
+            groups.push(m.group);
+        }
+        let norms = budget.groups.iter().map(|&g| Ok(net.channel_norms(g, p)?.into_iter().map(f64::from).collect())).collect::<Result<_, TrainError>>()?;
+        Ok(Frozen { graph, analysis, groups, norms, input_shape: input_shape.map(<[usize]>::to_vec) })
+    }
+
+    /// The network with only the `kept[l]` strongest channels of each layer, as a new (narrower) [`Net`].
+    pub fn narrow(&self, kept: &[usize], device: tch::Device) -> Result<Net, TrainError> {
+        let ks: KeepSets = self.groups.iter().zip(&self.norms).zip(kept).map(|((&g, n), &k)| (g, crate::rewrite::rank::top(n, k))).collect();
+        let pr = crate::rewrite::surgery::prune(&self.graph, &self.analysis, &ks, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
+        Net::new(&pr.graph, &pr.analysis, device)
+    }
+}
+
+/// L_align (Eq. 10, group-lasso form): over the layers, the sum over removed
+/// channels (`false` in `keep`) of the L2 norm of all their producing
+/// parameters. Computed from the given vectors, so the training forward stays
+/// unmasked. Same formula as [`Net::group_lasso`].
+#[allow(clippy::assign_op_pattern)] // out-of-place adds keep the autograd graph simple
+pub fn align_penalty(net: &Net, keep: &BTreeMap<usize, Vec<bool>>) -> Tensor {
+    let dev = net.device();
+    let mut total = Tensor::zeros([], (Kind::Float, dev));
+    for (g, v) in keep {
+        let off: Vec<i64> = v.iter().enumerate().filter(|(_, k)| !**k).map(|(c, _)| c as i64).collect();
+        if off.is_empty() {
+            continue;
+        }
+        let mut sq = Tensor::zeros([off.len() as i64], (Kind::Float, dev));
+        for gp in net.group_params(*g).iter().filter(|gp| gp.producing) {
+            let Some(t) = net.param(&gp.name) else { continue };
+            if !t.requires_grad() {
+                continue;
+            }
+            let per = t.transpose(0, gp.axis as i64).reshape([t.size()[gp.axis], -1]).square().sum_dim_intlist(1, false, Kind::Float);
+            let cols: Vec<Tensor> = off
+                .iter()
+                .map(|&c| {
+                    let ids: Vec<i64> = gp.idx[c as usize].iter().map(|&i| i as i64).collect();
+                    per.index_select(0, &Tensor::from_slice(&ids).to_device(dev)).sum(Kind::Float)
+                })
+                .collect();
+            sq = sq + Tensor::stack(&cols, 0);
+        }
+        total = total + (sq + 1e-12).sqrt().sum(Kind::Float);
+    }
+    total
+}
+
+/// Uniform baseline: the largest common keep fraction whose MACs are within the target.
+pub fn uniform_kept(budget: &Budget) -> Vec<usize> {
+    let at = |f: f64| -> Vec<usize> { budget.layers.iter().zip(&budget.min_keep).map(|(l, &lo)| ((l.channels as f64 * f).floor() as usize).clamp(lo, l.channels)).collect() };
+    let (mut lo, mut hi) = (0.0f64, 1.0f64);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if budget.macs(&at(mid)) <= budget.target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut kept = at(lo);
+    // Top up greedily while it still fits (floor granularity).
+    for l in 0..kept.len() {
+        while kept[l] < budget.layers[l].channels {
+            kept[l] += 1;
+            if budget.macs(&kept) > budget.target {
+                kept[l] -= 1;
+                break;
+            }
+        }
+    }
+    kept
+}
+
+/// Global-threshold baseline: channels ranked across layers by their norm
+/// divided by the layer's mean norm; the weakest removed (respecting each
+/// layer's minimum width) until the MACs fit the target.
+pub fn l1_global_kept(net: &Net, budget: &Budget, p: u32) -> Result<Vec<usize>, TrainError> {
+    let mut all: Vec<(f64, usize)> = Vec::new();
+    for (l, &g) in budget.groups.iter().enumerate() {
+        let n = net.channel_norms(g, p)?;
+        let mean = (n.iter().map(|&x| x as f64).sum::<f64>() / n.len().max(1) as f64).max(1e-12);
+        all.extend(n.iter().map(|&x| (x as f64 / mean, l)));
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut kept: Vec<usize> = budget.layers.iter().map(|l| l.channels).collect();
+    for (_, l) in all {
+        if budget.macs(&kept) <= budget.target {
+            break;
+        }
+        if kept[l] > budget.min_keep[l] {
+            kept[l] -= 1;
+        }
+    }
+    Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{Loader, LoaderConfig, Normalize, Transform};
+    use crate::rng::Rng;
+
+    #[test]
+    fn narrow_and_masked_rewards_agree() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (mut g, mut an) = crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default()).unwrap();
+        crate::train::setup::apply_insert_bn(&mut g, &mut an, crate::train::recipe::InsertBn::Auto, None).unwrap();
+        let mut net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
+        // Non-trivial BN statistics, as after training.
+        tch::manual_seed(5);
+        for (n, mut t) in net.var_store().variables() {
+            if n.contains("running_var") || n.contains("scale") || n.contains("weight") {
+                tch::no_grad(|| t.copy_(&(t.abs() + 0.5 * tch::Tensor::rand_like(&t))));
+            }
+        }
+        let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
+        let ds = crate::data::testutil::mem(96, 1, 28, 28);
+        let loader = Loader::new(ds, (0..96).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }), LoaderConfig { batch_size: 40, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
+        let rs = RewardSet::new(&loader, &net).unwrap();
+        let frozen = Frozen::new(&net, &budget, 1, None).unwrap();
+        let mut rng = Rng::new(1);
+        for _ in 0..3 {
+            let mut kept = Vec::new();
+            for _ in 0..budget.layers.len() {
+                kept.push(budget.apply(&kept, rng.uniform_f32()));
+            }
+            let narrow = frozen.narrow(&kept, tch::Device::Cpu).unwrap();
+            let ks = keep_sets(&net, &budget, &kept, 1).unwrap();
+            net.set_masks(&keep_vectors(&net, &ks)).unwrap();
+            let (x, _) = &rs.cached.as_ref().unwrap()[0];
+            let (a, b) = tch::no_grad(|| (net.forward_t(x, false).unwrap(), narrow.forward_t(x, false).unwrap()));
+            net.clear_masks();
+            let scale = a.abs().max().double_value(&[]).max(1.0);
+            let diff = (a - b).abs().max().double_value(&[]);
+            assert!(diff <= 1e-4 * scale, "narrow vs masked logits differ by {diff} (scale {scale})");
+            let (m, n) = (rs.reward(&mut net, &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap());
+            assert!((m - n).abs() <= 1.0 / 96.0 + 1e-12, "masked {m} vs narrow {n}");
+        }
+    }
+}
+

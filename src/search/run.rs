@@ -1,0 +1,431 @@
+//! Algorithm 1 (joint training and pruning) followed by surgery, fine-tuning,
+//! export and validation. See `docs/METHOD.md` for the mapping to the paper.
+//!
+//! Every completed epoch of joint training is checkpointed atomically into
+//! `<run>/checkpoints/` (weights, SGD momenta, agent networks and their Adam
+//! moments in one tensor file; epoch, step, RNG, best policy, replay buffer in
+//! `search.json`, which names the complete tensor file); fine-tuning
+//! checkpoints into `<run>/checkpoints/finetune/`. `--resume` continues from
+//! there and reaches the same result as an uninterrupted run (same seed,
+//! device and thread count).
+use super::plot;
+use super::recipe::{Policy, Recipe, RewardEngine};
+use super::report::{self, EpochRow, LayerChoice};
+use super::reward::{self, RewardSet};
+use super::SearchError;
+use crate::agent::{Agent, Budget, Explore, Replay};
+use crate::analysis::{self, Analysis, ImportOptions};
+use crate::data::{Loader, LoaderConfig, Normalize, Transform};
+use crate::ir::Graph;
+use crate::rng::Rng;
+use crate::train::checkpoint::fingerprint;
+use crate::train::optim::{Sgd, SgdConfig};
+use crate::train::schedule::Schedule;
+use crate::train::trainer::{self, batch_tensors, TrainConfig};
+use crate::train::{evaluate, setup, Net};
+use anyhow::{anyhow, Context};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Kind, Reduction, Tensor};
+
+/// Where and how verbosely to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The run directory (default `runs/<name>`).
+    pub run_dir: PathBuf,
+    pub progress: bool,
+    /// Continue from the run directory's checkpoints (a fresh start when there are none).
+    pub resume: bool,
+}
+
+/// The best policy so far: reward, per-layer kept counts, epoch (1-based) it was seen.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Best {
+    pub reward: f64,
+    pub kept: Vec<usize>,
+    pub epoch: usize,
+}
+
+/// `checkpoints/search.json`: everything of the joint phase that is not a tensor.
+#[derive(Serialize, Deserialize)]
+struct SearchState {
+    /// Joint-training epochs completed.
+    epoch: usize,
+    step: usize,
+    rng: [u64; 4],
+    best: Option<Best>,
+    replay: Replay,
+    search_seconds: f64,
+    elapsed_seconds: f64,
+    /// Tensor file (net weights `net.*`, SGD momenta `sgd.*`, agent `agent.*`), relative to the checkpoint directory.
+    tensors: String,
+    /// Fingerprint of the network the weights belong to.
+    graph: String,
+}
+
+const CKPT: &str = "checkpoints";
+
+fn save_checkpoint(dir: &Path, net: &Net, sgd: &Sgd, agent: &Agent, st: &SearchState) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut named: Vec<(String, Tensor)> = net.var_store().variables().into_iter().map(|(n, t)| (format!("net.{n}"), t)).collect();
+    named.extend(sgd.buffers().into_iter().map(|(n, t)| (format!("sgd.{n}"), t)));
+    named.extend(agent.tensors());
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let file = dir.join(&st.tensors);
+    let tmp = dir.join(format!(".{}.tmp", st.tensors));
+    Tensor::save_multi(&named, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+    let old: Option<SearchState> = std::fs::read(dir.join("search.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    crate::util::write_atomic(&dir.join("search.json"), &serde_json::to_vec(st)?).with_context(|| format!("writing {}", dir.join("search.json").display()))?;
+    if let Some(old) = old.filter(|o| o.tensors != st.tensors) {
+        let _ = std::fs::remove_file(dir.join(old.tensors));
+    }
+    Ok(())
+}
+
+fn load_checkpoint(dir: &Path, net: &mut Net, sgd: &mut Sgd, agent: &mut Agent) -> anyhow::Result<Option<SearchState>> {
+    let sp = dir.join("search.json");
+    if !sp.exists() {
+        return Ok(None);
+    }
+    let st: SearchState = serde_json::from_slice(&std::fs::read(&sp).with_context(|| format!("reading {}", sp.display()))?).with_context(|| format!("{}: not a search checkpoint", sp.display()))?;
+    if st.graph != fingerprint(net) {
+        anyhow::bail!("{}: the checkpoint belongs to another network ({}; the recipe's model gives {})", sp.display(), st.graph, fingerprint(net));
+    }
+    let p = dir.join(&st.tensors);
+    let all: HashMap<String, Tensor> = Tensor::load_multi(&p).with_context(|| format!("reading {}", p.display()))?.into_iter().collect();
+    for (n, mut v) in net.var_store().variables() {
+        let t = all.get(&format!("net.{n}")).ok_or_else(|| anyhow!("{}: no tensor for network variable '{n}'", p.display()))?;
+        tch::no_grad(|| v.f_copy_(t)).with_context(|| format!("{}: variable '{n}'", p.display()))?;
+    }
+    sgd.set_buffers(all.iter().filter_map(|(n, t)| n.strip_prefix("sgd.").map(|n| (n.to_string(), t.shallow_clone()))).collect());
+    agent.load_tensors(&all).map_err(|m| anyhow!("{}: {m}", p.display()))?;
+    agent.replay = st.replay.clone();
+    Ok(Some(st))
+}
+
+fn reanalyse(g: &Graph, input_shape: Option<&[usize]>) -> anyhow::Result<Analysis> {
+    let facts = crate::ir::infer::infer(g, input_shape).map_err(|e| anyhow!("shape inference: {e}"))?;
+    Ok(Analysis::new(g, facts, Vec::new()))
+}
+
+/// Imports the model (with `insert-bn`) and checks the budget: input errors only.
+pub fn prepare(r: &Recipe) -> Result<(Graph, Analysis, Budget), SearchError> {
+    let model = r.model.clone().ok_or_else(|| SearchError::Input(anyhow!("no model")))?;
+    let (mut g, mut an) = analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() }).map_err(|e| SearchError::Input(e.into()))?;
+    setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref()).map_err(|e| SearchError::Input(e.into()))?;
+    let budget = Budget::new(an.cost.clone(), an.layers.clone(), r.ratio(), r.max_prune_ratio).map_err(|e| SearchError::Input(anyhow!("{}: {e}", model.display())))?;
+    Ok((g, an, budget))
+}
+
+/// Keeps the first `n` lines of a JSON-lines file (the epochs a checkpoint covers).
+fn truncate_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<String> = text.lines().take(n).map(str::to_string).collect();
+    let mut body = lines.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    crate::util::write_atomic(path, body.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(lines)
+}
+
+fn bar(done: usize, total: usize) -> String {
+    let w = 20;
+    let f = (done * w).checked_div(total).unwrap_or(w);
+    format!("[{}{}]", "#".repeat(f), "-".repeat(w - f))
+}
+
+/// Runs a whole pruning job; returns the report (also written to the run directory).
+pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
+    let t_all = Instant::now();
+    let input = SearchError::Input;
+    let job = SearchError::Job;
+    if o.resume {
+        if let Ok(text) = std::fs::read_to_string(o.run_dir.join("report.json")) {
+            if let Ok(rep) = serde_json::from_str::<report::Report>(&text) {
+                if o.progress {
+                    eprintln!("{} is complete; nothing to resume", o.run_dir.display());
+                }
+                return Ok(rep);
+            }
+        }
+    }
+    let (g, an, budget) = prepare(r)?;
+    if r.threads > 0 {
+        tch::set_num_threads(r.threads as i32);
+    }
+    let device = r.device.device().map_err(|e| input(e.into()))?;
+    let data = r.data.clone().ok_or_else(|| input(anyhow!("no dataset")))?;
+    let tr = r.train_recipe(r.epochs);
+    let dims = setup::input_dims(&g, &an).map_err(|e| input(e.into()))?;
+    let (train, holdout_idx, test) = setup::loaders(&tr, &data, dims, setup::num_classes(&g, &an)).map_err(|e| input(e.into()))?;
+    let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
+    let hcfg = LoaderConfig { batch_size: r.reward_batch_size, shuffle: false, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
+    let holdout = Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm), hcfg).map_err(|e| input(e.into()))?;
+
+    std::fs::create_dir_all(&o.run_dir).with_context(|| format!("creating {}", o.run_dir.display())).map_err(job)?;
+    let ckpt = o.run_dir.join(CKPT);
+    if !o.resume {
+        // A fresh run never continues from stale checkpoints of an earlier run in the same directory.
+        let _ = std::fs::remove_dir_all(&ckpt);
+        let _ = std::fs::remove_file(o.run_dir.join("report.json"));
+    }
+    let yaml = serde_yaml::to_string(r).context("serialising the recipe").map_err(job)?;
+    crate::util::write_atomic(&o.run_dir.join("recipe.yaml"), yaml.as_bytes()).context("writing recipe.yaml").map_err(job)?;
+
+    // ---- Alg. 1: joint training and search ----
+    let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
+    let spe = train.num_batches().max(1);
+    let sched = Schedule { base_lr: r.lr, min_lr: r.min_lr, warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize, steps_per_epoch: spe, total_steps: r.epochs * spe, decay: tr.decay() };
+    let sgd_cfg = SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay };
+    let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone());
+    let mut agent = Agent::new(r.agent.config(), r.epochs, r.seed);
+    let mut rng = Rng::new(r.seed).fork(0x5ea4c4);
+    let p = r.criterion.p();
+    let mut best: Option<Best> = None;
+    let (mut start, mut step, mut t_search, mut elapsed0) = (0usize, 0usize, 0f64, 0f64);
+    let metrics_path = o.run_dir.join("metrics.jsonl");
+    let mut rows: Vec<EpochRow> = Vec::new();
+    if o.resume {
+        if let Some(st) = load_checkpoint(&ckpt, &mut net, &mut sgd, &mut agent).map_err(input)? {
+            (start, step, t_search, elapsed0) = (st.epoch, st.step, st.search_seconds, st.elapsed_seconds);
+            rng = Rng::from_state(st.rng).ok_or_else(|| input(anyhow!("{}: invalid RNG state", ckpt.join("search.json").display())))?;
+            best = st.best;
+            let lines = truncate_lines(&metrics_path, start).map_err(job)?;
+            rows = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            if o.progress {
+                eprintln!("resuming {} after epoch {start} of {}", o.run_dir.display(), r.epochs);
+            }
+        }
+    }
+    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).truncate(false).open(&metrics_path).with_context(|| format!("opening {}", metrics_path.display())).map_err(job)?;
+    if start == 0 {
+        metrics.set_len(0).with_context(|| format!("truncating {}", metrics_path.display())).map_err(job)?;
+    }
+    if o.progress {
+        eprintln!(
+            "pruning {} to {:.1}% of {} MACs (target {}) with policy {}: {} layers, {} train / {} reward / {} test images, {} epochs on {:?}",
+            r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            100.0 * r.ratio(),
+            budget.full_macs(),
+            budget.target,
+            r.policy.name(),
+            budget.layers.len(),
+            train.num_samples(),
+            holdout.num_samples(),
+            test.num_samples(),
+            r.epochs,
+            device
+        );
+    }
+    // The reward subset, decoded and normalised once (eval transform; batches on the device).
+    let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?;
+    for t in start..r.epochs {
+        let t0 = Instant::now();
+        // v_l of the best policy by current norms (Eq. 10), for the penalty only.
+        let align: Option<BTreeMap<usize, Vec<bool>>> = match (&best, r.alignment && r.beta > 0.0) {
+            (Some(b), true) => Some(reward::keep_vectors(&net, &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?)),
+            _ => None,
+        };
+        let (mut loss_sum, mut align_sum, mut correct, mut seen, mut lr) = (0f64, 0f64, 0usize, 0usize, r.lr);
+        let mut last_print = Instant::now();
+        for (bi, b) in train.epoch(t as u64).enumerate() {
+            let b = b.map_err(|e| job(e.into()))?;
+            let (x, y) = batch_tensors(&b, &net);
+            lr = sched.lr(step);
+            let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
+            let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, r.label_smoothing).map_err(|e| job(e.into()))?;
+            if let Some(v) = &align {
+                let pen = reward::align_penalty(&net, v);
+                align_sum += pen.double_value(&[]) * b.labels.len() as f64;
+                loss = loss.f_add(&(pen * r.beta)).map_err(|e| job(e.into()))?;
+            }
+            sgd.zero_grad();
+            loss.f_backward().map_err(|e| job(e.into()))?;
+            sgd.step(lr);
+            step += 1;
+            let l = loss.double_value(&[]);
+            if !l.is_finite() {
+                return Err(job(anyhow!("the loss became {l} at epoch {}; lower the learning rate", t + 1)));
+            }
+            loss_sum += l * b.labels.len() as f64;
+            correct += tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])) as usize;
+            seen += b.labels.len();
+            if o.progress && last_print.elapsed().as_secs_f64() > 0.5 {
+                last_print = Instant::now();
+                let el = t0.elapsed().as_secs_f64();
+                eprint!("\repoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ", t + 1, r.epochs, bar(bi + 1, spe), bi + 1, spe, loss_sum / seen as f64, 100.0 * correct as f64 / seen as f64, seen as f64 / el);
+            }
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        // ---- episodes on the frozen weights ----
+        let t1 = Instant::now();
+        let searching = t >= r.warmup_epochs && t < r.agent_epochs;
+        let mut row = EpochRow { epoch: t + 1, lr, train_loss: loss_sum / seen.max(1) as f64, train_acc: correct as f64 / seen.max(1) as f64, align_loss: if align.is_some() { Some(align_sum / seen.max(1) as f64) } else { None }, ..Default::default() };
+        let mut update_secs = 0.0;
+        if searching {
+            row.phase = "search".into();
+            let episodes: Vec<(Vec<usize>, Option<crate::agent::Episode>)> = match r.policy {
+                Policy::Rlal | Policy::Random => {
+                    let explore = if r.policy == Policy::Random || t < r.warmup_epochs + r.buffer_epochs { Explore::Random } else { Explore::Policy };
+                    row.phase = if explore == Explore::Random && r.policy == Policy::Rlal { "buffer".into() } else { "agent".into() };
+                    (0..r.episodes_per_epoch)
+                        .map(|_| {
+                            let ep = agent.episode(&budget, t, &mut rng, explore);
+                            (ep.kept.clone(), Some(ep))
+                        })
+                        .collect()
+                }
+                Policy::Uniform => vec![(reward::uniform_kept(&budget), None)],
+                Policy::L1Global => vec![(reward::l1_global_kept(&net, &budget, p).map_err(|e| job(e.into()))?, None)],
+            };
+            let n_ep = episodes.len();
+            let frozen = match r.reward_engine {
+                RewardEngine::Pruned => Some(reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref()).map_err(|e| job(e.into()))?),
+                RewardEngine::Masked => None,
+            };
+            for (i, (kept, ep)) in episodes.into_iter().enumerate() {
+                let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, &kept, p).map_err(|e| job(e.into()))?;
+                if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
+                    agent.remember(ep, acc as f32);
+                }
+                row.rewards.push(acc);
+                row.macs.push(budget.macs(&kept));
+                // Baselines without search follow their current choice; searches keep the best.
+                let replace = matches!(r.policy, Policy::Uniform | Policy::L1Global) || best.as_ref().is_none_or(|b| acc > b.reward);
+                if replace {
+                    best = Some(Best { reward: acc, kept, epoch: t + 1 });
+                }
+                if o.progress {
+                    eprint!("\repoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ", t + 1, r.epochs, bar(i + 1, n_ep), i + 1, n_ep, 100.0 * acc, 100.0 * best.as_ref().map_or(0.0, |b| b.reward));
+                }
+            }
+            if r.policy == Policy::Rlal && t >= r.warmup_epochs + r.buffer_epochs {
+                let tu = Instant::now();
+                let st = agent.update(&mut rng);
+                update_secs = tu.elapsed().as_secs_f64();
+                row.env_loss = r.agent.env_model.then_some(st.env_loss);
+                row.critic_loss = Some(st.critic_loss);
+                row.actor_loss = Some(st.actor_loss);
+                row.entropy = Some(st.entropy);
+            }
+        } else {
+            row.phase = if t < r.warmup_epochs { "warmup".into() } else { "weights".into() };
+        }
+        let search_secs = t1.elapsed().as_secs_f64();
+        t_search += search_secs;
+        row.best_reward = best.as_ref().map(|b| b.reward);
+        row.mean_reward = (!row.rewards.is_empty()).then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
+        if t + 1 == r.epochs || (r.eval_every > 0 && (t + 1) % r.eval_every == 0) {
+            row.test_acc = Some(evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy);
+        }
+        row.train_seconds = train_secs;
+        row.search_seconds = search_secs;
+        row.update_seconds = update_secs;
+        writeln!(metrics, "{}", serde_json::to_string(&row).expect("metrics serialise")).context("writing metrics.jsonl").map_err(job)?;
+        metrics.flush().context("writing metrics.jsonl").map_err(job)?;
+        if o.progress {
+            eprintln!("\r{}", row.line(r.epochs));
+        }
+        rows.push(row);
+        let st = SearchState {
+            epoch: t + 1,
+            step,
+            rng: rng.state(),
+            best: best.clone(),
+            replay: agent.replay.clone(),
+            search_seconds: t_search,
+            elapsed_seconds: elapsed0 + t_all.elapsed().as_secs_f64(),
+            tensors: format!("search-e{}.ot", t + 1),
+            graph: fingerprint(&net),
+        };
+        save_checkpoint(&ckpt, &net, &sgd, &agent, &st).map_err(job)?;
+        plot::write_search(&o.run_dir, &rows).map_err(job)?;
+    }
+
+    // ---- the final architecture ----
+    let best = match best {
+        Some(b) => b,
+        None => {
+            let kept = match r.policy {
+                Policy::L1Global => reward::l1_global_kept(&net, &budget, p).map_err(|e| job(e.into()))?,
+                _ => reward::uniform_kept(&budget),
+            };
+            let acc = rset.reward(&mut net, &budget, &kept, p).map_err(|e| job(e.into()))?;
+            Best { reward: acc, kept, epoch: r.epochs }
+        }
+    };
+    let ks = reward::keep_sets(&net, &budget, &best.kept, p).map_err(|e| job(e.into()))?;
+    let layers: Vec<LayerChoice> = budget.layers.iter().zip(&best.kept).map(|(l, &k)| LayerChoice { layer: l.index, group: l.group, name: l.name.clone(), channels: l.channels, kept: k, ratio: k as f64 / l.channels as f64, kept_channels: ks[&l.group].clone() }).collect();
+    report::write_policy(&o.run_dir, &best, &layers, budget.macs(&best.kept), budget.target).map_err(job)?;
+    plot::write_layers(&o.run_dir, &layers).map_err(job)?;
+    net.set_masks(&reward::keep_vectors(&net, &ks)).map_err(|e| job(e.into()))?;
+    let masked_acc = evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy;
+    net.clear_masks();
+    let trained = net.export().map_err(|e| job(e.into()))?;
+    let an_t = reanalyse(&trained, r.input_shape.as_deref()).map_err(job)?;
+    let pruned = crate::rewrite::surgery::prune(&trained, &an_t, &ks, r.input_shape.as_deref()).map_err(|e| job(anyhow!("surgery: {e}")))?;
+    let an_p = reanalyse(&pruned.graph, r.input_shape.as_deref()).map_err(job)?;
+
+    // ---- fine-tuning ----
+    let t_ft = Instant::now();
+    let mut net2 = Net::new(&pruned.graph, &an_p, device).context("building the pruned network").map_err(job)?;
+    let mut ft_rows = Vec::new();
+    if r.finetune_epochs > 0 {
+        if o.progress {
+            eprintln!("fine-tuning the pruned network ({} -> {} MACs) for {} epochs", pruned.macs_before, pruned.macs_after, r.finetune_epochs);
+        }
+        let ft = r.train_recipe(r.finetune_epochs);
+        let cfg = TrainConfig {
+            epochs: r.finetune_epochs,
+            lr: r.finetune_lr.unwrap_or(r.lr),
+            min_lr: r.min_lr,
+            warmup_epochs: r.lr_warmup_epochs.min(r.finetune_epochs as f64),
+            decay: ft.decay(),
+            sgd: sgd_cfg,
+            label_smoothing: r.label_smoothing,
+            eval_every: r.eval_every,
+            checkpoint_dir: Some(ckpt.join("finetune")),
+            resume: o.resume,
+            metrics: Some(o.run_dir.join("finetune.jsonl")),
+            progress: o.progress,
+            seed: r.seed ^ 0xf1e7,
+        };
+        trainer::train(&mut net2, &train, Some(&test), &cfg, None).map_err(|e| job(e.into()))?;
+        ft_rows = std::fs::read_to_string(o.run_dir.join("finetune.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect();
+    }
+    let ft_secs = t_ft.elapsed().as_secs_f64();
+    plot::write_accuracy(&o.run_dir, &rows, &ft_rows).map_err(job)?;
+
+    // ---- export and validation ----
+    let mut out = net2.export().map_err(|e| job(e.into()))?;
+    let mut unpruned = trained;
+    if !r.keep_bn {
+        crate::rewrite::bn::fold_bn(&mut out);
+        crate::rewrite::bn::fold_bn(&mut unpruned);
+    }
+    crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx")).context("writing unpruned.onnx").map_err(job)?;
+    let pruned_path = o.run_dir.join("pruned.onnx");
+    crate::onnx::save(&out, &pruned_path).context("writing pruned.onnx").map_err(job)?;
+    let ctx = report::Context {
+        recipe: r,
+        best: &best,
+        layers,
+        masked_acc,
+        search_seconds: t_search,
+        finetune_seconds: ft_secs,
+        total_seconds: elapsed0 + t_all.elapsed().as_secs_f64(),
+        train_seconds: rows.iter().map(|r| r.train_seconds).sum(),
+        search_overhead: {
+            let (tr, se) = rows.iter().filter(|r| !r.rewards.is_empty()).fold((0.0, 0.0), |(a, b), r| (a + r.train_seconds, b + r.search_seconds));
+            if tr > 0.0 { se / tr } else { 0.0 }
+        },
+    };
+    let rep = report::validate(&ctx, &unpruned, &out, &test, dims, r.batch_size.clamp(1, 64)).map_err(job)?;
+    report::write(&o.run_dir, &rep).map_err(job)?;
+    Ok(rep)
+}

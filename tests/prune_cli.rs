@@ -1,0 +1,184 @@
+//! `rlal prune` on the real binary: every recipe in recipes/ parses and
+//! validates, impossible budgets are exit code 2 with the figure, and tiny end
+//! to end runs (RLAL and the uniform baseline) on mnist_cnn + mnist5k write the
+//! run directory, meet the MACs target, and report the accuracy `rlal eval`
+//! measures on the written pruned.onnx with ONNX Runtime.
+use std::path::Path;
+use std::process::Command;
+
+fn rlal(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_rlal")).args(args).output().unwrap();
+    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn every_recipe_parses_and_validates() {
+    let mut n = 0;
+    for e in std::fs::read_dir("recipes").unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "yaml") {
+            continue;
+        }
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("train_") {
+            rlal::train::recipe::Recipe::load(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+            continue;
+        }
+        let r = rlal::search::Recipe::load(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        r.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+        // The budget needs the model (not the data): feasible for every shipped recipe.
+        let (code, out, err) = rlal(&["prune", "--recipe", p.to_str().unwrap(), "--check"]);
+        assert_eq!(code, 0, "{name}: {err}");
+        assert!(out.contains("recipe ok"), "{out}");
+        n += 1;
+    }
+    assert!(n >= 3, "quickstart and the paper recipes");
+}
+
+#[test]
+fn impossible_budgets_are_rejected_with_the_figure() {
+    let (code, _, err) = rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--macs-ratio", "0.01", "--check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("impossible budget") && err.contains("37240"), "{err}");
+    let (code, _, err) = rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--macs-ratio", "1.0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("macs-ratio"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepisodes: 3\n").unwrap();
+    let (code, _, err) = rlal(&["prune", "--recipe", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("episodes") && err.contains("line 4"), "{err}");
+}
+
+const TINY: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepochs: 3\nwarmup-epochs: 1\nbuffer-epochs: 1\nagent-epochs: 3\nepisodes-per-epoch: 3\nreward-samples: 200\nfinetune-epochs: 1\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\nbatch-size: 64\nlr: 0.05\nmean: [0.1307]\nstd: [0.3081]\nthreads: 2\neval-every: 0\n";
+
+fn tiny_run(policy: &str) -> (tempfile::TempDir, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.yaml");
+    std::fs::write(&recipe, TINY).unwrap();
+    let run = dir.path().join("run");
+    let t0 = std::time::Instant::now();
+    let (code, out, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--policy", policy, "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pruned model:"), "{out}");
+    eprintln!("tiny {policy} run: {:.1}s", t0.elapsed().as_secs_f64());
+    for f in ["recipe.yaml", "metrics.jsonl", "best_policy.yaml", "pruned.onnx", "report.json", "report.md"] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let (before, after) = (report["unpruned"]["macs"].as_u64().unwrap(), report["pruned"]["macs"].as_u64().unwrap());
+    let target = (before as f64 * 0.5).floor() as u64;
+    assert!(after <= target, "achieved {after} MACs > target {target}");
+    assert!(report["macs_ratio"].as_f64().unwrap() <= 0.5);
+    // The reported accuracy is that of the written file, in ONNX Runtime.
+    let pruned = run.join("pruned.onnx");
+    let (code, out, err) = rlal(&["eval", pruned.to_str().unwrap(), "--data", "data/mnist5k", "--mean", "0.1307", "--std", "0.3081", "--engine", "ort", "--json", "--threads", "2"]);
+    assert_eq!(code, 0, "{err}");
+    let ev: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["engine"], "ort");
+    assert_eq!(ev["samples"], report["test_samples"]);
+    assert!((ev["accuracy"].as_f64().unwrap() - report["accuracy"].as_f64().unwrap()).abs() < 1e-9, "eval {} vs report {}", ev["accuracy"], report["accuracy"]);
+    assert_eq!(ev["macs"].as_u64().unwrap(), after);
+    assert!(report["accuracy"].as_f64().unwrap() > 0.5, "{}", report["accuracy"]);
+    (dir, report)
+}
+
+#[test]
+fn tiny_rlal_prune_end_to_end() {
+    let (dir, report) = tiny_run("rlal");
+    assert_eq!(report["policy"], "rlal");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows[0]["phase"], "warmup");
+    assert_eq!(rows[1]["phase"], "buffer");
+    assert_eq!(rows[2]["phase"], "agent");
+    assert!(rows[2]["critic_loss"].is_number());
+    for r in &rows[1..] {
+        assert_eq!(r["rewards"].as_array().unwrap().len(), 3);
+        for m in r["macs"].as_array().unwrap() {
+            assert!(m.as_u64().unwrap() <= (report["unpruned"]["macs"].as_u64().unwrap() as f64 * 0.5) as u64);
+        }
+    }
+    // Alignment is on once a best policy exists.
+    assert!(rows[2]["align_loss"].is_number());
+    let policy: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("run/best_policy.yaml")).unwrap()).unwrap();
+    assert_eq!(policy["layers"].as_sequence().unwrap().len(), 3);
+}
+
+#[test]
+fn uniform_baseline_end_to_end() {
+    let (_dir, report) = tiny_run("uniform");
+    assert_eq!(report["policy"], "uniform");
+    let ratios: Vec<f64> = report["layers"].as_array().unwrap().iter().map(|l| l["ratio"].as_f64().unwrap()).collect();
+    assert!(ratios.iter().all(|r| (r - ratios[0]).abs() < 0.1), "{ratios:?}");
+}
+
+#[test]
+fn unknown_paths_are_input_errors() {
+    let (code, _, err) = rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--data", "no/such/dir", "--epochs", "2", "--warmup-epochs", "1", "--buffer-epochs", "0", "--agent-epochs", "2", "--run-dir", Path::new(&std::env::temp_dir()).join("rlal-no-data").to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+}
+
+/// metrics.jsonl rows without the wall-clock fields.
+fn rows_without_times(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            for k in ["train_seconds", "search_seconds", "update_seconds"] {
+                v.as_object_mut().unwrap().remove(k);
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.yaml");
+    std::fs::write(&recipe, TINY.replace("epochs: 3\n", "epochs: 4\n").replace("agent-epochs: 3", "agent-epochs: 4")).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let (code, _, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", a.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 0, "{err}");
+    // The same run, killed once epoch 2 is checkpointed, then resumed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
+        .args(["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", b.to_str().unwrap(), "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = b.join("checkpoints/search.json");
+    let t0 = std::time::Instant::now();
+    loop {
+        let epoch = std::fs::read(&state).ok().and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok()).and_then(|v| v["epoch"].as_u64()).unwrap_or(0);
+        if epoch >= 2 {
+            break;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(t0.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!b.join("report.json").exists());
+    let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resuming"), "{err}");
+    assert_eq!(rows_without_times(&a.join("metrics.jsonl")), rows_without_times(&b.join("metrics.jsonl")));
+    assert_eq!(std::fs::read_to_string(a.join("best_policy.yaml")).unwrap(), std::fs::read_to_string(b.join("best_policy.yaml")).unwrap());
+    assert!(std::fs::read(a.join("pruned.onnx")).unwrap() == std::fs::read(b.join("pruned.onnx")).unwrap(), "pruned.onnx differs after resume");
+    for f in ["rewards.svg", "accuracy.svg", "layers.svg"] {
+        assert!(std::fs::read_to_string(b.join(f)).unwrap().starts_with("<svg"), "{f}");
+    }
+    // Resuming a finished run is a no-op that reports it.
+    let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("complete"), "{err}");
+    let (code, _, err) = rlal(&["prune", "--resume", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a run directory"), "{err}");
+}
