@@ -1,4 +1,5 @@
 //! Command-line interface: one struct per subcommand, a `///` doc on every flag.
+mod bench;
 mod eval;
 mod export;
 mod import;
@@ -27,6 +28,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Jointly train and prune with the RLAL agent (paper Alg. 1), fine-tune, export runs/<name>/pruned.onnx and validate it.
     Prune(prune::PruneArgs),
+    /// Performance measurements: `rlal bench train` times training steps (images/s) of rlal's libtorch executor.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure with its exit code (1: the job failed, 2: bad usage or input).
@@ -51,6 +54,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Prune(a) => prune::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
 
