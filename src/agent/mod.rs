@@ -9,7 +9,7 @@ pub mod nets;
 pub mod replay;
 pub mod sac;
 
-pub use budget::{Budget, BudgetError, STATE_DIM};
+pub use budget::{Budget, BudgetError, Curve, LatencyModel, Metric, STATE_DIM};
 pub use env_model::EnvModel;
 pub use replay::{Replay, Transition};
 pub use sac::{Sac, SacConfig, SacLosses};

@@ -1,6 +1,9 @@
 //! `rlal export OUT.onnx --model IN.onnx (--uniform R | --ratios FILE.yaml)`:
 //! prune channels by filter norm, write the smaller model atomically, and
 //! validate it (MACs/params, ONNX Runtime and tract, latency, accuracy).
+//! `rlal export OUT.onnx --run runs/NAME`: write the final (fine-tuned,
+//! pruned) model of an `rlal prune` run and re-validate it against the run's
+//! unpruned model on the run's dataset.
 use super::{parse_dims, Failure};
 use anyhow::{anyhow, Context};
 use rlal::analysis::{self, Analysis, ImportOptions};
@@ -28,10 +31,13 @@ pub struct ExportArgs {
     /// Where to write the pruned model (`.onnx`, or `.onnx.gz`); written atomically (temp file + rename).
     pub out: PathBuf,
     /// The source ONNX model (`.onnx` or `.onnx.gz`).
-    #[arg(long)]
-    pub model: PathBuf,
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    pub model: Option<PathBuf>,
+    /// An `rlal prune` run directory: export its pruned.onnx (fine-tuned) and validate it against its unpruned.onnx.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["uniform", "ratios", "align", "criterion"])]
+    pub run: Option<PathBuf>,
     /// Remove this fraction of channels from every prunable layer, e.g. 0.5.
-    #[arg(long, conflicts_with = "ratios", required_unless_present = "ratios")]
+    #[arg(long, conflicts_with = "ratios", required_unless_present_any = ["ratios", "run"])]
     pub uniform: Option<f64>,
     /// Per-layer ratios from a YAML file (see below).
     #[arg(long)]
@@ -146,8 +152,12 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     if a.batch == 0 {
         return Err(Failure::input(anyhow!("--batch must be at least 1")));
     }
+    if let Some(dir) = a.run.clone() {
+        return run_export(a, &dir);
+    }
+    let model = a.model.clone().ok_or_else(|| Failure::input(anyhow!("give --model FILE or --run RUN_DIR")))?;
     let opts = ImportOptions { input_shape: a.input_shape.clone() };
-    let (g, an) = analysis::import(&a.model, &opts).map_err(Failure::input)?;
+    let (g, an) = analysis::import(&model, &opts).map_err(Failure::input)?;
     let ratios = match (&a.ratios, a.uniform) {
         (Some(file), _) => read_ratios(file, &an).map_err(Failure::input)?,
         (None, Some(r)) if (0.0..1.0).contains(&r) => vec![r; an.layers.len()],
@@ -160,7 +170,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     let layers: Vec<LayerRow> = plan.changes.iter().map(|c| LayerRow { layer: c.layer, name: an.layers.iter().find(|l| Some(l.index) == c.layer).map_or(c.label.clone(), |l| l.name.clone()), from: c.from, to: c.to }).collect();
     let (macs_before, params_before) = (an.cost.full_macs(), an.cost.full_params());
     let mut report = Report {
-        model: a.model.display().to_string(),
+        model: model.display().to_string(),
         out: None,
         criterion: a.criterion,
         bn: if a.keep_bn { "kept".into() } else { "folded after surgery".into() },
@@ -213,6 +223,105 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         print!("{}", text(&report));
     }
     Ok(())
+}
+
+/// `--run DIR`: the run's final model, re-validated against its unpruned model.
+fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
+    let need = |f: &str| -> Result<PathBuf, Failure> {
+        let p = dir.join(f);
+        if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Failure::input(anyhow!("{}: no {f}; is this a finished `rlal prune` run directory? (`rlal prune --resume {}` finishes an interrupted one)", dir.display(), dir.display())))
+        }
+    };
+    let (pruned_p, unpruned_p, recipe_p, report_p) = (need("pruned.onnx")?, need("unpruned.onnx")?, need("recipe.yaml")?, need("report.json")?);
+    let recipe = rlal::search::Recipe::load(&recipe_p).map_err(|m| Failure::input(anyhow!("{m}")))?;
+    let run_report: rlal::search::report::Report =
+        serde_json::from_slice(&std::fs::read(&report_p).with_context(|| format!("reading {}", report_p.display())).map_err(Failure::input)?).with_context(|| format!("{}: not an rlal prune report", report_p.display())).map_err(Failure::input)?;
+    // The run's dataset and preprocessing unless given on the command line.
+    if a.data.is_none() {
+        a.data = recipe.data.clone().filter(|d| d.is_dir());
+        a.scale = recipe.scale;
+        a.mean = Some(recipe.mean.clone());
+        a.std = Some(recipe.std.clone());
+    }
+    if a.input_shape.is_none() {
+        a.input_shape = recipe.input_shape.clone();
+    }
+    let opts = ImportOptions { input_shape: a.input_shape.clone() };
+    let (g0, an0) = analysis::import(&unpruned_p, &opts).map_err(Failure::input)?;
+    let (g1, an1) = analysis::import(&pruned_p, &opts).map_err(Failure::input)?;
+    let mut report = Report {
+        model: pruned_p.display().to_string(),
+        out: None,
+        criterion: match recipe.criterion {
+            rlal::search::recipe::NormKind::L1 => Criterion::L1,
+            rlal::search::recipe::NormKind::L2 => Criterion::L2,
+        },
+        bn: if recipe.keep_bn { "kept".into() } else { "folded (by rlal prune)".into() },
+        layers: run_report.layers.iter().filter(|l| l.kept < l.channels).map(|l| LayerRow { layer: Some(l.layer), name: l.name.clone(), from: l.channels, to: l.kept }).collect(),
+        macs_before: an0.cost.full_macs(),
+        macs_after: an1.cost.full_macs(),
+        macs_ratio: an1.cost.full_macs() as f64 / an0.cost.full_macs().max(1) as f64,
+        params_before: an0.cost.full_params(),
+        params_after: an1.cost.full_params(),
+        params_ratio: an1.cost.full_params() as f64 / an0.cost.full_params().max(1) as f64,
+        target_macs_ratio: a.target.or((recipe.metric() == rlal::agent::Metric::Macs).then(|| recipe.ratio())),
+        surgery_ms: 0.0,
+        write_ms: 0.0,
+        bytes: 0,
+        validation: None,
+    };
+    if !a.dry_run {
+        let t1 = Instant::now();
+        rlal::onnx::save(&g1, &a.out).map_err(Failure::job)?;
+        report.write_ms = t1.elapsed().as_secs_f64() * 1e3;
+        report.bytes = std::fs::metadata(&a.out).map(|m| m.len() as usize).unwrap_or(0);
+        report.out = Some(a.out.display().to_string());
+        if !a.no_validate {
+            let written = rlal::onnx::load(&a.out).with_context(|| format!("re-reading {}", a.out.display())).map_err(Failure::job)?;
+            report.validation = Some(validate_final(&a, &g0, &an1, &written).map_err(Failure::job)?);
+        }
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).context("serialising the report").map_err(Failure::job)?);
+    } else {
+        print!("{}", text(&report));
+    }
+    Ok(())
+}
+
+/// Validation of a fine-tuned pruned model (no masked counterpart: its weights were trained further).
+fn validate_final(a: &ExportArgs, before_g: &Graph, an: &Analysis, written: &Graph) -> anyhow::Result<Validation> {
+    let sample = an.facts[written.inputs[0]].as_ref().context("unknown input shape")?.concrete(1);
+    let shape_of = |n: usize| -> Vec<usize> { std::iter::once(n).chain(sample[1..].iter().copied()).collect() };
+    let pruned_b = rlal::onnx::to_bytes(written);
+    let mut before = runner(&rlal::onnx::to_bytes(before_g), a.threads).context("loading the unpruned model")?;
+    let mut after = runner(&pruned_b, a.threads).context("loading the pruned model")?;
+    let mut v = Validation { engine: after.engine().to_string(), ..Default::default() };
+    let probe = shape_of(4);
+    let x = latency::random_input(&probe, 11);
+    let got = after.run(&probe, x.clone()).context("running the pruned model")?;
+    let tract_out = TractModel::from_bytes(&pruned_b).and_then(|mut t| t.run(&probe, x)).context("the pruned model in tract")?;
+    if v.engine == "ort" {
+        v.max_diff_ort_tract = Some(max_diff(&got, &tract_out)?);
+    }
+    for n in [1, a.batch] {
+        let lb = latency::measure(before.as_mut(), &shape_of(n), a.warmup, a.runs)?;
+        let la = latency::measure(after.as_mut(), &shape_of(n), a.warmup, a.runs)?;
+        v.speedup.push((n, lb.median_ms / la.median_ms.max(1e-9)));
+        v.latency_before.push(lb);
+        v.latency_after.push(la);
+    }
+    if let Some(dir) = &a.data {
+        let (acc_b, n) = accuracy(a, dir, before.as_mut()).context("accuracy of the unpruned model")?;
+        let (acc_a, _) = accuracy(a, dir, after.as_mut()).context("accuracy of the pruned model")?;
+        v.accuracy_before = Some(acc_b);
+        v.accuracy_after = Some(acc_a);
+        v.samples = Some(n);
+    }
+    Ok(v)
 }
 
 /// Reads a ratios file into one ratio per prunable layer.
@@ -291,8 +400,8 @@ fn validate(a: &ExportArgs, g: &Graph, an: &Analysis, pruned: &surgery::Pruned, 
         v.latency_after.push(la);
     }
     if let Some(dir) = &a.data {
-        let (acc_b, n) = accuracy(a, dir, before.as_mut())?;
-        let (acc_a, _) = accuracy(a, dir, after.as_mut())?;
+        let (acc_b, n) = accuracy(a, dir, before.as_mut()).context("accuracy of the original model")?;
+        let (acc_a, _) = accuracy(a, dir, after.as_mut()).context("accuracy of the pruned model")?;
         v.accuracy_before = Some(acc_b);
         v.accuracy_after = Some(acc_a);
         v.samples = Some(n);

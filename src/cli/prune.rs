@@ -25,6 +25,18 @@ pub struct PruneArgs {
     /// Target MACs ratio in (0, 1) (overrides `macs-ratio`).
     #[arg(long)]
     pub macs_ratio: Option<f64>,
+    /// Target params ratio in (0, 1): a parameter budget instead of MACs (overrides `params-ratio`).
+    #[arg(long, conflicts_with = "macs_ratio")]
+    pub params_ratio: Option<f64>,
+    /// Target latency ratio in (0, 1): a latency budget from a per-layer ONNX Runtime latency table (overrides `latency-ratio`).
+    #[arg(long, conflicts_with_all = ["macs_ratio", "params_ratio"])]
+    pub latency_ratio: Option<f64>,
+    /// Batch size of the latency table (overrides `latency-batch`).
+    #[arg(long, value_name = "N")]
+    pub latency_batch: Option<usize>,
+    /// Round kept widths to multiples of N (overrides `channel-multiple`).
+    #[arg(long, value_name = "N")]
+    pub channel_multiple: Option<usize>,
     /// Width policy (overrides `policy`).
     #[arg(long, value_enum)]
     pub policy: Option<Policy>,
@@ -96,7 +108,7 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     macro_rules! over {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
     }
-    over!(name, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads);
+    over!(name, channel_multiple, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads);
     if a.model.is_some() {
         r.model = a.model.clone();
     }
@@ -104,7 +116,16 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
         r.data = a.data.clone();
     }
     if a.macs_ratio.is_some() {
-        r.macs_ratio = a.macs_ratio;
+        (r.macs_ratio, r.params_ratio, r.latency_ratio) = (a.macs_ratio, None, None);
+    }
+    if a.params_ratio.is_some() {
+        (r.macs_ratio, r.params_ratio, r.latency_ratio) = (None, a.params_ratio, None);
+    }
+    if a.latency_ratio.is_some() {
+        (r.macs_ratio, r.params_ratio, r.latency_ratio) = (None, None, a.latency_ratio);
+    }
+    if let Some(b) = a.latency_batch {
+        r.latency_batch = b;
     }
     r.alignment &= !a.no_alignment;
     r.agent.env_model &= !a.no_env_model;
@@ -126,8 +147,8 @@ pub fn run(a: PruneArgs) -> Result<(), Failure> {
         return Ok(());
     }
     if a.check {
-        let (_, _, b) = search::run::prepare(&r).map_err(failure)?;
-        println!("recipe ok: {} prunable layers, target {} of {} MACs", b.layers.len(), b.target, b.full_macs());
+        let (_, _, b) = search::run::prepare(&r, None, !a.quiet).map_err(failure)?;
+        println!("recipe ok: {} prunable layers, target {} of {} {}", b.layers.len(), b.target, b.full(), b.metric.name());
         return Ok(());
     }
     let run_dir = a.resume.clone().or_else(|| a.run_dir.clone()).unwrap_or_else(|| PathBuf::from("runs").join(&r.name));

@@ -7,7 +7,9 @@
 //! * [`run`]: Alg. 1, surgery, fine-tuning, export;
 //! * [`reward`]: keep-sets by filter norm, rewards, L_align, baselines;
 //! * [`report`]: metrics rows, `best_policy.yaml`, validation, reports;
+//! * [`latency`]: the per-layer ONNX Runtime latency table of latency budgets;
 //! * [`plot`]: SVG plots of rewards, accuracy and kept channels.
+pub mod latency;
 pub mod plot;
 pub mod recipe;
 pub mod report;

@@ -139,10 +139,22 @@ pub struct Recipe {
     pub data: Option<PathBuf>,
     /// Run name: the run directory is `runs/<name>/`. Default `prune`.
     pub name: String,
-    /// Target MACs / MACs of the unpruned model, in (0, 1). Required.
+    /// Target MACs / MACs of the unpruned model, in (0, 1) (the paper's budget).
+    /// Exactly one of `macs-ratio` and `params-ratio` is required.
     pub macs_ratio: Option<f64>,
+    /// Target parameters / parameters of the unpruned model, in (0, 1): a parameter budget instead.
+    pub params_ratio: Option<f64>,
+    /// Target latency / latency of the unpruned model, in (0, 1): a latency budget instead,
+    /// estimated from a per-layer ONNX Runtime latency table measured at the start of the
+    /// run on this machine (BN folded, `threads`, batch `latency-batch`; see docs/METHOD.md).
+    pub latency_ratio: Option<f64>,
+    /// Batch size the latency table (and the reported budget latency) is measured at. Default 1.
+    pub latency_batch: usize,
     /// Largest fraction of one layer's channels that may be removed. Default 0.9.
     pub max_prune_ratio: f64,
+    /// Round kept widths to multiples of this when the budget allows (8 or 16 suit ONNX
+    /// Runtime's blocked CPU convs); 1: the paper's floor rule. Not applied by `l1-global`. Default 1.
+    pub channel_multiple: usize,
     /// `rlal` (default), `uniform`, `random`, `l1-global`.
     pub policy: Policy,
     /// Total epochs of joint training (paper CIFAR-10: 200). Default 8.
@@ -231,7 +243,11 @@ impl Default for Recipe {
             data: None,
             name: "prune".into(),
             macs_ratio: None,
+            params_ratio: None,
+            latency_ratio: None,
+            latency_batch: 1,
             max_prune_ratio: 0.9,
+            channel_multiple: 1,
             policy: Policy::Rlal,
             epochs: 8,
             warmup_epochs: 2,
@@ -339,10 +355,20 @@ impl Recipe {
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
             return bad("name", format!("'{}' is not a plain directory name", self.name));
         }
-        match self.macs_ratio {
-            None => return bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5)".into()),
-            Some(r) if !(r > 0.0 && r < 1.0) => return bad("macs-ratio", format!("{r} is impossible: the target must be in (0, 1) of the unpruned MACs")),
-            _ => {}
+        let given: Vec<(&str, f64)> = [("macs-ratio", self.macs_ratio), ("params-ratio", self.params_ratio), ("latency-ratio", self.latency_ratio)].into_iter().filter_map(|(f, r)| r.map(|r| (f, r))).collect();
+        let (field, ratio) = match given[..] {
+            [] => return bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5; or params-ratio / latency-ratio for a parameter / latency budget)".into()),
+            [one] => one,
+            [_, (second, _), ..] => return bad(second, "give exactly one of macs-ratio, params-ratio and latency-ratio".into()),
+        };
+        if self.latency_batch == 0 {
+            return bad("latency-batch", "must be at least 1".into());
+        }
+        if !(ratio > 0.0 && ratio < 1.0) {
+            return bad(field, format!("{ratio} is impossible: the target must be in (0, 1) of the unpruned model's figure"));
+        }
+        if self.channel_multiple == 0 {
+            return bad("channel-multiple", "must be at least 1".into());
         }
         if !(self.max_prune_ratio > 0.0 && self.max_prune_ratio < 1.0) {
             return bad("max-prune-ratio", format!("{} must be in (0, 1)", self.max_prune_ratio));
@@ -389,9 +415,18 @@ impl Recipe {
         self.train_recipe(self.epochs).check().map_err(|m| m.replace("'warmup-epochs'", "'lr-warmup-epochs'"))
     }
 
-    /// Target MACs ratio (after [`Recipe::check`]).
+    /// Target ratio of the budget's metric (after [`Recipe::check`]).
     pub fn ratio(&self) -> f64 {
-        self.macs_ratio.unwrap_or(0.5)
+        self.macs_ratio.or(self.params_ratio).or(self.latency_ratio).unwrap_or(0.5)
+    }
+
+    /// What the budget limits.
+    pub fn metric(&self) -> crate::agent::Metric {
+        match (self.macs_ratio, self.params_ratio, self.latency_ratio) {
+            (None, Some(_), _) => crate::agent::Metric::Params,
+            (None, None, Some(_)) => crate::agent::Metric::Latency,
+            _ => crate::agent::Metric::Macs,
+        }
     }
 }
 
@@ -408,6 +443,11 @@ mod tests {
         let mut r2 = r.clone();
         r2.macs_ratio = Some(1.0);
         assert!(r2.check().unwrap_err().contains("macs-ratio"));
+        let r3 = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 8\n").unwrap();
+        r3.check().unwrap();
+        assert_eq!((r3.metric(), r3.ratio(), r3.latency_batch), (crate::agent::Metric::Latency, 0.6, 8));
+        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nlatency-ratio: 0.6\n").unwrap().check().unwrap_err();
+        assert!(e.contains("latency-ratio") && e.contains("exactly one"), "{e}");
         let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
     }

@@ -32,6 +32,9 @@ pub struct EpochRow {
     pub critic_loss: Option<f64>,
     pub actor_loss: Option<f64>,
     pub entropy: Option<f64>,
+    /// SAC entropy coefficient α used by the updates (fixed, paper 0.1).
+    #[serde(default)]
+    pub alpha: Option<f64>,
     /// Seconds of the weight-training epoch.
     pub train_seconds: f64,
     /// Seconds of the episodes and agent updates after it.
@@ -73,13 +76,16 @@ struct PolicyFile<'a> {
     reward: f64,
     epoch: usize,
     macs: u64,
-    target_macs: u64,
+    /// What the budget limits (`macs`, `params`, `latency` in ns per batch) and its figures.
+    budget: &'a str,
+    target: u64,
+    achieved: u64,
     layers: &'a [LayerChoice],
 }
 
 /// `best_policy.yaml`.
-pub fn write_policy(dir: &Path, best: &Best, layers: &[LayerChoice], macs: u64, target: u64) -> anyhow::Result<()> {
-    let y = serde_yaml::to_string(&PolicyFile { reward: best.reward, epoch: best.epoch, macs, target_macs: target, layers })?;
+pub fn write_policy(dir: &Path, best: &Best, layers: &[LayerChoice], budget: &crate::agent::Budget) -> anyhow::Result<()> {
+    let y = serde_yaml::to_string(&PolicyFile { reward: best.reward, epoch: best.epoch, macs: budget.macs(&best.kept), budget: budget.metric.key(), target: budget.target, achieved: budget.measure(&best.kept), layers })?;
     crate::util::write_atomic(&dir.join("best_policy.yaml"), y.as_bytes()).context("writing best_policy.yaml")
 }
 
@@ -94,6 +100,19 @@ pub struct Figures {
     pub latency_batch_ms: f64,
 }
 
+/// A latency budget: the table's estimates against ONNX Runtime measurements
+/// of the exported models (BN folded), at the table's batch and threads.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LatencyBudget {
+    pub batch: usize,
+    pub threads: usize,
+    pub target_ms: f64,
+    pub estimated_unpruned_ms: f64,
+    pub estimated_pruned_ms: f64,
+    pub measured_unpruned_ms: f64,
+    pub measured_pruned_ms: f64,
+}
+
 /// `report.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Report {
@@ -103,7 +122,13 @@ pub struct Report {
     pub data: String,
     /// Accuracy of the fine-tuned pruned model on the test split (engine below).
     pub accuracy: f64,
-    pub target_macs_ratio: f64,
+    /// `macs`, `params` or `latency`: what the budget limits.
+    pub budget: String,
+    /// The latency budget's figures (latency budgets only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_budget: Option<LatencyBudget>,
+    /// Requested ratio of the budget's metric.
+    pub target_ratio: f64,
     pub macs_ratio: f64,
     pub params_ratio: f64,
     pub unpruned: Figures,
@@ -189,7 +214,9 @@ pub fn validate(c: &Context, unpruned: &Graph, pruned: &Graph, test: &Loader, di
         model: c.recipe.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
         data: c.recipe.data.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
         accuracy: p.accuracy,
-        target_macs_ratio: c.recipe.ratio(),
+        budget: c.recipe.metric().key().to_string(),
+        latency_budget: None,
+        target_ratio: c.recipe.ratio(),
         macs_ratio: p.macs as f64 / u.macs.max(1) as f64,
         params_ratio: p.params as f64 / u.params.max(1) as f64,
         speedup: u.latency_batch_ms / p.latency_batch_ms.max(1e-9),
@@ -219,9 +246,21 @@ pub fn summary(r: &Report) -> String {
         s += &format!("| {n} | {:.2}% | {} | {} | {:.3} | {:.3} |\n", 100.0 * f.accuracy, f.macs, f.params, f.latency_ms, f.latency_batch_ms);
     }
     s += &format!(
-        "\nMACs ratio {:.3} (target {:.3}), params ratio {:.3}, speed-up {:.2}x at batch {}; masked accuracy before fine-tuning {:.2}%; best reward {:.2}% (epoch {}).\n",
-        r.macs_ratio, r.target_macs_ratio, r.params_ratio, r.speedup, r.latency_batch, 100.0 * r.masked_accuracy, 100.0 * r.best_reward, r.best_epoch
+        "\nMACs ratio {:.3}, params ratio {:.3} (budget: {} ratio {:.3}), speed-up {:.2}x at batch {}; masked accuracy before fine-tuning {:.2}%; best reward {:.2}% (epoch {}).\n",
+        r.macs_ratio, r.params_ratio, r.budget, r.target_ratio, r.speedup, r.latency_batch, 100.0 * r.masked_accuracy, 100.0 * r.best_reward, r.best_epoch
     );
+    if let Some(l) = &r.latency_budget {
+        s += &format!(
+            "Latency budget at batch {} ({} threads): target {:.3} ms; table estimate {:.3} ms unpruned, {:.3} ms pruned; measured {:.3} ms unpruned, {:.3} ms pruned.\n",
+            l.batch,
+            l.threads,
+            l.target_ms,
+            l.estimated_unpruned_ms,
+            l.estimated_pruned_ms,
+            l.measured_unpruned_ms,
+            l.measured_pruned_ms
+        );
+    }
     s += &format!("Time: weight training {:.1}s, search {:.1}s (episodes + agent updates; {:.1}% of the training time of the search epochs), fine-tuning {:.1}s, total {:.1}s.\n\n| layer | name | kept / channels |\n|---|---|---|\n", r.train_seconds, r.search_seconds, 100.0 * r.search_overhead, r.finetune_seconds, r.total_seconds);
     for l in &r.layers {
         s += &format!("| {} | {} | {} / {} ({:.0}%) |\n", l.layer, l.name, l.kept, l.channels, 100.0 * l.ratio);

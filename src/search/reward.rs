@@ -165,27 +165,48 @@ pub fn align_penalty(net: &Net, keep: &BTreeMap<usize, Vec<bool>>) -> Tensor {
     total
 }
 
-/// Uniform baseline: the largest common keep fraction whose MACs are within the target.
+/// Uniform baseline: the largest common keep fraction within the budget.
 pub fn uniform_kept(budget: &Budget) -> Vec<usize> {
-    let at = |f: f64| -> Vec<usize> { budget.layers.iter().zip(&budget.min_keep).map(|(l, &lo)| ((l.channels as f64 * f).floor() as usize).clamp(lo, l.channels)).collect() };
+    let m = budget.multiple.max(1);
+    let at = |f: f64| -> Vec<usize> {
+        budget
+            .layers
+            .iter()
+            .zip(&budget.min_keep)
+            .map(|(l, &lo)| {
+                let k = ((l.channels as f64 * f).floor() as usize).clamp(lo, l.channels);
+                let a = k / m * m;
+                if k == l.channels || a < lo.max(1) { k } else { a }
+            })
+            .collect()
+    };
     let (mut lo, mut hi) = (0.0f64, 1.0f64);
     for _ in 0..60 {
         let mid = 0.5 * (lo + hi);
-        if budget.macs(&at(mid)) <= budget.target {
+        if budget.fits(&at(mid)) {
             lo = mid;
         } else {
             hi = mid;
         }
     }
     let mut kept = at(lo);
-    // Top up greedily while it still fits (floor granularity).
-    for l in 0..kept.len() {
-        while kept[l] < budget.layers[l].channels {
-            kept[l] += 1;
-            if budget.macs(&kept) > budget.target {
-                kept[l] -= 1;
-                break;
+    // Top up one channel per layer per pass while it still fits (floor granularity), so the widths stay even.
+    loop {
+        let mut grew = false;
+        for l in 0..kept.len() {
+            let c = budget.layers[l].channels;
+            if kept[l] < c {
+                let before = kept[l];
+                kept[l] = if m > 1 { ((before / m + 1) * m).min(c) } else { before + 1 };
+                if budget.fits(&kept) {
+                    grew = true;
+                } else {
+                    kept[l] = before;
+                }
             }
+        }
+        if !grew {
+            break;
         }
     }
     kept
@@ -204,7 +225,7 @@ pub fn l1_global_kept(net: &Net, budget: &Budget, p: u32) -> Result<Vec<usize>, 
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
     let mut kept: Vec<usize> = budget.layers.iter().map(|l| l.channels).collect();
     for (_, l) in all {
-        if budget.macs(&kept) <= budget.target {
+        if budget.fits(&kept) {
             break;
         }
         if kept[l] > budget.min_keep[l] {

@@ -8,12 +8,12 @@
 //! checkpoints into `<run>/checkpoints/finetune/`. `--resume` continues from
 //! there and reaches the same result as an uninterrupted run (same seed,
 //! device and thread count).
-use super::plot;
+use super::{latency, plot};
 use super::recipe::{Policy, Recipe, RewardEngine};
 use super::report::{self, EpochRow, LayerChoice};
 use super::reward::{self, RewardSet};
 use super::SearchError;
-use crate::agent::{Agent, Budget, Explore, Replay};
+use crate::agent::{Agent, Budget, Explore, Metric, Replay};
 use crate::analysis::{self, Analysis, ImportOptions};
 use crate::data::{Loader, LoaderConfig, Normalize, Transform};
 use crate::ir::Graph;
@@ -112,12 +112,27 @@ fn reanalyse(g: &Graph, input_shape: Option<&[usize]>) -> anyhow::Result<Analysi
     Ok(Analysis::new(g, facts, Vec::new()))
 }
 
-/// Imports the model (with `insert-bn`) and checks the budget: input errors only.
-pub fn prepare(r: &Recipe) -> Result<(Graph, Analysis, Budget), SearchError> {
+/// File name of a latency budget's table in the run directory.
+pub const LATENCY_TABLE: &str = "latency_table.json";
+
+/// Imports the model (with `insert-bn`) and checks the budget: input errors,
+/// but for a latency budget's table, which is read from `table` when that file
+/// exists (a resumed run) and measured otherwise.
+pub fn prepare(r: &Recipe, table: Option<&Path>, progress: bool) -> Result<(Graph, Analysis, Budget), SearchError> {
     let model = r.model.clone().ok_or_else(|| SearchError::Input(anyhow!("no model")))?;
     let (mut g, mut an) = analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() }).map_err(|e| SearchError::Input(e.into()))?;
     setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref()).map_err(|e| SearchError::Input(e.into()))?;
-    let budget = Budget::new(an.cost.clone(), an.layers.clone(), r.ratio(), r.max_prune_ratio).map_err(|e| SearchError::Input(anyhow!("{}: {e}", model.display())))?;
+    let bad_budget = |e: crate::agent::BudgetError| SearchError::Input(anyhow!("{}: {e}", model.display()));
+    let mut budget = if r.metric() == Metric::Latency {
+        let t = match table.filter(|p| p.exists()) {
+            Some(p) => latency::load(p).map_err(SearchError::Job)?,
+            None => latency::measure(&g, &an, r.input_shape.as_deref(), r.latency_batch, r.threads, latency::Effort::default(), progress).map_err(SearchError::Job)?,
+        };
+        Budget::with_latency(an.cost.clone(), an.layers.clone(), t, r.ratio(), r.max_prune_ratio).map_err(bad_budget)?
+    } else {
+        Budget::with_metric(an.cost.clone(), an.layers.clone(), r.metric(), r.ratio(), r.max_prune_ratio).map_err(bad_budget)?
+    };
+    budget.multiple = r.channel_multiple;
     Ok((g, an, budget))
 }
 
@@ -154,7 +169,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             }
         }
     }
-    let (g, an, budget) = prepare(r)?;
+    let (g, an, budget) = prepare(r, o.resume.then(|| o.run_dir.join(LATENCY_TABLE)).as_deref(), o.progress)?;
     if r.threads > 0 {
         tch::set_num_threads(r.threads as i32);
     }
@@ -173,6 +188,9 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         // A fresh run never continues from stale checkpoints of an earlier run in the same directory.
         let _ = std::fs::remove_dir_all(&ckpt);
         let _ = std::fs::remove_file(o.run_dir.join("report.json"));
+    }
+    if let Some(t) = &budget.latency {
+        latency::save(t, &o.run_dir.join(LATENCY_TABLE)).map_err(job)?;
     }
     let yaml = serde_yaml::to_string(r).context("serialising the recipe").map_err(job)?;
     crate::util::write_atomic(&o.run_dir.join("recipe.yaml"), yaml.as_bytes()).context("writing recipe.yaml").map_err(job)?;
@@ -208,10 +226,11 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     }
     if o.progress {
         eprintln!(
-            "pruning {} to {:.1}% of {} MACs (target {}) with policy {}: {} layers, {} train / {} reward / {} test images, {} epochs on {:?}",
+            "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers, {} train / {} reward / {} test images, {} epochs on {:?}",
             r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             100.0 * r.ratio(),
-            budget.full_macs(),
+            budget.full(),
+            budget.metric.name(),
             budget.target,
             r.policy.name(),
             budget.layers.len(),
@@ -312,6 +331,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 row.critic_loss = Some(st.critic_loss);
                 row.actor_loss = Some(st.actor_loss);
                 row.entropy = Some(st.entropy);
+                row.alpha = Some(r.agent.alpha);
             }
         } else {
             row.phase = if t < r.warmup_epochs { "warmup".into() } else { "weights".into() };
@@ -361,7 +381,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     };
     let ks = reward::keep_sets(&net, &budget, &best.kept, p).map_err(|e| job(e.into()))?;
     let layers: Vec<LayerChoice> = budget.layers.iter().zip(&best.kept).map(|(l, &k)| LayerChoice { layer: l.index, group: l.group, name: l.name.clone(), channels: l.channels, kept: k, ratio: k as f64 / l.channels as f64, kept_channels: ks[&l.group].clone() }).collect();
-    report::write_policy(&o.run_dir, &best, &layers, budget.macs(&best.kept), budget.target).map_err(job)?;
+    report::write_policy(&o.run_dir, &best, &layers, &budget).map_err(job)?;
     plot::write_layers(&o.run_dir, &layers).map_err(job)?;
     net.set_masks(&reward::keep_vectors(&net, &ks)).map_err(|e| job(e.into()))?;
     let masked_acc = evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy;
@@ -425,7 +445,21 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             if tr > 0.0 { se / tr } else { 0.0 }
         },
     };
-    let rep = report::validate(&ctx, &unpruned, &out, &test, dims, r.batch_size.clamp(1, 64)).map_err(job)?;
+    let mut rep = report::validate(&ctx, &unpruned, &out, &test, dims, r.batch_size.clamp(1, 64)).map_err(job)?;
+    if let Some(t) = &budget.latency {
+        let e = latency::Effort { warmup: 3, runs: 20 };
+        let ms = |g: &Graph| latency::model_ms(g, dims, t.batch, t.threads, e);
+        let ns = |kv: &[usize]| t.eval(&budget.cost, kv) as f64 / 1e6;
+        rep.latency_budget = Some(report::LatencyBudget {
+            batch: t.batch,
+            threads: t.threads,
+            target_ms: budget.target as f64 / 1e6,
+            estimated_unpruned_ms: ns(&budget.cost.full),
+            estimated_pruned_ms: ns(&budget.kept_vector(&best.kept)),
+            measured_unpruned_ms: ms(&unpruned).context("timing unpruned.onnx").map_err(job)?,
+            measured_pruned_ms: ms(&out).context("timing pruned.onnx").map_err(job)?,
+        });
+    }
     report::write(&o.run_dir, &rep).map_err(job)?;
     Ok(rep)
 }
