@@ -247,3 +247,33 @@ fn latency_budget_is_met_by_the_table() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("latency-ratio") || err.contains("latency_ratio"), "{err}");
 }
+
+/// `--resume` of a latency-budget run reads the run directory's table instead of
+/// measuring again (a re-measured table would move the budget).
+#[test]
+fn resumed_latency_budgets_reuse_the_saved_table() {
+    let mut r = rlal::search::Recipe::parse(&TINY.replace("macs-ratio: 0.5\n", "latency-ratio: 0.7\n")).unwrap();
+    r.check().unwrap();
+    let (_, an, b) = rlal::search::run::prepare(&r, None, false).unwrap();
+    let mut t = b.latency.clone().unwrap();
+    // A recognisable table: every op 1 ms at full width, linear in its MACs; the rest ~0.
+    for c in &mut t.terms {
+        *c = rlal::agent::Curve::fit(vec![(0.0, 0.0), (1.0, 1e6)]);
+    }
+    t.rest = rlal::agent::Curve::fit(vec![(0.0, 0.0), (1.0, 1.0)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(rlal::search::run::LATENCY_TABLE);
+    rlal::search::latency::save(&t, &path).unwrap();
+    let (_, _, b2) = rlal::search::run::prepare(&r, Some(&path), false).unwrap();
+    assert_eq!(b2.latency.as_ref(), Some(&t));
+    assert_eq!(b2.full(), t.eval(&an.cost, &an.cost.full));
+    // A table of another model is refused.
+    let mut other = t.clone();
+    other.terms.pop();
+    rlal::search::latency::save(&other, &path).unwrap();
+    let e = match rlal::search::run::prepare(&r, Some(&path), false) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a table of another model was accepted"),
+    };
+    assert!(e.contains("another model"), "{e}");
+}
