@@ -252,7 +252,7 @@ fn latency_budget_is_met_by_the_table() {
 /// measuring again (a re-measured table would move the budget).
 #[test]
 fn resumed_latency_budgets_reuse_the_saved_table() {
-    let mut r = rlal::search::Recipe::parse(&TINY.replace("macs-ratio: 0.5\n", "latency-ratio: 0.7\n")).unwrap();
+    let r = rlal::search::Recipe::parse(&TINY.replace("macs-ratio: 0.5\n", "latency-ratio: 0.7\n")).unwrap();
     r.check().unwrap();
     let (_, an, b) = rlal::search::run::prepare(&r, None, false).unwrap();
     let mut t = b.latency.clone().unwrap();

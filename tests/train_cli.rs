@@ -29,8 +29,10 @@ fn train_learns_and_round_trips_through_onnx_runtime() {
     assert!(stdout.contains("test accuracy"), "{stdout}");
     let tch = eval_json(&out, "tch");
     let ort = eval_json(&out, "ort");
-    let (a, b) = (tch["correct"].as_u64().unwrap() as i64, ort["correct"].as_u64().unwrap() as i64);
-    assert!((a - b).abs() <= 1, "tch {a} vs ort {b} correct images");
+    let tract = eval_json(&out, "tract");
+    assert_eq!(tract["engine"], "tract");
+    let (a, b, c) = (tch["correct"].as_u64().unwrap() as i64, ort["correct"].as_u64().unwrap() as i64, tract["correct"].as_u64().unwrap() as i64);
+    assert!((a - b).abs() <= 1 && (b - c).abs() <= 1, "tch {a} vs ort {b} vs tract {c} correct images");
     assert_eq!(tch["samples"], 1000);
     // One epoch of the small CNN from random weights: far above chance (10%).
     assert!(tch["accuracy"].as_f64().unwrap() >= 0.85, "accuracy {}", tch["accuracy"]);
@@ -68,4 +70,21 @@ fn bad_recipe_and_mismatched_data_are_input_errors() {
     assert!(err.contains("data/digits"), "{err}");
     let (code, _, err) = rlal(&["eval", "graphs/resnet20_digits.onnx", "--data", "data/mnist5k"]);
     assert_eq!(code, 2, "{err}");
+}
+
+/// Without a loadable libonnxruntime, `rlal eval --engine ort` says so and
+/// falls back to tract (the JSON names the engine that ran).
+#[test]
+fn eval_falls_back_to_tract_without_onnx_runtime() {
+    let o = Command::new(env!("CARGO_BIN_EXE_rlal"))
+        .args(["eval", "graphs/mnist_cnn.onnx", "--data", "data/mnist5k", "--engine", "ort", "--json", "--threads", "2"])
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("falling back to tract"), "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["engine"], "tract");
+    assert_eq!(j["samples"], 1000);
 }

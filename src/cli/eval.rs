@@ -1,19 +1,21 @@
-//! `rlal eval model.onnx --data DIR [--engine tch|ort]`: classification accuracy
+//! `rlal eval model.onnx --data DIR [--engine tch|ort|tract]`: classification accuracy
 //! of an ONNX model on a dataset split, through any [`Runner`].
 use super::{parse_dims, Failure};
 use anyhow::Context;
 use rlal::analysis::{self, ImportOptions};
 use rlal::data::{self, Loader, LoaderConfig, Normalize, Split, Transform};
 use rlal::train::{setup, Net};
-use rlal::validate::{ort::OrtModel, Runner};
+use rlal::validate::{ort::OrtModel, tract::TractModel, Runner, ValidateError};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Engine {
     /// rlal's libtorch executor.
     Tch,
-    /// ONNX Runtime.
+    /// ONNX Runtime (falls back to tract, with a warning, when libonnxruntime cannot be loaded).
     Ort,
+    /// tract (pure Rust).
+    Tract,
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,7 +93,15 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
             }
             Box::new(Net::new(&g, &an, tch::Device::Cpu).map_err(Failure::input)?)
         }
-        Engine::Ort => Box::new(OrtModel::from_bytes(&rlal::onnx::to_bytes(&g), a.threads).map_err(Failure::job)?),
+        Engine::Ort => match OrtModel::from_bytes(&rlal::onnx::to_bytes(&g), a.threads) {
+            Ok(m) => Box::new(m),
+            Err(e @ ValidateError::Load { .. }) => {
+                eprintln!("warning: {e}; falling back to tract (accuracy and latency are tract's)");
+                Box::new(TractModel::from_bytes(&rlal::onnx::to_bytes(&g)).map_err(Failure::job)?)
+            }
+            Err(e) => return Err(Failure::job(anyhow::Error::from(e))),
+        },
+        Engine::Tract => Box::new(TractModel::from_bytes(&rlal::onnx::to_bytes(&g)).map_err(Failure::job)?),
     };
     let (mut correct, mut n, mut secs, mut batches) = (0usize, 0usize, 0f64, 0usize);
     for b in loader.epoch(0) {
