@@ -37,6 +37,9 @@ pub enum RewardEngine {
     Pruned,
     /// The full network with the removed channels masked (same figures, full-width cost).
     Masked,
+    /// The physically narrower network (as `pruned`) run in ONNX Runtime (CPU EP, `threads`);
+    /// falls back to `pruned` with a warning when libonnxruntime cannot be loaded.
+    Ort,
 }
 
 /// Filter-ranking norm.
@@ -171,7 +174,8 @@ pub struct Recipe {
     pub reward_samples: usize,
     /// Batch size of the reward evaluations (inference only). Default 500.
     pub reward_batch_size: usize,
-    /// `pruned` (default: physically narrower networks) or `masked`.
+    /// `pruned` (default: physically narrower networks in libtorch), `ort` (the same
+    /// networks in ONNX Runtime) or `masked` (the full network, channels masked).
     pub reward_engine: RewardEngine,
     /// Soft alignment L_align (false: paper's "w/o SR"). Default true.
     pub alignment: bool,

@@ -39,6 +39,8 @@ pub fn keep_vectors(net: &Net, ks: &KeepSets) -> BTreeMap<usize, Vec<bool>> {
 pub struct RewardSet<'a> {
     loader: &'a Loader,
     cached: Option<Vec<(Tensor, Tensor)>>,
+    /// The cached batches as host f32 (NCHW) and labels, for ONNX Runtime; made on first use.
+    host: std::cell::OnceCell<Vec<(Vec<usize>, Vec<f32>, Vec<i64>)>>,
 }
 
 impl<'a> RewardSet<'a> {
@@ -56,7 +58,49 @@ impl<'a> RewardSet<'a> {
         } else {
             None
         };
-        Ok(RewardSet { loader, cached })
+        Ok(RewardSet { loader, cached, host: std::cell::OnceCell::new() })
+    }
+
+    fn host_batches(&self) -> Result<&[(Vec<usize>, Vec<f32>, Vec<i64>)], TrainError> {
+        if let Some(h) = self.host.get() {
+            return Ok(h);
+        }
+        let mut v = Vec::new();
+        match &self.cached {
+            Some(batches) => {
+                for (x, y) in batches {
+                    let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
+                    let data = Vec::<f32>::try_from(x.to_device(tch::Device::Cpu).contiguous().flatten(0, -1)).map_err(|e| TrainError::Graph(format!("reward batch: {e}")))?;
+                    let labels = Vec::<i64>::try_from(y.to_device(tch::Device::Cpu).to_kind(Kind::Int64)).map_err(|e| TrainError::Graph(format!("reward labels: {e}")))?;
+                    v.push((shape, data, labels));
+                }
+            }
+            None => {
+                for b in self.loader.epoch(0) {
+                    let b = b?;
+                    v.push((b.shape.to_vec(), b.data, b.labels));
+                }
+            }
+        }
+        Ok(self.host.get_or_init(|| v))
+    }
+
+    /// Accuracy of an ONNX graph in ONNX Runtime (`threads` intra-op threads) on the subset.
+    pub fn accuracy_ort(&self, g: &crate::ir::Graph, threads: usize) -> Result<f64, TrainError> {
+        let batches = self.host_batches()?;
+        let mut m = crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), threads).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+        let (mut right, mut n) = (0usize, 0usize);
+        for (shape, data, labels) in batches {
+            let outs = m.run(shape, data.clone()).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+            let (oshape, logits) = outs.into_iter().next().ok_or_else(|| TrainError::Graph("reward in ONNX Runtime: the model has no output".into()))?;
+            let k = oshape.last().copied().unwrap_or(1).max(1);
+            for (row, &y) in logits.chunks(k).zip(labels) {
+                let arg = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0;
+                right += (arg as i64 == y) as usize;
+                n += 1;
+            }
+        }
+        Ok(right as f64 / n.max(1) as f64)
     }
 
     /// Accuracy of `net` (eval mode, current masks, no gradients) on the subset.
@@ -79,6 +123,7 @@ impl<'a> RewardSet<'a> {
     /// when `frozen` is given, else with the other channels masked.
     pub fn reward_with(&self, net: &mut Net, frozen: Option<&Frozen>, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
         match frozen {
+            Some(f) if f.ort.is_some() => self.accuracy_ort(&f.narrow_graph(kept)?.0, f.ort.unwrap_or(0)),
             Some(f) => self.accuracy(&f.narrow(kept, net.device())?),
             None => self.reward(net, budget, kept, p),
         }
@@ -106,6 +151,8 @@ pub struct Frozen {
     groups: Vec<usize>,
     norms: Vec<Vec<f64>>,
     input_shape: Option<Vec<usize>>,
+    /// Evaluate in ONNX Runtime with this many threads (`reward-engine: ort`).
+    pub ort: Option<usize>,
 }
 
 impl Frozen {
@@ -120,14 +167,20 @@ impl Frozen {
             groups.push(m.group);
         }
         let norms = budget.groups.iter().map(|&g| Ok(net.channel_norms(g, p)?.into_iter().map(f64::from).collect())).collect::<Result<_, TrainError>>()?;
-        Ok(Frozen { graph, analysis, groups, norms, input_shape: input_shape.map(<[usize]>::to_vec) })
+        Ok(Frozen { graph, analysis, groups, norms, input_shape: input_shape.map(<[usize]>::to_vec), ort: None })
+    }
+
+    /// The graph with only the `kept[l]` strongest channels of each layer, and its analysis.
+    pub fn narrow_graph(&self, kept: &[usize]) -> Result<(crate::ir::Graph, crate::analysis::Analysis), TrainError> {
+        let ks: KeepSets = self.groups.iter().zip(&self.norms).zip(kept).map(|((&g, n), &k)| (g, crate::rewrite::rank::top(n, k))).collect();
+        let pr = crate::rewrite::surgery::prune(&self.graph, &self.analysis, &ks, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
+        Ok((pr.graph, pr.analysis))
     }
 
     /// The network with only the `kept[l]` strongest channels of each layer, as a new (narrower) [`Net`].
     pub fn narrow(&self, kept: &[usize], device: tch::Device) -> Result<Net, TrainError> {
-        let ks: KeepSets = self.groups.iter().zip(&self.norms).zip(kept).map(|((&g, n), &k)| (g, crate::rewrite::rank::top(n, k))).collect();
-        let pr = crate::rewrite::surgery::prune(&self.graph, &self.analysis, &ks, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
-        Net::new(&pr.graph, &pr.analysis, device)
+        let (g, a) = self.narrow_graph(kept)?;
+        Net::new(&g, &a, device)
     }
 }
 
@@ -259,6 +312,8 @@ mod tests {
         let loader = Loader::new(ds, (0..96).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }), LoaderConfig { batch_size: 40, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
         let rs = RewardSet::new(&loader, &net).unwrap();
         let frozen = Frozen::new(&net, &budget, 1, None).unwrap();
+        let mut in_ort = Frozen::new(&net, &budget, 1, None).unwrap();
+        in_ort.ort = Some(1);
         let mut rng = Rng::new(1);
         for _ in 0..3 {
             let mut kept = Vec::new();
@@ -276,6 +331,15 @@ mod tests {
             assert!(diff <= 1e-4 * scale, "narrow vs masked logits differ by {diff} (scale {scale})");
             let (m, n) = (rs.reward(&mut net, &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap());
             assert!((m - n).abs() <= 1.0 / 96.0 + 1e-12, "masked {m} vs narrow {n}");
+            // The narrow graph in ONNX Runtime computes the same logits as in libtorch.
+            let (hs, hx, _) = &rs.host_batches().unwrap()[0];
+            let mut m_ort = crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(&frozen.narrow_graph(&kept).unwrap().0), 1).unwrap();
+            let (_, lo) = m_ort.run(hs, hx.clone()).unwrap().remove(0);
+            let lt = Vec::<f32>::try_from(tch::no_grad(|| narrow.forward_t(x, false).unwrap()).flatten(0, -1)).unwrap();
+            let d = lo.iter().zip(&lt).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(lo.len() == lt.len() && (d as f64) <= 1e-4 * scale, "ONNX Runtime vs libtorch logits differ by {d}");
+            let o = rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap();
+            assert!((o - n).abs() <= 1.0 / 96.0 + 1e-12, "ONNX Runtime {o} vs libtorch {n}");
         }
     }
 }

@@ -243,6 +243,14 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     }
     // The reward subset, decoded and normalised once (eval transform; batches on the device).
     let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?;
+    // `reward-engine: ort` needs libonnxruntime; without it the same narrow networks run in libtorch.
+    let ort_ok = r.reward_engine != RewardEngine::Ort || match crate::validate::ort::OrtModel::probe() {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("warning: reward-engine ort: {e}; computing rewards in libtorch instead (reward-engine pruned)");
+            false
+        }
+    };
     for t in start..r.epochs {
         let t0 = Instant::now();
         // v_l of the best policy by current norms (Eq. 10), for the penalty only.
@@ -304,7 +312,13 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             };
             let n_ep = episodes.len();
             let frozen = match r.reward_engine {
-                RewardEngine::Pruned => Some(reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref()).map_err(|e| job(e.into()))?),
+                RewardEngine::Pruned | RewardEngine::Ort => {
+                    let mut f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref()).map_err(|e| job(e.into()))?;
+                    if r.reward_engine == RewardEngine::Ort && ort_ok {
+                        f.ort = Some(r.threads);
+                    }
+                    Some(f)
+                }
                 RewardEngine::Masked => None,
             };
             for (i, (kept, ep)) in episodes.into_iter().enumerate() {

@@ -36,6 +36,11 @@ pub struct OrtModel {
 pub type Output = (Vec<usize>, Vec<f32>);
 
 impl OrtModel {
+    /// Whether ONNX Runtime can be loaded (the shared library and its environment).
+    pub fn probe() -> Result<(), ValidateError> {
+        environment().map(|_| ())
+    }
+
     /// Loads encoded model bytes with `threads` intra-op threads (0: ORT's default).
     pub fn from_bytes(bytes: &[u8], threads: usize) -> Result<OrtModel, ValidateError> {
         let env = environment()?;
