@@ -174,6 +174,13 @@ pub struct Recipe {
     pub reward_samples: usize,
     /// Batch size of the reward evaluations (inference only). Default 500.
     pub reward_batch_size: usize,
+    /// Adaptive BN for rewards (EagleEye, ECCV 2020; the paper is silent): before an
+    /// episode's narrow network is scored, its BatchNormalization statistics are
+    /// re-estimated from this many training images (one train-mode forward, no
+    /// gradients), so the reward measures the sub-network rather than the stale
+    /// statistics of the full one. 0: off (rewards with the full network's statistics).
+    /// Narrow engines only (`pruned`, `ort`). Default 256.
+    pub reward_bn_samples: usize,
     /// `pruned` (default: physically narrower networks in libtorch), `ort` (the same
     /// networks in ONNX Runtime) or `masked` (the full network, channels masked).
     pub reward_engine: RewardEngine,
@@ -260,6 +267,7 @@ impl Default for Recipe {
             episodes_per_epoch: 10,
             reward_samples: 500,
             reward_batch_size: 500,
+            reward_bn_samples: 256,
             reward_engine: RewardEngine::Pruned,
             alignment: true,
             beta: 1e-4,

@@ -133,7 +133,8 @@ pub struct Report {
     pub params_ratio: f64,
     pub unpruned: Figures,
     pub pruned: Figures,
-    /// Test accuracy of the jointly trained network with the best policy's channels masked (before fine-tuning).
+    /// Test accuracy of the jointly trained network's best sub-network before fine-tuning
+    /// (removed channels masked; BN statistics re-estimated as for the rewards when `reward-bn-samples` > 0).
     pub masked_accuracy: f64,
     pub best_reward: f64,
     pub best_epoch: usize,

@@ -39,6 +39,8 @@ pub fn keep_vectors(net: &Net, ks: &KeepSets) -> BTreeMap<usize, Vec<bool>> {
 pub struct RewardSet<'a> {
     loader: &'a Loader,
     cached: Option<Vec<(Tensor, Tensor)>>,
+    /// Training images for adaptive BN (see [`RewardSet::with_recalibration`]).
+    recal: Option<Tensor>,
     /// The cached batches as host f32 (NCHW) and labels, for ONNX Runtime; made on first use.
     host: std::cell::OnceCell<Vec<(Vec<usize>, Vec<f32>, Vec<i64>)>>,
 }
@@ -58,7 +60,14 @@ impl<'a> RewardSet<'a> {
         } else {
             None
         };
-        Ok(RewardSet { loader, cached, host: std::cell::OnceCell::new() })
+        Ok(RewardSet { loader, cached, recal: None, host: std::cell::OnceCell::new() })
+    }
+
+    /// Adaptive BN: narrow networks re-estimate their BatchNormalization statistics on
+    /// `x` (a batch of training images, NCHW on the network's device) before they are scored.
+    pub fn with_recalibration(mut self, x: Option<Tensor>) -> Self {
+        self.recal = x;
+        self
     }
 
     fn host_batches(&self) -> Result<&[(Vec<usize>, Vec<f32>, Vec<i64>)], TrainError> {
@@ -122,10 +131,21 @@ impl<'a> RewardSet<'a> {
     /// channels of largest filter norm; on the physically narrower network
     /// when `frozen` is given, else with the other channels masked.
     pub fn reward_with(&self, net: &mut Net, frozen: Option<&Frozen>, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
-        match frozen {
-            Some(f) if f.ort.is_some() => self.accuracy_ort(&f.narrow_graph(kept)?.0, f.ort.unwrap_or(0)),
-            Some(f) => self.accuracy(&f.narrow(kept, net.device())?),
-            None => self.reward(net, budget, kept, p),
+        let Some(f) = frozen else { return self.reward(net, budget, kept, p) };
+        match (&self.recal, f.ort) {
+            (None, Some(threads)) => self.accuracy_ort(&f.narrow_graph(kept)?.0, threads),
+            (None, None) => self.accuracy(&f.narrow(kept, net.device())?),
+            (Some(x), ort) => {
+                let narrow = f.narrow_recalibrated(kept, x)?;
+                match ort {
+                    Some(threads) => {
+                        let mut g = narrow.export()?;
+                        crate::rewrite::bn::fold_bn(&mut g);
+                        self.accuracy_ort(&g, threads)
+                    }
+                    None => self.accuracy(&narrow),
+                }
+            }
         }
     }
 
@@ -156,9 +176,12 @@ pub struct Frozen {
 }
 
 impl Frozen {
-    pub fn new(net: &Net, budget: &Budget, p: u32, input_shape: Option<&[usize]>) -> Result<Frozen, TrainError> {
+    /// `keep_bn`: keep the BatchNormalization nodes (for adaptive BN), else fold them.
+    pub fn new(net: &Net, budget: &Budget, p: u32, input_shape: Option<&[usize]>, keep_bn: bool) -> Result<Frozen, TrainError> {
         let mut graph = net.export()?;
-        crate::rewrite::bn::fold_bn(&mut graph);
+        if !keep_bn {
+            crate::rewrite::bn::fold_bn(&mut graph);
+        }
         let facts = crate::ir::infer::infer(&graph, input_shape).map_err(|e| TrainError::Graph(format!("shape inference of the BN-folded graph: {e}")))?;
         let analysis = crate::analysis::Analysis::new(&graph, facts, Vec::new());
         let mut groups = Vec::new();
@@ -181,6 +204,18 @@ impl Frozen {
     pub fn narrow(&self, kept: &[usize], device: tch::Device) -> Result<Net, TrainError> {
         let (g, a) = self.narrow_graph(kept)?;
         Net::new(&g, &a, device)
+    }
+
+    /// [`Frozen::narrow`] with its BatchNormalization statistics re-estimated on `x`:
+    /// one train-mode forward without gradients, ONNX momentum 0 (running = batch statistics).
+    pub fn narrow_recalibrated(&self, kept: &[usize], x: &Tensor) -> Result<Net, TrainError> {
+        let (mut g, a) = self.narrow_graph(kept)?;
+        for n in g.nodes.iter_mut().filter(|n| n.op_type == "BatchNormalization") {
+            n.set_attr("momentum", crate::ir::Attr::Float(0.0));
+        }
+        let net = Net::new(&g, &a, x.device())?;
+        let _batch_stats = tch::no_grad(|| net.forward_t(x, true))?;
+        Ok(net)
     }
 }
 
@@ -311,8 +346,8 @@ mod tests {
         let ds = crate::data::testutil::mem(96, 1, 28, 28);
         let loader = Loader::new(ds, (0..96).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }), LoaderConfig { batch_size: 40, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
         let rs = RewardSet::new(&loader, &net).unwrap();
-        let frozen = Frozen::new(&net, &budget, 1, None).unwrap();
-        let mut in_ort = Frozen::new(&net, &budget, 1, None).unwrap();
+        let frozen = Frozen::new(&net, &budget, 1, None, false).unwrap();
+        let mut in_ort = Frozen::new(&net, &budget, 1, None, false).unwrap();
         in_ort.ort = Some(1);
         let mut rng = Rng::new(1);
         for _ in 0..3 {
@@ -341,6 +376,37 @@ mod tests {
             let o = rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap();
             assert!((o - n).abs() <= 1.0 / 96.0 + 1e-12, "ONNX Runtime {o} vs libtorch {n}");
         }
+    }
+
+    #[test]
+    fn adaptive_bn_sets_the_statistics_of_the_narrow_network() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let (mut g, mut an) = crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default()).unwrap();
+        crate::train::setup::apply_insert_bn(&mut g, &mut an, crate::train::recipe::InsertBn::Auto, None).unwrap();
+        let mut net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
+        let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
+        let ds = crate::data::testutil::mem(64, 1, 28, 28);
+        let loader = Loader::new(ds, (0..64).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }), LoaderConfig { batch_size: 64, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
+        let rs = RewardSet::new(&loader, &net).unwrap();
+        let x = rs.cached.as_ref().unwrap()[0].0.shallow_clone();
+        let rs = rs.with_recalibration(Some(x.shallow_clone()));
+        let frozen = Frozen::new(&net, &budget, 1, None, true).unwrap();
+        let kept: Vec<usize> = budget.layers.iter().map(|l| l.channels / 2).collect();
+        let narrow = frozen.narrow_recalibrated(&kept, &x).unwrap();
+        // Eval mode with the re-estimated statistics = train mode (batch statistics) on the same
+        // images, up to the unbiased/biased variance factor 64/63.
+        let (e, t) = tch::no_grad(|| (narrow.forward_t(&x, false).unwrap(), narrow.forward_t(&x, true).unwrap()));
+        let scale = t.abs().max().double_value(&[]).max(1.0);
+        let d = (&e - &t).abs().max().double_value(&[]);
+        assert!(d <= 0.05 * scale, "eval vs batch-statistics logits differ by {d} (scale {scale})");
+        // Before recalibration (identity BN statistics) the same narrow net computes something else.
+        let stale = tch::no_grad(|| frozen.narrow(&kept, tch::Device::Cpu).unwrap().forward_t(&x, false).unwrap());
+        assert!((&stale - &t).abs().max().double_value(&[]) > 10.0 * d.max(1e-6));
+        // libtorch and ONNX Runtime score the recalibrated network alike.
+        let mut in_ort = Frozen::new(&net, &budget, 1, None, true).unwrap();
+        in_ort.ort = Some(1);
+        let (a, b) = (rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap());
+        assert!((a - b).abs() <= 1.0 / 64.0 + 1e-12, "libtorch {a} vs ONNX Runtime {b}");
     }
 }
 

@@ -180,7 +180,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let (train, holdout_idx, test) = setup::loaders(&tr, &data, dims, setup::num_classes(&g, &an)).map_err(|e| input(e.into()))?;
     let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
     let hcfg = LoaderConfig { batch_size: r.reward_batch_size, shuffle: false, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
-    let holdout = Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm), hcfg).map_err(|e| input(e.into()))?;
+    let holdout = Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg).map_err(|e| input(e.into()))?;
 
     std::fs::create_dir_all(&o.run_dir).with_context(|| format!("creating {}", o.run_dir.display())).map_err(job)?;
     let ckpt = o.run_dir.join(CKPT);
@@ -242,7 +242,18 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         );
     }
     // The reward subset, decoded and normalised once (eval transform; batches on the device).
-    let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?;
+    // Adaptive BN: a fixed batch of training images (the first of the seeded epoch-0 order).
+    let recal = if r.reward_bn_samples > 0 && r.reward_engine != RewardEngine::Masked {
+        let idx: Vec<usize> = train.order(0).into_iter().take(r.reward_bn_samples).collect();
+        let n = idx.len();
+        let l = Loader::new(train.dataset().clone(), idx, Transform::eval(norm.clone()), LoaderConfig { batch_size: n.max(1), shuffle: false, drop_last: false, seed: r.seed, workers: 0, prefetch: 1 }).map_err(|e| input(e.into()))?;
+        let b = l.batch(0, 0).map_err(|e| input(e.into()))?;
+        Some(batch_tensors(&b, &net).0)
+    } else {
+        None
+    };
+    let recal_x = recal.as_ref().map(Tensor::shallow_clone);
+    let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?.with_recalibration(recal);
     // `reward-engine: ort` needs libonnxruntime; without it the same narrow networks run in libtorch.
     let ort_ok = r.reward_engine != RewardEngine::Ort || match crate::validate::ort::OrtModel::probe() {
         Ok(()) => true,
@@ -313,7 +324,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             let n_ep = episodes.len();
             let frozen = match r.reward_engine {
                 RewardEngine::Pruned | RewardEngine::Ort => {
-                    let mut f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref()).map_err(|e| job(e.into()))?;
+                    let mut f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref(), r.reward_bn_samples > 0).map_err(|e| job(e.into()))?;
                     if r.reward_engine == RewardEngine::Ort && ort_ok {
                         f.ort = Some(r.threads);
                     }
@@ -397,9 +408,19 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let layers: Vec<LayerChoice> = budget.layers.iter().zip(&best.kept).map(|(l, &k)| LayerChoice { layer: l.index, group: l.group, name: l.name.clone(), channels: l.channels, kept: k, ratio: k as f64 / l.channels as f64, kept_channels: ks[&l.group].clone() }).collect();
     report::write_policy(&o.run_dir, &best, &layers, &budget).map_err(job)?;
     plot::write_layers(&o.run_dir, &layers).map_err(job)?;
-    net.set_masks(&reward::keep_vectors(&net, &ks)).map_err(|e| job(e.into()))?;
-    let masked_acc = evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy;
-    net.clear_masks();
+    // Test accuracy of the best sub-network before fine-tuning, scored like the rewards.
+    let masked_acc = match &recal_x {
+        Some(x) => {
+            let f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref(), true).map_err(|e| job(e.into()))?;
+            evaluate(&f.narrow_recalibrated(&best.kept, x).map_err(|e| job(e.into()))?, &test).map_err(|e| job(e.into()))?.accuracy
+        }
+        None => {
+            net.set_masks(&reward::keep_vectors(&net, &ks)).map_err(|e| job(e.into()))?;
+            let a = evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy;
+            net.clear_masks();
+            a
+        }
+    };
     let trained = net.export().map_err(|e| job(e.into()))?;
     let an_t = reanalyse(&trained, r.input_shape.as_deref()).map_err(job)?;
     let pruned = crate::rewrite::surgery::prune(&trained, &an_t, &ks, r.input_shape.as_deref()).map_err(|e| job(anyhow!("surgery: {e}")))?;
