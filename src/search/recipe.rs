@@ -179,7 +179,7 @@ pub struct Recipe {
     /// re-estimated from this many training images (one train-mode forward, no
     /// gradients), so the reward measures the sub-network rather than the stale
     /// statistics of the full one. 0: off (rewards with the full network's statistics).
-    /// Narrow engines only (`pruned`, `ort`). Default 256.
+    /// Narrow engines only (`pruned`, `ort`). Default 64.
     pub reward_bn_samples: usize,
     /// `pruned` (default: physically narrower networks in libtorch), `ort` (the same
     /// networks in ONNX Runtime) or `masked` (the full network, channels masked).
@@ -267,7 +267,7 @@ impl Default for Recipe {
             episodes_per_epoch: 10,
             reward_samples: 500,
             reward_batch_size: 500,
-            reward_bn_samples: 256,
+            reward_bn_samples: 64,
             reward_engine: RewardEngine::Pruned,
             alignment: true,
             beta: 1e-4,
