@@ -11,7 +11,9 @@
 //!
 //! Each op's curve maps its MACs fraction to its measured time; the rest of
 //! the network (whole model minus the ops) maps the model's MACs fraction to
-//! the remainder. A keep vector's estimate is the sum of the curves
+//! the remainder. Where the ops timed alone add up to more than the whole
+//! model (per-run overhead), they are scaled down to it, so the estimate of
+//! every measured uniform width equals its measurement. A keep vector's estimate is the sum of the curves
 //! ([`crate::agent::LatencyModel::eval`]); curves are made non-decreasing so the
 //! budget's bounds (Eq. 12–13) stay exact for the estimate. The table is
 //! written to the run directory (`latency_table.json`) and reused on
@@ -119,6 +121,7 @@ pub fn measure(g: &Graph, an: &Analysis, input_shape: Option<&[usize]>, batch: u
         ishape[0] = batch;
         let whole = time_ms(&pg, &ishape, threads, effort).context("latency table: timing the whole model")?;
         let mut ops_ms = 0.0;
+        let mut this: Vec<(usize, f64, f64)> = Vec::new();
         let mut cache: HashMap<String, f64> = HashMap::new();
         for (i, (t, name)) in an.cost.terms.iter().zip(&term_names).enumerate() {
             let nid = *by_name.get(name.as_str()).ok_or_else(|| anyhow!("latency table: node '{name}' is missing after surgery"))?;
@@ -142,10 +145,16 @@ pub fn measure(g: &Graph, an: &Analysis, input_shape: Option<&[usize]>, batch: u
             };
             ops_ms += ms;
             let full = t.weight.numel(&an.cost.full).max(1) as f64;
-            term_pts[i].push((t.weight.numel(&kv) as f64 / full, ms * 1e6));
+            this.push((i, t.weight.numel(&kv) as f64 / full, ms));
+        }
+        // Ops timed alone can add up to more than the whole model (per-run overhead, no
+        // overlap): scale them so that the estimate at this width equals the measurement.
+        let scale = if ops_ms > whole && ops_ms > 0.0 { whole / ops_ms } else { 1.0 };
+        for (i, x, ms) in this.drain(..) {
+            term_pts[i].push((x, ms * scale * 1e6));
         }
         let x = an.cost.macs(&kv) as f64 / an.cost.full_macs().max(1) as f64;
-        rest_pts.push((x, (whole - ops_ms).max(0.0) * 1e6));
+        rest_pts.push((x, (whole - ops_ms * scale).max(0.0) * 1e6));
         measured.push((f, whole * 1e6));
         if progress {
             eprintln!("latency table: keep {:>4.0}% of every layer: {:.3} ms per batch of {batch} ({:.3} ms in {} weighted ops, {} distinct)", 100.0 * f, whole, ops_ms, term_names.len(), cache.len());
