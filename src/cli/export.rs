@@ -295,33 +295,7 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
 /// Validation of a fine-tuned pruned model (no masked counterpart: its weights were trained further).
 fn validate_final(a: &ExportArgs, before_g: &Graph, an: &Analysis, written: &Graph) -> anyhow::Result<Validation> {
     let sample = an.facts[written.inputs[0]].as_ref().context("unknown input shape")?.concrete(1);
-    let shape_of = |n: usize| -> Vec<usize> { std::iter::once(n).chain(sample[1..].iter().copied()).collect() };
-    let pruned_b = rlal::onnx::to_bytes(written);
-    let mut before = runner(&rlal::onnx::to_bytes(before_g), a.threads).context("loading the unpruned model")?;
-    let mut after = runner(&pruned_b, a.threads).context("loading the pruned model")?;
-    let mut v = Validation { engine: after.engine().to_string(), ..Default::default() };
-    let probe = shape_of(4);
-    let x = latency::random_input(&probe, 11);
-    let got = after.run(&probe, x.clone()).context("running the pruned model")?;
-    let tract_out = TractModel::from_bytes(&pruned_b).and_then(|mut t| t.run(&probe, x)).context("the pruned model in tract")?;
-    if v.engine == "ort" {
-        v.max_diff_ort_tract = Some(max_diff(&got, &tract_out)?);
-    }
-    for n in [1, a.batch] {
-        let lb = latency::measure(before.as_mut(), &shape_of(n), a.warmup, a.runs)?;
-        let la = latency::measure(after.as_mut(), &shape_of(n), a.warmup, a.runs)?;
-        v.speedup.push((n, lb.median_ms / la.median_ms.max(1e-9)));
-        v.latency_before.push(lb);
-        v.latency_after.push(la);
-    }
-    if let Some(dir) = &a.data {
-        let (acc_b, n) = accuracy(a, dir, before.as_mut()).context("accuracy of the unpruned model")?;
-        let (acc_a, _) = accuracy(a, dir, after.as_mut()).context("accuracy of the pruned model")?;
-        v.accuracy_before = Some(acc_b);
-        v.accuracy_after = Some(acc_a);
-        v.samples = Some(n);
-    }
-    Ok(v)
+    compare(a, &sample, &rlal::onnx::to_bytes(before_g), &rlal::onnx::to_bytes(written), None, "unpruned")
 }
 
 /// Reads a ratios file into one ratio per prunable layer.
@@ -377,18 +351,25 @@ fn max_diff(a: &[(Vec<usize>, Vec<f32>)], b: &[(Vec<usize>, Vec<f32>)]) -> anyho
 
 fn validate(a: &ExportArgs, g: &Graph, an: &Analysis, pruned: &surgery::Pruned, written: &Graph) -> anyhow::Result<Validation> {
     let sample = an.facts[g.inputs[0]].as_ref().context("unknown input shape")?.concrete(1);
-    let shape_of = |n: usize| -> Vec<usize> { std::iter::once(n).chain(sample[1..].iter().copied()).collect() };
-    let (orig_b, pruned_b) = (rlal::onnx::to_bytes(g), rlal::onnx::to_bytes(written));
     let masked_b = rlal::onnx::to_bytes(&surgery::mask(g, an, &pruned.plan));
-    let mut before = runner(&orig_b, a.threads).context("loading the original model")?;
-    let mut after = runner(&pruned_b, a.threads).context("loading the pruned model")?;
+    compare(a, &sample, &rlal::onnx::to_bytes(g), &rlal::onnx::to_bytes(written), Some(&masked_b), "original")
+}
+
+/// Runs the model before and after pruning: output difference against the masked
+/// original (when given) and against tract, latency at batch 1 and `--batch`, accuracy.
+fn compare(a: &ExportArgs, sample: &[usize], before_b: &[u8], pruned_b: &[u8], masked_b: Option<&[u8]>, before_name: &str) -> anyhow::Result<Validation> {
+    let shape_of = |n: usize| -> Vec<usize> { std::iter::once(n).chain(sample[1..].iter().copied()).collect() };
+    let mut before = runner(before_b, a.threads).with_context(|| format!("loading the {before_name} model"))?;
+    let mut after = runner(pruned_b, a.threads).context("loading the pruned model")?;
     let mut v = Validation { engine: after.engine().to_string(), ..Default::default() };
     let probe = shape_of(4);
     let x = latency::random_input(&probe, 11);
     let got = after.run(&probe, x.clone()).context("running the pruned model")?;
-    let want = runner(&masked_b, a.threads)?.run(&probe, x.clone()).context("running the masked original")?;
-    v.max_diff_masked = Some(max_diff(&got, &want)?);
-    let tract_out = TractModel::from_bytes(&pruned_b).and_then(|mut t| t.run(&probe, x)).context("the pruned model in tract")?;
+    if let Some(m) = masked_b {
+        let want = runner(m, a.threads)?.run(&probe, x.clone()).context("running the masked original")?;
+        v.max_diff_masked = Some(max_diff(&got, &want)?);
+    }
+    let tract_out = TractModel::from_bytes(pruned_b).and_then(|mut t| t.run(&probe, x)).context("the pruned model in tract")?;
     if v.engine == "ort" {
         v.max_diff_ort_tract = Some(max_diff(&got, &tract_out)?);
     }
@@ -400,7 +381,7 @@ fn validate(a: &ExportArgs, g: &Graph, an: &Analysis, pruned: &surgery::Pruned, 
         v.latency_after.push(la);
     }
     if let Some(dir) = &a.data {
-        let (acc_b, n) = accuracy(a, dir, before.as_mut()).context("accuracy of the original model")?;
+        let (acc_b, n) = accuracy(a, dir, before.as_mut()).with_context(|| format!("accuracy of the {before_name} model"))?;
         let (acc_a, _) = accuracy(a, dir, after.as_mut()).context("accuracy of the pruned model")?;
         v.accuracy_before = Some(acc_b);
         v.accuracy_after = Some(acc_a);
