@@ -460,6 +460,8 @@ mod tests {
         assert_eq!((r3.metric(), r3.ratio(), r3.latency_batch), (crate::agent::Metric::Latency, 0.6, 8));
         let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nlatency-ratio: 0.6\n").unwrap().check().unwrap_err();
         assert!(e.contains("latency-ratio") && e.contains("exactly one"), "{e}");
+        let e = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 0\n").unwrap().check().unwrap_err();
+        assert!(e.contains("latency-batch"), "{e}");
         let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
     }
