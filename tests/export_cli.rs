@@ -102,3 +102,29 @@ fn bn_is_folded_unless_keep_bn() {
         assert_eq!(g.nodes.iter().any(|n| n.op_type == "BatchNormalization"), want_bn, "{flag:?}");
     }
 }
+
+#[test]
+fn cuda_execution_provider_is_used_or_refused_clearly() {
+    // The CPU-only `onnxruntime` wheel of tools/setup.sh has no CUDA execution provider: `--ep cuda`
+    // must say so (exit 2, nothing written), never silently run on the CPU. With a CUDA build of
+    // ONNX Runtime (ORT_DYLIB_PATH) the same commands validate on the GPU.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.onnx");
+    let m = graph("mnist_cnn.onnx");
+    let (code, stdout, stderr) = rlal(&["export", out.to_str().unwrap(), "--model", m.to_str().unwrap(), "--uniform", "0.5", "--ep", "cuda", "--batch", "2", "--runs", "2", "--warmup", "1", "--json"]);
+    if code == 0 {
+        let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(r["validation"]["engine"], "ort-cuda", "{r}");
+        assert!(out.exists());
+    } else {
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("execution provider 'cuda'") && stderr.contains("without the CUDA execution provider") && stderr.contains("libonnxruntime"), "{stderr}");
+        assert!(!out.exists());
+        let (code, _, stderr) = rlal(&["eval", m.to_str().unwrap(), "--data", "/nonexistent", "--engine", "ort", "--ep", "cuda"]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("without the CUDA execution provider"), "{stderr}");
+    }
+    let (code, _, stderr) = rlal(&["eval", m.to_str().unwrap(), "--data", "/nonexistent", "--engine", "tract", "--ep", "cuda"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--ep cuda applies to --engine ort only"), "{stderr}");
+}

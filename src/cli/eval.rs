@@ -46,6 +46,10 @@ pub struct EvalArgs {
     /// Threads of the engine (0: its default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// ONNX Runtime execution provider (`--engine ort`). `cuda` needs a CUDA build of
+    /// ONNX Runtime (the `onnxruntime-gpu` wheel's library in ORT_DYLIB_PATH); no fallback.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub ep: rlal::validate::ort::Ep,
     /// Fixed input size CxHxW for graphs with dynamic H/W.
     #[arg(long, value_parser = parse_dims)]
     pub input_shape: Option<Vec<usize>>,
@@ -76,6 +80,14 @@ struct Report {
 }
 
 pub fn run(a: EvalArgs) -> Result<(), Failure> {
+    if a.ep != rlal::validate::ort::Ep::Cpu {
+        if !matches!(a.engine, Engine::Ort) {
+            return Err(Failure::input(anyhow::anyhow!("--ep {} applies to --engine ort only", a.ep.name())));
+        }
+        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::ort::check_ep(a.ep) {
+            return Err(Failure::input(anyhow::Error::from(e)));
+        }
+    }
     let (g, an) = analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() }).map_err(Failure::input)?;
     let input = setup::input_dims(&g, &an).map_err(Failure::input)?;
     let split = match a.split {
@@ -93,7 +105,7 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
             }
             Box::new(Net::new(&g, &an, tch::Device::Cpu).map_err(Failure::input)?)
         }
-        Engine::Ort => match OrtModel::from_bytes(&rlal::onnx::to_bytes(&g), a.threads) {
+        Engine::Ort => match OrtModel::with_ep(&rlal::onnx::to_bytes(&g), a.threads, a.ep) {
             Ok(m) => Box::new(m),
             Err(e @ ValidateError::Load { .. }) => {
                 eprintln!("warning: {e}; falling back to tract (accuracy and latency are tract's)");

@@ -85,6 +85,11 @@ pub struct ExportArgs {
     /// ONNX Runtime intra-op threads (0: its default).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// ONNX Runtime execution provider of the validation. `cuda` needs a CUDA build of
+    /// ONNX Runtime (the `onnxruntime-gpu` wheel's libonnxruntime.so in ORT_DYLIB_PATH)
+    /// and fails with a clear error otherwise; latency then includes host↔device copies.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub ep: rlal::validate::ort::Ep,
     /// Keep BatchNormalization nodes instead of folding them into the convs.
     #[arg(long)]
     pub keep_bn: bool,
@@ -107,7 +112,7 @@ struct LayerRow {
 
 #[derive(Serialize, Default)]
 struct Validation {
-    /// Engine of the latency/accuracy figures ("ort", or "tract" when ONNX Runtime is missing).
+    /// Engine of the latency/accuracy figures ("ort", "ort-cuda", or "tract" when ONNX Runtime is missing).
     engine: String,
     latency_before: Vec<Latency>,
     latency_after: Vec<Latency>,
@@ -151,6 +156,12 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     }
     if a.batch == 0 {
         return Err(Failure::input(anyhow!("--batch must be at least 1")));
+    }
+    if !a.no_validate {
+        // Asked-for CUDA that this ONNX Runtime lacks is refused before any work (ORT missing altogether falls back to tract).
+        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::ort::check_ep(a.ep) {
+            return Err(Failure::input(anyhow::Error::from(e)));
+        }
     }
     if let Some(dir) = a.run.clone() {
         return run_export(a, &dir);
@@ -330,9 +341,10 @@ fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
     Ok(out)
 }
 
-/// An engine for `bytes`: ONNX Runtime, or tract when ORT cannot be loaded.
-fn runner(bytes: &[u8], threads: usize) -> anyhow::Result<Box<dyn Runner>> {
-    match OrtModel::from_bytes(bytes, threads) {
+/// An engine for `bytes`: ONNX Runtime on `ep`, or tract when ORT cannot be loaded
+/// (a missing CUDA execution provider is an error, not a fallback).
+fn runner(bytes: &[u8], threads: usize, ep: rlal::validate::ort::Ep) -> anyhow::Result<Box<dyn Runner>> {
+    match OrtModel::with_ep(bytes, threads, ep) {
         Ok(m) => Ok(Box::new(m)),
         Err(e @ ValidateError::Load { .. }) => {
             static WARN: std::sync::Once = std::sync::Once::new();
@@ -359,18 +371,18 @@ fn validate(a: &ExportArgs, g: &Graph, an: &Analysis, pruned: &surgery::Pruned, 
 /// original (when given) and against tract, latency at batch 1 and `--batch`, accuracy.
 fn compare(a: &ExportArgs, sample: &[usize], before_b: &[u8], pruned_b: &[u8], masked_b: Option<&[u8]>, before_name: &str) -> anyhow::Result<Validation> {
     let shape_of = |n: usize| -> Vec<usize> { std::iter::once(n).chain(sample[1..].iter().copied()).collect() };
-    let mut before = runner(before_b, a.threads).with_context(|| format!("loading the {before_name} model"))?;
-    let mut after = runner(pruned_b, a.threads).context("loading the pruned model")?;
+    let mut before = runner(before_b, a.threads, a.ep).with_context(|| format!("loading the {before_name} model"))?;
+    let mut after = runner(pruned_b, a.threads, a.ep).context("loading the pruned model")?;
     let mut v = Validation { engine: after.engine().to_string(), ..Default::default() };
     let probe = shape_of(4);
     let x = latency::random_input(&probe, 11);
     let got = after.run(&probe, x.clone()).context("running the pruned model")?;
     if let Some(m) = masked_b {
-        let want = runner(m, a.threads)?.run(&probe, x.clone()).context("running the masked original")?;
+        let want = runner(m, a.threads, a.ep)?.run(&probe, x.clone()).context("running the masked original")?;
         v.max_diff_masked = Some(max_diff(&got, &want)?);
     }
     let tract_out = TractModel::from_bytes(pruned_b).and_then(|mut t| t.run(&probe, x)).context("the pruned model in tract")?;
-    if v.engine == "ort" {
+    if v.engine.starts_with("ort") {
         v.max_diff_ort_tract = Some(max_diff(&got, &tract_out)?);
     }
     for n in [1, a.batch] {

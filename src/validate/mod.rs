@@ -12,6 +12,8 @@ pub enum ValidateError {
     Load { path: String, msg: String },
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    #[error("ONNX Runtime execution provider '{ep}': {msg}")]
+    Ep { ep: &'static str, msg: String },
     #[error("tract: {0}")]
     Tract(String),
 }
@@ -26,7 +28,10 @@ pub trait Runner {
 
 impl Runner for ort::OrtModel {
     fn engine(&self) -> &'static str {
-        "ort"
+        match self.ep() {
+            ort::Ep::Cpu => "ort",
+            ort::Ep::Cuda => "ort-cuda",
+        }
     }
     fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
         ort::OrtModel::run(self, shape, data)

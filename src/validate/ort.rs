@@ -1,7 +1,10 @@
-//! Runs ONNX models in ONNX Runtime (CPU execution provider).
+//! Runs ONNX models in ONNX Runtime: CPU execution provider by default, CUDA
+//! ([`Ep::Cuda`]) when the loaded libonnxruntime was built with it.
 //!
 //! The shared library is found through `ORT_DYLIB_PATH`, else the path the
-//! build recorded from `.cargo/config.toml` (the `.venv` made by tools/setup.sh).
+//! build recorded from `.cargo/config.toml` (the `.venv` made by tools/setup.sh,
+//! whose `onnxruntime` wheel is CPU-only; the `onnxruntime-gpu` wheel's
+//! library has the CUDA execution provider).
 use super::ValidateError;
 use std::sync::OnceLock;
 
@@ -27,9 +30,47 @@ fn environment() -> Result<&'static ort::environment::Environment, ValidateError
     })
 }
 
+/// ONNX Runtime execution provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ep {
+    /// The CPU execution provider (every build has it).
+    #[default]
+    Cpu,
+    /// The CUDA execution provider (needs a CUDA build of ONNX Runtime, e.g. the
+    /// `onnxruntime-gpu` wheel's library in ORT_DYLIB_PATH, and a GPU). No silent
+    /// fallback: a session that cannot use CUDA is an error.
+    Cuda,
+}
+
+impl Ep {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ep::Cpu => "cpu",
+            Ep::Cuda => "cuda",
+        }
+    }
+}
+
+/// Whether the loaded ONNX Runtime was built with `ep` ([`ValidateError::Ep`] if not;
+/// [`ValidateError::Load`] when ONNX Runtime itself cannot be loaded).
+pub fn check_ep(ep: Ep) -> Result<(), ValidateError> {
+    use ort::ep::ExecutionProvider;
+    environment()?;
+    if ep == Ep::Cuda && !ort::ep::CUDA::is_available().map_err(|e| ValidateError::Runtime(e.to_string()))? {
+        let path = dylib_path().unwrap_or_default();
+        return Err(ValidateError::Ep {
+            ep: "cuda",
+            msg: format!("the ONNX Runtime library {path} was built without the CUDA execution provider (the `onnxruntime` wheel is CPU-only: install `onnxruntime-gpu` and set ORT_DYLIB_PATH to its libonnxruntime.so)"),
+        });
+    }
+    Ok(())
+}
+
 /// A loaded model.
 pub struct OrtModel {
     session: ort::session::Session,
+    ep: Ep,
 }
 
 /// An output tensor: shape and f32 data.
@@ -41,16 +82,35 @@ impl OrtModel {
         environment().map(|_| ())
     }
 
-    /// Loads encoded model bytes with `threads` intra-op threads (0: ORT's default).
+    /// Loads encoded model bytes with `threads` intra-op threads (0: ORT's default), CPU execution provider.
     pub fn from_bytes(bytes: &[u8], threads: usize) -> Result<OrtModel, ValidateError> {
+        Self::with_ep(bytes, threads, Ep::Cpu)
+    }
+
+    /// [`OrtModel::from_bytes`] on execution provider `ep`. [`Ep::Cuda`] fails with
+    /// [`ValidateError::Ep`] when this ONNX Runtime has no CUDA execution provider or
+    /// cannot start it (no GPU, missing CUDA/cuDNN libraries).
+    pub fn with_ep(bytes: &[u8], threads: usize, ep: Ep) -> Result<OrtModel, ValidateError> {
         let env = environment()?;
         let rt = |e: String| ValidateError::Runtime(e);
         let mut b = ort::session::Session::builder(env).map_err(|e| rt(e.to_string()))?;
         if threads > 0 {
             b = b.with_intra_threads(threads).map_err(|e| rt(e.to_string()))?;
         }
+        if ep == Ep::Cuda {
+            check_ep(ep)?;
+            let path = dylib_path().unwrap_or_default();
+            b = b
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|e| ValidateError::Ep { ep: "cuda", msg: format!("{path}: the CUDA execution provider could not be started: {e}") })?;
+        }
         let session = b.commit_from_memory(bytes).map_err(|e| rt(e.to_string()))?;
-        Ok(OrtModel { session })
+        Ok(OrtModel { session, ep })
+    }
+
+    /// The execution provider the session was created with.
+    pub fn ep(&self) -> Ep {
+        self.ep
     }
     /// Runs the model on one f32 input (the first graph input); returns all outputs.
     pub fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<Output>, ValidateError> {
