@@ -62,3 +62,38 @@ fn bench_train_missing_model_is_an_input_error() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no_such_model.onnx"), "{err}");
 }
+
+#[test]
+fn bench_search_reports_the_episode_stages_and_shares() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.yaml");
+    std::fs::write(
+        &recipe,
+        "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepisodes-per-epoch: 3\nreward-samples: 100\nreward-bn-samples: 16\nagent:\n  updates-per-epoch: 2\n  batch-size: 8\nbatch-size: 32\nmean: [0.1307]\nstd: [0.3081]\nthreads: 2\n",
+    )
+    .unwrap();
+    let r = recipe.to_str().unwrap();
+    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "2", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(j["episodes"], 3);
+    assert_eq!(j["reward_images"], 100);
+    assert_eq!(j["engine"], "pruned");
+    let e = &j["episode_ms"];
+    let parts: f64 = ["surgery", "build", "recal", "infer"].iter().map(|k| e[*k].as_f64().unwrap()).sum();
+    assert!(e["infer"].as_f64().unwrap() > 0.0 && e["recal"].as_f64().unwrap() > 0.0, "{out}");
+    assert!((parts - e["total"].as_f64().unwrap()).abs() < 1e-6 * parts.max(1.0), "{out}");
+    for k in ["train_images_per_s", "reward_images_per_s", "search_share", "search_share_paper", "updates_s"] {
+        assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {out}");
+    }
+    assert!(j["episodes_share_paper"].as_f64().unwrap() < j["search_share_paper"].as_f64().unwrap());
+    // The masked engine scores at full width without surgery.
+    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "1", "--episodes", "1", "--engine", "masked", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((j["engine"].as_str(), j["episodes"].as_u64(), j["episode_ms"]["build"].as_f64()), (Some("masked"), Some(1), Some(0.0)));
+    // A bad override is an input error naming it.
+    let (code, _, err) = rlal(&["bench", "search", "--recipe", r, "--paper-subset", "1.5"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--paper-subset"), "{err}");
+}

@@ -28,6 +28,83 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Training-step throughput (images/s) of rlal's libtorch executor on an ONNX graph.
     Train(TrainBenchArgs),
+    /// Cost of the search's episodes (reward evaluation by stage, agent updates) against
+    /// weight training, for a prune recipe; projects the share at the paper's proportions.
+    Search(SearchBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SearchBenchArgs {
+    /// The prune recipe (its model, data, reward engine and agent settings).
+    #[arg(long, default_value = "recipes/quickstart.yaml")]
+    pub recipe: PathBuf,
+    /// Override the recipe's reward engine.
+    #[arg(long, value_enum)]
+    pub engine: Option<rlal::search::recipe::RewardEngine>,
+    /// Override the recipe's batch size for scoring the reward subset.
+    #[arg(long)]
+    pub reward_batch_size: Option<usize>,
+    /// Override the recipe's adaptive-BN image count (`reward-bn-samples`).
+    #[arg(long)]
+    pub bn_samples: Option<usize>,
+    /// Override the recipe's libtorch threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Timed training batches (after 2 untimed ones) for the training throughput.
+    #[arg(long, default_value_t = 20)]
+    pub train_batches: usize,
+    /// Timed episodes (after 1 untimed); default the recipe's episodes per epoch.
+    #[arg(long)]
+    pub episodes: Option<usize>,
+    /// Reward subset as a share of the training images for the projection (paper: 0.1).
+    #[arg(long, default_value_t = 0.1)]
+    pub paper_subset: f64,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The figures of `rlal bench search`.
+#[derive(serde::Serialize)]
+struct SearchReport {
+    recipe: String,
+    model: String,
+    engine: String,
+    device: String,
+    threads: i32,
+    train_images: usize,
+    reward_images: usize,
+    reward_batch_size: usize,
+    bn_samples: usize,
+    /// Weight training (forward, loss, backward, SGD, data loading with augmentation), images/s.
+    train_images_per_s: f64,
+    /// One epoch of weight training at that rate, seconds.
+    train_epoch_s: f64,
+    episodes: usize,
+    /// Per episode, milliseconds: surgery, build, recal, infer, and their total.
+    episode_ms: EpisodeMs,
+    /// Reward-subset images per second of the scoring stage alone.
+    reward_images_per_s: f64,
+    /// Once per search epoch: freezing the weights, seconds.
+    freeze_s: f64,
+    /// Agent updates of one search epoch (`updates-per-epoch` env-model + SAC steps), seconds.
+    updates_s: f64,
+    /// (episodes + freeze + updates) / training epoch with this recipe's reward subset.
+    search_share: f64,
+    /// The same with a reward subset of `paper_subset` of the training images and P episodes.
+    search_share_paper: f64,
+    /// Of `search_share_paper`, without the agent updates (a fixed cost per epoch that shrinks with larger data).
+    episodes_share_paper: f64,
+    paper_subset: f64,
+}
+
+#[derive(serde::Serialize)]
+struct EpisodeMs {
+    surgery: f64,
+    build: f64,
+    recal: f64,
+    infer: f64,
+    total: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +164,7 @@ struct TrainReport {
 pub fn run(a: BenchArgs) -> Result<(), Failure> {
     match a.what {
         BenchCommand::Train(t) => train(t),
+        BenchCommand::Search(s) => search(s),
     }
 }
 
@@ -232,6 +310,154 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
             r.steps,
             r.warmup,
             if added > 0 { format!("; {added} BatchNormalization inserted") } else { String::new() }
+        );
+    }
+    Ok(())
+}
+
+fn search(a: SearchBenchArgs) -> Result<(), Failure> {
+    use rlal::agent::{Agent, Explore};
+    use rlal::rng::Rng;
+    use rlal::search::reward::RewardSet;
+    use rlal::search::run::{freeze, ort_usable, prepare, search_data, SearchData};
+    use rlal::search::Recipe;
+    use rlal::train::trainer::batch_tensors;
+
+    let mut r = Recipe::load(&a.recipe).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    if let Some(e) = a.engine {
+        r.reward_engine = e;
+    }
+    if let Some(b) = a.reward_batch_size {
+        r.reward_batch_size = b;
+    }
+    if let Some(n) = a.bn_samples {
+        r.reward_bn_samples = n;
+    }
+    if let Some(t) = a.threads {
+        r.threads = t;
+    }
+    if let Some(p) = a.episodes {
+        r.episodes_per_epoch = p;
+    }
+    r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    if a.train_batches == 0 || r.episodes_per_epoch == 0 || !(a.paper_subset > 0.0 && a.paper_subset < 1.0) {
+        return Err(Failure::input(anyhow::anyhow!("--train-batches and --episodes must be at least 1, --paper-subset in (0, 1)")));
+    }
+    let job = |e: rlal::search::SearchError| match e {
+        rlal::search::SearchError::Input(e) => Failure::input(e),
+        rlal::search::SearchError::Job(e) => Failure::job(e),
+    };
+    let (g, an, budget) = prepare(&r, None, false).map_err(job)?;
+    if r.threads > 0 {
+        tch::set_num_threads(r.threads as i32);
+    }
+    let device = r.device.device().map_err(Failure::input)?;
+    let SearchData { train, holdout, recal, .. } = search_data(&r, &g, &an, device).map_err(job)?;
+    let mut net = Net::new(&g, &an, device).context("building the network").map_err(Failure::input)?;
+
+    // Weight training: the run's step without the alignment penalty, data loading included.
+    let mut sgd = Sgd::new(net.trainable(), SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay });
+    let (mut seen, mut secs) = (0usize, 0f64);
+    let mut t0 = Instant::now();
+    for (i, b) in train.epoch(0).enumerate().take(a.train_batches + 2) {
+        let b = b.context("loading a training batch").map_err(Failure::job)?;
+        let (x, y) = batch_tensors(&b, &net);
+        let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
+        let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
+        sgd.zero_grad();
+        loss.f_backward().context("backward").map_err(Failure::job)?;
+        sgd.step(r.lr.min(0.05));
+        let _ = loss.f_double_value(&[]);
+        sync(device);
+        if i >= 2 {
+            secs += t0.elapsed().as_secs_f64();
+            seen += b.labels.len();
+        }
+        t0 = Instant::now();
+    }
+    if seen == 0 {
+        return Err(Failure::input(anyhow::anyhow!("{}: too few training images for one timed batch", a.recipe.display())));
+    }
+    let train_rate = seen as f64 / secs;
+
+    // Episodes: random actions (the buffer epochs' distribution) on the frozen weights.
+    let rset = RewardSet::new(&holdout, &net).context("caching the reward subset").map_err(Failure::job)?.with_recalibration(recal);
+    let ort_ok = ort_usable(&r);
+    let mut agent = Agent::new(r.agent.config(), r.epochs, r.seed);
+    let mut rng = Rng::new(r.seed).fork(0xbe4c);
+    let tf = Instant::now();
+    let frozen = freeze(&r, &net, &budget, ort_ok).context("freezing the weights").map_err(Failure::job)?;
+    let freeze_s = tf.elapsed().as_secs_f64();
+    let p = r.criterion.p();
+    let episodes: Vec<_> = (0..=r.episodes_per_epoch).map(|_| agent.episode(&budget, 0, &mut rng, Explore::Random)).collect();
+    for (i, ep) in episodes.iter().enumerate() {
+        if i == 1 {
+            let _ = rset.take_stages(); // the first episode is a warm-up
+        }
+        let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, &ep.kept, p).context("episode reward").map_err(Failure::job)?;
+        agent.remember(ep, acc as f32);
+    }
+    let st = rset.take_stages();
+    // Agent updates: fill the replay buffer to one batch with more random episodes (rewards drawn, not evaluated).
+    while agent.replay.len() < agent.cfg.batch_size {
+        let ep = agent.episode(&budget, 0, &mut rng, Explore::Random);
+        let reward = rng.uniform_f32();
+        agent.remember(&ep, reward);
+    }
+    let tu = Instant::now();
+    let _ = agent.update(&mut rng);
+    let updates_s = tu.elapsed().as_secs_f64();
+
+    let n = st.episodes.max(1) as f64;
+    let ms = |x: f64| 1000.0 * x / n;
+    let ep_s = st.total() / n;
+    let per_image = st.infer / n / st.images.max(1) as f64;
+    let fixed = ep_s - st.infer / n;
+    let n_train = train.num_samples();
+    let train_epoch_s = n_train as f64 / train_rate;
+    let pe = r.episodes_per_epoch as f64;
+    let search_share = (pe * ep_s + freeze_s + updates_s) / train_epoch_s;
+    let episodes_paper = pe * (fixed + per_image * a.paper_subset * n_train as f64) + freeze_s;
+    let rep = SearchReport {
+        recipe: a.recipe.display().to_string(),
+        model: r.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
+        engine: format!("{:?}", r.reward_engine).to_lowercase() + if r.reward_engine == rlal::search::recipe::RewardEngine::Ort && !ort_ok { " (fell back to libtorch)" } else { "" },
+        device: device_name(device),
+        threads: tch::get_num_threads(),
+        train_images: n_train,
+        reward_images: st.images,
+        reward_batch_size: r.reward_batch_size,
+        bn_samples: r.reward_bn_samples,
+        train_images_per_s: train_rate,
+        train_epoch_s,
+        episodes: st.episodes,
+        episode_ms: EpisodeMs { surgery: ms(st.surgery), build: ms(st.build), recal: ms(st.recal), infer: ms(st.infer), total: 1000.0 * ep_s },
+        reward_images_per_s: 1.0 / per_image.max(1e-12),
+        freeze_s,
+        updates_s,
+        search_share,
+        search_share_paper: (episodes_paper + updates_s) / train_epoch_s,
+        episodes_share_paper: episodes_paper / train_epoch_s,
+        paper_subset: a.paper_subset,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep).context("serialising").map_err(Failure::job)?);
+    } else {
+        let e = &rep.episode_ms;
+        println!("{} ({}), reward engine {}, {} threads on {}", rep.recipe, rep.model, rep.engine, rep.threads, rep.device);
+        println!("  training        {:.0} img/s: {:.1} s per epoch of {} images", rep.train_images_per_s, rep.train_epoch_s, rep.train_images);
+        println!(
+            "  one episode     {:.0} ms = surgery {:.0} + build {:.0} + adaptive BN {:.0} ({} images) + scoring {:.0} ({} images at batch {}, {:.0} img/s)",
+            e.total, e.surgery, e.build, e.recal, rep.bn_samples, e.infer, rep.reward_images, rep.reward_batch_size, rep.reward_images_per_s
+        );
+        println!("  per epoch       freeze {:.2} s, {} episodes {:.2} s, agent updates {:.2} s", rep.freeze_s, r.episodes_per_epoch, pe * ep_s, rep.updates_s);
+        println!("  search / training: {:.1}% with this recipe", 100.0 * rep.search_share);
+        println!(
+            "  at the paper's proportions (P = {}, reward subset {:.0}% of the training images): {:.1}% ({:.1}% without the agent updates)",
+            r.episodes_per_epoch,
+            100.0 * rep.paper_subset,
+            100.0 * rep.search_share_paper,
+            100.0 * rep.episodes_share_paper
         );
     }
     Ok(())

@@ -42,6 +42,9 @@ pub struct EpochRow {
     /// Of `search_seconds`, the agent updates (env model + SAC).
     #[serde(default)]
     pub update_seconds: f64,
+    /// Of `search_seconds`, the episodes' rewards by stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reward_stages: Option<super::reward::RewardStages>,
 }
 
 impl EpochRow {

@@ -33,6 +33,54 @@ pub fn keep_vectors(net: &Net, ks: &KeepSets) -> BTreeMap<usize, Vec<bool>> {
         .collect()
 }
 
+/// Where an epoch's episodes spent their time (seconds, summed over episodes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RewardStages {
+    pub episodes: usize,
+    /// Images scored per episode (the reward subset).
+    pub images: usize,
+    /// Once per epoch: exporting the frozen weights for the narrow networks (`reward-engine: pruned|ort`).
+    #[serde(default)]
+    pub freeze: f64,
+    /// Keep-sets and channel surgery of the narrow graph (or setting masks).
+    pub surgery: f64,
+    /// Building the narrow network (libtorch executor or ONNX Runtime session).
+    pub build: f64,
+    /// Adaptive BN: the train-mode forward on the recalibration images (and BN folding).
+    pub recal: f64,
+    /// Scoring the reward subset.
+    pub infer: f64,
+}
+
+impl RewardStages {
+    pub fn total(&self) -> f64 {
+        self.freeze + self.surgery + self.build + self.recal + self.infer
+    }
+}
+
+fn timed<T>(acc: &mut f64, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let r = f();
+    *acc += t.elapsed().as_secs_f64();
+    r
+}
+
+/// Accuracy of an ONNX Runtime model on host batches (shape, NCHW f32, labels).
+fn ort_accuracy(m: &mut crate::validate::ort::OrtModel, batches: &[(Vec<usize>, Vec<f32>, Vec<i64>)]) -> Result<f64, TrainError> {
+    let (mut right, mut n) = (0usize, 0usize);
+    for (shape, data, labels) in batches {
+        let outs = m.run(shape, data.clone()).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+        let (oshape, logits) = outs.into_iter().next().ok_or_else(|| TrainError::Graph("reward in ONNX Runtime: the model has no output".into()))?;
+        let k = oshape.last().copied().unwrap_or(1).max(1);
+        for (row, &y) in logits.chunks(k).zip(labels) {
+            let arg = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0;
+            right += (arg as i64 == y) as usize;
+            n += 1;
+        }
+    }
+    Ok(right as f64 / n.max(1) as f64)
+}
+
 /// The held-out reward subset. Decoded, normalised and moved to the device
 /// once when it fits in [`RewardSet::CACHE_BYTES`] (every episode evaluates
 /// the same images), streamed from the loader otherwise.
@@ -43,6 +91,7 @@ pub struct RewardSet<'a> {
     recal: Option<Tensor>,
     /// The cached batches as host f32 (NCHW) and labels, for ONNX Runtime; made on first use.
     host: std::cell::OnceCell<Vec<(Vec<usize>, Vec<f32>, Vec<i64>)>>,
+    stages: std::cell::Cell<RewardStages>,
 }
 
 impl<'a> RewardSet<'a> {
@@ -60,7 +109,7 @@ impl<'a> RewardSet<'a> {
         } else {
             None
         };
-        Ok(RewardSet { loader, cached, recal: None, host: std::cell::OnceCell::new() })
+        Ok(RewardSet { loader, cached, recal: None, host: std::cell::OnceCell::new(), stages: Default::default() })
     }
 
     /// Adaptive BN: narrow networks re-estimate their BatchNormalization statistics on
@@ -68,6 +117,16 @@ impl<'a> RewardSet<'a> {
     pub fn with_recalibration(mut self, x: Option<Tensor>) -> Self {
         self.recal = x;
         self
+    }
+
+    /// The time spent per stage since the last call (which resets the counters).
+    pub fn take_stages(&self) -> RewardStages {
+        self.stages.take()
+    }
+
+    /// Images in the subset.
+    pub fn num_samples(&self) -> usize {
+        self.loader.num_samples()
     }
 
     fn host_batches(&self) -> Result<&[(Vec<usize>, Vec<f32>, Vec<i64>)], TrainError> {
@@ -96,20 +155,7 @@ impl<'a> RewardSet<'a> {
 
     /// Accuracy of an ONNX graph in ONNX Runtime (`threads` intra-op threads) on the subset.
     pub fn accuracy_ort(&self, g: &crate::ir::Graph, threads: usize) -> Result<f64, TrainError> {
-        let batches = self.host_batches()?;
-        let mut m = crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), threads).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
-        let (mut right, mut n) = (0usize, 0usize);
-        for (shape, data, labels) in batches {
-            let outs = m.run(shape, data.clone()).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
-            let (oshape, logits) = outs.into_iter().next().ok_or_else(|| TrainError::Graph("reward in ONNX Runtime: the model has no output".into()))?;
-            let k = oshape.last().copied().unwrap_or(1).max(1);
-            for (row, &y) in logits.chunks(k).zip(labels) {
-                let arg = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0;
-                right += (arg as i64 == y) as usize;
-                n += 1;
-            }
-        }
-        Ok(right as f64 / n.max(1) as f64)
+        self.accuracy_ort_staged(g, threads, &mut RewardStages::default())
     }
 
     /// Accuracy of `net` (eval mode, current masks, no gradients) on the subset.
@@ -131,32 +177,60 @@ impl<'a> RewardSet<'a> {
     /// channels of largest filter norm; on the physically narrower network
     /// when `frozen` is given, else with the other channels masked.
     pub fn reward_with(&self, net: &mut Net, frozen: Option<&Frozen>, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
-        let Some(f) = frozen else { return self.reward(net, budget, kept, p) };
+        let mut st = self.stages.get();
+        st.episodes += 1;
+        st.images = self.num_samples();
+        let r = self.reward_staged(net, frozen, budget, kept, p, &mut st);
+        self.stages.set(st);
+        r
+    }
+
+    fn reward_staged(&self, net: &mut Net, frozen: Option<&Frozen>, budget: &Budget, kept: &[usize], p: u32, st: &mut RewardStages) -> Result<f64, TrainError> {
+        let Some(f) = frozen else {
+            let ks = timed(&mut st.surgery, || keep_sets(net, budget, kept, p))?;
+            timed(&mut st.surgery, || net.set_masks(&keep_vectors(net, &ks)))?;
+            let r = timed(&mut st.infer, || self.accuracy(net));
+            net.clear_masks();
+            return r;
+        };
+        let (g, a) = timed(&mut st.surgery, || f.narrow_graph(kept))?;
         match (&self.recal, f.ort) {
-            (None, Some(threads)) => self.accuracy_ort(&f.narrow_graph(kept)?.0, threads),
-            (None, None) => self.accuracy(&f.narrow(kept, net.device())?),
+            (None, Some(threads)) => self.accuracy_ort_staged(&g, threads, st),
+            (None, None) => {
+                let narrow = timed(&mut st.build, || Net::new(&g, &a, net.device()))?;
+                timed(&mut st.infer, || self.accuracy(&narrow))
+            }
             (Some(x), ort) => {
-                let narrow = f.narrow_recalibrated(kept, x)?;
+                let narrow = timed(&mut st.build, || Frozen::for_recalibration(g, &a, x.device()))?;
+                timed(&mut st.recal, || Frozen::recalibrate(&narrow, x))?;
                 match ort {
                     Some(threads) => {
-                        let mut g = narrow.export()?;
-                        crate::rewrite::bn::fold_bn(&mut g);
-                        self.accuracy_ort(&g, threads)
+                        let g = timed(&mut st.recal, || -> Result<_, TrainError> {
+                            let mut g = narrow.export()?;
+                            crate::rewrite::bn::fold_bn(&mut g);
+                            Ok(g)
+                        })?;
+                        self.accuracy_ort_staged(&g, threads, st)
                     }
-                    None => self.accuracy(&narrow),
+                    None => {
+                        let folded = timed(&mut st.recal, || f.folded(&narrow))?;
+                        timed(&mut st.infer, || self.accuracy(&folded))
+                    }
                 }
             }
         }
     }
 
+    fn accuracy_ort_staged(&self, g: &crate::ir::Graph, threads: usize, st: &mut RewardStages) -> Result<f64, TrainError> {
+        let batches = self.host_batches()?;
+        let mut m = timed(&mut st.build, || crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), threads)).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+        timed(&mut st.infer, || ort_accuracy(&mut m, batches))
+    }
+
     /// Reward of an episode: accuracy of the network with the channels of
     /// `kept` (by current filter norm) masked; the masks are cleared afterwards.
     pub fn reward(&self, net: &mut Net, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
-        let ks = keep_sets(net, budget, kept, p)?;
-        net.set_masks(&keep_vectors(net, &ks))?;
-        let r = self.accuracy(net);
-        net.clear_masks();
-        r
+        self.reward_with(net, None, budget, kept, p)
     }
 }
 
@@ -209,13 +283,32 @@ impl Frozen {
     /// [`Frozen::narrow`] with its BatchNormalization statistics re-estimated on `x`:
     /// one train-mode forward without gradients, ONNX momentum 0 (running = batch statistics).
     pub fn narrow_recalibrated(&self, kept: &[usize], x: &Tensor) -> Result<Net, TrainError> {
-        let (mut g, a) = self.narrow_graph(kept)?;
+        let (g, a) = self.narrow_graph(kept)?;
+        let net = Frozen::for_recalibration(g, &a, x.device())?;
+        Frozen::recalibrate(&net, x)?;
+        Ok(net)
+    }
+
+    /// A network of `g` whose BatchNormalization nodes take the statistics of the next train-mode batch (momentum 0).
+    fn for_recalibration(mut g: crate::ir::Graph, a: &crate::analysis::Analysis, device: tch::Device) -> Result<Net, TrainError> {
         for n in g.nodes.iter_mut().filter(|n| n.op_type == "BatchNormalization") {
             n.set_attr("momentum", crate::ir::Attr::Float(0.0));
         }
-        let net = Net::new(&g, &a, x.device())?;
+        Net::new(&g, a, device)
+    }
+
+    /// `net` with its BatchNormalization folded into the convolutions (same eval-mode function, fewer ops).
+    pub fn folded(&self, net: &Net) -> Result<Net, TrainError> {
+        let mut g = net.export()?;
+        crate::rewrite::bn::fold_bn(&mut g);
+        let facts = crate::ir::infer::infer(&g, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("shape inference of the BN-folded narrow graph: {e}")))?;
+        Net::new(&g, &crate::analysis::Analysis::new(&g, facts, Vec::new()), net.device())
+    }
+
+    /// One train-mode forward without gradients on `x`: the BN running statistics become `x`'s.
+    fn recalibrate(net: &Net, x: &Tensor) -> Result<(), TrainError> {
         let _batch_stats = tch::no_grad(|| net.forward_t(x, true))?;
-        Ok(net)
+        Ok(())
     }
 }
 
@@ -402,11 +495,23 @@ mod tests {
         // Before recalibration (identity BN statistics) the same narrow net computes something else.
         let stale = tch::no_grad(|| frozen.narrow(&kept, tch::Device::Cpu).unwrap().forward_t(&x, false).unwrap());
         assert!((&stale - &t).abs().max().double_value(&[]) > 10.0 * d.max(1e-6));
+        // Folding the re-estimated BN into the convs (how rewards are scored) keeps the eval function.
+        let folded = frozen.folded(&narrow).unwrap();
+        assert!(!folded.graph().nodes.iter().any(|n| n.op_type == "BatchNormalization"));
+        let fe = tch::no_grad(|| folded.forward_t(&x, false).unwrap());
+        let df = (&fe - &e).abs().max().double_value(&[]);
+        assert!(df <= 1e-4 * scale, "BN-folded vs BN-kept narrow logits differ by {df}");
+        let _ = rs.take_stages();
         // libtorch and ONNX Runtime score the recalibrated network alike.
         let mut in_ort = Frozen::new(&net, &budget, 1, None, true).unwrap();
         in_ort.ort = Some(1);
         let (a, b) = (rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap());
         assert!((a - b).abs() <= 1.0 / 64.0 + 1e-12, "libtorch {a} vs ONNX Runtime {b}");
+        // Both episodes were timed by stage.
+        let st = rs.take_stages();
+        assert_eq!((st.episodes, st.images), (2, 64));
+        assert!(st.surgery > 0.0 && st.build > 0.0 && st.recal > 0.0 && st.infer > 0.0, "{st:?}");
+        assert_eq!(rs.take_stages(), RewardStages::default());
     }
 }
 

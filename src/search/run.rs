@@ -112,6 +112,65 @@ fn reanalyse(g: &Graph, input_shape: Option<&[usize]>) -> anyhow::Result<Analysi
     Ok(Analysis::new(g, facts, Vec::new()))
 }
 
+/// The data of a search: the weight-training images, the held-out reward subset (eval
+/// transform, never trained on), the test split, and for adaptive BN a fixed batch of
+/// training images on the network's device (the first of the seeded epoch-0 order).
+pub struct SearchData {
+    pub train: Loader,
+    pub holdout: Loader,
+    pub test: Loader,
+    pub recal: Option<Tensor>,
+}
+
+/// The loaders and the adaptive-BN batch of recipe `r` for the imported graph.
+pub fn search_data(r: &Recipe, g: &Graph, an: &Analysis, device: tch::Device) -> Result<SearchData, SearchError> {
+    let input = SearchError::Input;
+    let data = r.data.clone().ok_or_else(|| input(anyhow!("no dataset")))?;
+    let tr = r.train_recipe(r.epochs);
+    let dims = setup::input_dims(g, an).map_err(|e| input(e.into()))?;
+    let (train, holdout_idx, test) = setup::loaders(&tr, &data, dims, setup::num_classes(g, an)).map_err(|e| input(e.into()))?;
+    let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
+    let hcfg = LoaderConfig { batch_size: r.reward_batch_size, shuffle: false, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
+    let holdout = Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg).map_err(|e| input(e.into()))?;
+    let recal = if r.reward_bn_samples > 0 && r.reward_engine != RewardEngine::Masked {
+        let idx: Vec<usize> = train.order(0).into_iter().take(r.reward_bn_samples).collect();
+        let n = idx.len();
+        let l = Loader::new(train.dataset().clone(), idx, Transform::eval(norm), LoaderConfig { batch_size: n.max(1), shuffle: false, drop_last: false, seed: r.seed, workers: 0, prefetch: 1 }).map_err(|e| input(e.into()))?;
+        let b = l.batch(0, 0).map_err(|e| input(e.into()))?;
+        Some(trainer::batch_on(&b, device).0)
+    } else {
+        None
+    };
+    Ok(SearchData { train, holdout, test, recal })
+}
+
+/// Whether `reward-engine: ort` can run: libonnxruntime loads. Without it the same
+/// narrow networks run in libtorch (with a warning).
+pub fn ort_usable(r: &Recipe) -> bool {
+    r.reward_engine != RewardEngine::Ort
+        || match crate::validate::ort::OrtModel::probe() {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("warning: reward-engine ort: {e}; computing rewards in libtorch instead (reward-engine pruned)");
+                false
+            }
+        }
+}
+
+/// The frozen weights of one epoch's episodes for the recipe's reward engine (`None`: masked rewards).
+pub fn freeze(r: &Recipe, net: &Net, budget: &Budget, ort_ok: bool) -> Result<Option<reward::Frozen>, crate::train::TrainError> {
+    match r.reward_engine {
+        RewardEngine::Pruned | RewardEngine::Ort => {
+            let mut f = reward::Frozen::new(net, budget, r.criterion.p(), r.input_shape.as_deref(), r.reward_bn_samples > 0)?;
+            if r.reward_engine == RewardEngine::Ort && ort_ok {
+                f.ort = Some(r.threads);
+            }
+            Ok(Some(f))
+        }
+        RewardEngine::Masked => Ok(None),
+    }
+}
+
 /// File name of a latency budget's table in the run directory.
 pub const LATENCY_TABLE: &str = "latency_table.json";
 
@@ -174,14 +233,9 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         tch::set_num_threads(r.threads as i32);
     }
     let device = r.device.device().map_err(|e| input(e.into()))?;
-    let data = r.data.clone().ok_or_else(|| input(anyhow!("no dataset")))?;
     let tr = r.train_recipe(r.epochs);
     let dims = setup::input_dims(&g, &an).map_err(|e| input(e.into()))?;
-    let (train, holdout_idx, test) = setup::loaders(&tr, &data, dims, setup::num_classes(&g, &an)).map_err(|e| input(e.into()))?;
-    let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
-    let hcfg = LoaderConfig { batch_size: r.reward_batch_size, shuffle: false, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
-    let holdout = Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg).map_err(|e| input(e.into()))?;
-
+    let SearchData { train, holdout, test, recal } = search_data(r, &g, &an, device)?;
     std::fs::create_dir_all(&o.run_dir).with_context(|| format!("creating {}", o.run_dir.display())).map_err(job)?;
     let ckpt = o.run_dir.join(CKPT);
     if !o.resume {
@@ -241,27 +295,9 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             device
         );
     }
-    // The reward subset, decoded and normalised once (eval transform; batches on the device).
-    // Adaptive BN: a fixed batch of training images (the first of the seeded epoch-0 order).
-    let recal = if r.reward_bn_samples > 0 && r.reward_engine != RewardEngine::Masked {
-        let idx: Vec<usize> = train.order(0).into_iter().take(r.reward_bn_samples).collect();
-        let n = idx.len();
-        let l = Loader::new(train.dataset().clone(), idx, Transform::eval(norm.clone()), LoaderConfig { batch_size: n.max(1), shuffle: false, drop_last: false, seed: r.seed, workers: 0, prefetch: 1 }).map_err(|e| input(e.into()))?;
-        let b = l.batch(0, 0).map_err(|e| input(e.into()))?;
-        Some(batch_tensors(&b, &net).0)
-    } else {
-        None
-    };
     let recal_x = recal.as_ref().map(Tensor::shallow_clone);
     let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?.with_recalibration(recal);
-    // `reward-engine: ort` needs libonnxruntime; without it the same narrow networks run in libtorch.
-    let ort_ok = r.reward_engine != RewardEngine::Ort || match crate::validate::ort::OrtModel::probe() {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!("warning: reward-engine ort: {e}; computing rewards in libtorch instead (reward-engine pruned)");
-            false
-        }
-    };
+    let ort_ok = ort_usable(r);
     for t in start..r.epochs {
         let t0 = Instant::now();
         // v_l of the best policy by current norms (Eq. 10), for the penalty only.
@@ -322,16 +358,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 Policy::L1Global => vec![(reward::l1_global_kept(&net, &budget, p).map_err(|e| job(e.into()))?, None)],
             };
             let n_ep = episodes.len();
-            let frozen = match r.reward_engine {
-                RewardEngine::Pruned | RewardEngine::Ort => {
-                    let mut f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref(), r.reward_bn_samples > 0).map_err(|e| job(e.into()))?;
-                    if r.reward_engine == RewardEngine::Ort && ort_ok {
-                        f.ort = Some(r.threads);
-                    }
-                    Some(f)
-                }
-                RewardEngine::Masked => None,
-            };
+            let tf = Instant::now();
+            let frozen = freeze(r, &net, &budget, ort_ok).map_err(|e| job(e.into()))?;
+            let freeze_secs = tf.elapsed().as_secs_f64();
+            let _ = rset.take_stages();
             for (i, (kept, ep)) in episodes.into_iter().enumerate() {
                 let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, &kept, p).map_err(|e| job(e.into()))?;
                 if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
@@ -348,6 +378,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                     eprint!("\repoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ", t + 1, r.epochs, bar(i + 1, n_ep), i + 1, n_ep, 100.0 * acc, 100.0 * best.as_ref().map_or(0.0, |b| b.reward));
                 }
             }
+            row.reward_stages = Some(crate::search::reward::RewardStages { freeze: freeze_secs, ..rset.take_stages() });
             if r.policy == Policy::Rlal && t >= r.warmup_epochs + r.buffer_epochs {
                 let tu = Instant::now();
                 let st = agent.update(&mut rng);

@@ -58,8 +58,13 @@ pub struct EpochMetrics {
 pub type ExtraLoss<'a> = &'a mut dyn FnMut(&Net, usize) -> Result<Option<Tensor>, TrainError>;
 
 pub fn batch_tensors(b: &Batch, net: &Net) -> (Tensor, Tensor) {
+    batch_on(b, net.device())
+}
+
+/// A batch as (NCHW f32 images, i64 labels) on `device`.
+pub fn batch_on(b: &Batch, device: tch::Device) -> (Tensor, Tensor) {
     let s: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();
-    (Tensor::from_slice(&b.data).reshape(&s).to_device(net.device()), Tensor::from_slice(&b.labels).to_device(net.device()))
+    (Tensor::from_slice(&b.data).reshape(&s).to_device(device), Tensor::from_slice(&b.labels).to_device(device))
 }
 
 /// Accuracy of `net` (eval mode, current masks) over every batch of `loader`.
