@@ -5,6 +5,7 @@
 #
 # Usage: tools/bench_train.sh [threads]        (default 2)
 # Env:   BATCH=128 STEPS=20 WARMUP=3 REPEATS=1 MODELS="resnet20_cifar resnet56_cifar mobilenetv2_cifar"
+#        CHANNELS_LAST=1 (both engines in channels-last layout)
 #        PYTHON=<python with torch>  (default: .venv/bin/python if it can import torch,
 #        else .venv-ref/bin/python; both hold the same torch 2.11.0 libtorch_cpu.so)
 # With REPEATS > 1 the two engines alternate (rlal, PyTorch, rlal, ...) so that
@@ -32,6 +33,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 common=(--batch "$batch" --steps "$steps" --warmup "$warmup" --threads "$threads" --json)
+if [ -n "${CHANNELS_LAST:-}" ]; then common+=(--channels-last); fi
 for m in $models; do
   for r in $(seq 1 "$repeats"); do
     echo "+ $bin bench train --model graphs/$m.onnx ${common[*]} --device cpu" >&2
@@ -46,7 +48,9 @@ import glob, json, os, sys
 tmp, threads, batch, steps, warmup, repeats, *models = sys.argv[1:]
 def runs(m, eng):
     return [json.load(open(p)) for p in sorted(glob.glob(os.path.join(tmp, f"{m}.{eng}.*.json")))]
+cl = runs(models[0], "rlal")[0].get("channels_last")
 print(f"batch {batch}, {threads} threads, median of {steps} steps after {warmup} warm-up"
+      + (", channels-last" if cl else "")
       + (f", best of {repeats} alternating repeats" if int(repeats) > 1 else ""))
 print()
 print("| model | rlal img/s | PyTorch img/s | ratio rlal/PyTorch | rlal ms/step | PyTorch ms/step |")

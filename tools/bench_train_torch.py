@@ -79,6 +79,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     ap.add_argument("--no-conv-bias", action="store_true", help="keep the bias-free convs of tools/models.py")
+    ap.add_argument("--channels-last", action="store_true", help="torch.channels_last for the model and input")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if a.batch < 1 or a.steps < 1:
@@ -93,6 +94,9 @@ def main():
     net.train()
     torch.manual_seed(0)
     x = torch.randn(a.batch, c, h, w)
+    if a.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (a.batch,))
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
 
@@ -117,6 +121,7 @@ def main():
         "engine": "pytorch-eager",
         "torch": torch.__version__,
         "device": "cpu",
+        "channels_last": a.channels_last,
         "batch": a.batch,
         "threads": torch.get_num_threads(),
         "steps": a.steps,

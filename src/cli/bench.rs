@@ -59,6 +59,12 @@ pub struct SearchBenchArgs {
     /// Reward subset as a share of the training images for the projection (paper: 0.1).
     #[arg(long, default_value_t = 0.1)]
     pub paper_subset: f64,
+    /// Override the recipe's model.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Override the recipe's dataset directory.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -130,6 +136,12 @@ pub struct TrainBenchArgs {
     /// Fixed input size CxHxW for graphs with dynamic H/W.
     #[arg(long, value_parser = parse_dims)]
     pub input_shape: Option<Vec<usize>>,
+    /// Training arithmetic (mixed bf16/fp16 as `precision` in recipes).
+    #[arg(long, value_enum, default_value = "fp32")]
+    pub precision: rlal::train::recipe::Precision,
+    /// Channels-last layout (as `channels-last` in recipes).
+    #[arg(long)]
+    pub channels_last: bool,
     /// Print a JSON object (model, batch, threads, steps, warmup, median_ms, mean_ms, images_per_s, device, ...).
     #[arg(long)]
     pub json: bool,
@@ -141,6 +153,8 @@ struct TrainReport {
     model: String,
     engine: &'static str,
     device: String,
+    precision: rlal::train::recipe::Precision,
+    channels_last: bool,
     batch: usize,
     threads: i32,
     steps: usize,
@@ -206,9 +220,10 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
     let input = setup::input_dims(&g, &an)
         .with_context(ctx)
         .map_err(Failure::input)?;
-    let net = Net::new(&g, &an, device)
+    let mut net = Net::new(&g, &an, device)
         .with_context(|| format!("building the network from {}", a.model.display()))
         .map_err(Failure::input)?;
+    net.set_compute(a.precision, a.channels_last);
     tch::manual_seed(0);
     let shape = [
         a.batch as i64,
@@ -240,12 +255,13 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
             nesterov: false,
             weight_decay: 1e-4,
         },
-    );
+    )
+    .with_loss_scaling(net.low_kind() == Some(Kind::Half));
     let mut step = || -> anyhow::Result<f64> {
         let logits = net.forward_t(&x, true)?;
         let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0)?;
         sgd.zero_grad();
-        loss.f_backward()?;
+        sgd.backward(&loss)?;
         sgd.step(0.01);
         Ok(loss.f_double_value(&[])?)
     };
@@ -273,6 +289,8 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
         model: a.model.display().to_string(),
         engine: "rlal-tch",
         device: device_name(device),
+        precision: a.precision,
+        channels_last: a.channels_last,
         batch: a.batch,
         threads: tch::get_num_threads(),
         steps: a.steps,
@@ -339,6 +357,12 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     if let Some(p) = a.episodes {
         r.episodes_per_epoch = p;
     }
+    if a.model.is_some() {
+        r.model = a.model.clone();
+    }
+    if a.data.is_some() {
+        r.data = a.data.clone();
+    }
     r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
     if a.train_batches == 0 || r.episodes_per_epoch == 0 || !(a.paper_subset > 0.0 && a.paper_subset < 1.0) {
         return Err(Failure::input(anyhow::anyhow!("--train-batches and --episodes must be at least 1, --paper-subset in (0, 1)")));
@@ -365,7 +389,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
         let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
         sgd.zero_grad();
-        loss.f_backward().context("backward").map_err(Failure::job)?;
+        sgd.backward(&loss).context("backward").map_err(Failure::job)?;
         sgd.step(r.lr.min(0.05));
         let _ = loss.f_double_value(&[]);
         sync(device);

@@ -79,6 +79,12 @@ pub struct PruneArgs {
     /// libtorch / ONNX Runtime threads (overrides `threads`).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Weight-training arithmetic (overrides `precision`).
+    #[arg(long, value_enum)]
+    pub precision: Option<rlal::train::recipe::Precision>,
+    /// Channels-last layout in weight training (sets `channels-last`).
+    #[arg(long)]
+    pub channels_last: bool,
     /// Continue the run in this directory after a crash or Ctrl-C (its recipe.yaml is the recipe; flags still override).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "run_dir", "name"])]
     pub resume: Option<PathBuf>,
@@ -108,7 +114,8 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     macro_rules! over {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
     }
-    over!(name, channel_multiple, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads);
+    over!(name, channel_multiple, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads, precision);
+    r.channels_last |= a.channels_last;
     if a.model.is_some() {
         r.model = a.model.clone();
     }

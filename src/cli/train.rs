@@ -47,6 +47,12 @@ pub struct TrainArgs {
     /// Device (overrides `device`).
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,
+    /// Training arithmetic (overrides `precision`).
+    #[arg(long, value_enum)]
+    pub precision: Option<rlal::train::recipe::Precision>,
+    /// Channels-last layout (sets `channels-last`).
+    #[arg(long)]
+    pub channels_last: bool,
     /// Checkpoint directory (overrides `checkpoint-dir`).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
@@ -75,7 +81,8 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
     macro_rules! over {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
     }
-    over!(epochs, batch_size, lr, schedule, seed, threads, insert_bn, device);
+    over!(epochs, batch_size, lr, schedule, seed, threads, insert_bn, device, precision);
+    r.channels_last |= a.channels_last;
     for (dst, src) in [(&mut r.model, &a.model), (&mut r.data, &a.data), (&mut r.output, &a.output), (&mut r.checkpoint_dir, &a.checkpoint_dir), (&mut r.metrics, &a.metrics)] {
         if src.is_some() {
             *dst = src.clone();
@@ -106,6 +113,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let input = setup::input_dims(&g, &an).map_err(Failure::input)?;
     let (train, holdout, test) = setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
     let mut net = Net::new(&g, &an, device).with_context(|| format!("building the network from {}", model.display())).map_err(Failure::input)?;
+    net.set_compute(r.precision, r.channels_last);
     if !a.quiet {
         eprintln!(
             "training {} on {} ({} train images, {} held out, {} test) for {} epochs on {:?}{}",

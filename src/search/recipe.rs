@@ -11,7 +11,7 @@
 //! agent updates; `t >= agent-epochs`: weights only (with alignment to the best
 //! policy). Then surgery and `finetune-epochs` of fine-tuning.
 use crate::agent::{AgentConfig, SacConfig};
-use crate::train::recipe::{DeviceKind, InsertBn, Recipe as TrainRecipe, ScheduleKind};
+use crate::train::recipe::{DeviceKind, InsertBn, Precision, Recipe as TrainRecipe, ScheduleKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -244,6 +244,11 @@ pub struct Recipe {
     pub eval_every: usize,
     /// `auto` (default), `cpu`, `cuda`.
     pub device: DeviceKind,
+    /// Weight-training arithmetic: `fp32` (default), `bf16`, `fp16` (as in `rlal train`;
+    /// `reward-engine: pruned|ort` score rewards in fp32, `masked` in this arithmetic).
+    pub precision: Precision,
+    /// Channels-last (NHWC) layout in weight training. Default false.
+    pub channels_last: bool,
 }
 
 impl Default for Recipe {
@@ -299,6 +304,8 @@ impl Default for Recipe {
             keep_bn: false,
             eval_every: 1,
             device: DeviceKind::Auto,
+            precision: Precision::Fp32,
+            channels_last: false,
         }
     }
 }
@@ -352,6 +359,8 @@ impl Recipe {
             checkpoint_dir: None,
             metrics: None,
             device: self.device,
+            precision: self.precision,
+            channels_last: self.channels_last,
         }
     }
 

@@ -254,7 +254,8 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let spe = train.num_batches().max(1);
     let sched = Schedule { base_lr: r.lr, min_lr: r.min_lr, warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize, steps_per_epoch: spe, total_steps: r.epochs * spe, decay: tr.decay() };
     let sgd_cfg = SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay };
-    let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone());
+    net.set_compute(r.precision, r.channels_last);
+    let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone()).with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
     let mut agent = Agent::new(r.agent.config(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0x5ea4c4);
     let p = r.criterion.p();
@@ -319,7 +320,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 loss = loss.f_add(&(pen * r.beta)).map_err(|e| job(e.into()))?;
             }
             sgd.zero_grad();
-            loss.f_backward().map_err(|e| job(e.into()))?;
+            sgd.backward(&loss).map_err(|e| job(e.into()))?;
             sgd.step(lr);
             step += 1;
             let l = loss.double_value(&[]);
@@ -460,6 +461,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     // ---- fine-tuning ----
     let t_ft = Instant::now();
     let mut net2 = Net::new(&pruned.graph, &an_p, device).context("building the pruned network").map_err(job)?;
+    net2.set_compute(r.precision, r.channels_last);
     let mut ft_rows = Vec::new();
     if r.finetune_epochs > 0 {
         if o.progress {

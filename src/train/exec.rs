@@ -23,6 +23,9 @@ pub struct OpCx<'a> {
     pub consts: Vec<Option<&'a crate::ir::Tensor>>,
     pub train: bool,
     pub opset: i64,
+    /// Mixed precision: convolutions and matrix products compute in this kind
+    /// (bf16/fp16) from fp32 inputs and weights and return fp32 (autocast's policy).
+    pub low: Option<Kind>,
 }
 
 pub type OpFn = fn(&OpCx) -> Result<Vec<Tensor>, String>;
@@ -32,6 +35,28 @@ fn e(err: tch::TchError) -> String {
 }
 
 impl<'a> OpCx<'a> {
+    /// Input `i` in the compute kind of a mixed-precision op ([`OpCx::low`]), else as is.
+    pub fn x_low(&self, i: usize) -> Result<Tensor, String> {
+        let t = self.x(i)?;
+        Ok(match self.low {
+            Some(k) => t.f_to_kind(k).map_err(e)?,
+            None => t.shallow_clone(),
+        })
+    }
+    /// Optional input `i` in the compute kind.
+    pub fn opt_low(&self, i: usize) -> Result<Option<Tensor>, String> {
+        match self.opt(i) {
+            Some(_) => self.x_low(i).map(Some),
+            None => Ok(None),
+        }
+    }
+    /// The result of a mixed-precision op back in fp32.
+    pub fn full(&self, y: Tensor) -> Result<Tensor, String> {
+        match self.low {
+            Some(_) => y.f_to_kind(Kind::Float).map_err(e),
+            None => Ok(y),
+        }
+    }
     pub fn x(&self, i: usize) -> Result<&'a Tensor, String> {
         self.inputs.get(i).copied().flatten().ok_or_else(|| format!("input {i} is missing"))
     }
@@ -188,6 +213,9 @@ fn register(t: &mut Table) {
         };
         let x = c.x(0)?;
         Ok(vec![match (lo, hi) {
+            // ReLU6 / ReLU kernels (one-pass backward, as PyTorch's modules) for the common bounds.
+            (Some(a), Some(b)) if a == 0.0 && b == 6.0 => x.f_relu6(),
+            (Some(a), None) if a == 0.0 => x.f_relu(),
             (Some(a), Some(b)) => x.f_clamp(a, b),
             (Some(a), None) => x.f_clamp_min(a),
             (None, Some(b)) => x.f_clamp_max(b),

@@ -35,7 +35,7 @@ pub(super) fn register(t: &mut HashMap<&'static str, OpFn>) {
     t.insert("ReduceMean", |c| reduce(c, true));
     t.insert("ReduceMax", |c| reduce(c, false));
     t.insert("Gemm", gemm);
-    t.insert("MatMul", |c| Ok(vec![c.x(0)?.f_matmul(c.x(1)?).map_err(e)?]));
+    t.insert("MatMul", |c| Ok(vec![c.full(c.x_low(0)?.f_matmul(&c.x_low(1)?).map_err(e)?)?]));
     t.insert("Flatten", |c| {
         let x = c.x(0)?;
         let axis = c.node.attr_int("axis", 1)?;
@@ -155,16 +155,16 @@ fn conv_geometry(c: &OpCx, x: &Tensor, w: &Tensor) -> Result<(Vec<i64>, Vec<i64>
 }
 
 fn conv(c: &OpCx) -> Result<Vec<Tensor>, String> {
-    let (x, w) = (c.x(0)?, c.x(1)?);
-    let (strides, dil, p) = conv_geometry(c, x, w)?;
-    let (x, padding) = sym_or_pad(x, &p, 0.0, None)?;
+    let (x, w) = (c.x_low(0)?, c.x_low(1)?);
+    let (strides, dil, p) = conv_geometry(c, &x, &w)?;
+    let (x, padding) = sym_or_pad(&x, &p, 0.0, None)?;
     let group = c.node.attr_int("group", 1)?;
-    let y = x.f_convolution(w, c.opt(2), strides.as_slice(), padding.as_slice(), dil.as_slice(), false, vec![0i64; strides.len()].as_slice(), group).map_err(e)?;
-    Ok(vec![y])
+    let y = x.f_convolution(&w, c.opt_low(2)?.as_ref(), strides.as_slice(), padding.as_slice(), dil.as_slice(), false, vec![0i64; strides.len()].as_slice(), group).map_err(e)?;
+    Ok(vec![c.full(y)?])
 }
 
 fn conv_transpose(c: &OpCx) -> Result<Vec<Tensor>, String> {
-    let (x, w) = (c.x(0)?, c.x(1)?);
+    let (x, w) = (c.x_low(0)?, c.x_low(1)?);
     let n = w.dim().saturating_sub(2);
     if c.node.attr("output_shape").is_some() {
         return Err("ConvTranspose with 'output_shape' is not supported; give 'pads' instead".into());
@@ -177,7 +177,7 @@ fn conv_transpose(c: &OpCx) -> Result<Vec<Tensor>, String> {
     }
     let op = c.node.attr_ints("output_padding")?.unwrap_or_else(|| vec![0; n]);
     let group = c.node.attr_int("group", 1)?;
-    Ok(vec![x.f_convolution(w, c.opt(2), strides.as_slice(), &p[..n], dil.as_slice(), true, op.as_slice(), group).map_err(e)?])
+    Ok(vec![c.full(x.f_convolution(&w, c.opt_low(2)?.as_ref(), strides.as_slice(), &p[..n], dil.as_slice(), true, op.as_slice(), group).map_err(e)?)?])
 }
 
 fn batch_norm(c: &OpCx) -> Result<Vec<Tensor>, String> {
@@ -238,8 +238,8 @@ fn reduce(c: &OpCx, mean: bool) -> Result<Vec<Tensor>, String> {
 }
 
 fn gemm(c: &OpCx) -> Result<Vec<Tensor>, String> {
-    let mut a = c.x(0)?.shallow_clone();
-    let mut b = c.x(1)?.shallow_clone();
+    let mut a = c.x_low(0)?;
+    let mut b = c.x_low(1)?;
     if c.node.attr_int("transA", 0)? != 0 {
         a = a.f_tr().map_err(e)?;
     }
@@ -248,11 +248,11 @@ fn gemm(c: &OpCx) -> Result<Vec<Tensor>, String> {
     }
     let alpha = c.node.attr_float("alpha", 1.0)? as f64;
     let beta = c.node.attr_float("beta", 1.0)? as f64;
-    let y = match c.opt(2) {
+    let y = match c.opt_low(2)? {
         Some(bias) if beta != 0.0 => bias.f_addmm(&a, &b).map_err(e).map(|y| if alpha == 1.0 && beta == 1.0 { y } else { a.matmul(&b) * alpha + bias * beta })?,
         _ => a.f_matmul(&b).map_err(e)? * alpha,
     };
-    Ok(vec![y])
+    Ok(vec![c.full(y)?])
 }
 
 fn split(c: &OpCx) -> Result<Vec<Tensor>, String> {

@@ -41,6 +41,14 @@ pub struct Net {
     input: ValueId,
     pub(super) masks: MaskState,
     device: Device,
+    /// Mixed-precision compute kind of conv/Gemm/MatMul (see [`Net::set_compute`]).
+    low: Option<Kind>,
+    channels_last: bool,
+}
+
+/// The same NCHW tensor with NHWC strides (PyTorch's channels-last memory format).
+pub fn to_channels_last(t: &Tensor) -> Tensor {
+    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// `layer1.0.conv1.weight` → `layer1_0_conv1_weight` (unique within the store).
@@ -121,7 +129,37 @@ impl Net {
             }
         }
         let masks = MaskState::build(g, a)?;
-        Ok(Net { graph, vs, base, params, fns, frees, input, masks, device })
+        Ok(Net { graph, vs, base, params, fns, frees, input, masks, device, low: None, channels_last: false })
+    }
+
+    /// Training arithmetic: `precision` (mixed bf16/fp16 for conv/Gemm/MatMul, fp32 master
+    /// weights) and `channels_last` (NHWC strides for rank-4 inputs and conv weights, the
+    /// layout of PyTorch's `memory_format=torch.channels_last`; same function, other kernels).
+    pub fn set_compute(&mut self, precision: super::recipe::Precision, channels_last: bool) {
+        self.low = precision.low_kind();
+        if channels_last && !self.channels_last {
+            tch::no_grad(|| {
+                for p in &self.params {
+                    if let Some(t) = self.base[p.value].as_mut() {
+                        if t.dim() == 4 {
+                            let nhwc = to_channels_last(t);
+                            t.set_data(&nhwc);
+                        }
+                    }
+                }
+            });
+        }
+        self.channels_last = channels_last;
+    }
+
+    /// The mixed-precision compute kind (`None`: fp32).
+    pub fn low_kind(&self) -> Option<Kind> {
+        self.low
+    }
+
+    /// Whether rank-4 tensors run in channels-last layout.
+    pub fn channels_last(&self) -> bool {
+        self.channels_last
     }
 
     pub fn graph(&self) -> &Graph {
@@ -161,7 +199,8 @@ impl Net {
     pub fn forward_all(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>, TrainError> {
         let g = &self.graph;
         let mut env: Vec<Option<Tensor>> = self.base.iter().map(|t| t.as_ref().map(|t| t.shallow_clone())).collect();
-        env[self.input] = Some(x.to_device(self.device));
+        let x = x.to_device(self.device);
+        env[self.input] = Some(if self.channels_last && x.dim() == 4 { to_channels_last(&x) } else { x });
         let opset = g.meta.opset();
         for (n, node) in g.nodes.iter().enumerate() {
             let masked: Option<Tensor> = self.masks.input_mask(n).and_then(|(slot, m)| node.inputs.get(slot).copied().flatten().and_then(|v| env[v].as_ref()).map(|t| t * m));
@@ -176,7 +215,7 @@ impl Net {
                         return Err(TrainError::node(node, format!("input {s} ('{}') was not computed", g.values[i.unwrap()].name)));
                     }
                 }
-                let cx = OpCx { node, inputs, consts, train, opset };
+                let cx = OpCx { node, inputs, consts, train, opset, low: self.low };
                 (self.fns[n])(&cx).map_err(|m| TrainError::node(node, m))?
             };
             for (o, t) in node.outputs.iter().zip(outs) {

@@ -55,6 +55,30 @@ impl DeviceKind {
     }
 }
 
+/// Arithmetic of convolutions and matrix products in training (`precision`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// fp32 everywhere.
+    #[default]
+    Fp32,
+    /// Mixed precision (autocast's policy): conv/Gemm/MatMul in bfloat16, fp32 weights and everything else fp32.
+    Bf16,
+    /// Mixed precision in float16, with dynamic loss scaling against gradient underflow.
+    Fp16,
+}
+
+impl Precision {
+    /// The compute kind of the mixed-precision ops (`None` for fp32).
+    pub fn low_kind(self) -> Option<tch::Kind> {
+        match self {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(tch::Kind::BFloat16),
+            Precision::Fp16 => Some(tch::Kind::Half),
+        }
+    }
+}
+
 /// A training recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -121,6 +145,12 @@ pub struct Recipe {
     pub metrics: Option<PathBuf>,
     /// `auto` (default), `cpu`, `cuda`.
     pub device: DeviceKind,
+    /// Training arithmetic of conv/Gemm/MatMul: `fp32` (default), `bf16`, `fp16` (mixed
+    /// precision with fp32 master weights, autocast's policy; fp16 adds dynamic loss
+    /// scaling). Meant for CUDA; runs on CPU too (bf16 is slow without AVX-512 BF16).
+    pub precision: Precision,
+    /// Channels-last (NHWC) layout of activations and conv weights. Default false.
+    pub channels_last: bool,
 }
 
 impl Default for Recipe {
@@ -157,6 +187,8 @@ impl Default for Recipe {
             checkpoint_dir: None,
             metrics: None,
             device: DeviceKind::Auto,
+            precision: Precision::Fp32,
+            channels_last: false,
         }
     }
 }

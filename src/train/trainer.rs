@@ -97,7 +97,7 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
         total_steps: cfg.epochs * steps_per_epoch,
         decay: cfg.decay.clone(),
     };
-    let mut sgd = Sgd::new(net.trainable(), cfg.sgd.clone());
+    let mut sgd = Sgd::new(net.trainable(), cfg.sgd.clone()).with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
     let mut rng = Rng::new(cfg.seed);
     let (mut start, mut step) = (0, 0);
     if let (true, Some(dir)) = (cfg.resume, &cfg.checkpoint_dir) {
@@ -143,7 +143,7 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
                 }
             }
             sgd.zero_grad();
-            loss.f_backward()?;
+            sgd.backward(&loss)?;
             sgd.step(lr);
             step += 1;
             let n = b.labels.len();
