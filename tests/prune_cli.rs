@@ -149,6 +149,11 @@ fn rows_without_times(path: &Path) -> Vec<serde_json::Value> {
             for k in ["train_seconds", "search_seconds", "update_seconds"] {
                 v.as_object_mut().unwrap().remove(k);
             }
+            if let Some(st) = v.get_mut("reward_stages").and_then(|s| s.as_object_mut()) {
+                for k in ["freeze", "surgery", "build", "recal", "infer"] {
+                    assert!(st.remove(k).is_some_and(|t| t.as_f64().is_some_and(|t| t >= 0.0)), "reward_stages.{k}");
+                }
+            }
             v
         })
         .collect()

@@ -1,4 +1,4 @@
-//! `rlal bench <what>`: performance measurements of rlal's engines.
+//! `rlal bench <what>`: performance measurements of rlal's engines (`train`: training steps; `search`: episode stages vs weight training).
 //!
 //! `rlal bench train --model m.onnx`: training-step throughput of the libtorch
 //! executor. The model is imported like `rlal train` does it (normalised,

@@ -28,7 +28,7 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Jointly train and prune with the RLAL agent (paper Alg. 1), fine-tune, export runs/<name>/pruned.onnx and validate it.
     Prune(prune::PruneArgs),
-    /// Performance measurements: `rlal bench train` times training steps (images/s) of rlal's libtorch executor.
+    /// Performance measurements: `rlal bench train` times training steps (images/s) of rlal's libtorch executor; `rlal bench search` times a recipe's episodes by stage against its weight training.
     Bench(bench::BenchArgs),
 }
 
