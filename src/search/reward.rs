@@ -46,7 +46,7 @@ pub struct RewardStages {
     pub surgery: f64,
     /// Building the narrow network (libtorch executor or ONNX Runtime session).
     pub build: f64,
-    /// Adaptive BN: the train-mode forward on the recalibration images (and BN folding).
+    /// Adaptive BN: the train-mode forward on the recalibration images (and, for ONNX Runtime, BN folding).
     pub recal: f64,
     /// Scoring the reward subset.
     pub infer: f64,
@@ -212,10 +212,7 @@ impl<'a> RewardSet<'a> {
                         })?;
                         self.accuracy_ort_staged(&g, threads, st)
                     }
-                    None => {
-                        let folded = timed(&mut st.recal, || f.folded(&narrow))?;
-                        timed(&mut st.infer, || self.accuracy(&folded))
-                    }
+                    None => timed(&mut st.infer, || self.accuracy(&narrow)),
                 }
             }
         }
@@ -295,14 +292,6 @@ impl Frozen {
             n.set_attr("momentum", crate::ir::Attr::Float(0.0));
         }
         Net::new(&g, a, device)
-    }
-
-    /// `net` with its BatchNormalization folded into the convolutions (same eval-mode function, fewer ops).
-    pub fn folded(&self, net: &Net) -> Result<Net, TrainError> {
-        let mut g = net.export()?;
-        crate::rewrite::bn::fold_bn(&mut g);
-        let facts = crate::ir::infer::infer(&g, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("shape inference of the BN-folded narrow graph: {e}")))?;
-        Net::new(&g, &crate::analysis::Analysis::new(&g, facts, Vec::new()), net.device())
     }
 
     /// One train-mode forward without gradients on `x`: the BN running statistics become `x`'s.
@@ -495,12 +484,6 @@ mod tests {
         // Before recalibration (identity BN statistics) the same narrow net computes something else.
         let stale = tch::no_grad(|| frozen.narrow(&kept, tch::Device::Cpu).unwrap().forward_t(&x, false).unwrap());
         assert!((&stale - &t).abs().max().double_value(&[]) > 10.0 * d.max(1e-6));
-        // Folding the re-estimated BN into the convs (how rewards are scored) keeps the eval function.
-        let folded = frozen.folded(&narrow).unwrap();
-        assert!(!folded.graph().nodes.iter().any(|n| n.op_type == "BatchNormalization"));
-        let fe = tch::no_grad(|| folded.forward_t(&x, false).unwrap());
-        let df = (&fe - &e).abs().max().double_value(&[]);
-        assert!(df <= 1e-4 * scale, "BN-folded vs BN-kept narrow logits differ by {df}");
         let _ = rs.take_stages();
         // libtorch and ONNX Runtime score the recalibrated network alike.
         let mut in_ort = Frozen::new(&net, &budget, 1, None, true).unwrap();

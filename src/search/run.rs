@@ -116,6 +116,8 @@ fn reanalyse(g: &Graph, input_shape: Option<&[usize]>) -> anyhow::Result<Analysi
 /// transform, never trained on), the test split, and for adaptive BN a fixed batch of
 /// training images on the network's device (the first of the seeded epoch-0 order).
 pub struct SearchData {
+    /// The graph's input C, H, W.
+    pub dims: [usize; 3],
     pub train: Loader,
     pub holdout: Loader,
     pub test: Loader,
@@ -141,7 +143,7 @@ pub fn search_data(r: &Recipe, g: &Graph, an: &Analysis, device: tch::Device) ->
     } else {
         None
     };
-    Ok(SearchData { train, holdout, test, recal })
+    Ok(SearchData { dims, train, holdout, test, recal })
 }
 
 /// Whether `reward-engine: ort` can run: libonnxruntime loads. Without it the same
@@ -233,9 +235,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         tch::set_num_threads(r.threads as i32);
     }
     let device = r.device.device().map_err(|e| input(e.into()))?;
-    let tr = r.train_recipe(r.epochs);
-    let dims = setup::input_dims(&g, &an).map_err(|e| input(e.into()))?;
-    let SearchData { train, holdout, test, recal } = search_data(r, &g, &an, device)?;
+    let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
     std::fs::create_dir_all(&o.run_dir).with_context(|| format!("creating {}", o.run_dir.display())).map_err(job)?;
     let ckpt = o.run_dir.join(CKPT);
     if !o.resume {
@@ -252,7 +252,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     // ---- Alg. 1: joint training and search ----
     let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
     let spe = train.num_batches().max(1);
-    let sched = Schedule { base_lr: r.lr, min_lr: r.min_lr, warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize, steps_per_epoch: spe, total_steps: r.epochs * spe, decay: tr.decay() };
+    let sched = Schedule { base_lr: r.lr, min_lr: r.min_lr, warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize, steps_per_epoch: spe, total_steps: r.epochs * spe, decay: r.train_recipe(r.epochs).decay() };
     let sgd_cfg = SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay };
     net.set_compute(r.precision, r.channels_last);
     let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone()).with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
