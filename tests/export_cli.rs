@@ -128,3 +128,23 @@ fn cuda_execution_provider_is_used_or_refused_clearly() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--ep cuda applies to --engine ort only"), "{stderr}");
 }
+
+#[test]
+fn tch_engine_on_cuda_is_used_or_refused_clearly() {
+    // `rlal eval --engine tch --device cuda`: on a GPU machine with the CUDA build of the torch
+    // wheel the engine is tch-cuda; elsewhere a clear refusal naming libtorch's CUDA backend (or
+    // the missing device), exit 2, never a silent CPU run.
+    let m = graph("mnist_cnn.onnx");
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist5k");
+    let (code, stdout, stderr) = rlal(&["eval", m.to_str().unwrap(), "--data", data.to_str().unwrap(), "--engine", "tch", "--device", "cuda", "--json"]);
+    if code == 0 {
+        let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(r["engine"], "tch-cuda", "{r}");
+    } else {
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("device: cuda was requested") && (stderr.contains("libtorch_cuda.so") || stderr.contains("no CUDA device")), "{stderr}");
+    }
+    let (code, _, stderr) = rlal(&["eval", m.to_str().unwrap(), "--data", "/nonexistent", "--engine", "ort", "--device", "cuda"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--device applies to --engine tch only"), "{stderr}");
+}

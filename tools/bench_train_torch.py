@@ -2,7 +2,8 @@
 """PyTorch eager reference for `rlal bench train`: training-step throughput.
 
     .venv/bin/python tools/bench_train_torch.py --model graphs/resnet20_cifar.onnx \
-        [--batch 128] [--steps 20] [--warmup 3] [--threads 2] [--json]
+        [--batch 128] [--steps 20] [--warmup 3] [--threads 2] [--device cpu|cuda]
+        [--precision fp32|bf16|fp16] [--channels-last] [--json]
 
 ``--model`` names one of the reference graphs (a path to ``graphs/<name>.onnx`` or
 just ``<name>``); the network is built from the PyTorch definitions those graphs
@@ -12,7 +13,7 @@ exports; no torchvision needed) with the same random-init seed.
 Measured exactly as `rlal bench train` does: random input of the graph's input
 shape, random labels (fixed seed), model in train mode, and per step: forward,
 cross-entropy, ``zero_grad``, backward, ``torch.optim.SGD(lr=0.01, momentum=0.9,
-weight_decay=1e-4)`` step, then ``loss.item()``.  ``--warmup`` untimed steps,
+weight_decay=1e-4)`` step, then ``loss.item()`` (which waits for the GPU on CUDA).  ``--warmup`` untimed steps,
 then ``--steps`` steps timed one by one; ``images_per_s = batch / median``.
 
 The work matches rlal's training graph: rlal trains the BN-folded graph
@@ -21,6 +22,10 @@ and the folded convs keep their bias.  The PyTorch models have a BatchNorm after
 every conv already; by default each conv also gets a (zero) bias so both sides
 run the same ops and train the same parameters (``--no-conv-bias``: the original
 bias-free convs).
+
+``--precision bf16|fp16`` runs the forward and loss under ``torch.autocast`` (the
+reference for rlal's mixed precision); fp16 adds ``torch.amp.GradScaler`` as rlal
+adds dynamic loss scaling.
 """
 import argparse
 import json
@@ -80,6 +85,9 @@ def main():
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     ap.add_argument("--no-conv-bias", action="store_true", help="keep the bias-free convs of tools/models.py")
     ap.add_argument("--channels-last", action="store_true", help="torch.channels_last for the model and input")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="autocast dtype for the forward and loss (fp16 also uses GradScaler)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     if a.batch < 1 or a.steps < 1:
@@ -91,20 +99,30 @@ def main():
     torch.manual_seed(SEED)
     net = ctor()
     biases = 0 if a.no_conv_bias else add_conv_bias(net)
+    dev = torch.device(a.device)
+    net = net.to(dev)
     net.train()
     torch.manual_seed(0)
-    x = torch.randn(a.batch, c, h, w)
+    x = torch.randn(a.batch, c, h, w).to(dev)
     if a.channels_last:
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (a.batch,))
+    y = torch.randint(0, 10, (a.batch,)).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    low = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[a.precision]
+    scaler = torch.amp.GradScaler(a.device) if a.precision == "fp16" else None
 
     def step():
-        loss = F.cross_entropy(net(x), y)
+        with torch.autocast(a.device, dtype=low or torch.float32, enabled=low is not None):
+            loss = F.cross_entropy(net(x), y)
         opt.zero_grad()
-        loss.backward()
-        opt.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         return loss.item()
 
     loss = float("nan")
@@ -120,7 +138,8 @@ def main():
         "model": a.model,
         "engine": "pytorch-eager",
         "torch": torch.__version__,
-        "device": "cpu",
+        "device": a.device if a.device == "cpu" else torch.cuda.get_device_name(0),
+        "precision": a.precision,
         "channels_last": a.channels_last,
         "batch": a.batch,
         "threads": torch.get_num_threads(),
@@ -142,7 +161,7 @@ def main():
     else:
         print(
             f"{a.model}: {r['images_per_s']:.1f} img/s ({median:.1f} ms/step median, {r['mean_ms']:.1f} mean, "
-            f"{r['min_ms']:.1f}-{r['max_ms']:.1f}) training at batch {a.batch} on cpu with {r['threads']} threads, "
+            f"{r['min_ms']:.1f}-{r['max_ms']:.1f}) training at batch {a.batch} on {a.device} ({a.precision}) with {r['threads']} threads, "
             f"{a.steps} steps after {a.warmup} warm-up (PyTorch {torch.__version__} eager)"
         )
 

@@ -445,7 +445,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let rep = SearchReport {
         recipe: a.recipe.display().to_string(),
         model: r.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
-        engine: format!("{:?}", r.reward_engine).to_lowercase() + if r.reward_engine == rlal::search::recipe::RewardEngine::Ort && !ort_ok { " (fell back to libtorch)" } else { "" },
+        engine: format!("{:?}", r.reward_engine.resolve(device)).to_lowercase() + if r.reward_engine == rlal::search::recipe::RewardEngine::Ort && !ort_ok { " (fell back to libtorch)" } else { "" },
         device: device_name(device),
         threads: tch::get_num_threads(),
         train_images: n_train,

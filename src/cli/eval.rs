@@ -50,6 +50,9 @@ pub struct EvalArgs {
     /// ONNX Runtime (the `onnxruntime-gpu` wheel's library in ORT_DYLIB_PATH); no fallback.
     #[arg(long, value_enum, default_value = "cpu")]
     pub ep: rlal::validate::ort::Ep,
+    /// Device of the tch engine (`--engine tch`).
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: rlal::train::recipe::DeviceKind,
     /// Fixed input size CxHxW for graphs with dynamic H/W.
     #[arg(long, value_parser = parse_dims)]
     pub input_shape: Option<Vec<usize>>,
@@ -88,6 +91,13 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
             return Err(Failure::input(anyhow::Error::from(e)));
         }
     }
+    if a.device != rlal::train::recipe::DeviceKind::Cpu && !matches!(a.engine, Engine::Tch) {
+        return Err(Failure::input(anyhow::anyhow!("--device applies to --engine tch only (ONNX Runtime takes --ep)")));
+    }
+    let device = match a.engine {
+        Engine::Tch => a.device.device().map_err(Failure::input)?,
+        _ => tch::Device::Cpu,
+    };
     let (g, an) = analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() }).map_err(Failure::input)?;
     let input = setup::input_dims(&g, &an).map_err(Failure::input)?;
     let split = match a.split {
@@ -103,7 +113,7 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
             if a.threads > 0 {
                 tch::set_num_threads(a.threads as i32);
             }
-            Box::new(Net::new(&g, &an, tch::Device::Cpu).map_err(Failure::input)?)
+            Box::new(Net::new(&g, &an, device).map_err(Failure::input)?)
         }
         Engine::Ort => match OrtModel::with_ep(&rlal::onnx::to_bytes(&g), a.threads, a.ep) {
             Ok(m) => Box::new(m),

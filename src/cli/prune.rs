@@ -79,6 +79,9 @@ pub struct PruneArgs {
     /// libtorch / ONNX Runtime threads (overrides `threads`).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Compute device (overrides `device`).
+    #[arg(long, value_enum)]
+    pub device: Option<rlal::train::recipe::DeviceKind>,
     /// Weight-training arithmetic (overrides `precision`).
     #[arg(long, value_enum)]
     pub precision: Option<rlal::train::recipe::Precision>,
@@ -114,7 +117,7 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     macro_rules! over {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
     }
-    over!(name, channel_multiple, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads, precision);
+    over!(name, channel_multiple, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads, device, precision);
     r.channels_last |= a.channels_last;
     if a.model.is_some() {
         r.model = a.model.clone();

@@ -33,6 +33,9 @@ pub enum Policy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum RewardEngine {
+    /// `pruned` on CPU, `masked` on CUDA (where a full-width forward costs less than
+    /// building a narrow network per episode; same rewards, adaptive BN included).
+    Auto,
     /// The physically narrower network (surgery on the frozen weights, BN folded): cheapest.
     Pruned,
     /// The full network with the removed channels masked (same figures, full-width cost).
@@ -40,6 +43,17 @@ pub enum RewardEngine {
     /// The physically narrower network (as `pruned`) run in ONNX Runtime (CPU EP, `threads`);
     /// falls back to `pruned` with a warning when libonnxruntime cannot be loaded.
     Ort,
+}
+
+impl RewardEngine {
+    /// The engine `auto` stands for on `device`; the others are themselves.
+    pub fn resolve(self, device: tch::Device) -> RewardEngine {
+        match self {
+            RewardEngine::Auto if device.is_cuda() => RewardEngine::Masked,
+            RewardEngine::Auto => RewardEngine::Pruned,
+            e => e,
+        }
+    }
 }
 
 /// Filter-ranking norm.
@@ -179,10 +193,12 @@ pub struct Recipe {
     /// re-estimated from this many training images (one train-mode forward, no
     /// gradients), so the reward measures the sub-network rather than the stale
     /// statistics of the full one. 0: off (rewards with the full network's statistics).
-    /// Narrow engines only (`pruned`, `ort`). Default 64.
+    /// Every engine (on `masked`, the training statistics are restored after
+    /// scoring). Default 64.
     pub reward_bn_samples: usize,
-    /// `pruned` (default: physically narrower networks in libtorch), `ort` (the same
-    /// networks in ONNX Runtime) or `masked` (the full network, channels masked).
+    /// `auto` (default: `pruned` on CPU, `masked` on CUDA), `pruned` (physically
+    /// narrower networks in libtorch), `ort` (the same networks in ONNX Runtime) or
+    /// `masked` (the full network, channels masked). All give the same rewards.
     pub reward_engine: RewardEngine,
     /// Soft alignment L_align (false: paper's "w/o SR"). Default true.
     pub alignment: bool,
@@ -273,7 +289,7 @@ impl Default for Recipe {
             reward_samples: 500,
             reward_batch_size: 500,
             reward_bn_samples: 64,
-            reward_engine: RewardEngine::Pruned,
+            reward_engine: RewardEngine::Auto,
             alignment: true,
             beta: 1e-4,
             criterion: NormKind::L1,

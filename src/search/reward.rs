@@ -189,7 +189,29 @@ impl<'a> RewardSet<'a> {
         let Some(f) = frozen else {
             let ks = timed(&mut st.surgery, || keep_sets(net, budget, kept, p))?;
             timed(&mut st.surgery, || net.set_masks(&keep_vectors(net, &ks)))?;
+            // Adaptive BN on the masked network: the same statistics as the narrow
+            // network's (removed channels are zero downstream of their mask), with the
+            // training statistics saved and put back after scoring.
+            let saved = match &self.recal {
+                Some(x) => match timed(&mut st.recal, || recalibrate_masked(net, x)) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        net.clear_masks();
+                        return Err(e);
+                    }
+                },
+                None => None,
+            };
             let r = timed(&mut st.infer, || self.accuracy(net));
+            if let Some(saved) = saved {
+                timed(&mut st.recal, || {
+                    tch::no_grad(|| {
+                        for (t, s) in net.bn_running_stats().into_iter().zip(saved) {
+                            let _ = t.shallow_clone().copy_(&s);
+                        }
+                    })
+                });
+            }
             net.clear_masks();
             return r;
         };
@@ -229,6 +251,17 @@ impl<'a> RewardSet<'a> {
     pub fn reward(&self, net: &mut Net, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
         self.reward_with(net, None, budget, kept, p)
     }
+}
+
+/// One train-mode forward of the (masked) `net` on `x` without gradients, with BN
+/// momentum 0: the running statistics become `x`'s. Returns copies of the previous
+/// statistics (in [`Net::bn_running_stats`] order) to restore afterwards.
+fn recalibrate_masked(net: &mut Net, x: &Tensor) -> Result<Vec<Tensor>, TrainError> {
+    let saved: Vec<Tensor> = tch::no_grad(|| net.bn_running_stats().iter().map(|t| t.copy()).collect());
+    net.set_bn_momentum(Some(0.0));
+    let r = tch::no_grad(|| net.forward_t(x, true));
+    net.set_bn_momentum(None);
+    r.map(|_| saved)
 }
 
 /// The frozen weights of one epoch's episodes, for rewards computed on
@@ -490,9 +523,28 @@ mod tests {
         in_ort.ort = Some(1);
         let (a, b) = (rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap());
         assert!((a - b).abs() <= 1.0 / 64.0 + 1e-12, "libtorch {a} vs ONNX Runtime {b}");
-        // Both episodes were timed by stage.
+        // The masked full network with adaptive BN computes the narrow network's logits
+        // and reward, and gets its training statistics back afterwards.
+        let before: Vec<Tensor> = net.bn_running_stats().iter().map(|t| t.copy()).collect();
+        assert_eq!(before.len(), 2 * 19);
+        let ks = keep_sets(&net, &budget, &kept, 1).unwrap();
+        net.set_masks(&keep_vectors(&net, &ks)).unwrap();
+        let saved = recalibrate_masked(&mut net, &x).unwrap();
+        let lm = tch::no_grad(|| net.forward_t(&x, false).unwrap());
+        let d = (&lm - &e).abs().max().double_value(&[]);
+        assert!(d <= 1e-4 * scale, "masked vs narrow recalibrated logits differ by {d} (scale {scale})");
+        for (t, s) in net.bn_running_stats().into_iter().zip(saved) {
+            tch::no_grad(|| t.shallow_clone().copy_(&s));
+        }
+        net.clear_masks();
+        let m = rs.reward(&mut net, &budget, &kept, 1).unwrap();
+        assert!((m - a).abs() <= 1.0 / 64.0 + 1e-12, "masked {m} vs narrow {a}");
+        for (t, b) in net.bn_running_stats().iter().zip(&before) {
+            assert!(t.equal(b), "training statistics restored");
+        }
+        // The three episodes were timed by stage.
         let st = rs.take_stages();
-        assert_eq!((st.episodes, st.images), (2, 64));
+        assert_eq!((st.episodes, st.images), (3, 64));
         assert!(st.surgery > 0.0 && st.build > 0.0 && st.recal > 0.0 && st.infer > 0.0, "{st:?}");
         assert_eq!(rs.take_stages(), RewardStages::default());
     }

@@ -134,7 +134,7 @@ pub fn search_data(r: &Recipe, g: &Graph, an: &Analysis, device: tch::Device) ->
     let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
     let hcfg = LoaderConfig { batch_size: r.reward_batch_size, shuffle: false, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
     let holdout = Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg).map_err(|e| input(e.into()))?;
-    let recal = if r.reward_bn_samples > 0 && r.reward_engine != RewardEngine::Masked {
+    let recal = if r.reward_bn_samples > 0 {
         let idx: Vec<usize> = train.order(0).into_iter().take(r.reward_bn_samples).collect();
         let n = idx.len();
         let l = Loader::new(train.dataset().clone(), idx, Transform::eval(norm), LoaderConfig { batch_size: n.max(1), shuffle: false, drop_last: false, seed: r.seed, workers: 0, prefetch: 1 }).map_err(|e| input(e.into()))?;
@@ -161,7 +161,7 @@ pub fn ort_usable(r: &Recipe) -> bool {
 
 /// The frozen weights of one epoch's episodes for the recipe's reward engine (`None`: masked rewards).
 pub fn freeze(r: &Recipe, net: &Net, budget: &Budget, ort_ok: bool) -> Result<Option<reward::Frozen>, crate::train::TrainError> {
-    match r.reward_engine {
+    match r.reward_engine.resolve(net.device()) {
         RewardEngine::Pruned | RewardEngine::Ort => {
             let mut f = reward::Frozen::new(net, budget, r.criterion.p(), r.input_shape.as_deref(), r.reward_bn_samples > 0)?;
             if r.reward_engine == RewardEngine::Ort && ort_ok {
@@ -169,7 +169,7 @@ pub fn freeze(r: &Recipe, net: &Net, budget: &Budget, ort_ok: bool) -> Result<Op
             }
             Ok(Some(f))
         }
-        RewardEngine::Masked => Ok(None),
+        RewardEngine::Masked | RewardEngine::Auto => Ok(None),
     }
 }
 

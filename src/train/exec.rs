@@ -26,6 +26,9 @@ pub struct OpCx<'a> {
     /// Mixed precision: convolutions and matrix products compute in this kind
     /// (bf16/fp16) from fp32 inputs and weights and return fp32 (autocast's policy).
     pub low: Option<Kind>,
+    /// Overrides the BatchNormalization momentum attribute (0: a train-mode forward
+    /// sets the running statistics to the batch's; see [`crate::train::Net::set_bn_momentum`]).
+    pub bn_momentum: Option<f64>,
 }
 
 pub type OpFn = fn(&OpCx) -> Result<Vec<Tensor>, String>;

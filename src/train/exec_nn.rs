@@ -184,8 +184,11 @@ fn batch_norm(c: &OpCx) -> Result<Vec<Tensor>, String> {
     let x = c.x(0)?;
     let (scale, bias, mean, var) = (c.x(1)?, c.x(2)?, c.x(3)?, c.x(4)?);
     let eps = c.node.attr_float("epsilon", 1e-5)? as f64;
-    let momentum = c.node.attr_float("momentum", 0.9)? as f64;
-    let y = x.f_batch_norm(Some(scale), Some(bias), Some(mean), Some(var), c.train, 1.0 - momentum, eps, false).map_err(e)?;
+    let momentum = match c.bn_momentum {
+        Some(m) => m,
+        None => c.node.attr_float("momentum", 0.9)? as f64,
+    };
+    let y = x.f_batch_norm(Some(scale), Some(bias), Some(mean), Some(var), c.train, 1.0 - momentum, eps, true).map_err(e)?;
     let mut out = vec![y];
     for extra in c.node.outputs.iter().skip(1) {
         if extra.is_some() {

@@ -10,6 +10,7 @@
 //!   [`schedule`] (step/cosine with warm-up), [`trainer`] (epochs, eval,
 //!   metrics JSONL, checkpoints), [`checkpoint`], [`recipe`] (YAML).
 pub mod checkpoint;
+pub mod cuda;
 pub mod exec;
 mod exec_nn;
 pub mod masks;

@@ -44,6 +44,8 @@ pub struct Net {
     /// Mixed-precision compute kind of conv/Gemm/MatMul (see [`Net::set_compute`]).
     low: Option<Kind>,
     channels_last: bool,
+    /// BatchNormalization momentum override (see [`Net::set_bn_momentum`]).
+    bn_momentum: Option<f64>,
 }
 
 /// The same NCHW tensor with NHWC strides (PyTorch's channels-last memory format).
@@ -129,12 +131,35 @@ impl Net {
             }
         }
         let masks = MaskState::build(g, a)?;
-        Ok(Net { graph, vs, base, params, fns, frees, input, masks, device, low: None, channels_last: false })
+        Ok(Net { graph, vs, base, params, fns, frees, input, masks, device, low: None, channels_last: false, bn_momentum: None })
     }
 
     /// Training arithmetic: `precision` (mixed bf16/fp16 for conv/Gemm/MatMul, fp32 master
     /// weights) and `channels_last` (NHWC strides for rank-4 inputs and conv weights, the
     /// layout of PyTorch's `memory_format=torch.channels_last`; same function, other kernels).
+    /// Overrides every BatchNormalization's momentum (ONNX convention: running =
+    /// m·running + (1-m)·batch); `Some(0.0)` makes one train-mode forward set the
+    /// running statistics to that batch's (adaptive BN); `None` restores the graph's.
+    pub fn set_bn_momentum(&mut self, m: Option<f64>) {
+        self.bn_momentum = m;
+    }
+
+    /// The running mean and variance tensors of every BatchNormalization, in graph
+    /// order (shared with the network: copy them to save, `copy_` into them to restore).
+    pub fn bn_running_stats(&self) -> Vec<Tensor> {
+        let mut v = Vec::new();
+        for n in self.graph.nodes.iter().filter(|n| n.op_type == "BatchNormalization") {
+            for i in [3, 4] {
+                if let Some(Some(id)) = n.inputs.get(i) {
+                    if let Some(Some(t)) = self.base.get(*id) {
+                        v.push(t.shallow_clone());
+                    }
+                }
+            }
+        }
+        v
+    }
+
     pub fn set_compute(&mut self, precision: super::recipe::Precision, channels_last: bool) {
         self.low = precision.low_kind();
         if channels_last && !self.channels_last {
@@ -215,7 +240,7 @@ impl Net {
                         return Err(TrainError::node(node, format!("input {s} ('{}') was not computed", g.values[i.unwrap()].name)));
                     }
                 }
-                let cx = OpCx { node, inputs, consts, train, opset, low: self.low };
+                let cx = OpCx { node, inputs, consts, train, opset, low: self.low, bn_momentum: self.bn_momentum };
                 (self.fns[n])(&cx).map_err(|m| TrainError::node(node, m))?
             };
             for (o, t) in node.outputs.iter().zip(outs) {
@@ -256,7 +281,7 @@ impl Net {
 
 impl crate::validate::Runner for Net {
     fn engine(&self) -> &'static str {
-        "tch"
+        if self.device.is_cuda() { "tch-cuda" } else { "tch" }
     }
     fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<crate::validate::ort::Output>, crate::validate::ValidateError> {
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();

@@ -47,10 +47,16 @@ pub enum DeviceKind {
 impl DeviceKind {
     pub fn device(self) -> Result<tch::Device, TrainError> {
         match self {
-            DeviceKind::Auto => Ok(tch::Device::cuda_if_available()),
             DeviceKind::Cpu => Ok(tch::Device::Cpu),
-            DeviceKind::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            DeviceKind::Cuda => Err(TrainError::Graph("device: cuda was requested but CUDA is not available".into())),
+            DeviceKind::Auto => {
+                let _ = super::cuda::load_backend();
+                Ok(tch::Device::cuda_if_available())
+            }
+            DeviceKind::Cuda => match super::cuda::load_backend() {
+                Ok(_) if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+                Ok(lib) => Err(TrainError::Graph(format!("device: cuda was requested but no CUDA device is visible (libtorch's CUDA backend {lib} is loaded)"))),
+                Err(why) => Err(TrainError::Graph(format!("device: cuda was requested but libtorch's CUDA backend could not be loaded ({why}); install the CUDA build of the torch wheel with its nvidia-* dependencies"))),
+            },
         }
     }
 }
