@@ -142,6 +142,9 @@ pub struct LossScale {
 impl LossScale {
     pub const INIT: f64 = 65536.0;
     pub const GROWTH_INTERVAL: usize = 2000;
+    /// Name of the loss-scaling state among [`Sgd::buffers`] (a `.` never occurs in
+    /// VarStore names, so it cannot clash with a parameter's buffer).
+    pub const BUFFER: &'static str = ".loss_scale";
 }
 
 impl Sgd {
@@ -279,13 +282,26 @@ impl Sgd {
             }
         });
     }
-    /// Momentum buffers by parameter name (for checkpoints).
+    /// Momentum buffers by parameter name, and the loss-scaling state when on as
+    /// [`LossScale::BUFFER`] = [scale, good steps, skipped steps] (for checkpoints).
     pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        self.slots.iter().filter_map(|(n, _, b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect()
+        let mut v: Vec<(String, Tensor)> = self.slots.iter().filter_map(|(n, _, b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect();
+        if let Some(s) = &self.scaler {
+            v.push((LossScale::BUFFER.into(), Tensor::from_slice(&[s.scale, s.good as f64, s.skipped as f64])));
+        }
+        v
     }
     /// Restores momentum buffers by parameter name; unknown names are ignored.
     pub fn set_buffers(&mut self, bufs: Vec<(String, Tensor)>) {
         for (n, t) in bufs {
+            if n == LossScale::BUFFER {
+                if let (Some(s), Ok(v)) = (self.scaler.as_mut(), Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1))) {
+                    if let [scale, good, skipped] = v[..] {
+                        *s = LossScale { scale, good: good as usize, skipped: skipped as usize };
+                    }
+                }
+                continue;
+            }
             if let Some(slot) = self.slots.iter_mut().find(|s| s.0 == n) {
                 match &slot.2 {
                     // Flat storage: copy into the buffer's view.
@@ -319,6 +335,25 @@ mod tests {
     fn loss(p: &[(String, Tensor)], x: &Tensor) -> Tensor {
         let y = x.conv2d(&p[0].1, Some(&p[1].1), [1, 1], [1, 1], [1, 1], 1).relu().mean_dim(&[2i64, 3][..], false, Kind::Float);
         y.matmul(&p[2].1.tr()).pow_tensor_scalar(2).sum(Kind::Float)
+    }
+
+    /// The fp16 loss-scaling state travels with the momentum buffers, so a resumed
+    /// run continues at the scale it reached.
+    #[test]
+    fn loss_scale_round_trips_through_buffers() {
+        let cfg = SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.0 };
+        let mut a = Sgd::new(params(false), cfg.clone()).with_loss_scaling(true);
+        a.scaler = Some(LossScale { scale: 1024.0, good: 17, skipped: 6 });
+        let bufs = a.buffers();
+        assert!(bufs.iter().any(|(n, _)| n == LossScale::BUFFER));
+        let mut b = Sgd::new(params(false), cfg.clone()).with_loss_scaling(true);
+        assert_eq!(b.loss_scale().unwrap().scale, LossScale::INIT);
+        b.set_buffers(bufs.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect());
+        assert_eq!(b.loss_scale(), a.loss_scale());
+        // Without loss scaling the entry is ignored (and none is written).
+        let mut c = Sgd::new(params(false), cfg);
+        c.set_buffers(bufs);
+        assert!(c.loss_scale().is_none() && !c.buffers().iter().any(|(n, _)| n == LossScale::BUFFER));
     }
 
     /// Flat storage computes exactly the per-parameter reference (PyTorch's SGD
