@@ -105,3 +105,39 @@ fn fp16_loss_scaling_skips_overflow_and_learns() {
     assert!(last < 0.7 * first, "fp16 training did not learn: loss {first} -> {last}");
     assert_eq!(sgd.loss_scale().unwrap().skipped, 1);
 }
+
+#[test]
+fn inplace_activations_compute_the_same_loss_and_gradients() {
+    // Relu/ReLU6 after conv/BN/Add run in place (like PyTorch's inplace=True modules); the
+    // training step must be exactly the one of out-of-place activations.
+    tch::set_num_threads(2);
+    for (path, want_inplace) in [("graphs/resnet20_cifar.onnx", 19), ("graphs/mobilenetv2_cifar.onnx", 35)] {
+        let (mut g, mut a) = import(Path::new(path), &ImportOptions::default()).unwrap();
+        rlal::train::setup::apply_insert_bn(&mut g, &mut a, rlal::train::recipe::InsertBn::Auto, None).unwrap();
+        let mut n = Net::new(&g, &a, Device::Cpu).unwrap();
+        assert_eq!(n.inplace_activations(), want_inplace, "{path}");
+        tch::manual_seed(5);
+        let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let y = Tensor::from_slice(&[1i64, 3, 5, 7]);
+        let mut run = |n: &Net| {
+            let loss = n.forward_t(&x, true).unwrap().cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+            for (_, p) in n.trainable() {
+                let mut gr = p.grad();
+                if gr.defined() {
+                    let _ = gr.zero_();
+                }
+            }
+            loss.backward();
+            let grads: Vec<Tensor> = n.trainable().into_iter().map(|(_, p)| p.grad().copy()).collect();
+            (loss.double_value(&[]), grads)
+        };
+        let (l1, g1) = run(&n);
+        n.set_inplace_activations(false);
+        assert_eq!(n.inplace_activations(), 0);
+        let (l2, g2) = run(&n);
+        assert!((l1 - l2).abs() <= 1e-6 * l2.abs().max(1.0), "{path}: loss {l1} vs {l2}");
+        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+            assert!(max_rel(a, b) <= 1e-5, "{path}: gradient {i} differs by {}", max_rel(a, b));
+        }
+    }
+}

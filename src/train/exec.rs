@@ -29,6 +29,26 @@ pub struct OpCx<'a> {
     /// Overrides the BatchNormalization momentum attribute (0: a train-mode forward
     /// sets the running statistics to the batch's; see [`crate::train::Net::set_bn_momentum`]).
     pub bn_momentum: Option<f64>,
+    /// Input 0 may be overwritten (see [`inplace_ok`]): activations then run in place,
+    /// as PyTorch's `ReLU(inplace=True)` modules do, saving an allocation per call.
+    pub inplace: bool,
+}
+
+/// Ops whose output may be overwritten by the next op: their backward never reads
+/// their own output (conv and BN keep their inputs, Add keeps nothing).
+const INPLACE_PRODUCERS: &[&str] = &["Conv", "BatchNormalization", "Add"];
+
+/// Whether node `n` (a Relu or Clip) may compute in place on its input 0: that value is
+/// computed by an [`INPLACE_PRODUCERS`] op, read by this node only and not a graph
+/// output. Autograd would refuse anything else at backward, never compute it wrongly.
+pub fn inplace_ok(g: &crate::ir::Graph, n: usize, producers: &[Option<usize>], consumers: &[Vec<(usize, usize)>]) -> bool {
+    let node = &g.nodes[n];
+    if !matches!(node.op_type.as_str(), "Relu" | "Clip") {
+        return false;
+    }
+    let Some(Some(v)) = node.inputs.first().copied() else { return false };
+    let produced_ok = producers[v].is_some_and(|p| INPLACE_PRODUCERS.contains(&g.nodes[p].op_type.as_str()));
+    produced_ok && consumers[v].len() == 1 && !g.outputs.contains(&v) && g.values[v].init.is_none()
 }
 
 pub type OpFn = fn(&OpCx) -> Result<Vec<Tensor>, String>;
@@ -178,7 +198,7 @@ pub fn supported() -> Vec<&'static str> {
 }
 
 fn register(t: &mut Table) {
-    t.insert("Relu", |c| Ok(vec![c.x(0)?.f_relu().map_err(e)?]));
+    t.insert("Relu", |c| Ok(vec![if c.inplace { c.x(0)?.shallow_clone().f_relu_() } else { c.x(0)?.f_relu() }.map_err(e)?]));
     t.insert("LeakyRelu", |c| {
         let x = c.x(0)?;
         let a = c.float("alpha", 0.01)?;
@@ -217,7 +237,9 @@ fn register(t: &mut Table) {
         let x = c.x(0)?;
         Ok(vec![match (lo, hi) {
             // ReLU6 / ReLU kernels (one-pass backward, as PyTorch's modules) for the common bounds.
+            (Some(a), Some(b)) if a == 0.0 && b == 6.0 && c.inplace => x.shallow_clone().f_relu6_(),
             (Some(a), Some(b)) if a == 0.0 && b == 6.0 => x.f_relu6(),
+            (Some(a), None) if a == 0.0 && c.inplace => x.shallow_clone().f_relu_(),
             (Some(a), None) if a == 0.0 => x.f_relu(),
             (Some(a), Some(b)) => x.f_clamp(a, b),
             (Some(a), None) => x.f_clamp_min(a),

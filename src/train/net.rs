@@ -38,6 +38,8 @@ pub struct Net {
     fns: Vec<OpFn>,
     /// For each node, the values whose last use it is.
     frees: Vec<Vec<ValueId>>,
+    /// Per node: its activation may run in place ([`super::exec::inplace_ok`]).
+    inplace: Vec<bool>,
     input: ValueId,
     pub(super) masks: MaskState,
     device: Device,
@@ -130,13 +132,27 @@ impl Net {
                 frees[n].push(v);
             }
         }
+        let (producers, consumers) = (g.producers(), g.consumers());
+        let inplace = (0..g.nodes.len()).map(|n| exec::inplace_ok(g, n, &producers, &consumers)).collect();
         let masks = MaskState::build(g, a)?;
-        Ok(Net { graph, vs, base, params, fns, frees, input, masks, device, low: None, channels_last: false, bn_momentum: None })
+        Ok(Net { graph, vs, base, params, fns, frees, inplace, input, masks, device, low: None, channels_last: false, bn_momentum: None })
     }
 
     /// Training arithmetic: `precision` (mixed bf16/fp16 for conv/Gemm/MatMul, fp32 master
     /// weights) and `channels_last` (NHWC strides for rank-4 inputs and conv weights, the
     /// layout of PyTorch's `memory_format=torch.channels_last`; same function, other kernels).
+    /// In-place activations (default on; see [`super::exec::inplace_ok`]): off makes
+    /// every Relu/Clip allocate its output (for comparisons).
+    pub fn set_inplace_activations(&mut self, on: bool) {
+        let (producers, consumers) = (self.graph.producers(), self.graph.consumers());
+        self.inplace = (0..self.graph.nodes.len()).map(|n| on && exec::inplace_ok(&self.graph, n, &producers, &consumers)).collect();
+    }
+
+    /// Number of activations that run in place.
+    pub fn inplace_activations(&self) -> usize {
+        self.inplace.iter().filter(|&&b| b).count()
+    }
+
     /// Overrides every BatchNormalization's momentum (ONNX convention: running =
     /// m·running + (1-m)·batch); `Some(0.0)` makes one train-mode forward set the
     /// running statistics to that batch's (adaptive BN); `None` restores the graph's.
@@ -240,7 +256,7 @@ impl Net {
                         return Err(TrainError::node(node, format!("input {s} ('{}') was not computed", g.values[i.unwrap()].name)));
                     }
                 }
-                let cx = OpCx { node, inputs, consts, train, opset, low: self.low, bn_momentum: self.bn_momentum };
+                let cx = OpCx { node, inputs, consts, train, opset, low: self.low, bn_momentum: self.bn_momentum, inplace: self.inplace[n] };
                 (self.fns[n])(&cx).map_err(|m| TrainError::node(node, m))?
             };
             for (o, t) in node.outputs.iter().zip(outs) {
