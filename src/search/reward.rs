@@ -204,13 +204,7 @@ impl<'a> RewardSet<'a> {
             };
             let r = timed(&mut st.infer, || self.accuracy(net));
             if let Some(saved) = saved {
-                timed(&mut st.recal, || {
-                    tch::no_grad(|| {
-                        for (t, s) in net.bn_running_stats().into_iter().zip(saved) {
-                            let _ = t.shallow_clone().copy_(&s);
-                        }
-                    })
-                });
+                timed(&mut st.recal, || restore_bn_stats(net, saved));
             }
             net.clear_masks();
             return r;
@@ -262,6 +256,15 @@ fn recalibrate_masked(net: &mut Net, x: &Tensor) -> Result<Vec<Tensor>, TrainErr
     let r = tch::no_grad(|| net.forward_t(x, true));
     net.set_bn_momentum(None);
     r.map(|_| saved)
+}
+
+/// Puts back the statistics [`recalibrate_masked`] saved.
+fn restore_bn_stats(net: &Net, saved: Vec<Tensor>) {
+    tch::no_grad(|| {
+        for (t, s) in net.bn_running_stats().into_iter().zip(saved) {
+            t.shallow_clone().copy_(&s);
+        }
+    })
 }
 
 /// The frozen weights of one epoch's episodes, for rewards computed on
@@ -533,9 +536,7 @@ mod tests {
         let lm = tch::no_grad(|| net.forward_t(&x, false).unwrap());
         let d = (&lm - &e).abs().max().double_value(&[]);
         assert!(d <= 1e-4 * scale, "masked vs narrow recalibrated logits differ by {d} (scale {scale})");
-        for (t, s) in net.bn_running_stats().into_iter().zip(saved) {
-            tch::no_grad(|| t.shallow_clone().copy_(&s));
-        }
+        restore_bn_stats(&net, saved);
         net.clear_masks();
         let m = rs.reward(&mut net, &budget, &kept, 1).unwrap();
         assert!((m - a).abs() <= 1.0 / 64.0 + 1e-12, "masked {m} vs narrow {a}");

@@ -29,7 +29,7 @@ pub struct OpCx<'a> {
     /// Overrides the BatchNormalization momentum attribute (0: a train-mode forward
     /// sets the running statistics to the batch's; see [`crate::train::Net::set_bn_momentum`]).
     pub bn_momentum: Option<f64>,
-    /// Input 0 may be overwritten (see [`inplace_ok`]): activations then run in place,
+    /// Input 0 may be overwritten (see [`inplace_nodes`]): activations then run in place,
     /// as PyTorch's `ReLU(inplace=True)` modules do, saving an allocation per call.
     pub inplace: bool,
 }
@@ -38,17 +38,22 @@ pub struct OpCx<'a> {
 /// their own output (conv and BN keep their inputs, Add keeps nothing).
 const INPLACE_PRODUCERS: &[&str] = &["Conv", "BatchNormalization", "Add"];
 
-/// Whether node `n` (a Relu or Clip) may compute in place on its input 0: that value is
-/// computed by an [`INPLACE_PRODUCERS`] op, read by this node only and not a graph
+/// Per node, whether it (a Relu or Clip) may compute in place on its input 0: that value
+/// is computed by an [`INPLACE_PRODUCERS`] op, read by this node only and not a graph
 /// output. Autograd would refuse anything else at backward, never compute it wrongly.
-pub fn inplace_ok(g: &crate::ir::Graph, n: usize, producers: &[Option<usize>], consumers: &[Vec<(usize, usize)>]) -> bool {
-    let node = &g.nodes[n];
-    if !matches!(node.op_type.as_str(), "Relu" | "Clip") {
-        return false;
-    }
-    let Some(Some(v)) = node.inputs.first().copied() else { return false };
-    let produced_ok = producers[v].is_some_and(|p| INPLACE_PRODUCERS.contains(&g.nodes[p].op_type.as_str()));
-    produced_ok && consumers[v].len() == 1 && !g.outputs.contains(&v) && g.values[v].init.is_none()
+pub fn inplace_nodes(g: &crate::ir::Graph) -> Vec<bool> {
+    let (producers, consumers) = (g.producers(), g.consumers());
+    g.nodes
+        .iter()
+        .map(|node| {
+            let Some(Some(v)) = node.inputs.first().copied() else { return false };
+            matches!(node.op_type.as_str(), "Relu" | "Clip")
+                && producers[v].is_some_and(|p| INPLACE_PRODUCERS.contains(&g.nodes[p].op_type.as_str()))
+                && consumers[v].len() == 1
+                && !g.outputs.contains(&v)
+                && g.values[v].init.is_none()
+        })
+        .collect()
 }
 
 pub type OpFn = fn(&OpCx) -> Result<Vec<Tensor>, String>;

@@ -38,7 +38,7 @@ pub struct Net {
     fns: Vec<OpFn>,
     /// For each node, the values whose last use it is.
     frees: Vec<Vec<ValueId>>,
-    /// Per node: its activation may run in place ([`super::exec::inplace_ok`]).
+    /// Per node: its activation may run in place ([`super::exec::inplace_nodes`]).
     inplace: Vec<bool>,
     input: ValueId,
     pub(super) masks: MaskState,
@@ -132,20 +132,15 @@ impl Net {
                 frees[n].push(v);
             }
         }
-        let (producers, consumers) = (g.producers(), g.consumers());
-        let inplace = (0..g.nodes.len()).map(|n| exec::inplace_ok(g, n, &producers, &consumers)).collect();
+        let inplace = exec::inplace_nodes(g);
         let masks = MaskState::build(g, a)?;
         Ok(Net { graph, vs, base, params, fns, frees, inplace, input, masks, device, low: None, channels_last: false, bn_momentum: None })
     }
 
-    /// Training arithmetic: `precision` (mixed bf16/fp16 for conv/Gemm/MatMul, fp32 master
-    /// weights) and `channels_last` (NHWC strides for rank-4 inputs and conv weights, the
-    /// layout of PyTorch's `memory_format=torch.channels_last`; same function, other kernels).
-    /// In-place activations (default on; see [`super::exec::inplace_ok`]): off makes
+    /// In-place activations (default on; see [`super::exec::inplace_nodes`]): off makes
     /// every Relu/Clip allocate its output (for comparisons).
     pub fn set_inplace_activations(&mut self, on: bool) {
-        let (producers, consumers) = (self.graph.producers(), self.graph.consumers());
-        self.inplace = (0..self.graph.nodes.len()).map(|n| on && exec::inplace_ok(&self.graph, n, &producers, &consumers)).collect();
+        self.inplace = if on { exec::inplace_nodes(&self.graph) } else { vec![false; self.graph.nodes.len()] };
     }
 
     /// Number of activations that run in place.
@@ -176,6 +171,9 @@ impl Net {
         v
     }
 
+    /// Training arithmetic: `precision` (mixed bf16/fp16 for conv/Gemm/MatMul, fp32 master
+    /// weights) and `channels_last` (NHWC strides for rank-4 inputs and conv weights, the
+    /// layout of PyTorch's `memory_format=torch.channels_last`; same function, other kernels).
     pub fn set_compute(&mut self, precision: super::recipe::Precision, channels_last: bool) {
         self.low = precision.low_kind();
         if channels_last && !self.channels_last {

@@ -84,7 +84,7 @@ impl Flat {
         tch::no_grad(|| {
             for ((_, p, _), (o, n, shape, cl)) in params.iter().zip(&layout) {
                 let v = view_of(&flat_p, *o, *n, shape, *cl);
-                let _ = v.shallow_clone().copy_(p);
+                v.shallow_clone().copy_(p);
                 let mut p = p.shallow_clone();
                 p.set_data(&v);
             }
@@ -118,7 +118,7 @@ impl Flat {
             if self.bound[i] != Some(g.data_ptr() as usize) {
                 let v = self.view(&self.grads, i);
                 tch::no_grad(|| {
-                    let _ = v.shallow_clone().copy_(&g);
+                    v.shallow_clone().copy_(&g);
                     let mut g = g.shallow_clone();
                     g.set_data(&v);
                 });
@@ -162,7 +162,8 @@ impl Sgd {
         Sgd { cfg, slots, scaler: None, flat }
     }
     /// Per-parameter updates only (no flat storage): the reference path of the tests.
-    pub fn new_unfused(params: Vec<(String, Tensor)>, cfg: SgdConfig) -> Sgd {
+    #[cfg(test)]
+    fn new_unfused(params: Vec<(String, Tensor)>, cfg: SgdConfig) -> Sgd {
         Sgd { cfg, slots: params.into_iter().map(|(n, p)| (n, p, None)).collect(), scaler: None, flat: None }
     }
     /// Whether parameters, gradients and momentum live in flat storage.
@@ -206,7 +207,7 @@ impl Sgd {
             }
         });
         s.good += 1;
-        if s.good.is_multiple_of(LossScale::GROWTH_INTERVAL) {
+        if s.good % LossScale::GROWTH_INTERVAL == 0 {
             s.scale *= 2.0;
         }
         true
