@@ -78,12 +78,16 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(j["episodes"], 3);
     assert_eq!(j["reward_images"], 100);
-    assert_eq!(j["engine"], "pruned");
+    // `auto` on the CPU: the narrow networks in ONNX Runtime.
+    assert_eq!(j["engine"], "ort");
+    assert_eq!(j["episodes_per_epoch"], 3);
+    let m = j["scored_macs_ratio"].as_f64().unwrap();
+    assert!(m > 0.2 && m <= 0.5, "scored networks at {m} of the MACs for a 0.5 budget: {out}");
     let e = &j["episode_ms"];
     let parts: f64 = ["surgery", "build", "recal", "infer"].iter().map(|k| e[*k].as_f64().unwrap()).sum();
     assert!(e["infer"].as_f64().unwrap() > 0.0 && e["recal"].as_f64().unwrap() > 0.0, "{out}");
     assert!((parts - e["total"].as_f64().unwrap()).abs() < 1e-6 * parts.max(1.0), "{out}");
-    for k in ["train_images_per_s", "reward_images_per_s", "search_share", "search_share_paper", "updates_s"] {
+    for k in ["train_images_per_s", "reward_images_per_s", "train_gmacs_per_s", "reward_gmacs_per_s", "search_share", "search_share_paper", "updates_s"] {
         assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {out}");
     }
     assert!(j["episodes_share_paper"].as_f64().unwrap() < j["search_share_paper"].as_f64().unwrap());
@@ -92,6 +96,16 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((j["engine"].as_str(), j["episodes"].as_u64(), j["episode_ms"]["build"].as_f64()), (Some("masked"), Some(1), Some(0.0)));
+    // One timed episode; the projections still count the recipe's P.
+    assert_eq!(j["episodes_per_epoch"], 3);
+    // libtorch's narrow networks on request.
+    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "1", "--episodes", "1", "--engine", "pruned", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["engine"], "pruned");
+    let (code, _, err) = rlal(&["bench", "search", "--recipe", r, "--ort-pad", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("reward-ort-pad"), "{err}");
     // A bad override is an input error naming it.
     let (code, _, err) = rlal(&["bench", "search", "--recipe", r, "--paper-subset", "1.5"]);
     assert_eq!(code, 2);

@@ -47,13 +47,20 @@ pub struct SearchBenchArgs {
     /// Override the recipe's adaptive-BN image count (`reward-bn-samples`).
     #[arg(long)]
     pub bn_samples: Option<usize>,
-    /// Override the recipe's libtorch threads.
+    /// Override the recipe's libtorch threads (and ONNX Runtime's scoring sessions).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Override the recipe's `reward-ort-batch` (images per ONNX Runtime run).
+    #[arg(long)]
+    pub ort_batch: Option<usize>,
+    /// Override the recipe's `reward-ort-pad` (1: score the unpadded narrow networks).
+    #[arg(long)]
+    pub ort_pad: Option<usize>,
     /// Timed training batches (after 2 untimed ones) for the training throughput.
     #[arg(long, default_value_t = 20)]
     pub train_batches: usize,
-    /// Timed episodes (after 1 untimed); default the recipe's episodes per epoch.
+    /// Timed episodes (after 1 untimed); default the recipe's episodes per epoch (the
+    /// projection always uses the recipe's P).
     #[arg(long)]
     pub episodes: Option<usize>,
     /// Reward subset as a share of the training images for the projection (paper: 0.1).
@@ -87,6 +94,14 @@ struct SearchReport {
     /// One epoch of weight training at that rate, seconds.
     train_epoch_s: f64,
     episodes: usize,
+    /// Mean MACs of the scored networks / MACs of the full network.
+    scored_macs_ratio: f64,
+    /// Useful multiply-accumulates per second: training (forward + backward = 3 x the
+    /// forward MACs) and scoring (the scored networks' MACs, padding not counted), in GMAC/s.
+    train_gmacs_per_s: f64,
+    reward_gmacs_per_s: f64,
+    /// Episodes per search epoch in the projections (the recipe's P).
+    episodes_per_epoch: usize,
     /// Per episode, milliseconds: surgery, build, recal, infer, and their total.
     episode_ms: EpisodeMs,
     /// Reward-subset images per second of the scoring stage alone.
@@ -354,9 +369,13 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     if let Some(t) = a.threads {
         r.threads = t;
     }
-    if let Some(p) = a.episodes {
-        r.episodes_per_epoch = p;
+    if let Some(b) = a.ort_batch {
+        r.reward_ort_batch = b;
     }
+    if let Some(p) = a.ort_pad {
+        r.reward_ort_pad = p;
+    }
+    let timed_episodes = a.episodes.unwrap_or(r.episodes_per_epoch);
     if a.model.is_some() {
         r.model = a.model.clone();
     }
@@ -364,7 +383,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         r.data = a.data.clone();
     }
     r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
-    if a.train_batches == 0 || r.episodes_per_epoch == 0 || !(a.paper_subset > 0.0 && a.paper_subset < 1.0) {
+    if a.train_batches == 0 || timed_episodes == 0 || !(a.paper_subset > 0.0 && a.paper_subset < 1.0) {
         return Err(Failure::input(anyhow::anyhow!("--train-batches and --episodes must be at least 1, --paper-subset in (0, 1)")));
     }
     let job = |e: rlal::search::SearchError| match e {
@@ -406,14 +425,14 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
 
     // Episodes: random actions (the buffer epochs' distribution) on the frozen weights.
     let rset = RewardSet::new(&holdout, &net).context("caching the reward subset").map_err(Failure::job)?.with_recalibration(recal);
-    let ort_ok = ort_usable(&r);
+    let ort_ok = ort_usable(&r, device);
     let mut agent = Agent::new(r.agent.config(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0xbe4c);
     let tf = Instant::now();
     let frozen = freeze(&r, &net, &budget, ort_ok).context("freezing the weights").map_err(Failure::job)?;
     let freeze_s = tf.elapsed().as_secs_f64();
     let p = r.criterion.p();
-    let episodes: Vec<_> = (0..=r.episodes_per_epoch).map(|_| agent.episode(&budget, 0, &mut rng, Explore::Random)).collect();
+    let episodes: Vec<_> = (0..=timed_episodes).map(|_| agent.episode(&budget, 0, &mut rng, Explore::Random)).collect();
     for (i, ep) in episodes.iter().enumerate() {
         if i == 1 {
             let _ = rset.take_stages(); // the first episode is a warm-up
@@ -433,6 +452,8 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let updates_s = tu.elapsed().as_secs_f64();
 
     let n = st.episodes.max(1) as f64;
+    let full_macs = budget.cost.full_macs().max(1) as f64;
+    let scored_macs_ratio = episodes[1..].iter().map(|e| e.macs as f64).sum::<f64>() / (episodes.len() - 1).max(1) as f64 / full_macs;
     let ms = |x: f64| 1000.0 * x / n;
     let ep_s = st.total() / n;
     let per_image = st.infer / n / st.images.max(1) as f64;
@@ -445,7 +466,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let rep = SearchReport {
         recipe: a.recipe.display().to_string(),
         model: r.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
-        engine: format!("{:?}", r.reward_engine.resolve(device)).to_lowercase() + if r.reward_engine == rlal::search::recipe::RewardEngine::Ort && !ort_ok { " (fell back to libtorch)" } else { "" },
+        engine: format!("{:?}", r.reward_engine.resolve(device, ort_ok)).to_lowercase() + if r.reward_engine == rlal::search::recipe::RewardEngine::Ort && !ort_ok { " (fell back to libtorch)" } else { "" },
         device: device_name(device),
         threads: tch::get_num_threads(),
         train_images: n_train,
@@ -455,6 +476,10 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         train_images_per_s: train_rate,
         train_epoch_s,
         episodes: st.episodes,
+        scored_macs_ratio,
+        train_gmacs_per_s: train_rate * 3.0 * full_macs / 1e9,
+        reward_gmacs_per_s: scored_macs_ratio * full_macs / per_image.max(1e-12) / 1e9,
+        episodes_per_epoch: r.episodes_per_epoch,
         episode_ms: EpisodeMs { surgery: ms(st.surgery), build: ms(st.build), recal: ms(st.recal), infer: ms(st.infer), total: 1000.0 * ep_s },
         reward_images_per_s: 1.0 / per_image.max(1e-12),
         freeze_s,
@@ -469,10 +494,10 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     } else {
         let e = &rep.episode_ms;
         println!("{} ({}), reward engine {}, {} threads on {}", rep.recipe, rep.model, rep.engine, rep.threads, rep.device);
-        println!("  training        {:.0} img/s: {:.1} s per epoch of {} images", rep.train_images_per_s, rep.train_epoch_s, rep.train_images);
+        println!("  training        {:.0} img/s: {:.1} s per epoch of {} images ({:.1} GMAC/s)", rep.train_images_per_s, rep.train_epoch_s, rep.train_images, rep.train_gmacs_per_s);
         println!(
-            "  one episode     {:.0} ms = surgery {:.0} + build {:.0} + adaptive BN {:.0} ({} images) + scoring {:.0} ({} images at batch {}, {:.0} img/s)",
-            e.total, e.surgery, e.build, e.recal, rep.bn_samples, e.infer, rep.reward_images, rep.reward_batch_size, rep.reward_images_per_s
+            "  one episode     {:.0} ms = surgery {:.0} + build {:.0} + adaptive BN {:.0} ({} images) + scoring {:.0} ({} images, {:.0} img/s, {:.1} GMAC/s at {:.3} of the MACs; mean of {} episodes)",
+            e.total, e.surgery, e.build, e.recal, rep.bn_samples, e.infer, rep.reward_images, rep.reward_images_per_s, rep.reward_gmacs_per_s, rep.scored_macs_ratio, rep.episodes
         );
         println!("  per epoch       freeze {:.2} s, {} episodes {:.2} s, agent updates {:.2} s", rep.freeze_s, r.episodes_per_epoch, pe * ep_s, rep.updates_s);
         println!("  search / training: {:.1}% with this recipe", 100.0 * rep.search_share);

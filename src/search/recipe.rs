@@ -33,8 +33,9 @@ pub enum Policy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum RewardEngine {
-    /// `pruned` on CPU, `masked` on CUDA (where a full-width forward costs less than
-    /// building a narrow network per episode; same rewards, adaptive BN included).
+    /// `ort` on CPU (`pruned` where ONNX Runtime cannot be loaded), `masked` on CUDA
+    /// (where a full-width forward costs less than building a narrow network per
+    /// episode; same rewards, adaptive BN included).
     Auto,
     /// The physically narrower network (surgery on the frozen weights, BN folded): cheapest.
     Pruned,
@@ -46,13 +47,21 @@ pub enum RewardEngine {
 }
 
 impl RewardEngine {
-    /// The engine `auto` stands for on `device`; the others are themselves.
-    pub fn resolve(self, device: tch::Device) -> RewardEngine {
+    /// The engine that runs on `device` (`ort_ok`: ONNX Runtime can be loaded): `auto`
+    /// becomes `masked` on CUDA, else `ort` or `pruned`; `ort` without ONNX Runtime is
+    /// `pruned`; the others are themselves.
+    pub fn resolve(self, device: tch::Device, ort_ok: bool) -> RewardEngine {
         match self {
             RewardEngine::Auto if device.is_cuda() => RewardEngine::Masked,
-            RewardEngine::Auto => RewardEngine::Pruned,
+            RewardEngine::Auto | RewardEngine::Ort if ort_ok => RewardEngine::Ort,
+            RewardEngine::Auto | RewardEngine::Ort => RewardEngine::Pruned,
             e => e,
         }
+    }
+
+    /// Whether this engine may use ONNX Runtime on `device` (so it is worth probing).
+    pub fn wants_ort(self, device: tch::Device) -> bool {
+        self == RewardEngine::Ort || (self == RewardEngine::Auto && !device.is_cuda())
     }
 }
 
@@ -196,10 +205,20 @@ pub struct Recipe {
     /// Every engine (on `masked`, the training statistics are restored after
     /// scoring). Default 64.
     pub reward_bn_samples: usize,
-    /// `auto` (default: `pruned` on CPU, `masked` on CUDA), `pruned` (physically
-    /// narrower networks in libtorch), `ort` (the same networks in ONNX Runtime) or
-    /// `masked` (the full network, channels masked). All give the same rewards.
+    /// `auto` (default: `ort` on CPU, or `pruned` where ONNX Runtime cannot be loaded;
+    /// `masked` on CUDA), `pruned` (physically narrower networks in libtorch), `ort`
+    /// (the same networks in ONNX Runtime) or `masked` (the full network, channels
+    /// masked). All give the same rewards.
     pub reward_engine: RewardEngine,
+    /// `ort` engine: images per ONNX Runtime run. `threads` single-threaded sessions
+    /// (all cores when 0) score every `threads`-th batch side by side, which keeps
+    /// small convolutions more efficient than one session splitting each op. Default 32.
+    pub reward_ort_batch: usize,
+    /// `ort` engine: zero channels are added to every scored layer until its width is
+    /// a multiple of this (1: off), so that ONNX Runtime's blocked (NCHWc) CPU
+    /// convolutions apply; the added channels are zero in every parameter, producers
+    /// and consumers alike, so the logits are those of the unpadded network. Default 4.
+    pub reward_ort_pad: usize,
     /// Soft alignment L_align (false: paper's "w/o SR"). Default true.
     pub alignment: bool,
     /// β, the weight of L_align (paper 1e-4). Default 1e-4.
@@ -290,6 +309,8 @@ impl Default for Recipe {
             reward_batch_size: 500,
             reward_bn_samples: 64,
             reward_engine: RewardEngine::Auto,
+            reward_ort_batch: 32,
+            reward_ort_pad: 4,
             alignment: true,
             beta: 1e-4,
             criterion: NormKind::L1,
@@ -428,6 +449,12 @@ impl Recipe {
             }
             if self.reward_batch_size == 0 {
                 return bad("reward-batch-size", "must be at least 1".into());
+            }
+            if self.reward_ort_batch == 0 {
+                return bad("reward-ort-batch", "must be at least 1".into());
+            }
+            if self.reward_ort_pad == 0 {
+                return bad("reward-ort-pad", "must be at least 1 (1: no padding)".into());
             }
         }
         if let Some(lr) = self.finetune_lr {

@@ -65,8 +65,11 @@ fn timed<T>(acc: &mut f64, f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// Accuracy of an ONNX Runtime model on host batches (shape, NCHW f32, labels).
-fn ort_accuracy(m: &mut crate::validate::ort::OrtModel, batches: &[(Vec<usize>, Vec<f32>, Vec<i64>)]) -> Result<f64, TrainError> {
+/// Host batches: (shape, NCHW f32, labels).
+type HostBatch = (Vec<usize>, Vec<f32>, Vec<i64>);
+
+/// Correct predictions of an ONNX Runtime model on host batches, and images seen.
+fn ort_correct<'b>(m: &mut crate::validate::ort::OrtModel, batches: impl Iterator<Item = &'b HostBatch>) -> Result<(usize, usize), TrainError> {
     let (mut right, mut n) = (0usize, 0usize);
     for (shape, data, labels) in batches {
         let outs = m.run(shape, data.clone()).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
@@ -78,7 +81,56 @@ fn ort_accuracy(m: &mut crate::validate::ort::OrtModel, batches: &[(Vec<usize>, 
             n += 1;
         }
     }
-    Ok(right as f64 / n.max(1) as f64)
+    Ok((right, n))
+}
+
+/// Accuracy of the encoded model on `batches`, scored by `sessions` single-threaded
+/// ONNX Runtime sessions side by side (session `i` takes batches i, i + n, ...).
+/// Returns the accuracy and the longest session build time (seconds).
+fn ort_accuracy(model: &[u8], sessions: usize, batches: &[HostBatch]) -> Result<(f64, f64), TrainError> {
+    let n = sessions.clamp(1, batches.len().max(1));
+    let score = |i: usize| -> Result<(usize, usize, f64), TrainError> {
+        let t = std::time::Instant::now();
+        let mut m = crate::validate::ort::OrtModel::from_bytes(model, 1).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+        let build = t.elapsed().as_secs_f64();
+        let (right, seen) = ort_correct(&mut m, batches.iter().skip(i).step_by(n))?;
+        Ok((right, seen, build))
+    };
+    let parts: Vec<Result<(usize, usize, f64), TrainError>> = if n == 1 {
+        vec![score(0)]
+    } else {
+        std::thread::scope(|s| {
+            let hs: Vec<_> = (0..n).map(|i| s.spawn(move || score(i))).collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(TrainError::Graph("reward in ONNX Runtime: a scoring thread panicked".into())))).collect()
+        })
+    };
+    let (mut right, mut seen, mut build) = (0usize, 0usize, 0f64);
+    for p in parts {
+        let (r, k, b) = p?;
+        right += r;
+        seen += k;
+        build = build.max(b);
+    }
+    Ok((right as f64 / seen.max(1) as f64, build))
+}
+
+/// How `reward-engine: ort` scores a narrow network (recipe `threads`,
+/// `reward-ort-batch`, `reward-ort-pad`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrtScoring {
+    /// Single-threaded ONNX Runtime sessions scoring side by side.
+    pub sessions: usize,
+    /// Images per run.
+    pub batch: usize,
+    /// Widths of the scored layers are padded with zero channels to a multiple of this.
+    pub pad: usize,
+}
+
+impl OrtScoring {
+    /// One session, the given batch, no padding.
+    pub fn serial(batch: usize) -> OrtScoring {
+        OrtScoring { sessions: 1, batch, pad: 1 }
+    }
 }
 
 /// The held-out reward subset. Decoded, normalised and moved to the device
@@ -89,8 +141,8 @@ pub struct RewardSet<'a> {
     cached: Option<Vec<(Tensor, Tensor)>>,
     /// Training images for adaptive BN (see [`RewardSet::with_recalibration`]).
     recal: Option<Tensor>,
-    /// The cached batches as host f32 (NCHW) and labels, for ONNX Runtime; made on first use.
-    host: std::cell::OnceCell<Vec<(Vec<usize>, Vec<f32>, Vec<i64>)>>,
+    /// The subset as host f32 (NCHW) batches of the given size and labels, for ONNX Runtime; made on first use.
+    host: std::cell::OnceCell<(usize, Vec<HostBatch>)>,
     stages: std::cell::Cell<RewardStages>,
 }
 
@@ -129,33 +181,48 @@ impl<'a> RewardSet<'a> {
         self.loader.num_samples()
     }
 
-    fn host_batches(&self) -> Result<&[(Vec<usize>, Vec<f32>, Vec<i64>)], TrainError> {
-        if let Some(h) = self.host.get() {
-            return Ok(h);
+    /// The subset as host batches of `batch` images (the last one shorter); kept for
+    /// later calls with the same size.
+    fn host_batches(&self, batch: usize) -> Result<&[HostBatch], TrainError> {
+        if let Some((b, h)) = self.host.get() {
+            if *b == batch {
+                return Ok(h);
+            }
+            return Err(TrainError::Graph(format!("reward subset: host batches of {b} images were made, {batch} asked")));
         }
-        let mut v = Vec::new();
+        let batch = batch.max(1);
+        let mut v: Vec<HostBatch> = Vec::new();
+        let mut push = |shape: &[usize], data: &[f32], labels: &[i64]| {
+            let per: usize = shape[1..].iter().product();
+            for (x, y) in data.chunks(batch * per).zip(labels.chunks(batch)) {
+                let mut s = shape.to_vec();
+                s[0] = y.len();
+                v.push((s, x.to_vec(), y.to_vec()));
+            }
+        };
         match &self.cached {
             Some(batches) => {
-                for (x, y) in batches {
-                    let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
-                    let data = Vec::<f32>::try_from(x.to_device(tch::Device::Cpu).contiguous().flatten(0, -1)).map_err(|e| TrainError::Graph(format!("reward batch: {e}")))?;
-                    let labels = Vec::<i64>::try_from(y.to_device(tch::Device::Cpu).to_kind(Kind::Int64)).map_err(|e| TrainError::Graph(format!("reward labels: {e}")))?;
-                    v.push((shape, data, labels));
-                }
+                let xs: Vec<&Tensor> = batches.iter().map(|(x, _)| x).collect();
+                let ys: Vec<&Tensor> = batches.iter().map(|(_, y)| y).collect();
+                let x = Tensor::cat(&xs, 0).to_device(tch::Device::Cpu).contiguous();
+                let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
+                let data = Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| TrainError::Graph(format!("reward batch: {e}")))?;
+                let labels = Vec::<i64>::try_from(Tensor::cat(&ys, 0).to_device(tch::Device::Cpu).to_kind(Kind::Int64)).map_err(|e| TrainError::Graph(format!("reward labels: {e}")))?;
+                push(&shape, &data, &labels);
             }
             None => {
                 for b in self.loader.epoch(0) {
                     let b = b?;
-                    v.push((b.shape.to_vec(), b.data, b.labels));
+                    push(&b.shape, &b.data, &b.labels);
                 }
             }
         }
-        Ok(self.host.get_or_init(|| v))
+        Ok(&self.host.get_or_init(|| (batch, v)).1)
     }
 
-    /// Accuracy of an ONNX graph in ONNX Runtime (`threads` intra-op threads) on the subset.
-    pub fn accuracy_ort(&self, g: &crate::ir::Graph, threads: usize) -> Result<f64, TrainError> {
-        self.accuracy_ort_staged(g, threads, &mut RewardStages::default())
+    /// Accuracy of an ONNX graph in ONNX Runtime on the subset (`how.pad` is not used here).
+    pub fn accuracy_ort(&self, g: &crate::ir::Graph, how: OrtScoring) -> Result<f64, TrainError> {
+        self.accuracy_ort_staged(g, how, &mut RewardStages::default())
     }
 
     /// Accuracy of `net` (eval mode, current masks, no gradients) on the subset.
@@ -209,9 +276,12 @@ impl<'a> RewardSet<'a> {
             net.clear_masks();
             return r;
         };
-        let (g, a) = timed(&mut st.surgery, || f.narrow_graph(kept))?;
+        let (g, a) = match f.ort {
+            Some(how) => timed(&mut st.surgery, || f.narrow_graph_padded(kept, how.pad))?,
+            None => timed(&mut st.surgery, || f.narrow_graph(kept))?,
+        };
         match (&self.recal, f.ort) {
-            (None, Some(threads)) => self.accuracy_ort_staged(&g, threads, st),
+            (None, Some(how)) => self.accuracy_ort_staged(&g, how, st),
             (None, None) => {
                 let narrow = timed(&mut st.build, || Net::new(&g, &a, net.device()))?;
                 timed(&mut st.infer, || self.accuracy(&narrow))
@@ -220,13 +290,13 @@ impl<'a> RewardSet<'a> {
                 let narrow = timed(&mut st.build, || Frozen::for_recalibration(g, &a, x.device()))?;
                 timed(&mut st.recal, || Frozen::recalibrate(&narrow, x))?;
                 match ort {
-                    Some(threads) => {
+                    Some(how) => {
                         let g = timed(&mut st.recal, || -> Result<_, TrainError> {
                             let mut g = narrow.export()?;
                             crate::rewrite::bn::fold_bn(&mut g);
                             Ok(g)
                         })?;
-                        self.accuracy_ort_staged(&g, threads, st)
+                        self.accuracy_ort_staged(&g, how, st)
                     }
                     None => timed(&mut st.infer, || self.accuracy(&narrow)),
                 }
@@ -234,10 +304,15 @@ impl<'a> RewardSet<'a> {
         }
     }
 
-    fn accuracy_ort_staged(&self, g: &crate::ir::Graph, threads: usize, st: &mut RewardStages) -> Result<f64, TrainError> {
-        let batches = self.host_batches()?;
-        let mut m = timed(&mut st.build, || crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), threads)).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
-        timed(&mut st.infer, || ort_accuracy(&mut m, batches))
+    fn accuracy_ort_staged(&self, g: &crate::ir::Graph, how: OrtScoring, st: &mut RewardStages) -> Result<f64, TrainError> {
+        let batches = self.host_batches(how.batch)?;
+        let bytes = timed(&mut st.build, || crate::onnx::to_bytes(g));
+        let t = std::time::Instant::now();
+        let (acc, build) = ort_accuracy(&bytes, how.sessions, batches)?;
+        let wall = t.elapsed().as_secs_f64();
+        st.build += build;
+        st.infer += (wall - build).max(0.0);
+        Ok(acc)
     }
 
     /// Reward of an episode: accuracy of the network with the channels of
@@ -278,8 +353,8 @@ pub struct Frozen {
     groups: Vec<usize>,
     norms: Vec<Vec<f64>>,
     input_shape: Option<Vec<usize>>,
-    /// Evaluate in ONNX Runtime with this many threads (`reward-engine: ort`).
-    pub ort: Option<usize>,
+    /// Evaluate in ONNX Runtime, this way (`reward-engine: ort`).
+    pub ort: Option<OrtScoring>,
 }
 
 impl Frozen {
@@ -304,6 +379,41 @@ impl Frozen {
     pub fn narrow_graph(&self, kept: &[usize]) -> Result<(crate::ir::Graph, crate::analysis::Analysis), TrainError> {
         let ks: KeepSets = self.groups.iter().zip(&self.norms).zip(kept).map(|((&g, n), &k)| (g, crate::rewrite::rank::top(n, k))).collect();
         let pr = crate::rewrite::surgery::prune(&self.graph, &self.analysis, &ks, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
+        Ok((pr.graph, pr.analysis))
+    }
+
+    /// [`Frozen::narrow_graph`] with each layer's width rounded up to a multiple of
+    /// `pad` (at most its full width) by keeping the next-strongest channels with
+    /// every parameter that follows them set to zero: producer filters and biases,
+    /// BN scale, shift and statistics, depthwise filters, and the consumers' input
+    /// weights. The added channels contribute nothing to any kept channel (their
+    /// consumers' weights are zero, whatever their activation computes), so logits,
+    /// and adaptive-BN statistics of the kept channels, are the unpadded network's.
+    pub fn narrow_graph_padded(&self, kept: &[usize], pad: usize) -> Result<(crate::ir::Graph, crate::analysis::Analysis), TrainError> {
+        let pad = pad.max(1);
+        let mut zeroed: Option<crate::ir::Graph> = None;
+        let mut ks = KeepSets::new();
+        for ((&g, n), &k) in self.groups.iter().zip(&self.norms).zip(kept) {
+            let real = crate::rewrite::rank::top(n, k);
+            let wide_k = k.div_ceil(pad).saturating_mul(pad).min(n.len()).max(k);
+            if wide_k == k {
+                ks.insert(g, real);
+                continue;
+            }
+            let wide = crate::rewrite::rank::top(n, wide_k);
+            let extra: Vec<usize> = wide.iter().copied().filter(|i| real.binary_search(i).is_err()).collect();
+            if extra.len() != wide_k - k {
+                return Err(TrainError::Graph(format!("padding group {g}: the {wide_k} strongest channels do not contain the {k} strongest")));
+            }
+            let graph = zeroed.get_or_insert_with(|| self.graph.clone());
+            if zero_channels(graph, &self.analysis.groups[g], &extra) {
+                ks.insert(g, wide);
+            } else {
+                ks.insert(g, real);
+            }
+        }
+        let src = zeroed.as_ref().unwrap_or(&self.graph);
+        let pr = crate::rewrite::surgery::prune(src, &self.analysis, &ks, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
         Ok((pr.graph, pr.analysis))
     }
 
@@ -335,6 +445,29 @@ impl Frozen {
         let _batch_stats = tch::no_grad(|| net.forward_t(x, true))?;
         Ok(())
     }
+}
+
+/// Sets every parameter entry of group `gr`'s channels `chans` to zero (all of
+/// `gr.params`, producing and consuming side). False when a parameter is not an
+/// f32 initializer (then the caller must not keep those channels).
+fn zero_channels(g: &mut crate::ir::Graph, gr: &crate::analysis::Group, chans: &[usize]) -> bool {
+    for p in &gr.params {
+        let Some((_, per)) = gr.members.iter().find(|(v, _)| *v == p.follows) else { return false };
+        let idx: Vec<usize> = chans.iter().filter_map(|&c| per.get(c)).flatten().copied().collect();
+        let Some(t) = g.values[p.value].init.as_mut() else { return false };
+        let shape = t.shape.clone();
+        let Some(data) = t.as_f32_mut() else { return false };
+        let Some(&n) = shape.get(p.axis) else { return false };
+        let inner: usize = shape[p.axis + 1..].iter().product();
+        let outer: usize = shape[..p.axis].iter().product();
+        for o in 0..outer {
+            for &i in idx.iter().filter(|&&i| i < n) {
+                let base = (o * n + i) * inner;
+                data[base..base + inner].iter_mut().for_each(|x| *x = 0.0);
+            }
+        }
+    }
+    true
 }
 
 /// L_align (Eq. 10, group-lasso form): over the layers, the sum over removed
@@ -466,7 +599,7 @@ mod tests {
         let rs = RewardSet::new(&loader, &net).unwrap();
         let frozen = Frozen::new(&net, &budget, 1, None, false).unwrap();
         let mut in_ort = Frozen::new(&net, &budget, 1, None, false).unwrap();
-        in_ort.ort = Some(1);
+        in_ort.ort = Some(OrtScoring::serial(40));
         let mut rng = Rng::new(1);
         for _ in 0..3 {
             let mut kept = Vec::new();
@@ -485,7 +618,7 @@ mod tests {
             let (m, n) = (rs.reward(&mut net, &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap());
             assert!((m - n).abs() <= 1.0 / 96.0 + 1e-12, "masked {m} vs narrow {n}");
             // The narrow graph in ONNX Runtime computes the same logits as in libtorch.
-            let (hs, hx, _) = &rs.host_batches().unwrap()[0];
+            let (hs, hx, _) = &rs.host_batches(40).unwrap()[0];
             let mut m_ort = crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(&frozen.narrow_graph(&kept).unwrap().0), 1).unwrap();
             let (_, lo) = m_ort.run(hs, hx.clone()).unwrap().remove(0);
             let lt = Vec::<f32>::try_from(tch::no_grad(|| narrow.forward_t(x, false).unwrap()).flatten(0, -1)).unwrap();
@@ -523,7 +656,7 @@ mod tests {
         let _ = rs.take_stages();
         // libtorch and ONNX Runtime score the recalibrated network alike.
         let mut in_ort = Frozen::new(&net, &budget, 1, None, true).unwrap();
-        in_ort.ort = Some(1);
+        in_ort.ort = Some(OrtScoring::serial(64));
         let (a, b) = (rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap());
         assert!((a - b).abs() <= 1.0 / 64.0 + 1e-12, "libtorch {a} vs ONNX Runtime {b}");
         // The masked full network with adaptive BN computes the narrow network's logits
@@ -549,5 +682,79 @@ mod tests {
         assert!(st.surgery > 0.0 && st.build > 0.0 && st.recal > 0.0 && st.infer > 0.0, "{st:?}");
         assert_eq!(rs.take_stages(), RewardStages::default());
     }
-}
 
+    /// Padding the scored layers with zero channels (`reward-ort-pad`) changes no
+    /// logit and no adaptive-BN statistic of the kept channels, in libtorch and in
+    /// ONNX Runtime, for ResNet-20 (ReLU) and MobileNetV2 (depthwise, ReLU6); the
+    /// padded widths are multiples of the pad (or full); side-by-side sessions score
+    /// exactly what one session scores.
+    #[test]
+    fn padded_narrow_networks_compute_the_unpadded_logits() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (model, c, hw) in [("graphs/resnet20_mnist.onnx", 1usize, 28usize), ("graphs/mobilenetv2_cifar.onnx", 3, 32)] {
+            let (mut g, mut an) = crate::analysis::import(&path.join(model), &Default::default()).unwrap();
+            crate::train::setup::apply_insert_bn(&mut g, &mut an, crate::train::recipe::InsertBn::Auto, None).unwrap();
+            let net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
+            tch::manual_seed(7);
+            for (n, mut t) in net.var_store().variables() {
+                if n.contains("running_var") || n.contains("scale") || n.contains("weight") || n.contains("bias") {
+                    tch::no_grad(|| t.copy_(&(t.abs() + 0.5 * tch::Tensor::rand_like(&t))));
+                }
+            }
+            let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
+            let ds = crate::data::testutil::mem(24, c, hw, hw);
+            let loader = Loader::new(ds, (0..24).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.4; c], std: vec![0.3; c] }), LoaderConfig { batch_size: 24, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
+            let rs = RewardSet::new(&loader, &net).unwrap();
+            let x = rs.cached.as_ref().unwrap()[0].0.shallow_clone();
+            let mut rng = Rng::new(3);
+            for keep_bn in [false, true] {
+                let frozen = Frozen::new(&net, &budget, 1, None, keep_bn).unwrap();
+                let mut kept = Vec::new();
+                for _ in 0..budget.layers.len() {
+                    kept.push(budget.apply(&kept, rng.uniform_f32()));
+                }
+                let (g0, a0) = frozen.narrow_graph(&kept).unwrap();
+                let logits = |g: crate::ir::Graph, a: &crate::analysis::Analysis| {
+                    let n = if keep_bn { Frozen::for_recalibration(g, a, tch::Device::Cpu).unwrap() } else { Net::new(&g, a, tch::Device::Cpu).unwrap() };
+                    if keep_bn {
+                        Frozen::recalibrate(&n, &x).unwrap();
+                    }
+                    let mut e = n.export().unwrap();
+                    crate::rewrite::bn::fold_bn(&mut e);
+                    (tch::no_grad(|| n.forward_t(&x, false).unwrap()), e)
+                };
+                let (l0, e0) = logits(g0, &a0);
+                let scale = l0.abs().max().double_value(&[]).max(1.0);
+                for pad in [4usize, 8] {
+                    let (gp, ap) = frozen.narrow_graph_padded(&kept, pad).unwrap();
+                    let mut padded_some = false;
+                    for (l, &k) in kept.iter().enumerate() {
+                        let full = budget.layers[l].channels;
+                        let w = ap.layers.iter().find(|x| x.name == budget.layers[l].name).map(|x| x.channels).unwrap();
+                        assert_eq!(w, k.div_ceil(pad).saturating_mul(pad).min(full), "{model} layer {l}: kept {k} of {full}, pad {pad}");
+                        padded_some |= w > k;
+                    }
+                    assert!(padded_some, "{model}: nothing to pad in {kept:?}");
+                    let (lp, ep) = logits(gp, &ap);
+                    let d = (&lp - &l0).abs().max().double_value(&[]);
+                    assert!(d <= 1e-5 * scale, "{model} pad {pad} (BN kept: {keep_bn}): logits differ by {d} (scale {scale})");
+                    // The same in ONNX Runtime, one session or two side by side.
+                    let (hs, hx, _) = &rs.host_batches(24).unwrap()[0];
+                    let run = |g: &crate::ir::Graph| crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), 1).unwrap().run(hs, hx.clone()).unwrap().remove(0).1;
+                    let (o0, op) = (run(&e0), run(&ep));
+                    let d = o0.iter().zip(&op).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                    assert!((d as f64) <= 1e-5 * scale, "{model} pad {pad}: ONNX Runtime logits differ by {d}");
+                }
+            }
+            // Side-by-side sessions: the same batches, the same accuracy, exactly.
+            let frozen = Frozen::new(&net, &budget, 1, None, false).unwrap();
+            let (g1, _) = frozen.narrow_graph_padded(&vec![1; budget.layers.len()].iter().zip(&budget.min_keep).map(|(a, b)| *a.max(b)).collect::<Vec<_>>(), 4).unwrap();
+            let rs7 = RewardSet::new(&loader, &net).unwrap();
+            let one = rs7.accuracy_ort(&g1, OrtScoring { sessions: 1, batch: 7, pad: 4 }).unwrap();
+            let two = rs7.accuracy_ort(&g1, OrtScoring { sessions: 2, batch: 7, pad: 4 }).unwrap();
+            let three = rs7.accuracy_ort(&g1, OrtScoring { sessions: 3, batch: 7, pad: 4 }).unwrap();
+            assert_eq!((one, one), (two, three), "{model}");
+            assert_eq!(rs7.host_batches(7).unwrap().iter().map(|b| b.2.len()).collect::<Vec<_>>(), vec![7, 7, 7, 3]);
+        }
+    }
+}

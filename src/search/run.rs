@@ -146,26 +146,32 @@ pub fn search_data(r: &Recipe, g: &Graph, an: &Analysis, device: tch::Device) ->
     Ok(SearchData { dims, train, holdout, test, recal })
 }
 
-/// Whether `reward-engine: ort` can run: libonnxruntime loads. Without it the same
-/// narrow networks run in libtorch (with a warning).
-pub fn ort_usable(r: &Recipe) -> bool {
-    r.reward_engine != RewardEngine::Ort
-        || match crate::validate::ort::OrtModel::probe() {
-            Ok(()) => true,
-            Err(e) => {
+/// Whether ONNX Runtime can score the rewards on `device`: the engine may use it
+/// (`ort`, or `auto` on the CPU) and libonnxruntime loads. Without it the same
+/// narrow networks run in libtorch (`reward-engine: ort` says so with a warning).
+pub fn ort_usable(r: &Recipe, device: tch::Device) -> bool {
+    if !r.reward_engine.wants_ort(device) {
+        return false;
+    }
+    match crate::validate::ort::OrtModel::probe() {
+        Ok(()) => true,
+        Err(e) => {
+            if r.reward_engine == RewardEngine::Ort {
                 eprintln!("warning: reward-engine ort: {e}; computing rewards in libtorch instead (reward-engine pruned)");
-                false
             }
+            false
         }
+    }
 }
 
 /// The frozen weights of one epoch's episodes for the recipe's reward engine (`None`: masked rewards).
 pub fn freeze(r: &Recipe, net: &Net, budget: &Budget, ort_ok: bool) -> Result<Option<reward::Frozen>, crate::train::TrainError> {
-    match r.reward_engine.resolve(net.device()) {
-        RewardEngine::Pruned | RewardEngine::Ort => {
+    match r.reward_engine.resolve(net.device(), ort_ok) {
+        e @ (RewardEngine::Pruned | RewardEngine::Ort) => {
             let mut f = reward::Frozen::new(net, budget, r.criterion.p(), r.input_shape.as_deref(), r.reward_bn_samples > 0)?;
-            if r.reward_engine == RewardEngine::Ort && ort_ok {
-                f.ort = Some(r.threads);
+            if e == RewardEngine::Ort {
+                let sessions = if r.threads > 0 { r.threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+                f.ort = Some(reward::OrtScoring { sessions, batch: r.reward_ort_batch, pad: r.reward_ort_pad });
             }
             Ok(Some(f))
         }
@@ -279,9 +285,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     if start == 0 {
         metrics.set_len(0).with_context(|| format!("truncating {}", metrics_path.display())).map_err(job)?;
     }
+    let ort_ok = ort_usable(r, device);
     if o.progress {
         eprintln!(
-            "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers, {} train / {} reward / {} test images, {} epochs on {:?}",
+            "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers, {} train / {} reward / {} test images, {} epochs on {:?}, rewards in {}",
             r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             100.0 * r.ratio(),
             budget.full(),
@@ -293,12 +300,16 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             holdout.num_samples(),
             test.num_samples(),
             r.epochs,
-            device
+            device,
+            match r.reward_engine.resolve(device, ort_ok) {
+                RewardEngine::Ort => "ONNX Runtime (narrow networks)",
+                RewardEngine::Pruned => "libtorch (narrow networks)",
+                _ => "libtorch (masked full network)",
+            }
         );
     }
     let recal_x = recal.as_ref().map(Tensor::shallow_clone);
     let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?.with_recalibration(recal);
-    let ort_ok = ort_usable(r);
     for t in start..r.epochs {
         let t0 = Instant::now();
         // v_l of the best policy by current norms (Eq. 10), for the penalty only.
