@@ -181,16 +181,21 @@ impl<'a> RewardSet<'a> {
         self.loader.num_samples()
     }
 
-    /// The subset as host batches of `batch` images (the last one shorter); kept for
-    /// later calls with the same size.
-    fn host_batches(&self, batch: usize) -> Result<&[HostBatch], TrainError> {
-        if let Some((b, h)) = self.host.get() {
-            if *b == batch {
-                return Ok(h);
-            }
-            return Err(TrainError::Graph(format!("reward subset: host batches of {b} images were made, {batch} asked")));
-        }
+    /// The subset as host batches of `batch` images (the last one shorter). The first
+    /// size asked for is kept (every episode of a run asks for the same).
+    fn host_batches(&self, batch: usize) -> Result<std::borrow::Cow<'_, [HostBatch]>, TrainError> {
         let batch = batch.max(1);
+        match self.host.get() {
+            Some((b, h)) if *b == batch => Ok(std::borrow::Cow::Borrowed(h)),
+            Some(_) => Ok(std::borrow::Cow::Owned(self.make_host_batches(batch)?)),
+            None => {
+                let v = self.make_host_batches(batch)?;
+                Ok(std::borrow::Cow::Borrowed(&self.host.get_or_init(|| (batch, v)).1))
+            }
+        }
+    }
+
+    fn make_host_batches(&self, batch: usize) -> Result<Vec<HostBatch>, TrainError> {
         let mut v: Vec<HostBatch> = Vec::new();
         let mut push = |shape: &[usize], data: &[f32], labels: &[i64]| {
             let per: usize = shape[1..].iter().product();
@@ -217,7 +222,7 @@ impl<'a> RewardSet<'a> {
                 }
             }
         }
-        Ok(&self.host.get_or_init(|| (batch, v)).1)
+        Ok(v)
     }
 
     /// Accuracy of an ONNX graph in ONNX Runtime on the subset (`how.pad` is not used here).
@@ -308,7 +313,7 @@ impl<'a> RewardSet<'a> {
         let batches = self.host_batches(how.batch)?;
         let bytes = timed(&mut st.build, || crate::onnx::to_bytes(g));
         let t = std::time::Instant::now();
-        let (acc, build) = ort_accuracy(&bytes, how.sessions, batches)?;
+        let (acc, build) = ort_accuracy(&bytes, how.sessions, &batches)?;
         let wall = t.elapsed().as_secs_f64();
         st.build += build;
         st.infer += (wall - build).max(0.0);
@@ -618,7 +623,8 @@ mod tests {
             let (m, n) = (rs.reward(&mut net, &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap());
             assert!((m - n).abs() <= 1.0 / 96.0 + 1e-12, "masked {m} vs narrow {n}");
             // The narrow graph in ONNX Runtime computes the same logits as in libtorch.
-            let (hs, hx, _) = &rs.host_batches(40).unwrap()[0];
+            let hb = rs.host_batches(40).unwrap();
+            let (hs, hx, _) = &hb[0];
             let mut m_ort = crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(&frozen.narrow_graph(&kept).unwrap().0), 1).unwrap();
             let (_, lo) = m_ort.run(hs, hx.clone()).unwrap().remove(0);
             let lt = Vec::<f32>::try_from(tch::no_grad(|| narrow.forward_t(x, false).unwrap()).flatten(0, -1)).unwrap();
@@ -739,7 +745,8 @@ mod tests {
                     let d = (&lp - &l0).abs().max().double_value(&[]);
                     assert!(d <= 1e-5 * scale, "{model} pad {pad} (BN kept: {keep_bn}): logits differ by {d} (scale {scale})");
                     // The same in ONNX Runtime, one session or two side by side.
-                    let (hs, hx, _) = &rs.host_batches(24).unwrap()[0];
+                    let hb = rs.host_batches(24).unwrap();
+                    let (hs, hx, _) = &hb[0];
                     let run = |g: &crate::ir::Graph| crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), 1).unwrap().run(hs, hx.clone()).unwrap().remove(0).1;
                     let (o0, op) = (run(&e0), run(&ep));
                     let d = o0.iter().zip(&op).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
