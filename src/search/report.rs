@@ -265,6 +265,9 @@ pub fn summary(r: &Report) -> String {
             l.measured_pruned_ms
         );
     }
+    if let Some(h) = alignment_hint(r) {
+        s += &h;
+    }
     s += &format!("Time: weight training {:.1}s, search {:.1}s (episodes + agent updates; {:.1}% of the training time of the search epochs), fine-tuning {:.1}s, total {:.1}s.\n\n| layer | name | kept / channels |\n|---|---|---|\n", r.train_seconds, r.search_seconds, 100.0 * r.search_overhead, r.finetune_seconds, r.total_seconds);
     for l in &r.layers {
         s += &format!("| {} | {} | {} / {} ({:.0}%) |\n", l.layer, l.name, l.kept, l.channels, 100.0 * l.ratio);
@@ -272,8 +275,49 @@ pub fn summary(r: &Report) -> String {
     s
 }
 
+/// When the pruned model runs slower than the unpruned one in ONNX Runtime and
+/// some pruned widths are not multiples of 4 (which keeps ONNX Runtime's blocked
+/// NCHWc CPU convolutions off those layers): what to do about it.
+fn alignment_hint(r: &Report) -> Option<String> {
+    let odd: Vec<String> = r.layers.iter().filter(|l| l.kept < l.channels && l.kept % 4 != 0).map(|l| l.layer.to_string()).collect();
+    if r.speedup >= 1.0 || !r.engine.starts_with("ort") || odd.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Note: the pruned model runs slower than the unpruned one in ONNX Runtime at batch {}. Layers {} keep widths that are not multiples of 4, which keeps ONNX Runtime's blocked (NCHWc) CPU convolutions off them; `channel-multiple: 4` in the recipe (or `--channel-multiple 4`) searches aligned widths (docs/BENCHMARKS.md, search cost).\n",
+        r.latency_batch,
+        odd.join(", ")
+    ))
+}
+
 /// `report.json` and `report.md`.
 pub fn write(dir: &Path, r: &Report) -> anyhow::Result<()> {
     crate::util::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(r)?.as_bytes()).context("writing report.json")?;
     crate::util::write_atomic(&dir.join("report.md"), summary(r).as_bytes()).context("writing report.md")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_unaligned_models_get_the_alignment_hint() {
+        let layer = |i: usize, kept: usize| LayerChoice { layer: i, group: i, name: format!("conv{i}"), channels: 16, kept, ratio: kept as f64 / 16.0, kept_channels: (0..kept).collect() };
+        let f = |ms: f64| Figures { accuracy: 0.9, macs: 100, params: 10, latency_ms: ms, latency_batch_ms: ms };
+        let mut r: Report = serde_json::from_value(serde_json::json!({
+            "name": "t", "policy": "rlal", "model": "m.onnx", "data": "d", "accuracy": 0.9, "budget": "macs", "target_ratio": 0.5,
+            "macs_ratio": 0.5, "params_ratio": 0.5, "unpruned": serde_json::to_value(f(1.0)).unwrap(), "pruned": serde_json::to_value(f(1.2)).unwrap(),
+            "masked_accuracy": 0.9, "best_reward": 0.9, "best_epoch": 1, "engine": "ort", "test_samples": 10, "latency_batch": 64, "speedup": 0.8,
+            "search_seconds": 1.0, "train_seconds": 1.0, "search_overhead": 0.1, "finetune_seconds": 1.0, "total_seconds": 3.0, "layers": []
+        }))
+        .unwrap();
+        r.layers = vec![layer(0, 8), layer(1, 9), layer(2, 16)];
+        let s = summary(&r);
+        assert!(s.contains("Layers 1 keep widths that are not multiples of 4") && s.contains("channel-multiple: 4"), "{s}");
+        r.speedup = 1.3;
+        assert!(!summary(&r).contains("channel-multiple"));
+        r.speedup = 0.8;
+        r.layers = vec![layer(0, 8), layer(1, 12)];
+        assert!(!summary(&r).contains("channel-multiple"), "aligned widths: no hint");
+    }
 }
