@@ -108,7 +108,8 @@ struct SearchReport {
     reward_images_per_s: f64,
     /// Once per search epoch: freezing the weights, seconds.
     freeze_s: f64,
-    /// Agent updates of one search epoch (`updates-per-epoch` env-model + SAC steps), seconds.
+    /// Agent updates of one search epoch (`updates-per-epoch` env-model + SAC steps), seconds;
+    /// timed as in the last agent epoch (a replay buffer with P episodes of every search epoch).
     updates_s: f64,
     /// (episodes + freeze + updates) / training epoch with this recipe's reward subset.
     search_share: f64,
@@ -441,9 +442,19 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         agent.remember(ep, acc as f32);
     }
     let st = rset.take_stages();
-    // Agent updates: fill the replay buffer to one batch with more random episodes (rewards drawn, not evaluated).
+    // Agent updates as in the last agent epoch: the buffer holds P random episodes of
+    // every search epoch so far (rewards drawn, not evaluated), so the environment
+    // model's GRU runs over all of those epochs, as it does late in a run.
+    let last = r.agent_epochs.max(1) - 1;
+    for t in r.warmup_epochs.min(last)..=last {
+        for _ in 0..r.episodes_per_epoch {
+            let ep = agent.episode(&budget, t, &mut rng, Explore::Random);
+            let reward = rng.uniform_f32();
+            agent.remember(&ep, reward);
+        }
+    }
     while agent.replay.len() < agent.cfg.batch_size {
-        let ep = agent.episode(&budget, 0, &mut rng, Explore::Random);
+        let ep = agent.episode(&budget, last, &mut rng, Explore::Random);
         let reward = rng.uniform_f32();
         agent.remember(&ep, reward);
     }
