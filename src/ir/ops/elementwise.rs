@@ -76,7 +76,7 @@ impl OpDef for Softmax {
         let axis = cx.node.attr_int("axis", default).unwrap_or(1);
         let axis = super::norm_axis(axis, rank.max(1)).unwrap_or(1);
         // Opset < 13 flattens from `axis` on, so axis <= 1 couples the channels too.
-        if axis == 1 || (axis == 0) || (rank == 2 && axis == 1) {
+        if axis <= 1 {
             return ChannelSpec::fixed(1, 1, &format!("{} {} normalises over the channel axis", cx.node.op_type, cx.node.label()));
         }
         ChannelSpec::per_channel(cx, &[0])
