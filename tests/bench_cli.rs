@@ -103,9 +103,11 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["engine"], "pruned");
-    let (code, _, err) = rlal(&["bench", "search", "--recipe", r, "--ort-pad", "0"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("reward-ort-pad"), "{err}");
+    for (flag, field) in [("--ort-pad", "reward-ort-pad"), ("--ort-batch", "reward-ort-batch")] {
+        let (code, _, err) = rlal(&["bench", "search", "--recipe", r, flag, "0"]);
+        assert_eq!(code, 2, "{flag} 0: {err}");
+        assert!(err.contains(field), "{err}");
+    }
     // A bad override is an input error naming it.
     let (code, _, err) = rlal(&["bench", "search", "--recipe", r, "--paper-subset", "1.5"]);
     assert_eq!(code, 2);

@@ -55,15 +55,19 @@ impl EnvModel {
         GruParams { w_ih: get("gru.weight_ih_l0"), b_ih: get("gru.bias_ih_l0"), w_hh: host(&vars["gru.weight_hh_l0"]), b_hh: host(&vars["gru.bias_hh_l0"]), emb: get("emb.weight"), h: self.z_dim as usize }
     }
 
-    /// z_0..z_upto (GRU outputs over the embeddings of epochs 0..=upto), computed on
-    /// the host, with the tape for [`Tape::backward`]. The GRU runs in plain Rust
-    /// rather than libtorch: autograd over ~90 steps of a dozen tiny ops each was most
-    /// of an agent update (docs/BENCHMARKS.md).
-    fn z_all(&self, upto: i64) -> (Vec<f32>, Tape, GruParams) {
+    /// The GRU over the embeddings of epochs 0..=upto ([`Tape::outputs`] are z_0..z_upto),
+    /// with what [`Tape::backward`] needs. Only the recurrence runs step by step (on the
+    /// host); autograd over ~90 steps of a dozen tiny ops each was most of an agent
+    /// update (docs/BENCHMARKS.md).
+    fn z_all(&self, upto: i64) -> (Tape, GruParams) {
         let upto = upto.clamp(0, self.max_epochs - 1) as usize;
         let p = self.gru_params();
-        let tape = Tape::forward(&p, upto + 1);
-        (tape.outputs().to_vec(), tape, p)
+        (Tape::forward(&p, upto + 1), p)
+    }
+
+    /// Row of z_all for epoch `e` (epochs past the embedding table use its last row).
+    fn row(&self, e: usize) -> i64 {
+        (e as i64).min(self.max_epochs - 1)
     }
 
     /// z for each epoch index, recomputed with the current GRU ([B, z_dim], no gradients).
@@ -73,9 +77,9 @@ impl EnvModel {
             return Tensor::zeros([n, self.z_dim], (Kind::Float, Device::Cpu));
         }
         let max = *epochs.iter().max().expect("non-empty") as i64;
-        let (z, ..) = self.z_all(max);
-        let h = self.z_dim as usize;
-        let rows: Vec<f32> = epochs.iter().flat_map(|&e| z[e.min(self.max_epochs as usize - 1).min(z.len() / h - 1) * h..][..h].iter().copied()).collect();
+        let (tape, _) = self.z_all(max);
+        let (z, h) = (tape.outputs(), self.z_dim as usize);
+        let rows: Vec<f32> = epochs.iter().flat_map(|&e| z[self.row(e) as usize * h..][..h].iter().copied()).collect();
         Tensor::from_slice(&rows).view([n, self.z_dim])
     }
 
@@ -88,11 +92,9 @@ impl EnvModel {
     /// autograd; GRU and embeddings by [`Tape::backward`] from dL/dz).
     fn loss_and_grads(&mut self, s: &Tensor, a: &Tensor, r: &Tensor, epochs: &[usize]) -> f64 {
         let max = *epochs.iter().max().expect("non-empty batch") as i64;
-        let (z, tape, p) = self.z_all(max);
-        let h = self.z_dim as usize;
-        let steps = z.len() / h;
-        let leaf = Tensor::from_slice(&z).view([steps as i64, self.z_dim]).set_requires_grad(true);
-        let idx: Vec<i64> = epochs.iter().map(|&e| (e as i64).min(self.max_epochs - 1)).collect();
+        let (tape, p) = self.z_all(max);
+        let leaf = Tensor::from_slice(tape.outputs()).view([tape.steps as i64, self.z_dim]).set_requires_grad(true);
+        let idx: Vec<i64> = epochs.iter().map(|&e| self.row(e)).collect();
         let zb = leaf.index_select(0, &Tensor::from_slice(&idx));
         let pred = self.dec.forward(&Tensor::cat(&[s, a, &zb], 1));
         let loss = pred.mse_loss(r, tch::Reduction::Mean);
@@ -281,9 +283,9 @@ mod tests {
         for (_, mut t) in env.vs.variables() {
             tch::no_grad(|| t.copy_(&(&t + Tensor::randn_like(&t) * 0.1)));
         }
-        let (z, ..) = env.z_all(30);
+        let (tape, _) = env.z_all(30);
         let zr = env.z_all_autograd(30);
-        let d = (Tensor::from_slice(&z).view_as(&zr) - &zr).abs().max().double_value(&[]);
+        let d = (Tensor::from_slice(tape.outputs()).view_as(&zr) - &zr).abs().max().double_value(&[]);
         assert!(d < 1e-5, "z differs by {d}");
         let epochs: Vec<usize> = (0..12).map(|k| (k * 7) % 31).collect();
         let s = Tensor::randn([12, 5], (Kind::Float, Device::Cpu));

@@ -186,21 +186,45 @@ pub fn mask(g: &Graph, a: &Analysis, plan: &Plan) -> Graph {
             }
             let Some(keep) = plan.kept_idx.get(&p.follows) else { continue };
             let Some(t) = out.values[p.value].init.as_mut() else { continue };
-            let shape = t.shape.clone();
-            let Some(data) = t.as_f32_mut() else { continue };
-            let n = shape[p.axis];
-            let inner: usize = shape[p.axis + 1..].iter().product();
-            let outer: usize = shape[..p.axis].iter().product();
             let kept: std::collections::BTreeSet<usize> = keep.iter().copied().collect();
-            for o in 0..outer {
-                for i in (0..n).filter(|i| !kept.contains(i)) {
-                    let base = (o * n + i) * inner;
-                    data[base..base + inner].iter_mut().for_each(|x| *x = 0.0);
-                }
-            }
+            let removed: Vec<usize> = (0..t.shape.get(p.axis).copied().unwrap_or(0)).filter(|i| !kept.contains(i)).collect();
+            zero_indices(t, p.axis, &removed);
         }
     }
     out
+}
+
+/// Zeroes indices `idx` along `axis` of an f32 tensor; false when it is not f32
+/// or has no such axis. Indices past the axis are ignored.
+fn zero_indices(t: &mut Tensor, axis: usize, idx: &[usize]) -> bool {
+    let shape = t.shape.clone();
+    let (Some(data), Some(&n)) = (t.as_f32_mut(), shape.get(axis)) else { return false };
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    for o in 0..outer {
+        for &i in idx.iter().filter(|&&i| i < n) {
+            let base = (o * n + i) * inner;
+            data[base..base + inner].iter_mut().for_each(|x| *x = 0.0);
+        }
+    }
+    true
+}
+
+/// Sets every parameter entry of group `gr`'s channels `chans` to zero, producing
+/// and consuming side alike (all of `gr.params`). Keeping such channels changes
+/// nothing downstream: their consumers' weights are zero whatever the channels
+/// carry. False when a parameter is not an f32 initializer (then the channels
+/// must be removed instead of kept).
+pub fn zero_group_channels(g: &mut Graph, gr: &crate::analysis::Group, chans: &[usize]) -> bool {
+    for p in &gr.params {
+        let Some((_, per)) = gr.members.iter().find(|(v, _)| *v == p.follows) else { return false };
+        let idx: Vec<usize> = chans.iter().filter_map(|&c| per.get(c)).flatten().copied().collect();
+        let Some(t) = g.values[p.value].init.as_mut() else { return false };
+        if !zero_indices(t, p.axis, &idx) {
+            return false;
+        }
+    }
+    true
 }
 
 /// A pruned graph with its plan and cost figures (per sample).

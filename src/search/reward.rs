@@ -72,7 +72,7 @@ type HostBatch = (Vec<usize>, Vec<f32>, Vec<i64>);
 fn ort_correct<'b>(m: &mut crate::validate::ort::OrtModel, batches: impl Iterator<Item = &'b HostBatch>) -> Result<(usize, usize), TrainError> {
     let (mut right, mut n) = (0usize, 0usize);
     for (shape, data, labels) in batches {
-        let outs = m.run(shape, data.clone()).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+        let outs = m.run_ref(shape, data).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
         let (oshape, logits) = outs.into_iter().next().ok_or_else(|| TrainError::Graph("reward in ONNX Runtime: the model has no output".into()))?;
         let k = oshape.last().copied().unwrap_or(1).max(1);
         for (row, &y) in logits.chunks(k).zip(labels) {
@@ -411,7 +411,7 @@ impl Frozen {
                 return Err(TrainError::Graph(format!("padding group {g}: the {wide_k} strongest channels do not contain the {k} strongest")));
             }
             let graph = zeroed.get_or_insert_with(|| self.graph.clone());
-            if zero_channels(graph, &self.analysis.groups[g], &extra) {
+            if crate::rewrite::surgery::zero_group_channels(graph, &self.analysis.groups[g], &extra) {
                 ks.insert(g, wide);
             } else {
                 ks.insert(g, real);
@@ -450,29 +450,6 @@ impl Frozen {
         let _batch_stats = tch::no_grad(|| net.forward_t(x, true))?;
         Ok(())
     }
-}
-
-/// Sets every parameter entry of group `gr`'s channels `chans` to zero (all of
-/// `gr.params`, producing and consuming side). False when a parameter is not an
-/// f32 initializer (then the caller must not keep those channels).
-fn zero_channels(g: &mut crate::ir::Graph, gr: &crate::analysis::Group, chans: &[usize]) -> bool {
-    for p in &gr.params {
-        let Some((_, per)) = gr.members.iter().find(|(v, _)| *v == p.follows) else { return false };
-        let idx: Vec<usize> = chans.iter().filter_map(|&c| per.get(c)).flatten().copied().collect();
-        let Some(t) = g.values[p.value].init.as_mut() else { return false };
-        let shape = t.shape.clone();
-        let Some(data) = t.as_f32_mut() else { return false };
-        let Some(&n) = shape.get(p.axis) else { return false };
-        let inner: usize = shape[p.axis + 1..].iter().product();
-        let outer: usize = shape[..p.axis].iter().product();
-        for o in 0..outer {
-            for &i in idx.iter().filter(|&&i| i < n) {
-                let base = (o * n + i) * inner;
-                data[base..base + inner].iter_mut().for_each(|x| *x = 0.0);
-            }
-        }
-    }
-    true
 }
 
 /// L_align (Eq. 10, group-lasso form): over the layers, the sum over removed

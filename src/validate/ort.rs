@@ -114,9 +114,14 @@ impl OrtModel {
     }
     /// Runs the model on one f32 input (the first graph input); returns all outputs.
     pub fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<Output>, ValidateError> {
+        self.run_ref(shape, &data)
+    }
+
+    /// [`OrtModel::run`] on borrowed input data (no copy into the runtime).
+    pub fn run_ref(&mut self, shape: &[usize], data: &[f32]) -> Result<Vec<Output>, ValidateError> {
         let rt = |e: String| ValidateError::Runtime(e);
         let name = self.session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| rt("the model has no inputs".into()))?;
-        let t = ort::value::Tensor::from_array((shape.to_vec(), data)).map_err(|e| rt(e.to_string()))?;
+        let t = ort::value::TensorRef::from_array_view((shape.to_vec(), data)).map_err(|e| rt(e.to_string()))?;
         let outs = self.session.run(ort::inputs![name => t]).map_err(|e| rt(e.to_string()))?;
         let mut res = Vec::new();
         for (_, v) in outs.iter() {
