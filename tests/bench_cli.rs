@@ -91,6 +91,9 @@ fn bench_search_reports_the_episode_stages_and_shares() {
         assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {out}");
     }
     assert!(j["episodes_share_paper"].as_f64().unwrap() < j["search_share_paper"].as_f64().unwrap());
+    // `auto` overlaps the agent updates with training on CUDA only.
+    assert_eq!(j["overlap"], false);
+    assert!(j.get("search_share_paper_overlapped").is_none(), "{out}");
     // The masked engine scores at full width without surgery.
     let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "1", "--episodes", "1", "--engine", "masked", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -103,6 +106,13 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["engine"], "pruned");
+    // With the updates beside the training: that training's throughput and the overlapped share.
+    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "2", "--episodes", "1", "--overlap", "always", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["overlap"], true);
+    assert!(j["train_images_per_s_beside_updates"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(j["search_share_paper_overlapped"].as_f64().unwrap() >= j["episodes_share_paper"].as_f64().unwrap(), "{out}");
     for (flag, field) in [("--ort-pad", "reward-ort-pad"), ("--ort-batch", "reward-ort-batch")] {
         let (code, _, err) = rlal(&["bench", "search", "--recipe", r, flag, "0"]);
         assert_eq!(code, 2, "{flag} 0: {err}");

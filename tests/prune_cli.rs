@@ -146,7 +146,7 @@ fn rows_without_times(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| {
             let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            for k in ["train_seconds", "search_seconds", "update_seconds"] {
+            for k in ["train_seconds", "search_seconds", "update_seconds", "update_overlapped"] {
                 v.as_object_mut().unwrap().remove(k);
             }
             if let Some(st) = v.get_mut("reward_stages").and_then(|s| s.as_object_mut()) {
@@ -163,40 +163,53 @@ fn rows_without_times(path: &Path) -> Vec<serde_json::Value> {
 fn killed_run_resumes_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("tiny.yaml");
-    std::fs::write(&recipe, TINY.replace("epochs: 3\n", "epochs: 4\n").replace("agent-epochs: 3", "agent-epochs: 4")).unwrap();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let tiny = TINY.replace("epochs: 3\n", "epochs: 4\n").replace("agent-epochs: 3", "agent-epochs: 4");
+    std::fs::write(&recipe, tiny.replace("agent:\n", "agent:\n  overlap: never\n")).unwrap();
+    // Run b runs the agent updates of epoch 3 beside the training of epoch 4 (`agent.overlap`),
+    // which must not change any result either.
+    let overlapped = dir.path().join("overlapped.yaml");
+    std::fs::write(&overlapped, tiny.replace("agent:\n", "agent:\n  overlap: always\n")).unwrap();
+    let a = dir.path().join("a");
     let (code, _, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", a.to_str().unwrap(), "-q"]);
     assert_eq!(code, 0, "{err}");
-    // The same run, killed once epoch 2 is checkpointed, then resumed.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
-        .args(["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", b.to_str().unwrap(), "-q"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = b.join("checkpoints/search.json");
-    let t0 = std::time::Instant::now();
-    loop {
-        let epoch = std::fs::read(&state).ok().and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok()).and_then(|v| v["epoch"].as_u64()).unwrap_or(0);
-        if epoch >= 2 {
-            break;
+    // The same run, killed once epoch 2 (then: 3, whose checkpoint waits for its
+    // overlapped updates) is checkpointed, then resumed.
+    for kill_at in [2u64, 3] {
+        let b = dir.path().join(format!("b{kill_at}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
+            .args(["prune", "--recipe", overlapped.to_str().unwrap(), "--run-dir", b.to_str().unwrap(), "-q"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let state = b.join("checkpoints/search.json");
+        let t0 = std::time::Instant::now();
+        loop {
+            let epoch = std::fs::read(&state).ok().and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok()).and_then(|v| v["epoch"].as_u64()).unwrap_or(0);
+            if epoch >= kill_at {
+                break;
+            }
+            assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+            assert!(t0.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        assert!(t0.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!b.join("report.json").exists());
+        let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains("resuming"), "{err}");
+        let rows_b: Vec<serde_json::Value> = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let overlapped_epochs: Vec<u64> = rows_b.iter().filter(|r| r["update_overlapped"] == true).map(|r| r["epoch"].as_u64().unwrap()).collect();
+        assert_eq!(overlapped_epochs, [3], "the updates of epoch 3 (not those of the last epoch) run beside the next training");
+        assert_eq!(rows_without_times(&a.join("metrics.jsonl")), rows_without_times(&b.join("metrics.jsonl")), "killed at epoch {kill_at}");
+        assert_eq!(std::fs::read_to_string(a.join("best_policy.yaml")).unwrap(), std::fs::read_to_string(b.join("best_policy.yaml")).unwrap(), "killed at epoch {kill_at}");
+        assert!(std::fs::read(a.join("pruned.onnx")).unwrap() == std::fs::read(b.join("pruned.onnx")).unwrap(), "pruned.onnx differs after resume (killed at epoch {kill_at})");
+        for f in ["rewards.svg", "accuracy.svg", "layers.svg"] {
+            assert!(std::fs::read_to_string(b.join(f)).unwrap().starts_with("<svg"), "{f}");
+        }
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(!b.join("report.json").exists());
-    let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-    assert!(err.contains("resuming"), "{err}");
-    assert_eq!(rows_without_times(&a.join("metrics.jsonl")), rows_without_times(&b.join("metrics.jsonl")));
-    assert_eq!(std::fs::read_to_string(a.join("best_policy.yaml")).unwrap(), std::fs::read_to_string(b.join("best_policy.yaml")).unwrap());
-    assert!(std::fs::read(a.join("pruned.onnx")).unwrap() == std::fs::read(b.join("pruned.onnx")).unwrap(), "pruned.onnx differs after resume");
-    for f in ["rewards.svg", "accuracy.svg", "layers.svg"] {
-        assert!(std::fs::read_to_string(b.join(f)).unwrap().starts_with("<svg"), "{f}");
-    }
+    let b = dir.path().join("b2");
     // Resuming a finished run is a no-op that reports it.
     let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");

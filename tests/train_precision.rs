@@ -119,7 +119,7 @@ fn inplace_activations_compute_the_same_loss_and_gradients() {
         tch::manual_seed(5);
         let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
         let y = Tensor::from_slice(&[1i64, 3, 5, 7]);
-        let mut run = |n: &Net| {
+        let run = |n: &Net| {
             let loss = n.forward_t(&x, true).unwrap().cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
             for (_, p) in n.trainable() {
                 let mut gr = p.grad();

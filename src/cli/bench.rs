@@ -13,6 +13,7 @@ use anyhow::Context;
 use rlal::analysis::{self, ImportOptions};
 use rlal::train::optim::{Sgd, SgdConfig};
 use rlal::train::recipe::{DeviceKind, InsertBn};
+use rlal::train::trainer::batch_tensors;
 use rlal::train::{setup, Net};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -56,6 +57,9 @@ pub struct SearchBenchArgs {
     /// Override the recipe's `reward-ort-pad` (1: score the unpadded narrow networks).
     #[arg(long)]
     pub ort_pad: Option<usize>,
+    /// Override the recipe's `agent.overlap` (agent updates beside the next epoch's training).
+    #[arg(long, value_enum)]
+    pub overlap: Option<rlal::search::recipe::Overlap>,
     /// Timed training batches (after 2 untimed ones) for the training throughput.
     #[arg(long, default_value_t = 20)]
     pub train_batches: usize,
@@ -118,6 +122,15 @@ struct SearchReport {
     /// Of `search_share_paper`, without the agent updates (a fixed cost per epoch that shrinks with larger data).
     episodes_share_paper: f64,
     paper_subset: f64,
+    /// `agent.overlap` on this device: the updates run beside the next epoch's training.
+    overlap: bool,
+    /// With `overlap`: training throughput while agent updates run beside it, img/s.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    train_images_per_s_beside_updates: Option<f64>,
+    /// With `overlap`: the share at the paper's proportions counting the episodes, the
+    /// updates' time beyond a training epoch (the wait), and the training slowdown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    search_share_paper_overlapped: Option<f64>,
 }
 
 #[derive(serde::Serialize)]
@@ -355,7 +368,6 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     use rlal::search::reward::RewardSet;
     use rlal::search::run::{freeze, ort_usable, prepare, search_data, SearchData};
     use rlal::search::Recipe;
-    use rlal::train::trainer::batch_tensors;
 
     let mut r = Recipe::load(&a.recipe).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
     if let Some(e) = a.engine {
@@ -372,6 +384,9 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     }
     if let Some(b) = a.ort_batch {
         r.reward_ort_batch = b;
+    }
+    if let Some(o) = a.overlap {
+        r.agent.overlap = o;
     }
     if let Some(p) = a.ort_pad {
         r.reward_ort_pad = p;
@@ -401,24 +416,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
 
     // Weight training: the run's step without the alignment penalty, data loading included.
     let mut sgd = Sgd::new(net.trainable(), SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay });
-    let (mut seen, mut secs) = (0usize, 0f64);
-    let mut t0 = Instant::now();
-    for (i, b) in train.epoch(0).enumerate().take(a.train_batches + 2) {
-        let b = b.context("loading a training batch").map_err(Failure::job)?;
-        let (x, y) = batch_tensors(&b, &net);
-        let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
-        let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
-        sgd.zero_grad();
-        sgd.backward(&loss).context("backward").map_err(Failure::job)?;
-        sgd.step(r.lr.min(0.05));
-        let _ = loss.f_double_value(&[]);
-        sync(device);
-        if i >= 2 {
-            secs += t0.elapsed().as_secs_f64();
-            seen += b.labels.len();
-        }
-        t0 = Instant::now();
-    }
+    let (seen, secs) = timed_training(&mut net, &mut sgd, &train, a.train_batches, r.lr.min(0.05), device)?;
     if seen == 0 {
         return Err(Failure::input(anyhow::anyhow!("{}: too few training images for one timed batch", a.recipe.display())));
     }
@@ -461,6 +459,30 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let tu = Instant::now();
     let _ = agent.update(&mut rng);
     let updates_s = tu.elapsed().as_secs_f64();
+    // With `agent.overlap`: the same training batches again while updates run beside them.
+    let overlap = r.agent.overlap.resolve(device);
+    let beside = if overlap {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (timed, joined) = std::thread::scope(|s| {
+            let (agent, rng, stop, threads) = (&mut agent, &mut rng, &stop, r.threads);
+            let h = s.spawn(move || {
+                if threads > 0 {
+                    tch::set_num_threads(threads as i32);
+                }
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = agent.update(rng);
+                }
+            });
+            let timed = timed_training(&mut net, &mut sgd, &train, a.train_batches, r.lr.min(0.05), device);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            (timed, h.join())
+        });
+        joined.map_err(|_| Failure::job(anyhow::anyhow!("the agent updates panicked")))?;
+        let (seen2, secs2) = timed?;
+        Some(seen2 as f64 / secs2)
+    } else {
+        None
+    };
 
     let n = st.episodes.max(1) as f64;
     let full_macs = budget.cost.full_macs().max(1) as f64;
@@ -499,6 +521,12 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         search_share_paper: (episodes_paper + updates_s) / train_epoch_s,
         episodes_share_paper: episodes_paper / train_epoch_s,
         paper_subset: a.paper_subset,
+        overlap,
+        train_images_per_s_beside_updates: beside,
+        search_share_paper_overlapped: beside.map(|rate| {
+            let epoch_beside = n_train as f64 / rate;
+            (episodes_paper + (updates_s - epoch_beside).max(0.0) + (epoch_beside - train_epoch_s).max(0.0)) / train_epoch_s
+        }),
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep).context("serialising").map_err(Failure::job)?);
@@ -519,6 +547,37 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
             100.0 * rep.search_share_paper,
             100.0 * rep.episodes_share_paper
         );
+        if let (Some(rate), Some(share)) = (rep.train_images_per_s_beside_updates, rep.search_share_paper_overlapped) {
+            println!(
+                "  with agent.overlap (updates beside the next epoch's training): training {:.0} img/s beside the updates; {:.1}% at the paper's proportions (episodes, the wait for updates longer than an epoch, and the training slowdown)",
+                rate,
+                100.0 * share
+            );
+        }
     }
     Ok(())
+}
+
+/// Trains `batches` batches of the epoch-0 order (after 2 untimed ones) with the run's
+/// step without the alignment penalty, data loading included: images and seconds.
+fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batches: usize, lr: f64, device: tch::Device) -> Result<(usize, f64), Failure> {
+    let (mut seen, mut secs) = (0usize, 0f64);
+    let mut t0 = Instant::now();
+    for (i, b) in train.epoch(0).enumerate().take(batches + 2) {
+        let b = b.context("loading a training batch").map_err(Failure::job)?;
+        let (x, y) = batch_tensors(&b, net);
+        let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
+        let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
+        sgd.zero_grad();
+        sgd.backward(&loss).context("backward").map_err(Failure::job)?;
+        sgd.step(lr);
+        let _ = loss.f_double_value(&[]);
+        sync(device);
+        if i >= 2 {
+            secs += t0.elapsed().as_secs_f64();
+            seen += b.labels.len();
+        }
+        t0 = Instant::now();
+    }
+    Ok((seen, secs))
 }

@@ -120,6 +120,32 @@ pub struct AgentSection {
     pub batch_size: usize,
     /// Env-model + SAC gradient updates per agent epoch (100).
     pub updates_per_epoch: usize,
+    /// Run the agent updates of epoch t beside the weight training of epoch t+1
+    /// (nothing in that training depends on them; the episodes of t+1 wait for them):
+    /// `auto` (default: on CUDA, where the agent runs on otherwise idle CPU cores while
+    /// the GPU trains), `always`, `never`. Results are those of the sequential order.
+    pub overlap: Overlap,
+}
+
+/// When the agent updates of an epoch run beside the next epoch's weight training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    /// On CUDA only (on the CPU the updates and the training would share the same cores).
+    Auto,
+    Always,
+    Never,
+}
+
+impl Overlap {
+    /// Whether the updates overlap the next epoch's training on `device`.
+    pub fn resolve(self, device: tch::Device) -> bool {
+        match self {
+            Overlap::Auto => device.is_cuda(),
+            Overlap::Always => true,
+            Overlap::Never => false,
+        }
+    }
 }
 
 impl Default for AgentSection {
@@ -137,6 +163,7 @@ impl Default for AgentSection {
             replay_capacity: c.replay_capacity,
             batch_size: c.batch_size,
             updates_per_epoch: c.updates_per_epoch,
+            overlap: Overlap::Auto,
         }
     }
 }

@@ -39,15 +39,30 @@ pub struct EpochRow {
     pub train_seconds: f64,
     /// Seconds of the episodes and agent updates after it.
     pub search_seconds: f64,
-    /// Of `search_seconds`, the agent updates (env model + SAC).
+    /// The agent updates (env model + SAC): part of `search_seconds`, unless
+    /// `update_overlapped`.
     #[serde(default)]
     pub update_seconds: f64,
+    /// The updates ran beside the next epoch's weight training (`agent.overlap`):
+    /// `search_seconds` then counts only the time that training waited for them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub update_overlapped: bool,
     /// Of `search_seconds`, the episodes' rewards by stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reward_stages: Option<super::reward::RewardStages>,
 }
 
 impl EpochRow {
+    /// Records the statistics of the epoch's agent updates.
+    pub fn set_updates(&mut self, st: &crate::agent::UpdateStats, seconds: f64, env_model: bool, alpha: f64) {
+        self.update_seconds = seconds;
+        self.env_loss = env_model.then_some(st.env_loss);
+        self.critic_loss = Some(st.critic_loss);
+        self.actor_loss = Some(st.actor_loss);
+        self.entropy = Some(st.entropy);
+        self.alpha = Some(alpha);
+    }
+
     pub fn line(&self, total: usize) -> String {
         let f = |x: Option<f64>| x.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
         let mut s = format!("epoch {}/{} [{}] loss {:.4} acc {:.2}% test {}", self.epoch, total, self.phase, self.train_loss, 100.0 * self.train_acc, f(self.test_acc));

@@ -68,10 +68,15 @@ struct SearchState {
 
 const CKPT: &str = "checkpoints";
 
-fn save_checkpoint(dir: &Path, net: &Net, sgd: &Sgd, agent: &Agent, st: &SearchState) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// The network's part of a checkpoint: weights `net.*` and SGD momenta `sgd.*`.
+fn net_tensors(net: &Net, sgd: &Sgd) -> Vec<(String, Tensor)> {
     let mut named: Vec<(String, Tensor)> = net.var_store().variables().into_iter().map(|(n, t)| (format!("net.{n}"), t)).collect();
     named.extend(sgd.buffers().into_iter().map(|(n, t)| (format!("sgd.{n}"), t)));
+    named
+}
+
+fn save_checkpoint(dir: &Path, mut named: Vec<(String, Tensor)>, agent: &Agent, st: &SearchState) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     named.extend(agent.tensors());
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let file = dir.join(&st.tensors);
@@ -203,6 +208,93 @@ pub fn prepare(r: &Recipe, table: Option<&Path>, progress: bool) -> Result<(Grap
     Ok((g, an, budget))
 }
 
+/// A finished epoch whose agent updates run beside the next epoch's weight training
+/// (`agent.overlap`): its metrics row and checkpoint wait for them.
+struct Pending {
+    /// Complete but for the updates' statistics and their wait.
+    row: EpochRow,
+    episodes_seconds: f64,
+    /// Weights and SGD momenta at the end of the epoch (copies).
+    snapshot: Vec<(String, Tensor)>,
+    step: usize,
+    best: Option<Best>,
+    elapsed: f64,
+}
+
+/// What one epoch of weight training needs besides the network and its optimiser.
+struct EpochCtx<'a> {
+    r: &'a Recipe,
+    train: &'a Loader,
+    sched: &'a Schedule,
+    /// Steps per epoch (progress).
+    spe: usize,
+    epoch: usize,
+    progress: bool,
+}
+
+/// Sums over one epoch of weight training.
+struct Trained {
+    loss_sum: f64,
+    align_sum: f64,
+    correct: usize,
+    seen: usize,
+    /// Learning rate of the last step.
+    lr: f64,
+}
+
+/// One epoch of weight training with L = CE + β·L_align (Eq. 11; `align`: the best
+/// policy's v_l, or none).
+fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, align: Option<&BTreeMap<usize, Vec<bool>>>) -> Result<Trained, SearchError> {
+    let job = SearchError::Job;
+    let (r, t, t0) = (c.r, c.epoch, Instant::now());
+    let mut tr = Trained { loss_sum: 0.0, align_sum: 0.0, correct: 0, seen: 0, lr: r.lr };
+    let mut last_print = Instant::now();
+    for (bi, b) in c.train.epoch(t as u64).enumerate() {
+        let b = b.map_err(|e| job(e.into()))?;
+        let (x, y) = batch_tensors(&b, net);
+        tr.lr = c.sched.lr(*step);
+        let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
+        let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, r.label_smoothing).map_err(|e| job(e.into()))?;
+        if let Some(v) = align {
+            let pen = reward::align_penalty(net, v);
+            tr.align_sum += pen.double_value(&[]) * b.labels.len() as f64;
+            loss = loss.f_add(&(pen * r.beta)).map_err(|e| job(e.into()))?;
+        }
+        sgd.zero_grad();
+        sgd.backward(&loss).map_err(|e| job(e.into()))?;
+        sgd.step(tr.lr);
+        *step += 1;
+        let l = loss.double_value(&[]);
+        if !l.is_finite() {
+            return Err(job(anyhow!("the loss became {l} at epoch {}; lower the learning rate", t + 1)));
+        }
+        tr.loss_sum += l * b.labels.len() as f64;
+        tr.correct += tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])) as usize;
+        tr.seen += b.labels.len();
+        if c.progress && last_print.elapsed().as_secs_f64() > 0.5 {
+            last_print = Instant::now();
+            let el = t0.elapsed().as_secs_f64();
+            eprint!("\repoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ", t + 1, r.epochs, bar(bi + 1, c.spe), bi + 1, c.spe, tr.loss_sum / tr.seen as f64, 100.0 * tr.correct as f64 / tr.seen as f64, tr.seen as f64 / el);
+        }
+    }
+    Ok(tr)
+}
+
+/// Writes a finished epoch: its metrics row (and progress line), its checkpoint
+/// (`named`: the network's tensors at the end of that epoch) and the plots.
+#[allow(clippy::too_many_arguments)]
+fn close_epoch(o: &RunOptions, epochs: usize, ckpt: &Path, metrics: &mut std::fs::File, rows: &mut Vec<EpochRow>, row: EpochRow, named: Vec<(String, Tensor)>, agent: &Agent, st: &SearchState) -> Result<(), SearchError> {
+    let job = SearchError::Job;
+    writeln!(metrics, "{}", serde_json::to_string(&row).expect("metrics serialise")).context("writing metrics.jsonl").map_err(job)?;
+    metrics.flush().context("writing metrics.jsonl").map_err(job)?;
+    if o.progress {
+        eprintln!("\r{}", row.line(epochs));
+    }
+    rows.push(row);
+    save_checkpoint(ckpt, named, agent, st).map_err(job)?;
+    plot::write_search(&o.run_dir, rows).map_err(job)
+}
+
 /// Keeps the first `n` lines of a JSON-lines file (the epochs a checkpoint covers).
 fn truncate_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -310,6 +402,9 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     }
     let recal_x = recal.as_ref().map(Tensor::shallow_clone);
     let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?.with_recalibration(recal);
+    let overlap = r.agent.overlap.resolve(device);
+    // An epoch whose agent updates run beside the next epoch's weight training.
+    let mut pending: Option<Pending> = None;
     for t in start..r.epochs {
         let t0 = Instant::now();
         // v_l of the best policy by current norms (Eq. 10), for the penalty only.
@@ -317,42 +412,46 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             (Some(b), true) => Some(reward::keep_vectors(&net, &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?)),
             _ => None,
         };
-        let (mut loss_sum, mut align_sum, mut correct, mut seen, mut lr) = (0f64, 0f64, 0usize, 0usize, r.lr);
-        let mut last_print = Instant::now();
-        for (bi, b) in train.epoch(t as u64).enumerate() {
-            let b = b.map_err(|e| job(e.into()))?;
-            let (x, y) = batch_tensors(&b, &net);
-            lr = sched.lr(step);
-            let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
-            let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, r.label_smoothing).map_err(|e| job(e.into()))?;
-            if let Some(v) = &align {
-                let pen = reward::align_penalty(&net, v);
-                align_sum += pen.double_value(&[]) * b.labels.len() as f64;
-                loss = loss.f_add(&(pen * r.beta)).map_err(|e| job(e.into()))?;
-            }
-            sgd.zero_grad();
-            sgd.backward(&loss).map_err(|e| job(e.into()))?;
-            sgd.step(lr);
-            step += 1;
-            let l = loss.double_value(&[]);
-            if !l.is_finite() {
-                return Err(job(anyhow!("the loss became {l} at epoch {}; lower the learning rate", t + 1)));
-            }
-            loss_sum += l * b.labels.len() as f64;
-            correct += tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])) as usize;
-            seen += b.labels.len();
-            if o.progress && last_print.elapsed().as_secs_f64() > 0.5 {
-                last_print = Instant::now();
-                let el = t0.elapsed().as_secs_f64();
-                eprint!("\repoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ", t + 1, r.epochs, bar(bi + 1, spe), bi + 1, spe, loss_sum / seen as f64, 100.0 * correct as f64 / seen as f64, seen as f64 / el);
-            }
+        // The previous epoch's agent updates (if deferred) run on their own thread while
+        // this epoch trains the weights; neither reads what the other writes.
+        let (trained, updated) = std::thread::scope(|s| {
+            let handle = pending.is_some().then(|| {
+                let (agent, rng, threads) = (&mut agent, &mut rng, r.threads);
+                s.spawn(move || {
+                    if threads > 0 {
+                        tch::set_num_threads(threads as i32);
+                    }
+                    let tu = Instant::now();
+                    let st = agent.update(rng);
+                    (st, tu.elapsed().as_secs_f64())
+                })
+            });
+            let ctx = EpochCtx { r, train: &train, sched: &sched, spe, epoch: t, progress: o.progress };
+            let trained = train_epoch(&ctx, &mut net, &mut sgd, &mut step, align.as_ref());
+            let tw = Instant::now();
+            let updated = handle.map(|h| h.join().map(|u| (u, tw.elapsed().as_secs_f64())));
+            (trained, updated)
+        });
+        if let Some(pd) = pending.take() {
+            let ((st, secs), wait) = match updated {
+                Some(Ok(u)) => u,
+                _ => return Err(job(anyhow!("the agent updates of epoch {} failed (thread panicked)", pd.row.epoch))),
+            };
+            let mut row = pd.row;
+            row.set_updates(&st, secs, r.agent.env_model, r.agent.alpha);
+            row.update_overlapped = true;
+            row.search_seconds = pd.episodes_seconds + wait;
+            t_search += row.search_seconds;
+            let state = SearchState { epoch: row.epoch, step: pd.step, rng: rng.state(), best: pd.best, replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: pd.elapsed, tensors: format!("search-e{}.ot", row.epoch), graph: fingerprint(&net) };
+            close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, pd.snapshot, &agent, &state)?;
         }
+        let tr = trained?;
         let train_secs = t0.elapsed().as_secs_f64();
         // ---- episodes on the frozen weights ----
         let t1 = Instant::now();
         let searching = t >= r.warmup_epochs && t < r.agent_epochs;
-        let mut row = EpochRow { epoch: t + 1, lr, train_loss: loss_sum / seen.max(1) as f64, train_acc: correct as f64 / seen.max(1) as f64, align_loss: if align.is_some() { Some(align_sum / seen.max(1) as f64) } else { None }, ..Default::default() };
-        let mut update_secs = 0.0;
+        let mut row = EpochRow { epoch: t + 1, lr: tr.lr, train_loss: tr.loss_sum / tr.seen.max(1) as f64, train_acc: tr.correct as f64 / tr.seen.max(1) as f64, align_loss: if align.is_some() { Some(tr.align_sum / tr.seen.max(1) as f64) } else { None }, ..Default::default() };
+        let mut defer = false;
         if searching {
             row.phase = "search".into();
             let episodes: Vec<(Vec<usize>, Option<crate::agent::Episode>)> = match r.policy {
@@ -392,20 +491,18 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             }
             row.reward_stages = Some(crate::search::reward::RewardStages { freeze: freeze_secs, ..rset.take_stages() });
             if r.policy == Policy::Rlal && t >= r.warmup_epochs + r.buffer_epochs {
-                let tu = Instant::now();
-                let st = agent.update(&mut rng);
-                update_secs = tu.elapsed().as_secs_f64();
-                row.env_loss = r.agent.env_model.then_some(st.env_loss);
-                row.critic_loss = Some(st.critic_loss);
-                row.actor_loss = Some(st.actor_loss);
-                row.entropy = Some(st.entropy);
-                row.alpha = Some(r.agent.alpha);
+                if overlap && t + 1 < r.epochs {
+                    defer = true;
+                } else {
+                    let tu = Instant::now();
+                    let st = agent.update(&mut rng);
+                    row.set_updates(&st, tu.elapsed().as_secs_f64(), r.agent.env_model, r.agent.alpha);
+                }
             }
         } else {
             row.phase = if t < r.warmup_epochs { "warmup".into() } else { "weights".into() };
         }
         let search_secs = t1.elapsed().as_secs_f64();
-        t_search += search_secs;
         row.best_reward = best.as_ref().map(|b| b.reward);
         row.mean_reward = (!row.rewards.is_empty()).then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
         if t + 1 == r.epochs || (r.eval_every > 0 && (t + 1) % r.eval_every == 0) {
@@ -413,28 +510,18 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         }
         row.train_seconds = train_secs;
         row.search_seconds = search_secs;
-        row.update_seconds = update_secs;
-        writeln!(metrics, "{}", serde_json::to_string(&row).expect("metrics serialise")).context("writing metrics.jsonl").map_err(job)?;
-        metrics.flush().context("writing metrics.jsonl").map_err(job)?;
-        if o.progress {
-            eprintln!("\r{}", row.line(r.epochs));
+        let elapsed = elapsed0 + t_all.elapsed().as_secs_f64();
+        if defer {
+            // Metrics row and checkpoint wait for the updates; the weights of this epoch are kept aside.
+            let snapshot = net_tensors(&net, &sgd).into_iter().map(|(n, t)| (n, tch::no_grad(|| t.detach().copy()))).collect();
+            pending = Some(Pending { row, episodes_seconds: search_secs, snapshot, step, best: best.clone(), elapsed });
+            continue;
         }
-        rows.push(row);
-        let st = SearchState {
-            epoch: t + 1,
-            step,
-            rng: rng.state(),
-            best: best.clone(),
-            replay: agent.replay.clone(),
-            search_seconds: t_search,
-            elapsed_seconds: elapsed0 + t_all.elapsed().as_secs_f64(),
-            tensors: format!("search-e{}.ot", t + 1),
-            graph: fingerprint(&net),
-        };
-        save_checkpoint(&ckpt, &net, &sgd, &agent, &st).map_err(job)?;
-        plot::write_search(&o.run_dir, &rows).map_err(job)?;
+        t_search += search_secs;
+        let state = SearchState { epoch: t + 1, step, rng: rng.state(), best: best.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: elapsed, tensors: format!("search-e{}.ot", t + 1), graph: fingerprint(&net) };
+        close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, net_tensors(&net, &sgd), &agent, &state)?;
     }
-
+    debug_assert!(pending.is_none(), "the last epoch never defers its updates");
     // ---- the final architecture ----
     let best = match best {
         Some(b) => b,
