@@ -111,7 +111,8 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["overlap"], true);
-    assert!(j["train_images_per_s_beside_updates"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(j["beside"]["train_images_per_s"].as_f64().unwrap() > 0.0 && j["beside"]["updates_s"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(j["beside"]["extra_s"].as_f64().unwrap() >= 0.0, "{out}");
     assert!(j["search_share_paper_overlapped"].as_f64().unwrap() >= j["episodes_share_paper"].as_f64().unwrap(), "{out}");
     for (flag, field) in [("--ort-pad", "reward-ort-pad"), ("--ort-batch", "reward-ort-batch")] {
         let (code, _, err) = rlal(&["bench", "search", "--recipe", r, flag, "0"]);

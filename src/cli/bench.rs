@@ -124,13 +124,24 @@ struct SearchReport {
     paper_subset: f64,
     /// `agent.overlap` on this device: the updates run beside the next epoch's training.
     overlap: bool,
-    /// With `overlap`: training throughput while agent updates run beside it, img/s.
+    /// With `overlap`: one epoch's agent updates timed beside weight training.
     #[serde(skip_serializing_if = "Option::is_none")]
-    train_images_per_s_beside_updates: Option<f64>,
+    beside: Option<Beside>,
     /// With `overlap`: the share at the paper's proportions counting the episodes, the
-    /// updates' time beyond a training epoch (the wait), and the training slowdown.
+    /// training slowdown while the updates run, and any wait for updates longer than an epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     search_share_paper_overlapped: Option<f64>,
+}
+
+/// One epoch's agent updates run beside weight training.
+#[derive(serde::Serialize)]
+struct Beside {
+    /// Training throughput over the window in which the updates ran, img/s.
+    train_images_per_s: f64,
+    /// The updates' own time beside training, seconds.
+    updates_s: f64,
+    /// Window time beyond what the same images take to train alone, seconds.
+    extra_s: f64,
 }
 
 #[derive(serde::Serialize)]
@@ -459,27 +470,43 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let tu = Instant::now();
     let _ = agent.update(&mut rng);
     let updates_s = tu.elapsed().as_secs_f64();
-    // With `agent.overlap`: the same training batches again while updates run beside them.
+    // With `agent.overlap`: one epoch's updates beside weight training, which goes on (at
+    // least `--train-batches` batches) until they are done; the extra time over the same
+    // images trained alone is what the overlapped updates cost.
     let overlap = r.agent.overlap.resolve(device);
     let beside = if overlap {
-        let stop = std::sync::atomic::AtomicBool::new(false);
-        let (timed, joined) = std::thread::scope(|s| {
-            let (agent, rng, stop, threads) = (&mut agent, &mut rng, &stop, r.threads);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let t0 = Instant::now();
+        let (trained, joined) = std::thread::scope(|s| {
+            let (agent, rng, done, threads) = (&mut agent, &mut rng, &done, r.threads);
             let h = s.spawn(move || {
                 if threads > 0 {
                     tch::set_num_threads(threads as i32);
                 }
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = agent.update(rng);
-                }
+                let tu = Instant::now();
+                let _ = agent.update(rng);
+                done.store(true, std::sync::atomic::Ordering::Release);
+                tu.elapsed().as_secs_f64()
             });
-            let timed = timed_training(&mut net, &mut sgd, &train, a.train_batches, r.lr.min(0.05), device);
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
-            (timed, h.join())
+            let trained = (|| -> Result<usize, Failure> {
+                let (mut batches, mut images) = (0usize, 0usize);
+                for e in 0u64.. {
+                    for b in train.epoch(e) {
+                        images += train_batch(&mut net, &mut sgd, &b.context("loading a training batch").map_err(Failure::job)?, r.lr.min(0.05), device)?;
+                        batches += 1;
+                        if batches >= a.train_batches && done.load(std::sync::atomic::Ordering::Acquire) {
+                            return Ok(images);
+                        }
+                    }
+                }
+                unreachable!("the loop ends when the updates are done")
+            })();
+            (trained, h.join())
         });
-        joined.map_err(|_| Failure::job(anyhow::anyhow!("the agent updates panicked")))?;
-        let (seen2, secs2) = timed?;
-        Some(seen2 as f64 / secs2)
+        let wall = t0.elapsed().as_secs_f64();
+        let updates = joined.map_err(|_| Failure::job(anyhow::anyhow!("the agent updates panicked")))?;
+        let images = trained?;
+        Some(Beside { train_images_per_s: images as f64 / wall, updates_s: updates, extra_s: (wall - images as f64 / train_rate).max(0.0) })
     } else {
         None
     };
@@ -522,11 +549,8 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         episodes_share_paper: episodes_paper / train_epoch_s,
         paper_subset: a.paper_subset,
         overlap,
-        train_images_per_s_beside_updates: beside,
-        search_share_paper_overlapped: beside.map(|rate| {
-            let epoch_beside = n_train as f64 / rate;
-            (episodes_paper + (updates_s - epoch_beside).max(0.0) + (epoch_beside - train_epoch_s).max(0.0)) / train_epoch_s
-        }),
+        search_share_paper_overlapped: beside.as_ref().map(|b| (episodes_paper + b.extra_s + (b.updates_s - train_epoch_s).max(0.0)) / train_epoch_s),
+        beside,
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep).context("serialising").map_err(Failure::job)?);
@@ -547,11 +571,10 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
             100.0 * rep.search_share_paper,
             100.0 * rep.episodes_share_paper
         );
-        if let (Some(rate), Some(share)) = (rep.train_images_per_s_beside_updates, rep.search_share_paper_overlapped) {
+        if let (Some(b), Some(share)) = (&rep.beside, rep.search_share_paper_overlapped) {
             println!(
-                "  with agent.overlap (updates beside the next epoch's training): training {:.0} img/s beside the updates; {:.1}% at the paper's proportions (episodes, the wait for updates longer than an epoch, and the training slowdown)",
-                rate,
-                100.0 * share
+                "  agent.overlap   updates beside training: {:.2} s, training meanwhile {:.0} img/s, {:.2} s lost to training; {:.1}% at the paper's proportions",
+                b.updates_s, b.train_images_per_s, b.extra_s, 100.0 * share
             );
         }
     }
@@ -564,20 +587,25 @@ fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batc
     let (mut seen, mut secs) = (0usize, 0f64);
     let mut t0 = Instant::now();
     for (i, b) in train.epoch(0).enumerate().take(batches + 2) {
-        let b = b.context("loading a training batch").map_err(Failure::job)?;
-        let (x, y) = batch_tensors(&b, net);
-        let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
-        let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
-        sgd.zero_grad();
-        sgd.backward(&loss).context("backward").map_err(Failure::job)?;
-        sgd.step(lr);
-        let _ = loss.f_double_value(&[]);
-        sync(device);
+        let n = train_batch(net, sgd, &b.context("loading a training batch").map_err(Failure::job)?, lr, device)?;
         if i >= 2 {
             secs += t0.elapsed().as_secs_f64();
-            seen += b.labels.len();
+            seen += n;
         }
         t0 = Instant::now();
     }
     Ok((seen, secs))
+}
+
+/// One training step (forward, cross-entropy, backward, SGD), synchronised: its images.
+fn train_batch(net: &mut Net, sgd: &mut Sgd, b: &rlal::data::Batch, lr: f64, device: tch::Device) -> Result<usize, Failure> {
+    let (x, y) = batch_tensors(b, net);
+    let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
+    let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
+    sgd.zero_grad();
+    sgd.backward(&loss).context("backward").map_err(Failure::job)?;
+    sgd.step(lr);
+    let _ = loss.f_double_value(&[]);
+    sync(device);
+    Ok(b.labels.len())
 }
