@@ -91,6 +91,10 @@ fn bench_search_reports_the_episode_stages_and_shares() {
         assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {out}");
     }
     assert!(j["episodes_share_paper"].as_f64().unwrap() < j["search_share_paper"].as_f64().unwrap());
+    // The training rate is that of both windows together (before and after the episodes).
+    let w: Vec<f64> = j["train_images_per_s_windows"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let rate = j["train_images_per_s"].as_f64().unwrap();
+    assert!(w.len() == 2 && rate >= w[0].min(w[1]) * 0.999 && rate <= w[0].max(w[1]) * 1.001, "{out}");
     // `auto` overlaps the agent updates with training on CUDA only.
     assert_eq!(j["overlap"], false);
     assert!(j.get("search_share_paper_overlapped").is_none(), "{out}");

@@ -93,8 +93,13 @@ struct SearchReport {
     reward_images: usize,
     reward_batch_size: usize,
     bn_samples: usize,
-    /// Weight training (forward, loss, backward, SGD, data loading with augmentation), images/s.
+    /// Weight training (forward, cross-entropy + β·L_align, backward, SGD, data loading
+    /// with augmentation), images/s: over two windows of `--train-batches`, one before
+    /// and one after the episodes, so that a drift of the machine's speed affects
+    /// training and scoring alike.
     train_images_per_s: f64,
+    /// The two windows' rates, images/s.
+    train_images_per_s_windows: [f64; 2],
     /// One epoch of weight training at that rate, seconds.
     train_epoch_s: f64,
     episodes: usize,
@@ -425,13 +430,21 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let SearchData { train, holdout, recal, .. } = search_data(&r, &g, &an, device).map_err(job)?;
     let mut net = Net::new(&g, &an, device).context("building the network").map_err(Failure::input)?;
 
-    // Weight training: the run's step without the alignment penalty, data loading included.
+    // Weight training: the run's step, data loading included, with the alignment penalty
+    // of the search epochs (here towards the uniform policy at the budget).
     let mut sgd = Sgd::new(net.trainable(), SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay });
-    let (seen, secs) = timed_training(&mut net, &mut sgd, &train, a.train_batches, r.lr.min(0.05), device)?;
+    let align = if r.alignment && r.beta > 0.0 {
+        let ks = rlal::search::reward::keep_sets(&net, &budget, &rlal::search::reward::uniform_kept(&budget), r.criterion.p()).context("the alignment target").map_err(Failure::job)?;
+        Some((rlal::search::reward::keep_vectors(&net, &ks), r.beta))
+    } else {
+        None
+    };
+    let step = Step { lr: r.lr.min(0.05), align: align.as_ref().map(|(v, b)| (v, *b)), device };
+    let (seen, secs) = timed_training(&mut net, &mut sgd, &train, a.train_batches, &step)?;
     if seen == 0 {
         return Err(Failure::input(anyhow::anyhow!("{}: too few training images for one timed batch", a.recipe.display())));
     }
-    let train_rate = seen as f64 / secs;
+    let rate_before = seen as f64 / secs;
 
     // Episodes: random actions (the buffer epochs' distribution) on the frozen weights.
     let rset = RewardSet::new(&holdout, &net).context("caching the reward subset").map_err(Failure::job)?.with_recalibration(recal);
@@ -451,6 +464,9 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         agent.remember(ep, acc as f32);
     }
     let st = rset.take_stages();
+    let (seen2, secs2) = timed_training(&mut net, &mut sgd, &train, a.train_batches, &step)?;
+    let rate_after = seen2 as f64 / secs2;
+    let train_rate = (seen + seen2) as f64 / (secs + secs2);
     // Agent updates as in the last agent epoch: the buffer holds P random episodes of
     // every search epoch so far (rewards drawn, not evaluated), so the environment
     // model's GRU runs over all of those epochs, as it does late in a run.
@@ -492,7 +508,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
                 let (mut batches, mut images) = (0usize, 0usize);
                 for e in 0u64.. {
                     for b in train.epoch(e) {
-                        images += train_batch(&mut net, &mut sgd, &b.context("loading a training batch").map_err(Failure::job)?, r.lr.min(0.05), device)?;
+                        images += train_batch(&mut net, &mut sgd, &b.context("loading a training batch").map_err(Failure::job)?, &step)?;
                         batches += 1;
                         if batches >= a.train_batches && done.load(std::sync::atomic::Ordering::Acquire) {
                             return Ok(images);
@@ -534,6 +550,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         reward_batch_size: r.reward_batch_size,
         bn_samples: r.reward_bn_samples,
         train_images_per_s: train_rate,
+        train_images_per_s_windows: [rate_before, rate_after],
         train_epoch_s,
         episodes: st.episodes,
         scored_macs_ratio,
@@ -557,7 +574,10 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     } else {
         let e = &rep.episode_ms;
         println!("{} ({}), reward engine {}, {} threads on {}", rep.recipe, rep.model, rep.engine, rep.threads, rep.device);
-        println!("  training        {:.0} img/s: {:.1} s per epoch of {} images ({:.1} GMAC/s)", rep.train_images_per_s, rep.train_epoch_s, rep.train_images, rep.train_gmacs_per_s);
+        println!(
+            "  training        {:.0} img/s ({:.0} before, {:.0} after the episodes): {:.1} s per epoch of {} images ({:.1} GMAC/s)",
+            rep.train_images_per_s, rep.train_images_per_s_windows[0], rep.train_images_per_s_windows[1], rep.train_epoch_s, rep.train_images, rep.train_gmacs_per_s
+        );
         println!(
             "  one episode     {:.0} ms = surgery {:.0} + build {:.0} + adaptive BN {:.0} ({} images) + scoring {:.0} ({} images, {:.0} img/s, {:.1} GMAC/s at {:.3} of the MACs; mean of {} episodes)",
             e.total, e.surgery, e.build, e.recal, rep.bn_samples, e.infer, rep.reward_images, rep.reward_images_per_s, rep.reward_gmacs_per_s, rep.scored_macs_ratio, rep.episodes
@@ -581,13 +601,20 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// One training step of a search epoch: learning rate, alignment target and β, device.
+struct Step<'a> {
+    lr: f64,
+    align: Option<(&'a std::collections::BTreeMap<usize, Vec<bool>>, f64)>,
+    device: tch::Device,
+}
+
 /// Trains `batches` batches of the epoch-0 order (after 2 untimed ones) with the run's
-/// step without the alignment penalty, data loading included: images and seconds.
-fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batches: usize, lr: f64, device: tch::Device) -> Result<(usize, f64), Failure> {
+/// step, data loading included: images and seconds.
+fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batches: usize, step: &Step) -> Result<(usize, f64), Failure> {
     let (mut seen, mut secs) = (0usize, 0f64);
     let mut t0 = Instant::now();
     for (i, b) in train.epoch(0).enumerate().take(batches + 2) {
-        let n = train_batch(net, sgd, &b.context("loading a training batch").map_err(Failure::job)?, lr, device)?;
+        let n = train_batch(net, sgd, &b.context("loading a training batch").map_err(Failure::job)?, step)?;
         if i >= 2 {
             secs += t0.elapsed().as_secs_f64();
             seen += n;
@@ -597,15 +624,20 @@ fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batc
     Ok((seen, secs))
 }
 
-/// One training step (forward, cross-entropy, backward, SGD), synchronised: its images.
-fn train_batch(net: &mut Net, sgd: &mut Sgd, b: &rlal::data::Batch, lr: f64, device: tch::Device) -> Result<usize, Failure> {
+/// One training step (forward, cross-entropy + β·L_align, backward, SGD), synchronised: its images.
+fn train_batch(net: &mut Net, sgd: &mut Sgd, b: &rlal::data::Batch, step: &Step) -> Result<usize, Failure> {
     let (x, y) = batch_tensors(b, net);
     let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
-    let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
+    let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
+    if let Some((v, beta)) = step.align {
+        let pen = rlal::search::reward::align_penalty(net, v);
+        let _ = pen.double_value(&[]); // the run reads it for metrics.jsonl
+        loss = loss.f_add(&(pen * beta)).context("alignment penalty").map_err(Failure::job)?;
+    }
     sgd.zero_grad();
     sgd.backward(&loss).context("backward").map_err(Failure::job)?;
-    sgd.step(lr);
+    sgd.step(step.lr);
     let _ = loss.f_double_value(&[]);
-    sync(device);
+    sync(step.device);
     Ok(b.labels.len())
 }
