@@ -6,7 +6,7 @@ use rlal::ir::Data;
 use rlal::train::Net;
 use std::collections::BTreeMap;
 use std::path::Path;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 fn check(path: &str) {
     tch::set_num_threads(2);
@@ -62,6 +62,39 @@ fn check(path: &str) {
     assert!(l1.iter().all(|v| *v > 0.0));
     let pen = net.group_lasso();
     assert!(pen.double_value(&[]) > 0.0 && pen.requires_grad());
+    // The batched penalty is the per-channel formula, in value and in every gradient.
+    let naive = {
+        let mut total = Tensor::zeros([], (Kind::Float, Device::Cpu));
+        for (&id, k) in &keep {
+            for (c, _) in k.iter().enumerate().filter(|(_, kept)| !**kept) {
+                let mut s = Tensor::zeros([], (Kind::Float, Device::Cpu));
+                for gp in net.group_params(id).iter().filter(|gp| gp.producing) {
+                    let Some(t) = net.param(&gp.name) else { continue };
+                    if t.requires_grad() {
+                        let ids: Vec<i64> = gp.idx[c].iter().map(|&i| i as i64).collect();
+                        s = s + t.index_select(gp.axis as i64, &Tensor::from_slice(&ids)).square().sum(Kind::Float);
+                    }
+                }
+                total = total + (s + 1e-12).sqrt();
+            }
+        }
+        total
+    };
+    let (a, b) = (pen.double_value(&[]), naive.double_value(&[]));
+    assert!((a - b).abs() <= 1e-5 * b.abs(), "{path}: penalty {a} vs per-channel {b}");
+    let grads = |loss: &Tensor| -> Vec<Tensor> {
+        let params: Vec<Tensor> = net.trainable().into_iter().map(|(_, t)| t).collect();
+        let g = Tensor::run_backward(&[loss], &params, true, false);
+        g.into_iter().zip(&params).map(|(g, p)| if g.defined() { g.copy() } else { p.zeros_like() }).collect()
+    };
+    let (ga, gb) = (grads(&pen), grads(&naive));
+    let mut touched = 0;
+    for (x, y) in ga.iter().zip(&gb) {
+        let d = (x - y).abs().max().double_value(&[]);
+        assert!(d <= 1e-5 * y.abs().max().double_value(&[]).max(1e-6), "{path}: gradients differ by {d}");
+        touched += (y.abs().max().double_value(&[]) > 0.0) as usize;
+    }
+    assert!(touched > 0, "{path}: the penalty reaches no parameter");
     pen.backward();
     net.clear_masks();
     let again = tch::no_grad(|| net.forward_t(&x, false)).unwrap();

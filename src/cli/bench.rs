@@ -435,7 +435,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let mut sgd = Sgd::new(net.trainable(), SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay });
     let align = if r.alignment && r.beta > 0.0 {
         let ks = rlal::search::reward::keep_sets(&net, &budget, &rlal::search::reward::uniform_kept(&budget), r.criterion.p()).context("the alignment target").map_err(Failure::job)?;
-        Some((rlal::search::reward::keep_vectors(&net, &ks), r.beta))
+        Some((net.group_lasso_target(&rlal::search::reward::keep_vectors(&net, &ks)), r.beta))
     } else {
         None
     };
@@ -604,7 +604,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
 /// One training step of a search epoch: learning rate, alignment target and β, device.
 struct Step<'a> {
     lr: f64,
-    align: Option<(&'a std::collections::BTreeMap<usize, Vec<bool>>, f64)>,
+    align: Option<(&'a rlal::train::masks::GroupLasso, f64)>,
     device: tch::Device,
 }
 
@@ -630,7 +630,7 @@ fn train_batch(net: &mut Net, sgd: &mut Sgd, b: &rlal::data::Batch, step: &Step)
     let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
     let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
     if let Some((v, beta)) = step.align {
-        let pen = rlal::search::reward::align_penalty(net, v);
+        let pen = v.penalty(net);
         let _ = pen.double_value(&[]); // the run reads it for metrics.jsonl
         loss = loss.f_add(&(pen * beta)).context("alignment penalty").map_err(Failure::job)?;
     }

@@ -455,35 +455,10 @@ impl Frozen {
 /// L_align (Eq. 10, group-lasso form): over the layers, the sum over removed
 /// channels (`false` in `keep`) of the L2 norm of all their producing
 /// parameters. Computed from the given vectors, so the training forward stays
-/// unmasked. Same formula as [`Net::group_lasso`].
-#[allow(clippy::assign_op_pattern)] // out-of-place adds keep the autograd graph simple
+/// unmasked; [`Net::group_lasso`] with `keep` as masks. For many steps towards the
+/// same vectors build [`Net::group_lasso_target`] once.
 pub fn align_penalty(net: &Net, keep: &BTreeMap<usize, Vec<bool>>) -> Tensor {
-    let dev = net.device();
-    let mut total = Tensor::zeros([], (Kind::Float, dev));
-    for (g, v) in keep {
-        let off: Vec<i64> = v.iter().enumerate().filter(|(_, k)| !**k).map(|(c, _)| c as i64).collect();
-        if off.is_empty() {
-            continue;
-        }
-        let mut sq = Tensor::zeros([off.len() as i64], (Kind::Float, dev));
-        for gp in net.group_params(*g).iter().filter(|gp| gp.producing) {
-            let Some(t) = net.param(&gp.name) else { continue };
-            if !t.requires_grad() {
-                continue;
-            }
-            let per = t.transpose(0, gp.axis as i64).reshape([t.size()[gp.axis], -1]).square().sum_dim_intlist(1, false, Kind::Float);
-            let cols: Vec<Tensor> = off
-                .iter()
-                .map(|&c| {
-                    let ids: Vec<i64> = gp.idx[c as usize].iter().map(|&i| i as i64).collect();
-                    per.index_select(0, &Tensor::from_slice(&ids).to_device(dev)).sum(Kind::Float)
-                })
-                .collect();
-            sq = sq + Tensor::stack(&cols, 0);
-        }
-        total = total + (sq + 1e-12).sqrt().sum(Kind::Float);
-    }
-    total
+    net.group_lasso_target(keep).penalty(net)
 }
 
 /// Uniform baseline: the largest common keep fraction within the budget.

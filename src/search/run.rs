@@ -22,10 +22,11 @@ use crate::train::checkpoint::fingerprint;
 use crate::train::optim::{Sgd, SgdConfig};
 use crate::train::schedule::Schedule;
 use crate::train::trainer::{self, batch_tensors, TrainConfig};
+use crate::train::masks::GroupLasso;
 use crate::train::{evaluate, setup, Net};
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -242,9 +243,9 @@ struct Trained {
     lr: f64,
 }
 
-/// One epoch of weight training with L = CE + β·L_align (Eq. 11; `align`: the best
-/// policy's v_l, or none).
-fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, align: Option<&BTreeMap<usize, Vec<bool>>>) -> Result<Trained, SearchError> {
+/// One epoch of weight training with L = CE + β·L_align (Eq. 11; `align`: the
+/// penalty towards the best policy's v_l, or none).
+fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, align: Option<&GroupLasso>) -> Result<Trained, SearchError> {
     let job = SearchError::Job;
     let (r, t, t0) = (c.r, c.epoch, Instant::now());
     let mut tr = Trained { loss_sum: 0.0, align_sum: 0.0, correct: 0, seen: 0, lr: r.lr };
@@ -256,7 +257,7 @@ fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, ali
         let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
         let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, r.label_smoothing).map_err(|e| job(e.into()))?;
         if let Some(v) = align {
-            let pen = reward::align_penalty(net, v);
+            let pen = v.penalty(net);
             tr.align_sum += pen.double_value(&[]) * b.labels.len() as f64;
             loss = loss.f_add(&(pen * r.beta)).map_err(|e| job(e.into()))?;
         }
@@ -408,8 +409,8 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     for t in start..r.epochs {
         let t0 = Instant::now();
         // v_l of the best policy by current norms (Eq. 10), for the penalty only.
-        let align: Option<BTreeMap<usize, Vec<bool>>> = match (&best, r.alignment && r.beta > 0.0) {
-            (Some(b), true) => Some(reward::keep_vectors(&net, &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?)),
+        let align: Option<GroupLasso> = match (&best, r.alignment && r.beta > 0.0) {
+            (Some(b), true) => Some(net.group_lasso_target(&reward::keep_vectors(&net, &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?))),
             _ => None,
         };
         // The previous epoch's agent updates (if deferred) run on their own thread while

@@ -166,28 +166,71 @@ impl Net {
     /// the L2 norm of all their producing parameters (weights, biases, BN affine).
     /// Differentiable; a zero scalar when nothing is masked.
     pub fn group_lasso(&self) -> Tensor {
-        let mut total = Tensor::zeros([], (Kind::Float, self.device()));
-        for (g, keep) in &self.masks.keep {
-            let off: Vec<usize> = keep.iter().enumerate().filter(|(_, k)| !**k).map(|(c, _)| c).collect();
+        self.group_lasso_target(&self.masks.keep).penalty(self)
+    }
+
+    /// The index tensors of the group-lasso penalty towards `keep` (per group, `false`:
+    /// a channel to push to zero), built once for as many training steps as it serves.
+    pub fn group_lasso_target(&self, keep: &BTreeMap<usize, Vec<bool>>) -> GroupLasso {
+        let dev = self.device();
+        let mut terms = Vec::new();
+        for (g, v) in keep {
+            let off: Vec<usize> = v.iter().enumerate().filter(|(_, k)| !**k).map(|(c, _)| c).collect();
             if off.is_empty() {
                 continue;
             }
-            let mut sq = Tensor::zeros([off.len() as i64], (Kind::Float, self.device()));
+            let mut params = Vec::new();
             for gp in self.group_params(*g).iter().filter(|gp| gp.producing) {
-                let Some(t) = self.param(&gp.name) else { continue };
+                let (mut ids, mut seg) = (Vec::new(), Vec::new());
+                for (j, &c) in off.iter().enumerate() {
+                    for &i in gp.idx.get(c).map(Vec::as_slice).unwrap_or_default() {
+                        ids.push(i as i64);
+                        seg.push(j as i64);
+                    }
+                }
+                if !ids.is_empty() {
+                    params.push(LassoParam { name: gp.name.clone(), axis: gp.axis as i64, ids: Tensor::from_slice(&ids).to_device(dev), seg: Tensor::from_slice(&seg).to_device(dev) });
+                }
+            }
+            terms.push((off.len() as i64, params));
+        }
+        GroupLasso { terms }
+    }
+}
+
+/// One producing parameter's share of a group-lasso term: the indices along `axis`
+/// of the removed channels and, for each, the channel's position in the term.
+struct LassoParam {
+    name: String,
+    axis: i64,
+    ids: Tensor,
+    seg: Tensor,
+}
+
+/// The group-lasso penalty towards fixed keep-vectors ([`Net::group_lasso_target`]):
+/// a few tensor ops per producing parameter, whatever the number of removed channels.
+pub struct GroupLasso {
+    /// Per group: removed channels, parameters.
+    terms: Vec<(i64, Vec<LassoParam>)>,
+}
+
+impl GroupLasso {
+    /// Σ over groups, Σ over removed channels of sqrt(Σ of the squares of all their
+    /// producing parameters' entries); differentiable in `net`'s parameters.
+    #[allow(clippy::assign_op_pattern)] // out-of-place ops keep the autograd graph simple
+    pub fn penalty(&self, net: &Net) -> Tensor {
+        let dev = net.device();
+        let mut total = Tensor::zeros([], (Kind::Float, dev));
+        for (n_off, params) in &self.terms {
+            let mut sq = Tensor::zeros([*n_off], (Kind::Float, dev));
+            for lp in params {
+                let Some(t) = net.param(&lp.name) else { continue };
                 if !t.requires_grad() {
                     continue;
                 }
-                let t = t.transpose(0, gp.axis as i64).reshape([t.size()[gp.axis], -1]);
-                let per = t.square().sum_dim_intlist(1, false, Kind::Float);
-                let cols: Vec<Tensor> = off
-                    .iter()
-                    .map(|&c| {
-                        let ids: Vec<i64> = gp.idx[c].iter().map(|&i| i as i64).collect();
-                        per.index_select(0, &Tensor::from_slice(&ids).to_device(self.device())).sum(Kind::Float)
-                    })
-                    .collect();
-                sq = sq + Tensor::stack(&cols, 0);
+                let sel = t.index_select(lp.axis, &lp.ids);
+                let per = sel.transpose(0, lp.axis).reshape([lp.ids.size()[0], -1]).square().sum_dim_intlist(1, false, Kind::Float);
+                sq = sq.index_add(0, &lp.seg, &per);
             }
             total = total + (sq + 1e-12).sqrt().sum(Kind::Float);
         }
