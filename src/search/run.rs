@@ -428,7 +428,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 })
             });
             let ctx = EpochCtx { r, train: &train, sched: &sched, spe, epoch: t, progress: o.progress };
-            let trained = train_epoch(&ctx, &mut net, &mut sgd, &mut step, align.as_ref());
+            let trained = train_epoch(&ctx, &mut net, &mut sgd, &mut step, align.as_ref()).map(|tr| (tr, t0.elapsed().as_secs_f64()));
             let tw = Instant::now();
             let updated = handle.map(|h| h.join().map(|u| (u, tw.elapsed().as_secs_f64())));
             (trained, updated)
@@ -446,8 +446,8 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             let state = SearchState { epoch: row.epoch, step: pd.step, rng: rng.state(), best: pd.best, replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: pd.elapsed, tensors: format!("search-e{}.ot", row.epoch), graph: fingerprint(&net) };
             close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, pd.snapshot, &agent, &state)?;
         }
-        let tr = trained?;
-        let train_secs = t0.elapsed().as_secs_f64();
+        // The training time excludes the wait for the updates (counted as the previous epoch's search).
+        let (tr, train_secs) = trained?;
         // ---- episodes on the frozen weights ----
         let t1 = Instant::now();
         let searching = t >= r.warmup_epochs && t < r.agent_epochs;
