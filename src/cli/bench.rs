@@ -491,17 +491,15 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     // images trained alone is what the overlapped updates cost.
     let overlap = r.agent.overlap.resolve(device);
     let beside = if overlap {
-        let done = std::sync::atomic::AtomicBool::new(false);
         let t0 = Instant::now();
         let (trained, joined) = std::thread::scope(|s| {
-            let (agent, rng, done, threads) = (&mut agent, &mut rng, &done, r.threads);
+            let (agent, rng, threads) = (&mut agent, &mut rng, r.threads);
             let h = s.spawn(move || {
                 if threads > 0 {
                     tch::set_num_threads(threads as i32);
                 }
                 let tu = Instant::now();
                 let _ = agent.update(rng);
-                done.store(true, std::sync::atomic::Ordering::Release);
                 tu.elapsed().as_secs_f64()
             });
             let trained = (|| -> Result<usize, Failure> {
@@ -510,7 +508,8 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
                     for b in train.epoch(e) {
                         images += train_batch(&mut net, &mut sgd, &b.context("loading a training batch").map_err(Failure::job)?, &step)?;
                         batches += 1;
-                        if batches >= a.train_batches && done.load(std::sync::atomic::Ordering::Acquire) {
+                        // Finished (or panicked: then the join reports it).
+                        if batches >= a.train_batches && h.is_finished() {
                             return Ok(images);
                         }
                     }
