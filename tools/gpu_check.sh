@@ -17,7 +17,8 @@
 #   5. the README's main job on CUDA (rlal prune --recipe recipes/quickstart.yaml)
 #   6. search cost at the paper's CIFAR-10 setting (recipes/resnet56_cifar10.yaml:
 #      ResNet-56, 45,000 training + 5,000 reward images, P = 10) on CIFAR-10-shaped
-#      random data (timing only; written there by numpy, nothing is downloaded)
+#      random data (timing only; written there by numpy, nothing is downloaded); on
+#      CUDA `agent.overlap: auto` also times the agent updates beside training (`beside`)
 # Results: $OUT/gpu.log (everything), $OUT/results.jsonl (one JSON object per
 # measurement), $OUT/prune_report.json, $OUT/prune_metrics.jsonl.
 # Env: STEPS=50 WARMUP=10 (bench train), MODELS, CONFIGS="fp32 bf16 bf16-cl",
@@ -179,7 +180,7 @@ EOF
   for eng in ${ENGINES:-auto pruned masked ort}; do
     timeout 240 "$bin" bench search --recipe recipes/resnet56_cifar10.yaml --data "$work/cifar" --engine "$eng" --paper-subset 0.1 --json > "$work/s.json" 2> "$work/s.err" || tail -3 "$work/s.err"
     jl "search-paper $dev $eng" "$work/s.json"
-    "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); print({k: v for k, v in d.items() if not isinstance(v, (dict, list))}, d.get("episode_ms"))' "$work/s.json" || true
+    "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); print({k: v for k, v in d.items() if not isinstance(v, (dict, list))}, d.get("episode_ms"), d.get("beside"))' "$work/s.json" || true
   done
 }
 
