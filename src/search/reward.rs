@@ -452,15 +452,6 @@ impl Frozen {
     }
 }
 
-/// L_align (Eq. 10, group-lasso form): over the layers, the sum over removed
-/// channels (`false` in `keep`) of the L2 norm of all their producing
-/// parameters. Computed from the given vectors, so the training forward stays
-/// unmasked; [`Net::group_lasso`] with `keep` as masks. For many steps towards the
-/// same vectors build [`Net::group_lasso_target`] once.
-pub fn align_penalty(net: &Net, keep: &BTreeMap<usize, Vec<bool>>) -> Tensor {
-    net.group_lasso_target(keep).penalty(net)
-}
-
 /// Uniform baseline: the largest common keep fraction within the budget.
 pub fn uniform_kept(budget: &Budget) -> Vec<usize> {
     let m = budget.multiple.max(1);
