@@ -13,7 +13,6 @@ use anyhow::Context;
 use rlal::analysis::{self, ImportOptions};
 use rlal::train::optim::{Sgd, SgdConfig};
 use rlal::train::recipe::{DeviceKind, InsertBn};
-use rlal::train::trainer::batch_tensors;
 use rlal::train::{setup, Net};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -439,7 +438,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     } else {
         None
     };
-    let step = Step { lr: r.lr.min(0.05), align: align.as_ref().map(|(v, b)| (v, *b)), device };
+    let step = Step { lr: r.lr.min(0.05), align: align.as_ref().map(|(v, b)| (v, *b)), label_smoothing: r.label_smoothing, device };
     let (seen, secs) = timed_training(&mut net, &mut sgd, &train, a.train_batches, &step)?;
     if seen == 0 {
         return Err(Failure::input(anyhow::anyhow!("{}: too few training images for one timed batch", a.recipe.display())));
@@ -600,10 +599,11 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One training step of a search epoch: learning rate, alignment target and β, device.
+/// One training step of a search epoch: learning rate, alignment target and β, label smoothing, device.
 struct Step<'a> {
     lr: f64,
     align: Option<(&'a rlal::train::masks::GroupLasso, f64)>,
+    label_smoothing: f64,
     device: tch::Device,
 }
 
@@ -623,20 +623,9 @@ fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batc
     Ok((seen, secs))
 }
 
-/// One training step (forward, cross-entropy + β·L_align, backward, SGD), synchronised: its images.
+/// One training step of `rlal prune` ([`rlal::search::run::train_step`]), synchronised: its images.
 fn train_batch(net: &mut Net, sgd: &mut Sgd, b: &rlal::data::Batch, step: &Step) -> Result<usize, Failure> {
-    let (x, y) = batch_tensors(b, net);
-    let logits = net.forward_t(&x, true).context("training forward").map_err(Failure::job)?;
-    let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0).context("loss").map_err(Failure::job)?;
-    if let Some((v, beta)) = step.align {
-        let pen = v.penalty(net);
-        let _ = pen.double_value(&[]); // the run reads it for metrics.jsonl
-        loss = loss.f_add(&(pen * beta)).context("alignment penalty").map_err(Failure::job)?;
-    }
-    sgd.zero_grad();
-    sgd.backward(&loss).context("backward").map_err(Failure::job)?;
-    sgd.step(step.lr);
-    let _ = loss.f_double_value(&[]);
+    rlal::search::run::train_step(net, sgd, b, step.lr, step.align, step.label_smoothing).map_err(|e| Failure::job(anyhow::anyhow!("training step: {e}")))?;
     sync(step.device);
     Ok(b.labels.len())
 }

@@ -243,8 +243,37 @@ struct Trained {
     lr: f64,
 }
 
-/// One epoch of weight training with L = CE + β·L_align (Eq. 11; `align`: the
-/// penalty towards the best policy's v_l, or none).
+/// What one training step reports.
+pub struct StepOut {
+    pub loss: f64,
+    /// L_align before β (0 without alignment).
+    pub align: f64,
+    /// Correctly classified images of the batch.
+    pub correct: usize,
+}
+
+/// One step of a search epoch's weight training: forward, L = CE + β·L_align (Eq. 11;
+/// `align`: the penalty towards the best policy's v_l and β, or none), backward, SGD
+/// at `lr`. Shared by `rlal prune` and `rlal bench search`.
+pub fn train_step(net: &mut Net, sgd: &mut Sgd, b: &crate::data::Batch, lr: f64, align: Option<(&GroupLasso, f64)>, label_smoothing: f64) -> Result<StepOut, SearchError> {
+    let job = SearchError::Job;
+    let (x, y) = batch_tensors(b, net);
+    let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
+    let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, label_smoothing).map_err(|e| job(e.into()))?;
+    let mut pen_value = 0.0;
+    if let Some((g, beta)) = align {
+        let pen = g.penalty(net);
+        pen_value = pen.double_value(&[]);
+        loss = loss.f_add(&(pen * beta)).map_err(|e| job(e.into()))?;
+    }
+    sgd.zero_grad();
+    sgd.backward(&loss).map_err(|e| job(e.into()))?;
+    sgd.step(lr);
+    let correct = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])) as usize;
+    Ok(StepOut { loss: loss.double_value(&[]), align: pen_value, correct })
+}
+
+/// One epoch of weight training ([`train_step`] over the epoch's batches).
 fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, align: Option<&GroupLasso>) -> Result<Trained, SearchError> {
     let job = SearchError::Job;
     let (r, t, t0) = (c.r, c.epoch, Instant::now());
@@ -252,26 +281,17 @@ fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, ali
     let mut last_print = Instant::now();
     for (bi, b) in c.train.epoch(t as u64).enumerate() {
         let b = b.map_err(|e| job(e.into()))?;
-        let (x, y) = batch_tensors(&b, net);
         tr.lr = c.sched.lr(*step);
-        let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
-        let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, r.label_smoothing).map_err(|e| job(e.into()))?;
-        if let Some(v) = align {
-            let pen = v.penalty(net);
-            tr.align_sum += pen.double_value(&[]) * b.labels.len() as f64;
-            loss = loss.f_add(&(pen * r.beta)).map_err(|e| job(e.into()))?;
-        }
-        sgd.zero_grad();
-        sgd.backward(&loss).map_err(|e| job(e.into()))?;
-        sgd.step(tr.lr);
+        let out = train_step(net, sgd, &b, tr.lr, align.map(|g| (g, r.beta)), r.label_smoothing)?;
         *step += 1;
-        let l = loss.double_value(&[]);
-        if !l.is_finite() {
-            return Err(job(anyhow!("the loss became {l} at epoch {}; lower the learning rate", t + 1)));
+        if !out.loss.is_finite() {
+            return Err(job(anyhow!("the loss became {} at epoch {}; lower the learning rate", out.loss, t + 1)));
         }
-        tr.loss_sum += l * b.labels.len() as f64;
-        tr.correct += tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])) as usize;
-        tr.seen += b.labels.len();
+        let n = b.labels.len();
+        tr.loss_sum += out.loss * n as f64;
+        tr.align_sum += out.align * n as f64;
+        tr.correct += out.correct;
+        tr.seen += n;
         if c.progress && last_print.elapsed().as_secs_f64() > 0.5 {
             last_print = Instant::now();
             let el = t0.elapsed().as_secs_f64();
