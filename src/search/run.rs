@@ -210,7 +210,8 @@ pub fn prepare(r: &Recipe, table: Option<&Path>, progress: bool) -> Result<(Grap
 }
 
 /// A finished epoch whose agent updates run beside the next epoch's weight training
-/// (`agent.overlap`): its metrics row and checkpoint wait for them.
+/// (`agent.overlap`): its metrics row and checkpoint wait for them. (The best policy
+/// needs no copy: only the next epoch's episodes change it.)
 struct Pending {
     /// Complete but for the updates' statistics and their wait.
     row: EpochRow,
@@ -218,7 +219,6 @@ struct Pending {
     /// Weights and SGD momenta at the end of the epoch (copies).
     snapshot: Vec<(String, Tensor)>,
     step: usize,
-    best: Option<Best>,
     elapsed: f64,
 }
 
@@ -463,7 +463,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             row.update_overlapped = true;
             row.search_seconds = pd.episodes_seconds + wait;
             t_search += row.search_seconds;
-            let state = SearchState { epoch: row.epoch, step: pd.step, rng: rng.state(), best: pd.best, replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: pd.elapsed, tensors: format!("search-e{}.ot", row.epoch), graph: fingerprint(&net) };
+            let state = SearchState { epoch: row.epoch, step: pd.step, rng: rng.state(), best: best.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: pd.elapsed, tensors: format!("search-e{}.ot", row.epoch), graph: fingerprint(&net) };
             close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, pd.snapshot, &agent, &state)?;
         }
         // The training time excludes the wait for the updates (counted as the previous epoch's search).
@@ -535,7 +535,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         if defer {
             // Metrics row and checkpoint wait for the updates; the weights of this epoch are kept aside.
             let snapshot = net_tensors(&net, &sgd).into_iter().map(|(n, t)| (n, tch::no_grad(|| t.detach().copy()))).collect();
-            pending = Some(Pending { row, episodes_seconds: search_secs, snapshot, step, best: best.clone(), elapsed });
+            pending = Some(Pending { row, episodes_seconds: search_secs, snapshot, step, elapsed });
             continue;
         }
         t_search += search_secs;
