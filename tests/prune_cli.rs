@@ -54,6 +54,10 @@ fn impossible_budgets_are_rejected_with_the_figure() {
     let (code, _, err) = rlal(&["prune", "--recipe", bad.to_str().unwrap(), "--check"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("episodes") && err.contains("line 4"), "{err}");
+    std::fs::write(&bad, "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nagent:\n  overlap: sometimes\n").unwrap();
+    let (code, _, err) = rlal(&["prune", "--recipe", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("agent.overlap") && err.contains("sometimes") && err.contains("line 5"), "{err}");
 }
 
 const TINY: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepochs: 3\nwarmup-epochs: 1\nbuffer-epochs: 1\nagent-epochs: 3\nepisodes-per-epoch: 3\nreward-samples: 200\nfinetune-epochs: 1\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\nbatch-size: 64\nlr: 0.05\nmean: [0.1307]\nstd: [0.3081]\nthreads: 2\neval-every: 0\n";
