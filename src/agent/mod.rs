@@ -17,28 +17,190 @@ pub use sac::{Sac, SacConfig, SacLosses};
 use crate::rng::Rng;
 use tch::Tensor;
 
-/// Agent settings (recipe `agent:` section).
+/// Agent settings: the recipe's `agent:` section, one struct with the defaults.
+/// The fields marked "paper" reproduce the paper's agent exactly (the ablation
+/// of docs/METHOD.md "What makes the agent learn"); the other defaults were
+/// chosen by measurement (`rlal bench agent`, docs/BENCHMARKS.md).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct AgentConfig {
-    /// SAC hyper-parameters.
-    #[serde(flatten)]
-    pub sac: SacConfig,
-    /// Size of z (GRU hidden state). Paper: not given; default 64.
+    /// Actor Adam learning rate (paper 1e-4; default 3e-4, measured with `rlal bench agent`).
+    pub actor_lr: f64,
+    /// Critics' Adam learning rate (paper 1e-3).
+    pub critic_lr: f64,
+    /// Entropy coefficient α (paper 0.1), in units of the (normalised) reward.
+    pub alpha: f64,
+    /// Discount γ over the layers of an episode (paper: not given; was 0.99). Every
+    /// transition already carries the episode's reward, so γ = 0 is the Monte-Carlo
+    /// return of the terminal-reward episode (default 0, measured).
+    pub gamma: f64,
+    /// Polyak coefficient τ of the target critics (0.005).
+    pub tau: f64,
+    /// Size of z, the GRU state (paper: not given; 64).
     pub z_dim: i64,
-    /// Environment-model learning rate (paper: 1e-3).
+    /// Environment-model Adam learning rate (paper 1e-3).
     pub env_lr: f64,
-    /// Use the environment model (false = paper's "w/o EE": z = 0).
+    /// Use the environment model (false: paper's "w/o EE", z = 0).
     pub env_model: bool,
+    /// Replay capacity in transitions (100000).
     pub replay_capacity: usize,
+    /// Replay batch size (64).
     pub batch_size: usize,
-    /// Gradient updates of the env model and of SAC per epoch of agent training.
+    /// Env-model + SAC gradient updates per agent epoch (paper: not given; default 300,
+    /// about one per transition of an epoch's 10 episodes over ~30 layers, SAC's usual
+    /// ratio; 100 learned less in `rlal bench agent`).
     pub updates_per_epoch: usize,
+    /// Run the agent updates of epoch t beside the weight training of epoch t+1
+    /// (nothing in that training depends on them; the episodes of t+1 wait for them):
+    /// `auto` (default: on CUDA, where the agent runs on otherwise idle CPU cores while
+    /// the GPU trains), `always`, `never`. Results are those of the sequential order.
+    pub overlap: Overlap,
+    /// Reward the agent learns from: `raw` (paper: the accuracy) or `epoch` (default:
+    /// the accuracy minus the mean of its epoch's episodes, over the pooled
+    /// within-epoch standard deviation of the replay: the drift of the weights'
+    /// accuracy is removed and α means the same at every accuracy level).
+    pub reward_norm: RewardNorm,
+    /// Embedding ψ_t of a new epoch: `random` (paper: its initial value, never
+    /// trained when the epoch's episodes act with z_t) or `previous` (default: a copy
+    /// of ψ_{t-1} when epoch t's episodes start).
+    pub embed_init: EmbedInit,
+    /// How the actor's sample becomes a width: `clip` (paper: the ratio clipped to
+    /// the bounds of Eq. 12-13, the clipped ratio stored) or `affine` (default: the
+    /// sample mapped affinely into that layer's bounds, the sample itself stored, the
+    /// bounds added to the state, so the executed action is the learned one).
+    pub action_map: ActionMap,
+    /// Which transitions of an episode carry its reward: `shared` (paper: every
+    /// layer's) or `terminal` (only the last layer's, the others 0: with γ = 1 the
+    /// critics then learn the episode's value by bootstrapping through the layers).
+    pub credit: Credit,
+}
+
+/// See [`AgentConfig::credit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credit {
+    Shared,
+    Terminal,
+}
+
+/// See [`AgentConfig::overlap`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Overlap {
+    /// On CUDA only (on the CPU the updates and the training would share the same cores).
+    Auto,
+    Always,
+    Never,
+}
+
+impl Overlap {
+    /// Whether the updates overlap the next epoch's training on `device`.
+    pub fn resolve(self, device: tch::Device) -> bool {
+        match self {
+            Overlap::Auto => device.is_cuda(),
+            Overlap::Always => true,
+            Overlap::Never => false,
+        }
+    }
+}
+
+/// See [`AgentConfig::reward_norm`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RewardNorm {
+    Raw,
+    Epoch,
+}
+
+/// See [`AgentConfig::embed_init`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmbedInit {
+    Random,
+    Previous,
+}
+
+/// See [`AgentConfig::action_map`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionMap {
+    /// The paper: floor(u·c) channels removed, clipped to the bounds.
+    Clip,
+    /// u mapped linearly onto the bounds (u = 0: the most channels they allow).
+    Affine,
+    /// u mapped piecewise linearly onto the bounds through the layer's fair share:
+    /// u = 0.5 keeps the fraction that, kept by this and every later layer, meets the
+    /// budget; u = 0 the most the bounds allow, u = 1 the fewest.
+    Fair,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
-        AgentConfig { sac: SacConfig::default(), z_dim: 64, env_lr: 1e-3, env_model: true, replay_capacity: 100_000, batch_size: 64, updates_per_epoch: 100 }
+        AgentConfig {
+            actor_lr: 3e-4,
+            critic_lr: 1e-3,
+            alpha: 0.1,
+            gamma: 0.0,
+            tau: 0.005,
+            z_dim: 64,
+            env_lr: 1e-3,
+            env_model: true,
+            replay_capacity: 100_000,
+            batch_size: 64,
+            updates_per_epoch: 300,
+            overlap: Overlap::Auto,
+            reward_norm: RewardNorm::Epoch,
+            embed_init: EmbedInit::Previous,
+            action_map: ActionMap::Affine,
+            credit: Credit::Shared,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// The paper's agent as rlal ran it before `rlal bench agent` (actor lr 1e-4, 100
+    /// updates per epoch, γ 0.99, raw rewards, fresh embeddings, clipped actions).
+    pub fn paper() -> AgentConfig {
+        AgentConfig { actor_lr: 1e-4, updates_per_epoch: 100, gamma: 0.99, reward_norm: RewardNorm::Raw, embed_init: EmbedInit::Random, action_map: ActionMap::Clip, credit: Credit::Shared, ..Default::default() }
+    }
+
+    /// The SAC part.
+    pub fn sac(&self) -> SacConfig {
+        SacConfig { actor_lr: self.actor_lr, critic_lr: self.critic_lr, alpha: self.alpha, gamma: self.gamma, tau: self.tau }
+    }
+
+    /// State features the agent sees: Eq. 1, plus the layer's bounds with `affine`
+    /// and its bounds and fair share with `fair`.
+    pub fn state_dim(&self) -> usize {
+        STATE_DIM
+            + match self.action_map {
+                ActionMap::Clip => 0,
+                ActionMap::Affine => 2,
+                ActionMap::Fair => 3,
+            }
+    }
+
+    /// Checks the values; the error names the field.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let pos = |n: &'static str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err((n, format!("{v} must be > 0"))) };
+        pos("actor-lr", self.actor_lr)?;
+        pos("critic-lr", self.critic_lr)?;
+        pos("env-lr", self.env_lr)?;
+        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
+            return Err(("alpha", format!("{} must be >= 0", self.alpha)));
+        }
+        if !(0.0..=1.0).contains(&self.gamma) {
+            return Err(("gamma", format!("{} must be in [0, 1]", self.gamma)));
+        }
+        if !(self.tau > 0.0 && self.tau <= 1.0) {
+            return Err(("tau", format!("{} must be in (0, 1]", self.tau)));
+        }
+        for (n, v) in [("batch-size", self.batch_size as i64), ("replay-capacity", self.replay_capacity as i64), ("z-dim", self.z_dim)] {
+            if v <= 0 {
+                return Err((n, format!("{v} must be positive")));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -67,40 +229,114 @@ fn stack(rows: &[&[f32]]) -> Tensor {
 
 impl Agent {
     pub fn new(cfg: AgentConfig, max_epochs: usize, seed: u64) -> Agent {
-        let sac = Sac::new(STATE_DIM as i64, cfg.z_dim, cfg.sac.clone(), seed as i64);
-        let env = EnvModel::new(STATE_DIM as i64, cfg.z_dim, max_epochs, cfg.env_lr, cfg.env_model, seed as i64 + 1);
+        let sac = Sac::new(cfg.state_dim() as i64, cfg.z_dim, cfg.sac(), seed as i64);
+        let env = EnvModel::new(cfg.state_dim() as i64, cfg.z_dim, max_epochs, cfg.env_lr, cfg.env_model, seed as i64 + 1);
         let replay = Replay::new(cfg.replay_capacity);
         Agent { cfg, sac, env, replay }
     }
 
-    /// Runs one episode: `policy(l, state) -> action` for each layer, bounded by the budget.
-    /// Returns (kept channels per layer, applied ratios, states).
+    /// The state of layer `kept.len()` as the agent sees it: Eq. 1, and with
+    /// `affine`/`fair` the layer's bounds as pruning ratios (a_min, a_max of Eq.
+    /// 12-13), with `fair` also the fair share's ratio.
+    fn state(&self, budget: &Budget, kept: &[usize], prev: f32, (lo, hi): (usize, usize), fair: f64) -> Vec<f32> {
+        let mut s = budget.state(kept, prev).to_vec();
+        let c = budget.layers[kept.len()].channels as f32;
+        match self.cfg.action_map {
+            ActionMap::Clip => {}
+            ActionMap::Affine => s.extend([1.0 - hi as f32 / c, 1.0 - lo as f32 / c]),
+            ActionMap::Fair => s.extend([1.0 - hi as f32 / c, 1.0 - lo as f32 / c, 1.0 - fair as f32 / c]),
+        }
+        s
+    }
+
+    /// Channels kept on layer `kept.len()` for the actor's sample `u` in [0, 1]
+    /// ([`ActionMap`]); `fair`: the fair share in channels (only read by `fair`).
+    pub fn width(&self, budget: &Budget, kept: &[usize], u: f32, (lo, hi): (usize, usize), fair: f64) -> usize {
+        let u = u.clamp(0.0, 1.0) as f64;
+        let k = match self.cfg.action_map {
+            ActionMap::Clip => return budget.apply(kept, u as f32),
+            ActionMap::Affine => hi - ((u * (hi - lo + 1) as f64).floor() as usize).min(hi - lo),
+            ActionMap::Fair => {
+                let f = fair.clamp(lo as f64, hi as f64);
+                let x = if u <= 0.5 { hi as f64 + (f - hi as f64) * 2.0 * u } else { f + (lo as f64 - f) * (2.0 * u - 1.0) };
+                (x.round() as usize).clamp(lo, hi)
+            }
+        };
+        budget.aligned(k, budget.layers[kept.len()].channels, lo, hi)
+    }
+
+    /// The fair share of layer `kept.len()` in channels: the keep fraction x that,
+    /// applied to it and every later layer (floor, within their minimum), meets the
+    /// budget, times its width (bisection on x).
+    pub fn fair_share(budget: &Budget, kept: &[usize]) -> f64 {
+        let n = budget.layers.len();
+        let widths = |x: f64| -> Vec<usize> {
+            let mut v = kept.to_vec();
+            v.extend((kept.len()..n).map(|j| ((budget.layers[j].channels as f64 * x).floor() as usize).clamp(budget.min_keep[j], budget.layers[j].channels)));
+            v
+        };
+        let (mut a, mut b) = (0.0f64, 1.0f64);
+        if budget.fits(&widths(1.0)) {
+            a = 1.0;
+        }
+        for _ in 0..40 {
+            if b - a < 1e-6 {
+                break;
+            }
+            let m = 0.5 * (a + b);
+            if budget.fits(&widths(m)) {
+                a = m;
+            } else {
+                b = m;
+            }
+        }
+        a * budget.layers[kept.len()].channels as f64
+    }
+
+    /// Runs one episode over all layers, each action bounded by the budget.
     pub fn episode(&self, budget: &Budget, epoch: usize, rng: &mut Rng, explore: Explore) -> Episode {
         let z = self.env.z(epoch);
-        let mut kept = Vec::new();
-        let mut states = Vec::new();
-        let mut actions = Vec::new();
+        let (mut kept, mut states, mut actions) = (Vec::new(), Vec::new(), Vec::new());
         let mut prev = 0.0;
         for l in 0..budget.layers.len() {
-            let s = budget.state(&kept, prev);
-            let raw = match explore {
+            let bounds = budget.keep_bounds(&kept);
+            let fair = if self.cfg.action_map == ActionMap::Fair { Self::fair_share(budget, &kept) } else { 0.0 };
+            let s = self.state(budget, &kept, prev, bounds, fair);
+            let u = match explore {
                 Explore::Random => rng.uniform_f32(),
                 Explore::Policy => self.sac.act(&s, &z, rng, false),
                 Explore::Greedy => self.sac.act(&s, &z, rng, true),
             };
-            let k = budget.apply(&kept, raw);
-            let c = budget.layers[l].channels;
-            let applied = 1.0 - k as f32 / c as f32;
+            let k = self.width(budget, &kept, u, bounds, fair);
+            let applied = 1.0 - k as f32 / budget.layers[l].channels as f32;
             kept.push(k);
-            states.push(s.to_vec());
-            actions.push(applied);
+            states.push(s);
+            // The replay holds what the actor's log-probability is about: the sample
+            // itself (`affine`), or the applied ratio (`clip`, the paper).
+            actions.push(if self.cfg.action_map == ActionMap::Clip { applied } else { u });
             prev = applied;
         }
         let macs = budget.macs(&kept);
-        Episode { kept, actions, states, epoch, macs, final_state: budget_final_state(budget, prev) }
+        Episode { kept, actions, states, epoch, macs, final_state: self.final_state(prev) }
     }
 
-    /// Stores an episode's transitions with its reward.
+    /// The state after the last layer (terminal; only its position and a_{L} are set).
+    fn final_state(&self, prev: f32) -> Vec<f32> {
+        let mut s = vec![0.0; self.cfg.state_dim()];
+        s[0] = 1.0;
+        s[STATE_DIM - 1] = prev;
+        s
+    }
+
+    /// Called before epoch `t`'s episodes: with `embed-init: previous`, ψ_t starts as
+    /// a copy of ψ_{t-1} (no transition of epoch t exists yet to train it).
+    pub fn begin_epoch(&mut self, t: usize) {
+        if self.cfg.embed_init == EmbedInit::Previous && t > 0 {
+            self.env.inherit_embedding(t);
+        }
+    }
+
+    /// Stores an episode's transitions with its (raw) reward.
     pub fn remember(&mut self, ep: &Episode, reward: f32) {
         let n = ep.states.len();
         for l in 0..n {
@@ -115,23 +351,61 @@ impl Agent {
         if self.replay.len() < self.cfg.batch_size.min(self.replay.capacity) {
             return st;
         }
+        let norm = match self.cfg.reward_norm {
+            RewardNorm::Epoch => Some(RewardScale::of(&self.replay)),
+            RewardNorm::Raw => None,
+        };
         let n = self.cfg.updates_per_epoch.max(1);
         for _ in 0..n {
             let batch = self.replay.sample(self.cfg.batch_size, rng);
             let s = stack(&batch.iter().map(|t| t.state.as_slice()).collect::<Vec<_>>());
             let s2 = stack(&batch.iter().map(|t| t.next_state.as_slice()).collect::<Vec<_>>());
             let a = Tensor::from_slice(&batch.iter().map(|t| t.action).collect::<Vec<_>>()).view([-1, 1]);
-            let r = Tensor::from_slice(&batch.iter().map(|t| t.reward).collect::<Vec<_>>()).view([-1, 1]);
+            let rewards: Vec<f32> = batch.iter().map(|t| norm.as_ref().map_or(t.reward, |nm| nm.apply(t.reward, t.epoch))).collect();
+            let r = Tensor::from_slice(&rewards).view([-1, 1]);
+            // The environment model predicts the episode's reward at every layer; the
+            // critics see it where the credit rule puts it.
+            let r_sac = match self.cfg.credit {
+                Credit::Shared => r.shallow_clone(),
+                Credit::Terminal => Tensor::from_slice(&batch.iter().zip(&rewards).map(|(t, &x)| if t.done { x } else { 0.0 }).collect::<Vec<_>>()).view([-1, 1]),
+            };
             let done = Tensor::from_slice(&batch.iter().map(|t| t.done as u8 as f32).collect::<Vec<_>>()).view([-1, 1]);
             let epochs: Vec<usize> = batch.iter().map(|t| t.epoch).collect();
             st.env_loss += self.env.train_step(&s, &a, &r, &epochs) / n as f64;
             let z = tch::no_grad(|| self.env.z_for(&epochs));
-            let l = self.sac.update(&sac::Batch { s, a, r, s2, done, z }, rng);
+            let l = self.sac.update(&sac::Batch { s, a, r: r_sac, s2, done, z }, rng);
             st.critic_loss += l.critic / n as f64;
             st.actor_loss += l.actor / n as f64;
             st.entropy += l.entropy / n as f64;
         }
         st
+    }
+}
+
+/// `reward-norm: epoch`: each epoch's mean episode reward and the pooled
+/// within-epoch standard deviation, both from the replay buffer (so nothing
+/// beyond the buffer needs checkpointing).
+struct RewardScale {
+    mean: std::collections::HashMap<usize, f64>,
+    std: f64,
+}
+
+impl RewardScale {
+    fn of(replay: &Replay) -> RewardScale {
+        let mut sums: std::collections::HashMap<usize, (f64, usize)> = Default::default();
+        for t in &replay.items {
+            let e = sums.entry(t.epoch).or_default();
+            e.0 += t.reward as f64;
+            e.1 += 1;
+        }
+        let mean: std::collections::HashMap<usize, f64> = sums.into_iter().map(|(e, (s, n))| (e, s / n as f64)).collect();
+        let ss: f64 = replay.items.iter().map(|t| (t.reward as f64 - mean[&t.epoch]).powi(2)).sum();
+        let std = (ss / replay.items.len().max(1) as f64).sqrt();
+        RewardScale { mean, std: std.max(1e-4) }
+    }
+
+    fn apply(&self, r: f32, epoch: usize) -> f32 {
+        ((r as f64 - self.mean[&epoch]) / self.std) as f32
     }
 }
 
@@ -167,14 +441,6 @@ impl Agent {
     }
 }
 
-/// The state after the last layer (terminal; only its position feature is set).
-fn budget_final_state(_b: &Budget, prev: f32) -> Vec<f32> {
-    let mut s = vec![0.0; STATE_DIM];
-    s[0] = 1.0;
-    s[STATE_DIM - 1] = prev;
-    s
-}
-
 /// How actions are chosen in an episode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Explore {
@@ -190,7 +456,8 @@ pub enum Explore {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Episode {
     pub kept: Vec<usize>,
-    /// Applied (bounded) pruning ratio per layer.
+    /// What the replay stores per layer: the applied (bounded) pruning ratio
+    /// (`clip`) or the actor's sample (`affine`).
     pub actions: Vec<f32>,
     #[serde(skip)]
     pub states: Vec<Vec<f32>>,

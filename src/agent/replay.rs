@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Transition {
     pub state: Vec<f32>,
-    /// The (bounded) pruning ratio actually applied.
+    /// The action as learned: the applied pruning ratio (`action-map: clip`) or
+    /// the actor's sample in [0, 1] (`affine`).
     pub action: f32,
     /// The episode's reward (accuracy of the pruned network on the reward subset).
     pub reward: f32,

@@ -31,6 +31,9 @@ pub enum BenchCommand {
     /// Cost of the search's episodes (reward evaluation by stage, agent updates) against
     /// weight training, for a prune recipe; projects the share at the paper's proportions.
     Search(SearchBenchArgs),
+    /// The agent on a synthetic accuracy surface with a known optimum (no CNN
+    /// training): regret and rewards of rlal, w/o EE, random search and uniform.
+    Agent(super::bench_agent::AgentBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -223,6 +226,7 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
     match a.what {
         BenchCommand::Train(t) => train(t),
         BenchCommand::Search(s) => search(s),
+        BenchCommand::Agent(a) => super::bench_agent::run(a),
     }
 }
 
@@ -448,7 +452,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     // Episodes: random actions (the buffer epochs' distribution) on the frozen weights.
     let rset = RewardSet::new(&holdout, &net).context("caching the reward subset").map_err(Failure::job)?.with_recalibration(recal);
     let ort_ok = ort_usable(&r, device);
-    let mut agent = Agent::new(r.agent.config(), r.epochs, r.seed);
+    let mut agent = Agent::new(r.agent.clone(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0xbe4c);
     let tf = Instant::now();
     let frozen = freeze(&r, &net, &budget, ort_ok).context("freezing the weights").map_err(Failure::job)?;

@@ -1,5 +1,6 @@
 //! Command-line interface: one struct per subcommand, a `///` doc on every flag.
 mod bench;
+mod bench_agent;
 mod eval;
 mod export;
 mod import;

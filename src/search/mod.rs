@@ -5,10 +5,14 @@
 //!
 //! * [`recipe`]: the YAML recipe (fields, defaults, checks);
 //! * [`run`]: Alg. 1, surgery, fine-tuning, export;
+//! * [`best`]: which architecture the search keeps (selection rule);
+//! * [`agent_bench`]: `rlal bench agent`, the agent on a synthetic accuracy surface with a known optimum;
 //! * [`reward`]: keep-sets by filter norm, rewards, L_align, baselines;
 //! * [`report`]: metrics rows, `best_policy.yaml`, validation, reports;
 //! * [`latency`]: the per-layer ONNX Runtime latency table of latency budgets;
 //! * [`plot`]: SVG plots of rewards, accuracy and kept channels.
+pub mod agent_bench;
+pub mod best;
 pub mod latency;
 pub mod plot;
 pub mod recipe;

@@ -11,13 +11,13 @@ use std::path::Path;
 const W: u32 = 720;
 const H: u32 = 400;
 
-type Series = (String, RGBColor, Vec<(f64, f64)>);
+pub(crate) type Series = (String, RGBColor, Vec<(f64, f64)>);
 
 fn finish(path: &Path, svg: String) -> anyhow::Result<()> {
     crate::util::write_atomic(path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
-fn lines(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> anyhow::Result<()> {
+pub(crate) fn lines(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> anyhow::Result<()> {
     let pts = series.iter().flat_map(|s| s.2.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {

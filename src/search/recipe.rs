@@ -10,7 +10,9 @@
 //! buffer; `warmup + buffer <= t < agent-epochs`: weights + policy episodes +
 //! agent updates; `t >= agent-epochs`: weights only (with alignment to the best
 //! policy). Then surgery and `finetune-epochs` of fine-tuning.
-use crate::agent::{AgentConfig, SacConfig};
+use crate::agent::AgentConfig;
+pub use super::best::Selection;
+pub use crate::agent::Overlap;
 use crate::train::recipe::{DeviceKind, InsertBn, Precision, Recipe as TrainRecipe, ScheduleKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,38 @@ pub enum Policy {
     Random,
     /// Baseline: one global threshold on layer-normalised filter norms, within the budget.
     L1Global,
+}
+
+/// What an epoch does besides training the weights (module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Weights only, before any episode.
+    Warmup,
+    /// `rlal`: uniformly random episodes filling the replay buffer.
+    Buffer,
+    /// `rlal`: policy episodes and agent updates.
+    Agent,
+    /// Baselines: their episodes (random search) or current choice (uniform, l1-global).
+    Baseline,
+    /// Weights only (with alignment), after the search.
+    Weights,
+}
+
+impl Phase {
+    /// The metrics' name of the phase.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Warmup => "warmup",
+            Phase::Buffer => "buffer",
+            Phase::Agent | Phase::Baseline => "agent",
+            Phase::Weights => "weights",
+        }
+    }
+
+    /// Whether the epoch scores episodes.
+    pub fn searching(self) -> bool {
+        matches!(self, Phase::Buffer | Phase::Agent | Phase::Baseline)
+    }
 }
 
 /// How episode rewards are evaluated.
@@ -94,94 +128,6 @@ impl NormKind {
     }
 }
 
-/// The recipe's `agent:` section (mirrors `rlal::agent::AgentConfig`; defaults: paper values).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct AgentSection {
-    /// Actor Adam learning rate (paper 1e-4).
-    pub actor_lr: f64,
-    /// Critics' Adam learning rate (paper 1e-3).
-    pub critic_lr: f64,
-    /// Entropy coefficient α (paper 0.1).
-    pub alpha: f64,
-    /// Discount γ over the layers of an episode (paper: not given; 0.99).
-    pub gamma: f64,
-    /// Polyak coefficient τ of the target critics (paper: not given; 0.005).
-    pub tau: f64,
-    /// Size of z, the GRU state (paper: not given; 64).
-    pub z_dim: i64,
-    /// Environment-model Adam learning rate (paper 1e-3).
-    pub env_lr: f64,
-    /// Use the environment model (false: paper's "w/o EE", z = 0).
-    pub env_model: bool,
-    /// Replay capacity in transitions (100000).
-    pub replay_capacity: usize,
-    /// Replay batch size (64).
-    pub batch_size: usize,
-    /// Env-model + SAC gradient updates per agent epoch (100).
-    pub updates_per_epoch: usize,
-    /// Run the agent updates of epoch t beside the weight training of epoch t+1
-    /// (nothing in that training depends on them; the episodes of t+1 wait for them):
-    /// `auto` (default: on CUDA, where the agent runs on otherwise idle CPU cores while
-    /// the GPU trains), `always`, `never`. Results are those of the sequential order.
-    pub overlap: Overlap,
-}
-
-/// When the agent updates of an epoch run beside the next epoch's weight training.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Overlap {
-    /// On CUDA only (on the CPU the updates and the training would share the same cores).
-    Auto,
-    Always,
-    Never,
-}
-
-impl Overlap {
-    /// Whether the updates overlap the next epoch's training on `device`.
-    pub fn resolve(self, device: tch::Device) -> bool {
-        match self {
-            Overlap::Auto => device.is_cuda(),
-            Overlap::Always => true,
-            Overlap::Never => false,
-        }
-    }
-}
-
-impl Default for AgentSection {
-    fn default() -> Self {
-        let c = AgentConfig::default();
-        AgentSection {
-            actor_lr: c.sac.actor_lr,
-            critic_lr: c.sac.critic_lr,
-            alpha: c.sac.alpha,
-            gamma: c.sac.gamma,
-            tau: c.sac.tau,
-            z_dim: c.z_dim,
-            env_lr: c.env_lr,
-            env_model: c.env_model,
-            replay_capacity: c.replay_capacity,
-            batch_size: c.batch_size,
-            updates_per_epoch: c.updates_per_epoch,
-            overlap: Overlap::Auto,
-        }
-    }
-}
-
-impl AgentSection {
-    pub fn config(&self) -> AgentConfig {
-        AgentConfig {
-            sac: SacConfig { actor_lr: self.actor_lr, critic_lr: self.critic_lr, alpha: self.alpha, gamma: self.gamma, tau: self.tau },
-            z_dim: self.z_dim,
-            env_lr: self.env_lr,
-            env_model: self.env_model,
-            replay_capacity: self.replay_capacity,
-            batch_size: self.batch_size,
-            updates_per_epoch: self.updates_per_epoch,
-        }
-    }
-}
-
 /// A pruning recipe.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -222,6 +168,10 @@ pub struct Recipe {
     pub episodes_per_epoch: usize,
     /// Training images held out for the reward (paper 5000 of 50000). Default 500.
     pub reward_samples: usize,
+    /// Weight training uses a deterministic class-balanced subset of this many of the
+    /// training images left after the reward subset (0: all). The test split is always
+    /// whole. Default 0.
+    pub train_samples: usize,
     /// Batch size of the reward evaluations (inference only). Default 500.
     pub reward_batch_size: usize,
     /// Adaptive BN for rewards (EagleEye, ECCV 2020; the paper is silent): before an
@@ -246,6 +196,14 @@ pub struct Recipe {
     /// convolutions apply; the added channels are zero in every parameter, producers
     /// and consumers alike, so the logits are those of the unpadded network. Default 4.
     pub reward_ort_pad: usize,
+    /// Which architecture the search keeps and prunes to: `rescore` (default: the
+    /// `incumbents` best, scored again on every search epoch's weights and on the
+    /// final weights) or `max-reward` (the paper: the highest reward ever seen).
+    /// See `rlal::search::best`.
+    pub selection: Selection,
+    /// Architectures kept and re-scored by `selection: rescore` (each costs one
+    /// reward evaluation per search epoch). Default 3.
+    pub incumbents: usize,
     /// Soft alignment L_align (false: paper's "w/o SR"). Default true.
     pub alignment: bool,
     /// β, the weight of L_align (paper 1e-4). Default 1e-4.
@@ -256,8 +214,8 @@ pub struct Recipe {
     pub finetune_epochs: usize,
     /// Base learning rate of fine-tuning (default: `lr`).
     pub finetune_lr: Option<f64>,
-    /// Agent settings (SAC, environment model, replay); see [`AgentSection`].
-    pub agent: AgentSection,
+    /// Agent settings (SAC, environment model, replay); see [`AgentConfig`].
+    pub agent: AgentConfig,
     /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
     pub input_shape: Option<Vec<usize>>,
     /// Batch size. Default 128.
@@ -332,7 +290,10 @@ impl Default for Recipe {
             buffer_epochs: 2,
             agent_epochs: 6,
             episodes_per_epoch: 10,
+            selection: Selection::Rescore,
+            incumbents: 3,
             reward_samples: 500,
+            train_samples: 0,
             reward_batch_size: 500,
             reward_bn_samples: 64,
             reward_engine: RewardEngine::Auto,
@@ -343,7 +304,7 @@ impl Default for Recipe {
             criterion: NormKind::L1,
             finetune_epochs: 2,
             finetune_lr: None,
-            agent: AgentSection::default(),
+            agent: AgentConfig::default(),
             input_shape: None,
             batch_size: t.batch_size,
             lr: t.lr,
@@ -420,6 +381,7 @@ impl Recipe {
             keep_bn: self.keep_bn,
             eval_every: self.eval_every,
             holdout: self.reward_samples,
+            train_samples: self.train_samples,
             checkpoint_dir: None,
             metrics: None,
             device: self.device,
@@ -492,18 +454,40 @@ impl Recipe {
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
             return bad("beta", format!("{} must be >= 0", self.beta));
         }
-        if self.agent.batch_size == 0 || self.agent.replay_capacity == 0 || self.agent.z_dim <= 0 {
-            return bad("agent", "batch-size, replay-capacity and z-dim must be positive".into());
+        if self.incumbents == 0 {
+            return bad("incumbents", "must be at least 1".into());
         }
-        let a = &self.agent;
-        if !((0.0..=1.0).contains(&a.gamma) && a.tau > 0.0 && a.tau <= 1.0 && a.actor_lr > 0.0 && a.critic_lr > 0.0 && a.env_lr > 0.0 && a.alpha >= 0.0) {
-            return bad("agent", "gamma must be in [0, 1], tau in (0, 1], learning rates > 0, alpha >= 0".into());
+        if let Err((field, msg)) = self.agent.check() {
+            return bad(&format!("agent.{field}"), msg);
         }
         if self.milestones.iter().any(|&m| m > self.epochs) && self.schedule == ScheduleKind::Step {
             return bad("milestones", format!("{:?} has an epoch after the last ({})", self.milestones, self.epochs));
         }
         // The training fields share `rlal train`'s checks (names are the same but `lr-warmup-epochs`).
         self.train_recipe(self.epochs).check().map_err(|m| m.replace("'warmup-epochs'", "'lr-warmup-epochs'"))
+    }
+
+    /// What epoch `t` (0-based) does besides training the weights.
+    pub fn phase(&self, t: usize) -> Phase {
+        if t < self.warmup_epochs {
+            Phase::Warmup
+        } else if t >= self.agent_epochs {
+            Phase::Weights
+        } else if self.policy == Policy::Rlal && t >= self.warmup_epochs + self.buffer_epochs {
+            Phase::Agent
+        } else if self.policy == Policy::Rlal {
+            Phase::Buffer
+        } else {
+            Phase::Baseline
+        }
+    }
+
+    /// Incumbents kept by the selection rule (1 for `max-reward`).
+    pub fn kept_incumbents(&self) -> usize {
+        match self.selection {
+            Selection::MaxReward => 1,
+            Selection::Rescore => self.incumbents,
+        }
     }
 
     /// Target ratio of the budget's metric (after [`Recipe::check`]).

@@ -2,7 +2,7 @@
 //! validation of the exported models with ONNX Runtime (tract when ONNX
 //! Runtime is missing), `report.json`, `report.md` and the summary screen.
 use super::recipe::Recipe;
-use super::run::Best;
+use super::best::Best;
 use crate::data::Loader;
 use crate::ir::Graph;
 use crate::validate::{latency, ort::OrtModel, tract::TractModel, Runner, ValidateError};
@@ -156,6 +156,9 @@ pub struct Report {
     pub masked_accuracy: f64,
     pub best_reward: f64,
     pub best_epoch: usize,
+    /// `selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
+    #[serde(default)]
+    pub final_choice_changed: Option<bool>,
     pub engine: String,
     pub test_samples: usize,
     pub latency_batch: usize,
@@ -175,6 +178,8 @@ pub struct Report {
 pub struct Context<'a> {
     pub recipe: &'a Recipe,
     pub best: &'a Best,
+    /// `selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
+    pub final_choice_changed: Option<bool>,
     pub layers: Vec<LayerChoice>,
     pub masked_acc: f64,
     pub search_seconds: f64,
@@ -244,6 +249,7 @@ pub fn validate(c: &Context, unpruned: &Graph, pruned: &Graph, test: &Loader, di
         masked_accuracy: c.masked_acc,
         best_reward: c.best.reward,
         best_epoch: c.best.epoch,
+        final_choice_changed: c.final_choice_changed,
         engine,
         test_samples: n,
         latency_batch: batch,

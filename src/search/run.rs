@@ -42,13 +42,8 @@ pub struct RunOptions {
     pub resume: bool,
 }
 
-/// The best policy so far: reward, per-layer kept counts, epoch (1-based) it was seen.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Best {
-    pub reward: f64,
-    pub kept: Vec<usize>,
-    pub epoch: usize,
-}
+pub use super::best::Best;
+use super::best::{Incumbents, Selection};
 
 /// `checkpoints/search.json`: everything of the joint phase that is not a tensor.
 #[derive(Serialize, Deserialize)]
@@ -57,7 +52,8 @@ struct SearchState {
     epoch: usize,
     step: usize,
     rng: [u64; 4],
-    best: Option<Best>,
+    /// The architectures the selection rule keeps (best first).
+    incumbents: Incumbents,
     replay: Replay,
     search_seconds: f64,
     elapsed_seconds: f64,
@@ -334,6 +330,29 @@ fn bar(done: usize, total: usize) -> String {
     format!("[{}{}]", "#".repeat(f), "-".repeat(w - f))
 }
 
+/// The architecture to prune to after the joint phase: the best incumbent, with
+/// `selection: rescore` scored again on the final weights (and whether that
+/// changed the choice); baselines without episodes (none kept) take their rule's
+/// architecture on the final weights.
+fn choose(r: &Recipe, net: &mut Net, budget: &Budget, rset: &RewardSet, mut inc: Incumbents, ort_ok: bool) -> Result<(Best, Option<bool>), SearchError> {
+    let job = SearchError::Job;
+    let p = r.criterion.p();
+    let mut changed = None;
+    if r.selection == Selection::Rescore && matches!(r.policy, Policy::Rlal | Policy::Random) && !inc.items.is_empty() {
+        let frozen = freeze(r, net, budget, ort_ok).map_err(|e| job(e.into()))?;
+        changed = Some(inc.rescore(r.epochs, |kept| rset.reward_with(net, frozen.as_ref(), budget, kept, p)).map_err(|e| job(e.into()))?);
+    }
+    if let Some(b) = inc.best() {
+        return Ok((b.clone(), changed));
+    }
+    let kept = match r.policy {
+        Policy::L1Global => reward::l1_global_kept(net, budget, p).map_err(|e| job(e.into()))?,
+        _ => reward::uniform_kept(budget),
+    };
+    let acc = rset.reward(net, budget, &kept, p).map_err(|e| job(e.into()))?;
+    Ok((Best { reward: acc, kept, epoch: r.epochs }, changed))
+}
+
 /// Runs a whole pruning job; returns the report (also written to the run directory).
 pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let t_all = Instant::now();
@@ -375,10 +394,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let sgd_cfg = SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay };
     net.set_compute(r.precision, r.channels_last);
     let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone()).with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
-    let mut agent = Agent::new(r.agent.config(), r.epochs, r.seed);
+    let mut agent = Agent::new(r.agent.clone(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0x5ea4c4);
     let p = r.criterion.p();
-    let mut best: Option<Best> = None;
+    let mut inc = Incumbents::default();
     let (mut start, mut step, mut t_search, mut elapsed0) = (0usize, 0usize, 0f64, 0f64);
     let metrics_path = o.run_dir.join("metrics.jsonl");
     let mut rows: Vec<EpochRow> = Vec::new();
@@ -386,7 +405,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         if let Some(st) = load_checkpoint(&ckpt, &mut net, &mut sgd, &mut agent).map_err(input)? {
             (start, step, t_search, elapsed0) = (st.epoch, st.step, st.search_seconds, st.elapsed_seconds);
             rng = Rng::from_state(st.rng).ok_or_else(|| input(anyhow!("{}: invalid RNG state", ckpt.join("search.json").display())))?;
-            best = st.best;
+            inc = st.incumbents;
             let lines = truncate_lines(&metrics_path, start).map_err(job)?;
             rows = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
             if o.progress {
@@ -429,7 +448,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     for t in start..r.epochs {
         let t0 = Instant::now();
         // v_l of the best policy by current norms (Eq. 10), for the penalty only.
-        let align: Option<GroupLasso> = match (&best, r.alignment && r.beta > 0.0) {
+        let align: Option<GroupLasso> = match (inc.best(), r.alignment && r.beta > 0.0) {
             (Some(b), true) => Some(net.group_lasso_target(&reward::keep_vectors(&net, &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?))),
             _ => None,
         };
@@ -463,7 +482,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             row.update_overlapped = true;
             row.search_seconds = pd.episodes_seconds + wait;
             t_search += row.search_seconds;
-            let state = SearchState { epoch: row.epoch, step: pd.step, rng: rng.state(), best: best.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: pd.elapsed, tensors: format!("search-e{}.ot", row.epoch), graph: fingerprint(&net) };
+            let state = SearchState { epoch: row.epoch, step: pd.step, rng: rng.state(), incumbents: inc.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: pd.elapsed, tensors: format!("search-e{}.ot", row.epoch), graph: fingerprint(&net) };
             close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, pd.snapshot, &agent, &state)?;
         }
         // The training time excludes the wait for the updates (counted as the previous epoch's search).
@@ -475,6 +494,9 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         let mut defer = false;
         if searching {
             row.phase = "search".into();
+            if r.policy == Policy::Rlal {
+                agent.begin_epoch(t);
+            }
             let episodes: Vec<(Vec<usize>, Option<crate::agent::Episode>)> = match r.policy {
                 Policy::Rlal | Policy::Random => {
                     let explore = if r.policy == Policy::Random || t < r.warmup_epochs + r.buffer_epochs { Explore::Random } else { Explore::Policy };
@@ -494,6 +516,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             let frozen = freeze(r, &net, &budget, ort_ok).map_err(|e| job(e.into()))?;
             let freeze_secs = tf.elapsed().as_secs_f64();
             let _ = rset.take_stages();
+            // The incumbents are scored on this epoch's weights before the episodes compete with them.
+            if r.selection == Selection::Rescore && matches!(r.policy, Policy::Rlal | Policy::Random) {
+                inc.rescore(t + 1, |kept| rset.reward_with(&mut net, frozen.as_ref(), &budget, kept, p)).map_err(|e| job(e.into()))?;
+            }
             for (i, (kept, ep)) in episodes.into_iter().enumerate() {
                 let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, &kept, p).map_err(|e| job(e.into()))?;
                 if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
@@ -502,12 +528,13 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 row.rewards.push(acc);
                 row.macs.push(budget.macs(&kept));
                 // Baselines without search follow their current choice; searches keep the best.
-                let replace = matches!(r.policy, Policy::Uniform | Policy::L1Global) || best.as_ref().is_none_or(|b| acc > b.reward);
-                if replace {
-                    best = Some(Best { reward: acc, kept, epoch: t + 1 });
+                let b = Best { reward: acc, kept, epoch: t + 1 };
+                match r.policy {
+                    Policy::Uniform | Policy::L1Global => inc.replace(b),
+                    _ => inc.offer(b, r.kept_incumbents(), r.selection == Selection::Rescore),
                 }
                 if o.progress {
-                    eprint!("\repoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ", t + 1, r.epochs, bar(i + 1, n_ep), i + 1, n_ep, 100.0 * acc, 100.0 * best.as_ref().map_or(0.0, |b| b.reward));
+                    eprint!("\repoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ", t + 1, r.epochs, bar(i + 1, n_ep), i + 1, n_ep, 100.0 * acc, 100.0 * inc.best().map_or(0.0, |b| b.reward));
                 }
             }
             row.reward_stages = Some(crate::search::reward::RewardStages { freeze: freeze_secs, ..rset.take_stages() });
@@ -524,7 +551,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             row.phase = if t < r.warmup_epochs { "warmup".into() } else { "weights".into() };
         }
         let search_secs = t1.elapsed().as_secs_f64();
-        row.best_reward = best.as_ref().map(|b| b.reward);
+        row.best_reward = inc.best().map(|b| b.reward);
         row.mean_reward = (!row.rewards.is_empty()).then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
         if t + 1 == r.epochs || (r.eval_every > 0 && (t + 1) % r.eval_every == 0) {
             row.test_acc = Some(evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy);
@@ -539,22 +566,12 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             continue;
         }
         t_search += search_secs;
-        let state = SearchState { epoch: t + 1, step, rng: rng.state(), best: best.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: elapsed, tensors: format!("search-e{}.ot", t + 1), graph: fingerprint(&net) };
+        let state = SearchState { epoch: t + 1, step, rng: rng.state(), incumbents: inc.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: elapsed, tensors: format!("search-e{}.ot", t + 1), graph: fingerprint(&net) };
         close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, net_tensors(&net, &sgd), &agent, &state)?;
     }
     debug_assert!(pending.is_none(), "the last epoch never defers its updates");
     // ---- the final architecture ----
-    let best = match best {
-        Some(b) => b,
-        None => {
-            let kept = match r.policy {
-                Policy::L1Global => reward::l1_global_kept(&net, &budget, p).map_err(|e| job(e.into()))?,
-                _ => reward::uniform_kept(&budget),
-            };
-            let acc = rset.reward(&mut net, &budget, &kept, p).map_err(|e| job(e.into()))?;
-            Best { reward: acc, kept, epoch: r.epochs }
-        }
-    };
+    let (best, final_changed) = choose(r, &mut net, &budget, &rset, inc, ort_ok)?;
     let ks = reward::keep_sets(&net, &budget, &best.kept, p).map_err(|e| job(e.into()))?;
     let layers: Vec<LayerChoice> = budget.layers.iter().zip(&best.kept).map(|(l, &k)| LayerChoice { layer: l.index, group: l.group, name: l.name.clone(), channels: l.channels, kept: k, ratio: k as f64 / l.channels as f64, kept_channels: ks[&l.group].clone() }).collect();
     report::write_policy(&o.run_dir, &best, &layers, &budget).map_err(job)?;
@@ -621,6 +638,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let ctx = report::Context {
         recipe: r,
         best: &best,
+        final_choice_changed: final_changed,
         layers,
         masked_acc,
         search_seconds: t_search,

@@ -145,6 +145,9 @@ pub struct Recipe {
     pub eval_every: usize,
     /// Training images held out (class-balanced, never trained on; the reward subset). Default 0.
     pub holdout: usize,
+    /// Train on a deterministic class-balanced subset of this many of the remaining
+    /// training images (0: all; for fast searches). The test split is always whole. Default 0.
+    pub train_samples: usize,
     /// Checkpoint directory (a checkpoint per epoch); none by default.
     pub checkpoint_dir: Option<PathBuf>,
     /// Metrics JSONL file; none by default.
@@ -190,6 +193,7 @@ impl Default for Recipe {
             keep_bn: false,
             eval_every: 1,
             holdout: 0,
+            train_samples: 0,
             checkpoint_dir: None,
             metrics: None,
             device: DeviceKind::Auto,

@@ -46,7 +46,12 @@ pub fn apply_insert_bn(g: &mut Graph, a: &mut Analysis, mode: InsertBn, input_sh
     Ok(n)
 }
 
-/// Train loader (minus `holdout` images), holdout indices and test loader for a recipe.
+/// Seed stream of the `train-samples` subset.
+const TRAIN_SUBSET: u64 = 0x7452_5355_4253_4554;
+
+/// Train loader (minus `holdout` images, at most `train-samples`), holdout indices and
+/// test loader for a recipe.
+
 pub fn loaders(r: &Recipe, dir: &Path, input: [usize; 3], classes: Option<usize>) -> Result<(Loader, Vec<usize>, Loader), TrainError> {
     let pair = data::open_both(dir, &data::OpenOptions::default())?;
     for ds in [&pair.train, &pair.test] {
@@ -55,7 +60,13 @@ pub fn loaders(r: &Recipe, dir: &Path, input: [usize; 3], classes: Option<usize>
             None => data::check_input(&**ds, input)?,
         }
     }
-    let (train_idx, holdout) = if r.holdout > 0 { data::split_holdout(&*pair.train, r.holdout, r.seed)? } else { ((0..pair.train.len()).collect(), Vec::new()) };
+    let (mut train_idx, holdout) = if r.holdout > 0 { data::split_holdout(&*pair.train, r.holdout, r.seed)? } else { ((0..pair.train.len()).collect(), Vec::new()) };
+    if r.train_samples > 0 && r.train_samples < train_idx.len() {
+        // The class-balanced split rule again, on the images left for training.
+        let labels: Vec<u32> = train_idx.iter().map(|&i| pair.train.labels()[i]).collect();
+        let (_, chosen) = data::split_holdout_labels(&labels, pair.train.num_classes(), r.train_samples, r.seed ^ TRAIN_SUBSET, pair.train.label_source())?;
+        train_idx = chosen.into_iter().map(|j| train_idx[j]).collect();
+    }
     let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
     norm.validate(input[0]).map_err(|m| TrainError::Graph(format!("recipe mean/std: {m}")))?;
     let cfg = LoaderConfig { batch_size: r.batch_size, shuffle: true, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
