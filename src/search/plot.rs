@@ -45,7 +45,17 @@ pub(crate) fn lines(path: &Path, title: &str, xlabel: &str, ylabel: &str, series
             .y_label_area_size(52)
             .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(|e| anyhow!("{e}"))?;
-        chart.configure_mesh().x_desc(xlabel).y_desc(ylabel).y_label_formatter(&|v| format!("{:.0}%", 100.0 * v)).draw().map_err(|e| anyhow!("{e}"))?;
+        // The x axes count epochs: whole numbers, at most one label per epoch.
+        let x_labels = ((x1 - x0).round() as usize + 1).min(12);
+        chart
+            .configure_mesh()
+            .x_desc(xlabel)
+            .y_desc(ylabel)
+            .x_labels(x_labels)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
         for (name, color, data) in series {
             let c = *color;
             chart
@@ -111,9 +121,10 @@ pub fn write_layers(dir: &Path, layers: &[LayerChoice]) -> anyhow::Result<()> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(52)
-            .build_cartesian_2d((0u32..n).into_segmented(), 0f64..1.05)
+            // Segments 0..=n-1: one slot per layer (0..n would add an empty slot for n).
+            .build_cartesian_2d((0u32..n - 1).into_segmented(), 0f64..1.05)
             .map_err(|e| anyhow!("{e}"))?;
-        chart.configure_mesh().x_desc("layer").y_desc("kept / channels").y_label_formatter(&|v| format!("{:.0}%", 100.0 * v)).draw().map_err(|e| anyhow!("{e}"))?;
+        chart.configure_mesh().x_labels(layers.len().min(30)).x_desc("layer").y_desc("kept / channels").y_label_formatter(&|v| format!("{:.0}%", 100.0 * v)).draw().map_err(|e| anyhow!("{e}"))?;
         chart
             .draw_series(Histogram::vertical(&chart).style(BLUE.mix(0.7).filled()).margin(2).data(layers.iter().enumerate().map(|(i, l)| (i as u32, l.ratio))))
             .map_err(|e| anyhow!("{e}"))?;
