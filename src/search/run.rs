@@ -205,7 +205,7 @@ pub fn prepare(r: &Recipe, table: Option<&Path>, progress: bool) -> Result<(Grap
     } else {
         Budget::with_metric(an.cost.clone(), an.layers.clone(), r.metric(), r.ratio(), r.max_prune_ratio).map_err(bad_budget)?
     };
-    budget.multiple = r.channel_multiple;
+    budget.set_multiple(r.channel_multiple).map_err(bad_budget)?;
     Ok((g, an, budget))
 }
 
