@@ -19,6 +19,9 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
     for (k, &i) in g.inputs.iter().enumerate() {
         let v = &g.values[i];
         let mut shape = v.shape.clone().ok_or_else(|| IrError::Structure(format!("graph input '{}' declares no shape; pass --input-shape CxHxW", v.name)))?;
+        if k == 0 && shape.is_empty() {
+            return Err(IrError::Structure(format!("graph input '{}' is a scalar; the first graph input must be a batch of images (rank 4: NxCxHxW)", v.name)));
+        }
         if let Some(s) = input_shape {
             if k == 0 {
                 if shape.len() != s.len() + 1 {
@@ -44,7 +47,7 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
                 shape[0] = Dim::Sym("N".into());
             }
         }
-        if shape[1..].iter().any(|d| d.fixed().is_none()) && shape.len() > 1 {
+        if shape.iter().skip(1).any(|d| d.fixed().is_none()) {
             return Err(IrError::Structure(format!(
                 "graph input '{}' has dynamic non-batch dims {}; pass --input-shape with the fixed sizes (e.g. 3x224x224)",
                 v.name,
