@@ -68,8 +68,8 @@ pub struct TrainArgs {
     /// Print the merged recipe and exit.
     #[arg(long)]
     pub show_recipe: bool,
-    /// No progress line on stderr.
-    #[arg(long, short)]
+    /// Set from the global `--quiet`.
+    #[arg(skip)]
     pub quiet: bool,
 }
 
