@@ -869,6 +869,15 @@ fn regressions() {
         let e = rlal::analysis::import_bytes(&m.encode_to_vec(), Path::new(file), &Default::default()).unwrap_err().to_string();
         assert!(e.contains(file) && e.contains("elements, more than"), "{e}");
     }
+    // A conv group near i64's limits overflowed the channel check (src/ir/ops/conv.rs).
+    for group in [1 << 40, i64::MAX, -3] {
+        let mut m = bases(&["resnet20_mnist.onnx"]).remove(0).model;
+        let conv = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type.as_deref() == Some("Conv")).unwrap();
+        conv.attribute.retain(|a| a.name.as_deref() != Some("group"));
+        conv.attribute.push(pb::AttributeProto { name: Some("group".into()), r#type: Some(2), i: Some(group), ..Default::default() });
+        let e = rlal::analysis::import_bytes(&m.encode_to_vec(), Path::new("group.onnx"), &Default::default()).unwrap_err().to_string();
+        assert!(e.contains("group.onnx") && e.contains("group must be in 1..="), "{e}");
+    }
     // Epoch counts that overflow the step arithmetic (src/search/recipe.rs, the trainer).
     let base = std::fs::read_to_string(root().join("recipes/quickstart.yaml")).unwrap();
     for (extra, field) in [("warmup-epochs: 18446744073709551615\nbuffer-epochs: 1\n", "epochs"), ("epochs: 18446744073709551615\n", "epochs"), ("finetune-epochs: 18446744073709551615\n", "finetune-epochs")] {
