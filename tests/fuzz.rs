@@ -583,7 +583,7 @@ fn mutate_recipe(text: &str, keys: &[String], rng: &mut Rng) -> String {
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     let n = lines.len().max(1);
     match rng.below_usize(8) {
-        0 | 1 | 2 => {
+        0..=2 => {
             // A field gets an absurd value.
             let k = rng.below_usize(n);
             if let Some(l) = lines.get_mut(k) {
