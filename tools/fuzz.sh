@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation fuzzing at scale: N model cases (recipes: 2N, datasets: N/5) of
-# tests/fuzz.rs in release, with the seed from RLAL_FUZZ_SEED (default 15).
+# tests/fuzz/ in release, with the seed from RLAL_FUZZ_SEED (default 15).
 #   tools/fuzz.sh 100000                 # every fuzz target
 #   tools/fuzz.sh 100000 fuzz_models     # one target
 # Failing cases are written to target/fuzz-failures/ for replay. rlal itself is
