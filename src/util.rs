@@ -22,3 +22,38 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     res
 }
+
+/// Set by the CLI's `--quiet`: no progress display at all.
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns every progress display off (`--quiet`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether progress is drawn in place: stderr is a terminal and `--quiet` is off.
+fn redraws() -> bool {
+    use std::io::IsTerminal;
+    !QUIET.load(std::sync::atomic::Ordering::Relaxed) && std::io::stderr().is_terminal()
+}
+
+/// Redraws the progress line on stderr (`\r`, then `line`). Nothing when stderr is
+/// not a terminal: a redirected log would otherwise hold every frame.
+pub fn progress(line: std::fmt::Arguments) {
+    if redraws() {
+        let mut e = std::io::stderr().lock();
+        let _ = write!(e, "\r{line}");
+        let _ = e.flush();
+    }
+}
+
+/// A line that ends a progress display (e.g. an epoch's summary): on a terminal it
+/// overwrites the progress line (`\r` first, then erases what is left of it); in a log
+/// it is a plain line.
+pub fn progress_done(line: std::fmt::Arguments) {
+    if redraws() {
+        eprintln!("\r{line}\x1b[K");
+    } else {
+        eprintln!("{line}");
+    }
+}

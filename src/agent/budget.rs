@@ -143,6 +143,8 @@ pub struct Budget {
     /// unaligned widths slowly. 1 (default): the paper's floor rule only.
     pub multiple: usize,
     full_macs: u64,
+    /// Requested ratio of the metric (for errors).
+    ratio: f64,
     /// The metric of the unpruned model.
     full: u64,
     max_c: f32,
@@ -219,20 +221,28 @@ impl Budget {
             min_keep,
             multiple: 1,
             full_macs,
+            ratio,
             full,
         };
-        let floor = b.measure_with(&[], |j| b.min_keep[j]);
+        b.check_floor()?;
+        Ok(b)
+    }
+
+    /// Whether the model fits the target with every prunable layer at its minimum width.
+    fn check_floor(&self) -> Result<(), BudgetError> {
+        let (target, full, metric, ratio) = (self.target, self.full, self.metric, self.ratio);
+        let floor = self.measure_with(&[], |j| self.min_width(j));
         if floor > target && metric == Metric::Latency {
             return Err(BudgetError::LatencyFloor { target, ratio, full, floor });
         }
         if floor > target {
-            let mut zero = b.cost.full.clone();
-            for &g in &b.groups {
+            let mut zero = self.cost.full.clone();
+            for &g in &self.groups {
                 zero[g] = 0;
             }
-            return Err(BudgetError::Infeasible { metric: metric.name(), target, ratio, full, floor, fixed: b.eval(&zero) });
+            return Err(BudgetError::Infeasible { metric: metric.name(), target, ratio, full, floor, fixed: self.eval(&zero) });
         }
-        Ok(b)
+        Ok(())
     }
 
     pub fn full_macs(&self) -> u64 {
@@ -289,53 +299,97 @@ impl Budget {
         self.cost.macs(&self.kept_vector(kept))
     }
 
+    /// Sets [`Budget::multiple`]: every kept width becomes a multiple of `m` or the
+    /// full width, and each layer's minimum rounds up to one (`min_keep`). Fails when
+    /// the rounded-up minimums no longer fit the target.
+    pub fn set_multiple(&mut self, m: usize) -> Result<(), BudgetError> {
+        self.multiple = m.max(1);
+        for (k, l) in self.min_keep.iter_mut().zip(&self.layers) {
+            *k = round_up(*k, self.multiple, l.channels);
+        }
+        self.check_floor()
+    }
+
+    /// Narrowest width layer `l` may keep: `min_keep[l]`, rounded up to an allowed width.
+    pub fn min_width(&self, l: usize) -> usize {
+        round_up(self.min_keep[l], self.multiple, self.layers[l].channels)
+    }
+
+    /// The widths layer `l` may keep, narrowest first: with `multiple = m`, the
+    /// multiples of m from [`Budget::min_width`] up, then the full width (m = 1:
+    /// every width from `min_keep`).
+    pub fn allowed(&self, l: usize) -> impl Iterator<Item = usize> {
+        let (lo, c, m) = (self.min_width(l), self.layers[l].channels, self.multiple.max(1));
+        (0..(c - lo).div_ceil(m) + 1).map(move |i| (lo + i * m).min(c))
+    }
+
+    /// The allowed width of layer `l` next above `k` (`k` itself when `k` is the full width).
+    pub fn next_allowed(&self, l: usize, k: usize) -> usize {
+        let c = self.layers[l].channels;
+        round_up(k + 1, self.multiple, c).max(self.min_width(l)).min(c)
+    }
+
+    /// The allowed width of layer `l` next below `k` (the minimum width at most).
+    pub fn prev_allowed(&self, l: usize, k: usize) -> usize {
+        let m = self.multiple.max(1);
+        (k.saturating_sub(1) / m * m).max(self.min_width(l))
+    }
+
     /// Bounds on the channels layer `l = kept.len()` may keep: at most what
     /// still lets the remaining layers (at their minimum) meet the target
     /// (in the budget's metric)
     /// (Eq. 12), at least what still reaches the target with the remaining
-    /// layers intact (Eq. 13). Feasibility wins when both cannot hold.
+    /// layers intact (Eq. 13). Both bounds are allowed widths (multiples of
+    /// [`Budget::multiple`] or the full width), searched over the allowed
+    /// widths only, so an episode ends within one allowed step of the target.
+    /// Feasibility wins when both cannot hold.
     pub fn keep_bounds(&self, kept: &[usize]) -> (usize, usize) {
         let l = kept.len();
         let c = self.layers[l].channels;
-        let lo = self.min_keep[l];
+        let (lo, m) = (self.min_width(l), self.multiple.max(1));
+        // Allowed width number i (0 = the minimum, n - 1 = the full width).
+        let w = |i: usize| (lo + i * m).min(c);
+        let n = (c - lo).div_ceil(m) + 1;
         let with = |k: usize, rest_full: bool| {
             let mut v = kept.to_vec();
             v.push(k);
-            self.measure_with(&v, |j| if rest_full { self.layers[j].channels } else { self.min_keep[j] })
+            self.measure_with(&v, |j| if rest_full { self.layers[j].channels } else { self.min_width(j) })
         };
-        // Largest k with macs(min rest) <= target (monotone in k).
-        let (mut a, mut b) = (lo, c);
+        // Largest allowed k with macs(min rest) <= target (monotone in k).
+        let (mut a, mut b) = (0, n - 1);
         if with(lo, false) > self.target {
             return (lo, lo);
         }
         while a < b {
-            let m = (a + b).div_ceil(2);
-            if with(m, false) <= self.target {
-                a = m;
+            let mid = (a + b).div_ceil(2);
+            if with(w(mid), false) <= self.target {
+                a = mid;
             } else {
-                b = m - 1;
+                b = mid - 1;
             }
         }
-        let kmax = a;
-        // Smallest k in [lo, kmax] with macs(full rest) >= target.
-        let (mut a, mut b) = (lo, kmax);
+        let imax = a;
+        let kmax = w(imax);
+        // Smallest allowed k in [lo, kmax] with macs(full rest) >= target.
+        let (mut a, mut b) = (0, imax);
         if with(kmax, true) < self.target {
             return (kmax, kmax);
         }
         while a < b {
-            let m = (a + b) / 2;
-            if with(m, true) >= self.target {
-                b = m;
+            let mid = (a + b) / 2;
+            if with(w(mid), true) >= self.target {
+                b = mid;
             } else {
-                a = m + 1;
+                a = mid + 1;
             }
         }
-        (a, kmax)
+        (w(a), kmax)
     }
 
     /// Channels kept for action `a` (pruning ratio in [0,1]) on layer `kept.len()`:
     /// remove floor(a·c), clip to the bounds, then move to the nearest multiple of
-    /// [`Budget::multiple`] (or the full width) inside the bounds, if there is one.
+    /// [`Budget::multiple`] (or the full width) inside the bounds (there always is one:
+    /// both bounds are allowed widths).
     pub fn apply(&self, kept: &[usize], a: f32) -> usize {
         let c = self.layers[kept.len()].channels;
         let removed = ((a.clamp(0.0, 1.0) as f64) * c as f64).floor() as usize;
@@ -344,7 +398,8 @@ impl Budget {
         self.aligned(k, c, lo, hi)
     }
 
-    /// `k` moved to the nearest aligned width in `[lo, hi]` (ties: the smaller), else `k`.
+    /// `k` moved to the nearest aligned width in `[lo, hi]` (ties: the smaller), else `k`
+    /// (only when `[lo, hi]` holds no aligned width, which [`Budget::keep_bounds`]'s never do).
     pub fn aligned(&self, k: usize, c: usize, lo: usize, hi: usize) -> usize {
         let m = self.multiple;
         if m <= 1 || k == c || k % m == 0 {
@@ -394,6 +449,11 @@ impl Budget {
             prev_action,
         ]
     }
+}
+
+/// `k` rounded up to a multiple of `m`, capped at the full width `c` (at least 1).
+fn round_up(k: usize, m: usize, c: usize) -> usize {
+    k.max(1).div_ceil(m.max(1)).saturating_mul(m.max(1)).min(c)
 }
 
 #[cfg(test)]
@@ -495,24 +555,56 @@ mod tests {
     }
 
     #[test]
-    fn aligned_widths_stay_within_the_budget() {
-        let mut b = budget("resnet56_cifar.onnx", 0.5);
-        b.multiple = 8;
-        let mut rng = Rng::new(4);
-        let mut aligned = 0;
-        let mut total = 0;
-        for _ in 0..30 {
-            let mut kept = Vec::new();
-            for _ in 0..b.layers.len() {
-                kept.push(b.apply(&kept, rng.uniform_f32()));
-            }
-            assert!(b.fits(&kept));
-            for (l, &k) in kept.iter().enumerate() {
-                total += 1;
-                aligned += (k % 8 == 0 || k == b.layers[l].channels) as usize;
+    fn aligned_widths_are_always_aligned_and_meet_the_budget() {
+        for (file, ratio) in [("resnet56_cifar.onnx", 0.5), ("mobilenetv2_cifar.onnx", 0.5), ("resnet20_mnist.onnx", 0.4)] {
+            for m in [4, 8] {
+                let mut b = budget(file, ratio);
+                b.set_multiple(m).unwrap();
+                let ok = |l: usize, k: usize| k == b.layers[l].channels || (k % m == 0 && k >= b.min_keep[l]);
+                assert!((0..b.layers.len()).all(|l| ok(l, b.min_keep[l])), "{file} m={m}: min_keep {:?}", b.min_keep);
+                let mut rng = Rng::new(m as u64);
+                let mut near = 0;
+                for ep in 0..60 {
+                    let mut kept = Vec::new();
+                    for l in 0..b.layers.len() {
+                        let (lo, hi) = b.keep_bounds(&kept);
+                        assert!(ok(l, lo) && ok(l, hi) && lo <= hi, "{file} m={m} episode {ep} layer {l}: bounds ({lo}, {hi})");
+                        let a = if ep == 0 { 0.0 } else if ep == 1 { 1.0 } else { rng.uniform_f32() };
+                        let k = b.apply(&kept, a);
+                        assert!(ok(l, k), "{file} m={m} episode {ep} layer {l}: width {k} of {} is not a multiple of {m}", b.layers[l].channels);
+                        kept.push(k);
+                    }
+                    assert!(b.fits(&kept), "{file} m={m} episode {ep}: {} > {}", b.measure(&kept), b.target);
+                    // The next allowed width of the last layer would cross the target: the
+                    // episode ends within one multiple's MACs of it.
+                    let last = kept.len() - 1;
+                    if kept[last] < b.layers[last].channels {
+                        let mut more = kept.clone();
+                        more[last] = b.next_allowed(last, kept[last]);
+                        assert_eq!(more[last], kept[last] + m.min(b.layers[last].channels - kept[last]));
+                        assert!(!b.fits(&more), "{file} m={m} episode {ep}: {} is more than one multiple below {}", b.measure(&kept), b.target);
+                        near += 1;
+                    }
+                }
+                assert!(near > 0, "{file} m={m}: the last layer was never below its full width");
             }
         }
-        assert!(aligned * 10 >= total * 9, "only {aligned} of {total} widths are multiples of 8");
+    }
+
+    #[test]
+    fn allowed_widths_and_rounded_minimums() {
+        let mut b = budget("resnet20_mnist.onnx", 0.5);
+        let c = b.layers[0].channels;
+        assert_eq!(b.allowed(0).collect::<Vec<_>>(), (b.min_keep[0]..=c).collect::<Vec<_>>(), "m = 1: every width");
+        b.set_multiple(8).unwrap();
+        let w: Vec<usize> = b.allowed(0).collect();
+        assert_eq!(w.first(), Some(&b.min_keep[0]));
+        assert_eq!(w.last(), Some(&c));
+        assert!(w.iter().all(|k| k % 8 == 0 || *k == c), "{w:?}");
+        assert_eq!((round_up(2, 8, 16), round_up(2, 8, 6), round_up(0, 4, 16), round_up(9, 1, 16)), (8, 6, 4, 9));
+        // A multiple so coarse that the rounded-up minimums no longer fit is an input error.
+        let mut b = budget("resnet20_mnist.onnx", 0.3);
+        assert!(b.set_multiple(64).unwrap_err().to_string().contains("impossible budget"));
     }
 
     #[test]

@@ -28,10 +28,10 @@ impl Sliceable {
             .iter()
             .zip(&self.axes)
             .map(|(&d, a)| match a {
-                Some((g, m)) => (kept[*g] * m) as u64,
+                Some((g, m)) => (kept[*g] as u64).saturating_mul(*m as u64),
                 None => d as u64,
             })
-            .product()
+            .fold(1u64, u64::saturating_mul)
     }
 }
 
@@ -78,7 +78,7 @@ impl CostModel {
                     m.terms.push(MacTerm { node: nid, factor, weight: w });
                 }
             }
-            m.fixed_macs += ops::gemm::matmul_dynamic_macs(&cx);
+            m.fixed_macs = m.fixed_macs.saturating_add(ops::gemm::matmul_dynamic_macs(&cx));
             for slot in op.params(&cx) {
                 if let Some(v) = node.inputs.get(slot).copied().flatten() {
                     if seen.insert(v) {
@@ -92,10 +92,11 @@ impl CostModel {
         m
     }
     pub fn macs(&self, kept: &[usize]) -> u64 {
-        self.fixed_macs + self.terms.iter().map(|t| t.factor * t.weight.numel(kept)).sum::<u64>()
+        // Saturating: absurd (fuzzed) shapes must not overflow.
+        self.terms.iter().fold(self.fixed_macs, |a, t| a.saturating_add(t.factor.saturating_mul(t.weight.numel(kept))))
     }
     pub fn params(&self, kept: &[usize]) -> u64 {
-        self.params.iter().map(|p| p.numel(kept)).sum()
+        self.params.iter().fold(0u64, |a, p| a.saturating_add(p.numel(kept)))
     }
     pub fn full_macs(&self) -> u64 {
         self.macs(&self.full)
@@ -105,7 +106,7 @@ impl CostModel {
     }
     /// MACs of the terms touching group `g` (those that shrink when it is pruned).
     pub fn group_macs(&self, g: usize) -> u64 {
-        self.terms.iter().filter(|t| t.weight.axes.iter().any(|a| matches!(a, Some((x, _)) if *x == g))).map(|t| t.factor * t.weight.numel(&self.full)).sum()
+        self.terms.iter().filter(|t| t.weight.axes.iter().any(|a| matches!(a, Some((x, _)) if *x == g))).fold(0u64, |a, t| a.saturating_add(t.factor.saturating_mul(t.weight.numel(&self.full))))
     }
     /// MACs per node (full model).
     pub fn node_macs(&self, n_nodes: usize) -> Vec<u64> {

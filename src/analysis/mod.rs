@@ -111,7 +111,16 @@ pub struct ImportOptions {
 
 /// Loads, normalises and analyses an ONNX file.
 pub fn import(path: &Path, opts: &ImportOptions) -> Result<(Graph, Analysis), AnalysisError> {
-    let mut g = crate::onnx::load(path)?;
+    analyse(crate::onnx::load(path)?, path, opts)
+}
+
+/// [`import`] of model bytes already in memory (`path` names them in errors and
+/// locates external data): the same decoding, normalisation and analysis.
+pub fn import_bytes(bytes: &[u8], path: &Path, opts: &ImportOptions) -> Result<(Graph, Analysis), AnalysisError> {
+    analyse(crate::onnx::load_bytes(bytes, path)?, path, opts)
+}
+
+fn analyse(mut g: Graph, path: &Path, opts: &ImportOptions) -> Result<(Graph, Analysis), AnalysisError> {
     let (passes, facts) = crate::ir::passes::normalize(&mut g, opts.input_shape.as_deref()).map_err(|source| AnalysisError::Ir { path: path.display().to_string(), source })?;
     let a = Analysis::new(&g, facts, passes);
     Ok((g, a))

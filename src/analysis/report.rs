@@ -69,12 +69,12 @@ pub fn build<'a>(model: &str, g: &Graph, a: &'a Analysis) -> ReportJson<'a> {
         outputs: io(&g.outputs),
         totals: Totals {
             macs,
-            flops: 2 * macs,
+            flops: macs.saturating_mul(2),
             params: a.cost.full_params(),
             initializer_elements: g.values.iter().filter_map(|v| v.init.as_ref()).map(|t| t.len() as u64).sum(),
             nodes: g.nodes.len(),
             prunable_groups: a.layers.len(),
-            prunable_macs: a.layers.iter().map(|l| l.macs).sum(),
+            prunable_macs: a.layers.iter().fold(0u64, |s, l| s.saturating_add(l.macs)),
         },
         layers: &a.layers,
         groups: a

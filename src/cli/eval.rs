@@ -99,7 +99,7 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
         _ => tch::Device::Cpu,
     };
     let (g, an) = analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() }).map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an).map_err(Failure::input)?;
+    let input = setup::input_dims(&g, &an).with_context(|| format!("{}: cannot evaluate it", a.model.display())).map_err(Failure::input)?;
     let split = match a.split {
         SplitArg::Train => Split::Train,
         SplitArg::Test => Split::Test,

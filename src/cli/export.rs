@@ -169,6 +169,9 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     let model = a.model.clone().ok_or_else(|| Failure::input(anyhow!("give --model FILE or --run RUN_DIR")))?;
     let opts = ImportOptions { input_shape: a.input_shape.clone() };
     let (g, an) = analysis::import(&model, &opts).map_err(Failure::input)?;
+    if !a.dry_run && !a.no_validate {
+        data_input(&g, &an).with_context(|| format!("{}: cannot validate the pruned model (--no-validate skips it)", model.display())).map_err(Failure::input)?;
+    }
     let ratios = match (&a.ratios, a.uniform) {
         (Some(file), _) => read_ratios(file, &an).map_err(Failure::input)?,
         (None, Some(r)) if (0.0..1.0).contains(&r) => vec![r; an.layers.len()],
@@ -263,6 +266,9 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
     let opts = ImportOptions { input_shape: a.input_shape.clone() };
     let (g0, an0) = analysis::import(&unpruned_p, &opts).map_err(Failure::input)?;
     let (g1, an1) = analysis::import(&pruned_p, &opts).map_err(Failure::input)?;
+    if !a.dry_run && !a.no_validate {
+        data_input(&g1, &an1).with_context(|| format!("{}: cannot validate it (--no-validate skips it)", pruned_p.display())).map_err(Failure::input)?;
+    }
     let mut report = Report {
         model: pruned_p.display().to_string(),
         out: None,
@@ -305,8 +311,17 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
 
 /// Validation of a fine-tuned pruned model (no masked counterpart: its weights were trained further).
 fn validate_final(a: &ExportArgs, before_g: &Graph, an: &Analysis, written: &Graph) -> anyhow::Result<Validation> {
-    let sample = an.facts[written.inputs[0]].as_ref().context("unknown input shape")?.concrete(1);
+    let sample = data_input(written, an)?;
     compare(a, &sample, &rlal::onnx::to_bytes(before_g), &rlal::onnx::to_bytes(written), None, "unpruned")
+}
+
+/// The shape (batch 1) of the model's first graph input, which validation feeds.
+fn data_input(g: &Graph, an: &Analysis) -> anyhow::Result<Vec<usize>> {
+    let &i = g.inputs.first().context("the model has no graph input to feed")?;
+    let name = &g.values[i].name;
+    let shape = an.facts.get(i).and_then(|f| f.as_ref()).with_context(|| format!("graph input '{name}' has an unknown shape"))?.concrete(1);
+    anyhow::ensure!(!shape.is_empty(), "graph input '{name}' is a scalar; validation feeds a batch of images");
+    Ok(shape)
 }
 
 /// Reads a ratios file into one ratio per prunable layer.
@@ -362,7 +377,7 @@ fn max_diff(a: &[(Vec<usize>, Vec<f32>)], b: &[(Vec<usize>, Vec<f32>)]) -> anyho
 }
 
 fn validate(a: &ExportArgs, g: &Graph, an: &Analysis, pruned: &surgery::Pruned, written: &Graph) -> anyhow::Result<Validation> {
-    let sample = an.facts[g.inputs[0]].as_ref().context("unknown input shape")?.concrete(1);
+    let sample = data_input(g, an)?;
     let masked_b = rlal::onnx::to_bytes(&surgery::mask(g, an, &pruned.plan));
     compare(a, &sample, &rlal::onnx::to_bytes(g), &rlal::onnx::to_bytes(written), Some(&masked_b), "original")
 }

@@ -8,11 +8,18 @@ mod prune;
 mod train;
 
 use clap::{Parser, Subcommand};
+use prune::PruneArgs;
+use train::TrainArgs;
 
 /// rlal: prune CNNs given as ONNX with RLAL (joint training + RL-guided channel pruning).
 #[derive(Parser, Debug)]
 #[command(name = "rlal", version, about, long_about = None)]
 pub struct Cli {
+    /// No progress display and no per-epoch lines on stderr (errors, warnings and final
+    /// results are still printed). Without it, progress redraws in place only when stderr
+    /// is a terminal; a redirected log gets one line per epoch.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -49,12 +56,13 @@ impl Failure {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    rlal::util::set_quiet(cli.quiet);
     match cli.command {
         Command::Import(a) => import::run(a),
         Command::Export(a) => export::run(a),
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(TrainArgs { quiet: cli.quiet, ..a }),
         Command::Eval(a) => eval::run(a),
-        Command::Prune(a) => prune::run(a),
+        Command::Prune(a) => prune::run(PruneArgs { quiet: cli.quiet, ..a }),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -97,8 +97,8 @@ pub struct PruneArgs {
     /// Parse and check the recipe and the budget (imports the model, reads no data) and exit.
     #[arg(long)]
     pub check: bool,
-    /// No progress lines on stderr.
-    #[arg(long, short)]
+    /// Set from the global `--quiet`.
+    #[arg(skip)]
     pub quiet: bool,
 }
 

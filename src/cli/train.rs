@@ -68,8 +68,8 @@ pub struct TrainArgs {
     /// Print the merged recipe and exit.
     #[arg(long)]
     pub show_recipe: bool,
-    /// No progress line on stderr.
-    #[arg(long, short)]
+    /// Set from the global `--quiet`.
+    #[arg(skip)]
     pub quiet: bool,
 }
 
@@ -110,7 +110,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let device = r.device.device().map_err(Failure::input)?;
     let (mut g, mut an) = analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() }).map_err(Failure::input)?;
     let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref()).map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an).map_err(Failure::input)?;
+    let input = setup::input_dims(&g, &an).with_context(|| format!("{}: cannot train it", model.display())).map_err(Failure::input)?;
     let (train, holdout, test) = setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
     let mut net = Net::new(&g, &an, device).with_context(|| format!("building the network from {}", model.display())).map_err(Failure::input)?;
     net.set_compute(r.precision, r.channels_last);

@@ -5,6 +5,16 @@ use super::{fmt_shape, DType, Dim, Graph, IrError};
 /// Per-value facts (`None`: unknown, downstream of an unsupported op).
 pub type Facts = Vec<Option<Fact>>;
 
+/// Most elements a tensor may hold (fixed dims; 2^40, 4 TiB of float32): sizes
+/// beyond it are absurd, and the arithmetic on them (MACs, flattening) would overflow.
+pub const MAX_ELEMENTS: u128 = 1 << 40;
+
+/// Elements of the fixed dims of `shape`, when more than [`MAX_ELEMENTS`].
+fn too_many(shape: &[Dim]) -> Option<u128> {
+    let n = shape.iter().filter_map(Dim::fixed).fold(1u128, |a, d| a.saturating_mul(d as u128));
+    (n > MAX_ELEMENTS).then_some(n)
+}
+
 /// Infers every value's fact. `input_shape` overrides the non-batch dims of
 /// the (single) graph input, e.g. for models exported with dynamic H and W.
 pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError> {
@@ -19,6 +29,9 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
     for (k, &i) in g.inputs.iter().enumerate() {
         let v = &g.values[i];
         let mut shape = v.shape.clone().ok_or_else(|| IrError::Structure(format!("graph input '{}' declares no shape; pass --input-shape CxHxW", v.name)))?;
+        if k == 0 && shape.is_empty() {
+            return Err(IrError::Structure(format!("graph input '{}' is a scalar; the first graph input must be a batch of images (rank 4: NxCxHxW)", v.name)));
+        }
         if let Some(s) = input_shape {
             if k == 0 {
                 if shape.len() != s.len() + 1 {
@@ -39,12 +52,15 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
         if shape.iter().any(|d| *d == Dim::Fixed(0)) {
             return Err(IrError::Structure(format!("graph input '{}' has a zero-sized dim {}", v.name, fmt_shape(&shape))));
         }
+        if let Some(n) = too_many(&shape) {
+            return Err(IrError::Structure(format!("graph input '{}' {} holds {n} elements, more than the {MAX_ELEMENTS} rlal accepts", v.name, fmt_shape(&shape))));
+        }
         if let Some(Dim::Sym(s)) = shape.first() {
             if s == "?" {
                 shape[0] = Dim::Sym("N".into());
             }
         }
-        if shape[1..].iter().any(|d| d.fixed().is_none()) && shape.len() > 1 {
+        if shape.iter().skip(1).any(|d| d.fixed().is_none()) {
             return Err(IrError::Structure(format!(
                 "graph input '{}' has dynamic non-batch dims {}; pass --input-shape with the fixed sizes (e.g. 3x224x224)",
                 v.name,
@@ -75,6 +91,9 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
                 if let Some(f) = &f {
                     if f.shape.iter().any(|d| *d == Dim::Fixed(0)) {
                         return Err(IrError::Node { node: node.label(), msg: format!("output '{}' has a zero-sized dim {}", g.values[*o].name, fmt_shape(&f.shape)) });
+                    }
+                    if let Some(n) = too_many(&f.shape) {
+                        return Err(IrError::Node { node: node.label(), msg: format!("output '{}' {} would hold {n} elements, more than the {MAX_ELEMENTS} rlal accepts", g.values[*o].name, fmt_shape(&f.shape)) });
                     }
                 }
                 facts[*o] = f;

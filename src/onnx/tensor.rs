@@ -57,14 +57,9 @@ pub(crate) fn from_proto(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -
             return Err(bad("string tensor stored as raw data".into()));
         }
         let es = dtype.size().ok_or_else(|| bad(format!("unsupported data type {}", dtype.0)))?;
-        if raw.len() != n * es {
-            return Err(bad(format!(
-                "holds {} bytes of data but dims {:?} of {} need {}",
-                raw.len(),
-                t.dims,
-                dtype,
-                n * es
-            )));
+        let need = n.checked_mul(es).ok_or_else(|| bad(format!("dims {:?} of {dtype} overflow the address space", t.dims)))?;
+        if raw.len() != need {
+            return Err(bad(format!("holds {} bytes of data but dims {:?} of {} need {}", raw.len(), t.dims, dtype, need)));
         }
         match dtype {
             DType::F32 => Data::F32(f32_from_le(raw)),

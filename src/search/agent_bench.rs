@@ -525,7 +525,7 @@ mod tests {
     fn budget(file: &str, ratio: f64, multiple: usize) -> Budget {
         let (_, a) = crate::analysis::import(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(file), &Default::default()).unwrap();
         let mut b = Budget::new(a.cost, a.layers, ratio, 0.9).unwrap();
-        b.multiple = multiple;
+        b.set_multiple(multiple).unwrap();
         b
     }
 

@@ -420,7 +420,12 @@ impl Recipe {
         if !(self.max_prune_ratio > 0.0 && self.max_prune_ratio < 1.0) {
             return bad("max-prune-ratio", format!("{} must be in (0, 1)", self.max_prune_ratio));
         }
-        if self.warmup_epochs + self.buffer_epochs > self.agent_epochs {
+        for (field, n) in [("epochs", self.epochs), ("finetune-epochs", self.finetune_epochs)] {
+            if n > crate::train::recipe::MAX_EPOCHS {
+                return bad(field, format!("{n} is more than {} epochs", crate::train::recipe::MAX_EPOCHS));
+            }
+        }
+        if self.warmup_epochs.saturating_add(self.buffer_epochs) > self.agent_epochs {
             return bad("agent-epochs", format!("{} is before the end of warm-up + buffer ({} + {})", self.agent_epochs, self.warmup_epochs, self.buffer_epochs));
         }
         if self.agent_epochs > self.epochs {

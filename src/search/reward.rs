@@ -452,18 +452,19 @@ impl Frozen {
     }
 }
 
-/// Uniform baseline: the largest common keep fraction within the budget.
+/// Uniform baseline: the largest common keep fraction within the budget, each
+/// width rounded down to an allowed one ([`Budget::allowed`]: a multiple of
+/// [`Budget::multiple`] or the full width).
 pub fn uniform_kept(budget: &Budget) -> Vec<usize> {
     let m = budget.multiple.max(1);
     let at = |f: f64| -> Vec<usize> {
         budget
             .layers
             .iter()
-            .zip(&budget.min_keep)
-            .map(|(l, &lo)| {
-                let k = ((l.channels as f64 * f).floor() as usize).clamp(lo, l.channels);
-                let a = k / m * m;
-                if k == l.channels || a < lo.max(1) { k } else { a }
+            .enumerate()
+            .map(|(l, layer)| {
+                let k = ((layer.channels as f64 * f).floor() as usize).clamp(budget.min_width(l), layer.channels);
+                if k == layer.channels { k } else { (k / m * m).max(budget.min_width(l)) }
             })
             .collect()
     };
@@ -477,14 +478,13 @@ pub fn uniform_kept(budget: &Budget) -> Vec<usize> {
         }
     }
     let mut kept = at(lo);
-    // Top up one channel per layer per pass while it still fits (floor granularity), so the widths stay even.
+    // Top up one allowed step per layer per pass while it still fits (floor granularity), so the widths stay even.
     loop {
         let mut grew = false;
         for l in 0..kept.len() {
-            let c = budget.layers[l].channels;
-            if kept[l] < c {
+            if kept[l] < budget.layers[l].channels {
                 let before = kept[l];
-                kept[l] = if m > 1 { ((before / m + 1) * m).min(c) } else { before + 1 };
+                kept[l] = budget.next_allowed(l, before);
                 if budget.fits(&kept) {
                     grew = true;
                 } else {
@@ -501,7 +501,8 @@ pub fn uniform_kept(budget: &Budget) -> Vec<usize> {
 
 /// Global-threshold baseline: channels ranked across layers by their norm
 /// divided by the layer's mean norm; the weakest removed (respecting each
-/// layer's minimum width) until the MACs fit the target.
+/// layer's minimum width) until the MACs fit the target; with
+/// [`Budget::multiple`] m > 1 a layer steps down to its next allowed width.
 pub fn l1_global_kept(net: &Net, budget: &Budget, p: u32) -> Result<Vec<usize>, TrainError> {
     let mut all: Vec<(f64, usize)> = Vec::new();
     for (l, &g) in budget.groups.iter().enumerate() {
@@ -515,8 +516,8 @@ pub fn l1_global_kept(net: &Net, budget: &Budget, p: u32) -> Result<Vec<usize>, 
         if budget.fits(&kept) {
             break;
         }
-        if kept[l] > budget.min_keep[l] {
-            kept[l] -= 1;
+        if kept[l] > budget.min_width(l) {
+            kept[l] = budget.prev_allowed(l, kept[l]);
         }
     }
     Ok(kept)
@@ -527,6 +528,29 @@ mod tests {
     use super::*;
     use crate::data::{Loader, LoaderConfig, Normalize, Transform};
     use crate::rng::Rng;
+
+    #[test]
+    fn uniform_widths_honour_the_channel_multiple() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in ["graphs/resnet56_cifar.onnx", "graphs/mobilenetv2_cifar.onnx"] {
+            let (_, an) = crate::analysis::import(&path.join(file), &Default::default()).unwrap();
+            for m in [1, 4, 8] {
+                let mut b = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
+                b.set_multiple(m).unwrap();
+                let kept = uniform_kept(&b);
+                assert!(b.fits(&kept), "{file} m={m}");
+                for (l, &k) in kept.iter().enumerate() {
+                    let c = b.layers[l].channels;
+                    assert!(k == c || (k % m == 0 && k >= b.min_keep[l]), "{file} m={m} layer {l}: {k} of {c}");
+                    if k < c {
+                        let mut more = kept.clone();
+                        more[l] = b.next_allowed(l, k);
+                        assert!(!b.fits(&more), "{file} m={m} layer {l}: one more step still fits");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn narrow_and_masked_rewards_agree() {

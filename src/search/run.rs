@@ -201,7 +201,7 @@ pub fn prepare(r: &Recipe, table: Option<&Path>, progress: bool) -> Result<(Grap
     } else {
         Budget::with_metric(an.cost.clone(), an.layers.clone(), r.metric(), r.ratio(), r.max_prune_ratio).map_err(bad_budget)?
     };
-    budget.multiple = r.channel_multiple;
+    budget.set_multiple(r.channel_multiple).map_err(bad_budget)?;
     Ok((g, an, budget))
 }
 
@@ -291,7 +291,7 @@ fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, ali
         if c.progress && last_print.elapsed().as_secs_f64() > 0.5 {
             last_print = Instant::now();
             let el = t0.elapsed().as_secs_f64();
-            eprint!("\repoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ", t + 1, r.epochs, bar(bi + 1, c.spe), bi + 1, c.spe, tr.loss_sum / tr.seen as f64, 100.0 * tr.correct as f64 / tr.seen as f64, tr.seen as f64 / el);
+            crate::util::progress(format_args!("epoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ", t + 1, r.epochs, bar(bi + 1, c.spe), bi + 1, c.spe, tr.loss_sum / tr.seen as f64, 100.0 * tr.correct as f64 / tr.seen as f64, tr.seen as f64 / el));
         }
     }
     Ok(tr)
@@ -305,7 +305,7 @@ fn close_epoch(o: &RunOptions, epochs: usize, ckpt: &Path, metrics: &mut std::fs
     writeln!(metrics, "{}", serde_json::to_string(&row).expect("metrics serialise")).context("writing metrics.jsonl").map_err(job)?;
     metrics.flush().context("writing metrics.jsonl").map_err(job)?;
     if o.progress {
-        eprintln!("\r{}", row.line(epochs));
+        crate::util::progress_done(format_args!("{}", row.line(epochs)));
     }
     rows.push(row);
     save_checkpoint(ckpt, named, agent, st).map_err(job)?;
@@ -534,7 +534,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                     _ => inc.offer(b, r.kept_incumbents(), r.selection == Selection::Rescore),
                 }
                 if o.progress {
-                    eprint!("\repoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ", t + 1, r.epochs, bar(i + 1, n_ep), i + 1, n_ep, 100.0 * acc, 100.0 * inc.best().map_or(0.0, |b| b.reward));
+                    crate::util::progress(format_args!("epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ", t + 1, r.epochs, bar(i + 1, n_ep), i + 1, n_ep, 100.0 * acc, 100.0 * inc.best().map_or(0.0, |b| b.reward)));
                 }
             }
             row.reward_stages = Some(crate::search::reward::RewardStages { freeze: freeze_secs, ..rset.take_stages() });

@@ -203,6 +203,9 @@ impl Default for Recipe {
     }
 }
 
+/// Most epochs a recipe may ask for (step counts stay far from overflowing).
+pub const MAX_EPOCHS: usize = 1_000_000;
+
 impl Recipe {
     /// Reads a recipe; errors name the file, the field and the line.
     pub fn load(path: &Path) -> Result<Recipe, TrainError> {
@@ -220,6 +223,9 @@ impl Recipe {
         let bad = |f: &str, why: &str| Err(format!("field '{f}': {why}"));
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1");
+        }
+        if self.epochs > MAX_EPOCHS {
+            return bad("epochs", &format!("must be at most {MAX_EPOCHS}"));
         }
         if self.batch_size == 0 {
             return bad("batch-size", "must be at least 1");

@@ -9,10 +9,12 @@ use std::path::Path;
 
 /// `[C, H, W]` of the graph input.
 pub fn input_dims(g: &Graph, a: &Analysis) -> Result<[usize; 3], TrainError> {
-    let f = g.inputs.first().and_then(|&i| a.facts[i].as_ref()).ok_or_else(|| TrainError::Graph("the graph has no input with a known shape".into()))?;
+    let &i = g.inputs.first().ok_or_else(|| TrainError::Graph("the model has no graph input to feed images to".into()))?;
+    let name = &g.values[i].name;
+    let f = a.facts.get(i).and_then(|f| f.as_ref()).ok_or_else(|| TrainError::Graph(format!("the graph input '{name}' has an unknown shape")))?;
     let s = f.concrete(1);
     if s.len() != 4 {
-        return Err(TrainError::Graph(format!("the graph input '{}' has rank {}, expected NCHW", g.values[g.inputs[0]].name, s.len())));
+        return Err(TrainError::Graph(format!("the graph input '{name}' has rank {}, expected NCHW", s.len())));
     }
     Ok([s[1], s[2], s[3]])
 }

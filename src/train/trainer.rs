@@ -159,7 +159,7 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
                 let el = t0.elapsed().as_secs_f64();
                 let ips = seen as f64 / el;
                 let eta = (steps_per_epoch - bi - 1) as f64 * el / (bi + 1) as f64;
-                eprint!("\repoch {}/{} {}/{} loss {:.4} acc {:.2}% {:.0} img/s eta {:.0}s   ", epoch + 1, cfg.epochs, bi + 1, steps_per_epoch, loss_sum / seen as f64, 100.0 * correct as f64 / seen as f64, ips, eta);
+                crate::util::progress(format_args!("epoch {}/{} {}/{} loss {:.4} acc {:.2}% {:.0} img/s eta {:.0}s   ", epoch + 1, cfg.epochs, bi + 1, steps_per_epoch, loss_sum / seen as f64, 100.0 * correct as f64 / seen as f64, ips, eta));
             }
         }
         let secs = t0.elapsed().as_secs_f64();
@@ -179,7 +179,7 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
         };
         if cfg.progress {
             let t = m.test.as_ref().map(|t| format!(" test acc {:.2}%", 100.0 * t.accuracy)).unwrap_or_default();
-            eprintln!("\repoch {}/{} loss {:.4} acc {:.2}% {:.0} img/s {:.1}s{t}                ", m.epoch, cfg.epochs, m.train_loss, 100.0 * m.train_acc, m.images_per_s, secs);
+            crate::util::progress_done(format_args!("epoch {}/{} loss {:.4} acc {:.2}% {:.0} img/s {:.1}s{t}", m.epoch, cfg.epochs, m.train_loss, 100.0 * m.train_acc, m.images_per_s, secs));
         }
         if let (Some(f), Some(p)) = (metrics_file.as_mut(), &cfg.metrics) {
             let line = serde_json::to_string(&m).expect("metrics serialise");

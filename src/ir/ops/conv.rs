@@ -22,11 +22,15 @@ pub struct ConvGeom {
     pub out_spatial: Vec<usize>,
 }
 
+/// Largest stride, dilation, pad, kernel size or group a window accepts (far above any
+/// real model; keeps the window arithmetic from overflowing).
+const MAX_WINDOW: i64 = 1 << 20;
+
 fn attr_vec(node: &Node, name: &str, n: usize, default: usize) -> Result<Vec<usize>, String> {
     match node.attr_ints(name)? {
         None => Ok(vec![default; n]),
-        Some(v) if v.len() == n && v.iter().all(|&x| x >= 0) => Ok(v.into_iter().map(|x| x as usize).collect()),
-        Some(v) => Err(format!("attribute '{name}' = {v:?} must have {n} non-negative entries")),
+        Some(v) if v.len() == n && v.iter().all(|&x| (0..=MAX_WINDOW).contains(&x)) => Ok(v.into_iter().map(|x| x as usize).collect()),
+        Some(v) => Err(format!("attribute '{name}' = {v:?} must have {n} entries in 0..={MAX_WINDOW}")),
     }
 }
 
@@ -35,6 +39,9 @@ pub fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>, transpose: boo
     let n = spatial.len();
     if kernel.len() != n {
         return Err(format!("kernel {kernel:?} does not match {n} spatial dims"));
+    }
+    if kernel.iter().any(|&k| k == 0 || k > MAX_WINDOW as usize) {
+        return Err(format!("kernel {kernel:?} must have sizes in 1..={MAX_WINDOW}"));
     }
     let strides = attr_vec(node, "strides", n, 1)?;
     let dilations = attr_vec(node, "dilations", n, 1)?;
@@ -48,7 +55,11 @@ pub fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>, transpose: boo
     for i in 0..n {
         let ek = dilations[i] * (kernel[i] - 1) + 1;
         let o = if transpose {
-            let op = node.attr_ints("output_padding")?.map(|v| v.get(i).copied().unwrap_or(0) as usize).unwrap_or(0);
+            let op = node.attr_ints("output_padding")?.map(|v| v.get(i).copied().unwrap_or(0)).unwrap_or(0);
+            if !(0..=MAX_WINDOW).contains(&op) {
+                return Err(format!("output_padding {op} must be in 0..={MAX_WINDOW}"));
+            }
+            let op = op as usize;
             match auto_pad.as_str() {
                 "SAME_UPPER" | "SAME_LOWER" => spatial[i] * strides[i],
                 _ => (strides[i] * (spatial[i] - 1) + op + ek).checked_sub(pads[i] + pads[i + n]).ok_or("negative output size")?,
@@ -96,8 +107,8 @@ pub fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>, transpose: boo
         out.push(o);
     }
     let group = node.attr_int("group", 1)?;
-    if group < 1 {
-        return Err(format!("group must be >= 1, found {group}"));
+    if !(1..=MAX_WINDOW).contains(&group) {
+        return Err(format!("group must be in 1..={MAX_WINDOW}, found {group}"));
     }
     Ok(ConvGeom { group: group as usize, kernel, strides, dilations, pads, out_spatial: out })
 }

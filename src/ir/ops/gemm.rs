@@ -118,5 +118,5 @@ pub fn matmul_dynamic_macs(cx: &NodeCx) -> u64 {
     }
     let (Some(a), Some(y)) = (cx.input(0), cx.output(0)) else { return 0 };
     let k = a.concrete(1).last().copied().unwrap_or(1);
-    y.concrete(1).iter().product::<usize>() as u64 * k as u64
+    (y.concrete(1).iter().product::<usize>() as u64).saturating_mul(k as u64)
 }

@@ -335,6 +335,8 @@ pub fn slice_params(cx_node: &crate::ir::Node, shape: &[Dim], starts: Vec<i64>, 
 }
 
 fn slice_len(s: i64, e: i64, step: i64) -> usize {
+    // In i128: starts, ends and steps come from the file and may be near i64's limits.
+    let (s, e, step) = (s as i128, e as i128, step as i128);
     if step > 0 {
         if e > s { ((e - s + step - 1) / step) as usize } else { 0 }
     } else if s > e {
