@@ -60,12 +60,8 @@ impl Rng {
     /// A generator seeded from `seed` via SplitMix64 (any seed, including 0, is valid).
     pub fn new(seed: u64) -> Self {
         let mut sm = seed;
-        let s = [
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-            splitmix64(&mut sm),
-        ];
+        let s =
+            [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)];
         if s == [0; 4] {
             // Practically unreachable (SplitMix64 outputs are a bijection of distinct
             // counters), but keep the generator valid regardless.

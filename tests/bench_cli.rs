@@ -3,10 +3,7 @@
 use std::process::Command;
 
 fn rlal(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_rlal"))
-        .args(args)
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_rlal")).args(args).output().unwrap();
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -51,14 +48,8 @@ fn bench_train_prints_json() {
 fn bench_train_missing_model_is_an_input_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no_such_model.onnx");
-    let (code, _, err) = rlal(&[
-        "bench",
-        "train",
-        "--model",
-        missing.to_str().unwrap(),
-        "--steps",
-        "1",
-    ]);
+    let (code, _, err) =
+        rlal(&["bench", "train", "--model", missing.to_str().unwrap(), "--steps", "1"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no_such_model.onnx"), "{err}");
 }
@@ -73,7 +64,8 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     )
     .unwrap();
     let r = recipe.to_str().unwrap();
-    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "2", "--json"]);
+    let (code, out, err) =
+        rlal(&["bench", "search", "--recipe", r, "--train-batches", "2", "--json"]);
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(j["episodes"], 3);
@@ -84,40 +76,106 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     let m = j["scored_macs_ratio"].as_f64().unwrap();
     assert!(m > 0.2 && m <= 0.5, "scored networks at {m} of the MACs for a 0.5 budget: {out}");
     let e = &j["episode_ms"];
-    let parts: f64 = ["surgery", "build", "recal", "infer"].iter().map(|k| e[*k].as_f64().unwrap()).sum();
+    let parts: f64 =
+        ["surgery", "build", "recal", "infer"].iter().map(|k| e[*k].as_f64().unwrap()).sum();
     assert!(e["infer"].as_f64().unwrap() > 0.0 && e["recal"].as_f64().unwrap() > 0.0, "{out}");
     assert!((parts - e["total"].as_f64().unwrap()).abs() < 1e-6 * parts.max(1.0), "{out}");
-    for k in ["train_images_per_s", "reward_images_per_s", "train_gmacs_per_s", "reward_gmacs_per_s", "search_share", "search_share_paper", "updates_s"] {
+    for k in [
+        "train_images_per_s",
+        "reward_images_per_s",
+        "train_gmacs_per_s",
+        "reward_gmacs_per_s",
+        "search_share",
+        "search_share_paper",
+        "updates_s",
+    ] {
         assert!(j[k].as_f64().unwrap() > 0.0, "{k}: {out}");
     }
-    assert!(j["episodes_share_paper"].as_f64().unwrap() < j["search_share_paper"].as_f64().unwrap());
+    assert!(
+        j["episodes_share_paper"].as_f64().unwrap() < j["search_share_paper"].as_f64().unwrap()
+    );
     // The training rate is that of both windows together (before and after the episodes).
-    let w: Vec<f64> = j["train_images_per_s_windows"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let w: Vec<f64> = j["train_images_per_s_windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
     let rate = j["train_images_per_s"].as_f64().unwrap();
-    assert!(w.len() == 2 && rate >= w[0].min(w[1]) * 0.999 && rate <= w[0].max(w[1]) * 1.001, "{out}");
+    assert!(
+        w.len() == 2 && rate >= w[0].min(w[1]) * 0.999 && rate <= w[0].max(w[1]) * 1.001,
+        "{out}"
+    );
     // `auto` overlaps the agent updates with training on CUDA only.
     assert_eq!(j["overlap"], false);
     assert!(j.get("search_share_paper_overlapped").is_none(), "{out}");
     // The masked engine scores at full width without surgery.
-    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "1", "--episodes", "1", "--engine", "masked", "--json"]);
+    let (code, out, err) = rlal(&[
+        "bench",
+        "search",
+        "--recipe",
+        r,
+        "--train-batches",
+        "1",
+        "--episodes",
+        "1",
+        "--engine",
+        "masked",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((j["engine"].as_str(), j["episodes"].as_u64(), j["episode_ms"]["build"].as_f64()), (Some("masked"), Some(1), Some(0.0)));
+    assert_eq!(
+        (j["engine"].as_str(), j["episodes"].as_u64(), j["episode_ms"]["build"].as_f64()),
+        (Some("masked"), Some(1), Some(0.0))
+    );
     // One timed episode; the projections still count the recipe's P.
     assert_eq!(j["episodes_per_epoch"], 3);
     // libtorch's narrow networks on request.
-    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "1", "--episodes", "1", "--engine", "pruned", "--json"]);
+    let (code, out, err) = rlal(&[
+        "bench",
+        "search",
+        "--recipe",
+        r,
+        "--train-batches",
+        "1",
+        "--episodes",
+        "1",
+        "--engine",
+        "pruned",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["engine"], "pruned");
     // With the updates beside the training: that training's throughput and the overlapped share.
-    let (code, out, err) = rlal(&["bench", "search", "--recipe", r, "--train-batches", "2", "--episodes", "1", "--overlap", "always", "--json"]);
+    let (code, out, err) = rlal(&[
+        "bench",
+        "search",
+        "--recipe",
+        r,
+        "--train-batches",
+        "2",
+        "--episodes",
+        "1",
+        "--overlap",
+        "always",
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["overlap"], true);
-    assert!(j["beside"]["train_images_per_s"].as_f64().unwrap() > 0.0 && j["beside"]["updates_s"].as_f64().unwrap() > 0.0, "{out}");
+    assert!(
+        j["beside"]["train_images_per_s"].as_f64().unwrap() > 0.0
+            && j["beside"]["updates_s"].as_f64().unwrap() > 0.0,
+        "{out}"
+    );
     assert!(j["beside"]["extra_s"].as_f64().unwrap() >= 0.0, "{out}");
-    assert!(j["search_share_paper_overlapped"].as_f64().unwrap() >= j["episodes_share_paper"].as_f64().unwrap(), "{out}");
+    assert!(
+        j["search_share_paper_overlapped"].as_f64().unwrap()
+            >= j["episodes_share_paper"].as_f64().unwrap(),
+        "{out}"
+    );
     for (flag, field) in [("--ort-pad", "reward-ort-pad"), ("--ort-batch", "reward-ort-batch")] {
         let (code, _, err) = rlal(&["bench", "search", "--recipe", r, flag, "0"]);
         assert_eq!(code, 2, "{flag} 0: {err}");
@@ -138,7 +196,19 @@ fn bench_agent_reports_regret_against_the_optimum() {
     let recipe = dir.path().join("r.yaml");
     std::fs::write(&recipe, AGENT_RECIPE).unwrap();
     let out_dir = dir.path().join("out");
-    let (code, out, err) = rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--seeds", "2", "--methods", "rlal,random,uniform", "--out", out_dir.to_str().unwrap(), "--json"]);
+    let (code, out, err) = rlal(&[
+        "bench",
+        "agent",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--seeds",
+        "2",
+        "--methods",
+        "rlal,random,uniform",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let s: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(s.as_array().unwrap().len(), 3);
@@ -148,7 +218,8 @@ fn bench_agent_reports_regret_against_the_optimum() {
         // Regret against the exact optimum of the same action space is never negative.
         assert!(r.iter().all(|x| x.as_f64().unwrap() >= -1e-9), "{m}");
     }
-    let full: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("agent_bench.json")).unwrap()).unwrap();
+    let full: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("agent_bench.json")).unwrap()).unwrap();
     assert_eq!(full["layers"], 9);
     assert!(full["optimum"].as_array().unwrap().iter().all(|o| o["exact"] == true));
     assert_eq!(full["traces"].as_array().unwrap().len(), 6);
@@ -167,9 +238,17 @@ fn bench_agent_rejects_bad_input_naming_it() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("agent.gamma") && err.contains("r.yaml"), "{err}");
     std::fs::write(&recipe, AGENT_RECIPE).unwrap();
-    let (code, _, err) = rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--seeds", "0"]);
+    let (code, _, err) =
+        rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--seeds", "0"]);
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--agent", "no-such-field=1"]);
+    let (code, _, err) = rlal(&[
+        "bench",
+        "agent",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--agent",
+        "no-such-field=1",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no-such-field"), "{err}");
 }

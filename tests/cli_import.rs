@@ -7,7 +7,11 @@ use std::process::Command;
 
 fn rlal(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rlal")).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn graph(name: &str) -> String {
@@ -16,17 +20,35 @@ fn graph(name: &str) -> String {
 
 fn info(name: &str, dims: &[i64]) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value as D, Dimension};
-    let dim = dims.iter().map(|&d| Dimension { value: Some(if d < 0 { D::DimParam("N".into()) } else { D::DimValue(d) }), denotation: None }).collect();
+    let dim = dims
+        .iter()
+        .map(|&d| Dimension {
+            value: Some(if d < 0 { D::DimParam("N".into()) } else { D::DimValue(d) }),
+            denotation: None,
+        })
+        .collect();
     pb::ValueInfoProto {
         name: Some(name.into()),
-        r#type: Some(pb::TypeProto { value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor { elem_type: Some(1), shape: Some(pb::TensorShapeProto { dim }) })), denotation: None }),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(pb::TensorShapeProto { dim }),
+            })),
+            denotation: None,
+        }),
         ..Default::default()
     }
 }
 
 fn init(name: &str, dims: &[i64]) -> pb::TensorProto {
     let n: i64 = dims.iter().product();
-    pb::TensorProto { name: Some(name.into()), dims: dims.to_vec(), data_type: Some(1), float_data: vec![0.5; n as usize], ..Default::default() }
+    pb::TensorProto {
+        name: Some(name.into()),
+        dims: dims.to_vec(),
+        data_type: Some(1),
+        float_data: vec![0.5; n as usize],
+        ..Default::default()
+    }
 }
 
 fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProto {
@@ -43,10 +65,17 @@ fn node(name: &str, op: &str, inputs: &[&str], outputs: &[&str]) -> pb::NodeProt
 fn small_model() -> pb::ModelProto {
     pb::ModelProto {
         ir_version: Some(8),
-        opset_import: vec![pb::OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(13),
+        }],
         graph: Some(pb::GraphProto {
             name: Some("small".into()),
-            node: vec![node("conv_a", "Conv", &["x", "w"], &["a"]), node("relu_a", "Relu", &["a"], &["b"]), node("conv_b", "Conv", &["b", "w2"], &["y"])],
+            node: vec![
+                node("conv_a", "Conv", &["x", "w"], &["a"]),
+                node("relu_a", "Relu", &["a"], &["b"]),
+                node("conv_b", "Conv", &["b", "w2"], &["y"]),
+            ],
             initializer: vec![init("w", &[4, 1, 3, 3]), init("w2", &[2, 4, 3, 3])],
             input: vec![info("x", &[-1, 1, 6, 6])],
             output: vec![info("y", &[-1, 2, 2, 2])],
@@ -66,7 +95,10 @@ fn expect_input_error(path: &str, needles: &[&str]) {
     let (code, _, err) = rlal(&["import", path]);
     assert_eq!(code, 2, "{path}: exit code {code}, stderr: {err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.contains(Path::new(path).file_name().unwrap().to_str().unwrap()), "error does not name the file: {err}");
+    assert!(
+        err.contains(Path::new(path).file_name().unwrap().to_str().unwrap()),
+        "error does not name the file: {err}"
+    );
     for n in needles {
         assert!(err.contains(n), "error does not mention '{n}': {err}");
     }
@@ -107,10 +139,16 @@ fn small_model_works_and_its_figures_are_exact() {
 fn malformed_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    expect_input_error(&write(d, "garbage.onnx", b"\xff\xff\xff\xffnot a protobuf at all"), &["not a readable ONNX model"]);
+    expect_input_error(
+        &write(d, "garbage.onnx", b"\xff\xff\xff\xffnot a protobuf at all"),
+        &["not a readable ONNX model"],
+    );
     expect_input_error(&write(d, "empty.onnx", b""), &["empty"]);
     let full = std::fs::read(graph("mnist_cnn.onnx")).unwrap();
-    expect_input_error(&write(d, "truncated.onnx", &full[..full.len() / 2]), &["not a readable ONNX model"]);
+    expect_input_error(
+        &write(d, "truncated.onnx", &full[..full.len() / 2]),
+        &["not a readable ONNX model"],
+    );
     expect_input_error(&d.join("missing.onnx").display().to_string(), &[]);
 
     let mut m = small_model();
@@ -148,7 +186,10 @@ fn malformed_inputs_give_clear_errors() {
 
     let mut m = small_model();
     m.graph.as_mut().unwrap().node[2].input[1] = "w".into();
-    expect_input_error(&write(d, "channels.onnx", &m.encode_to_vec()), &["conv_b", "input channels"]);
+    expect_input_error(
+        &write(d, "channels.onnx", &m.encode_to_vec()),
+        &["conv_b", "input channels"],
+    );
 }
 
 #[test]
@@ -172,13 +213,20 @@ fn external_data_initializers_load() {
     let mut m = small_model();
     let w = &mut m.graph.as_mut().unwrap().initializer[1];
     let bytes: Vec<u8> = w.float_data.iter().flat_map(|f| f.to_le_bytes()).collect();
-    std::fs::write(dir.path().join("weights.bin"), [vec![0u8; 16], bytes.clone()].concat()).unwrap();
+    std::fs::write(dir.path().join("weights.bin"), [vec![0u8; 16], bytes.clone()].concat())
+        .unwrap();
     w.float_data.clear();
     w.data_location = Some(1);
     w.external_data = vec![
-        pb::StringStringEntryProto { key: Some("location".into()), value: Some("weights.bin".into()) },
+        pb::StringStringEntryProto {
+            key: Some("location".into()),
+            value: Some("weights.bin".into()),
+        },
         pb::StringStringEntryProto { key: Some("offset".into()), value: Some("16".into()) },
-        pb::StringStringEntryProto { key: Some("length".into()), value: Some(bytes.len().to_string()) },
+        pb::StringStringEntryProto {
+            key: Some("length".into()),
+            value: Some(bytes.len().to_string()),
+        },
     ];
     let p = write(dir.path(), "ext.onnx", &m.encode_to_vec());
     let g = rlal::onnx::load(Path::new(&p)).unwrap();
@@ -187,5 +235,8 @@ fn external_data_initializers_load() {
     // A wrong length is an error naming the tensor.
     let mut m2 = m.clone();
     m2.graph.as_mut().unwrap().initializer[1].external_data[2].value = Some("9999".into());
-    expect_input_error(&write(dir.path(), "ext_bad.onnx", &m2.encode_to_vec()), &["'w2'", "weights.bin"]);
+    expect_input_error(
+        &write(dir.path(), "ext_bad.onnx", &m2.encode_to_vec()),
+        &["'w2'", "weights.bin"],
+    );
 }

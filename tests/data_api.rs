@@ -16,11 +16,7 @@ fn write_folder(root: &Path) {
             for i in 0..per_class {
                 let (w, h) = (10 + rng.below(12) as u32, 10 + rng.below(12) as u32);
                 let img = image::RgbImage::from_fn(w, h, |_, _| {
-                    image::Rgb([
-                        rng.below(256) as u8,
-                        rng.below(256) as u8,
-                        rng.below(256) as u8,
-                    ])
+                    image::Rgb([rng.below(256) as u8, rng.below(256) as u8, rng.below(256) as u8])
                 });
                 let ext = if i % 2 == 0 { "png" } else { "jpg" };
                 img.save(d.join(format!("{i:03}.{ext}"))).unwrap();
@@ -34,11 +30,8 @@ fn image_folder_pipeline_is_deterministic() {
     let t = tempfile::tempdir().unwrap();
     write_folder(t.path());
     assert_eq!(data::detect(t.path()).unwrap(), data::Format::ImageFolder);
-    let opts = OpenOptions {
-        size: Some([8, 8]),
-        resize: ResizeMode::default(),
-        ..Default::default()
-    };
+    let opts =
+        OpenOptions { size: Some([8, 8]), resize: ResizeMode::default(), ..Default::default() };
     let pair = data::open_both(t.path(), &opts).unwrap();
     assert_eq!((pair.train.len(), pair.test.len()), (18, 6));
     data::check_model(pair.train.as_ref(), [3, 8, 8], 3).unwrap();
@@ -53,13 +46,8 @@ fn image_folder_pipeline_is_deterministic() {
 
     let tf = Transform::train(Normalize::imagenet(), 1, true);
     let run = |workers| {
-        let cfg = LoaderConfig {
-            batch_size: 4,
-            seed: 11,
-            workers,
-            prefetch: 2,
-            ..Default::default()
-        };
+        let cfg =
+            LoaderConfig { batch_size: 4, seed: 11, workers, prefetch: 2, ..Default::default() };
         let l = Loader::new(pair.train.clone(), train.clone(), tf.clone(), cfg).unwrap();
         l.epoch(2).collect::<Result<Vec<_>, _>>().unwrap()
     };
@@ -75,12 +63,8 @@ fn idx_written_with_public_writer_reads_back() {
     let t = tempfile::tempdir().unwrap();
     let px: Vec<u8> = (0..=255).cycle().take(4 * 9).collect();
     data::idx::write_images(&t.path().join("t10k-images-idx3-ubyte.gz"), 3, 3, &px, true).unwrap();
-    data::idx::write_labels(
-        &t.path().join("t10k-labels-idx1-ubyte.gz"),
-        &[1, 0, 1, 0],
-        true,
-    )
-    .unwrap();
+    data::idx::write_labels(&t.path().join("t10k-labels-idx1-ubyte.gz"), &[1, 0, 1, 0], true)
+        .unwrap();
     let ds = data::open(t.path(), Split::Test, &OpenOptions::default()).unwrap();
     assert_eq!(ds.shape(), [1, 3, 3]);
     assert_eq!(ds.get(3).unwrap().pixels, px[27..36].to_vec());

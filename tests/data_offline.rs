@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use rlal::data::{self, Dataset, Format, Loader, LoaderConfig, Normalize, OpenOptions, Transform};
 
 fn data_dir(name: &str) -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(name);
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data").join(name);
     assert!(
         d.is_dir(),
         "offline dataset {} is missing: run tools/setup.sh first (it builds data/mnist5k and data/digits)",
@@ -31,10 +29,7 @@ fn check_set(name: &str, n_train: usize, n_test: usize, side: usize) {
         for &l in ds.labels() {
             per_class[l as usize] += 1;
         }
-        assert!(
-            per_class.iter().all(|&c| c > 0),
-            "{name}: classes {per_class:?}"
-        );
+        assert!(per_class.iter().all(|&c| c > 0), "{name}: classes {per_class:?}");
         let (mut lo, mut hi, mut sum) = (u8::MAX, 0u8, 0u64);
         for i in 0..ds.len() {
             let s = ds.get(i).unwrap();
@@ -71,31 +66,15 @@ fn digits_counts_shapes_classes_pixels() {
 
 #[test]
 fn mnist5k_holdout_and_loader() {
-    let ds = data::open(
-        &data_dir("mnist5k"),
-        data::Split::Train,
-        &OpenOptions::default(),
-    )
-    .unwrap();
+    let ds = data::open(&data_dir("mnist5k"), data::Split::Train, &OpenOptions::default()).unwrap();
     let (train, hold) = data::split_holdout(ds.as_ref(), 1000, 42).unwrap();
     assert_eq!((train.len(), hold.len()), (3000, 1000));
     let mut per_class = [0usize; 10];
-    hold.iter()
-        .for_each(|&i| per_class[ds.labels()[i] as usize] += 1);
+    hold.iter().for_each(|&i| per_class[ds.labels()[i] as usize] += 1);
     assert_eq!(per_class, [100; 10]);
-    let cfg = LoaderConfig {
-        batch_size: 128,
-        seed: 3,
-        workers: 2,
-        ..Default::default()
-    };
-    let loader = Loader::new(
-        ds,
-        train,
-        Transform::train(Normalize::mnist(), 2, false),
-        cfg,
-    )
-    .unwrap();
+    let cfg = LoaderConfig { batch_size: 128, seed: 3, workers: 2, ..Default::default() };
+    let loader =
+        Loader::new(ds, train, Transform::train(Normalize::mnist(), 2, false), cfg).unwrap();
     let mut seen = 0;
     for b in loader.epoch(0) {
         let b = b.unwrap();

@@ -30,7 +30,9 @@ fn expect_input_error(model: &str, dir: &Path, cmds: &[&str], needles: &[&str]) 
         let args: Vec<&str> = match *cmd {
             "import" => vec!["import", model],
             "export" => vec!["export", &out, "--model", model, "--uniform", "0.5"],
-            "export --dry-run" => vec!["export", &out, "--model", model, "--uniform", "0.5", "--dry-run"],
+            "export --dry-run" => {
+                vec!["export", &out, "--model", model, "--uniform", "0.5", "--dry-run"]
+            }
             "eval" => vec!["eval", model, "--data", &data],
             other => panic!("no command {other}"),
         };
@@ -51,10 +53,19 @@ fn a_scalar_graph_input_is_an_input_error() {
     let mut m = mnist();
     let g = m.graph.as_mut().unwrap();
     let input = g.input[0].name.clone().unwrap();
-    let Some(pb::type_proto::Value::TensorType(t)) = g.input[0].r#type.as_mut().unwrap().value.as_mut() else { panic!("not a tensor input") };
+    let Some(pb::type_proto::Value::TensorType(t)) =
+        g.input[0].r#type.as_mut().unwrap().value.as_mut()
+    else {
+        panic!("not a tensor input")
+    };
     t.shape.as_mut().unwrap().dim.clear();
     let p = write(dir.path(), "scalar_input.onnx", &m);
-    expect_input_error(&p, dir.path(), &["import", "export", "export --dry-run", "eval"], &[&input, "scalar"]);
+    expect_input_error(
+        &p,
+        dir.path(),
+        &["import", "export", "export --dry-run", "eval"],
+        &[&input, "scalar"],
+    );
 }
 
 #[test]
@@ -64,7 +75,13 @@ fn a_model_without_a_graph_input_is_an_input_error() {
     let g = m.graph.as_mut().unwrap();
     // The input becomes a constant: the graph still imports, but there is nothing to feed.
     let input = g.input.remove(0);
-    g.initializer.push(pb::TensorProto { name: input.name.clone(), dims: vec![1, 1, 28, 28], data_type: Some(1), float_data: vec![0.5; 784], ..Default::default() });
+    g.initializer.push(pb::TensorProto {
+        name: input.name.clone(),
+        dims: vec![1, 1, 28, 28],
+        data_type: Some(1),
+        float_data: vec![0.5; 784],
+        ..Default::default()
+    });
     let p = write(dir.path(), "no_input.onnx", &m);
     expect_input_error(&p, dir.path(), &["export", "eval"], &["no graph input"]);
     // Import and a dry run describe the model without running it.

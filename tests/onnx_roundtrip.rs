@@ -5,7 +5,11 @@ use std::path::PathBuf;
 
 fn graphs() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
     v.push(root.join("imagenet/mobilenetv2.onnx.gz"));
     v.sort();
     v
@@ -42,7 +46,11 @@ fn save_of_load_is_bit_identical_in_onnx_runtime() {
         assert_eq!(a.len(), b.len());
         for ((sa, da), (sb, db)) in a.iter().zip(&b) {
             assert_eq!(sa, sb);
-            assert!(da.iter().zip(db).all(|(x, y)| x.to_bits() == y.to_bits()), "{}: outputs differ", p.display());
+            assert!(
+                da.iter().zip(db).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{}: outputs differ",
+                p.display()
+            );
         }
     }
 }
@@ -57,7 +65,8 @@ fn normalised_model_is_equivalent_in_onnx_runtime() {
         let shape: Vec<usize> = x.iter().map(|d| d.fixed().unwrap_or(3)).collect();
         let data = input(&shape, 11);
         let a = OrtModel::from_bytes(&raw, 1).unwrap().run(&shape, data.clone()).unwrap();
-        let b = OrtModel::from_bytes(&rlal::onnx::to_bytes(&g), 1).unwrap().run(&shape, data).unwrap();
+        let b =
+            OrtModel::from_bytes(&rlal::onnx::to_bytes(&g), 1).unwrap().run(&shape, data).unwrap();
         let scale = a[0].1.iter().fold(1f32, |m, v| m.max(v.abs()));
         let diff = a[0].1.iter().zip(&b[0].1).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
         assert!(diff <= 1e-5 * scale, "{name}: normalised model differs by {diff}");

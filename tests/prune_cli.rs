@@ -8,7 +8,11 @@ use std::process::Command;
 
 fn rlal(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_rlal")).args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -29,7 +33,11 @@ fn every_recipe_parses_and_validates() {
         // The budget needs the model (not the data): feasible for every recipe whose model is shipped.
         let model = r.model.clone().unwrap();
         if !model.exists() {
-            assert!(!model.starts_with("graphs"), "{name}: {} is missing from graphs/", model.display());
+            assert!(
+                !model.starts_with("graphs"),
+                "{name}: {} is missing from graphs/",
+                model.display()
+            );
             continue;
         }
         let (code, out, err) = rlal(&["prune", "--recipe", p.to_str().unwrap(), "--check"]);
@@ -42,22 +50,38 @@ fn every_recipe_parses_and_validates() {
 
 #[test]
 fn impossible_budgets_are_rejected_with_the_figure() {
-    let (code, _, err) = rlal(&["prune", "graphs/mnist_cnn.onnx", "--recipe", "recipes/quickstart.yaml", "--macs-ratio", "0.01", "--check"]);
+    let (code, _, err) = rlal(&[
+        "prune",
+        "graphs/mnist_cnn.onnx",
+        "--recipe",
+        "recipes/quickstart.yaml",
+        "--macs-ratio",
+        "0.01",
+        "--check",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("impossible budget") && err.contains("37240"), "{err}");
-    let (code, _, err) = rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--macs-ratio", "1.0"]);
+    let (code, _, err) =
+        rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--macs-ratio", "1.0"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("macs-ratio"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepisodes: 3\n").unwrap();
+    std::fs::write(
+        &bad,
+        "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepisodes: 3\n",
+    )
+    .unwrap();
     let (code, _, err) = rlal(&["prune", "--recipe", bad.to_str().unwrap(), "--check"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("episodes") && err.contains("line 4"), "{err}");
     std::fs::write(&bad, "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nagent:\n  overlap: sometimes\n").unwrap();
     let (code, _, err) = rlal(&["prune", "--recipe", bad.to_str().unwrap(), "--check"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("agent.overlap") && err.contains("sometimes") && err.contains("line 5"), "{err}");
+    assert!(
+        err.contains("agent.overlap") && err.contains("sometimes") && err.contains("line 5"),
+        "{err}"
+    );
 }
 
 const TINY: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepochs: 3\nwarmup-epochs: 1\nbuffer-epochs: 1\nagent-epochs: 3\nepisodes-per-epoch: 3\nreward-samples: 200\nfinetune-epochs: 1\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\nbatch-size: 64\nlr: 0.05\nmean: [0.1307]\nstd: [0.3081]\nthreads: 2\neval-every: 0\n";
@@ -68,28 +92,65 @@ fn tiny_run(policy: &str) -> (tempfile::TempDir, serde_json::Value) {
     std::fs::write(&recipe, TINY).unwrap();
     let run = dir.path().join("run");
     let t0 = std::time::Instant::now();
-    let (code, out, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "--policy", policy, "-q"]);
+    let (code, out, err) = rlal(&[
+        "prune",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--policy",
+        policy,
+        "-q",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pruned model:"), "{out}");
     eprintln!("tiny {policy} run: {:.1}s", t0.elapsed().as_secs_f64());
-    for f in ["recipe.yaml", "metrics.jsonl", "best_policy.yaml", "pruned.onnx", "report.json", "report.md"] {
+    for f in [
+        "recipe.yaml",
+        "metrics.jsonl",
+        "best_policy.yaml",
+        "pruned.onnx",
+        "report.json",
+        "report.md",
+    ] {
         assert!(run.join(f).is_file(), "missing {f}");
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 3);
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
-    let (before, after) = (report["unpruned"]["macs"].as_u64().unwrap(), report["pruned"]["macs"].as_u64().unwrap());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let (before, after) =
+        (report["unpruned"]["macs"].as_u64().unwrap(), report["pruned"]["macs"].as_u64().unwrap());
     let target = (before as f64 * 0.5).floor() as u64;
     assert!(after <= target, "achieved {after} MACs > target {target}");
     assert!(report["macs_ratio"].as_f64().unwrap() <= 0.5);
     // The reported accuracy is that of the written file, in ONNX Runtime.
     let pruned = run.join("pruned.onnx");
-    let (code, out, err) = rlal(&["eval", pruned.to_str().unwrap(), "--data", "data/mnist5k", "--mean", "0.1307", "--std", "0.3081", "--engine", "ort", "--json", "--threads", "2"]);
+    let (code, out, err) = rlal(&[
+        "eval",
+        pruned.to_str().unwrap(),
+        "--data",
+        "data/mnist5k",
+        "--mean",
+        "0.1307",
+        "--std",
+        "0.3081",
+        "--engine",
+        "ort",
+        "--json",
+        "--threads",
+        "2",
+    ]);
     assert_eq!(code, 0, "{err}");
     let ev: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["engine"], "ort");
     assert_eq!(ev["samples"], report["test_samples"]);
-    assert!((ev["accuracy"].as_f64().unwrap() - report["accuracy"].as_f64().unwrap()).abs() < 1e-9, "eval {} vs report {}", ev["accuracy"], report["accuracy"]);
+    assert!(
+        (ev["accuracy"].as_f64().unwrap() - report["accuracy"].as_f64().unwrap()).abs() < 1e-9,
+        "eval {} vs report {}",
+        ev["accuracy"],
+        report["accuracy"]
+    );
     assert_eq!(ev["macs"].as_u64().unwrap(), after);
     assert!(report["accuracy"].as_f64().unwrap() > 0.5, "{}", report["accuracy"]);
     (dir, report)
@@ -99,7 +160,12 @@ fn tiny_run(policy: &str) -> (tempfile::TempDir, serde_json::Value) {
 fn tiny_rlal_prune_end_to_end() {
     let (dir, report) = tiny_run("rlal");
     assert_eq!(report["policy"], "rlal");
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("run/metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
     assert_eq!(rows[0]["phase"], "warmup");
     assert_eq!(rows[1]["phase"], "buffer");
     assert_eq!(rows[2]["phase"], "agent");
@@ -107,24 +173,44 @@ fn tiny_rlal_prune_end_to_end() {
     for r in &rows[1..] {
         assert_eq!(r["rewards"].as_array().unwrap().len(), 3);
         for m in r["macs"].as_array().unwrap() {
-            assert!(m.as_u64().unwrap() <= (report["unpruned"]["macs"].as_u64().unwrap() as f64 * 0.5) as u64);
+            assert!(
+                m.as_u64().unwrap()
+                    <= (report["unpruned"]["macs"].as_u64().unwrap() as f64 * 0.5) as u64
+            );
         }
     }
     // Alignment is on once a best policy exists.
     assert!(rows[2]["align_loss"].is_number());
-    let policy: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(dir.path().join("run/best_policy.yaml")).unwrap()).unwrap();
+    let policy: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(dir.path().join("run/best_policy.yaml")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(policy["layers"].as_sequence().unwrap().len(), 3);
     // `rlal export --run` writes the run's final model elsewhere and re-validates it on the run's data.
     let out = dir.path().join("exported.onnx");
-    let (code, stdout, err) = rlal(&["export", out.to_str().unwrap(), "--run", dir.path().join("run").to_str().unwrap(), "--json", "--threads", "2", "--runs", "3"]);
+    let (code, stdout, err) = rlal(&[
+        "export",
+        out.to_str().unwrap(),
+        "--run",
+        dir.path().join("run").to_str().unwrap(),
+        "--json",
+        "--threads",
+        "2",
+        "--runs",
+        "3",
+    ]);
     assert_eq!(code, 0, "{err}");
     let ex: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(dir.path().join("run/pruned.onnx")).unwrap());
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(dir.path().join("run/pruned.onnx")).unwrap()
+    );
     assert_eq!(ex["macs_after"], report["pruned"]["macs"]);
     assert_eq!(ex["validation"]["accuracy_after"], report["accuracy"]);
     assert_eq!(ex["validation"]["accuracy_before"], report["unpruned"]["accuracy"]);
     assert!(ex["validation"]["max_diff_ort_tract"].as_f64().unwrap() < 1e-3);
-    let (code, _, err) = rlal(&["export", out.to_str().unwrap(), "--run", dir.path().to_str().unwrap()]);
+    let (code, _, err) =
+        rlal(&["export", out.to_str().unwrap(), "--run", dir.path().to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no pruned.onnx"), "{err}");
 }
@@ -133,13 +219,30 @@ fn tiny_rlal_prune_end_to_end() {
 fn uniform_baseline_end_to_end() {
     let (_dir, report) = tiny_run("uniform");
     assert_eq!(report["policy"], "uniform");
-    let ratios: Vec<f64> = report["layers"].as_array().unwrap().iter().map(|l| l["ratio"].as_f64().unwrap()).collect();
+    let ratios: Vec<f64> =
+        report["layers"].as_array().unwrap().iter().map(|l| l["ratio"].as_f64().unwrap()).collect();
     assert!(ratios.iter().all(|r| (r - ratios[0]).abs() < 0.1), "{ratios:?}");
 }
 
 #[test]
 fn unknown_paths_are_input_errors() {
-    let (code, _, err) = rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--data", "no/such/dir", "--epochs", "2", "--warmup-epochs", "1", "--buffer-epochs", "0", "--agent-epochs", "2", "--run-dir", Path::new(&std::env::temp_dir()).join("rlal-no-data").to_str().unwrap()]);
+    let (code, _, err) = rlal(&[
+        "prune",
+        "--recipe",
+        "recipes/quickstart.yaml",
+        "--data",
+        "no/such/dir",
+        "--epochs",
+        "2",
+        "--warmup-epochs",
+        "1",
+        "--buffer-epochs",
+        "0",
+        "--agent-epochs",
+        "2",
+        "--run-dir",
+        Path::new(&std::env::temp_dir()).join("rlal-no-data").to_str().unwrap(),
+    ]);
     assert_eq!(code, 2, "{err}");
 }
 
@@ -155,7 +258,10 @@ fn rows_without_times(path: &Path) -> Vec<serde_json::Value> {
             }
             if let Some(st) = v.get_mut("reward_stages").and_then(|s| s.as_object_mut()) {
                 for k in ["freeze", "surgery", "build", "recal", "infer"] {
-                    assert!(st.remove(k).is_some_and(|t| t.as_f64().is_some_and(|t| t >= 0.0)), "reward_stages.{k}");
+                    assert!(
+                        st.remove(k).is_some_and(|t| t.as_f64().is_some_and(|t| t >= 0.0)),
+                        "reward_stages.{k}"
+                    );
                 }
             }
             v
@@ -167,21 +273,36 @@ fn rows_without_times(path: &Path) -> Vec<serde_json::Value> {
 fn killed_run_resumes_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("tiny.yaml");
-    let tiny = TINY.replace("epochs: 3\n", "epochs: 4\n").replace("agent-epochs: 3", "agent-epochs: 4");
+    let tiny =
+        TINY.replace("epochs: 3\n", "epochs: 4\n").replace("agent-epochs: 3", "agent-epochs: 4");
     std::fs::write(&recipe, tiny.replace("agent:\n", "agent:\n  overlap: never\n")).unwrap();
     // Run b runs the agent updates of epoch 3 beside the training of epoch 4 (`agent.overlap`),
     // which must not change any result either.
     let overlapped = dir.path().join("overlapped.yaml");
     std::fs::write(&overlapped, tiny.replace("agent:\n", "agent:\n  overlap: always\n")).unwrap();
     let a = dir.path().join("a");
-    let (code, _, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", a.to_str().unwrap(), "-q"]);
+    let (code, _, err) = rlal(&[
+        "prune",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        a.to_str().unwrap(),
+        "-q",
+    ]);
     assert_eq!(code, 0, "{err}");
     // The same run, killed once epoch 2 (then: 3, whose checkpoint waits for its
     // overlapped updates) is checkpointed, then resumed.
     for kill_at in [2u64, 3] {
         let b = dir.path().join(format!("b{kill_at}"));
         let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
-            .args(["prune", "--recipe", overlapped.to_str().unwrap(), "--run-dir", b.to_str().unwrap(), "-q"])
+            .args([
+                "prune",
+                "--recipe",
+                overlapped.to_str().unwrap(),
+                "--run-dir",
+                b.to_str().unwrap(),
+                "-q",
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -189,7 +310,11 @@ fn killed_run_resumes_to_the_same_result() {
         let state = b.join("checkpoints/search.json");
         let t0 = std::time::Instant::now();
         loop {
-            let epoch = std::fs::read(&state).ok().and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok()).and_then(|v| v["epoch"].as_u64()).unwrap_or(0);
+            let epoch = std::fs::read(&state)
+                .ok()
+                .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
+                .and_then(|v| v["epoch"].as_u64())
+                .unwrap_or(0);
             if epoch >= kill_at {
                 break;
             }
@@ -203,12 +328,36 @@ fn killed_run_resumes_to_the_same_result() {
         let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
         assert_eq!(code, 0, "{err}");
         assert!(err.contains("resuming"), "{err}");
-        let rows_b: Vec<serde_json::Value> = std::fs::read_to_string(b.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let overlapped_epochs: Vec<u64> = rows_b.iter().filter(|r| r["update_overlapped"] == true).map(|r| r["epoch"].as_u64().unwrap()).collect();
-        assert_eq!(overlapped_epochs, [3], "the updates of epoch 3 (not those of the last epoch) run beside the next training");
-        assert_eq!(rows_without_times(&a.join("metrics.jsonl")), rows_without_times(&b.join("metrics.jsonl")), "killed at epoch {kill_at}");
-        assert_eq!(std::fs::read_to_string(a.join("best_policy.yaml")).unwrap(), std::fs::read_to_string(b.join("best_policy.yaml")).unwrap(), "killed at epoch {kill_at}");
-        assert!(std::fs::read(a.join("pruned.onnx")).unwrap() == std::fs::read(b.join("pruned.onnx")).unwrap(), "pruned.onnx differs after resume (killed at epoch {kill_at})");
+        let rows_b: Vec<serde_json::Value> = std::fs::read_to_string(b.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let overlapped_epochs: Vec<u64> = rows_b
+            .iter()
+            .filter(|r| r["update_overlapped"] == true)
+            .map(|r| r["epoch"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            overlapped_epochs,
+            [3],
+            "the updates of epoch 3 (not those of the last epoch) run beside the next training"
+        );
+        assert_eq!(
+            rows_without_times(&a.join("metrics.jsonl")),
+            rows_without_times(&b.join("metrics.jsonl")),
+            "killed at epoch {kill_at}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(a.join("best_policy.yaml")).unwrap(),
+            std::fs::read_to_string(b.join("best_policy.yaml")).unwrap(),
+            "killed at epoch {kill_at}"
+        );
+        assert!(
+            std::fs::read(a.join("pruned.onnx")).unwrap()
+                == std::fs::read(b.join("pruned.onnx")).unwrap(),
+            "pruned.onnx differs after resume (killed at epoch {kill_at})"
+        );
         for f in ["rewards.svg", "accuracy.svg", "layers.svg"] {
             assert!(std::fs::read_to_string(b.join(f)).unwrap().starts_with("<svg"), "{f}");
         }
@@ -225,18 +374,38 @@ fn killed_run_resumes_to_the_same_result() {
 
 #[test]
 fn params_budget_is_met() {
-    let (code, out, err) = rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--params-ratio", "0.6", "--check"]);
+    let (code, out, err) =
+        rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--params-ratio", "0.6", "--check"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("params"), "{out}");
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("tiny.yaml");
-    std::fs::write(&recipe, TINY.replace("macs-ratio: 0.5\n", "params-ratio: 0.6\n").replace("graphs/mnist_cnn.onnx", "graphs/resnet20_digits.onnx").replace("data/mnist5k", "data/digits")).unwrap();
+    std::fs::write(
+        &recipe,
+        TINY.replace("macs-ratio: 0.5\n", "params-ratio: 0.6\n")
+            .replace("graphs/mnist_cnn.onnx", "graphs/resnet20_digits.onnx")
+            .replace("data/mnist5k", "data/digits"),
+    )
+    .unwrap();
     let run = dir.path().join("run");
-    let (code, _, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "-q", "--policy", "uniform"]);
+    let (code, _, err) = rlal(&[
+        "prune",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "-q",
+        "--policy",
+        "uniform",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["budget"], "params");
-    let (before, after) = (report["unpruned"]["params"].as_u64().unwrap(), report["pruned"]["params"].as_u64().unwrap());
+    let (before, after) = (
+        report["unpruned"]["params"].as_u64().unwrap(),
+        report["pruned"]["params"].as_u64().unwrap(),
+    );
     assert!(after <= (before as f64 * 0.6) as u64, "{after} params > 0.6 x {before}");
     assert!(after as f64 >= before as f64 * 0.5, "{after} params: far below the 0.6 target");
 }
@@ -248,24 +417,60 @@ fn params_budget_is_met() {
 fn latency_budget_is_met_by_the_table() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("tiny.yaml");
-    std::fs::write(&recipe, TINY.replace("macs-ratio: 0.5\n", "latency-ratio: 0.85\nlatency-batch: 16\n")).unwrap();
+    std::fs::write(
+        &recipe,
+        TINY.replace("macs-ratio: 0.5\n", "latency-ratio: 0.85\nlatency-batch: 16\n"),
+    )
+    .unwrap();
     let run = dir.path().join("run");
-    let (code, _, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "-q", "--policy", "uniform"]);
+    let (code, _, err) = rlal(&[
+        "prune",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "-q",
+        "--policy",
+        "uniform",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["budget"], "latency");
     let l = &report["latency_budget"];
     assert_eq!(l["batch"], 16);
-    let (target, est_full, est) = (l["target_ms"].as_f64().unwrap(), l["estimated_unpruned_ms"].as_f64().unwrap(), l["estimated_pruned_ms"].as_f64().unwrap());
-    assert!(est <= target + 1e-6 && (target - 0.85 * est_full).abs() <= 1e-5 * est_full.max(1.0), "{l}");
-    assert!(l["measured_pruned_ms"].as_f64().unwrap() > 0.0 && l["measured_unpruned_ms"].as_f64().unwrap() > 0.0, "{l}");
+    let (target, est_full, est) = (
+        l["target_ms"].as_f64().unwrap(),
+        l["estimated_unpruned_ms"].as_f64().unwrap(),
+        l["estimated_pruned_ms"].as_f64().unwrap(),
+    );
+    assert!(
+        est <= target + 1e-6 && (target - 0.85 * est_full).abs() <= 1e-5 * est_full.max(1.0),
+        "{l}"
+    );
+    assert!(
+        l["measured_pruned_ms"].as_f64().unwrap() > 0.0
+            && l["measured_unpruned_ms"].as_f64().unwrap() > 0.0,
+        "{l}"
+    );
     assert!(report["macs_ratio"].as_f64().unwrap() < 1.0, "{report}");
-    let table: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("latency_table.json")).unwrap()).unwrap();
+    let table: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("latency_table.json")).unwrap())
+            .unwrap();
     assert_eq!(table["batch"], 16);
     let policy = std::fs::read_to_string(run.join("best_policy.yaml")).unwrap();
     assert!(policy.contains("budget: latency"), "{policy}");
     // Both ratios at once are refused, naming the fields.
-    let (code, _, err) = rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--macs-ratio", "0.5", "--latency-ratio", "0.5", "--check"]);
+    let (code, _, err) = rlal(&[
+        "prune",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--macs-ratio",
+        "0.5",
+        "--latency-ratio",
+        "0.5",
+        "--check",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("latency-ratio") || err.contains("latency_ratio"), "{err}");
 }
@@ -274,12 +479,23 @@ fn latency_budget_is_met_by_the_table() {
 /// measuring again (a re-measured table would move the budget).
 #[test]
 fn resumed_latency_budgets_reuse_the_saved_table() {
-    let r = rlal::search::Recipe::parse(&TINY.replace("macs-ratio: 0.5\n", "latency-ratio: 0.7\n")).unwrap();
+    let r = rlal::search::Recipe::parse(&TINY.replace("macs-ratio: 0.5\n", "latency-ratio: 0.7\n"))
+        .unwrap();
     r.check().unwrap();
     // A measured table only for its layout (measured times on a busy machine may make 0.7 infeasible).
-    let (mut g, mut an) = rlal::analysis::import(Path::new("graphs/mnist_cnn.onnx"), &Default::default()).unwrap();
+    let (mut g, mut an) =
+        rlal::analysis::import(Path::new("graphs/mnist_cnn.onnx"), &Default::default()).unwrap();
     rlal::train::setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, None).unwrap();
-    let mut t = rlal::search::latency::measure(&g, &an, None, r.latency_batch, r.threads, Default::default(), false).unwrap();
+    let mut t = rlal::search::latency::measure(
+        &g,
+        &an,
+        None,
+        r.latency_batch,
+        r.threads,
+        Default::default(),
+        false,
+    )
+    .unwrap();
     // A recognisable table: every op 1 ms at full width, linear in its MACs; the rest ~0.
     for c in &mut t.terms {
         *c = rlal::agent::Curve::fit(vec![(0.0, 0.0), (1.0, 1e6)]);

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 
 fn graphs() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
     v.sort();
     v
 }
@@ -42,7 +46,8 @@ fn input_of(g: &Graph, a: &Analysis, batch: usize, seed: u64) -> (Vec<usize>, Ve
 }
 
 fn run(g: &Graph, shape: &[usize], data: &[f32]) -> Vec<f32> {
-    let mut m = OrtModel::from_bytes(&rlal::onnx::to_bytes(g), 1).unwrap_or_else(|e| panic!("ORT load: {e}"));
+    let mut m = OrtModel::from_bytes(&rlal::onnx::to_bytes(g), 1)
+        .unwrap_or_else(|e| panic!("ORT load: {e}"));
     m.run(shape, data.to_vec()).unwrap().remove(0).1
 }
 
@@ -56,7 +61,8 @@ fn pruned_equals_masked_on_every_graph() {
         for seed in 0..2u64 {
             let mut rng = Rng::new(0x5eed ^ seed ^ (path.to_string_lossy().len() as u64) << 8);
             let keep = random_keep(&a, &mut rng);
-            let p = surgery::prune(&g, &a, &keep, None).unwrap_or_else(|e| panic!("{} seed {seed}: {e}", path.display()));
+            let p = surgery::prune(&g, &a, &keep, None)
+                .unwrap_or_else(|e| panic!("{} seed {seed}: {e}", path.display()));
             assert!(p.macs_after < p.macs_before, "{}: nothing pruned", path.display());
             let masked = surgery::mask(&g, &a, &p.plan);
             let (shape, data) = input_of(&g, &a, 2, seed);
@@ -65,10 +71,15 @@ fn pruned_equals_masked_on_every_graph() {
             assert_eq!(want.len(), got.len());
             let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
             let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(diff <= 1e-4 * scale, "{} seed {seed}: max diff {diff} (scale {scale})", path.display());
+            assert!(
+                diff <= 1e-4 * scale,
+                "{} seed {seed}: max diff {diff} (scale {scale})",
+                path.display()
+            );
             // The pruned graph loads and agrees in tract too.
             if seed == 0 {
-                let mut t = TractModel::from_bytes(&rlal::onnx::to_bytes(&p.graph)).unwrap_or_else(|e| panic!("{}: tract load: {e}", path.display()));
+                let mut t = TractModel::from_bytes(&rlal::onnx::to_bytes(&p.graph))
+                    .unwrap_or_else(|e| panic!("{}: tract load: {e}", path.display()));
                 let tr = t.run(&shape, data.clone()).unwrap().remove(0).1;
                 let d = tr.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
                 assert!(d <= 1e-4 * scale, "{}: ort vs tract {d}", path.display());
@@ -83,7 +94,8 @@ fn pruned_equals_masked_on_every_graph() {
 
 #[test]
 fn l1_uniform_prune_reaches_predicted_macs_and_round_trips() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs/mobilenetv2_cifar_dynamo.onnx");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs/mobilenetv2_cifar_dynamo.onnx");
     let (g, a) = import(&path, &ImportOptions::default()).unwrap();
     for c in [rank::Criterion::L1, rank::Criterion::L2] {
         let keep = rank::keep_sets(&g, &a, &vec![0.5; a.layers.len()], c);

@@ -4,7 +4,11 @@ use rlal::rewrite::{rank, surgery, KeepSets, Plan, RewriteError};
 use std::path::PathBuf;
 
 fn load(name: &str) -> (rlal::ir::Graph, rlal::analysis::Analysis) {
-    import(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs").join(name), &ImportOptions::default()).unwrap()
+    import(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs").join(name),
+        &ImportOptions::default(),
+    )
+    .unwrap()
 }
 
 fn plan_err(name: &str, keep: KeepSets) -> String {
@@ -44,7 +48,8 @@ fn plan_prints_labels_and_edits() {
     // The dynamo Reshape hard-codes [-1, 1280]: rewritten.
     assert!(text.contains("reshape target of") && text.contains("[-1, 640]"), "{text}");
     // A plan that keeps everything changes nothing.
-    let full: KeepSets = a.layers.iter().map(|l| (l.group, (0..a.groups[l.group].channels).collect())).collect();
+    let full: KeepSets =
+        a.layers.iter().map(|l| (l.group, (0..a.groups[l.group].channels).collect())).collect();
     let p = surgery::prune(&g, &a, &full, None).unwrap();
     assert!(p.plan.is_empty());
     assert_eq!(p.macs_after, p.macs_before);
@@ -57,6 +62,13 @@ fn mnist_flatten_gemm_rows_follow_channels() {
     let p = surgery::prune(&g, &a, &keep, None).unwrap();
     let gemm = p.graph.nodes.iter().find(|n| n.op_type == "Gemm").unwrap();
     let w = p.graph.values[gemm.inputs[1].unwrap()].init.as_ref().unwrap();
-    let full_w = g.values[g.nodes.iter().find(|n| n.op_type == "Gemm").unwrap().inputs[1].unwrap()].init.as_ref().unwrap();
-    assert_eq!(w.shape[1] * 4, full_w.shape[1], "Gemm in-features shrink with the 32 -> 8 channels");
+    let full_w = g.values[g.nodes.iter().find(|n| n.op_type == "Gemm").unwrap().inputs[1].unwrap()]
+        .init
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        w.shape[1] * 4,
+        full_w.shape[1],
+        "Gemm in-features shrink with the 32 -> 8 channels"
+    );
 }

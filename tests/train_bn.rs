@@ -16,15 +16,23 @@ fn analyse(g: &rlal::ir::Graph) -> Analysis {
 
 #[test]
 fn insert_is_identity_and_fold_inverts_it() {
-    let (mut g, a) = import(Path::new("graphs/resnet20_cifar.onnx"), &ImportOptions::default()).unwrap();
+    let (mut g, a) =
+        import(Path::new("graphs/resnet20_cifar.onnx"), &ImportOptions::default()).unwrap();
     let x = Tensor::randn([2, 3, 32, 32], (tch::Kind::Float, Device::Cpu));
     let before = out(&g, &a, &x);
     let n = insert_bn(&mut g, &a.facts);
     assert_eq!(n, 19);
     let a2 = analyse(&g);
-    assert_eq!(a2.groups.iter().filter(|g| g.prunable).count(), a.groups.iter().filter(|g| g.prunable).count());
+    assert_eq!(
+        a2.groups.iter().filter(|g| g.prunable).count(),
+        a.groups.iter().filter(|g| g.prunable).count()
+    );
     let with_bn = out(&g, &a2, &x);
-    assert_eq!((&before - &with_bn).abs().max().double_value(&[]), 0.0, "identity BN must not change the function");
+    assert_eq!(
+        (&before - &with_bn).abs().max().double_value(&[]),
+        0.0,
+        "identity BN must not change the function"
+    );
     // Perturb BN statistics through a training-mode forward, then fold.
     let net = Net::new(&g, &a2, Device::Cpu).unwrap();
     let _ = net.forward_t(&(x.shallow_clone() * 3.0), true).unwrap();

@@ -6,11 +6,29 @@ use std::process::Command;
 
 fn rlal(args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_rlal")).args(args).output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn eval_json(model: &Path, engine: &str) -> serde_json::Value {
-    let (code, out, err) = rlal(&["eval", model.to_str().unwrap(), "--data", "data/mnist5k", "--mean", "0.1307", "--std", "0.3081", "--engine", engine, "--json", "--threads", "2"]);
+    let (code, out, err) = rlal(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--data",
+        "data/mnist5k",
+        "--mean",
+        "0.1307",
+        "--std",
+        "0.3081",
+        "--engine",
+        engine,
+        "--json",
+        "--threads",
+        "2",
+    ]);
     assert_eq!(code, 0, "{err}");
     serde_json::from_str(&out).unwrap()
 }
@@ -22,8 +40,18 @@ fn train_learns_and_round_trips_through_onnx_runtime() {
     let ck = dir.path().join("ck");
     let metrics = dir.path().join("m.jsonl");
     let (code, stdout, err) = rlal(&[
-        "train", "--recipe", "recipes/train_mnist_cnn.yaml", "--epochs", "1", "-o", out.to_str().unwrap(),
-        "--checkpoint-dir", ck.to_str().unwrap(), "--metrics", metrics.to_str().unwrap(), "-q",
+        "train",
+        "--recipe",
+        "recipes/train_mnist_cnn.yaml",
+        "--epochs",
+        "1",
+        "-o",
+        out.to_str().unwrap(),
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "-q",
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(stdout.contains("test accuracy"), "{stdout}");
@@ -31,8 +59,15 @@ fn train_learns_and_round_trips_through_onnx_runtime() {
     let ort = eval_json(&out, "ort");
     let tract = eval_json(&out, "tract");
     assert_eq!(tract["engine"], "tract");
-    let (a, b, c) = (tch["correct"].as_u64().unwrap() as i64, ort["correct"].as_u64().unwrap() as i64, tract["correct"].as_u64().unwrap() as i64);
-    assert!((a - b).abs() <= 1 && (b - c).abs() <= 1, "tch {a} vs ort {b} vs tract {c} correct images");
+    let (a, b, c) = (
+        tch["correct"].as_u64().unwrap() as i64,
+        ort["correct"].as_u64().unwrap() as i64,
+        tract["correct"].as_u64().unwrap() as i64,
+    );
+    assert!(
+        (a - b).abs() <= 1 && (b - c).abs() <= 1,
+        "tch {a} vs ort {b} vs tract {c} correct images"
+    );
     assert_eq!(tch["samples"], 1000);
     // One epoch of the small CNN from random weights: far above chance (10%).
     assert!(tch["accuracy"].as_f64().unwrap() >= 0.85, "accuracy {}", tch["accuracy"]);
@@ -46,12 +81,24 @@ fn train_learns_and_round_trips_through_onnx_runtime() {
     assert_eq!(lines.lines().count(), 1);
     // Resume to 2 epochs: one more epoch runs, the metrics file grows.
     let (code, _, err) = rlal(&[
-        "train", "--recipe", "recipes/train_mnist_cnn.yaml", "--epochs", "2", "-o", out.to_str().unwrap(),
-        "--checkpoint-dir", ck.to_str().unwrap(), "--metrics", metrics.to_str().unwrap(), "--resume", "-q",
+        "train",
+        "--recipe",
+        "recipes/train_mnist_cnn.yaml",
+        "--epochs",
+        "2",
+        "-o",
+        out.to_str().unwrap(),
+        "--checkpoint-dir",
+        ck.to_str().unwrap(),
+        "--metrics",
+        metrics.to_str().unwrap(),
+        "--resume",
+        "-q",
     ]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(std::fs::read_to_string(&metrics).unwrap().lines().count(), 2);
-    let st: serde_json::Value = serde_json::from_slice(&std::fs::read(ck.join("state.json")).unwrap()).unwrap();
+    let st: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ck.join("state.json")).unwrap()).unwrap();
     assert_eq!(st["epoch"], 2);
     assert!(ck.join("weights-e2.ot").exists() && !ck.join("weights-e1.ot").exists());
 }
@@ -65,7 +112,8 @@ fn bad_recipe_and_mismatched_data_are_input_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("r.yaml") && err.contains("epoch") && err.contains("line 3"), "{err}");
     // 8x8 digits into a 28x28 graph.
-    let (code, _, err) = rlal(&["train", "graphs/mnist_cnn.onnx", "--data", "data/digits", "--epochs", "1"]);
+    let (code, _, err) =
+        rlal(&["train", "graphs/mnist_cnn.onnx", "--data", "data/digits", "--epochs", "1"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("data/digits"), "{err}");
     let (code, _, err) = rlal(&["eval", "graphs/resnet20_digits.onnx", "--data", "data/mnist5k"]);
@@ -77,13 +125,26 @@ fn bad_recipe_and_mismatched_data_are_input_errors() {
 #[test]
 fn eval_falls_back_to_tract_without_onnx_runtime() {
     let o = Command::new(env!("CARGO_BIN_EXE_rlal"))
-        .args(["eval", "graphs/mnist_cnn.onnx", "--data", "data/mnist5k", "--engine", "ort", "--json", "--threads", "2"])
+        .args([
+            "eval",
+            "graphs/mnist_cnn.onnx",
+            "--data",
+            "data/mnist5k",
+            "--engine",
+            "ort",
+            "--json",
+            "--threads",
+            "2",
+        ])
         .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
         .output()
         .unwrap();
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert_eq!(o.status.code(), Some(0), "{err}");
-    assert!(err.contains("/nonexistent/libonnxruntime.so") && err.contains("falling back to tract"), "{err}");
+    assert!(
+        err.contains("/nonexistent/libonnxruntime.so") && err.contains("falling back to tract"),
+        "{err}"
+    );
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["engine"], "tract");
     assert_eq!(j["samples"], 1000);

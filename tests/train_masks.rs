@@ -15,7 +15,10 @@ fn check(path: &str) {
     let groups = net.prunable_groups();
     assert!(!groups.is_empty(), "{path}: no prunable groups");
     // Drop every third channel (and channel 1) of every prunable group.
-    let keep: BTreeMap<usize, Vec<bool>> = groups.iter().map(|&(id, c)| (id, (0..c).map(|i| i % 3 != 0 && i != 1).collect())).collect();
+    let keep: BTreeMap<usize, Vec<bool>> = groups
+        .iter()
+        .map(|&(id, c)| (id, (0..c).map(|i| i % 3 != 0 && i != 1).collect()))
+        .collect();
     // Reference graph: zero the producing parameters of the dropped channels.
     let mut z = g.clone();
     let consumers = g.consumers();
@@ -54,7 +57,10 @@ fn check(path: &str) {
     let diff = (&masked - &want).abs().max().double_value(&[]);
     let scale = want.abs().max().double_value(&[]).max(1.0);
     assert!(diff <= 1e-4 * scale, "{path}: masked vs zeroed differ by {diff}");
-    assert!((&full - &masked).abs().max().double_value(&[]) > 1e-3, "{path}: masks changed nothing");
+    assert!(
+        (&full - &masked).abs().max().double_value(&[]) > 1e-3,
+        "{path}: masks changed nothing"
+    );
     // Norms and the penalty.
     let (g0, c0) = groups[0];
     let l1 = net.channel_norms(g0, 1).unwrap();
@@ -72,7 +78,10 @@ fn check(path: &str) {
                     let Some(t) = net.param(&gp.name) else { continue };
                     if t.requires_grad() {
                         let ids: Vec<i64> = gp.idx[c].iter().map(|&i| i as i64).collect();
-                        s = s + t.index_select(gp.axis as i64, &Tensor::from_slice(&ids)).square().sum(Kind::Float);
+                        s = s + t
+                            .index_select(gp.axis as i64, &Tensor::from_slice(&ids))
+                            .square()
+                            .sum(Kind::Float);
                     }
                 }
                 total = total + (s + 1e-12).sqrt();
@@ -85,13 +94,19 @@ fn check(path: &str) {
     let grads = |loss: &Tensor| -> Vec<Tensor> {
         let params: Vec<Tensor> = net.trainable().into_iter().map(|(_, t)| t).collect();
         let g = Tensor::run_backward(&[loss], &params, true, false);
-        g.into_iter().zip(&params).map(|(g, p)| if g.defined() { g.copy() } else { p.zeros_like() }).collect()
+        g.into_iter()
+            .zip(&params)
+            .map(|(g, p)| if g.defined() { g.copy() } else { p.zeros_like() })
+            .collect()
     };
     let (ga, gb) = (grads(&pen), grads(&naive));
     let mut touched = 0;
     for (x, y) in ga.iter().zip(&gb) {
         let d = (x - y).abs().max().double_value(&[]);
-        assert!(d <= 1e-5 * y.abs().max().double_value(&[]).max(1e-6), "{path}: gradients differ by {d}");
+        assert!(
+            d <= 1e-5 * y.abs().max().double_value(&[]).max(1e-6),
+            "{path}: gradients differ by {d}"
+        );
         touched += (y.abs().max().double_value(&[]) > 0.0) as usize;
     }
     assert!(touched > 0, "{path}: the penalty reaches no parameter");
@@ -118,7 +133,8 @@ fn bad_masks_are_errors() {
     let (g, a) = import(Path::new("graphs/mnist_cnn.onnx"), &ImportOptions::default()).unwrap();
     let mut net = Net::new(&g, &a, Device::Cpu).unwrap();
     let (id, c) = net.prunable_groups()[0];
-    let e = net.set_masks(&[(id, vec![true; c + 1])].into_iter().collect()).unwrap_err().to_string();
+    let e =
+        net.set_masks(&[(id, vec![true; c + 1])].into_iter().collect()).unwrap_err().to_string();
     assert!(e.contains(&format!("group {id}")), "{e}");
     let e = net.set_masks(&[(9999, vec![true])].into_iter().collect()).unwrap_err().to_string();
     assert!(e.contains("9999"), "{e}");

@@ -26,7 +26,11 @@ fn check(path: &Path, batch: usize) {
         assert_eq!(s1, s2, "{}: output shapes", path.display());
         let scale = d2.iter().fold(1f32, |m, v| m.max(v.abs()));
         let diff = d1.iter().zip(d2).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        assert!(diff <= 1e-4 * scale, "{}: max abs diff {diff} (output scale {scale})", path.display());
+        assert!(
+            diff <= 1e-4 * scale,
+            "{}: max abs diff {diff} (output scale {scale})",
+            path.display()
+        );
     }
 }
 
@@ -34,7 +38,11 @@ fn check(path: &Path, batch: usize) {
 fn every_reference_graph_matches_onnx_runtime() {
     tch::set_num_threads(2);
     let mut n = 0;
-    let mut files: Vec<_> = std::fs::read_dir("graphs").unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "onnx")).collect();
+    let mut files: Vec<_> = std::fs::read_dir("graphs")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
     files.sort();
     for p in files {
         check(&p, 3);
@@ -66,5 +74,8 @@ fn unsupported_op_names_the_node() {
     let (mut g, a) = import(Path::new("graphs/mnist_cnn.onnx"), &ImportOptions::default()).unwrap();
     g.nodes[1].op_type = "FancyOp".into();
     let err = Net::new(&g, &a, tch::Device::Cpu).err().expect("must fail").to_string();
-    assert!(err.contains("FancyOp") && err.contains(&g.nodes[1].name) && err.contains("Conv"), "{err}");
+    assert!(
+        err.contains("FancyOp") && err.contains(&g.nodes[1].name) && err.contains("Conv"),
+        "{err}"
+    );
 }

@@ -32,12 +32,21 @@ fn channels_last_computes_the_same_function_in_nhwc_layout() {
         let w = n.trainable().into_iter().map(|(_, t)| t).find(|t| t.dim() == 4).unwrap();
         assert_eq!(w.stride()[1], 1, "{path}: weight strides {:?}", w.stride());
         let got = tch::no_grad(|| n.forward_t(&x, false).unwrap());
-        assert!(max_rel(&got, &want) <= 1e-4, "{path}: channels-last differs by {}", max_rel(&got, &want));
+        assert!(
+            max_rel(&got, &want) <= 1e-4,
+            "{path}: channels-last differs by {}",
+            max_rel(&got, &want)
+        );
         // Training mode and the exported (contiguous) graph work as well.
         let y = n.forward_t(&x, true).unwrap();
         y.sum(Kind::Float).backward();
         let g = n.export().unwrap();
-        let back = Net::new(&g, &import(Path::new(path), &ImportOptions::default()).unwrap().1, Device::Cpu).unwrap();
+        let back = Net::new(
+            &g,
+            &import(Path::new(path), &ImportOptions::default()).unwrap().1,
+            Device::Cpu,
+        )
+        .unwrap();
         let again = tch::no_grad(|| back.forward_t(&x, false).unwrap());
         let now = tch::no_grad(|| n.forward_t(&x, false).unwrap());
         assert!(max_rel(&again, &now) <= 1e-4);
@@ -76,7 +85,9 @@ fn fp16_loss_scaling_skips_overflow_and_learns() {
     tch::set_num_threads(2);
     let mut n = net("graphs/mnist_cnn_bn.onnx");
     n.set_compute(Precision::Fp16, false);
-    let mut sgd = Sgd::new(n.trainable(), SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.0 }).with_loss_scaling(true);
+    let mut sgd =
+        Sgd::new(n.trainable(), SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 0.0 })
+            .with_loss_scaling(true);
     assert_eq!(sgd.loss_scale().unwrap().scale, LossScale::INIT);
     tch::manual_seed(7);
     let x = Tensor::randn([16, 1, 28, 28], (Kind::Float, Device::Cpu));
@@ -93,7 +104,15 @@ fn fp16_loss_scaling_skips_overflow_and_learns() {
         assert!(t.equal(b), "a skipped step changed the weights");
     }
     // Normal steps: unscaled gradients, the loss on a fixed batch goes down.
-    let ce = |n: &Net| n.forward_t(&x, true).unwrap().cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+    let ce = |n: &Net| {
+        n.forward_t(&x, true).unwrap().cross_entropy_loss::<Tensor>(
+            &y,
+            None,
+            Reduction::Mean,
+            -100,
+            0.0,
+        )
+    };
     let first = ce(&n).double_value(&[]);
     for _ in 0..15 {
         sgd.zero_grad();
@@ -111,16 +130,30 @@ fn inplace_activations_compute_the_same_loss_and_gradients() {
     // Relu/ReLU6 after conv/BN/Add run in place (like PyTorch's inplace=True modules); the
     // training step must be exactly the one of out-of-place activations.
     tch::set_num_threads(2);
-    for (path, want_inplace) in [("graphs/resnet20_cifar.onnx", 19), ("graphs/mobilenetv2_cifar.onnx", 35)] {
+    for (path, want_inplace) in
+        [("graphs/resnet20_cifar.onnx", 19), ("graphs/mobilenetv2_cifar.onnx", 35)]
+    {
         let (mut g, mut a) = import(Path::new(path), &ImportOptions::default()).unwrap();
-        rlal::train::setup::apply_insert_bn(&mut g, &mut a, rlal::train::recipe::InsertBn::Auto, None).unwrap();
+        rlal::train::setup::apply_insert_bn(
+            &mut g,
+            &mut a,
+            rlal::train::recipe::InsertBn::Auto,
+            None,
+        )
+        .unwrap();
         let mut n = Net::new(&g, &a, Device::Cpu).unwrap();
         assert_eq!(n.inplace_activations(), want_inplace, "{path}");
         tch::manual_seed(5);
         let x = Tensor::randn([4, 3, 32, 32], (Kind::Float, Device::Cpu));
         let y = Tensor::from_slice(&[1i64, 3, 5, 7]);
         let run = |n: &Net| {
-            let loss = n.forward_t(&x, true).unwrap().cross_entropy_loss::<Tensor>(&y, None, Reduction::Mean, -100, 0.0);
+            let loss = n.forward_t(&x, true).unwrap().cross_entropy_loss::<Tensor>(
+                &y,
+                None,
+                Reduction::Mean,
+                -100,
+                0.0,
+            );
             for (_, p) in n.trainable() {
                 let mut gr = p.grad();
                 if gr.defined() {
@@ -128,7 +161,8 @@ fn inplace_activations_compute_the_same_loss_and_gradients() {
                 }
             }
             loss.backward();
-            let grads: Vec<Tensor> = n.trainable().into_iter().map(|(_, p)| p.grad().copy()).collect();
+            let grads: Vec<Tensor> =
+                n.trainable().into_iter().map(|(_, p)| p.grad().copy()).collect();
             (loss.double_value(&[]), grads)
         };
         let (l1, g1) = run(&n);

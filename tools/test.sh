@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
-# The README's test command: setup (idempotent), then the whole test suite.
+# The README's test command: setup (idempotent), formatting check, then the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --check || { echo "test: cargo fmt --check failed (run cargo fmt)" >&2; exit 1; }
+else
+  echo "test: rustfmt is not installed; skipping the formatting check" >&2
+fi
 cargo test --all-targets 2>&1

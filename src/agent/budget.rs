@@ -66,7 +66,8 @@ impl Curve {
                 _ => out.push((x, y.max(0.0), 1)),
             }
         }
-        let mut points: Vec<(f64, f64)> = out.into_iter().map(|(x, y, n)| (x, y / n as f64)).collect();
+        let mut points: Vec<(f64, f64)> =
+            out.into_iter().map(|(x, y, n)| (x, y / n as f64)).collect();
         for i in 1..points.len() {
             points[i].1 = points[i].1.max(points[i - 1].1);
         }
@@ -171,12 +172,23 @@ pub enum BudgetError {
 
 impl Budget {
     /// `ratio`: target MACs / full MACs; `max_prune`: largest fraction of a layer's channels that may go.
-    pub fn new(cost: CostModel, layers: Vec<Layer>, ratio: f64, max_prune: f64) -> Result<Budget, BudgetError> {
+    pub fn new(
+        cost: CostModel,
+        layers: Vec<Layer>,
+        ratio: f64,
+        max_prune: f64,
+    ) -> Result<Budget, BudgetError> {
         Budget::with_metric(cost, layers, Metric::Macs, ratio, max_prune)
     }
 
     /// A budget on `metric` (MACs or params): target = floor(ratio × the unpruned model's figure).
-    pub fn with_metric(cost: CostModel, layers: Vec<Layer>, metric: Metric, ratio: f64, max_prune: f64) -> Result<Budget, BudgetError> {
+    pub fn with_metric(
+        cost: CostModel,
+        layers: Vec<Layer>,
+        metric: Metric,
+        ratio: f64,
+        max_prune: f64,
+    ) -> Result<Budget, BudgetError> {
         if metric == Metric::Latency {
             return Err(BudgetError::NoTable);
         }
@@ -184,14 +196,27 @@ impl Budget {
     }
 
     /// A latency budget: target = floor(ratio × the table's estimate for the unpruned model).
-    pub fn with_latency(cost: CostModel, layers: Vec<Layer>, table: LatencyModel, ratio: f64, max_prune: f64) -> Result<Budget, BudgetError> {
+    pub fn with_latency(
+        cost: CostModel,
+        layers: Vec<Layer>,
+        table: LatencyModel,
+        ratio: f64,
+        max_prune: f64,
+    ) -> Result<Budget, BudgetError> {
         if table.terms.len() != cost.terms.len() {
             return Err(BudgetError::Table { terms: table.terms.len(), want: cost.terms.len() });
         }
         Budget::build(cost, layers, Metric::Latency, Some(table), ratio, max_prune)
     }
 
-    fn build(cost: CostModel, layers: Vec<Layer>, metric: Metric, latency: Option<LatencyModel>, ratio: f64, max_prune: f64) -> Result<Budget, BudgetError> {
+    fn build(
+        cost: CostModel,
+        layers: Vec<Layer>,
+        metric: Metric,
+        latency: Option<LatencyModel>,
+        ratio: f64,
+        max_prune: f64,
+    ) -> Result<Budget, BudgetError> {
         if !(ratio > 0.0 && ratio < 1.0) {
             return Err(BudgetError::Ratio { ratio });
         }
@@ -206,7 +231,10 @@ impl Budget {
             (Metric::Latency, None) => return Err(BudgetError::NoTable),
         };
         let target = (full as f64 * ratio).floor() as u64;
-        let min_keep: Vec<usize> = layers.iter().map(|l| ((l.channels as f64 * (1.0 - max_prune)).ceil() as usize).clamp(1, l.channels)).collect();
+        let min_keep: Vec<usize> = layers
+            .iter()
+            .map(|l| ((l.channels as f64 * (1.0 - max_prune)).ceil() as usize).clamp(1, l.channels))
+            .collect();
         let groups: Vec<usize> = layers.iter().map(|l| l.group).collect();
         let b = Budget {
             max_c: layers.iter().map(|l| l.channels.max(l.c_in)).max().unwrap_or(1) as f32,
@@ -240,7 +268,14 @@ impl Budget {
             for &g in &self.groups {
                 zero[g] = 0;
             }
-            return Err(BudgetError::Infeasible { metric: metric.name(), target, ratio, full, floor, fixed: self.eval(&zero) });
+            return Err(BudgetError::Infeasible {
+                metric: metric.name(),
+                target,
+                ratio,
+                full,
+                floor,
+                fixed: self.eval(&zero),
+            });
         }
         Ok(())
     }
@@ -260,7 +295,9 @@ impl Budget {
             (Metric::Macs, _) => self.cost.macs(kv),
             (Metric::Params, _) => self.cost.params(kv),
             (Metric::Latency, Some(t)) => t.eval(&self.cost, kv),
-            (Metric::Latency, None) => unreachable!("a latency budget is only built with its table"),
+            (Metric::Latency, None) => {
+                unreachable!("a latency budget is only built with its table")
+            }
         }
     }
 
@@ -353,7 +390,13 @@ impl Budget {
         let with = |k: usize, rest_full: bool| {
             let mut v = kept.to_vec();
             v.push(k);
-            self.measure_with(&v, |j| if rest_full { self.layers[j].channels } else { self.min_width(j) })
+            self.measure_with(&v, |j| {
+                if rest_full {
+                    self.layers[j].channels
+                } else {
+                    self.min_width(j)
+                }
+            })
         };
         // Largest allowed k with macs(min rest) <= target (monotone in k).
         let (mut a, mut b) = (0, n - 1);
@@ -425,7 +468,12 @@ impl Budget {
     /// MACs of layer `j`'s terms at the given per-group kept vector.
     fn layer_macs(&self, j: usize, kv: &[usize]) -> u64 {
         let g = self.groups[j];
-        self.cost.terms.iter().filter(|t| t.weight.axes.iter().any(|a| matches!(a, Some((x, _)) if *x == g))).map(|t| t.factor * t.weight.numel(kv)).sum()
+        self.cost
+            .terms
+            .iter()
+            .filter(|t| t.weight.axes.iter().any(|a| matches!(a, Some((x, _)) if *x == g)))
+            .map(|t| t.factor * t.weight.numel(kv))
+            .sum()
     }
 
     /// State of layer `l = kept.len()` (Eq. 1), normalised:
@@ -463,19 +511,34 @@ mod tests {
     use std::path::Path;
 
     fn budget(file: &str, ratio: f64) -> Budget {
-        let (_, a) = crate::analysis::import(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(file), &Default::default()).unwrap();
+        let (_, a) = crate::analysis::import(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(file),
+            &Default::default(),
+        )
+        .unwrap();
         Budget::new(a.cost, a.layers, ratio, 0.9).unwrap()
     }
 
     #[test]
     fn every_episode_ends_at_or_just_below_the_target() {
-        for (file, ratio) in [("resnet56_cifar.onnx", 0.5), ("mobilenetv2_cifar.onnx", 0.5), ("mnist_cnn.onnx", 0.3), ("resnet20_cifar.onnx", 0.7)] {
+        for (file, ratio) in [
+            ("resnet56_cifar.onnx", 0.5),
+            ("mobilenetv2_cifar.onnx", 0.5),
+            ("mnist_cnn.onnx", 0.3),
+            ("resnet20_cifar.onnx", 0.7),
+        ] {
             let b = budget(file, ratio);
             let mut rng = Rng::new(3);
             for ep in 0..40 {
                 let mut kept = Vec::new();
                 for _ in 0..b.layers.len() {
-                    let a = if ep == 0 { 0.0 } else if ep == 1 { 1.0 } else { rng.uniform_f32() };
+                    let a = if ep == 0 {
+                        0.0
+                    } else if ep == 1 {
+                        1.0
+                    } else {
+                        rng.uniform_f32()
+                    };
                     kept.push(b.apply(&kept, a));
                 }
                 let m = b.macs(&kept);
@@ -485,7 +548,11 @@ mod tests {
                 if kept[last] < b.layers[last].channels {
                     let mut more = kept.clone();
                     more[last] += 1;
-                    assert!(b.macs(&more) > b.target, "{file} episode {ep}: {m} is more than one channel below {}", b.target);
+                    assert!(
+                        b.macs(&more) > b.target,
+                        "{file} episode {ep}: {m} is more than one channel below {}",
+                        b.target
+                    );
                 }
             }
         }
@@ -493,7 +560,11 @@ mod tests {
 
     #[test]
     fn params_budgets_bound_every_episode_too() {
-        let (_, a) = crate::analysis::import(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/resnet20_cifar.onnx"), &Default::default()).unwrap();
+        let (_, a) = crate::analysis::import(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/resnet20_cifar.onnx"),
+            &Default::default(),
+        )
+        .unwrap();
         let b = Budget::with_metric(a.cost, a.layers, Metric::Params, 0.4, 0.9).unwrap();
         assert_eq!(b.target, (b.full() as f64 * 0.4).floor() as u64);
         let mut rng = Rng::new(9);
@@ -523,7 +594,11 @@ mod tests {
 
     #[test]
     fn latency_budgets_bound_every_episode() {
-        let (_, a) = crate::analysis::import(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/resnet56_cifar.onnx"), &Default::default()).unwrap();
+        let (_, a) = crate::analysis::import(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/resnet56_cifar.onnx"),
+            &Default::default(),
+        )
+        .unwrap();
         // A synthetic table: each op costs 2 µs + 1 µs per MACs-fraction unit, plus 50 µs fixed.
         let n = a.cost.terms.len();
         let t = LatencyModel {
@@ -534,12 +609,18 @@ mod tests {
             rest: Curve::fit(vec![(0.0, 50_000.0), (1.0, 50_000.0)]),
             measured: vec![],
         };
-        assert!(Budget::with_metric(a.cost.clone(), a.layers.clone(), Metric::Latency, 0.5, 0.9).is_err());
+        assert!(Budget::with_metric(a.cost.clone(), a.layers.clone(), Metric::Latency, 0.5, 0.9)
+            .is_err());
         let mut short = t.clone();
         short.terms.pop();
-        assert!(Budget::with_latency(a.cost.clone(), a.layers.clone(), short, 0.9, 0.9).unwrap_err().to_string().contains("another model"));
+        assert!(Budget::with_latency(a.cost.clone(), a.layers.clone(), short, 0.9, 0.9)
+            .unwrap_err()
+            .to_string()
+            .contains("another model"));
         // Fixed costs make 50% impossible: the error gives the floor.
-        let e = Budget::with_latency(a.cost.clone(), a.layers.clone(), t.clone(), 0.5, 0.9).unwrap_err().to_string();
+        let e = Budget::with_latency(a.cost.clone(), a.layers.clone(), t.clone(), 0.5, 0.9)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("impossible latency budget") && e.contains("minimum width"), "{e}");
         let b = Budget::with_latency(a.cost.clone(), a.layers.clone(), t, 0.85, 0.9).unwrap();
         assert_eq!(b.full(), 50_000 + 3000 * n as u64);
@@ -550,39 +631,76 @@ mod tests {
                 kept.push(b.apply(&kept, rng.uniform_f32()));
             }
             assert!(b.fits(&kept), "{} > {}", b.measure(&kept), b.target);
-            assert!(b.measure(&kept) * 100 >= b.target * 99, "{} far below {}", b.measure(&kept), b.target);
+            assert!(
+                b.measure(&kept) * 100 >= b.target * 99,
+                "{} far below {}",
+                b.measure(&kept),
+                b.target
+            );
         }
     }
 
     #[test]
     fn aligned_widths_are_always_aligned_and_meet_the_budget() {
-        for (file, ratio) in [("resnet56_cifar.onnx", 0.5), ("mobilenetv2_cifar.onnx", 0.5), ("resnet20_mnist.onnx", 0.4)] {
+        for (file, ratio) in [
+            ("resnet56_cifar.onnx", 0.5),
+            ("mobilenetv2_cifar.onnx", 0.5),
+            ("resnet20_mnist.onnx", 0.4),
+        ] {
             for m in [4, 8] {
                 let mut b = budget(file, ratio);
                 b.set_multiple(m).unwrap();
-                let ok = |l: usize, k: usize| k == b.layers[l].channels || (k % m == 0 && k >= b.min_keep[l]);
-                assert!((0..b.layers.len()).all(|l| ok(l, b.min_keep[l])), "{file} m={m}: min_keep {:?}", b.min_keep);
+                let ok = |l: usize, k: usize| {
+                    k == b.layers[l].channels || (k % m == 0 && k >= b.min_keep[l])
+                };
+                assert!(
+                    (0..b.layers.len()).all(|l| ok(l, b.min_keep[l])),
+                    "{file} m={m}: min_keep {:?}",
+                    b.min_keep
+                );
                 let mut rng = Rng::new(m as u64);
                 let mut near = 0;
                 for ep in 0..60 {
                     let mut kept = Vec::new();
                     for l in 0..b.layers.len() {
                         let (lo, hi) = b.keep_bounds(&kept);
-                        assert!(ok(l, lo) && ok(l, hi) && lo <= hi, "{file} m={m} episode {ep} layer {l}: bounds ({lo}, {hi})");
-                        let a = if ep == 0 { 0.0 } else if ep == 1 { 1.0 } else { rng.uniform_f32() };
+                        assert!(
+                            ok(l, lo) && ok(l, hi) && lo <= hi,
+                            "{file} m={m} episode {ep} layer {l}: bounds ({lo}, {hi})"
+                        );
+                        let a = if ep == 0 {
+                            0.0
+                        } else if ep == 1 {
+                            1.0
+                        } else {
+                            rng.uniform_f32()
+                        };
                         let k = b.apply(&kept, a);
                         assert!(ok(l, k), "{file} m={m} episode {ep} layer {l}: width {k} of {} is not a multiple of {m}", b.layers[l].channels);
                         kept.push(k);
                     }
-                    assert!(b.fits(&kept), "{file} m={m} episode {ep}: {} > {}", b.measure(&kept), b.target);
+                    assert!(
+                        b.fits(&kept),
+                        "{file} m={m} episode {ep}: {} > {}",
+                        b.measure(&kept),
+                        b.target
+                    );
                     // The next allowed width of the last layer would cross the target: the
                     // episode ends within one multiple's MACs of it.
                     let last = kept.len() - 1;
                     if kept[last] < b.layers[last].channels {
                         let mut more = kept.clone();
                         more[last] = b.next_allowed(last, kept[last]);
-                        assert_eq!(more[last], kept[last] + m.min(b.layers[last].channels - kept[last]));
-                        assert!(!b.fits(&more), "{file} m={m} episode {ep}: {} is more than one multiple below {}", b.measure(&kept), b.target);
+                        assert_eq!(
+                            more[last],
+                            kept[last] + m.min(b.layers[last].channels - kept[last])
+                        );
+                        assert!(
+                            !b.fits(&more),
+                            "{file} m={m} episode {ep}: {} is more than one multiple below {}",
+                            b.measure(&kept),
+                            b.target
+                        );
                         near += 1;
                     }
                 }
@@ -595,13 +713,20 @@ mod tests {
     fn allowed_widths_and_rounded_minimums() {
         let mut b = budget("resnet20_mnist.onnx", 0.5);
         let c = b.layers[0].channels;
-        assert_eq!(b.allowed(0).collect::<Vec<_>>(), (b.min_keep[0]..=c).collect::<Vec<_>>(), "m = 1: every width");
+        assert_eq!(
+            b.allowed(0).collect::<Vec<_>>(),
+            (b.min_keep[0]..=c).collect::<Vec<_>>(),
+            "m = 1: every width"
+        );
         b.set_multiple(8).unwrap();
         let w: Vec<usize> = b.allowed(0).collect();
         assert_eq!(w.first(), Some(&b.min_keep[0]));
         assert_eq!(w.last(), Some(&c));
         assert!(w.iter().all(|k| k % 8 == 0 || *k == c), "{w:?}");
-        assert_eq!((round_up(2, 8, 16), round_up(2, 8, 6), round_up(0, 4, 16), round_up(9, 1, 16)), (8, 6, 4, 9));
+        assert_eq!(
+            (round_up(2, 8, 16), round_up(2, 8, 6), round_up(0, 4, 16), round_up(9, 1, 16)),
+            (8, 6, 4, 9)
+        );
         // A multiple so coarse that the rounded-up minimums no longer fit is an input error.
         let mut b = budget("resnet20_mnist.onnx", 0.3);
         assert!(b.set_multiple(64).unwrap_err().to_string().contains("impossible budget"));
@@ -609,7 +734,11 @@ mod tests {
 
     #[test]
     fn impossible_budgets_are_rejected_with_the_floor() {
-        let (_, a) = crate::analysis::import(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/resnet20_cifar.onnx"), &Default::default()).unwrap();
+        let (_, a) = crate::analysis::import(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/resnet20_cifar.onnx"),
+            &Default::default(),
+        )
+        .unwrap();
         let e = Budget::new(a.cost.clone(), a.layers.clone(), 0.05, 0.9).unwrap_err().to_string();
         assert!(e.contains("impossible budget") && e.contains("fixed layers alone cost"), "{e}");
         assert!(Budget::new(a.cost.clone(), a.layers.clone(), 1.0, 0.9).is_err());

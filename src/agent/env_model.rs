@@ -3,9 +3,9 @@
 //! decoder MLP predicting the reward from (s, a, z), trained with the
 //! reconstruction loss of Eq. 3. With `enabled = false` ("w/o EE") z is zero.
 use super::nets::{mlp, Adam};
-use tch::{nn, nn::Module, Device, Kind, Tensor};
 #[cfg(test)]
 use tch::nn::RNN;
+use tch::{nn, nn::Module, Device, Kind, Tensor};
 
 pub const EMBED_DIM: i64 = 128;
 
@@ -25,7 +25,14 @@ pub struct EnvModel {
 }
 
 impl EnvModel {
-    pub fn new(state_dim: i64, z_dim: i64, max_epochs: usize, lr: f64, enabled: bool, seed: i64) -> EnvModel {
+    pub fn new(
+        state_dim: i64,
+        z_dim: i64,
+        max_epochs: usize,
+        lr: f64,
+        enabled: bool,
+        seed: i64,
+    ) -> EnvModel {
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
@@ -52,7 +59,14 @@ impl EnvModel {
     fn gru_params(&self) -> GruParams {
         let vars = self.vs.variables();
         let get = |n: &str| vars[n].detach();
-        GruParams { w_ih: get("gru.weight_ih_l0"), b_ih: get("gru.bias_ih_l0"), w_hh: host(&vars["gru.weight_hh_l0"]), b_hh: host(&vars["gru.bias_hh_l0"]), emb: get("emb.weight"), h: self.z_dim as usize }
+        GruParams {
+            w_ih: get("gru.weight_ih_l0"),
+            b_ih: get("gru.bias_ih_l0"),
+            w_hh: host(&vars["gru.weight_hh_l0"]),
+            b_hh: host(&vars["gru.bias_hh_l0"]),
+            emb: get("emb.weight"),
+            h: self.z_dim as usize,
+        }
     }
 
     /// The GRU over the embeddings of epochs 0..=upto ([`Tape::outputs`] are z_0..z_upto),
@@ -79,7 +93,10 @@ impl EnvModel {
         let max = *epochs.iter().max().expect("non-empty") as i64;
         let (tape, _) = self.z_all(max);
         let (z, h) = (tape.outputs(), self.z_dim as usize);
-        let rows: Vec<f32> = epochs.iter().flat_map(|&e| z[self.row(e) as usize * h..][..h].iter().copied()).collect();
+        let rows: Vec<f32> = epochs
+            .iter()
+            .flat_map(|&e| z[self.row(e) as usize * h..][..h].iter().copied())
+            .collect();
         Tensor::from_slice(&rows).view([n, self.z_dim])
     }
 
@@ -93,7 +110,9 @@ impl EnvModel {
     fn loss_and_grads(&mut self, s: &Tensor, a: &Tensor, r: &Tensor, epochs: &[usize]) -> f64 {
         let max = *epochs.iter().max().expect("non-empty batch") as i64;
         let (tape, p) = self.z_all(max);
-        let leaf = Tensor::from_slice(tape.outputs()).view([tape.steps as i64, self.z_dim]).set_requires_grad(true);
+        let leaf = Tensor::from_slice(tape.outputs())
+            .view([tape.steps as i64, self.z_dim])
+            .set_requires_grad(true);
         let idx: Vec<i64> = epochs.iter().map(|&e| self.row(e)).collect();
         let zb = leaf.index_select(0, &Tensor::from_slice(&idx));
         let pred = self.dec.forward(&Tensor::cat(&[s, a, &zb], 1));
@@ -105,7 +124,13 @@ impl EnvModel {
         // d/dp of sum(p * G) is G: hands the host gradients to the optimiser.
         let vars = self.vs.variables();
         let mut sur = Tensor::zeros([], (Kind::Float, Device::Cpu));
-        for (name, grad) in [("gru.weight_ih_l0", g.w_ih), ("gru.weight_hh_l0", g.w_hh), ("gru.bias_ih_l0", g.b_ih), ("gru.bias_hh_l0", g.b_hh), ("emb.weight", g.emb)] {
+        for (name, grad) in [
+            ("gru.weight_ih_l0", g.w_ih),
+            ("gru.weight_hh_l0", g.w_hh),
+            ("gru.bias_ih_l0", g.b_ih),
+            ("gru.bias_hh_l0", g.b_hh),
+            ("emb.weight", g.emb),
+        ] {
             let v = &vars[name];
             sur = sur + (v * grad).sum(Kind::Float);
         }
@@ -204,7 +229,16 @@ impl Tape {
         let x = tch::no_grad(|| p.emb.narrow(0, 0, steps as i64).copy());
         // Input projections of every step at once: [steps, 3H].
         let gi = host(&tch::no_grad(|| x.matmul(&p.w_ih.tr()) + &p.b_ih));
-        let mut t = Tape { steps, h, x, hs: vec![0.0; (steps + 1) * h], r: vec![0.0; steps * h], z: vec![0.0; steps * h], n: vec![0.0; steps * h], ghn: vec![0.0; steps * h] };
+        let mut t = Tape {
+            steps,
+            h,
+            x,
+            hs: vec![0.0; (steps + 1) * h],
+            r: vec![0.0; steps * h],
+            z: vec![0.0; steps * h],
+            n: vec![0.0; steps * h],
+            ghn: vec![0.0; steps * h],
+        };
         let mut gh = vec![0.0f32; 3 * h];
         for s in 0..steps {
             let prev = &t.hs[s * h..(s + 1) * h];
@@ -241,10 +275,12 @@ impl Tape {
         let mut dprev = vec![0.0f32; h];
         for s in (0..steps).rev() {
             let prev = &self.hs[s * h..(s + 1) * h];
-            let (gi, gh) = (&mut dgi[s * 3 * h..(s + 1) * 3 * h], &mut dgh[s * 3 * h..(s + 1) * 3 * h]);
+            let (gi, gh) =
+                (&mut dgi[s * 3 * h..(s + 1) * 3 * h], &mut dgh[s * 3 * h..(s + 1) * 3 * h]);
             for k in 0..h {
                 let d = dh[k] + dout[s * h + k];
-                let (r, z, n, ghn) = (self.r[s * h + k], self.z[s * h + k], self.n[s * h + k], self.ghn[s * h + k]);
+                let (r, z, n, ghn) =
+                    (self.r[s * h + k], self.z[s * h + k], self.n[s * h + k], self.ghn[s * h + k]);
                 let dn = d * (1.0 - z);
                 let dz = d * (prev[k] - n);
                 dprev[k] = d * z;
@@ -275,7 +311,13 @@ impl Tape {
             let hprev = Tensor::from_slice(&self.hs[..steps * h]).view([t, h as i64]);
             let emb = p.emb.zeros_like();
             emb.narrow(0, 0, t).copy_(&dgi.matmul(&p.w_ih));
-            GruGrads { w_ih: dgi.tr().matmul(&self.x), w_hh: dgh.tr().matmul(&hprev), b_ih: dgi.sum_dim_intlist(0, false, Kind::Float), b_hh: dgh.sum_dim_intlist(0, false, Kind::Float), emb }
+            GruGrads {
+                w_ih: dgi.tr().matmul(&self.x),
+                w_hh: dgh.tr().matmul(&hprev),
+                b_ih: dgi.sum_dim_intlist(0, false, Kind::Float),
+                b_hh: dgh.sum_dim_intlist(0, false, Kind::Float),
+                emb,
+            }
         })
     }
 }
@@ -296,21 +338,28 @@ mod tests {
         }
         let (tape, _) = env.z_all(30);
         let zr = env.z_all_autograd(30);
-        let d = (Tensor::from_slice(tape.outputs()).view_as(&zr) - &zr).abs().max().double_value(&[]);
+        let d =
+            (Tensor::from_slice(tape.outputs()).view_as(&zr) - &zr).abs().max().double_value(&[]);
         assert!(d < 1e-5, "z differs by {d}");
         let epochs: Vec<usize> = (0..12).map(|k| (k * 7) % 31).collect();
         let s = Tensor::randn([12, 5], (Kind::Float, Device::Cpu));
         let a = Tensor::rand([12, 1], (Kind::Float, Device::Cpu));
         let r = Tensor::rand([12, 1], (Kind::Float, Device::Cpu));
         let l = env.loss_and_grads(&s, &a, &r, &epochs);
-        let ours: Vec<(String, Tensor)> = env.vs.variables().into_iter().map(|(n, t)| (n, t.grad().copy())).collect();
+        let ours: Vec<(String, Tensor)> =
+            env.vs.variables().into_iter().map(|(n, t)| (n, t.grad().copy())).collect();
         // Reference: the same loss through libtorch's GRU and autograd.
         env.opt.zero_grad();
         let idx: Vec<i64> = epochs.iter().map(|&e| e as i64).collect();
         let zb = env.z_all_autograd(30).index_select(0, &Tensor::from_slice(&idx));
-        let loss = env.dec.forward(&Tensor::cat(&[&s, &a, &zb], 1)).mse_loss(&r, tch::Reduction::Mean);
+        let loss =
+            env.dec.forward(&Tensor::cat(&[&s, &a, &zb], 1)).mse_loss(&r, tch::Reduction::Mean);
         loss.backward();
-        assert!((loss.double_value(&[]) - l).abs() < 1e-6 * l.abs().max(1.0), "loss {l} vs {}", loss.double_value(&[]));
+        assert!(
+            (loss.double_value(&[]) - l).abs() < 1e-6 * l.abs().max(1.0),
+            "loss {l} vs {}",
+            loss.double_value(&[])
+        );
         let vars = env.vs.variables();
         assert_eq!(ours.len(), 11);
         for (n, g) in ours {

@@ -76,7 +76,9 @@ pub struct AgentConfig {
 }
 
 /// See [`AgentConfig::credit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Credit {
     Shared,
@@ -84,7 +86,9 @@ pub enum Credit {
 }
 
 /// See [`AgentConfig::overlap`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Overlap {
     /// On CUDA only (on the CPU the updates and the training would share the same cores).
@@ -105,7 +109,9 @@ impl Overlap {
 }
 
 /// See [`AgentConfig::reward_norm`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RewardNorm {
     Raw,
@@ -113,7 +119,9 @@ pub enum RewardNorm {
 }
 
 /// See [`AgentConfig::embed_init`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum EmbedInit {
     Random,
@@ -121,7 +129,9 @@ pub enum EmbedInit {
 }
 
 /// See [`AgentConfig::action_map`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionMap {
     /// The paper: floor(u·c) channels removed, clipped to the bounds.
@@ -161,12 +171,27 @@ impl AgentConfig {
     /// The paper's agent as rlal ran it before `rlal bench agent` (actor lr 1e-4, 100
     /// updates per epoch, γ 0.99, raw rewards, fresh embeddings, clipped actions).
     pub fn paper() -> AgentConfig {
-        AgentConfig { actor_lr: 1e-4, updates_per_epoch: 100, gamma: 0.99, reward_norm: RewardNorm::Raw, embed_init: EmbedInit::Random, action_map: ActionMap::Clip, credit: Credit::Shared, ..Default::default() }
+        AgentConfig {
+            actor_lr: 1e-4,
+            updates_per_epoch: 100,
+            gamma: 0.99,
+            reward_norm: RewardNorm::Raw,
+            embed_init: EmbedInit::Random,
+            action_map: ActionMap::Clip,
+            credit: Credit::Shared,
+            ..Default::default()
+        }
     }
 
     /// The SAC part.
     pub fn sac(&self) -> SacConfig {
-        SacConfig { actor_lr: self.actor_lr, critic_lr: self.critic_lr, alpha: self.alpha, gamma: self.gamma, tau: self.tau }
+        SacConfig {
+            actor_lr: self.actor_lr,
+            critic_lr: self.critic_lr,
+            alpha: self.alpha,
+            gamma: self.gamma,
+            tau: self.tau,
+        }
     }
 
     /// State features the agent sees: Eq. 1, plus the layer's bounds with `affine`
@@ -182,7 +207,13 @@ impl AgentConfig {
 
     /// Checks the values; the error names the field.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let pos = |n: &'static str, v: f64| if v > 0.0 && v.is_finite() { Ok(()) } else { Err((n, format!("{v} must be > 0"))) };
+        let pos = |n: &'static str, v: f64| {
+            if v > 0.0 && v.is_finite() {
+                Ok(())
+            } else {
+                Err((n, format!("{v} must be > 0")))
+            }
+        };
         pos("actor-lr", self.actor_lr)?;
         pos("critic-lr", self.critic_lr)?;
         pos("env-lr", self.env_lr)?;
@@ -195,7 +226,11 @@ impl AgentConfig {
         if !(self.tau > 0.0 && self.tau <= 1.0) {
             return Err(("tau", format!("{} must be in (0, 1]", self.tau)));
         }
-        for (n, v) in [("batch-size", self.batch_size as i64), ("replay-capacity", self.replay_capacity as i64), ("z-dim", self.z_dim)] {
+        for (n, v) in [
+            ("batch-size", self.batch_size as i64),
+            ("replay-capacity", self.replay_capacity as i64),
+            ("z-dim", self.z_dim),
+        ] {
             if v <= 0 {
                 return Err((n, format!("{v} must be positive")));
             }
@@ -230,7 +265,14 @@ fn stack(rows: &[&[f32]]) -> Tensor {
 impl Agent {
     pub fn new(cfg: AgentConfig, max_epochs: usize, seed: u64) -> Agent {
         let sac = Sac::new(cfg.state_dim() as i64, cfg.z_dim, cfg.sac(), seed as i64);
-        let env = EnvModel::new(cfg.state_dim() as i64, cfg.z_dim, max_epochs, cfg.env_lr, cfg.env_model, seed as i64 + 1);
+        let env = EnvModel::new(
+            cfg.state_dim() as i64,
+            cfg.z_dim,
+            max_epochs,
+            cfg.env_lr,
+            cfg.env_model,
+            seed as i64 + 1,
+        );
         let replay = Replay::new(cfg.replay_capacity);
         Agent { cfg, sac, env, replay }
     }
@@ -238,27 +280,47 @@ impl Agent {
     /// The state of layer `kept.len()` as the agent sees it: Eq. 1, and with
     /// `affine`/`fair` the layer's bounds as pruning ratios (a_min, a_max of Eq.
     /// 12-13), with `fair` also the fair share's ratio.
-    fn state(&self, budget: &Budget, kept: &[usize], prev: f32, (lo, hi): (usize, usize), fair: f64) -> Vec<f32> {
+    fn state(
+        &self,
+        budget: &Budget,
+        kept: &[usize],
+        prev: f32,
+        (lo, hi): (usize, usize),
+        fair: f64,
+    ) -> Vec<f32> {
         let mut s = budget.state(kept, prev).to_vec();
         let c = budget.layers[kept.len()].channels as f32;
         match self.cfg.action_map {
             ActionMap::Clip => {}
             ActionMap::Affine => s.extend([1.0 - hi as f32 / c, 1.0 - lo as f32 / c]),
-            ActionMap::Fair => s.extend([1.0 - hi as f32 / c, 1.0 - lo as f32 / c, 1.0 - fair as f32 / c]),
+            ActionMap::Fair => {
+                s.extend([1.0 - hi as f32 / c, 1.0 - lo as f32 / c, 1.0 - fair as f32 / c])
+            }
         }
         s
     }
 
     /// Channels kept on layer `kept.len()` for the actor's sample `u` in [0, 1]
     /// ([`ActionMap`]); `fair`: the fair share in channels (only read by `fair`).
-    pub fn width(&self, budget: &Budget, kept: &[usize], u: f32, (lo, hi): (usize, usize), fair: f64) -> usize {
+    pub fn width(
+        &self,
+        budget: &Budget,
+        kept: &[usize],
+        u: f32,
+        (lo, hi): (usize, usize),
+        fair: f64,
+    ) -> usize {
         let u = u.clamp(0.0, 1.0) as f64;
         let k = match self.cfg.action_map {
             ActionMap::Clip => return budget.apply(kept, u as f32),
             ActionMap::Affine => hi - ((u * (hi - lo + 1) as f64).floor() as usize).min(hi - lo),
             ActionMap::Fair => {
                 let f = fair.clamp(lo as f64, hi as f64);
-                let x = if u <= 0.5 { hi as f64 + (f - hi as f64) * 2.0 * u } else { f + (lo as f64 - f) * (2.0 * u - 1.0) };
+                let x = if u <= 0.5 {
+                    hi as f64 + (f - hi as f64) * 2.0 * u
+                } else {
+                    f + (lo as f64 - f) * (2.0 * u - 1.0)
+                };
                 (x.round() as usize).clamp(lo, hi)
             }
         };
@@ -272,7 +334,10 @@ impl Agent {
         let n = budget.layers.len();
         let widths = |x: f64| -> Vec<usize> {
             let mut v = kept.to_vec();
-            v.extend((kept.len()..n).map(|j| ((budget.layers[j].channels as f64 * x).floor() as usize).clamp(budget.min_keep[j], budget.layers[j].channels)));
+            v.extend((kept.len()..n).map(|j| {
+                ((budget.layers[j].channels as f64 * x).floor() as usize)
+                    .clamp(budget.min_keep[j], budget.layers[j].channels)
+            }));
             v
         };
         let (mut a, mut b) = (0.0f64, 1.0f64);
@@ -294,13 +359,23 @@ impl Agent {
     }
 
     /// Runs one episode over all layers, each action bounded by the budget.
-    pub fn episode(&self, budget: &Budget, epoch: usize, rng: &mut Rng, explore: Explore) -> Episode {
+    pub fn episode(
+        &self,
+        budget: &Budget,
+        epoch: usize,
+        rng: &mut Rng,
+        explore: Explore,
+    ) -> Episode {
         let z = self.env.z(epoch);
         let (mut kept, mut states, mut actions) = (Vec::new(), Vec::new(), Vec::new());
         let mut prev = 0.0;
         for l in 0..budget.layers.len() {
             let bounds = budget.keep_bounds(&kept);
-            let fair = if self.cfg.action_map == ActionMap::Fair { Self::fair_share(budget, &kept) } else { 0.0 };
+            let fair = if self.cfg.action_map == ActionMap::Fair {
+                Self::fair_share(budget, &kept)
+            } else {
+                0.0
+            };
             let s = self.state(budget, &kept, prev, bounds, fair);
             let u = match explore {
                 Explore::Random => rng.uniform_f32(),
@@ -341,7 +416,14 @@ impl Agent {
         let n = ep.states.len();
         for l in 0..n {
             let next = if l + 1 < n { ep.states[l + 1].clone() } else { ep.final_state.clone() };
-            self.replay.push(Transition { state: ep.states[l].clone(), action: ep.actions[l], reward, next_state: next, done: l + 1 == n, epoch: ep.epoch });
+            self.replay.push(Transition {
+                state: ep.states[l].clone(),
+                action: ep.actions[l],
+                reward,
+                next_state: next,
+                done: l + 1 == n,
+                epoch: ep.epoch,
+            });
         }
     }
 
@@ -360,16 +442,29 @@ impl Agent {
             let batch = self.replay.sample(self.cfg.batch_size, rng);
             let s = stack(&batch.iter().map(|t| t.state.as_slice()).collect::<Vec<_>>());
             let s2 = stack(&batch.iter().map(|t| t.next_state.as_slice()).collect::<Vec<_>>());
-            let a = Tensor::from_slice(&batch.iter().map(|t| t.action).collect::<Vec<_>>()).view([-1, 1]);
-            let rewards: Vec<f32> = batch.iter().map(|t| norm.as_ref().map_or(t.reward, |nm| nm.apply(t.reward, t.epoch))).collect();
+            let a = Tensor::from_slice(&batch.iter().map(|t| t.action).collect::<Vec<_>>())
+                .view([-1, 1]);
+            let rewards: Vec<f32> = batch
+                .iter()
+                .map(|t| norm.as_ref().map_or(t.reward, |nm| nm.apply(t.reward, t.epoch)))
+                .collect();
             let r = Tensor::from_slice(&rewards).view([-1, 1]);
             // The environment model predicts the episode's reward at every layer; the
             // critics see it where the credit rule puts it.
             let r_sac = match self.cfg.credit {
                 Credit::Shared => r.shallow_clone(),
-                Credit::Terminal => Tensor::from_slice(&batch.iter().zip(&rewards).map(|(t, &x)| if t.done { x } else { 0.0 }).collect::<Vec<_>>()).view([-1, 1]),
+                Credit::Terminal => Tensor::from_slice(
+                    &batch
+                        .iter()
+                        .zip(&rewards)
+                        .map(|(t, &x)| if t.done { x } else { 0.0 })
+                        .collect::<Vec<_>>(),
+                )
+                .view([-1, 1]),
             };
-            let done = Tensor::from_slice(&batch.iter().map(|t| t.done as u8 as f32).collect::<Vec<_>>()).view([-1, 1]);
+            let done =
+                Tensor::from_slice(&batch.iter().map(|t| t.done as u8 as f32).collect::<Vec<_>>())
+                    .view([-1, 1]);
             let epochs: Vec<usize> = batch.iter().map(|t| t.epoch).collect();
             st.env_loss += self.env.train_step(&s, &a, &r, &epochs) / n as f64;
             let z = tch::no_grad(|| self.env.z_for(&epochs));
@@ -398,7 +493,8 @@ impl RewardScale {
             e.0 += t.reward as f64;
             e.1 += 1;
         }
-        let mean: std::collections::HashMap<usize, f64> = sums.into_iter().map(|(e, (s, n))| (e, s / n as f64)).collect();
+        let mean: std::collections::HashMap<usize, f64> =
+            sums.into_iter().map(|(e, (s, n))| (e, s / n as f64)).collect();
         let ss: f64 = replay.items.iter().map(|t| (t.reward as f64 - mean[&t.epoch]).powi(2)).sum();
         let std = (ss / replay.items.len().max(1) as f64).sqrt();
         RewardScale { mean, std: std.max(1e-4) }
@@ -414,8 +510,15 @@ impl Agent {
     /// environment model) and its optimisers' moments, named for a checkpoint.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        for (p, vs) in [("actor", &self.sac.actor_vs), ("critic", &self.sac.critic_vs), ("target", &self.sac.target_vs), ("env", &self.env.vs)] {
-            out.extend(nets::named_vars(vs).into_iter().map(|(n, t)| (format!("agent.{p}.{n}"), t)));
+        for (p, vs) in [
+            ("actor", &self.sac.actor_vs),
+            ("critic", &self.sac.critic_vs),
+            ("target", &self.sac.target_vs),
+            ("env", &self.env.vs),
+        ] {
+            out.extend(
+                nets::named_vars(vs).into_iter().map(|(n, t)| (format!("agent.{p}.{n}"), t)),
+            );
         }
         out.extend(self.sac.actor_opt.state("agent.opt.actor"));
         out.extend(self.sac.critic_opt.state("agent.opt.critic"));
@@ -424,8 +527,16 @@ impl Agent {
     }
 
     /// Restores what [`Agent::tensors`] saved (the replay buffer is restored separately).
-    pub fn load_tensors(&mut self, all: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
-        for (p, vs) in [("actor", &self.sac.actor_vs), ("critic", &self.sac.critic_vs), ("target", &self.sac.target_vs), ("env", &self.env.vs)] {
+    pub fn load_tensors(
+        &mut self,
+        all: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), String> {
+        for (p, vs) in [
+            ("actor", &self.sac.actor_vs),
+            ("critic", &self.sac.critic_vs),
+            ("target", &self.sac.target_vs),
+            ("env", &self.env.vs),
+        ] {
             for (n, mut t) in nets::named_vars(vs) {
                 let key = format!("agent.{p}.{n}");
                 let src = all.get(&key).ok_or_else(|| format!("checkpoint lacks {key}"))?;
@@ -474,7 +585,13 @@ mod tests {
     #[test]
     fn sac_learns_a_bandit_optimum() {
         // One-step episodes: reward peaks at a = 0.3.
-        let cfg = SacConfig { gamma: 0.0, alpha: 0.1, actor_lr: 1e-3, critic_lr: 1e-3, ..Default::default() };
+        let cfg = SacConfig {
+            gamma: 0.0,
+            alpha: 0.1,
+            actor_lr: 1e-3,
+            critic_lr: 1e-3,
+            ..Default::default()
+        };
         let mut sac = Sac::new(2, 1, cfg, 0);
         let mut rng = Rng::new(0);
         let z = Tensor::zeros([1, 1], (tch::Kind::Float, tch::Device::Cpu));
@@ -503,7 +620,8 @@ mod tests {
         let s = Tensor::from_slice(&[0.5f32, 0.5].repeat(10)).view([10, 2]);
         let a = Tensor::full([10, 1], 0.5, (tch::Kind::Float, tch::Device::Cpu));
         let epochs: Vec<usize> = (0..10).collect();
-        let r = Tensor::from_slice(&epochs.iter().map(|&e| e as f32 / 10.0).collect::<Vec<_>>()).view([10, 1]);
+        let r = Tensor::from_slice(&epochs.iter().map(|&e| e as f32 / 10.0).collect::<Vec<_>>())
+            .view([10, 1]);
         let first = env.train_step(&s, &a, &r, &epochs);
         let mut last = first;
         for _ in 0..300 {
@@ -517,21 +635,37 @@ mod tests {
 
     #[test]
     fn agent_state_round_trips_through_tensors() {
-        let (_, an) = crate::analysis::import(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx"), &Default::default()).unwrap();
+        let (_, an) = crate::analysis::import(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx"),
+            &Default::default(),
+        )
+        .unwrap();
         let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
-        let mut a = Agent::new(AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() }, 5, 1);
+        let mut a = Agent::new(
+            AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() },
+            5,
+            1,
+        );
         let mut rng = Rng::new(3);
         for e in 0..3 {
             let ep = a.episode(&b, e, &mut rng, Explore::Random);
             a.remember(&ep, 0.5 + 0.1 * e as f32);
         }
         a.update(&mut rng);
-        let saved: std::collections::HashMap<String, Tensor> = a.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
-        let mut b2 = Agent::new(AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() }, 5, 99);
+        let saved: std::collections::HashMap<String, Tensor> =
+            a.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+        let mut b2 = Agent::new(
+            AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() },
+            5,
+            99,
+        );
         b2.load_tensors(&saved).unwrap();
         b2.replay = a.replay.clone();
         let (mut r1, mut r2) = (Rng::new(7), Rng::new(7));
-        let (e1, e2) = (a.episode(&b, 2, &mut r1, Explore::Policy), b2.episode(&b, 2, &mut r2, Explore::Policy));
+        let (e1, e2) = (
+            a.episode(&b, 2, &mut r1, Explore::Policy),
+            b2.episode(&b, 2, &mut r2, Explore::Policy),
+        );
         assert_eq!(e1.kept, e2.kept);
         let (s1, s2) = (a.update(&mut r1), b2.update(&mut r2));
         assert_eq!(s1.critic_loss, s2.critic_loss);

@@ -85,14 +85,22 @@ impl Adam {
         out
     }
     /// Restores from [`Adam::state`] tensors.
-    pub fn restore(&mut self, prefix: &str, all: &std::collections::HashMap<String, Tensor>) -> Result<(), String> {
+    pub fn restore(
+        &mut self,
+        prefix: &str,
+        all: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<(), String> {
         for (i, (n, _)) in self.vars.iter().enumerate() {
             for (which, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let t = all.get(&format!("{prefix}.{which}.{n}")).ok_or_else(|| format!("checkpoint lacks {prefix}.{which}.{n}"))?;
+                let t = all
+                    .get(&format!("{prefix}.{which}.{n}"))
+                    .ok_or_else(|| format!("checkpoint lacks {prefix}.{which}.{n}"))?;
                 tch::no_grad(|| slot.copy_(t));
             }
         }
-        let s = all.get(&format!("{prefix}.step")).ok_or_else(|| format!("checkpoint lacks {prefix}.step"))?;
+        let s = all
+            .get(&format!("{prefix}.step"))
+            .ok_or_else(|| format!("checkpoint lacks {prefix}.step"))?;
         self.step = s.int64_value(&[0]);
         Ok(())
     }

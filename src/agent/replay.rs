@@ -57,7 +57,14 @@ mod tests {
     fn ring_buffer_overwrites_oldest_and_round_trips() {
         let mut r = Replay::new(3);
         for i in 0..5 {
-            r.push(Transition { state: vec![i as f32], action: 0.0, reward: 0.0, next_state: vec![], done: false, epoch: i });
+            r.push(Transition {
+                state: vec![i as f32],
+                action: 0.0,
+                reward: 0.0,
+                next_state: vec![],
+                done: false,
+                epoch: i,
+            });
         }
         let epochs: Vec<usize> = r.items.iter().map(|t| t.epoch).collect();
         assert_eq!(epochs, vec![3, 4, 2]);

@@ -91,7 +91,8 @@ impl Sac {
         let t = u.tanh();
         // log N(u) − log(1 − tanh²u) + log 2  (a = (tanh u + 1) / 2)
         let squash: Tensor = (&t * &t).neg() + (1.0 + 1e-6);
-        let logp = (eps * eps) * -0.5 - &log_std - LOG_2PI_HALF - squash.log() + std::f64::consts::LN_2;
+        let logp =
+            (eps * eps) * -0.5 - &log_std - LOG_2PI_HALF - squash.log() + std::f64::consts::LN_2;
         ((t + 1.0) * 0.5, logp)
     }
 
@@ -124,16 +125,23 @@ impl Sac {
         let alpha = self.cfg.alpha;
         let y = tch::no_grad(|| {
             let (a2, logp2) = self.sample(&b.s2, &b.z, &Self::noise(rng, n));
-            let qt = Self::q(&self.q1t, &b.s2, &b.z, &a2).min_other(&Self::q(&self.q2t, &b.s2, &b.z, &a2)) - logp2 * alpha;
+            let qt = Self::q(&self.q1t, &b.s2, &b.z, &a2)
+                .min_other(&Self::q(&self.q2t, &b.s2, &b.z, &a2))
+                - logp2 * alpha;
             &b.r + (1.0 - &b.done) * self.cfg.gamma * qt
         });
-        let critic_loss = Self::q(&self.q1, &b.s, &b.z, &b.a).mse_loss(&y, tch::Reduction::Mean) + Self::q(&self.q2, &b.s, &b.z, &b.a).mse_loss(&y, tch::Reduction::Mean);
+        let critic_loss = Self::q(&self.q1, &b.s, &b.z, &b.a).mse_loss(&y, tch::Reduction::Mean)
+            + Self::q(&self.q2, &b.s, &b.z, &b.a).mse_loss(&y, tch::Reduction::Mean);
         self.critic_opt.minimize(&critic_loss);
         let (a, logp) = self.sample(&b.s, &b.z, &Self::noise(rng, n));
         let q = Self::q(&self.q1, &b.s, &b.z, &a).min_other(&Self::q(&self.q2, &b.s, &b.z, &a));
         let actor_loss = (&logp * alpha - q).mean(Kind::Float);
         self.actor_opt.minimize(&actor_loss);
         polyak(&self.target_vs, &self.critic_vs, self.cfg.tau);
-        SacLosses { critic: critic_loss.double_value(&[]), actor: actor_loss.double_value(&[]), entropy: -logp.mean(Kind::Float).double_value(&[]) }
+        SacLosses {
+            critic: critic_loss.double_value(&[]),
+            actor: actor_loss.double_value(&[]),
+            entropy: -logp.mean(Kind::Float).double_value(&[]),
+        }
     }
 }

@@ -75,7 +75,11 @@ pub fn specs(g: &Graph, facts: &Facts) -> Vec<ChannelSpec> {
             let cx = node_cx(node, facts);
             match ops::lookup(node) {
                 Some(op) => op.channels(&cx),
-                None => ChannelSpec::fixed(node.inputs.len(), node.outputs.len(), &format!("unsupported op '{}' at node {}", node.op_type, node.label())),
+                None => ChannelSpec::fixed(
+                    node.inputs.len(),
+                    node.outputs.len(),
+                    &format!("unsupported op '{}' at node {}", node.op_type, node.label()),
+                ),
             }
         })
         .collect()
@@ -99,7 +103,9 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
         if g.values[v].init.is_some() {
             continue;
         }
-        if let Some(c) = f.as_ref().filter(|f| f.rank() >= 2 && !f.is_const()).and_then(|f| f.dim(1)) {
+        if let Some(c) =
+            f.as_ref().filter(|f| f.rank() >= 2 && !f.is_const()).and_then(|f| f.dim(1))
+        {
             base[v] = n;
             width[v] = c;
             n += c;
@@ -114,7 +120,10 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
     let mut uf = Uf { p: (0..n).collect() };
     for (node, spec) in g.nodes.iter().zip(specs) {
         for &(is, ic, os, oc) in &spec.links {
-            let (Some(Some(iv)), Some(Some(ov))) = (node.inputs.get(is), node.outputs.get(os)) else { continue };
+            let (Some(Some(iv)), Some(Some(ov))) = (node.inputs.get(is), node.outputs.get(os))
+            else {
+                continue;
+            };
             if ic < width[*iv] && oc < width[*ov] {
                 uf.union(base[*iv] + ic, base[*ov] + oc);
             }
@@ -142,9 +151,28 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
         cls.sort_by_key(|c| c.iter().filter(|&&e| owner[e].0 == anchor).map(|&e| owner[e].1).min());
         let members: Vec<(ValueId, Vec<Vec<usize>>)> = sig
             .iter()
-            .map(|&v| (v, cls.iter().map(|c| c.iter().filter(|&&e| owner[e].0 == v).map(|&e| owner[e].1).collect()).collect()))
+            .map(|&v| {
+                (
+                    v,
+                    cls.iter()
+                        .map(|c| {
+                            c.iter().filter(|&&e| owner[e].0 == v).map(|&e| owner[e].1).collect()
+                        })
+                        .collect(),
+                )
+            })
             .collect();
-        let mut grp = Group { id: out.len(), channels: cls.len(), prunable: true, reason: None, members, producers: vec![], consumers: vec![], passes: vec![], params: vec![] };
+        let mut grp = Group {
+            id: out.len(),
+            channels: cls.len(),
+            prunable: true,
+            reason: None,
+            members,
+            producers: vec![],
+            consumers: vec![],
+            passes: vec![],
+            params: vec![],
+        };
         let fix = |why: String, grp: &mut Group| {
             if grp.reason.is_none() {
                 grp.reason = Some(why);
@@ -165,7 +193,13 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
                     Role::Producer => grp.producers.push(p),
                     Role::Pass => grp.passes.push(p),
                     Role::Fixed(r) => fix(r.clone(), &mut grp),
-                    _ => fix(format!("channels of '{name}' are not tracked through {}", g.nodes[p].label()), &mut grp),
+                    _ => fix(
+                        format!(
+                            "channels of '{name}' are not tracked through {}",
+                            g.nodes[p].label()
+                        ),
+                        &mut grp,
+                    ),
                 }
             }
             for &(c, slot) in &consumers[v] {
@@ -173,7 +207,10 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
                     Role::Consumer => grp.consumers.push(c),
                     Role::Pass => grp.passes.push(c),
                     Role::Fixed(r) => fix(r.clone(), &mut grp),
-                    Role::Ignore => fix(format!("{} reads '{name}' without a channel mapping", g.nodes[c].label()), &mut grp),
+                    Role::Ignore => fix(
+                        format!("{} reads '{name}' without a channel mapping", g.nodes[c].label()),
+                        &mut grp,
+                    ),
                     Role::Producer => fix("inconsistent op spec".into(), &mut grp),
                 }
             }
@@ -183,14 +220,24 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
             list.dedup();
         }
         if grp.producers.is_empty() && grp.prunable {
-            fix("its channels are not produced by a conv or Gemm (e.g. created by Pad)".into(), &mut grp);
+            fix(
+                "its channels are not produced by a conv or Gemm (e.g. created by Pad)".into(),
+                &mut grp,
+            );
         }
-        let mult: BTreeSet<usize> = grp.members.iter().flat_map(|(_, per)| per.iter().map(|i| i.len())).collect();
-        if grp.members.iter().any(|(_, per)| per.iter().map(|i| i.len()).collect::<BTreeSet<_>>().len() > 1) && grp.prunable {
+        let mult: BTreeSet<usize> =
+            grp.members.iter().flat_map(|(_, per)| per.iter().map(|i| i.len())).collect();
+        if grp
+            .members
+            .iter()
+            .any(|(_, per)| per.iter().map(|i| i.len()).collect::<BTreeSet<_>>().len() > 1)
+            && grp.prunable
+        {
             fix(format!("channels map to unequal feature blocks {mult:?}"), &mut grp);
         }
         // Parameters that follow these channels.
-        let touched: BTreeSet<NodeId> = grp.producers.iter().chain(&grp.consumers).chain(&grp.passes).copied().collect();
+        let touched: BTreeSet<NodeId> =
+            grp.producers.iter().chain(&grp.consumers).chain(&grp.passes).copied().collect();
         for &nid in &touched {
             let node = &g.nodes[nid];
             for t in &specs[nid].params {
@@ -198,11 +245,19 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
                     Tie::Input(s) => node.inputs.get(s).copied().flatten(),
                     Tie::Output(s) => node.outputs.get(s).copied().flatten(),
                 };
-                let (Some(follows), Some(Some(value))) = (follows, node.inputs.get(t.slot)) else { continue };
+                let (Some(follows), Some(Some(value))) = (follows, node.inputs.get(t.slot)) else {
+                    continue;
+                };
                 if sig.contains(&follows) && g.values[*value].init.is_some() {
                     grp.params.push(ParamSlice { value: *value, axis: t.axis, follows, node: nid });
                 } else if sig.contains(&follows) && grp.prunable {
-                    fix(format!("{} takes a computed tensor where a per-channel parameter is expected", node.label()), &mut grp);
+                    fix(
+                        format!(
+                            "{} takes a computed tensor where a per-channel parameter is expected",
+                            node.label()
+                        ),
+                        &mut grp,
+                    );
                 }
             }
         }

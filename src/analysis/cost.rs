@@ -60,15 +60,25 @@ impl CostModel {
         let mut ties: BTreeMap<(ValueId, usize), (usize, usize)> = BTreeMap::new();
         for gr in groups.iter().filter(|gr| gr.prunable) {
             for p in &gr.params {
-                let mult = gr.members.iter().find(|(v, _)| *v == p.follows).and_then(|(_, per)| per.first().map(|i| i.len())).unwrap_or(1);
+                let mult = gr
+                    .members
+                    .iter()
+                    .find(|(v, _)| *v == p.follows)
+                    .and_then(|(_, per)| per.first().map(|i| i.len()))
+                    .unwrap_or(1);
                 ties.insert((p.value, p.axis), (gr.id, mult));
             }
         }
         let sliceable = |v: ValueId| -> Option<Sliceable> {
             let t = g.values[v].init.as_ref()?;
-            Some(Sliceable { value: v, shape: t.shape.clone(), axes: (0..t.rank()).map(|a| ties.get(&(v, a)).copied()).collect() })
+            Some(Sliceable {
+                value: v,
+                shape: t.shape.clone(),
+                axes: (0..t.rank()).map(|a| ties.get(&(v, a)).copied()).collect(),
+            })
         };
-        let mut m = CostModel { full: groups.iter().map(|g| g.channels).collect(), ..Default::default() };
+        let mut m =
+            CostModel { full: groups.iter().map(|g| g.channels).collect(), ..Default::default() };
         let mut seen = std::collections::BTreeSet::new();
         for (nid, node) in g.nodes.iter().enumerate() {
             let Some(op) = ops::lookup(node) else { continue };
@@ -93,7 +103,9 @@ impl CostModel {
     }
     pub fn macs(&self, kept: &[usize]) -> u64 {
         // Saturating: absurd (fuzzed) shapes must not overflow.
-        self.terms.iter().fold(self.fixed_macs, |a, t| a.saturating_add(t.factor.saturating_mul(t.weight.numel(kept))))
+        self.terms.iter().fold(self.fixed_macs, |a, t| {
+            a.saturating_add(t.factor.saturating_mul(t.weight.numel(kept)))
+        })
     }
     pub fn params(&self, kept: &[usize]) -> u64 {
         self.params.iter().fold(0u64, |a, p| a.saturating_add(p.numel(kept)))
@@ -106,7 +118,12 @@ impl CostModel {
     }
     /// MACs of the terms touching group `g` (those that shrink when it is pruned).
     pub fn group_macs(&self, g: usize) -> u64 {
-        self.terms.iter().filter(|t| t.weight.axes.iter().any(|a| matches!(a, Some((x, _)) if *x == g))).fold(0u64, |a, t| a.saturating_add(t.factor.saturating_mul(t.weight.numel(&self.full))))
+        self.terms
+            .iter()
+            .filter(|t| t.weight.axes.iter().any(|a| matches!(a, Some((x, _)) if *x == g)))
+            .fold(0u64, |a, t| {
+                a.saturating_add(t.factor.saturating_mul(t.weight.numel(&self.full)))
+            })
     }
     /// MACs per node (full model).
     pub fn node_macs(&self, n_nodes: usize) -> Vec<u64> {

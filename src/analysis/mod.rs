@@ -65,26 +65,46 @@ impl Analysis {
         let cost = CostModel::build(g, &facts, &groups);
         let mut layers = Vec::new();
         for gr in groups.iter().filter(|gr| gr.prunable) {
-            let convs: Vec<usize> = gr.producers.iter().chain(&gr.passes).chain(&gr.consumers).copied().filter(|&n| g.nodes[n].op_type == "Conv").collect();
+            let convs: Vec<usize> = gr
+                .producers
+                .iter()
+                .chain(&gr.passes)
+                .chain(&gr.consumers)
+                .copied()
+                .filter(|&n| g.nodes[n].op_type == "Conv")
+                .collect();
             let pick = |attr: &str| -> usize {
                 convs
                     .iter()
-                    .filter(|&&n| gr.producers.contains(&n) || gr.passes.contains(&n) || attr == "kernel_shape")
+                    .filter(|&&n| {
+                        gr.producers.contains(&n)
+                            || gr.passes.contains(&n)
+                            || attr == "kernel_shape"
+                    })
                     .filter_map(|&n| {
                         let node = &g.nodes[n];
                         match attr {
                             "kernel_shape" => {
                                 let w = node.inputs.get(1).copied().flatten()?;
-                                facts[w].as_ref().map(|f| f.concrete(1)[2..].iter().copied().max().unwrap_or(1))
+                                facts[w]
+                                    .as_ref()
+                                    .map(|f| f.concrete(1)[2..].iter().copied().max().unwrap_or(1))
                             }
-                            _ => node.attr_ints(attr).ok().flatten().map(|v| v.into_iter().max().unwrap_or(1) as usize),
+                            _ => node
+                                .attr_ints(attr)
+                                .ok()
+                                .flatten()
+                                .map(|v| v.into_iter().max().unwrap_or(1) as usize),
                         }
                     })
                     .max()
                     .unwrap_or(1)
             };
             let p0 = gr.producers[0];
-            let c_in = g.nodes[p0].inputs[0].and_then(|v| facts[v].as_ref()).and_then(|f| f.dim(1)).unwrap_or(0);
+            let c_in = g.nodes[p0].inputs[0]
+                .and_then(|v| facts[v].as_ref())
+                .and_then(|f| f.dim(1))
+                .unwrap_or(0);
             layers.push(Layer {
                 index: layers.len(),
                 group: gr.id,
@@ -116,12 +136,21 @@ pub fn import(path: &Path, opts: &ImportOptions) -> Result<(Graph, Analysis), An
 
 /// [`import`] of model bytes already in memory (`path` names them in errors and
 /// locates external data): the same decoding, normalisation and analysis.
-pub fn import_bytes(bytes: &[u8], path: &Path, opts: &ImportOptions) -> Result<(Graph, Analysis), AnalysisError> {
+pub fn import_bytes(
+    bytes: &[u8],
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<(Graph, Analysis), AnalysisError> {
     analyse(crate::onnx::load_bytes(bytes, path)?, path, opts)
 }
 
-fn analyse(mut g: Graph, path: &Path, opts: &ImportOptions) -> Result<(Graph, Analysis), AnalysisError> {
-    let (passes, facts) = crate::ir::passes::normalize(&mut g, opts.input_shape.as_deref()).map_err(|source| AnalysisError::Ir { path: path.display().to_string(), source })?;
+fn analyse(
+    mut g: Graph,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<(Graph, Analysis), AnalysisError> {
+    let (passes, facts) = crate::ir::passes::normalize(&mut g, opts.input_shape.as_deref())
+        .map_err(|source| AnalysisError::Ir { path: path.display().to_string(), source })?;
     let a = Analysis::new(&g, facts, passes);
     Ok((g, a))
 }

@@ -55,12 +55,23 @@ pub struct ReportJson<'a> {
 
 pub fn build<'a>(model: &str, g: &Graph, a: &'a Analysis) -> ReportJson<'a> {
     let names = |v: &[usize]| v.iter().map(|&n| g.nodes[n].name.clone()).collect::<Vec<_>>();
-    let io = |ids: &[usize]| ids.iter().map(|&i| IoJson { name: g.values[i].name.clone(), shape: a.facts[i].as_ref().map(|f| fmt_shape(&f.shape)).unwrap_or_else(|| "?".into()) }).collect();
+    let io = |ids: &[usize]| {
+        ids.iter()
+            .map(|&i| IoJson {
+                name: g.values[i].name.clone(),
+                shape: a.facts[i]
+                    .as_ref()
+                    .map(|f| fmt_shape(&f.shape))
+                    .unwrap_or_else(|| "?".into()),
+            })
+            .collect()
+    };
     let mut ops_count = BTreeMap::new();
     for n in &g.nodes {
         *ops_count.entry(n.op_type.clone()).or_insert(0) += 1;
     }
-    let unsupported = g.nodes.iter().filter(|n| ops::lookup(n).is_none()).map(|n| n.label()).collect();
+    let unsupported =
+        g.nodes.iter().filter(|n| ops::lookup(n).is_none()).map(|n| n.label()).collect();
     let macs = a.cost.full_macs();
     ReportJson {
         model: model.to_string(),
@@ -71,7 +82,12 @@ pub fn build<'a>(model: &str, g: &Graph, a: &'a Analysis) -> ReportJson<'a> {
             macs,
             flops: macs.saturating_mul(2),
             params: a.cost.full_params(),
-            initializer_elements: g.values.iter().filter_map(|v| v.init.as_ref()).map(|t| t.len() as u64).sum(),
+            initializer_elements: g
+                .values
+                .iter()
+                .filter_map(|v| v.init.as_ref())
+                .map(|t| t.len() as u64)
+                .sum(),
             nodes: g.nodes.len(),
             prunable_groups: a.layers.len(),
             prunable_macs: a.layers.iter().fold(0u64, |s, l| s.saturating_add(l.macs)),
@@ -130,16 +146,47 @@ pub fn text(r: &ReportJson) -> String {
     for o in &r.outputs {
         let _ = writeln!(s, "output  {} {}", o.name, o.shape);
     }
-    let _ = writeln!(s, "MACs    {} per sample ({})   FLOPs (2 x MACs) {}", human(t.macs), short(t.macs), short(t.flops));
+    let _ = writeln!(
+        s,
+        "MACs    {} per sample ({})   FLOPs (2 x MACs) {}",
+        human(t.macs),
+        short(t.macs),
+        short(t.flops)
+    );
     let _ = writeln!(s, "params  {} ({})", human(t.params), short(t.params));
     let _ = writeln!(s);
-    let _ = writeln!(s, "prunable layers: {} (their MACs: {}, {:.1}% of the model)", t.prunable_groups, short(t.prunable_macs), 100.0 * t.prunable_macs as f64 / t.macs.max(1) as f64);
+    let _ = writeln!(
+        s,
+        "prunable layers: {} (their MACs: {}, {:.1}% of the model)",
+        t.prunable_groups,
+        short(t.prunable_macs),
+        100.0 * t.prunable_macs as f64 / t.macs.max(1) as f64
+    );
     if !r.layers.is_empty() {
         let w = r.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 48);
-        let _ = writeln!(s, "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>6}", "#", "name", "c_in", "channels", "kernel", "stride", "MACs", "share");
+        let _ = writeln!(
+            s,
+            "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>6}",
+            "#", "name", "c_in", "channels", "kernel", "stride", "MACs", "share"
+        );
         for l in r.layers {
-            let name: String = if l.name.len() > w { format!("…{}", &l.name[l.name.len() - (w - 1)..]) } else { l.name.clone() };
-            let _ = writeln!(s, "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>5.1}%", l.index, name, l.c_in, l.channels, l.kernel, l.stride, short(l.macs), 100.0 * l.macs as f64 / t.macs.max(1) as f64);
+            let name: String = if l.name.len() > w {
+                format!("…{}", &l.name[l.name.len() - (w - 1)..])
+            } else {
+                l.name.clone()
+            };
+            let _ = writeln!(
+                s,
+                "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>5.1}%",
+                l.index,
+                name,
+                l.c_in,
+                l.channels,
+                l.kernel,
+                l.stride,
+                short(l.macs),
+                100.0 * l.macs as f64 / t.macs.max(1) as f64
+            );
         }
     }
     let fixed: Vec<&GroupJson> = r.groups.iter().filter(|g| !g.prunable).collect();
@@ -158,7 +205,10 @@ pub fn text(r: &ReportJson) -> String {
     }
     if !r.unsupported.is_empty() {
         let _ = writeln!(s);
-        let _ = writeln!(s, "unsupported ops (imported as barriers; pruning and execution cannot cross them):");
+        let _ = writeln!(
+            s,
+            "unsupported ops (imported as barriers; pruning and execution cannot cross them):"
+        );
         for u in &r.unsupported {
             let _ = writeln!(s, "  {u}");
         }

@@ -246,39 +246,26 @@ fn sync(d: Device) {
 
 fn train(a: TrainBenchArgs) -> Result<(), Failure> {
     if a.batch == 0 || a.steps == 0 {
-        return Err(Failure::input(anyhow::anyhow!(
-            "--batch and --steps must be at least 1"
-        )));
+        return Err(Failure::input(anyhow::anyhow!("--batch and --steps must be at least 1")));
     }
     if a.threads > 0 {
         tch::set_num_threads(a.threads as i32);
     }
     let device = a.device.device().map_err(Failure::input)?;
     let ctx = || format!("benchmarking {}", a.model.display());
-    let (mut g, mut an) = analysis::import(
-        &a.model,
-        &ImportOptions {
-            input_shape: a.input_shape.clone(),
-        },
-    )
-    .map_err(Failure::input)?;
+    let (mut g, mut an) =
+        analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() })
+            .map_err(Failure::input)?;
     let added = setup::apply_insert_bn(&mut g, &mut an, InsertBn::Auto, a.input_shape.as_deref())
         .with_context(ctx)
         .map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an)
-        .with_context(ctx)
-        .map_err(Failure::input)?;
+    let input = setup::input_dims(&g, &an).with_context(ctx).map_err(Failure::input)?;
     let mut net = Net::new(&g, &an, device)
         .with_context(|| format!("building the network from {}", a.model.display()))
         .map_err(Failure::input)?;
     net.set_compute(a.precision, a.channels_last);
     tch::manual_seed(0);
-    let shape = [
-        a.batch as i64,
-        input[0] as i64,
-        input[1] as i64,
-        input[2] as i64,
-    ];
+    let shape = [a.batch as i64, input[0] as i64, input[1] as i64, input[2] as i64];
     let x = Tensor::randn(shape, (Kind::Float, device));
     let classes = match setup::num_classes(&g, &an) {
         Some(k) => k,
@@ -289,22 +276,12 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
             *y.size().last().unwrap_or(&1) as usize
         }
     };
-    let y = Tensor::randint(
-        classes.max(1) as i64,
-        [a.batch as i64],
-        (Kind::Int64, device),
-    );
+    let y = Tensor::randint(classes.max(1) as i64, [a.batch as i64], (Kind::Int64, device));
     let params = net.trainable();
     let trainable_params: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
-    let mut sgd = Sgd::new(
-        params,
-        SgdConfig {
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 1e-4,
-        },
-    )
-    .with_loss_scaling(net.low_kind() == Some(Kind::Half));
+    let mut sgd =
+        Sgd::new(params, SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 1e-4 })
+            .with_loss_scaling(net.low_kind() == Some(Kind::Half));
     let mut step = || -> anyhow::Result<f64> {
         let logits = net.forward_t(&x, true)?;
         let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0)?;
@@ -328,11 +305,7 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
     let mean_ms = ms.iter().sum::<f64>() / ms.len() as f64;
     ms.sort_by(f64::total_cmp);
     let n = ms.len();
-    let median_ms = if n % 2 == 1 {
-        ms[n / 2]
-    } else {
-        0.5 * (ms[n / 2 - 1] + ms[n / 2])
-    };
+    let median_ms = if n % 2 == 1 { ms[n / 2] } else { 0.5 * (ms[n / 2 - 1] + ms[n / 2]) };
     let r = TrainReport {
         model: a.model.display().to_string(),
         engine: "rlal-tch",
@@ -357,9 +330,7 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&r)
-                .context("serialising")
-                .map_err(Failure::job)?
+            serde_json::to_string_pretty(&r).context("serialising").map_err(Failure::job)?
         );
     } else {
         println!(
@@ -418,8 +389,13 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         r.data = a.data.clone();
     }
     r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
-    if a.train_batches == 0 || timed_episodes == 0 || !(a.paper_subset > 0.0 && a.paper_subset < 1.0) {
-        return Err(Failure::input(anyhow::anyhow!("--train-batches and --episodes must be at least 1, --paper-subset in (0, 1)")));
+    if a.train_batches == 0
+        || timed_episodes == 0
+        || !(a.paper_subset > 0.0 && a.paper_subset < 1.0)
+    {
+        return Err(Failure::input(anyhow::anyhow!(
+            "--train-batches and --episodes must be at least 1, --paper-subset in (0, 1)"
+        )));
     }
     let job = |e: rlal::search::SearchError| match e {
         rlal::search::SearchError::Input(e) => Failure::input(e),
@@ -431,39 +407,67 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     }
     let device = r.device.device().map_err(Failure::input)?;
     let SearchData { train, holdout, recal, .. } = search_data(&r, &g, &an, device).map_err(job)?;
-    let mut net = Net::new(&g, &an, device).context("building the network").map_err(Failure::input)?;
+    let mut net =
+        Net::new(&g, &an, device).context("building the network").map_err(Failure::input)?;
 
     // Weight training: the run's step, data loading included, with the alignment penalty
     // of the search epochs (here towards the uniform policy at the budget).
-    let mut sgd = Sgd::new(net.trainable(), SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay });
+    let mut sgd = Sgd::new(
+        net.trainable(),
+        SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay },
+    );
     let align = if r.alignment && r.beta > 0.0 {
-        let ks = rlal::search::reward::keep_sets(&net, &budget, &rlal::search::reward::uniform_kept(&budget), r.criterion.p()).context("the alignment target").map_err(Failure::job)?;
+        let ks = rlal::search::reward::keep_sets(
+            &net,
+            &budget,
+            &rlal::search::reward::uniform_kept(&budget),
+            r.criterion.p(),
+        )
+        .context("the alignment target")
+        .map_err(Failure::job)?;
         Some((net.group_lasso_target(&rlal::search::reward::keep_vectors(&net, &ks)), r.beta))
     } else {
         None
     };
-    let step = Step { lr: r.lr.min(0.05), align: align.as_ref().map(|(v, b)| (v, *b)), label_smoothing: r.label_smoothing, device };
+    let step = Step {
+        lr: r.lr.min(0.05),
+        align: align.as_ref().map(|(v, b)| (v, *b)),
+        label_smoothing: r.label_smoothing,
+        device,
+    };
     let (seen, secs) = timed_training(&mut net, &mut sgd, &train, a.train_batches, &step)?;
     if seen == 0 {
-        return Err(Failure::input(anyhow::anyhow!("{}: too few training images for one timed batch", a.recipe.display())));
+        return Err(Failure::input(anyhow::anyhow!(
+            "{}: too few training images for one timed batch",
+            a.recipe.display()
+        )));
     }
     let rate_before = seen as f64 / secs;
 
     // Episodes: random actions (the buffer epochs' distribution) on the frozen weights.
-    let rset = RewardSet::new(&holdout, &net).context("caching the reward subset").map_err(Failure::job)?.with_recalibration(recal);
+    let rset = RewardSet::new(&holdout, &net)
+        .context("caching the reward subset")
+        .map_err(Failure::job)?
+        .with_recalibration(recal);
     let ort_ok = ort_usable(&r, device);
     let mut agent = Agent::new(r.agent.clone(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0xbe4c);
     let tf = Instant::now();
-    let frozen = freeze(&r, &net, &budget, ort_ok).context("freezing the weights").map_err(Failure::job)?;
+    let frozen =
+        freeze(&r, &net, &budget, ort_ok).context("freezing the weights").map_err(Failure::job)?;
     let freeze_s = tf.elapsed().as_secs_f64();
     let p = r.criterion.p();
-    let episodes: Vec<_> = (0..=timed_episodes).map(|_| agent.episode(&budget, 0, &mut rng, Explore::Random)).collect();
+    let episodes: Vec<_> = (0..=timed_episodes)
+        .map(|_| agent.episode(&budget, 0, &mut rng, Explore::Random))
+        .collect();
     for (i, ep) in episodes.iter().enumerate() {
         if i == 1 {
             let _ = rset.take_stages(); // the first episode is a warm-up
         }
-        let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, &ep.kept, p).context("episode reward").map_err(Failure::job)?;
+        let acc = rset
+            .reward_with(&mut net, frozen.as_ref(), &budget, &ep.kept, p)
+            .context("episode reward")
+            .map_err(Failure::job)?;
         agent.remember(ep, acc as f32);
     }
     let st = rset.take_stages();
@@ -509,7 +513,12 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
                 let (mut batches, mut images) = (0usize, 0usize);
                 for e in 0u64.. {
                     for b in train.epoch(e) {
-                        images += train_batch(&mut net, &mut sgd, &b.context("loading a training batch").map_err(Failure::job)?, &step)?;
+                        images += train_batch(
+                            &mut net,
+                            &mut sgd,
+                            &b.context("loading a training batch").map_err(Failure::job)?,
+                            &step,
+                        )?;
                         batches += 1;
                         // Finished (or panicked: then the join reports it).
                         if batches >= a.train_batches && h.is_finished() {
@@ -522,16 +531,23 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
             (trained, h.join())
         });
         let wall = t0.elapsed().as_secs_f64();
-        let updates = joined.map_err(|_| Failure::job(anyhow::anyhow!("the agent updates panicked")))?;
+        let updates =
+            joined.map_err(|_| Failure::job(anyhow::anyhow!("the agent updates panicked")))?;
         let images = trained?;
-        Some(Beside { train_images_per_s: images as f64 / wall, updates_s: updates, extra_s: (wall - images as f64 / train_rate).max(0.0) })
+        Some(Beside {
+            train_images_per_s: images as f64 / wall,
+            updates_s: updates,
+            extra_s: (wall - images as f64 / train_rate).max(0.0),
+        })
     } else {
         None
     };
 
     let n = st.episodes.max(1) as f64;
     let full_macs = budget.cost.full_macs().max(1) as f64;
-    let scored_macs_ratio = episodes[1..].iter().map(|e| e.macs as f64).sum::<f64>() / (episodes.len() - 1).max(1) as f64 / full_macs;
+    let scored_macs_ratio = episodes[1..].iter().map(|e| e.macs as f64).sum::<f64>()
+        / (episodes.len() - 1).max(1) as f64
+        / full_macs;
     let ms = |x: f64| 1000.0 * x / n;
     let ep_s = st.total() / n;
     let per_image = st.infer / n / st.images.max(1) as f64;
@@ -544,7 +560,12 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     let rep = SearchReport {
         recipe: a.recipe.display().to_string(),
         model: r.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
-        engine: format!("{:?}", r.reward_engine.resolve(device, ort_ok)).to_lowercase() + if r.reward_engine == rlal::search::recipe::RewardEngine::Ort && !ort_ok { " (fell back to libtorch)" } else { "" },
+        engine: format!("{:?}", r.reward_engine.resolve(device, ort_ok)).to_lowercase()
+            + if r.reward_engine == rlal::search::recipe::RewardEngine::Ort && !ort_ok {
+                " (fell back to libtorch)"
+            } else {
+                ""
+            },
         device: device_name(device),
         threads: tch::get_num_threads(),
         train_images: n_train,
@@ -559,7 +580,13 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         train_gmacs_per_s: train_rate * 3.0 * full_macs / 1e9,
         reward_gmacs_per_s: scored_macs_ratio * full_macs / per_image.max(1e-12) / 1e9,
         episodes_per_epoch: r.episodes_per_epoch,
-        episode_ms: EpisodeMs { surgery: ms(st.surgery), build: ms(st.build), recal: ms(st.recal), infer: ms(st.infer), total: 1000.0 * ep_s },
+        episode_ms: EpisodeMs {
+            surgery: ms(st.surgery),
+            build: ms(st.build),
+            recal: ms(st.recal),
+            infer: ms(st.infer),
+            total: 1000.0 * ep_s,
+        },
         reward_images_per_s: 1.0 / per_image.max(1e-12),
         freeze_s,
         updates_s,
@@ -568,14 +595,22 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         episodes_share_paper: episodes_paper / train_epoch_s,
         paper_subset: a.paper_subset,
         overlap,
-        search_share_paper_overlapped: beside.as_ref().map(|b| (episodes_paper + b.extra_s + (b.updates_s - train_epoch_s).max(0.0)) / train_epoch_s),
+        search_share_paper_overlapped: beside.as_ref().map(|b| {
+            (episodes_paper + b.extra_s + (b.updates_s - train_epoch_s).max(0.0)) / train_epoch_s
+        }),
         beside,
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rep).context("serialising").map_err(Failure::job)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rep).context("serialising").map_err(Failure::job)?
+        );
     } else {
         let e = &rep.episode_ms;
-        println!("{} ({}), reward engine {}, {} threads on {}", rep.recipe, rep.model, rep.engine, rep.threads, rep.device);
+        println!(
+            "{} ({}), reward engine {}, {} threads on {}",
+            rep.recipe, rep.model, rep.engine, rep.threads, rep.device
+        );
         println!(
             "  training        {:.0} img/s ({:.0} before, {:.0} after the episodes): {:.1} s per epoch of {} images ({:.1} GMAC/s)",
             rep.train_images_per_s, rep.train_images_per_s_windows[0], rep.train_images_per_s_windows[1], rep.train_epoch_s, rep.train_images, rep.train_gmacs_per_s
@@ -584,7 +619,13 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
             "  one episode     {:.0} ms = surgery {:.0} + build {:.0} + adaptive BN {:.0} ({} images) + scoring {:.0} ({} images, {:.0} img/s, {:.1} GMAC/s at {:.3} of the MACs; mean of {} episodes)",
             e.total, e.surgery, e.build, e.recal, rep.bn_samples, e.infer, rep.reward_images, rep.reward_images_per_s, rep.reward_gmacs_per_s, rep.scored_macs_ratio, rep.episodes
         );
-        println!("  per epoch       freeze {:.2} s, {} episodes {:.2} s, agent updates {:.2} s", rep.freeze_s, r.episodes_per_epoch, pe * ep_s, rep.updates_s);
+        println!(
+            "  per epoch       freeze {:.2} s, {} episodes {:.2} s, agent updates {:.2} s",
+            rep.freeze_s,
+            r.episodes_per_epoch,
+            pe * ep_s,
+            rep.updates_s
+        );
         println!("  search / training: {:.1}% with this recipe", 100.0 * rep.search_share);
         println!(
             "  at the paper's proportions (P = {}, reward subset {:.0}% of the training images): {:.1}% ({:.1}% without the agent updates)",
@@ -613,11 +654,22 @@ struct Step<'a> {
 
 /// Trains `batches` batches of the epoch-0 order (after 2 untimed ones) with the run's
 /// step, data loading included: images and seconds.
-fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batches: usize, step: &Step) -> Result<(usize, f64), Failure> {
+fn timed_training(
+    net: &mut Net,
+    sgd: &mut Sgd,
+    train: &rlal::data::Loader,
+    batches: usize,
+    step: &Step,
+) -> Result<(usize, f64), Failure> {
     let (mut seen, mut secs) = (0usize, 0f64);
     let mut t0 = Instant::now();
     for (i, b) in train.epoch(0).enumerate().take(batches + 2) {
-        let n = train_batch(net, sgd, &b.context("loading a training batch").map_err(Failure::job)?, step)?;
+        let n = train_batch(
+            net,
+            sgd,
+            &b.context("loading a training batch").map_err(Failure::job)?,
+            step,
+        )?;
         if i >= 2 {
             secs += t0.elapsed().as_secs_f64();
             seen += n;
@@ -628,8 +680,14 @@ fn timed_training(net: &mut Net, sgd: &mut Sgd, train: &rlal::data::Loader, batc
 }
 
 /// One training step of `rlal prune` ([`rlal::search::run::train_step`]), synchronised: its images.
-fn train_batch(net: &mut Net, sgd: &mut Sgd, b: &rlal::data::Batch, step: &Step) -> Result<usize, Failure> {
-    rlal::search::run::train_step(net, sgd, b, step.lr, step.align, step.label_smoothing).map_err(|e| Failure::job(anyhow::anyhow!("training step: {e}")))?;
+fn train_batch(
+    net: &mut Net,
+    sgd: &mut Sgd,
+    b: &rlal::data::Batch,
+    step: &Step,
+) -> Result<usize, Failure> {
+    rlal::search::run::train_step(net, sgd, b, step.lr, step.align, step.label_smoothing)
+        .map_err(|e| Failure::job(anyhow::anyhow!("training step: {e}")))?;
     sync(step.device);
     Ok(b.labels.len())
 }

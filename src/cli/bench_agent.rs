@@ -20,7 +20,12 @@ pub struct AgentBenchArgs {
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
     /// Methods to compare.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "rlal,no-env-model,random,uniform")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "rlal,no-env-model,random,uniform"
+    )]
     pub methods: Vec<Method>,
     /// Reward subset size for the binomial noise (default: the recipe's reward-samples).
     #[arg(long)]
@@ -89,7 +94,10 @@ fn recipe(a: &AgentBenchArgs) -> Result<Recipe, Failure> {
     r.incumbents = a.incumbents.unwrap_or(r.incumbents);
     r.check().map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", a.recipe.display())))?;
     if r.metric() == rlal::agent::Metric::Latency {
-        return Err(Failure::input(anyhow::anyhow!("{}: bench agent needs a MACs or params budget, not a latency budget", a.recipe.display())));
+        return Err(Failure::input(anyhow::anyhow!(
+            "{}: bench agent needs a MACs or params budget, not a latency budget",
+            a.recipe.display()
+        )));
     }
     Ok(r)
 }
@@ -100,7 +108,8 @@ fn with_fields(agent: &AgentConfig, fields: &[String]) -> Result<AgentConfig, Fa
     let mut v = serde_yaml::to_value(agent).map_err(|e| bad(e.to_string()))?;
     for f in fields {
         let (k, val) = f.split_once('=').ok_or_else(|| bad(format!("'{f}' is not key=value")))?;
-        let val: serde_yaml::Value = serde_yaml::from_str(val).map_err(|e| bad(format!("{f}: {e}")))?;
+        let val: serde_yaml::Value =
+            serde_yaml::from_str(val).map_err(|e| bad(format!("{f}: {e}")))?;
         v.as_mapping_mut().expect("a struct serialises to a mapping").insert(k.into(), val);
     }
     serde_yaml::from_value(v).map_err(|e| bad(e.to_string()))
@@ -108,8 +117,14 @@ fn with_fields(agent: &AgentConfig, fields: &[String]) -> Result<AgentConfig, Fa
 
 pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
     let r = recipe(&a)?;
-    if a.seeds == 0 || a.methods.is_empty() || !(a.drift >= 0.0) || !(a.uniform_drop > 0.0 && a.uniform_drop < 1.0) {
-        return Err(Failure::input(anyhow::anyhow!("--seeds and --methods must not be empty, --drift >= 0, --uniform-drop in (0, 1)")));
+    if a.seeds == 0
+        || a.methods.is_empty()
+        || !(a.drift >= 0.0)
+        || !(a.uniform_drop > 0.0 && a.uniform_drop < 1.0)
+    {
+        return Err(Failure::input(anyhow::anyhow!(
+            "--seeds and --methods must not be empty, --drift >= 0, --uniform-drop in (0, 1)"
+        )));
     }
     let (_, _, budget) = rlal::search::run::prepare(&r, None, false).map_err(|e| match e {
         rlal::search::SearchError::Input(e) => Failure::input(e),
@@ -118,22 +133,44 @@ pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
     // The agent's networks are small: one thread each is fastest and leaves the
     // other cores to other work (several OpenMP threads per process oversubscribe).
     tch::set_num_threads(1);
-    let scfg = SurfaceConfig { reward_samples: a.reward_samples.unwrap_or(r.reward_samples), drift: a.drift, uniform_drop: a.uniform_drop, pairs: a.pairs };
+    let scfg = SurfaceConfig {
+        reward_samples: a.reward_samples.unwrap_or(r.reward_samples),
+        drift: a.drift,
+        uniform_drop: a.uniform_drop,
+        pairs: a.pairs,
+    };
     let seeds: Vec<u64> = (0..a.seeds).collect();
-    let rep = agent_bench::bench(&r, &budget, &scfg, &a.methods, &seeds, !a.json).map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", a.recipe.display())))?;
+    let rep = agent_bench::bench(&r, &budget, &scfg, &a.methods, &seeds, !a.json)
+        .map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", a.recipe.display())))?;
     agent_bench::write(&a.out, &rep).map_err(Failure::job)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep.summaries).expect("summaries serialise"));
         return Ok(());
     }
     println!("{} ({} layers) at {:.0}%: {} seeds, {} epochs ({} warm-up, {} buffer, agent until {}), P = {}, selection {:?} (k = {}), {:.1} s", rep.model, rep.layers, 100.0 * rep.budget_ratio, seeds.len(), rep.epochs, rep.warmup_epochs, rep.buffer_epochs, rep.agent_epochs, rep.episodes_per_epoch, rep.selection, rep.incumbents, rep.seconds);
-    println!("optimum (final surface, median) {:.2}%, exact on {}/{} seeds; uniform {:.2}%", 100.0 * agent_bench::median(&rep.optimum.iter().map(|o| o.value).collect::<Vec<_>>()), rep.optimum.iter().filter(|o| o.exact).count(), rep.optimum.len(), 100.0 * agent_bench::median(&rep.uniform_value));
+    println!(
+        "optimum (final surface, median) {:.2}%, exact on {}/{} seeds; uniform {:.2}%",
+        100.0 * agent_bench::median(&rep.optimum.iter().map(|o| o.value).collect::<Vec<_>>()),
+        rep.optimum.iter().filter(|o| o.exact).count(),
+        rep.optimum.len(),
+        100.0 * agent_bench::median(&rep.uniform_value)
+    );
     println!("| method | median final regret (points) | regrets per seed | mean reward first/last 10 agent epochs | greedy regret | final re-score changed choice |");
     println!("|---|---|---|---|---|---|");
     let pts = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{:.2}", 100.0 * x));
     for s in &rep.summaries {
         let per: Vec<String> = s.final_regret.iter().map(|x| format!("{:.2}", 100.0 * x)).collect();
-        println!("| {:?} | {:.2} | {} | {} / {} | {} | {}/{} |", s.method, 100.0 * s.median_final_regret, per.join(" "), pts(s.mean_reward_first_agent_epochs), pts(s.mean_reward_last_agent_epochs), pts(s.median_greedy_regret), s.final_choice_changed, s.final_regret.len());
+        println!(
+            "| {:?} | {:.2} | {} | {} / {} | {} | {}/{} |",
+            s.method,
+            100.0 * s.median_final_regret,
+            per.join(" "),
+            pts(s.mean_reward_first_agent_epochs),
+            pts(s.mean_reward_last_agent_epochs),
+            pts(s.median_greedy_regret),
+            s.final_choice_changed,
+            s.final_regret.len()
+        );
     }
     println!("wrote {}", a.out.join("agent_bench.json").display());
     Ok(())

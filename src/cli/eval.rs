@@ -85,29 +85,44 @@ struct Report {
 pub fn run(a: EvalArgs) -> Result<(), Failure> {
     if a.ep != rlal::validate::ort::Ep::Cpu {
         if !matches!(a.engine, Engine::Ort) {
-            return Err(Failure::input(anyhow::anyhow!("--ep {} applies to --engine ort only", a.ep.name())));
+            return Err(Failure::input(anyhow::anyhow!(
+                "--ep {} applies to --engine ort only",
+                a.ep.name()
+            )));
         }
         if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::ort::check_ep(a.ep) {
             return Err(Failure::input(anyhow::Error::from(e)));
         }
     }
     if a.device != rlal::train::recipe::DeviceKind::Cpu && !matches!(a.engine, Engine::Tch) {
-        return Err(Failure::input(anyhow::anyhow!("--device applies to --engine tch only (ONNX Runtime takes --ep)")));
+        return Err(Failure::input(anyhow::anyhow!(
+            "--device applies to --engine tch only (ONNX Runtime takes --ep)"
+        )));
     }
     let device = match a.engine {
         Engine::Tch => a.device.device().map_err(Failure::input)?,
         _ => tch::Device::Cpu,
     };
-    let (g, an) = analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() }).map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an).with_context(|| format!("{}: cannot evaluate it", a.model.display())).map_err(Failure::input)?;
+    let (g, an) = analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() })
+        .map_err(Failure::input)?;
+    let input = setup::input_dims(&g, &an)
+        .with_context(|| format!("{}: cannot evaluate it", a.model.display()))
+        .map_err(Failure::input)?;
     let split = match a.split {
         SplitArg::Train => Split::Train,
         SplitArg::Test => Split::Test,
     };
     let ds = data::open(&a.data, split, &data::OpenOptions::default()).map_err(Failure::input)?;
-    data::check_input(&*ds, input).with_context(|| format!("the data does not fit model {}", a.model.display())).map_err(Failure::input)?;
+    data::check_input(&*ds, input)
+        .with_context(|| format!("the data does not fit model {}", a.model.display()))
+        .map_err(Failure::input)?;
     let norm = Normalize { scale: a.scale, mean: a.mean.clone(), std: a.std.clone() };
-    let loader = Loader::all(ds, Transform::eval(norm), LoaderConfig { batch_size: a.batch.max(1), shuffle: false, ..Default::default() }).map_err(Failure::input)?;
+    let loader = Loader::all(
+        ds,
+        Transform::eval(norm),
+        LoaderConfig { batch_size: a.batch.max(1), shuffle: false, ..Default::default() },
+    )
+    .map_err(Failure::input)?;
     let mut runner: Box<dyn Runner> = match a.engine {
         Engine::Tch => {
             if a.threads > 0 {
@@ -123,7 +138,9 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
             }
             Err(e) => return Err(Failure::job(anyhow::Error::from(e))),
         },
-        Engine::Tract => Box::new(TractModel::from_bytes(&rlal::onnx::to_bytes(&g)).map_err(Failure::job)?),
+        Engine::Tract => {
+            Box::new(TractModel::from_bytes(&rlal::onnx::to_bytes(&g)).map_err(Failure::job)?)
+        }
     };
     let (mut correct, mut n, mut secs, mut batches) = (0usize, 0usize, 0f64, 0usize);
     for b in loader.epoch(0) {
@@ -132,10 +149,17 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
         let outs = runner.run(&b.shape, b.data).map_err(Failure::job)?;
         secs += t0.elapsed().as_secs_f64();
         batches += 1;
-        let (shape, logits) = outs.into_iter().next().ok_or_else(|| Failure::job(anyhow::anyhow!("the model has no output")))?;
+        let (shape, logits) = outs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failure::job(anyhow::anyhow!("the model has no output")))?;
         let k = *shape.last().unwrap_or(&1);
         for (row, &y) in logits.chunks(k.max(1)).zip(&b.labels) {
-            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0;
+            let best = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
+                .0;
             correct += (best as i64 == y) as usize;
         }
         n += b.labels.len();
@@ -153,7 +177,10 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
         batch: a.batch,
     };
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).context("serialising").map_err(Failure::job)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r).context("serialising").map_err(Failure::job)?
+        );
     } else {
         println!("{}: {:.2}% ({}/{}) on the {} split with {}; {} MACs, {} params, {:.2} ms per batch of {}", r.model, 100.0 * r.accuracy, correct, n, r.split, r.engine, r.macs, r.params, r.latency_ms, r.batch);
     }

@@ -26,7 +26,9 @@ use std::time::Instant;
 /// /layer3/layer3.2/conv1/Conv: 0.6
 /// ```
 #[derive(clap::Args, Debug)]
-#[command(after_help = "RATIOS FILE (--ratios): a YAML mapping from a prunable layer (index in `rlal import`'s table, or its producer conv's name) to the fraction of its channels to remove, e.g.\n  0: 0.5\n  /layer3/layer3.2/conv1/Conv: 0.6\nLayers not listed are not pruned. Ratios are in [0, 1); floor(ratio x channels) channels go, at least one stays.\n\nExit codes: 0 ok, 1 the job failed, 2 bad input (model, flags, ratios file).")]
+#[command(
+    after_help = "RATIOS FILE (--ratios): a YAML mapping from a prunable layer (index in `rlal import`'s table, or its producer conv's name) to the fraction of its channels to remove, e.g.\n  0: 0.5\n  /layer3/layer3.2/conv1/Conv: 0.6\nLayers not listed are not pruned. Ratios are in [0, 1); floor(ratio x channels) channels go, at least one stays.\n\nExit codes: 0 ok, 1 the job failed, 2 bad input (model, flags, ratios file)."
+)]
 pub struct ExportArgs {
     /// Where to write the pruned model (`.onnx`, or `.onnx.gz`); written atomically (temp file + rename).
     pub out: PathBuf,
@@ -166,11 +168,21 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     if let Some(dir) = a.run.clone() {
         return run_export(a, &dir);
     }
-    let model = a.model.clone().ok_or_else(|| Failure::input(anyhow!("give --model FILE or --run RUN_DIR")))?;
+    let model = a
+        .model
+        .clone()
+        .ok_or_else(|| Failure::input(anyhow!("give --model FILE or --run RUN_DIR")))?;
     let opts = ImportOptions { input_shape: a.input_shape.clone() };
     let (g, an) = analysis::import(&model, &opts).map_err(Failure::input)?;
     if !a.dry_run && !a.no_validate {
-        data_input(&g, &an).with_context(|| format!("{}: cannot validate the pruned model (--no-validate skips it)", model.display())).map_err(Failure::input)?;
+        data_input(&g, &an)
+            .with_context(|| {
+                format!(
+                    "{}: cannot validate the pruned model (--no-validate skips it)",
+                    model.display()
+                )
+            })
+            .map_err(Failure::input)?;
     }
     let ratios = match (&a.ratios, a.uniform) {
         (Some(file), _) => read_ratios(file, &an).map_err(Failure::input)?,
@@ -181,7 +193,20 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     let keep = rank::keep_sets_aligned(&g, &an, &ratios, a.criterion, a.align);
     let t0 = Instant::now();
     let plan = Plan::build(&g, &an, &keep).map_err(Failure::input)?;
-    let layers: Vec<LayerRow> = plan.changes.iter().map(|c| LayerRow { layer: c.layer, name: an.layers.iter().find(|l| Some(l.index) == c.layer).map_or(c.label.clone(), |l| l.name.clone()), from: c.from, to: c.to }).collect();
+    let layers: Vec<LayerRow> = plan
+        .changes
+        .iter()
+        .map(|c| LayerRow {
+            layer: c.layer,
+            name: an
+                .layers
+                .iter()
+                .find(|l| Some(l.index) == c.layer)
+                .map_or(c.label.clone(), |l| l.name.clone()),
+            from: c.from,
+            to: c.to,
+        })
+        .collect();
     let (macs_before, params_before) = (an.cost.full_macs(), an.cost.full_params());
     let mut report = Report {
         model: model.display().to_string(),
@@ -205,7 +230,12 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     report.params_ratio = report.params_after as f64 / params_before.max(1) as f64;
     if a.dry_run {
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&report).context("serialising the report").map_err(Failure::job)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report)
+                    .context("serialising the report")
+                    .map_err(Failure::job)?
+            );
         } else {
             print!("{plan}");
             print!("{}", text(&report));
@@ -219,7 +249,9 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     let mut out_graph = pruned.graph.clone();
     if !a.keep_bn {
         let n = rlal::rewrite::bn::fold_bn(&mut out_graph);
-        rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref()).context("after folding BatchNormalization").map_err(Failure::job)?;
+        rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref())
+            .context("after folding BatchNormalization")
+            .map_err(Failure::job)?;
         report.bn = format!("{n} folded into convs");
     }
     let t1 = Instant::now();
@@ -228,11 +260,18 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     report.bytes = std::fs::metadata(&a.out).map(|m| m.len() as usize).unwrap_or(0);
     report.out = Some(a.out.display().to_string());
     if !a.no_validate {
-        let written = rlal::onnx::load(&a.out).with_context(|| format!("re-reading {}", a.out.display())).map_err(Failure::job)?;
+        let written = rlal::onnx::load(&a.out)
+            .with_context(|| format!("re-reading {}", a.out.display()))
+            .map_err(Failure::job)?;
         report.validation = Some(validate(&a, &g, &an, &pruned, &written).map_err(Failure::job)?);
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serialising the report").map_err(Failure::job)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .context("serialising the report")
+                .map_err(Failure::job)?
+        );
     } else {
         print!("{}", text(&report));
     }
@@ -249,10 +288,17 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
             Err(Failure::input(anyhow!("{}: no {f}; is this a finished `rlal prune` run directory? (`rlal prune --resume {}` finishes an interrupted one)", dir.display(), dir.display())))
         }
     };
-    let (pruned_p, unpruned_p, recipe_p, report_p) = (need("pruned.onnx")?, need("unpruned.onnx")?, need("recipe.yaml")?, need("report.json")?);
-    let recipe = rlal::search::Recipe::load(&recipe_p).map_err(|m| Failure::input(anyhow!("{m}")))?;
-    let run_report: rlal::search::report::Report =
-        serde_json::from_slice(&std::fs::read(&report_p).with_context(|| format!("reading {}", report_p.display())).map_err(Failure::input)?).with_context(|| format!("{}: not an rlal prune report", report_p.display())).map_err(Failure::input)?;
+    let (pruned_p, unpruned_p, recipe_p, report_p) =
+        (need("pruned.onnx")?, need("unpruned.onnx")?, need("recipe.yaml")?, need("report.json")?);
+    let recipe =
+        rlal::search::Recipe::load(&recipe_p).map_err(|m| Failure::input(anyhow!("{m}")))?;
+    let run_report: rlal::search::report::Report = serde_json::from_slice(
+        &std::fs::read(&report_p)
+            .with_context(|| format!("reading {}", report_p.display()))
+            .map_err(Failure::input)?,
+    )
+    .with_context(|| format!("{}: not an rlal prune report", report_p.display()))
+    .map_err(Failure::input)?;
     // The run's dataset and preprocessing unless given on the command line.
     if a.data.is_none() {
         a.data = recipe.data.clone().filter(|d| d.is_dir());
@@ -267,7 +313,11 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
     let (g0, an0) = analysis::import(&unpruned_p, &opts).map_err(Failure::input)?;
     let (g1, an1) = analysis::import(&pruned_p, &opts).map_err(Failure::input)?;
     if !a.dry_run && !a.no_validate {
-        data_input(&g1, &an1).with_context(|| format!("{}: cannot validate it (--no-validate skips it)", pruned_p.display())).map_err(Failure::input)?;
+        data_input(&g1, &an1)
+            .with_context(|| {
+                format!("{}: cannot validate it (--no-validate skips it)", pruned_p.display())
+            })
+            .map_err(Failure::input)?;
     }
     let mut report = Report {
         model: pruned_p.display().to_string(),
@@ -277,14 +327,26 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
             rlal::search::recipe::NormKind::L2 => Criterion::L2,
         },
         bn: if recipe.keep_bn { "kept".into() } else { "folded (by rlal prune)".into() },
-        layers: run_report.layers.iter().filter(|l| l.kept < l.channels).map(|l| LayerRow { layer: Some(l.layer), name: l.name.clone(), from: l.channels, to: l.kept }).collect(),
+        layers: run_report
+            .layers
+            .iter()
+            .filter(|l| l.kept < l.channels)
+            .map(|l| LayerRow {
+                layer: Some(l.layer),
+                name: l.name.clone(),
+                from: l.channels,
+                to: l.kept,
+            })
+            .collect(),
         macs_before: an0.cost.full_macs(),
         macs_after: an1.cost.full_macs(),
         macs_ratio: an1.cost.full_macs() as f64 / an0.cost.full_macs().max(1) as f64,
         params_before: an0.cost.full_params(),
         params_after: an1.cost.full_params(),
         params_ratio: an1.cost.full_params() as f64 / an0.cost.full_params().max(1) as f64,
-        target_macs_ratio: a.target.or((recipe.metric() == rlal::agent::Metric::Macs).then(|| recipe.ratio())),
+        target_macs_ratio: a
+            .target
+            .or((recipe.metric() == rlal::agent::Metric::Macs).then(|| recipe.ratio())),
         surgery_ms: 0.0,
         write_ms: 0.0,
         bytes: 0,
@@ -297,12 +359,20 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
         report.bytes = std::fs::metadata(&a.out).map(|m| m.len() as usize).unwrap_or(0);
         report.out = Some(a.out.display().to_string());
         if !a.no_validate {
-            let written = rlal::onnx::load(&a.out).with_context(|| format!("re-reading {}", a.out.display())).map_err(Failure::job)?;
-            report.validation = Some(validate_final(&a, &g0, &an1, &written).map_err(Failure::job)?);
+            let written = rlal::onnx::load(&a.out)
+                .with_context(|| format!("re-reading {}", a.out.display()))
+                .map_err(Failure::job)?;
+            report.validation =
+                Some(validate_final(&a, &g0, &an1, &written).map_err(Failure::job)?);
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).context("serialising the report").map_err(Failure::job)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report)
+                .context("serialising the report")
+                .map_err(Failure::job)?
+        );
     } else {
         print!("{}", text(&report));
     }
@@ -310,26 +380,51 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
 }
 
 /// Validation of a fine-tuned pruned model (no masked counterpart: its weights were trained further).
-fn validate_final(a: &ExportArgs, before_g: &Graph, an: &Analysis, written: &Graph) -> anyhow::Result<Validation> {
+fn validate_final(
+    a: &ExportArgs,
+    before_g: &Graph,
+    an: &Analysis,
+    written: &Graph,
+) -> anyhow::Result<Validation> {
     let sample = data_input(written, an)?;
-    compare(a, &sample, &rlal::onnx::to_bytes(before_g), &rlal::onnx::to_bytes(written), None, "unpruned")
+    compare(
+        a,
+        &sample,
+        &rlal::onnx::to_bytes(before_g),
+        &rlal::onnx::to_bytes(written),
+        None,
+        "unpruned",
+    )
 }
 
 /// The shape (batch 1) of the model's first graph input, which validation feeds.
 fn data_input(g: &Graph, an: &Analysis) -> anyhow::Result<Vec<usize>> {
     let &i = g.inputs.first().context("the model has no graph input to feed")?;
     let name = &g.values[i].name;
-    let shape = an.facts.get(i).and_then(|f| f.as_ref()).with_context(|| format!("graph input '{name}' has an unknown shape"))?.concrete(1);
-    anyhow::ensure!(!shape.is_empty(), "graph input '{name}' is a scalar; validation feeds a batch of images");
+    let shape = an
+        .facts
+        .get(i)
+        .and_then(|f| f.as_ref())
+        .with_context(|| format!("graph input '{name}' has an unknown shape"))?
+        .concrete(1);
+    anyhow::ensure!(
+        !shape.is_empty(),
+        "graph input '{name}' is a scalar; validation feeds a batch of images"
+    );
     Ok(shape)
 }
 
 /// Reads a ratios file into one ratio per prunable layer.
 fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
-    let src = std::fs::read_to_string(path).with_context(|| format!("reading the ratios file {}", path.display()))?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&src).with_context(|| format!("{}: not valid YAML", path.display()))?;
+    let src = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the ratios file {}", path.display()))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&src)
+        .with_context(|| format!("{}: not valid YAML", path.display()))?;
     let serde_yaml::Value::Mapping(map) = doc else {
-        return Err(anyhow!("{}: expected a mapping from layer (index or producer name) to ratio", path.display()));
+        return Err(anyhow!(
+            "{}: expected a mapping from layer (index or producer name) to ratio",
+            path.display()
+        ));
     };
     let mut out = vec![0.0; an.layers.len()];
     let mut seen = vec![None::<String>; an.layers.len()];
@@ -337,14 +432,30 @@ fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
         let key = match &k {
             serde_yaml::Value::Number(n) => n.to_string(),
             serde_yaml::Value::String(s) => s.clone(),
-            other => return Err(anyhow!("{}: field {other:?}: keys must be layer indices or producer names", path.display())),
+            other => {
+                return Err(anyhow!(
+                    "{}: field {other:?}: keys must be layer indices or producer names",
+                    path.display()
+                ))
+            }
         };
         let field = |msg: String| anyhow!("{}: field '{key}': {msg}", path.display());
         let layer = match key.parse::<usize>() {
-            Ok(i) => an.layers.get(i).ok_or_else(|| field(format!("no prunable layer {i} (the model has {})", an.layers.len())))?,
-            Err(_) => an.layers.iter().find(|l| l.name == key || l.producers.contains(&key)).ok_or_else(|| field("no prunable layer has a producer of this name (see `rlal import`)".into()))?,
+            Ok(i) => an.layers.get(i).ok_or_else(|| {
+                field(format!("no prunable layer {i} (the model has {})", an.layers.len()))
+            })?,
+            Err(_) => an
+                .layers
+                .iter()
+                .find(|l| l.name == key || l.producers.contains(&key))
+                .ok_or_else(|| {
+                    field(
+                        "no prunable layer has a producer of this name (see `rlal import`)".into(),
+                    )
+                })?,
         };
-        let r = v.as_f64().ok_or_else(|| field(format!("the ratio must be a number, found {v:?}")))?;
+        let r =
+            v.as_f64().ok_or_else(|| field(format!("the ratio must be a number, found {v:?}")))?;
         if !(0.0..1.0).contains(&r) {
             return Err(field(format!("ratio {r} must be in [0, 1)")));
         }
@@ -358,12 +469,18 @@ fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
 
 /// An engine for `bytes`: ONNX Runtime on `ep`, or tract when ORT cannot be loaded
 /// (a missing CUDA execution provider is an error, not a fallback).
-fn runner(bytes: &[u8], threads: usize, ep: rlal::validate::ort::Ep) -> anyhow::Result<Box<dyn Runner>> {
+fn runner(
+    bytes: &[u8],
+    threads: usize,
+    ep: rlal::validate::ort::Ep,
+) -> anyhow::Result<Box<dyn Runner>> {
     match OrtModel::with_ep(bytes, threads, ep) {
         Ok(m) => Ok(Box::new(m)),
         Err(e @ ValidateError::Load { .. }) => {
             static WARN: std::sync::Once = std::sync::Once::new();
-            WARN.call_once(|| eprintln!("warning: {e}; falling back to tract (latency and accuracy are tract's)"));
+            WARN.call_once(|| {
+                eprintln!("warning: {e}; falling back to tract (latency and accuracy are tract's)")
+            });
             Ok(Box::new(TractModel::from_bytes(bytes)?))
         }
         Err(e) => Err(e.into()),
@@ -376,27 +493,54 @@ fn max_diff(a: &[(Vec<usize>, Vec<f32>)], b: &[(Vec<usize>, Vec<f32>)]) -> anyho
     Ok(x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max))
 }
 
-fn validate(a: &ExportArgs, g: &Graph, an: &Analysis, pruned: &surgery::Pruned, written: &Graph) -> anyhow::Result<Validation> {
+fn validate(
+    a: &ExportArgs,
+    g: &Graph,
+    an: &Analysis,
+    pruned: &surgery::Pruned,
+    written: &Graph,
+) -> anyhow::Result<Validation> {
     let sample = data_input(g, an)?;
     let masked_b = rlal::onnx::to_bytes(&surgery::mask(g, an, &pruned.plan));
-    compare(a, &sample, &rlal::onnx::to_bytes(g), &rlal::onnx::to_bytes(written), Some(&masked_b), "original")
+    compare(
+        a,
+        &sample,
+        &rlal::onnx::to_bytes(g),
+        &rlal::onnx::to_bytes(written),
+        Some(&masked_b),
+        "original",
+    )
 }
 
 /// Runs the model before and after pruning: output difference against the masked
 /// original (when given) and against tract, latency at batch 1 and `--batch`, accuracy.
-fn compare(a: &ExportArgs, sample: &[usize], before_b: &[u8], pruned_b: &[u8], masked_b: Option<&[u8]>, before_name: &str) -> anyhow::Result<Validation> {
-    let shape_of = |n: usize| -> Vec<usize> { std::iter::once(n).chain(sample[1..].iter().copied()).collect() };
-    let mut before = runner(before_b, a.threads, a.ep).with_context(|| format!("loading the {before_name} model"))?;
+fn compare(
+    a: &ExportArgs,
+    sample: &[usize],
+    before_b: &[u8],
+    pruned_b: &[u8],
+    masked_b: Option<&[u8]>,
+    before_name: &str,
+) -> anyhow::Result<Validation> {
+    let shape_of = |n: usize| -> Vec<usize> {
+        std::iter::once(n).chain(sample[1..].iter().copied()).collect()
+    };
+    let mut before = runner(before_b, a.threads, a.ep)
+        .with_context(|| format!("loading the {before_name} model"))?;
     let mut after = runner(pruned_b, a.threads, a.ep).context("loading the pruned model")?;
     let mut v = Validation { engine: after.engine().to_string(), ..Default::default() };
     let probe = shape_of(4);
     let x = latency::random_input(&probe, 11);
     let got = after.run(&probe, x.clone()).context("running the pruned model")?;
     if let Some(m) = masked_b {
-        let want = runner(m, a.threads, a.ep)?.run(&probe, x.clone()).context("running the masked original")?;
+        let want = runner(m, a.threads, a.ep)?
+            .run(&probe, x.clone())
+            .context("running the masked original")?;
         v.max_diff_masked = Some(max_diff(&got, &want)?);
     }
-    let tract_out = TractModel::from_bytes(pruned_b).and_then(|mut t| t.run(&probe, x)).context("the pruned model in tract")?;
+    let tract_out = TractModel::from_bytes(pruned_b)
+        .and_then(|mut t| t.run(&probe, x))
+        .context("the pruned model in tract")?;
     if v.engine.starts_with("ort") {
         v.max_diff_ort_tract = Some(max_diff(&got, &tract_out)?);
     }
@@ -408,8 +552,10 @@ fn compare(a: &ExportArgs, sample: &[usize], before_b: &[u8], pruned_b: &[u8], m
         v.latency_after.push(la);
     }
     if let Some(dir) = &a.data {
-        let (acc_b, n) = accuracy(a, dir, before.as_mut()).with_context(|| format!("accuracy of the {before_name} model"))?;
-        let (acc_a, _) = accuracy(a, dir, after.as_mut()).context("accuracy of the pruned model")?;
+        let (acc_b, n) = accuracy(a, dir, before.as_mut())
+            .with_context(|| format!("accuracy of the {before_name} model"))?;
+        let (acc_a, _) =
+            accuracy(a, dir, after.as_mut()).context("accuracy of the pruned model")?;
         v.accuracy_before = Some(acc_b);
         v.accuracy_after = Some(acc_a);
         v.samples = Some(n);
@@ -420,10 +566,16 @@ fn compare(a: &ExportArgs, sample: &[usize], before_b: &[u8], pruned_b: &[u8], m
 /// Top-1 accuracy of `r` on the test split of `dir`.
 fn accuracy(a: &ExportArgs, dir: &Path, r: &mut dyn Runner) -> anyhow::Result<(f64, usize)> {
     use rlal::data::{self, Loader, LoaderConfig, Normalize, OpenOptions, Split, Transform};
-    let ds = data::open(dir, Split::Test, &OpenOptions::default()).with_context(|| format!("opening the dataset {}", dir.display()))?;
+    let ds = data::open(dir, Split::Test, &OpenOptions::default())
+        .with_context(|| format!("opening the dataset {}", dir.display()))?;
     let n = a.samples.unwrap_or(usize::MAX).min(ds.len());
-    let norm = Normalize { scale: a.scale, mean: a.mean.clone().unwrap_or(vec![0.0]), std: a.std.clone().unwrap_or(vec![1.0]) };
-    let cfg = LoaderConfig { batch_size: a.batch, shuffle: false, workers: 0, ..Default::default() };
+    let norm = Normalize {
+        scale: a.scale,
+        mean: a.mean.clone().unwrap_or(vec![0.0]),
+        std: a.std.clone().unwrap_or(vec![1.0]),
+    };
+    let cfg =
+        LoaderConfig { batch_size: a.batch, shuffle: false, workers: 0, ..Default::default() };
     let loader = Loader::new(ds, (0..n).collect(), Transform::eval(norm), cfg)?;
     let (mut right, mut seen) = (0usize, 0usize);
     for b in loader.epoch(0) {
@@ -433,7 +585,8 @@ fn accuracy(a: &ExportArgs, dir: &Path, r: &mut dyn Runner) -> anyhow::Result<(f
         let classes = *shape.last().context("scalar output")?;
         for (i, &label) in b.labels.iter().enumerate() {
             let row = &logits[i * classes..(i + 1) * classes];
-            let arg = row.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |(k, _)| k);
+            let arg =
+                row.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |(k, _)| k);
             right += (arg as i64 == label) as usize;
             seen += 1;
         }
@@ -446,19 +599,40 @@ fn text(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "model   {}", r.model);
     if let Some(o) = &r.out {
-        let _ = writeln!(s, "wrote   {} ({} bytes; surgery {:.0} ms, write {:.0} ms; BN {})", o, r.bytes, r.surgery_ms, r.write_ms, r.bn);
+        let _ = writeln!(
+            s,
+            "wrote   {} ({} bytes; surgery {:.0} ms, write {:.0} ms; BN {})",
+            o, r.bytes, r.surgery_ms, r.write_ms, r.bn
+        );
     }
     let _ = writeln!(s, "pruned  {} layer(s), criterion {:?}", r.layers.len(), r.criterion);
     let _ = writeln!(s, "\n{:<10} {:>16} {:>16} {:>8}", "", "before", "after", "ratio");
-    let _ = writeln!(s, "{:<10} {:>16} {:>16} {:>8.3}", "MACs", r.macs_before, r.macs_after, r.macs_ratio);
-    let _ = writeln!(s, "{:<10} {:>16} {:>16} {:>8.3}", "params", r.params_before, r.params_after, r.params_ratio);
+    let _ = writeln!(
+        s,
+        "{:<10} {:>16} {:>16} {:>8.3}",
+        "MACs", r.macs_before, r.macs_after, r.macs_ratio
+    );
+    let _ = writeln!(
+        s,
+        "{:<10} {:>16} {:>16} {:>8.3}",
+        "params", r.params_before, r.params_after, r.params_ratio
+    );
     if let Some(t) = r.target_macs_ratio {
-        let _ = writeln!(s, "target MACs ratio {t:.3}: achieved {:.3} ({:+.3})", r.macs_ratio, r.macs_ratio - t);
+        let _ = writeln!(
+            s,
+            "target MACs ratio {t:.3}: achieved {:.3} ({:+.3})",
+            r.macs_ratio,
+            r.macs_ratio - t
+        );
     }
     if let Some(v) = &r.validation {
         let _ = writeln!(s, "\nlatency ({}, median of runs after warm-up)", v.engine);
         for ((b, a), (n, sp)) in v.latency_before.iter().zip(&v.latency_after).zip(&v.speedup) {
-            let _ = writeln!(s, "  batch {n:<4} {:>10.3} ms {:>10.3} ms   speed-up {sp:.2}x", b.median_ms, a.median_ms);
+            let _ = writeln!(
+                s,
+                "  batch {n:<4} {:>10.3} ms {:>10.3} ms   speed-up {sp:.2}x",
+                b.median_ms, a.median_ms
+            );
         }
         if let Some(d) = v.max_diff_masked {
             let _ = writeln!(s, "max |pruned - masked original|  {d:.3e}");
@@ -467,7 +641,12 @@ fn text(r: &Report) -> String {
             let _ = writeln!(s, "max |ort - tract| (pruned)       {d:.3e}");
         }
         if let (Some(b), Some(a), Some(n)) = (v.accuracy_before, v.accuracy_after, v.samples) {
-            let _ = writeln!(s, "accuracy ({n} samples)  before {:.2}%  after {:.2}%", b * 100.0, a * 100.0);
+            let _ = writeln!(
+                s,
+                "accuracy ({n} samples)  before {:.2}%  after {:.2}%",
+                b * 100.0,
+                a * 100.0
+            );
         }
     }
     s

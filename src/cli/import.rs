@@ -24,7 +24,12 @@ pub fn run(a: ImportArgs) -> Result<(), Failure> {
     let (g, an) = analysis::import(&a.model, &opts).map_err(Failure::input)?;
     let r = report::build(&a.model.display().to_string(), &g, &an);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r).context("serialising the report").map_err(Failure::job)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&r)
+                .context("serialising the report")
+                .map_err(Failure::job)?
+        );
     } else {
         print!("{}", report::text(&r));
     }

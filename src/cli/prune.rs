@@ -107,7 +107,10 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
         (Some(dir), _) => {
             let p = dir.join("recipe.yaml");
             if !p.is_file() {
-                return Err(Failure::input(anyhow!("{}: not a run directory of rlal prune (no recipe.yaml)", dir.display())));
+                return Err(Failure::input(anyhow!(
+                    "{}: not a run directory of rlal prune (no recipe.yaml)",
+                    dir.display()
+                )));
             }
             Recipe::load(&p).map_err(|m| Failure::input(anyhow!("{m}")))?
         }
@@ -117,7 +120,24 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     macro_rules! over {
         ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
     }
-    over!(name, channel_multiple, policy, epochs, warmup_epochs, buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, finetune_epochs, criterion, batch_size, seed, threads, device, precision);
+    over!(
+        name,
+        channel_multiple,
+        policy,
+        epochs,
+        warmup_epochs,
+        buffer_epochs,
+        agent_epochs,
+        episodes_per_epoch,
+        reward_samples,
+        finetune_epochs,
+        criterion,
+        batch_size,
+        seed,
+        threads,
+        device,
+        precision
+    );
     r.channels_last |= a.channels_last;
     if a.model.is_some() {
         r.model = a.model.clone();
@@ -153,16 +173,33 @@ fn failure(e: SearchError) -> Failure {
 pub fn run(a: PruneArgs) -> Result<(), Failure> {
     let r = merged(&a)?;
     if a.show_recipe {
-        print!("{}", serde_yaml::to_string(&r).context("serialising the recipe").map_err(Failure::job)?);
+        print!(
+            "{}",
+            serde_yaml::to_string(&r).context("serialising the recipe").map_err(Failure::job)?
+        );
         return Ok(());
     }
     if a.check {
         let (_, _, b) = search::run::prepare(&r, None, !a.quiet).map_err(failure)?;
-        println!("recipe ok: {} prunable layers, target {} of {} {}", b.layers.len(), b.target, b.full(), b.metric.name());
+        println!(
+            "recipe ok: {} prunable layers, target {} of {} {}",
+            b.layers.len(),
+            b.target,
+            b.full(),
+            b.metric.name()
+        );
         return Ok(());
     }
-    let run_dir = a.resume.clone().or_else(|| a.run_dir.clone()).unwrap_or_else(|| PathBuf::from("runs").join(&r.name));
-    let rep = search::run(&r, &RunOptions { run_dir: run_dir.clone(), progress: !a.quiet, resume: a.resume.is_some() }).map_err(failure)?;
+    let run_dir = a
+        .resume
+        .clone()
+        .or_else(|| a.run_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("runs").join(&r.name));
+    let rep = search::run(
+        &r,
+        &RunOptions { run_dir: run_dir.clone(), progress: !a.quiet, resume: a.resume.is_some() },
+    )
+    .map_err(failure)?;
     println!("{}", search::report::summary(&rep));
     println!("pruned model: {}\nreport: {} (and report.md, metrics.jsonl, best_policy.yaml, rewards.svg, accuracy.svg, layers.svg)", run_dir.join("pruned.onnx").display(), run_dir.join("report.json").display());
     Ok(())

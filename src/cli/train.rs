@@ -83,7 +83,13 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
     }
     over!(epochs, batch_size, lr, schedule, seed, threads, insert_bn, device, precision);
     r.channels_last |= a.channels_last;
-    for (dst, src) in [(&mut r.model, &a.model), (&mut r.data, &a.data), (&mut r.output, &a.output), (&mut r.checkpoint_dir, &a.checkpoint_dir), (&mut r.metrics, &a.metrics)] {
+    for (dst, src) in [
+        (&mut r.model, &a.model),
+        (&mut r.data, &a.data),
+        (&mut r.output, &a.output),
+        (&mut r.checkpoint_dir, &a.checkpoint_dir),
+        (&mut r.metrics, &a.metrics),
+    ] {
         if src.is_some() {
             *dst = src.clone();
         }
@@ -99,20 +105,37 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
 pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let r = merged(&a)?;
     if a.show_recipe {
-        print!("{}", serde_yaml::to_string(&r).context("serialising the recipe").map_err(Failure::job)?);
+        print!(
+            "{}",
+            serde_yaml::to_string(&r).context("serialising the recipe").map_err(Failure::job)?
+        );
         return Ok(());
     }
-    let model = r.model.clone().ok_or_else(|| Failure::input(anyhow::anyhow!("no model: give it as an argument or as `model:` in the recipe")))?;
-    let data = r.data.clone().ok_or_else(|| Failure::input(anyhow::anyhow!("no dataset: give --data DIR or `data:` in the recipe")))?;
+    let model = r.model.clone().ok_or_else(|| {
+        Failure::input(anyhow::anyhow!(
+            "no model: give it as an argument or as `model:` in the recipe"
+        ))
+    })?;
+    let data = r.data.clone().ok_or_else(|| {
+        Failure::input(anyhow::anyhow!("no dataset: give --data DIR or `data:` in the recipe"))
+    })?;
     if r.threads > 0 {
         tch::set_num_threads(r.threads as i32);
     }
     let device = r.device.device().map_err(Failure::input)?;
-    let (mut g, mut an) = analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() }).map_err(Failure::input)?;
-    let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref()).map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an).with_context(|| format!("{}: cannot train it", model.display())).map_err(Failure::input)?;
-    let (train, holdout, test) = setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
-    let mut net = Net::new(&g, &an, device).with_context(|| format!("building the network from {}", model.display())).map_err(Failure::input)?;
+    let (mut g, mut an) =
+        analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() })
+            .map_err(Failure::input)?;
+    let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref())
+        .map_err(Failure::input)?;
+    let input = setup::input_dims(&g, &an)
+        .with_context(|| format!("{}: cannot train it", model.display()))
+        .map_err(Failure::input)?;
+    let (train, holdout, test) =
+        setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
+    let mut net = Net::new(&g, &an, device)
+        .with_context(|| format!("building the network from {}", model.display()))
+        .map_err(Failure::input)?;
     net.set_compute(r.precision, r.channels_last);
     if !a.quiet {
         eprintln!(
@@ -124,7 +147,11 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
             test.num_samples(),
             r.epochs,
             device,
-            if added > 0 { format!(", {added} BatchNormalization inserted") } else { String::new() }
+            if added > 0 {
+                format!(", {added} BatchNormalization inserted")
+            } else {
+                String::new()
+            }
         );
     }
     let cfg = trainer::TrainConfig {
@@ -143,18 +170,33 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
         seed: r.seed,
     };
     if a.resume && cfg.checkpoint_dir.is_none() {
-        return Err(Failure::input(anyhow::anyhow!("--resume needs a checkpoint directory (--checkpoint-dir or `checkpoint-dir:`)")));
+        return Err(Failure::input(anyhow::anyhow!(
+            "--resume needs a checkpoint directory (--checkpoint-dir or `checkpoint-dir:`)"
+        )));
     }
     let t0 = std::time::Instant::now();
-    let metrics = trainer::train(&mut net, &train, Some(&test), &cfg, None).map_err(Failure::job)?;
+    let metrics =
+        trainer::train(&mut net, &train, Some(&test), &cfg, None).map_err(Failure::job)?;
     let mut out_g = net.export().map_err(Failure::job)?;
     let folded = if r.keep_bn { 0 } else { rlal::rewrite::bn::fold_bn(&mut out_g) };
     let output = r.output.clone().unwrap_or_else(|| {
-        let stem = model.file_name().and_then(|s| s.to_str()).unwrap_or("model").trim_end_matches(".gz").trim_end_matches(".onnx").to_string();
+        let stem = model
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .trim_end_matches(".gz")
+            .trim_end_matches(".onnx")
+            .to_string();
         PathBuf::from(format!("{stem}_trained.onnx"))
     });
-    rlal::onnx::save(&out_g, &output).with_context(|| format!("writing {}", output.display())).map_err(Failure::job)?;
-    let acc = metrics.last().and_then(|m| m.test.as_ref()).map(|t| format!("{:.2}%", 100.0 * t.accuracy)).unwrap_or_else(|| "n/a (resumed after the last epoch)".into());
+    rlal::onnx::save(&out_g, &output)
+        .with_context(|| format!("writing {}", output.display()))
+        .map_err(Failure::job)?;
+    let acc = metrics
+        .last()
+        .and_then(|m| m.test.as_ref())
+        .map(|t| format!("{:.2}%", 100.0 * t.accuracy))
+        .unwrap_or_else(|| "n/a (resumed after the last epoch)".into());
     println!("test accuracy {acc} after {} epochs in {:.1}s; wrote {} ({folded} BatchNormalization folded)", r.epochs, t0.elapsed().as_secs_f64(), output.display());
     Ok(())
 }

@@ -13,10 +13,7 @@ pub fn check_input(ds: &dyn Dataset, model: [usize; 3]) -> Result<(), DataError>
     }
     let mut parts = Vec::new();
     if have[0] != model[0] {
-        parts.push(format!(
-            "channel count differs ({} vs {})",
-            have[0], model[0]
-        ));
+        parts.push(format!("channel count differs ({} vs {})", have[0], model[0]));
     }
     if have[1..] != model[1..] {
         parts.push(format!(
@@ -37,12 +34,7 @@ pub fn check_input(ds: &dyn Dataset, model: [usize; 3]) -> Result<(), DataError>
 /// The error ([`DataError::LabelOutOfRange`]) names the label file or folder, the
 /// first offending sample and its label.
 pub fn check_labels(ds: &dyn Dataset, num_classes: usize) -> Result<(), DataError> {
-    match ds
-        .labels()
-        .iter()
-        .enumerate()
-        .find(|(_, &l)| l as usize >= num_classes)
-    {
+    match ds.labels().iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
         None => Ok(()),
         Some((index, &label)) => Err(DataError::LabelOutOfRange {
             path: ds.label_source().into(),
@@ -94,20 +86,11 @@ mod tests {
                 && e.contains("3x28x28"),
             "{e}"
         );
-        assert!(
-            e.contains("channel count") && !e.contains("image size"),
-            "{e}"
-        );
+        assert!(e.contains("channel count") && !e.contains("image size"), "{e}");
         let e = check_input(&d, [1, 32, 32]).unwrap_err().to_string();
-        assert!(
-            e.contains("image size differs (28x28 vs 32x32)") && !e.contains("channel"),
-            "{e}"
-        );
+        assert!(e.contains("image size differs (28x28 vs 32x32)") && !e.contains("channel"), "{e}");
         let e = check_input(&d, [3, 32, 32]).unwrap_err().to_string();
-        assert!(
-            e.contains("channel count") && e.contains("image size"),
-            "{e}"
-        );
+        assert!(e.contains("channel count") && e.contains("image size"), "{e}");
     }
 
     #[test]
@@ -115,20 +98,9 @@ mod tests {
         let d = ds();
         check_labels(&d, 10).unwrap();
         let e = check_labels(&d, 5).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::LabelOutOfRange {
-                index: 1,
-                label: 9,
-                num_classes: 5,
-                ..
-            }
-        ));
+        assert!(matches!(e, DataError::LabelOutOfRange { index: 1, label: 9, num_classes: 5, .. }));
         let m = e.to_string();
-        assert!(
-            m.contains("train-labels-idx1-ubyte.gz") && m.contains("label 9"),
-            "{m}"
-        );
+        assert!(m.contains("train-labels-idx1-ubyte.gz") && m.contains("label 9"), "{m}");
         assert!(check_model(&d, [1, 28, 28], 10).is_ok());
         assert!(check_model(&d, [1, 28, 28], 9).is_err());
     }

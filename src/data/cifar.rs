@@ -48,10 +48,7 @@ fn read_records(
     let b = read_maybe_gz(path)?;
     let rec = label_bytes + IMAGE_BYTES;
     if b.is_empty() {
-        return Err(DataError::Empty {
-            path: path.into(),
-            what: "CIFAR batch file".into(),
-        });
+        return Err(DataError::Empty { path: path.into(), what: "CIFAR batch file".into() });
     }
     if b.len() % rec != 0 {
         return Err(DataError::Truncated {
@@ -79,54 +76,29 @@ fn read_records(
 
 fn read_names(path: &Path) -> Option<Vec<String>> {
     let text = std::fs::read_to_string(path).ok()?;
-    Some(
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect(),
-    )
+    Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect())
 }
 
 fn open_cifar(dir: &Path, split: Split, format: Format) -> Result<InMemoryDataset, DataError> {
     let (subdir, names, label_bytes, k, meta, what) = match format {
-        Format::Cifar10 => (
-            CIFAR10_SUBDIR,
-            cifar10_names(split),
-            1,
-            10,
-            "batches.meta.txt",
-            "CIFAR-10",
-        ),
+        Format::Cifar10 => {
+            (CIFAR10_SUBDIR, cifar10_names(split), 1, 10, "batches.meta.txt", "CIFAR-10")
+        }
         _ => {
             let n = match split {
                 Split::Train => "train.bin",
                 Split::Test => "test.bin",
             };
-            (
-                CIFAR100_SUBDIR,
-                vec![n.to_string()],
-                2,
-                100,
-                "fine_label_names.txt",
-                "CIFAR-100",
-            )
+            (CIFAR100_SUBDIR, vec![n.to_string()], 2, 100, "fine_label_names.txt", "CIFAR-100")
         }
     };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let root = find_dir(dir, subdir, &refs).ok_or_else(|| DataError::Missing {
         path: dir.into(),
         what: format!("{what} {split} files"),
-        looked_for: names
-            .iter()
-            .map(|n| format!("{n} (or {subdir}/{n})"))
-            .collect(),
+        looked_for: names.iter().map(|n| format!("{n} (or {subdir}/{n})")).collect(),
     })?;
-    let missing: Vec<String> = names
-        .iter()
-        .filter(|n| !root.join(n).is_file())
-        .cloned()
-        .collect();
+    let missing: Vec<String> = names.iter().filter(|n| !root.join(n).is_file()).cloned().collect();
     if !missing.is_empty() {
         return Err(DataError::Missing {
             path: root,
@@ -138,11 +110,7 @@ fn open_cifar(dir: &Path, split: Split, format: Format) -> Result<InMemoryDatase
     for n in &names {
         read_records(&root.join(n), label_bytes, k, &mut pixels, &mut labels)?;
     }
-    let source = if names.len() == 1 {
-        root.join(&names[0])
-    } else {
-        root.clone()
-    };
+    let source = if names.len() == 1 { root.join(&names[0]) } else { root.clone() };
     let class_names = read_names(&root.join(meta));
     InMemoryDataset::new(
         format,
@@ -218,19 +186,14 @@ mod tests {
     #[test]
     fn cifar100_uses_fine_label() {
         let t = tempfile::tempdir().unwrap();
-        std::fs::write(
-            t.path().join("train.bin"),
-            records(4, &[vec![3, 42], vec![19, 99]]),
-        )
-        .unwrap();
+        std::fs::write(t.path().join("train.bin"), records(4, &[vec![3, 42], vec![19, 99]]))
+            .unwrap();
         let ds = open(t.path(), Split::Train, &OpenOptions::default()).unwrap();
         assert_eq!(ds.format(), Format::Cifar100);
         assert_eq!(ds.num_classes(), 100);
         assert_eq!(ds.labels(), &[42, 99, 42, 99]);
         assert_eq!(ds.get(1).unwrap().pixels[1500], 111);
-        let e = open(t.path(), Split::Test, &OpenOptions::default())
-            .unwrap_err()
-            .to_string();
+        let e = open(t.path(), Split::Test, &OpenOptions::default()).unwrap_err().to_string();
         assert!(e.contains("test.bin"), "{e}");
     }
 
@@ -241,14 +204,7 @@ mod tests {
         std::fs::write(d.join("test_batch.bin"), records(2, &[vec![10]])).unwrap();
         let e = open_cifar10(d, Split::Test).unwrap_err();
         assert!(
-            matches!(
-                e,
-                DataError::LabelOutOfRange {
-                    label: 10,
-                    num_classes: 10,
-                    ..
-                }
-            ),
+            matches!(e, DataError::LabelOutOfRange { label: 10, num_classes: 10, .. }),
             "{e:?}"
         );
         assert!(e.to_string().contains("test_batch.bin"));
@@ -257,24 +213,11 @@ mod tests {
         b.truncate(3073 + 100);
         std::fs::write(d.join("test_batch.bin"), b).unwrap();
         let e = open_cifar10(d, Split::Test).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                DataError::Truncated {
-                    expected: 6146,
-                    actual: 3173,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert!(matches!(e, DataError::Truncated { expected: 6146, actual: 3173, .. }), "{e:?}");
         assert!(e.to_string().contains("test_batch.bin"));
 
         std::fs::write(d.join("test_batch.bin"), b"").unwrap();
-        assert!(matches!(
-            open_cifar10(d, Split::Test),
-            Err(DataError::Empty { .. })
-        ));
+        assert!(matches!(open_cifar10(d, Split::Test), Err(DataError::Empty { .. })));
 
         std::fs::write(d.join("data_batch_1.bin"), records(1, &[vec![1]])).unwrap();
         std::fs::write(d.join("data_batch_2.bin"), records(1, &[vec![1]])).unwrap();
@@ -289,9 +232,6 @@ mod tests {
         );
 
         let e = open_cifar100(d, Split::Train).unwrap_err().to_string();
-        assert!(
-            e.contains("train.bin") && e.contains(CIFAR100_SUBDIR),
-            "{e}"
-        );
+        assert!(e.contains("train.bin") && e.contains(CIFAR100_SUBDIR), "{e}");
     }
 }

@@ -114,9 +114,7 @@ pub fn detect(dir: &Path) -> Result<Format, DataError> {
 }
 
 fn has_subdir(p: &Path) -> bool {
-    std::fs::read_dir(p)
-        .map(|rd| rd.flatten().any(|e| e.path().is_dir()))
-        .unwrap_or(false)
+    std::fs::read_dir(p).map(|rd| rd.flatten().any(|e| e.path().is_dir())).unwrap_or(false)
 }
 
 /// `dir/name` if it is a file, else `dir/name.gz` if that is, else `None`.
@@ -152,11 +150,7 @@ mod tests {
 
         let c10 = d.join("c10");
         std::fs::create_dir_all(c10.join("cifar-10-batches-bin")).unwrap();
-        std::fs::write(
-            c10.join("cifar-10-batches-bin/test_batch.bin"),
-            vec![0u8; 3073],
-        )
-        .unwrap();
+        std::fs::write(c10.join("cifar-10-batches-bin/test_batch.bin"), vec![0u8; 3073]).unwrap();
         assert_eq!(detect(&c10).unwrap(), Format::Cifar10);
 
         let c100 = d.join("c100");
@@ -174,35 +168,20 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         std::fs::write(t.path().join("readme.txt"), "x").unwrap();
         let e = detect(t.path()).unwrap_err().to_string();
-        for want in [
-            "train-images-idx3-ubyte",
-            "data_batch_1.bin",
-            "train.bin",
-            "train/<class>",
-        ] {
+        for want in ["train-images-idx3-ubyte", "data_batch_1.bin", "train.bin", "train/<class>"] {
             assert!(e.contains(want), "{e}");
         }
         assert!(e.contains(&t.path().display().to_string()), "{e}");
         let missing = t.path().join("nope");
         let e = detect(&missing).unwrap_err().to_string();
         assert!(e.contains("nope"), "{e}");
-        let e = detect(&t.path().join("readme.txt"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("readme.txt") && e.contains("not a folder"),
-            "{e}"
-        );
+        let e = detect(&t.path().join("readme.txt")).unwrap_err().to_string();
+        assert!(e.contains("readme.txt") && e.contains("not a folder"), "{e}");
     }
 
     #[test]
     fn format_parse_and_display() {
-        for f in [
-            Format::Idx,
-            Format::Cifar10,
-            Format::Cifar100,
-            Format::ImageFolder,
-        ] {
+        for f in [Format::Idx, Format::Cifar10, Format::Cifar100, Format::ImageFolder] {
             assert_eq!(f.to_string().parse::<Format>().unwrap(), f);
             let j = serde_json::to_string(&f).unwrap();
             assert_eq!(j, format!("\"{f}\""));

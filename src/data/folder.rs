@@ -76,11 +76,8 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<(OsString, PathBuf, bool)>, DataErr
 
 /// Sorted class folder names of a split folder.
 pub fn list_classes(split_dir: &Path) -> Result<Vec<OsString>, DataError> {
-    let classes: Vec<OsString> = read_dir_sorted(split_dir)?
-        .into_iter()
-        .filter(|e| e.2)
-        .map(|e| e.0)
-        .collect();
+    let classes: Vec<OsString> =
+        read_dir_sorted(split_dir)?.into_iter().filter(|e| e.2).map(|e| e.0).collect();
     if classes.is_empty() {
         return Err(DataError::Empty {
             path: split_dir.into(),
@@ -102,18 +99,11 @@ pub fn split_dir(dir: &Path, split: Split) -> Result<PathBuf, DataError> {
         Split::Train => &["train"],
         Split::Test => &["val", "test"],
     };
-    names
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_dir())
-        .ok_or_else(|| DataError::Missing {
-            path: dir.into(),
-            what: format!("image-folder {split} split"),
-            looked_for: names
-                .iter()
-                .map(|n| format!("{n}/<class>/*.png|jpg"))
-                .collect(),
-        })
+    names.iter().map(|n| dir.join(n)).find(|p| p.is_dir()).ok_or_else(|| DataError::Missing {
+        path: dir.into(),
+        what: format!("image-folder {split} split"),
+        looked_for: names.iter().map(|n| format!("{n}/<class>/*.png|jpg")).collect(),
+    })
 }
 
 impl FolderDataset {
@@ -137,11 +127,8 @@ impl FolderDataset {
             }
         }
         let train_dir = dir.join("train");
-        let class_dirs = if train_dir.is_dir() {
-            list_classes(&train_dir)?
-        } else {
-            list_classes(&sdir)?
-        };
+        let class_dirs =
+            if train_dir.is_dir() { list_classes(&train_dir)? } else { list_classes(&sdir)? };
         let mut files = Vec::new();
         let mut labels = Vec::new();
         for (name, path, is_dir) in read_dir_sorted(&sdir)? {
@@ -173,17 +160,11 @@ impl FolderDataset {
             }
         }
         if files.is_empty() {
-            return Err(DataError::Empty {
-                path: sdir,
-                what: "image folder".into(),
-            });
+            return Err(DataError::Empty { path: sdir, what: "image folder".into() });
         }
         let mut ds = FolderDataset {
             split_dir: sdir,
-            class_names: class_dirs
-                .iter()
-                .map(|c| c.to_string_lossy().into_owned())
-                .collect(),
+            class_names: class_dirs.iter().map(|c| c.to_string_lossy().into_owned()).collect(),
             class_dirs,
             files,
             labels,
@@ -224,9 +205,7 @@ impl FolderDataset {
 
     /// Path of sample `i`'s file (panics if `i >= len()`; see [`Dataset::len`]).
     pub fn path(&self, i: usize) -> PathBuf {
-        self.split_dir
-            .join(&self.class_dirs[self.labels[i] as usize])
-            .join(&self.files[i])
+        self.split_dir.join(&self.class_dirs[self.labels[i] as usize]).join(&self.files[i])
     }
 
     /// How images are resized.
@@ -253,10 +232,8 @@ pub fn image_dims(path: &Path) -> Result<[usize; 2], DataError> {
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
-    let (w, h) = r.into_dimensions().map_err(|e| DataError::Decode {
-        path: path.into(),
-        source: e,
-    })?;
+    let (w, h) =
+        r.into_dimensions().map_err(|e| DataError::Decode { path: path.into(), source: e })?;
     Ok([h as usize, w as usize])
 }
 
@@ -273,10 +250,7 @@ pub fn load_image(
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .decode()
-        .map_err(|e| DataError::Decode {
-            path: path.into(),
-            source: e,
-        })?;
+        .map_err(|e| DataError::Decode { path: path.into(), source: e })?;
     out.clear();
     out.resize(c * h * w, 0);
     if c == 1 {

@@ -21,17 +21,11 @@ fn fixture() -> tempfile::TempDir {
 #[test]
 fn lists_sorted_classes_and_files_lazily() {
     let t = fixture();
-    let opts = OpenOptions {
-        size: Some([4, 4]),
-        ..Default::default()
-    };
+    let opts = OpenOptions { size: Some([4, 4]), ..Default::default() };
     let ds = FolderDataset::open(t.path(), Split::Train, &opts).unwrap();
     assert_eq!(ds.len(), 3);
     assert_eq!(ds.num_classes(), 2);
-    assert_eq!(
-        ds.class_names().unwrap(),
-        &["cat".to_string(), "dog".to_string()]
-    );
+    assert_eq!(ds.class_names().unwrap(), &["cat".to_string(), "dog".to_string()]);
     assert_eq!(ds.labels(), &[0, 1, 1]);
     assert!(ds.path(1).ends_with("dog/a.PNG"));
     assert_eq!(ds.shape(), [3, 4, 4]);
@@ -41,10 +35,7 @@ fn lists_sorted_classes_and_files_lazily() {
 #[test]
 fn center_crop_without_scaling_takes_middle_columns() {
     let t = fixture();
-    let opts = OpenOptions {
-        size: Some([4, 4]),
-        ..Default::default()
-    };
+    let opts = OpenOptions { size: Some([4, 4]), ..Default::default() };
     let ds = FolderDataset::open(t.path(), Split::Train, &opts).unwrap();
     let s = ds.get(0).unwrap(); // cat/z.png, seed 3, 6x4 → central 4x4 = columns 1..5
     let img = rgb_image(6, 4, 3);
@@ -63,25 +54,16 @@ fn center_crop_without_scaling_takes_middle_columns() {
 #[test]
 fn stretch_at_native_size_is_identity_and_luma_works() {
     let t = fixture();
-    let opts = OpenOptions {
-        size: Some([4, 6]),
-        resize: ResizeMode::Stretch,
-        ..Default::default()
-    };
+    let opts =
+        OpenOptions { size: Some([4, 6]), resize: ResizeMode::Stretch, ..Default::default() };
     let ds = FolderDataset::open(t.path(), Split::Train, &opts).unwrap();
     let s = ds.get(2).unwrap(); // dog/b.png
     let img = rgb_image(6, 4, 1);
     let plane = 24;
     for (i, p) in img.pixels().enumerate() {
-        assert_eq!(
-            [s.pixels[i], s.pixels[plane + i], s.pixels[2 * plane + i]],
-            p.0
-        );
+        assert_eq!([s.pixels[i], s.pixels[plane + i], s.pixels[2 * plane + i]], p.0);
     }
-    let luma = OpenOptions {
-        channels: Some(1),
-        ..opts
-    };
+    let luma = OpenOptions { channels: Some(1), ..opts };
     let ds = FolderDataset::open(t.path(), Split::Train, &luma).unwrap();
     assert_eq!(ds.shape(), [1, 4, 6]);
     let g = ds.get(2).unwrap().pixels;
@@ -94,16 +76,10 @@ fn resizes_to_requested_size() {
     let t = fixture();
     for mode in [
         ResizeMode::Stretch,
-        ResizeMode::CenterCrop {
-            crop_fraction: 0.875,
-        },
+        ResizeMode::CenterCrop { crop_fraction: 0.875 },
         ResizeMode::default(),
     ] {
-        let opts = OpenOptions {
-            size: Some([3, 5]),
-            resize: mode,
-            ..Default::default()
-        };
+        let opts = OpenOptions { size: Some([3, 5]), resize: mode, ..Default::default() };
         let p = open_both(t.path(), &opts).unwrap();
         assert_eq!(p.test.shape(), [3, 3, 5]);
         assert_eq!(p.test.labels(), &[0, 1]);
@@ -116,10 +92,7 @@ fn resizes_to_requested_size() {
 #[test]
 fn jpeg_decodes_close_to_original() {
     let t = fixture();
-    let opts = OpenOptions {
-        size: Some([8, 8]),
-        ..Default::default()
-    };
+    let opts = OpenOptions { size: Some([8, 8]), ..Default::default() };
     let ds = FolderDataset::open(t.path(), Split::Test, &opts).unwrap();
     assert!(ds.split_dir().ends_with("val"));
     let s = ds.get(1).unwrap(); // val/dog/x.jpg
@@ -129,9 +102,7 @@ fn jpeg_decodes_close_to_original() {
         .pixels()
         .enumerate()
         .map(|(i, p)| {
-            (0..3)
-                .map(|c| (s.pixels[c * 64 + i] as f64 - p[c] as f64).abs())
-                .sum::<f64>()
+            (0..3).map(|c| (s.pixels[c * 64 + i] as f64 - p[c] as f64).abs()).sum::<f64>()
         })
         .sum::<f64>()
         / (3.0 * 64.0);
@@ -152,15 +123,8 @@ fn default_size_is_first_train_image() {
 #[test]
 fn corrupt_image_error_names_file() {
     let t = fixture();
-    std::fs::write(
-        t.path().join("train/dog/c.jpg"),
-        b"\xff\xd8\xffnot really a jpeg",
-    )
-    .unwrap();
-    let opts = OpenOptions {
-        size: Some([4, 4]),
-        ..Default::default()
-    };
+    std::fs::write(t.path().join("train/dog/c.jpg"), b"\xff\xd8\xffnot really a jpeg").unwrap();
+    let opts = OpenOptions { size: Some([4, 4]), ..Default::default() };
     let ds = FolderDataset::open(t.path(), Split::Train, &opts).unwrap();
     assert_eq!(ds.len(), 4);
     let e = ds.get(3).unwrap_err();
@@ -177,46 +141,27 @@ fn corrupt_image_error_names_file() {
 #[test]
 fn layout_errors() {
     let t = fixture();
-    let opts = OpenOptions {
-        size: Some([4, 4]),
-        ..Default::default()
-    };
+    let opts = OpenOptions { size: Some([4, 4]), ..Default::default() };
     std::fs::create_dir_all(t.path().join("val/bird")).unwrap();
     save(&t.path().join("val/bird/q.png"), &rgb_image(2, 2, 0));
-    let e = FolderDataset::open(t.path(), Split::Test, &opts)
-        .unwrap_err()
-        .to_string();
+    let e = FolderDataset::open(t.path(), Split::Test, &opts).unwrap_err().to_string();
     assert!(e.contains("bird") && e.contains("not among"), "{e}");
 
     std::fs::create_dir_all(t.path().join("train/emu")).unwrap();
     let e = FolderDataset::open(t.path(), Split::Train, &opts).unwrap_err();
-    assert!(
-        matches!(e, DataError::Empty { .. }) && e.to_string().contains("emu"),
-        "{e}"
-    );
+    assert!(matches!(e, DataError::Empty { .. }) && e.to_string().contains("emu"), "{e}");
 
     let u = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(u.path().join("train/a")).unwrap();
-    let e = FolderDataset::open(u.path(), Split::Test, &opts)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("val/<class>") && e.contains("test/<class>"),
-        "{e}"
-    );
+    let e = FolderDataset::open(u.path(), Split::Test, &opts).unwrap_err().to_string();
+    assert!(e.contains("val/<class>") && e.contains("test/<class>"), "{e}");
 
-    let bad = OpenOptions {
-        channels: Some(4),
-        ..opts.clone()
-    };
+    let bad = OpenOptions { channels: Some(4), ..opts.clone() };
     assert!(matches!(
         FolderDataset::open(t.path(), Split::Train, &bad),
         Err(DataError::Config { .. })
     ));
-    let bad = OpenOptions {
-        resize: ResizeMode::CenterCrop { crop_fraction: 0.0 },
-        ..opts
-    };
+    let bad = OpenOptions { resize: ResizeMode::CenterCrop { crop_fraction: 0.0 }, ..opts };
     assert!(matches!(
         FolderDataset::open(t.path(), Split::Train, &bad),
         Err(DataError::Config { .. })

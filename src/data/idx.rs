@@ -72,12 +72,7 @@ fn check_header(
     }
     let found = be_u32(b, 0);
     if found != magic {
-        return Err(DataError::BadMagic {
-            path: path.into(),
-            expected: magic,
-            found,
-            what,
-        });
+        return Err(DataError::BadMagic { path: path.into(), expected: magic, found, what });
     }
     if b.len() < header {
         return Err(DataError::Truncated {
@@ -92,11 +87,7 @@ fn check_header(
 fn check_body(path: &Path, len: usize, expected: u64) -> Result<(), DataError> {
     let actual = len as u64;
     if actual < expected {
-        return Err(DataError::Truncated {
-            path: path.into(),
-            expected,
-            actual,
-        });
+        return Err(DataError::Truncated { path: path.into(), expected, actual });
     }
     if actual > expected {
         return Err(DataError::Malformed {
@@ -113,18 +104,8 @@ fn check_body(path: &Path, len: usize, expected: u64) -> Result<(), DataError> {
 /// Parses an IDX image file (raw or gzip).
 pub fn read_images(path: &Path) -> Result<IdxImages, DataError> {
     let mut b = read_maybe_gz(path)?;
-    check_header(
-        path,
-        &b,
-        IMAGES_MAGIC,
-        16,
-        "IDX unsigned-byte 3-d array (images)",
-    )?;
-    let (count, rows, cols) = (
-        be_u32(&b, 4) as u64,
-        be_u32(&b, 8) as u64,
-        be_u32(&b, 12) as u64,
-    );
+    check_header(path, &b, IMAGES_MAGIC, 16, "IDX unsigned-byte 3-d array (images)")?;
+    let (count, rows, cols) = (be_u32(&b, 4) as u64, be_u32(&b, 8) as u64, be_u32(&b, 12) as u64);
     if rows == 0 || cols == 0 {
         return Err(DataError::Malformed {
             path: path.into(),
@@ -141,24 +122,13 @@ pub fn read_images(path: &Path) -> Result<IdxImages, DataError> {
         })?;
     check_body(path, b.len(), expected)?;
     b.drain(..16);
-    Ok(IdxImages {
-        count: count as usize,
-        rows: rows as usize,
-        cols: cols as usize,
-        pixels: b,
-    })
+    Ok(IdxImages { count: count as usize, rows: rows as usize, cols: cols as usize, pixels: b })
 }
 
 /// Parses an IDX label file (raw or gzip).
 pub fn read_labels(path: &Path) -> Result<Vec<u8>, DataError> {
     let mut b = read_maybe_gz(path)?;
-    check_header(
-        path,
-        &b,
-        LABELS_MAGIC,
-        8,
-        "IDX unsigned-byte 1-d array (labels)",
-    )?;
+    check_header(path, &b, LABELS_MAGIC, 8, "IDX unsigned-byte 1-d array (labels)")?;
     let count = be_u32(&b, 4) as u64;
     check_body(path, b.len(), 8 + count)?;
     b.drain(..8);
@@ -211,10 +181,7 @@ fn read_split(
         });
     }
     if images.count == 0 {
-        return Err(DataError::Empty {
-            path: ip,
-            what: "IDX image file".into(),
-        });
+        return Err(DataError::Empty { path: ip, what: "IDX image file".into() });
     }
     Ok((ip, lp, images, labels))
 }
@@ -278,10 +245,7 @@ pub fn open_idx_pair(
         });
     }
     let k = num_classes.unwrap_or_else(|| max_label(&labels).max(max_label(&tlabels)));
-    Ok((
-        build(ip, lp, im, labels, k)?,
-        build(tip, tlp, tim, tlabels, k)?,
-    ))
+    Ok((build(ip, lp, im, labels, k)?, build(tip, tlp, tim, tlabels, k)?))
 }
 
 fn write_file(path: &Path, bytes: &[u8], gz: bool) -> Result<(), DataError> {
@@ -310,19 +274,11 @@ pub fn write_images(
     if per == 0 || pixels.len() % per != 0 {
         return Err(DataError::Config {
             path: path.into(),
-            reason: format!(
-                "{} bytes is not a whole number of {rows}x{cols} images",
-                pixels.len()
-            ),
+            reason: format!("{} bytes is not a whole number of {rows}x{cols} images", pixels.len()),
         });
     }
     let mut b = Vec::with_capacity(16 + pixels.len());
-    for v in [
-        IMAGES_MAGIC,
-        (pixels.len() / per) as u32,
-        rows as u32,
-        cols as u32,
-    ] {
+    for v in [IMAGES_MAGIC, (pixels.len() / per) as u32, rows as u32, cols as u32] {
         b.extend_from_slice(&v.to_be_bytes());
     }
     b.extend_from_slice(pixels);

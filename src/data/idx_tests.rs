@@ -20,10 +20,7 @@ fn round_trip(gz: bool) {
         assert_eq!(s.label, labels[i] as u32);
     }
     let e = ds.get(6).unwrap_err().to_string();
-    assert!(
-        e.contains("train-images-idx3-ubyte") && e.contains("index 6"),
-        "{e}"
-    );
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("index 6"), "{e}");
 }
 
 #[test]
@@ -46,11 +43,7 @@ fn raw_preferred_over_gz_and_gz_detected_by_magic() {
     // A gzip stream under a raw name is still read.
     let g = t.path().join("g");
     write_idx_pair(&g, "t10k", 2, 2, &[5, 6, 7, 8], &[0], true);
-    std::fs::rename(
-        g.join("t10k-images-idx3-ubyte.gz"),
-        g.join("t10k-images-idx3-ubyte"),
-    )
-    .unwrap();
+    std::fs::rename(g.join("t10k-images-idx3-ubyte.gz"), g.join("t10k-images-idx3-ubyte")).unwrap();
     let ds = open_idx(&g, Split::Test, None).unwrap();
     assert_eq!(ds.get(0).unwrap().pixels, vec![5, 6, 7, 8]);
 }
@@ -62,10 +55,7 @@ fn wrong_magic_names_file() {
     // Swap: an image file where labels are expected.
     std::fs::copy(t.path().join(TRAIN_IMAGES), t.path().join(TRAIN_LABELS)).unwrap();
     let e = open_idx(t.path(), Split::Train, None).unwrap_err();
-    assert!(
-        matches!(e, DataError::BadMagic { found: 0x803, .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, DataError::BadMagic { found: 0x803, .. }), "{e:?}");
     let m = e.to_string();
     assert!(m.contains(TRAIN_LABELS) && m.contains("magic"), "{m}");
 }
@@ -81,17 +71,7 @@ fn truncated_names_file_and_sizes() {
     enc.write_all(cut).unwrap();
     std::fs::write(&p, enc.finish().unwrap()).unwrap();
     let e = open_idx(t.path(), Split::Train, None).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            DataError::Truncated {
-                expected: 34,
-                actual: 29,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, DataError::Truncated { expected: 34, actual: 29, .. }), "{e:?}");
     let m = e.to_string();
     assert!(
         m.contains("train-images-idx3-ubyte.gz") && m.contains("34") && m.contains("29"),
@@ -100,31 +80,16 @@ fn truncated_names_file_and_sizes() {
     // Header itself cut short.
     std::fs::write(t.path().join(TRAIN_LABELS), [0, 0, 8, 1, 0]).unwrap();
     let e = read_labels(&t.path().join(TRAIN_LABELS)).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            DataError::Truncated {
-                expected: 8,
-                actual: 5,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, DataError::Truncated { expected: 8, actual: 5, .. }), "{e:?}");
     std::fs::write(t.path().join(TRAIN_LABELS), [0, 0]).unwrap();
-    assert!(matches!(
-        read_labels(&t.path().join(TRAIN_LABELS)),
-        Err(DataError::Truncated { .. })
-    ));
+    assert!(matches!(read_labels(&t.path().join(TRAIN_LABELS)), Err(DataError::Truncated { .. })));
     // Trailing garbage is an error too.
     let mut b = Vec::new();
     b.extend_from_slice(&LABELS_MAGIC.to_be_bytes());
     b.extend_from_slice(&1u32.to_be_bytes());
     b.extend_from_slice(&[0, 0]);
     std::fs::write(t.path().join(TRAIN_LABELS), b).unwrap();
-    let e = read_labels(&t.path().join(TRAIN_LABELS))
-        .unwrap_err()
-        .to_string();
+    let e = read_labels(&t.path().join(TRAIN_LABELS)).unwrap_err().to_string();
     assert!(e.contains("trailing") && e.contains(TRAIN_LABELS), "{e}");
 }
 
@@ -144,17 +109,7 @@ fn count_mismatch_names_both_files() {
     write_idx_pair(t.path(), "t10k", 2, 2, &[0; 12], &[0, 1, 2], false);
     write_labels(&t.path().join(TEST_LABELS), &[0, 1], false).unwrap();
     let e = open_idx(t.path(), Split::Test, None).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            DataError::CountMismatch {
-                n_images: 3,
-                n_labels: 2,
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, DataError::CountMismatch { n_images: 3, n_labels: 2, .. }), "{e:?}");
     let m = e.to_string();
     assert!(m.contains(TEST_IMAGES) && m.contains(TEST_LABELS), "{m}");
 }
@@ -165,24 +120,11 @@ fn label_out_of_range_names_label_file() {
     write_idx_pair(t.path(), "train", 1, 1, &[0, 0, 0], &[1, 12, 3], true);
     let e = open_idx(t.path(), Split::Train, Some(10)).unwrap_err();
     assert!(
-        matches!(
-            e,
-            DataError::LabelOutOfRange {
-                index: 1,
-                label: 12,
-                num_classes: 10,
-                ..
-            }
-        ),
+        matches!(e, DataError::LabelOutOfRange { index: 1, label: 12, num_classes: 10, .. }),
         "{e:?}"
     );
     assert!(e.to_string().contains("train-labels-idx1-ubyte.gz"), "{e}");
-    assert_eq!(
-        open_idx(t.path(), Split::Train, None)
-            .unwrap()
-            .num_classes(),
-        13
-    );
+    assert_eq!(open_idx(t.path(), Split::Train, None).unwrap().num_classes(), 13);
 }
 
 #[test]
@@ -192,10 +134,7 @@ fn missing_and_empty() {
     let e = open_idx(t.path(), Split::Test, None).unwrap_err();
     let m = e.to_string();
     assert!(matches!(e, DataError::Missing { .. }));
-    assert!(
-        m.contains("t10k-images-idx3-ubyte.gz") && m.contains("t10k-labels-idx1-ubyte"),
-        "{m}"
-    );
+    assert!(m.contains("t10k-images-idx3-ubyte.gz") && m.contains("t10k-labels-idx1-ubyte"), "{m}");
     let e = open_idx(t.path(), Split::Train, None).unwrap_err();
     assert!(matches!(e, DataError::Empty { .. }), "{e:?}");
     assert!(e.to_string().contains(TRAIN_IMAGES));
@@ -228,8 +167,6 @@ fn pair_shares_class_count() {
     assert_eq!(p.train.num_classes(), 5);
     assert_eq!(p.test.num_classes(), 5);
     write_idx_pair(t.path(), "t10k", 3, 2, &[0; 12], &[4, 0], true);
-    let e = open_both(t.path(), &OpenOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = open_both(t.path(), &OpenOptions::default()).unwrap_err().to_string();
     assert!(e.contains("t10k-images") && e.contains("3x2"), "{e}");
 }

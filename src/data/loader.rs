@@ -87,10 +87,7 @@ impl Loader {
         tf: Transform,
         cfg: LoaderConfig,
     ) -> Result<Self, DataError> {
-        let cerr = |reason: String| DataError::Config {
-            path: ds.source().into(),
-            reason,
-        };
+        let cerr = |reason: String| DataError::Config { path: ds.source().into(), reason };
         if cfg.batch_size == 0 {
             return Err(cerr("batch size must be > 0".into()));
         }
@@ -108,14 +105,7 @@ impl Loader {
                 what: "loader index list".into(),
             });
         }
-        Ok(Loader {
-            inner: Arc::new(Inner {
-                ds,
-                indices,
-                tf,
-                cfg,
-            }),
-        })
+        Ok(Loader { inner: Arc::new(Inner { ds, indices, tf, cfg }) })
     }
 
     /// A loader over every sample of `ds`.
@@ -170,17 +160,15 @@ impl Loader {
         for j in 0..workers {
             let (tx, rx) = sync_channel::<Result<Batch, DataError>>(cap);
             let (inner, order) = (Arc::clone(&inner), Arc::clone(&order));
-            let h = std::thread::Builder::new()
-                .name(format!("rlal-data-{j}"))
-                .spawn(move || {
-                    for b in (first + j..total).step_by(workers) {
-                        let r = inner.build(&order, epoch, b);
-                        let stop = r.is_err();
-                        if tx.send(r).is_err() || stop {
-                            break;
-                        }
+            let h = std::thread::Builder::new().name(format!("rlal-data-{j}")).spawn(move || {
+                for b in (first + j..total).step_by(workers) {
+                    let r = inner.build(&order, epoch, b);
+                    let stop = r.is_err();
+                    if tx.send(r).is_err() || stop {
+                        break;
                     }
-                });
+                }
+            });
             match h {
                 Ok(h) => {
                     chans.push(rx);
@@ -224,10 +212,7 @@ impl Inner {
     fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order = self.indices.clone();
         if self.cfg.shuffle {
-            Rng::new(self.cfg.seed)
-                .fork(ORDER_STREAM)
-                .fork(epoch)
-                .shuffle(&mut order);
+            Rng::new(self.cfg.seed).fork(ORDER_STREAM).fork(epoch).shuffle(&mut order);
         }
         order
     }
@@ -252,11 +237,7 @@ impl Inner {
         let mut labels = Vec::with_capacity(n);
         let mut buf = Vec::with_capacity(per);
         let aug = Rng::new(self.cfg.seed).fork(AUGMENT_STREAM).fork(epoch);
-        for (k, (&i, out)) in order[start..end]
-            .iter()
-            .zip(data.chunks_exact_mut(per))
-            .enumerate()
-        {
+        for (k, (&i, out)) in order[start..end].iter().zip(data.chunks_exact_mut(per)).enumerate() {
             let label = self.ds.read_into(i, &mut buf)?;
             if buf.len() != per {
                 return Err(DataError::Malformed {
@@ -267,11 +248,8 @@ impl Inner {
                     ),
                 });
             }
-            let mut rng = if self.tf.is_random() {
-                aug.fork((start + k) as u64)
-            } else {
-                aug.clone()
-            };
+            let mut rng =
+                if self.tf.is_random() { aug.fork((start + k) as u64) } else { aug.clone() };
             self.tf.apply(&buf, shape, &mut rng, out);
             labels.push(label as i64);
         }
@@ -318,11 +296,9 @@ impl Iterator for Batches {
             self.inner.build(&self.order, self.epoch, b)
         } else {
             let j = (b - self.start) % self.chans.len();
-            self.chans[j].recv().unwrap_or_else(|_| {
-                Err(DataError::Worker {
-                    path: self.inner.ds.source().into(),
-                })
-            })
+            self.chans[j]
+                .recv()
+                .unwrap_or_else(|_| Err(DataError::Worker { path: self.inner.ds.source().into() }))
         };
         self.next += 1;
         if r.is_err() {

@@ -27,10 +27,7 @@ fn same_seed_same_batches_with_or_without_prefetch() {
     let sync = Loader::new(ds.clone(), idx.clone(), tf.clone(), cfg(8, 0)).unwrap();
     let want = collect(&sync, 3);
     assert_eq!(want.len(), 4);
-    assert_eq!(
-        want.iter().map(|b| b.shape[0]).collect::<Vec<_>>(),
-        vec![8, 8, 8, 5]
-    );
+    assert_eq!(want.iter().map(|b| b.shape[0]).collect::<Vec<_>>(), vec![8, 8, 8, 5]);
     for workers in [1, 2, 3, 7] {
         let l = Loader::new(ds.clone(), idx.clone(), tf.clone(), cfg(8, workers)).unwrap();
         assert_eq!(collect(&l, 3), want, "workers={workers}");
@@ -40,24 +37,14 @@ fn same_seed_same_batches_with_or_without_prefetch() {
     assert_ne!(collect(&again, 4), want, "another epoch reshuffles");
     let mut c = cfg(8, 0);
     c.seed = 99;
-    assert_ne!(
-        collect(&Loader::new(ds, idx, tf, c).unwrap(), 3),
-        want,
-        "another seed"
-    );
+    assert_ne!(collect(&Loader::new(ds, idx, tf, c).unwrap(), 3), want, "another seed");
 }
 
 #[test]
 fn epoch_visits_each_index_once() {
     let ds = mem(20, 1, 2, 2);
     let idx = vec![3, 5, 7, 11, 13, 17, 19];
-    let l = Loader::new(
-        ds,
-        idx.clone(),
-        Transform::eval(Normalize::default()),
-        cfg(3, 1),
-    )
-    .unwrap();
+    let l = Loader::new(ds, idx.clone(), Transform::eval(Normalize::default()), cfg(3, 1)).unwrap();
     let mut seen: Vec<usize> = collect(&l, 0).into_iter().flat_map(|b| b.indices).collect();
     assert_eq!(seen, l.order(0));
     seen.sort();
@@ -119,10 +106,7 @@ fn early_drop_does_not_hang() {
 #[test]
 fn errors_surface_once_then_stop() {
     for workers in [0, 1, 2] {
-        let ds: Arc<dyn Dataset> = Arc::new(Flaky {
-            labels: vec![0; 10],
-            bad: 5,
-        });
+        let ds: Arc<dyn Dataset> = Arc::new(Flaky { labels: vec![0; 10], bad: 5 });
         let mut c = cfg(2, workers);
         c.shuffle = false;
         let l = Loader::all(ds, Transform::eval(Normalize::default()), c).unwrap();
@@ -138,19 +122,10 @@ fn errors_surface_once_then_stop() {
 fn config_errors_name_dataset() {
     let ds = mem(4, 3, 2, 2);
     let tf = Transform::eval(Normalize::default());
-    let e = Loader::all(ds.clone(), tf.clone(), cfg(0, 0))
-        .unwrap_err()
-        .to_string();
+    let e = Loader::all(ds.clone(), tf.clone(), cfg(0, 0)).unwrap_err().to_string();
     assert!(e.contains("mem") && e.contains("batch size"), "{e}");
     let e = Loader::new(ds.clone(), vec![0, 4], tf.clone(), cfg(2, 0)).unwrap_err();
-    assert!(matches!(
-        e,
-        DataError::IndexOutOfRange {
-            index: 4,
-            len: 4,
-            ..
-        }
-    ));
+    assert!(matches!(e, DataError::IndexOutOfRange { index: 4, len: 4, .. }));
     assert!(Loader::new(ds.clone(), vec![], tf, cfg(2, 0)).is_err());
     let e = Loader::all(ds, Transform::eval(Normalize::imagenet()), cfg(2, 0)).map(|_| ());
     assert!(e.is_ok());

@@ -44,10 +44,7 @@ impl InMemoryDataset {
             });
         }
         if labels.is_empty() {
-            return Err(DataError::Empty {
-                path: source,
-                what: "dataset".into(),
-            });
+            return Err(DataError::Empty { path: source, what: "dataset".into() });
         }
         if pixels.len() != labels.len() * per {
             return Err(DataError::Malformed {
@@ -59,10 +56,8 @@ impl InMemoryDataset {
                 ),
             });
         }
-        if let Some((index, &label)) = labels
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= num_classes)
+        if let Some((index, &label)) =
+            labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes)
         {
             return Err(DataError::LabelOutOfRange {
                 path: label_source,

@@ -181,17 +181,11 @@ pub fn open_both(dir: &Path, opts: &OpenOptions) -> Result<DatasetPair, DataErro
         Format::ImageFolder => {
             let train = folder::FolderDataset::open(dir, Split::Train, opts)?;
             let [_, h, w] = train.shape();
-            let test_opts = OpenOptions {
-                size: Some([h, w]),
-                ..opts.clone()
-            };
+            let test_opts = OpenOptions { size: Some([h, w]), ..opts.clone() };
             let test = folder::FolderDataset::open(dir, Split::Test, &test_opts)?;
             (Arc::new(train), Arc::new(test))
         }
-        _ => (
-            open_as(dir, format, Split::Train, opts)?,
-            open_as(dir, format, Split::Test, opts)?,
-        ),
+        _ => (open_as(dir, format, Split::Train, opts)?, open_as(dir, format, Split::Test, opts)?),
     };
     if train.shape() != test.shape() || train.num_classes() != test.num_classes() {
         return Err(DataError::Malformed {

@@ -126,10 +126,7 @@ mod tests {
         all.sort();
         assert_eq!(all, (0..l.len()).collect::<Vec<_>>());
         // Deterministic; another seed picks other images.
-        assert_eq!(
-            split_holdout_labels(&l, 4, 22, 7, p).unwrap(),
-            (train.clone(), hold.clone())
-        );
+        assert_eq!(split_holdout_labels(&l, 4, 22, 7, p).unwrap(), (train.clone(), hold.clone()));
         assert_ne!(split_holdout_labels(&l, 4, 22, 8, p).unwrap().1, hold);
     }
 
@@ -150,42 +147,14 @@ mod tests {
     fn too_few_images_names_class_and_source() {
         let l = labels(&[10, 2, 10]);
         let e = split_holdout_labels(&l, 3, 6, 1, Path::new("data/x/train-labels")).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                DataError::TooFewImages {
-                    class: 1,
-                    have: 2,
-                    need: 2,
-                    ..
-                }
-            ),
-            "{e:?}"
-        );
+        assert!(matches!(e, DataError::TooFewImages { class: 1, have: 2, need: 2, .. }), "{e:?}");
         let m = e.to_string();
-        assert!(
-            m.contains("data/x/train-labels") && m.contains("class 1"),
-            "{m}"
-        );
+        assert!(m.contains("data/x/train-labels") && m.contains("class 1"), "{m}");
         // A class with no images at all.
         let e = split_holdout_labels(&labels(&[5, 5]), 3, 3, 1, Path::new("y")).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::TooFewImages {
-                class: 2,
-                have: 0,
-                ..
-            }
-        ));
+        assert!(matches!(e, DataError::TooFewImages { class: 2, have: 0, .. }));
         let e = split_holdout_labels(&[0, 5], 3, 0, 1, Path::new("y")).unwrap_err();
-        assert!(matches!(
-            e,
-            DataError::LabelOutOfRange {
-                label: 5,
-                index: 1,
-                ..
-            }
-        ));
+        assert!(matches!(e, DataError::LabelOutOfRange { label: 5, index: 1, .. }));
         assert!(split_holdout_labels(&[], 0, 0, 1, Path::new("y")).is_err());
     }
 

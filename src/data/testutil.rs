@@ -7,9 +7,7 @@ use crate::data::{DataError, Dataset, Format, InMemoryDataset};
 
 /// `n` deterministic single-channel images of `h x w` (distinct per image).
 pub fn small_images(n: usize, h: usize, w: usize) -> Vec<u8> {
-    (0..n * h * w)
-        .map(|i| ((i * 7 + i / (h * w) * 13) % 256) as u8)
-        .collect()
+    (0..n * h * w).map(|i| ((i * 7 + i / (h * w) * 13) % 256) as u8).collect()
 }
 
 /// Writes `<prefix>-images-idx3-ubyte[.gz]` and `<prefix>-labels-idx1-ubyte[.gz]` in `dir`.

@@ -26,22 +26,14 @@ pub struct Normalize {
 impl Default for Normalize {
     /// `x / 255`, mean 0, std 1: values in `[0, 1]`.
     fn default() -> Self {
-        Normalize {
-            scale: 1.0 / 255.0,
-            mean: vec![0.0],
-            std: vec![1.0],
-        }
+        Normalize { scale: 1.0 / 255.0, mean: vec![0.0], std: vec![1.0] }
     }
 }
 
 impl Normalize {
     /// `(x/255 - mean) / std` with the given per-channel statistics.
     pub fn new(mean: Vec<f32>, std: Vec<f32>) -> Self {
-        Normalize {
-            scale: 1.0 / 255.0,
-            mean,
-            std,
-        }
+        Normalize { scale: 1.0 / 255.0, mean, std }
     }
     /// MNIST statistics: mean 0.1307, std 0.3081.
     pub fn mnist() -> Self {
@@ -81,16 +73,8 @@ impl Normalize {
 
     /// `(a, b)` with `out = x * a + b` for channel `c`.
     fn affine(&self, c: usize) -> (f32, f32) {
-        let m = if self.mean.len() == 1 {
-            self.mean[0]
-        } else {
-            self.mean[c]
-        };
-        let s = if self.std.len() == 1 {
-            self.std[0]
-        } else {
-            self.std[c]
-        };
+        let m = if self.mean.len() == 1 { self.mean[0] } else { self.mean[c] };
+        let s = if self.std.len() == 1 { self.std[0] } else { self.std[c] };
         (self.scale / s, -m / s)
     }
 }
@@ -110,19 +94,11 @@ pub struct Transform {
 impl Transform {
     /// No augmentation, only `normalize` (for evaluation).
     pub fn eval(normalize: Normalize) -> Self {
-        Transform {
-            normalize,
-            crop_pad: 0,
-            hflip: false,
-        }
+        Transform { normalize, crop_pad: 0, hflip: false }
     }
     /// Pad-`pad` random crop + random flip + `normalize` (CIFAR-style training).
     pub fn train(normalize: Normalize, crop_pad: usize, hflip: bool) -> Self {
-        Transform {
-            normalize,
-            crop_pad,
-            hflip,
-        }
+        Transform { normalize, crop_pad, hflip }
     }
     /// `true` when the transform draws random numbers.
     pub fn is_random(&self) -> bool {
@@ -168,11 +144,7 @@ impl Transform {
                 for (x, o) in orow.iter_mut().enumerate() {
                     let xc = if flip { w - 1 - x } else { x };
                     let sx = (xc + ox).wrapping_sub(p);
-                    *o = if sx < w {
-                        srow[sx] as f32 * a + b
-                    } else {
-                        pad_value
-                    };
+                    *o = if sx < w { srow[sx] as f32 * a + b } else { pad_value };
                 }
             }
         }
@@ -189,11 +161,7 @@ mod tests {
 
     #[test]
     fn normalisation_values() {
-        let n = Normalize {
-            scale: 1.0 / 255.0,
-            mean: vec![0.5, 0.25],
-            std: vec![0.5, 0.25],
-        };
+        let n = Normalize { scale: 1.0 / 255.0, mean: vec![0.5, 0.25], std: vec![0.5, 0.25] };
         let t = Transform::eval(n);
         let src = [0u8, 255, 51, 0, 255, 102];
         let mut out = [0f32; 6];
@@ -219,23 +187,14 @@ mod tests {
         assert!(Normalize::mnist().validate(3).is_ok()); // broadcast
         assert!(Normalize::cifar10().validate(1).is_err());
         assert!(Normalize::new(vec![0.0], vec![0.0]).validate(1).is_err());
-        assert!(Normalize::new(vec![0.0], vec![f32::NAN])
-            .validate(1)
-            .is_err());
+        assert!(Normalize::new(vec![0.0], vec![f32::NAN]).validate(1).is_err());
     }
 
     #[test]
     fn crop_with_pad_zero_is_identity_and_draws_nothing() {
         let src = img(3, 5, 4);
-        let t = Transform::train(
-            Normalize {
-                scale: 1.0,
-                mean: vec![0.0],
-                std: vec![1.0],
-            },
-            0,
-            false,
-        );
+        let t =
+            Transform::train(Normalize { scale: 1.0, mean: vec![0.0], std: vec![1.0] }, 0, false);
         let mut rng = Rng::new(1);
         let mut out = vec![0f32; src.len()];
         t.apply(&src, [3, 5, 4], &mut rng, &mut out);
@@ -247,11 +206,7 @@ mod tests {
     #[test]
     fn flip_is_a_mirror() {
         let src = img(2, 3, 5);
-        let raw = Normalize {
-            scale: 1.0,
-            mean: vec![0.0],
-            std: vec![1.0],
-        };
+        let raw = Normalize { scale: 1.0, mean: vec![0.0], std: vec![1.0] };
         let t = Transform::train(raw, 0, true);
         let (mut flipped, mut kept) = (0, 0);
         for seed in 0..40 {
@@ -274,11 +229,7 @@ mod tests {
     fn padded_crop_shifts_and_fills_with_normalised_zero() {
         let (h, w, p) = (4usize, 4usize, 2usize);
         let src: Vec<u8> = (1..=16).collect();
-        let n = Normalize {
-            scale: 1.0,
-            mean: vec![1.0],
-            std: vec![2.0],
-        };
+        let n = Normalize { scale: 1.0, mean: vec![1.0], std: vec![2.0] };
         let t = Transform::train(n, p, false);
         let mut seen = std::collections::HashSet::new();
         for seed in 0..200 {
@@ -291,10 +242,7 @@ mod tests {
             assert_eq!(rng, probe, "exactly two draws");
             for y in 0..h {
                 for x in 0..w {
-                    let (sy, sx) = (
-                        (y + oy) as isize - p as isize,
-                        (x + ox) as isize - p as isize,
-                    );
+                    let (sy, sx) = ((y + oy) as isize - p as isize, (x + ox) as isize - p as isize);
                     let raw = if (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx) {
                         src[sy as usize * w + sx as usize] as f32
                     } else {
@@ -311,11 +259,7 @@ mod tests {
     fn crop_then_flip_order() {
         // Flip applies to the cropped window: out(y, x) = padded(y+oy, (w-1-x)+ox).
         let src: Vec<u8> = (1..=9).collect();
-        let n = Normalize {
-            scale: 1.0,
-            mean: vec![0.0],
-            std: vec![1.0],
-        };
+        let n = Normalize { scale: 1.0, mean: vec![0.0], std: vec![1.0] };
         let t = Transform::train(n, 1, true);
         for seed in 0..50 {
             let mut rng = Rng::new(seed);

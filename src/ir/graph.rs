@@ -264,11 +264,8 @@ impl Graph {
             }
         }
         if order.len() != n {
-            let stuck: Vec<String> = (0..n)
-                .filter(|&i| indeg[i] > 0)
-                .take(5)
-                .map(|i| self.nodes[i].label())
-                .collect();
+            let stuck: Vec<String> =
+                (0..n).filter(|&i| indeg[i] > 0).take(5).map(|i| self.nodes[i].label()).collect();
             return Err(IrError::Structure(format!(
                 "the graph has a cycle through {} node(s), e.g. {}",
                 n - order.len(),
@@ -276,8 +273,10 @@ impl Graph {
             )));
         }
         if order.iter().enumerate().any(|(k, &i)| k != i) {
-            let mut old: Vec<Option<Node>> = std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
-            self.nodes = order.into_iter().map(|i| old[i].take().expect("each node once")).collect();
+            let mut old: Vec<Option<Node>> =
+                std::mem::take(&mut self.nodes).into_iter().map(Some).collect();
+            self.nodes =
+                order.into_iter().map(|i| old[i].take().expect("each node once")).collect();
         }
         Ok(())
     }
@@ -333,7 +332,12 @@ impl Graph {
         }
         self.inputs = self.inputs.iter().map(|&i| remap[i]).collect();
         self.outputs = self.outputs.iter().map(|&i| remap[i]).collect();
-        self.init_inputs = self.init_inputs.iter().filter(|&&i| remap[i] != usize::MAX).map(|&i| remap[i]).collect();
+        self.init_inputs = self
+            .init_inputs
+            .iter()
+            .filter(|&&i| remap[i] != usize::MAX)
+            .map(|&i| remap[i])
+            .collect();
     }
 
     /// Replaces every use of `from` (node inputs and graph outputs) by `to`.
@@ -354,11 +358,15 @@ impl Graph {
 
     /// A fresh value name derived from `base`, unused in the graph.
     pub fn fresh_name(&self, base: &str) -> String {
-        let names: std::collections::HashSet<&str> = self.values.iter().map(|v| v.name.as_str()).collect();
+        let names: std::collections::HashSet<&str> =
+            self.values.iter().map(|v| v.name.as_str()).collect();
         if !names.contains(base) {
             return base.to_string();
         }
-        (1..).map(|k| format!("{base}.{k}")).find(|c| !names.contains(c.as_str())).expect("infinite")
+        (1..)
+            .map(|k| format!("{base}.{k}"))
+            .find(|c| !names.contains(c.as_str()))
+            .expect("infinite")
     }
 
     /// Map from value name to id.

@@ -23,12 +23,21 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
         if let Some(t) = &v.init {
             // Large float weights are only marked constant: shape arithmetic
             // never needs their data, and cloning them would double memory.
-            facts[i] = Some(if t.len() <= 1 << 16 || !t.dtype.is_float() { Fact::konst(t.clone()) } else { Fact::opaque_const(t.dtype, &t.shape) });
+            facts[i] = Some(if t.len() <= 1 << 16 || !t.dtype.is_float() {
+                Fact::konst(t.clone())
+            } else {
+                Fact::opaque_const(t.dtype, &t.shape)
+            });
         }
     }
     for (k, &i) in g.inputs.iter().enumerate() {
         let v = &g.values[i];
-        let mut shape = v.shape.clone().ok_or_else(|| IrError::Structure(format!("graph input '{}' declares no shape; pass --input-shape CxHxW", v.name)))?;
+        let mut shape = v.shape.clone().ok_or_else(|| {
+            IrError::Structure(format!(
+                "graph input '{}' declares no shape; pass --input-shape CxHxW",
+                v.name
+            ))
+        })?;
         if k == 0 && shape.is_empty() {
             return Err(IrError::Structure(format!("graph input '{}' is a scalar; the first graph input must be a batch of images (rank 4: NxCxHxW)", v.name)));
         }
@@ -50,10 +59,18 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
             }
         }
         if shape.iter().any(|d| *d == Dim::Fixed(0)) {
-            return Err(IrError::Structure(format!("graph input '{}' has a zero-sized dim {}", v.name, fmt_shape(&shape))));
+            return Err(IrError::Structure(format!(
+                "graph input '{}' has a zero-sized dim {}",
+                v.name,
+                fmt_shape(&shape)
+            )));
         }
         if let Some(n) = too_many(&shape) {
-            return Err(IrError::Structure(format!("graph input '{}' {} holds {n} elements, more than the {MAX_ELEMENTS} rlal accepts", v.name, fmt_shape(&shape))));
+            return Err(IrError::Structure(format!(
+                "graph input '{}' {} holds {n} elements, more than the {MAX_ELEMENTS} rlal accepts",
+                v.name,
+                fmt_shape(&shape)
+            )));
         }
         if let Some(Dim::Sym(s)) = shape.first() {
             if s == "?" {
@@ -71,13 +88,22 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
     }
     let opset = g.meta.opset();
     for node in &g.nodes {
-        let inputs: Vec<Option<&Fact>> = node.inputs.iter().map(|i| i.and_then(|i| facts[i].as_ref())).collect();
-        let unknown_input = node.inputs.iter().zip(&inputs).any(|(i, f)| i.is_some() && f.is_none());
+        let inputs: Vec<Option<&Fact>> =
+            node.inputs.iter().map(|i| i.and_then(|i| facts[i].as_ref())).collect();
+        let unknown_input =
+            node.inputs.iter().zip(&inputs).any(|(i, f)| i.is_some() && f.is_none());
         let out: Vec<Option<Fact>> = match ops::lookup(node) {
             Some(op) => match op.infer(&InferCx { node, inputs, opset }) {
                 Ok(f) => {
                     if f.len() < node.outputs.iter().filter(|o| o.is_some()).count() {
-                        return Err(IrError::Node { node: node.label(), msg: format!("produces {} outputs, the op defines {}", node.outputs.len(), f.len()) });
+                        return Err(IrError::Node {
+                            node: node.label(),
+                            msg: format!(
+                                "produces {} outputs, the op defines {}",
+                                node.outputs.len(),
+                                f.len()
+                            ),
+                        });
                     }
                     f.into_iter().map(Some).collect()
                 }
@@ -90,7 +116,14 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
             if let Some(o) = o {
                 if let Some(f) = &f {
                     if f.shape.iter().any(|d| *d == Dim::Fixed(0)) {
-                        return Err(IrError::Node { node: node.label(), msg: format!("output '{}' has a zero-sized dim {}", g.values[*o].name, fmt_shape(&f.shape)) });
+                        return Err(IrError::Node {
+                            node: node.label(),
+                            msg: format!(
+                                "output '{}' has a zero-sized dim {}",
+                                g.values[*o].name,
+                                fmt_shape(&f.shape)
+                            ),
+                        });
                     }
                     if let Some(n) = too_many(&f.shape) {
                         return Err(IrError::Node { node: node.label(), msg: format!("output '{}' {} would hold {n} elements, more than the {MAX_ELEMENTS} rlal accepts", g.values[*o].name, fmt_shape(&f.shape)) });

@@ -22,14 +22,20 @@ pub struct PassReport {
 }
 
 /// Runs all import passes; returns the final facts too.
-pub fn normalize(g: &mut Graph, input_shape: Option<&[usize]>) -> Result<(Vec<PassReport>, Facts), IrError> {
+pub fn normalize(
+    g: &mut Graph,
+    input_shape: Option<&[usize]>,
+) -> Result<(Vec<PassReport>, Facts), IrError> {
     g.name_anonymous_nodes();
     let mut reports = Vec::new();
     let facts = infer(g, input_shape)?;
     reports.push(PassReport { pass: "fold-constants", changes: fold_constants(g, &facts) });
     reports.push(PassReport { pass: "drop-identity", changes: drop_identity(g) });
     let facts = infer(g, input_shape)?;
-    reports.push(PassReport { pass: "unshare-initializers", changes: unshare_initializers(g, &facts) });
+    reports.push(PassReport {
+        pass: "unshare-initializers",
+        changes: unshare_initializers(g, &facts),
+    });
     let facts = infer(g, input_shape)?;
     Ok((reports, facts))
 }
@@ -50,7 +56,11 @@ pub fn fold_constants(g: &mut Graph, facts: &Facts) -> usize {
     for (nid, d) in dead.iter().enumerate() {
         if *d {
             for &o in g.nodes[nid].outputs.clone().iter().flatten() {
-                let t = facts[o].as_ref().and_then(|f| f.konst.as_deref()).cloned().expect("checked above");
+                let t = facts[o]
+                    .as_ref()
+                    .and_then(|f| f.konst.as_deref())
+                    .cloned()
+                    .expect("checked above");
                 g.values[o].init = Some(t);
                 g.values[o].has_value_info = false;
             }
@@ -90,7 +100,15 @@ pub fn fold_constants(g: &mut Graph, facts: &Facts) -> usize {
                 }
             });
         }
-        let unknown = sym.iter().enumerate().filter(|(i, d)| d.fixed().is_none() && xf.shape.get(*i) != Some(d) && d.to_string().parse::<i64>().is_err()).count();
+        let unknown = sym
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| {
+                d.fixed().is_none()
+                    && xf.shape.get(*i) != Some(d)
+                    && d.to_string().parse::<i64>().is_err()
+            })
+            .count();
         if !ok && unknown == 1 && !target.contains(&-1) {
             // A single unresolved entry: let Reshape infer it.
             for (i, d) in sym.iter().enumerate() {
@@ -104,7 +122,8 @@ pub fn fold_constants(g: &mut Graph, facts: &Facts) -> usize {
             continue;
         }
         let name = g.fresh_name(&format!("{}.shape", g.nodes[ni].name));
-        let id = g.add_value(Value { name, init: Some(Tensor::i64_vec(target)), ..Default::default() });
+        let id =
+            g.add_value(Value { name, init: Some(Tensor::i64_vec(target)), ..Default::default() });
         g.nodes[ni].inputs[1] = Some(id);
         changes += 1;
     }
@@ -119,8 +138,17 @@ pub fn drop_identity(g: &mut Graph) -> usize {
     while i < g.nodes.len() {
         let node = &g.nodes[i];
         let is_id = node.op_type == "Identity" && node.domain.is_empty();
-        let is_drop = node.op_type == "Dropout" && node.domain.is_empty() && node.outputs.iter().skip(1).all(|o| o.is_none() || g.consumers()[o.unwrap_or(0)].is_empty() && !g.outputs.contains(&o.unwrap_or(0)));
-        if !(is_id || is_drop) || node.inputs.first().copied().flatten().is_none() || node.outputs.first().copied().flatten().is_none() {
+        let is_drop = node.op_type == "Dropout"
+            && node.domain.is_empty()
+            && node.outputs.iter().skip(1).all(|o| {
+                o.is_none()
+                    || g.consumers()[o.unwrap_or(0)].is_empty()
+                        && !g.outputs.contains(&o.unwrap_or(0))
+            });
+        if !(is_id || is_drop)
+            || node.inputs.first().copied().flatten().is_none()
+            || node.outputs.first().copied().flatten().is_none()
+        {
             i += 1;
             continue;
         }
@@ -186,7 +214,13 @@ pub fn unshare_initializers(g: &mut Graph, facts: &Facts) -> usize {
         }
         for &(nid, slot) in list.iter().skip(usize::from(list.len() == total)) {
             let name = g.fresh_name(&format!("{}.{}", g.values[v].name, g.nodes[nid].name));
-            let copy = Value { name, dtype: g.values[v].dtype, shape: g.values[v].shape.clone(), init: g.values[v].init.clone(), ..Default::default() };
+            let copy = Value {
+                name,
+                dtype: g.values[v].dtype,
+                shape: g.values[v].shape.clone(),
+                init: g.values[v].init.clone(),
+                ..Default::default()
+            };
             let id = g.add_value(copy);
             g.nodes[nid].inputs[slot] = Some(id);
             changes += 1;
@@ -215,7 +249,12 @@ mod tests {
         for op in ["ConstantOfShape", "Transpose", "Cast", "Constant", "Concat", "Reshape"] {
             assert!(!g.nodes.iter().any(|n| n.op_type == op), "{op} left after folding");
         }
-        let pads: Vec<Vec<i64>> = g.nodes.iter().filter(|n| n.op_type == "Pad").map(|n| g.init(n.inputs[1].unwrap()).unwrap().to_i64().unwrap()).collect();
+        let pads: Vec<Vec<i64>> = g
+            .nodes
+            .iter()
+            .filter(|n| n.op_type == "Pad")
+            .map(|n| g.init(n.inputs[1].unwrap()).unwrap().to_i64().unwrap())
+            .collect();
         assert_eq!(pads, vec![vec![0, 8, 0, 0, 0, 8, 0, 0], vec![0, 16, 0, 0, 0, 16, 0, 0]]);
     }
 
@@ -225,13 +264,35 @@ mod tests {
         use crate::ir::{Attr, Node};
         let mut g = Graph::default();
         g.meta.opsets = vec![(String::new(), 13)];
-        let x = g.add_value(Value { name: "x".into(), dtype: Some(crate::ir::DType::F32), shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(4), Dim::Fixed(2), Dim::Fixed(2)]), ..Default::default() });
+        let x = g.add_value(Value {
+            name: "x".into(),
+            dtype: Some(crate::ir::DType::F32),
+            shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(4), Dim::Fixed(2), Dim::Fixed(2)]),
+            ..Default::default()
+        });
         g.inputs.push(x);
-        let mk = |g: &mut Graph, name: &str| g.add_value(Value { name: name.into(), ..Default::default() });
-        let (s, b, u, c, y) = (mk(&mut g, "s"), mk(&mut g, "b"), mk(&mut g, "u"), mk(&mut g, "c"), mk(&mut g, "y"));
-        let zero = g.add_value(Value { name: "zero".into(), init: Some(Tensor::i64(vec![], vec![0])), ..Default::default() });
-        let minus1 = g.add_value(Value { name: "m1".into(), init: Some(Tensor::i64_vec(vec![-1])), ..Default::default() });
-        let n = |name: &str, op: &str, i: Vec<usize>, o: usize| Node { name: name.into(), op_type: op.into(), inputs: i.into_iter().map(Some).collect(), outputs: vec![Some(o)], ..Default::default() };
+        let mk = |g: &mut Graph, name: &str| {
+            g.add_value(Value { name: name.into(), ..Default::default() })
+        };
+        let (s, b, u, c, y) =
+            (mk(&mut g, "s"), mk(&mut g, "b"), mk(&mut g, "u"), mk(&mut g, "c"), mk(&mut g, "y"));
+        let zero = g.add_value(Value {
+            name: "zero".into(),
+            init: Some(Tensor::i64(vec![], vec![0])),
+            ..Default::default()
+        });
+        let minus1 = g.add_value(Value {
+            name: "m1".into(),
+            init: Some(Tensor::i64_vec(vec![-1])),
+            ..Default::default()
+        });
+        let n = |name: &str, op: &str, i: Vec<usize>, o: usize| Node {
+            name: name.into(),
+            op_type: op.into(),
+            inputs: i.into_iter().map(Some).collect(),
+            outputs: vec![Some(o)],
+            ..Default::default()
+        };
         g.nodes.push(n("shape", "Shape", vec![x], s));
         g.nodes.push(n("gather", "Gather", vec![s, zero], b));
         let mut un = n("unsq", "Unsqueeze", vec![b], u);
@@ -243,7 +304,12 @@ mod tests {
         g.nodes.push(n("reshape", "Reshape", vec![x, c], y));
         g.outputs.push(y);
         let (_, facts) = normalize(&mut g, None).unwrap();
-        assert_eq!(g.nodes.len(), 1, "{:?}", g.nodes.iter().map(|n| &n.op_type).collect::<Vec<_>>());
+        assert_eq!(
+            g.nodes.len(),
+            1,
+            "{:?}",
+            g.nodes.iter().map(|n| &n.op_type).collect::<Vec<_>>()
+        );
         assert_eq!(g.init(g.nodes[0].inputs[1].unwrap()).unwrap().to_i64().unwrap(), vec![0, -1]);
         let yf = facts[g.outputs[0]].as_ref().unwrap();
         assert_eq!(yf.shape, vec![Dim::Sym("N".into()), Dim::Fixed(16)]);
@@ -254,12 +320,29 @@ mod tests {
         use crate::ir::Node;
         let mut g = Graph::default();
         g.meta.opsets = vec![(String::new(), 13)];
-        let x = g.add_value(Value { name: "x".into(), dtype: Some(crate::ir::DType::F32), shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(5)]), ..Default::default() });
+        let x = g.add_value(Value {
+            name: "x".into(),
+            dtype: Some(crate::ir::DType::F32),
+            shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(5)]),
+            ..Default::default()
+        });
         g.inputs.push(x);
-        let w = g.add_value(Value { name: "w".into(), init: Some(Tensor::f32(vec![2, 2, 1, 1], vec![1.0; 4])), ..Default::default() });
-        let mk = |g: &mut Graph, name: &str| g.add_value(Value { name: name.into(), ..Default::default() });
+        let w = g.add_value(Value {
+            name: "w".into(),
+            init: Some(Tensor::f32(vec![2, 2, 1, 1], vec![1.0; 4])),
+            ..Default::default()
+        });
+        let mk = |g: &mut Graph, name: &str| {
+            g.add_value(Value { name: name.into(), ..Default::default() })
+        };
         let (wi, a, b, y) = (mk(&mut g, "w_id"), mk(&mut g, "a"), mk(&mut g, "b"), mk(&mut g, "y"));
-        let n = |name: &str, op: &str, i: Vec<usize>, o: usize| Node { name: name.into(), op_type: op.into(), inputs: i.into_iter().map(Some).collect(), outputs: vec![Some(o)], ..Default::default() };
+        let n = |name: &str, op: &str, i: Vec<usize>, o: usize| Node {
+            name: name.into(),
+            op_type: op.into(),
+            inputs: i.into_iter().map(Some).collect(),
+            outputs: vec![Some(o)],
+            ..Default::default()
+        };
         g.nodes.push(n("id", "Identity", vec![w], wi));
         g.nodes.push(n("c1", "Conv", vec![x, w], a));
         g.nodes.push(n("c2", "Conv", vec![a, wi], b));
@@ -267,7 +350,8 @@ mod tests {
         g.outputs.push(y);
         let (reports, _) = normalize(&mut g, None).unwrap();
         assert!(g.nodes.iter().all(|n| n.op_type == "Conv"));
-        let ws: std::collections::BTreeSet<usize> = g.nodes.iter().map(|n| n.inputs[1].unwrap()).collect();
+        let ws: std::collections::BTreeSet<usize> =
+            g.nodes.iter().map(|n| n.inputs[1].unwrap()).collect();
         assert_eq!(ws.len(), 3, "each conv owns its weight");
         assert!(reports.iter().any(|r| r.pass == "unshare-initializers" && r.changes >= 1));
         assert_eq!(g.values[g.outputs[0]].name, "y");
@@ -278,12 +362,29 @@ mod tests {
         use crate::ir::Node;
         let mut g = Graph::default();
         g.meta.opsets = vec![(String::new(), 13)];
-        let x = g.add_value(Value { name: "x".into(), dtype: Some(crate::ir::DType::F32), shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(3)]), ..Default::default() });
+        let x = g.add_value(Value {
+            name: "x".into(),
+            dtype: Some(crate::ir::DType::F32),
+            shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(3)]),
+            ..Default::default()
+        });
         g.inputs.push(x);
         let r = g.add_value(Value { name: "r".into(), ..Default::default() });
         let y = g.add_value(Value { name: "out".into(), ..Default::default() });
-        g.nodes.push(Node { name: "relu".into(), op_type: "Relu".into(), inputs: vec![Some(x)], outputs: vec![Some(r)], ..Default::default() });
-        g.nodes.push(Node { name: "id".into(), op_type: "Identity".into(), inputs: vec![Some(r)], outputs: vec![Some(y)], ..Default::default() });
+        g.nodes.push(Node {
+            name: "relu".into(),
+            op_type: "Relu".into(),
+            inputs: vec![Some(x)],
+            outputs: vec![Some(r)],
+            ..Default::default()
+        });
+        g.nodes.push(Node {
+            name: "id".into(),
+            op_type: "Identity".into(),
+            inputs: vec![Some(r)],
+            outputs: vec![Some(y)],
+            ..Default::default()
+        });
         g.outputs.push(y);
         normalize(&mut g, None).unwrap();
         assert_eq!(g.nodes.len(), 1);

@@ -189,7 +189,13 @@ impl Tensor {
         let outer: usize = self.shape[..axis].iter().product();
         let dim = self.shape[axis];
         let inner: usize = self.shape[axis + 1..].iter().product();
-        fn gather<T: Clone>(v: &[T], outer: usize, dim: usize, inner: usize, keep: &[usize]) -> Vec<T> {
+        fn gather<T: Clone>(
+            v: &[T],
+            outer: usize,
+            dim: usize,
+            inner: usize,
+            keep: &[usize],
+        ) -> Vec<T> {
             let mut out = Vec::with_capacity(outer * keep.len() * inner);
             for o in 0..outer {
                 for &k in keep {

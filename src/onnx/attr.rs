@@ -5,7 +5,11 @@ use pb::attribute_proto::AttributeType as T;
 use prost::Message;
 use std::path::Path;
 
-pub(crate) fn from_proto(a: &pb::AttributeProto, dir: Option<&Path>, file: &Path) -> Result<(String, Attr), OnnxError> {
+pub(crate) fn from_proto(
+    a: &pb::AttributeProto,
+    dir: Option<&Path>,
+    file: &Path,
+) -> Result<(String, Attr), OnnxError> {
     let name = a.name.clone().unwrap_or_default();
     let ty = a.r#type.and_then(|t| T::try_from(t).ok()).unwrap_or_else(|| {
         // IR < 0.0.2: infer the kind from the field in use.
@@ -35,7 +39,9 @@ pub(crate) fn from_proto(a: &pb::AttributeProto, dir: Option<&Path>, file: &Path
         T::Ints if plain => Attr::Ints(a.ints.clone()),
         T::Floats if plain => Attr::Floats(a.floats.clone()),
         T::Strings if plain => Attr::Strs(a.strings.clone()),
-        T::Tensor if plain && a.t.is_some() => Attr::Tensor(tensor::from_proto(a.t.as_ref().expect("checked"), dir, file)?),
+        T::Tensor if plain && a.t.is_some() => {
+            Attr::Tensor(tensor::from_proto(a.t.as_ref().expect("checked"), dir, file)?)
+        }
         _ => Attr::Opaque(a.encode_to_vec()),
     };
     Ok((name, v))

@@ -24,14 +24,18 @@ fn read_varint(r: &mut impl Read) -> std::io::Result<Option<u64>> {
 }
 
 fn need(r: &mut impl Read) -> std::io::Result<u64> {
-    read_varint(r)?.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated field"))
+    read_varint(r)?
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated field"))
 }
 
 fn read_exact_vec(r: &mut impl Read, n: u64) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     let got = r.take(n).read_to_end(&mut buf)?;
     if (got as u64) < n {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("field of {n} bytes truncated after {got}")));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("field of {n} bytes truncated after {got}"),
+        ));
     }
     Ok(buf)
 }
@@ -48,13 +52,21 @@ fn copy_field(r: &mut impl Read, key: u64, out: &mut Vec<u8>) -> std::io::Result
             out.extend(read_exact_vec(r, n)?);
         }
         5 => out.extend(read_exact_vec(r, 4)?),
-        w => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unsupported wire type {w}"))),
+        w => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("unsupported wire type {w}"),
+            ))
+        }
     }
     Ok(())
 }
 
 /// Decodes a model; each graph initializer goes to `on_init` as soon as it is read.
-pub(crate) fn decode<R: Read, E: From<String>>(mut r: R, mut on_init: impl FnMut(pb::TensorProto) -> Result<(), E>) -> Result<pb::ModelProto, E> {
+pub(crate) fn decode<R: Read, E: From<String>>(
+    mut r: R,
+    mut on_init: impl FnMut(pb::TensorProto) -> Result<(), E>,
+) -> Result<pb::ModelProto, E> {
     let io = |e: std::io::Error| E::from(e.to_string());
     let mut top = Vec::new();
     let mut graph = Vec::new();
@@ -68,7 +80,8 @@ pub(crate) fn decode<R: Read, E: From<String>>(mut r: R, mut on_init: impl FnMut
                 if k >> 3 == 5 && k & 7 == 2 {
                     let n = need(&mut g).map_err(io)?;
                     let buf = read_exact_vec(&mut g, n).map_err(io)?;
-                    let t = pb::TensorProto::decode(&buf[..]).map_err(|e| E::from(format!("initializer: {e}")))?;
+                    let t = pb::TensorProto::decode(&buf[..])
+                        .map_err(|e| E::from(format!("initializer: {e}")))?;
                     drop(buf);
                     on_init(t)?;
                 } else {
@@ -84,7 +97,8 @@ pub(crate) fn decode<R: Read, E: From<String>>(mut r: R, mut on_init: impl FnMut
     }
     let mut model = pb::ModelProto::decode(&top[..]).map_err(|e| E::from(e.to_string()))?;
     if has_graph {
-        model.graph = Some(pb::GraphProto::decode(&graph[..]).map_err(|e| E::from(format!("graph: {e}")))?);
+        model.graph =
+            Some(pb::GraphProto::decode(&graph[..]).map_err(|e| E::from(format!("graph: {e}")))?);
     }
     Ok(model)
 }

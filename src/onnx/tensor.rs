@@ -14,7 +14,9 @@ fn f32_from_le(raw: &[u8]) -> Vec<f32> {
         let mut v = vec![0f32; raw.len() / 4];
         // SAFETY: `v` owns exactly raw.len() bytes (len is a multiple of 4, checked by the caller);
         // f32 has no invalid bit patterns, and the host byte order is little-endian.
-        unsafe { std::ptr::copy_nonoverlapping(raw.as_ptr(), v.as_mut_ptr() as *mut u8, v.len() * 4) };
+        unsafe {
+            std::ptr::copy_nonoverlapping(raw.as_ptr(), v.as_mut_ptr() as *mut u8, v.len() * 4)
+        };
         v
     } else {
         le_chunks::<4>(raw).map(f32::from_le_bytes).collect()
@@ -32,9 +34,14 @@ fn f32_to_le(v: &[f32]) -> Vec<u8> {
 }
 
 /// Decodes a tensor. `dir` is the model's folder, for external data.
-pub(crate) fn from_proto(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -> Result<Tensor, OnnxError> {
+pub(crate) fn from_proto(
+    t: &pb::TensorProto,
+    dir: Option<&Path>,
+    file: &Path,
+) -> Result<Tensor, OnnxError> {
     let name = t.name.clone().unwrap_or_default();
-    let bad = |msg: String| OnnxError::Tensor { path: file.to_path_buf(), tensor: name.clone(), msg };
+    let bad =
+        |msg: String| OnnxError::Tensor { path: file.to_path_buf(), tensor: name.clone(), msg };
     let dtype = DType(t.data_type.unwrap_or(0));
     let mut shape = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
@@ -43,7 +50,10 @@ pub(crate) fn from_proto(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -
         }
         shape.push(d as usize);
     }
-    let n: usize = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("dims overflow".into()))?;
+    let n: usize = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| bad("dims overflow".into()))?;
     let external = t.data_location == Some(pb::tensor_proto::DataLocation::External as i32);
     let raw_owned;
     let raw: Option<&[u8]> = if external {
@@ -57,9 +67,17 @@ pub(crate) fn from_proto(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -
             return Err(bad("string tensor stored as raw data".into()));
         }
         let es = dtype.size().ok_or_else(|| bad(format!("unsupported data type {}", dtype.0)))?;
-        let need = n.checked_mul(es).ok_or_else(|| bad(format!("dims {:?} of {dtype} overflow the address space", t.dims)))?;
+        let need = n.checked_mul(es).ok_or_else(|| {
+            bad(format!("dims {:?} of {dtype} overflow the address space", t.dims))
+        })?;
         if raw.len() != need {
-            return Err(bad(format!("holds {} bytes of data but dims {:?} of {} need {}", raw.len(), t.dims, dtype, need)));
+            return Err(bad(format!(
+                "holds {} bytes of data but dims {:?} of {} need {}",
+                raw.len(),
+                t.dims,
+                dtype,
+                need
+            )));
         }
         match dtype {
             DType::F32 => Data::F32(f32_from_le(raw)),
@@ -105,13 +123,19 @@ pub(crate) fn from_proto(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -
             DType::U32 | DType::U64 => {
                 count(t.uint64_data.len())?;
                 let es = dtype.size().expect("sized");
-                Data::Raw(t.uint64_data.iter().flat_map(|&x| x.to_le_bytes()[..es].to_vec()).collect())
+                Data::Raw(
+                    t.uint64_data.iter().flat_map(|&x| x.to_le_bytes()[..es].to_vec()).collect(),
+                )
             }
             _ => {
                 // int8/uint8/int16/uint16/float16/bfloat16/float8: one int32 per element.
-                let es = dtype.size().ok_or_else(|| bad(format!("unsupported data type {}", dtype.0)))?;
+                let es = dtype
+                    .size()
+                    .ok_or_else(|| bad(format!("unsupported data type {}", dtype.0)))?;
                 count(t.int32_data.len())?;
-                Data::Raw(t.int32_data.iter().flat_map(|&x| x.to_le_bytes()[..es].to_vec()).collect())
+                Data::Raw(
+                    t.int32_data.iter().flat_map(|&x| x.to_le_bytes()[..es].to_vec()).collect(),
+                )
             }
         }
     };
@@ -126,20 +150,28 @@ fn read_external(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -> Result
         let v = kv.value.as_deref().unwrap_or("");
         match kv.key.as_deref().unwrap_or("") {
             "location" => location = Some(v.to_string()),
-            "offset" => offset = v.parse().map_err(|_| format!("bad external data offset '{v}'"))?,
-            "length" => length = Some(v.parse::<u64>().map_err(|_| format!("bad external data length '{v}'"))?),
+            "offset" => {
+                offset = v.parse().map_err(|_| format!("bad external data offset '{v}'"))?
+            }
+            "length" => {
+                length =
+                    Some(v.parse::<u64>().map_err(|_| format!("bad external data length '{v}'"))?)
+            }
             _ => {}
         }
     }
     let location = location.ok_or("external data without a 'location'")?;
     let rel = Path::new(&location);
     if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("external data location '{location}' must be a relative path inside the model's folder"));
+        return Err(format!(
+            "external data location '{location}' must be a relative path inside the model's folder"
+        ));
     }
     let dir = dir.ok_or("external data needs the model to be loaded from a file")?;
     let path = dir.join(rel);
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(&path).map_err(|e| format!("external data file {}: {e}", path.display()))?;
+    let mut f = std::fs::File::open(&path)
+        .map_err(|e| format!("external data file {}: {e}", path.display()))?;
     let size = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
     let len = match length {
         Some(l) => l,

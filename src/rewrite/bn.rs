@@ -33,8 +33,15 @@ pub fn insert_bn(g: &mut Graph, facts: &Facts) -> usize {
             continue;
         }
         let Some(Some(out)) = node.outputs.first().copied() else { continue };
-        let has_bn = consumers[out].iter().any(|&(c, s)| s == 0 && g.nodes[c].op_type == "BatchNormalization");
-        let channels = node.inputs.get(1).copied().flatten().and_then(|w| facts.get(w).and_then(|f| f.as_ref()).and_then(|f| f.dim(0)));
+        let has_bn = consumers[out]
+            .iter()
+            .any(|&(c, s)| s == 0 && g.nodes[c].op_type == "BatchNormalization");
+        let channels = node
+            .inputs
+            .get(1)
+            .copied()
+            .flatten()
+            .and_then(|w| facts.get(w).and_then(|f| f.as_ref()).and_then(|f| f.dim(0)));
         if let (false, Some(c)) = (has_bn, channels) {
             todo.push((n, out, c));
         }
@@ -42,10 +49,18 @@ pub fn insert_bn(g: &mut Graph, facts: &Facts) -> usize {
     let var = identity_var(EPS);
     for (k, &(n, out, c)) in todo.iter().enumerate().rev() {
         let _ = k;
-        let base = if g.nodes[n].name.is_empty() { g.values[out].name.clone() } else { g.nodes[n].name.clone() };
+        let base = if g.nodes[n].name.is_empty() {
+            g.values[out].name.clone()
+        } else {
+            g.nodes[n].name.clone()
+        };
         let add = |g: &mut Graph, suffix: &str, v: f32| {
             let name = g.fresh_name(&format!("{base}.bn.{suffix}"));
-            g.add_value(Value { name, init: Some(Tensor::f32(vec![c], vec![v; c])), ..Default::default() })
+            g.add_value(Value {
+                name,
+                init: Some(Tensor::f32(vec![c], vec![v; c])),
+                ..Default::default()
+            })
         };
         let scale = add(g, "weight", 1.0);
         let bias = add(g, "bias", 0.0);
@@ -60,7 +75,10 @@ pub fn insert_bn(g: &mut Graph, facts: &Facts) -> usize {
             op_type: "BatchNormalization".into(),
             inputs: vec![Some(pre), Some(scale), Some(bias), Some(mean), Some(varv)],
             outputs: vec![Some(out)],
-            attrs: vec![("epsilon".into(), Attr::Float(EPS)), ("momentum".into(), Attr::Float(0.9))],
+            attrs: vec![
+                ("epsilon".into(), Attr::Float(EPS)),
+                ("momentum".into(), Attr::Float(0.9)),
+            ],
             ..Default::default()
         };
         g.nodes.insert(n + 1, bn);
@@ -87,7 +105,10 @@ pub fn fold_bn(g: &mut Graph) -> usize {
 
 fn try_fold(g: &mut Graph, bn_idx: usize) -> bool {
     let bn = &g.nodes[bn_idx];
-    if bn.op_type != "BatchNormalization" || bn.outputs.iter().skip(1).any(|o| o.is_some()) || bn.inputs.len() < 5 {
+    if bn.op_type != "BatchNormalization"
+        || bn.outputs.iter().skip(1).any(|o| o.is_some())
+        || bn.inputs.len() < 5
+    {
         return false;
     }
     let Some(x) = bn.inputs[0] else { return false };
@@ -102,9 +123,15 @@ fn try_fold(g: &mut Graph, bn_idx: usize) -> bool {
         return false;
     }
     let Some(Some(w)) = conv.inputs.get(1).copied() else { return false };
-    let get = |k: usize| bn.inputs[k].and_then(|v| g.values[v].init.as_ref()).and_then(|t| t.to_f32());
-    let (Some(gamma), Some(beta), Some(mean), Some(var)) = (get(1), get(2), get(3), get(4)) else { return false };
-    let Some(wt) = g.values[w].init.as_ref().and_then(|t| t.to_f32().map(|d| (t.shape.clone(), d))) else { return false };
+    let get =
+        |k: usize| bn.inputs[k].and_then(|v| g.values[v].init.as_ref()).and_then(|t| t.to_f32());
+    let (Some(gamma), Some(beta), Some(mean), Some(var)) = (get(1), get(2), get(3), get(4)) else {
+        return false;
+    };
+    let Some(wt) = g.values[w].init.as_ref().and_then(|t| t.to_f32().map(|d| (t.shape.clone(), d)))
+    else {
+        return false;
+    };
     let eps = bn.attr_float("epsilon", 1e-5).unwrap_or(1e-5);
     let c = wt.0[0];
     if gamma.len() != c || beta.len() != c || mean.len() != c || var.len() != c {
@@ -125,7 +152,11 @@ fn try_fold(g: &mut Graph, bn_idx: usize) -> bool {
     let conv_name = g.nodes[ci].name.clone();
     g.values[w].init = Some(Tensor::f32(wt.0, neww));
     let bname = g.fresh_name(&format!("{conv_name}.bias"));
-    let b = g.add_value(Value { name: bname, init: Some(Tensor::f32(vec![c], newb)), ..Default::default() });
+    let b = g.add_value(Value {
+        name: bname,
+        init: Some(Tensor::f32(vec![c], newb)),
+        ..Default::default()
+    });
     let conv = &mut g.nodes[ci];
     if conv.inputs.len() < 3 {
         conv.inputs.resize(3, None);

@@ -10,7 +10,8 @@ use crate::ir::{fmt_shape, Dim, Graph};
 
 /// Checks `g`; `input_shape` overrides the input's non-batch dims as at import.
 pub fn check(g: &Graph, input_shape: Option<&[usize]>) -> Result<(), RewriteError> {
-    let facts = crate::ir::infer::infer(g, input_shape).map_err(|e| RewriteError::Check(e.to_string()))?;
+    let facts =
+        crate::ir::infer::infer(g, input_shape).map_err(|e| RewriteError::Check(e.to_string()))?;
     check_with(g, &facts)
 }
 
@@ -27,7 +28,12 @@ pub fn check_with(g: &Graph, facts: &Facts) -> Result<(), RewriteError> {
             if let Some(s) = &v.shape {
                 let fixed: Vec<Dim> = t.shape.iter().map(|&d| Dim::Fixed(d)).collect();
                 if *s != fixed {
-                    return err(format!("initializer '{}' holds {:?} but declares {}", v.name, t.shape, fmt_shape(s)));
+                    return err(format!(
+                        "initializer '{}' holds {:?} but declares {}",
+                        v.name,
+                        t.shape,
+                        fmt_shape(s)
+                    ));
                 }
             }
         }
@@ -36,13 +42,21 @@ pub fn check_with(g: &Graph, facts: &Facts) -> Result<(), RewriteError> {
         for (slot, i) in node.inputs.iter().enumerate() {
             if let Some(i) = i {
                 if !defined[*i] {
-                    return err(format!("input {slot} '{}' of {} is not defined before the node", g.values[*i].name, node.label()));
+                    return err(format!(
+                        "input {slot} '{}' of {} is not defined before the node",
+                        g.values[*i].name,
+                        node.label()
+                    ));
                 }
             }
         }
         for &o in node.outputs.iter().flatten() {
             if defined[o] {
-                return err(format!("value '{}' is defined twice (second time by {})", g.values[o].name, node.label()));
+                return err(format!(
+                    "value '{}' is defined twice (second time by {})",
+                    g.values[o].name,
+                    node.label()
+                ));
             }
             defined[o] = true;
         }
@@ -54,9 +68,17 @@ pub fn check_with(g: &Graph, facts: &Facts) -> Result<(), RewriteError> {
     }
     for (v, f) in g.values.iter().zip(facts) {
         let (Some(s), Some(f)) = (&v.shape, f) else { continue };
-        let bad = s.len() != f.rank() || s.iter().zip(&f.shape).any(|(a, b)| matches!((a, b), (Dim::Fixed(x), Dim::Fixed(y)) if x != y));
+        let bad = s.len() != f.rank()
+            || s.iter()
+                .zip(&f.shape)
+                .any(|(a, b)| matches!((a, b), (Dim::Fixed(x), Dim::Fixed(y)) if x != y));
         if bad && v.init.is_none() {
-            return err(format!("value '{}' declares {} but computes {}", v.name, fmt_shape(s), fmt_shape(&f.shape)));
+            return err(format!(
+                "value '{}' declares {} but computes {}",
+                v.name,
+                fmt_shape(s),
+                fmt_shape(&f.shape)
+            ));
         }
     }
     Ok(())

@@ -11,7 +11,17 @@ use crate::analysis::{Analysis, Group};
 use crate::ir::Graph;
 
 /// Filter-norm criterion.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Default,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Criterion {
     /// Sum of absolute weights of each filter.
@@ -27,7 +37,8 @@ pub fn channel_scores(g: &Graph, gr: &Group, c: Criterion) -> Vec<f64> {
     for p in &gr.params {
         let node = &g.nodes[p.node];
         let is_weight = node.inputs.get(1).copied().flatten() == Some(p.value);
-        if !gr.producers.contains(&p.node) || !is_weight || !node.outputs.contains(&Some(p.follows)) {
+        if !gr.producers.contains(&p.node) || !is_weight || !node.outputs.contains(&Some(p.follows))
+        {
             continue;
         }
         let Some(t) = g.values[p.value].init.as_ref() else { continue };
@@ -39,7 +50,16 @@ pub fn channel_scores(g: &Graph, gr: &Group, c: Criterion) -> Vec<f64> {
         for o in 0..outer {
             for (i, acc) in per.iter_mut().enumerate() {
                 let base = (o * n + i) * inner;
-                *acc += w[base..base + inner].iter().map(|&x| if c == Criterion::L1 { (x as f64).abs() } else { (x as f64) * (x as f64) }).sum::<f64>();
+                *acc += w[base..base + inner]
+                    .iter()
+                    .map(|&x| {
+                        if c == Criterion::L1 {
+                            (x as f64).abs()
+                        } else {
+                            (x as f64) * (x as f64)
+                        }
+                    })
+                    .sum::<f64>();
             }
         }
         let Some((_, members)) = gr.members.iter().find(|(v, _)| *v == p.follows) else { continue };
@@ -83,7 +103,13 @@ pub fn keep_sets(g: &Graph, a: &Analysis, ratios: &[f64], c: Criterion) -> KeepS
 }
 
 /// [`keep_sets`] with kept counts rounded up to multiples of `align`.
-pub fn keep_sets_aligned(g: &Graph, a: &Analysis, ratios: &[f64], c: Criterion, align: usize) -> KeepSets {
+pub fn keep_sets_aligned(
+    g: &Graph,
+    a: &Analysis,
+    ratios: &[f64],
+    c: Criterion,
+    align: usize,
+) -> KeepSets {
     let mut out = KeepSets::new();
     for (layer, &r) in a.layers.iter().zip(ratios) {
         let gr = &a.groups[layer.group];

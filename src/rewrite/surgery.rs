@@ -15,14 +15,19 @@ pub fn apply(g: &Graph, plan: &Plan, input_shape: Option<&[usize]>) -> Result<Gr
 }
 
 /// [`apply`], also returning the pruned graph's facts (shape inference runs once).
-fn apply_with_facts(g: &Graph, plan: &Plan, input_shape: Option<&[usize]>) -> Result<(Graph, Facts), RewriteError> {
+fn apply_with_facts(
+    g: &Graph,
+    plan: &Plan,
+    input_shape: Option<&[usize]>,
+) -> Result<(Graph, Facts), RewriteError> {
     let mut out = g.clone();
     for (label, edit) in &plan.edits {
         apply_edit(&mut out, edit).map_err(|msg| RewriteError::Check(format!("{label}: {msg}")))?;
     }
     out.toposort().map_err(|e| RewriteError::Check(e.to_string()))?;
     out.cleanup();
-    let facts = crate::ir::infer::infer(&out, input_shape).map_err(|e| RewriteError::Check(e.to_string()))?;
+    let facts = crate::ir::infer::infer(&out, input_shape)
+        .map_err(|e| RewriteError::Check(e.to_string()))?;
     refresh_shapes(&mut out, &facts);
     super::check::check_with(&out, &facts)?;
     Ok((out, facts))
@@ -33,7 +38,9 @@ fn apply_edit(g: &mut Graph, edit: &Edit) -> Result<(), String> {
         Edit::SliceInit { value, axis, keep } => {
             let v = &mut g.values[*value];
             let t = v.init.as_ref().ok_or("not an initializer")?;
-            let s = t.select(*axis, keep).ok_or_else(|| format!("cannot select {} indices on axis {axis} of {:?}", keep.len(), t.shape))?;
+            let s = t.select(*axis, keep).ok_or_else(|| {
+                format!("cannot select {} indices on axis {axis} of {:?}", keep.len(), t.shape)
+            })?;
             if v.shape.is_some() {
                 v.shape = Some(s.shape.iter().map(|&d| Dim::Fixed(d)).collect());
             }
@@ -83,14 +90,26 @@ fn slice_channels(g: &mut Graph, nid: NodeId, map: &[usize]) -> Result<(), Strin
     let arithmetic = step != 0 && map.windows(2).all(|w| w[1] as i64 - w[0] as i64 == step);
     let (start, end, st) = if arithmetic {
         let last = *map.last().ok_or("empty channel map")? as i64;
-        (map[0] as i64, if step > 0 { last + 1 } else if last == 0 { i64::MIN } else { last - 1 }, step)
+        (
+            map[0] as i64,
+            if step > 0 {
+                last + 1
+            } else if last == 0 {
+                i64::MIN
+            } else {
+                last - 1
+            },
+            step,
+        )
     } else {
         (0, i64::MAX, 1)
     };
     let node = g.nodes[nid].clone();
     if node.inputs.len() == 1 {
         // Opset < 10: attributes; steps are not supported there.
-        let axes = node.attr_ints("axes")?.unwrap_or_else(|| (0..node.attr_ints("starts").ok().flatten().map_or(0, |s| s.len() as i64)).collect());
+        let axes = node.attr_ints("axes")?.unwrap_or_else(|| {
+            (0..node.attr_ints("starts").ok().flatten().map_or(0, |s| s.len() as i64)).collect()
+        });
         let pos = axes.iter().position(|&a| a == 1).ok_or("no channel entry")?;
         let (start, end) = if arithmetic && step == 1 { (start, end) } else { (0, i64::MAX) };
         let mut s = node.attr_ints("starts")?.ok_or("starts")?;
@@ -104,11 +123,21 @@ fn slice_channels(g: &mut Graph, nid: NodeId, map: &[usize]) -> Result<(), Strin
         }
         return Ok(());
     }
-    let get = |g: &Graph, i: usize| node.inputs.get(i).copied().flatten().and_then(|v| g.values[v].init.as_ref()).and_then(|t| t.to_i64());
+    let get = |g: &Graph, i: usize| {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|v| g.values[v].init.as_ref())
+            .and_then(|t| t.to_i64())
+    };
     let starts = get(g, 1).ok_or("starts must be constant")?;
     let rank_axes = get(g, 3).unwrap_or_else(|| (0..starts.len() as i64).collect());
-    let x_rank = node.inputs[0].and_then(|x| g.values[x].shape.as_ref().map(|s| s.len())).unwrap_or(4) as i64;
-    let pos = rank_axes.iter().position(|&a| a == 1 || a + x_rank == 1).ok_or("no channel entry")?;
+    let x_rank = node.inputs[0]
+        .and_then(|x| g.values[x].shape.as_ref().map(|s| s.len()))
+        .unwrap_or(4) as i64;
+    let pos =
+        rank_axes.iter().position(|&a| a == 1 || a + x_rank == 1).ok_or("no channel entry")?;
     let mut ends = get(g, 2).ok_or("ends must be constant")?;
     let mut steps = get(g, 4).unwrap_or_else(|| vec![1; starts.len()]);
     let mut starts = starts;
@@ -116,11 +145,18 @@ fn slice_channels(g: &mut Graph, nid: NodeId, map: &[usize]) -> Result<(), Strin
     ends[pos] = end;
     steps[pos] = st;
     let name = node.name.clone();
-    let slots = [(1, "starts", starts), (2, "ends", ends), (3, "axes", rank_axes), (4, "steps", steps)];
+    let slots =
+        [(1, "starts", starts), (2, "ends", ends), (3, "axes", rank_axes), (4, "steps", steps)];
     let mut inputs = node.inputs.clone();
     inputs.resize(5, None);
     for (slot, what, v) in slots {
-        let dt = node.inputs.get(slot).copied().flatten().and_then(|v| g.values[v].init.as_ref()).map_or(DType::I64, |t| t.dtype);
+        let dt = node
+            .inputs
+            .get(slot)
+            .copied()
+            .flatten()
+            .and_then(|v| g.values[v].init.as_ref())
+            .map_or(DType::I64, |t| t.dtype);
         let t = Tensor::i64_vec(v).cast(dt).ok_or("bad index dtype")?;
         inputs[slot] = Some(add_const(g, &format!("{name}.{what}"), t));
     }
@@ -138,7 +174,11 @@ fn insert_gather(g: &mut Graph, nid: NodeId, map: &[usize]) {
     let mid_name = g.fresh_name(&format!("{}.full", g.values[y].name));
     let mid = g.add_value(Value { name: mid_name, dtype: g.values[y].dtype, ..Default::default() });
     g.nodes[nid].outputs[0] = Some(mid);
-    let idx = add_const(g, &format!("{name}.channels"), Tensor::i64_vec(map.iter().map(|&i| i as i64).collect()));
+    let idx = add_const(
+        g,
+        &format!("{name}.channels"),
+        Tensor::i64_vec(map.iter().map(|&i| i as i64).collect()),
+    );
     let gather = Node {
         name: format!("{name}.gather"),
         op_type: "Gather".into(),
@@ -181,13 +221,16 @@ pub fn mask(g: &Graph, a: &Analysis, plan: &Plan) -> Graph {
     for c in &plan.changes {
         let gr = &a.groups[c.group];
         for p in &gr.params {
-            if gr.consumers.contains(&p.node) && !g.nodes[p.node].outputs.contains(&Some(p.follows)) {
+            if gr.consumers.contains(&p.node) && !g.nodes[p.node].outputs.contains(&Some(p.follows))
+            {
                 continue;
             }
             let Some(keep) = plan.kept_idx.get(&p.follows) else { continue };
             let Some(t) = out.values[p.value].init.as_mut() else { continue };
             let kept: std::collections::BTreeSet<usize> = keep.iter().copied().collect();
-            let removed: Vec<usize> = (0..t.shape.get(p.axis).copied().unwrap_or(0)).filter(|i| !kept.contains(i)).collect();
+            let removed: Vec<usize> = (0..t.shape.get(p.axis).copied().unwrap_or(0))
+                .filter(|i| !kept.contains(i))
+                .collect();
             zero_indices(t, p.axis, &removed);
         }
     }
@@ -244,7 +287,12 @@ pub struct Pruned {
 /// Plans, applies and checks a prune of `g` (analysed as `a`): the MACs and
 /// parameters re-counted on the pruned graph must equal the cost model's
 /// prediction for the kept channel counts.
-pub fn prune(g: &Graph, a: &Analysis, keep: &super::KeepSets, input_shape: Option<&[usize]>) -> Result<Pruned, RewriteError> {
+pub fn prune(
+    g: &Graph,
+    a: &Analysis,
+    keep: &super::KeepSets,
+    input_shape: Option<&[usize]>,
+) -> Result<Pruned, RewriteError> {
     let plan = Plan::build(g, a, keep)?;
     let (graph, facts) = apply_with_facts(g, &plan, input_shape)?;
     let after = Analysis::new(&graph, facts, Vec::new());
@@ -255,5 +303,13 @@ pub fn prune(g: &Graph, a: &Analysis, keep: &super::KeepSets, input_shape: Optio
             "the pruned graph counts {macs_after} MACs / {params_after} params; the cost model predicts {want_macs} / {want_params}"
         )));
     }
-    Ok(Pruned { graph, plan, macs_before: a.cost.full_macs(), params_before: a.cost.full_params(), macs_after, params_after, analysis: after })
+    Ok(Pruned {
+        graph,
+        plan,
+        macs_before: a.cost.full_macs(),
+        params_before: a.cost.full_params(),
+        macs_after,
+        params_after,
+        analysis: after,
+    })
 }

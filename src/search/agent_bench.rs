@@ -73,7 +73,16 @@ impl Surface {
         }
         pairs.sort_by_key(|p| p.0);
         let channels = budget.layers.iter().map(|l| l.channels).collect();
-        let mut s = Surface { epochs: epochs.max(1), channels, sens, phi, power, pairs, drift: cfg.drift, samples: cfg.reward_samples.max(1) };
+        let mut s = Surface {
+            epochs: epochs.max(1),
+            channels,
+            sens,
+            phi,
+            power,
+            pairs,
+            drift: cfg.drift,
+            samples: cfg.reward_samples.max(1),
+        };
         let t = s.epochs - 1;
         let uniform = super::reward::uniform_kept(budget);
         let drop = s.base(t) - s.value(t, &uniform);
@@ -106,7 +115,8 @@ impl Surface {
     /// Noise-free accuracy of per-layer widths `kept` at epoch t.
     pub fn value(&self, t: usize, kept: &[usize]) -> f64 {
         let layers: f64 = kept.iter().enumerate().map(|(l, &k)| self.layer_loss(t, l, k)).sum();
-        let pairs: f64 = self.pairs.iter().map(|&p| self.pair_loss(p, kept[p.0], kept[p.0 + 1])).sum();
+        let pairs: f64 =
+            self.pairs.iter().map(|&p| self.pair_loss(p, kept[p.0], kept[p.0 + 1])).sum();
         self.base(t) - layers - pairs
     }
 
@@ -157,7 +167,8 @@ pub fn optimum(budget: &Budget, surface: &Surface, t: usize) -> Option<Optimum> 
     };
     let widths: Vec<Vec<usize>> = (0..n).map(|l| allowed(budget, l)).collect();
     let mut exact = separable(budget, &widths, &removed, full_m);
-    let paired: Vec<Option<f64>> = (0..n).map(|i| surface.pairs.iter().find(|p| p.0 == i).map(|p| p.1)).collect();
+    let paired: Vec<Option<f64>> =
+        (0..n).map(|i| surface.pairs.iter().find(|p| p.0 == i).map(|p| p.1)).collect();
     let mut items: Vec<Options> = Vec::new();
     let mut l = 0;
     while l < n {
@@ -165,14 +176,21 @@ pub fn optimum(budget: &Budget, surface: &Surface, t: usize) -> Option<Optimum> 
             let mut o = Options::new();
             for &a in &widths[l] {
                 for &b in &widths[l + 1] {
-                    let v = -surface.layer_loss(t, l, a) - surface.layer_loss(t, l + 1, b) - surface.pair_loss((l, w), a, b);
+                    let v = -surface.layer_loss(t, l, a)
+                        - surface.layer_loss(t, l + 1, b)
+                        - surface.pair_loss((l, w), a, b);
                     o.push((removed(l, a) + removed(l + 1, b), v, vec![a, b]));
                 }
             }
             items.push(o);
             l += 2;
         } else {
-            items.push(widths[l].iter().map(|&a| (removed(l, a), -surface.layer_loss(t, l, a), vec![a])).collect());
+            items.push(
+                widths[l]
+                    .iter()
+                    .map(|&a| (removed(l, a), -surface.layer_loss(t, l, a), vec![a]))
+                    .collect(),
+            );
             l += 1;
         }
     }
@@ -192,7 +210,13 @@ pub fn optimum(budget: &Budget, surface: &Surface, t: usize) -> Option<Optimum> 
 
 /// Narrows `kept` one allowed width at a time, where it loses the least value per
 /// unit of the metric removed, until it meets the budget (`None`: it cannot).
-fn repair(budget: &Budget, surface: &Surface, t: usize, widths: &[Vec<usize>], mut kept: Vec<usize>) -> Option<Vec<usize>> {
+fn repair(
+    budget: &Budget,
+    surface: &Surface,
+    t: usize,
+    widths: &[Vec<usize>],
+    mut kept: Vec<usize>,
+) -> Option<Vec<usize>> {
     while !budget.fits(&kept) {
         let (v, m) = (surface.value(t, &kept), budget.measure(&kept));
         let mut best: Option<(f64, usize, usize)> = None;
@@ -200,7 +224,8 @@ fn repair(budget: &Budget, surface: &Surface, t: usize, widths: &[Vec<usize>], m
             let Some(&down) = w.iter().rev().find(|&&x| x < kept[l]) else { continue };
             let mut k = kept.clone();
             k[l] = down;
-            let cost = (v - surface.value(t, &k)) / m.saturating_sub(budget.measure(&k)).max(1) as f64;
+            let cost =
+                (v - surface.value(t, &k)) / m.saturating_sub(budget.measure(&k)).max(1) as f64;
             if best.is_none_or(|b| cost < b.0) {
                 best = Some((cost, l, down));
             }
@@ -221,7 +246,12 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 /// Whether the metric is the unpruned figure minus a sum of per-layer removals
 /// (checked on the extreme and a few mixed width vectors).
-fn separable(budget: &Budget, widths: &[Vec<usize>], removed: &dyn Fn(usize, usize) -> u64, full_m: u64) -> bool {
+fn separable(
+    budget: &Budget,
+    widths: &[Vec<usize>],
+    removed: &dyn Fn(usize, usize) -> u64,
+    full_m: u64,
+) -> bool {
     let mut rng = Rng::new(7);
     (0..12).all(|i| {
         let k: Vec<usize> = widths
@@ -318,7 +348,14 @@ pub struct Trace {
 
 /// Runs `method` on the surface of `seed` with the recipe's schedule, agent and
 /// selection rule; `opt_final`: the optimum on the final surface.
-pub fn run(r: &Recipe, budget: &Budget, surface: &Surface, opt_final: &Optimum, method: Method, seed: u64) -> Trace {
+pub fn run(
+    r: &Recipe,
+    budget: &Budget,
+    surface: &Surface,
+    opt_final: &Optimum,
+    method: Method,
+    seed: u64,
+) -> Trace {
     let last = r.epochs.max(1) - 1;
     let mut cfg = r.agent.clone();
     cfg.env_model &= method != Method::NoEnvModel;
@@ -343,7 +380,12 @@ pub fn run(r: &Recipe, budget: &Budget, surface: &Surface, opt_final: &Optimum, 
                 let (kept, ep) = match method {
                     Method::Uniform => (super::reward::uniform_kept(budget), None),
                     _ => {
-                        let ep = agent.episode(budget, t, &mut rng, if method == Method::Random { Explore::Random } else { explore });
+                        let ep = agent.episode(
+                            budget,
+                            t,
+                            &mut rng,
+                            if method == Method::Random { Explore::Random } else { explore },
+                        );
                         (ep.kept.clone(), Some(ep))
                     }
                 };
@@ -366,9 +408,20 @@ pub fn run(r: &Recipe, budget: &Budget, surface: &Surface, opt_final: &Optimum, 
         row.regret = inc.best().map(|b| regret(&b.kept));
         rows.push(row);
     }
-    let changed = rescore && inc.rescore(r.epochs, |kept| Ok::<_, ()>(surface.sample(last, kept, &mut noise))).unwrap_or(false);
-    let final_kept = inc.best().map(|b| b.kept.clone()).unwrap_or_else(|| super::reward::uniform_kept(budget));
-    Trace { method, seed, epochs: rows, final_regret: regret(&final_kept), final_kept, final_choice_changed: changed }
+    let changed = rescore
+        && inc
+            .rescore(r.epochs, |kept| Ok::<_, ()>(surface.sample(last, kept, &mut noise)))
+            .unwrap_or(false);
+    let final_kept =
+        inc.best().map(|b| b.kept.clone()).unwrap_or_else(|| super::reward::uniform_kept(budget));
+    Trace {
+        method,
+        seed,
+        epochs: rows,
+        final_regret: regret(&final_kept),
+        final_kept,
+        final_choice_changed: changed,
+    }
 }
 
 /// Summary of one method over the seeds.
@@ -403,7 +456,9 @@ pub fn median(v: &[f64]) -> f64 {
 /// Per-method summary of traces (all of one method).
 pub fn summarise(method: Method, traces: &[&Trace]) -> MethodSummary {
     let regrets: Vec<f64> = traces.iter().map(|t| t.final_regret).collect();
-    let agent_means = |tr: &Trace| -> Vec<f64> { tr.epochs.iter().filter(|e| e.phase == "agent").filter_map(|e| e.mean_reward).collect() };
+    let agent_means = |tr: &Trace| -> Vec<f64> {
+        tr.epochs.iter().filter(|e| e.phase == "agent").filter_map(|e| e.mean_reward).collect()
+    };
     let window = |first: bool| -> Option<f64> {
         let v: Vec<f64> = traces
             .iter()
@@ -416,7 +471,10 @@ pub fn summarise(method: Method, traces: &[&Trace]) -> MethodSummary {
             .collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
-    let greedy: Vec<f64> = traces.iter().filter_map(|tr| tr.epochs.iter().rev().find_map(|e| e.greedy_regret)).collect();
+    let greedy: Vec<f64> = traces
+        .iter()
+        .filter_map(|tr| tr.epochs.iter().rev().find_map(|e| e.greedy_regret))
+        .collect();
     MethodSummary {
         method,
         median_final_regret: median(&regrets),
@@ -454,7 +512,14 @@ pub struct BenchReport {
 }
 
 /// Runs every method on every seed's surface. `progress`: one line per run.
-pub fn bench(r: &Recipe, budget: &Budget, scfg: &SurfaceConfig, methods: &[Method], seeds: &[u64], progress: bool) -> Result<BenchReport, String> {
+pub fn bench(
+    r: &Recipe,
+    budget: &Budget,
+    scfg: &SurfaceConfig,
+    methods: &[Method],
+    seeds: &[u64],
+    progress: bool,
+) -> Result<BenchReport, String> {
     let t0 = std::time::Instant::now();
     let last = r.epochs.max(1) - 1;
     let (mut optima, mut uniform, mut traces) = (Vec::new(), Vec::new(), Vec::new());
@@ -466,13 +531,21 @@ pub fn bench(r: &Recipe, budget: &Budget, scfg: &SurfaceConfig, methods: &[Metho
             let ts = std::time::Instant::now();
             let tr = run(r, budget, &surface, &opt, m, seed);
             if progress {
-                eprintln!("seed {seed} {:?}: final regret {:.2} points ({:.1} s)", m, 100.0 * tr.final_regret, ts.elapsed().as_secs_f64());
+                eprintln!(
+                    "seed {seed} {:?}: final regret {:.2} points ({:.1} s)",
+                    m,
+                    100.0 * tr.final_regret,
+                    ts.elapsed().as_secs_f64()
+                );
             }
             traces.push(tr);
         }
         optima.push(opt);
     }
-    let summaries = methods.iter().map(|&m| summarise(m, &traces.iter().filter(|t| t.method == m).collect::<Vec<_>>())).collect();
+    let summaries = methods
+        .iter()
+        .map(|&m| summarise(m, &traces.iter().filter(|t| t.method == m).collect::<Vec<_>>()))
+        .collect();
     Ok(BenchReport {
         model: r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         layers: budget.layers.len(),
@@ -500,21 +573,49 @@ pub fn write(dir: &std::path::Path, rep: &BenchReport) -> anyhow::Result<()> {
     use anyhow::Context;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = serde_json::to_vec_pretty(rep)?;
-    crate::util::write_atomic(&dir.join("agent_bench.json"), &json).with_context(|| format!("writing {}", dir.join("agent_bench.json").display()))?;
-    let colors = [plotters::style::RED, plotters::style::BLUE, plotters::style::GREEN, plotters::style::BLACK, plotters::style::MAGENTA];
+    crate::util::write_atomic(&dir.join("agent_bench.json"), &json)
+        .with_context(|| format!("writing {}", dir.join("agent_bench.json").display()))?;
+    let colors = [
+        plotters::style::RED,
+        plotters::style::BLUE,
+        plotters::style::GREEN,
+        plotters::style::BLACK,
+        plotters::style::MAGENTA,
+    ];
     let per_epoch = |m: Method, f: &dyn Fn(&EpochStat) -> Option<f64>| -> Vec<(f64, f64)> {
         (0..rep.epochs)
             .filter_map(|e| {
-                let v: Vec<f64> = rep.traces.iter().filter(|t| t.method == m).filter_map(|t| f(&t.epochs[e])).collect();
+                let v: Vec<f64> = rep
+                    .traces
+                    .iter()
+                    .filter(|t| t.method == m)
+                    .filter_map(|t| f(&t.epochs[e]))
+                    .collect();
                 (!v.is_empty()).then(|| ((e + 1) as f64, median(&v)))
             })
             .collect()
     };
     let series = |f: &dyn Fn(&EpochStat) -> Option<f64>| -> Vec<super::plot::Series> {
-        rep.summaries.iter().zip(colors.iter().cycle()).map(|(s, &c)| (format!("{:?}", s.method), c, per_epoch(s.method, f))).collect()
+        rep.summaries
+            .iter()
+            .zip(colors.iter().cycle())
+            .map(|(s, &c)| (format!("{:?}", s.method), c, per_epoch(s.method, f)))
+            .collect()
     };
-    super::plot::lines(&dir.join("regret.svg"), "regret of the chosen architecture (median over seeds)", "epoch", "regret", &series(&|e| e.regret))?;
-    super::plot::lines(&dir.join("rewards.svg"), "mean episode reward (median over seeds)", "epoch", "reward", &series(&|e| e.mean_reward))
+    super::plot::lines(
+        &dir.join("regret.svg"),
+        "regret of the chosen architecture (median over seeds)",
+        "epoch",
+        "regret",
+        &series(&|e| e.regret),
+    )?;
+    super::plot::lines(
+        &dir.join("rewards.svg"),
+        "mean episode reward (median over seeds)",
+        "epoch",
+        "reward",
+        &series(&|e| e.mean_reward),
+    )
 }
 
 #[cfg(test)]
@@ -523,7 +624,11 @@ mod tests {
     use std::path::Path;
 
     fn budget(file: &str, ratio: f64, multiple: usize) -> Budget {
-        let (_, a) = crate::analysis::import(&Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(file), &Default::default()).unwrap();
+        let (_, a) = crate::analysis::import(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs").join(file),
+            &Default::default(),
+        )
+        .unwrap();
         let mut b = Budget::new(a.cost, a.layers, ratio, 0.9).unwrap();
         b.set_multiple(multiple).unwrap();
         b
@@ -576,7 +681,8 @@ mod tests {
 
     /// Mean episode reward over the last `n` agent epochs.
     fn late_mean(t: &Trace, n: usize) -> f64 {
-        let m: Vec<f64> = t.epochs.iter().filter(|e| e.phase == "agent").filter_map(|e| e.mean_reward).collect();
+        let m: Vec<f64> =
+            t.epochs.iter().filter(|e| e.phase == "agent").filter_map(|e| e.mean_reward).collect();
         m[m.len() - n..].iter().sum::<f64>() / n as f64
     }
 
@@ -584,16 +690,31 @@ mod tests {
     fn the_agent_learns_on_a_small_surface() {
         // ResNet-20 (9 layers) at 40% MACs; 12 agent epochs of 10 episodes on a drifting surface.
         let b = budget("resnet20_mnist.onnx", 0.4, 1);
-        let mut r = Recipe { epochs: 16, warmup_epochs: 1, buffer_epochs: 3, agent_epochs: 16, episodes_per_epoch: 10, ..Default::default() };
+        let mut r = Recipe {
+            epochs: 16,
+            warmup_epochs: 1,
+            buffer_epochs: 3,
+            agent_epochs: 16,
+            episodes_per_epoch: 10,
+            ..Default::default()
+        };
         r.agent.updates_per_epoch = 100;
-        let s = Surface::new(&b, r.epochs, &SurfaceConfig { reward_samples: 500, drift: 0.3, ..Default::default() }, 3);
+        let s = Surface::new(
+            &b,
+            r.epochs,
+            &SurfaceConfig { reward_samples: 500, drift: 0.3, ..Default::default() },
+            3,
+        );
         let opt = optimum(&b, &s, r.epochs - 1).unwrap();
         let agent = run(&r, &b, &s, &opt, Method::Rlal, 3);
         let random = run(&r, &b, &s, &opt, Method::Random, 3);
         let uniform = opt.value - s.value(r.epochs - 1, &crate::search::reward::uniform_kept(&b));
         // Policy episodes beat random ones on the same surface at the same epochs...
         let (a, x) = (late_mean(&agent, 5), late_mean(&random, 5));
-        assert!(a > x + 0.005, "mean reward of the last 5 agent epochs: agent {a:.4}, random {x:.4}");
+        assert!(
+            a > x + 0.005,
+            "mean reward of the last 5 agent epochs: agent {a:.4}, random {x:.4}"
+        );
         // ...and the greedy policy is better than uniform pruning.
         let g = agent.epochs.iter().rev().find_map(|e| e.greedy_regret).unwrap();
         assert!(g + 0.005 < uniform, "greedy regret {g:.4}, uniform {uniform:.4}");
@@ -607,7 +728,12 @@ mod tests {
         assert!((s.base(49) - s.value(49, &u) - 0.08).abs() < 1e-9);
         let o = optimum(&b, &s, 49).unwrap();
         assert!(o.exact && b.fits(&o.kept));
-        assert!(o.value > s.value(49, &u) + 0.01, "the allocation must matter: optimum {} uniform {}", o.value, s.value(49, &u));
+        assert!(
+            o.value > s.value(49, &u) + 0.01,
+            "the allocation must matter: optimum {} uniform {}",
+            o.value,
+            s.value(49, &u)
+        );
         // The early optimum differs from the final one (the drift matters).
         assert_ne!(optimum(&b, &s, 0).unwrap().kept, o.kept);
         let mut rng = Rng::new(1);
@@ -616,6 +742,9 @@ mod tests {
         let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / 399.0).sqrt();
         let v = s.value(49, &u);
         let want = (v * (1.0 - v) / 5000.0).sqrt();
-        assert!((mean - v).abs() < 4.0 * want / 20.0 && (sd / want - 1.0).abs() < 0.2, "mean {mean} sd {sd} vs {v} {want}");
+        assert!(
+            (mean - v).abs() < 4.0 * want / 20.0 && (sd / want - 1.0).abs() < 0.2,
+            "mean {mean} sd {sd} vs {v} {want}"
+        );
     }
 }

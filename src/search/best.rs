@@ -67,7 +67,11 @@ impl Incumbents {
 
     /// Scores every incumbent again (`score(kept)` on the current weights, epoch
     /// `epoch` 1-based) and re-sorts. Returns whether the best one changed.
-    pub fn rescore<E>(&mut self, epoch: usize, mut score: impl FnMut(&[usize]) -> Result<f64, E>) -> Result<bool, E> {
+    pub fn rescore<E>(
+        &mut self,
+        epoch: usize,
+        mut score: impl FnMut(&[usize]) -> Result<f64, E>,
+    ) -> Result<bool, E> {
         let before = self.best().map(|b| b.kept.clone());
         for b in &mut self.items {
             b.reward = score(&b.kept)?;

@@ -14,10 +14,17 @@ const H: u32 = 400;
 pub(crate) type Series = (String, RGBColor, Vec<(f64, f64)>);
 
 fn finish(path: &Path, svg: String) -> anyhow::Result<()> {
-    crate::util::write_atomic(path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    crate::util::write_atomic(path, svg.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
-pub(crate) fn lines(path: &Path, title: &str, xlabel: &str, ylabel: &str, series: &[Series]) -> anyhow::Result<()> {
+pub(crate) fn lines(
+    path: &Path,
+    title: &str,
+    xlabel: &str,
+    ylabel: &str,
+    series: &[Series],
+) -> anyhow::Result<()> {
     let pts = series.iter().flat_map(|s| s.2.iter());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y) in pts {
@@ -62,9 +69,17 @@ pub(crate) fn lines(path: &Path, title: &str, xlabel: &str, ylabel: &str, series
                 .draw_series(LineSeries::new(data.iter().copied(), c.stroke_width(2)).point_size(2))
                 .map_err(|e| anyhow!("{e}"))?
                 .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::LowerRight).draw().map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerRight)
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow!("{e}"))?;
     }
     finish(path, svg)
@@ -72,19 +87,32 @@ pub(crate) fn lines(path: &Path, title: &str, xlabel: &str, ylabel: &str, series
 
 /// `rewards.svg`: best and mean reward of the episodes of each epoch.
 pub fn write_search(dir: &Path, rows: &[EpochRow]) -> anyhow::Result<()> {
-    let best: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.best_reward.map(|b| (r.epoch as f64, b))).collect();
-    let mean: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.mean_reward.map(|m| (r.epoch as f64, m))).collect();
+    let best: Vec<(f64, f64)> =
+        rows.iter().filter_map(|r| r.best_reward.map(|b| (r.epoch as f64, b))).collect();
+    let mean: Vec<(f64, f64)> =
+        rows.iter().filter_map(|r| r.mean_reward.map(|m| (r.epoch as f64, m))).collect();
     if best.is_empty() {
         return Ok(());
     }
-    lines(&dir.join("rewards.svg"), "Episode rewards (reward-subset accuracy)", "epoch", "reward", &[("best so far".into(), RED, best), ("mean of the epoch".into(), BLUE, mean)])
+    lines(
+        &dir.join("rewards.svg"),
+        "Episode rewards (reward-subset accuracy)",
+        "epoch",
+        "reward",
+        &[("best so far".into(), RED, best), ("mean of the epoch".into(), BLUE, mean)],
+    )
 }
 
 /// `accuracy.svg`: train and test accuracy per epoch; fine-tuning continues the epoch axis.
-pub fn write_accuracy(dir: &Path, rows: &[EpochRow], finetune: &[serde_json::Value]) -> anyhow::Result<()> {
+pub fn write_accuracy(
+    dir: &Path,
+    rows: &[EpochRow],
+    finetune: &[serde_json::Value],
+) -> anyhow::Result<()> {
     let n = rows.len() as f64;
     let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.epoch as f64, r.train_acc)).collect();
-    let test: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.test_acc.map(|a| (r.epoch as f64, a))).collect();
+    let test: Vec<(f64, f64)> =
+        rows.iter().filter_map(|r| r.test_acc.map(|a| (r.epoch as f64, a))).collect();
     let f = |key: &str| -> Vec<(f64, f64)> {
         finetune
             .iter()
@@ -98,12 +126,19 @@ pub fn write_accuracy(dir: &Path, rows: &[EpochRow], finetune: &[serde_json::Val
             })
             .collect()
     };
-    let mut s: Vec<Series> = vec![("joint: train".into(), BLUE, train), ("joint: test".into(), RED, test)];
+    let mut s: Vec<Series> =
+        vec![("joint: train".into(), BLUE, train), ("joint: test".into(), RED, test)];
     if !finetune.is_empty() {
         s.push(("pruned fine-tuning: train".into(), CYAN, f("train")));
         s.push(("pruned fine-tuning: test".into(), MAGENTA, f("test")));
     }
-    lines(&dir.join("accuracy.svg"), "Accuracy (joint training, then fine-tuning of the pruned net)", "epoch", "accuracy", &s)
+    lines(
+        &dir.join("accuracy.svg"),
+        "Accuracy (joint training, then fine-tuning of the pruned net)",
+        "epoch",
+        "accuracy",
+        &s,
+    )
 }
 
 /// `layers.svg`: kept-channel ratio per layer of the chosen architecture.
@@ -124,9 +159,21 @@ pub fn write_layers(dir: &Path, layers: &[LayerChoice]) -> anyhow::Result<()> {
             // Segments 0..=n-1: one slot per layer (0..n would add an empty slot for n).
             .build_cartesian_2d((0u32..n - 1).into_segmented(), 0f64..1.05)
             .map_err(|e| anyhow!("{e}"))?;
-        chart.configure_mesh().x_labels(layers.len().min(30)).x_desc("layer").y_desc("kept / channels").y_label_formatter(&|v| format!("{:.0}%", 100.0 * v)).draw().map_err(|e| anyhow!("{e}"))?;
         chart
-            .draw_series(Histogram::vertical(&chart).style(BLUE.mix(0.7).filled()).margin(2).data(layers.iter().enumerate().map(|(i, l)| (i as u32, l.ratio))))
+            .configure_mesh()
+            .x_labels(layers.len().min(30))
+            .x_desc("layer")
+            .y_desc("kept / channels")
+            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
+        chart
+            .draw_series(
+                Histogram::vertical(&chart)
+                    .style(BLUE.mix(0.7).filled())
+                    .margin(2)
+                    .data(layers.iter().enumerate().map(|(i, l)| (i as u32, l.ratio))),
+            )
             .map_err(|e| anyhow!("{e}"))?;
         root.present().map_err(|e| anyhow!("{e}"))?;
     }

@@ -10,8 +10,8 @@
 //! buffer; `warmup + buffer <= t < agent-epochs`: weights + policy episodes +
 //! agent updates; `t >= agent-epochs`: weights only (with alignment to the best
 //! policy). Then surgery and `finetune-epochs` of fine-tuning.
-use crate::agent::AgentConfig;
 pub use super::best::Selection;
+use crate::agent::AgentConfig;
 pub use crate::agent::Overlap;
 use crate::train::recipe::{DeviceKind, InsertBn, Precision, Recipe as TrainRecipe, ScheduleKind};
 use serde::{Deserialize, Serialize};
@@ -399,10 +399,21 @@ impl Recipe {
         if self.data.is_none() {
             return bad("data", "is required (or give --data DIR)".into());
         }
-        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name == "." || self.name == ".." {
+        if self.name.is_empty()
+            || self.name.contains(['/', '\\'])
+            || self.name == "."
+            || self.name == ".."
+        {
             return bad("name", format!("'{}' is not a plain directory name", self.name));
         }
-        let given: Vec<(&str, f64)> = [("macs-ratio", self.macs_ratio), ("params-ratio", self.params_ratio), ("latency-ratio", self.latency_ratio)].into_iter().filter_map(|(f, r)| r.map(|r| (f, r))).collect();
+        let given: Vec<(&str, f64)> = [
+            ("macs-ratio", self.macs_ratio),
+            ("params-ratio", self.params_ratio),
+            ("latency-ratio", self.latency_ratio),
+        ]
+        .into_iter()
+        .filter_map(|(f, r)| r.map(|r| (f, r)))
+        .collect();
         let (field, ratio) = match given[..] {
             [] => return bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5; or params-ratio / latency-ratio for a parameter / latency budget)".into()),
             [one] => one,
@@ -422,17 +433,36 @@ impl Recipe {
         }
         for (field, n) in [("epochs", self.epochs), ("finetune-epochs", self.finetune_epochs)] {
             if n > crate::train::recipe::MAX_EPOCHS {
-                return bad(field, format!("{n} is more than {} epochs", crate::train::recipe::MAX_EPOCHS));
+                return bad(
+                    field,
+                    format!("{n} is more than {} epochs", crate::train::recipe::MAX_EPOCHS),
+                );
             }
         }
         if self.warmup_epochs.saturating_add(self.buffer_epochs) > self.agent_epochs {
-            return bad("agent-epochs", format!("{} is before the end of warm-up + buffer ({} + {})", self.agent_epochs, self.warmup_epochs, self.buffer_epochs));
+            return bad(
+                "agent-epochs",
+                format!(
+                    "{} is before the end of warm-up + buffer ({} + {})",
+                    self.agent_epochs, self.warmup_epochs, self.buffer_epochs
+                ),
+            );
         }
         if self.agent_epochs > self.epochs {
-            return bad("agent-epochs", format!("{} is after the last epoch ({})", self.agent_epochs, self.epochs));
+            return bad(
+                "agent-epochs",
+                format!("{} is after the last epoch ({})", self.agent_epochs, self.epochs),
+            );
         }
-        if self.agent_epochs == self.warmup_epochs && self.policy != Policy::Uniform && self.policy != Policy::L1Global {
-            return bad("agent-epochs", "leaves no epoch for episodes: the search needs agent-epochs > warmup-epochs".into());
+        if self.agent_epochs == self.warmup_epochs
+            && self.policy != Policy::Uniform
+            && self.policy != Policy::L1Global
+        {
+            return bad(
+                "agent-epochs",
+                "leaves no epoch for episodes: the search needs agent-epochs > warmup-epochs"
+                    .into(),
+            );
         }
         if self.policy != Policy::Uniform && self.policy != Policy::L1Global {
             if self.episodes_per_epoch == 0 {
@@ -466,10 +496,15 @@ impl Recipe {
             return bad(&format!("agent.{field}"), msg);
         }
         if self.milestones.iter().any(|&m| m > self.epochs) && self.schedule == ScheduleKind::Step {
-            return bad("milestones", format!("{:?} has an epoch after the last ({})", self.milestones, self.epochs));
+            return bad(
+                "milestones",
+                format!("{:?} has an epoch after the last ({})", self.milestones, self.epochs),
+            );
         }
         // The training fields share `rlal train`'s checks (names are the same but `lr-warmup-epochs`).
-        self.train_recipe(self.epochs).check().map_err(|m| m.replace("'warmup-epochs'", "'lr-warmup-epochs'"))
+        self.train_recipe(self.epochs)
+            .check()
+            .map_err(|m| m.replace("'warmup-epochs'", "'lr-warmup-epochs'"))
     }
 
     /// What epoch `t` (0-based) does besides training the weights.
@@ -523,14 +558,27 @@ mod tests {
         let mut r2 = r.clone();
         r2.macs_ratio = Some(1.0);
         assert!(r2.check().unwrap_err().contains("macs-ratio"));
-        let r3 = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 8\n").unwrap();
+        let r3 = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 8\n")
+            .unwrap();
         r3.check().unwrap();
-        assert_eq!((r3.metric(), r3.ratio(), r3.latency_batch), (crate::agent::Metric::Latency, 0.6, 8));
-        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nlatency-ratio: 0.6\n").unwrap().check().unwrap_err();
+        assert_eq!(
+            (r3.metric(), r3.ratio(), r3.latency_batch),
+            (crate::agent::Metric::Latency, 0.6, 8)
+        );
+        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nlatency-ratio: 0.6\n")
+            .unwrap()
+            .check()
+            .unwrap_err();
         assert!(e.contains("latency-ratio") && e.contains("exactly one"), "{e}");
-        let e = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 0\n").unwrap().check().unwrap_err();
+        let e = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 0\n")
+            .unwrap()
+            .check()
+            .unwrap_err();
         assert!(e.contains("latency-batch"), "{e}");
-        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n").unwrap_err();
+        let e = Recipe::parse(
+            "model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n",
+        )
+        .unwrap_err();
         assert!(e.contains("bogus"), "{e}");
     }
 }

@@ -1,8 +1,8 @@
 //! Run-directory outputs: per-epoch metrics rows, `best_policy.yaml`, the
 //! validation of the exported models with ONNX Runtime (tract when ONNX
 //! Runtime is missing), `report.json`, `report.md` and the summary screen.
-use super::recipe::Recipe;
 use super::best::Best;
+use super::recipe::Recipe;
 use crate::data::Loader;
 use crate::ir::Graph;
 use crate::validate::{latency, ort::OrtModel, tract::TractModel, Runner, ValidateError};
@@ -54,7 +54,13 @@ pub struct EpochRow {
 
 impl EpochRow {
     /// Records the statistics of the epoch's agent updates.
-    pub fn set_updates(&mut self, st: &crate::agent::UpdateStats, seconds: f64, env_model: bool, alpha: f64) {
+    pub fn set_updates(
+        &mut self,
+        st: &crate::agent::UpdateStats,
+        seconds: f64,
+        env_model: bool,
+        alpha: f64,
+    ) {
         self.update_seconds = seconds;
         self.env_loss = env_model.then_some(st.env_loss);
         self.critic_loss = Some(st.critic_loss);
@@ -64,13 +70,32 @@ impl EpochRow {
     }
 
     pub fn line(&self, total: usize) -> String {
-        let f = |x: Option<f64>| x.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
-        let mut s = format!("epoch {}/{} [{}] loss {:.4} acc {:.2}% test {}", self.epoch, total, self.phase, self.train_loss, 100.0 * self.train_acc, f(self.test_acc));
+        let f =
+            |x: Option<f64>| x.map(|v| format!("{:.2}%", 100.0 * v)).unwrap_or_else(|| "-".into());
+        let mut s = format!(
+            "epoch {}/{} [{}] loss {:.4} acc {:.2}% test {}",
+            self.epoch,
+            total,
+            self.phase,
+            self.train_loss,
+            100.0 * self.train_acc,
+            f(self.test_acc)
+        );
         if !self.rewards.is_empty() {
-            s += &format!(" | {} episodes mean reward {} best {}", self.rewards.len(), f(self.mean_reward), f(self.best_reward));
+            s += &format!(
+                " | {} episodes mean reward {} best {}",
+                self.rewards.len(),
+                f(self.mean_reward),
+                f(self.best_reward)
+            );
         }
         if let Some(c) = self.critic_loss {
-            s += &format!(" critic {:.4} actor {:.4} env {:.4}", c, self.actor_loss.unwrap_or(0.0), self.env_loss.unwrap_or(0.0));
+            s += &format!(
+                " critic {:.4} actor {:.4} env {:.4}",
+                c,
+                self.actor_loss.unwrap_or(0.0),
+                self.env_loss.unwrap_or(0.0)
+            );
         }
         s + &format!(" ({:.1}s + {:.1}s search)", self.train_seconds, self.search_seconds)
     }
@@ -102,9 +127,23 @@ struct PolicyFile<'a> {
 }
 
 /// `best_policy.yaml`.
-pub fn write_policy(dir: &Path, best: &Best, layers: &[LayerChoice], budget: &crate::agent::Budget) -> anyhow::Result<()> {
-    let y = serde_yaml::to_string(&PolicyFile { reward: best.reward, epoch: best.epoch, macs: budget.macs(&best.kept), budget: budget.metric.key(), target: budget.target, achieved: budget.measure(&best.kept), layers })?;
-    crate::util::write_atomic(&dir.join("best_policy.yaml"), y.as_bytes()).context("writing best_policy.yaml")
+pub fn write_policy(
+    dir: &Path,
+    best: &Best,
+    layers: &[LayerChoice],
+    budget: &crate::agent::Budget,
+) -> anyhow::Result<()> {
+    let y = serde_yaml::to_string(&PolicyFile {
+        reward: best.reward,
+        epoch: best.epoch,
+        macs: budget.macs(&best.kept),
+        budget: budget.metric.key(),
+        target: budget.target,
+        achieved: budget.measure(&best.kept),
+        layers,
+    })?;
+    crate::util::write_atomic(&dir.join("best_policy.yaml"), y.as_bytes())
+        .context("writing best_policy.yaml")
 }
 
 /// Accuracy, MACs and params of one model.
@@ -216,7 +255,11 @@ fn accuracy(r: &mut dyn Runner, test: &Loader) -> anyhow::Result<(f64, usize)> {
         let (shape, logits) = out.into_iter().next().context("the model has no output")?;
         let k = *shape.last().context("scalar output")?;
         for (row, &y) in logits.chunks(k.max(1)).zip(&b.labels) {
-            let best = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0;
+            let best = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
+                .0;
             right += (best as i64 == y) as usize;
             seen += 1;
         }
@@ -224,21 +267,47 @@ fn accuracy(r: &mut dyn Runner, test: &Loader) -> anyhow::Result<(f64, usize)> {
     Ok((right as f64 / seen.max(1) as f64, seen))
 }
 
-fn figures(g: &Graph, test: &Loader, dims: [usize; 3], batch: usize, threads: usize) -> anyhow::Result<(Figures, String, usize)> {
-    let facts = crate::ir::infer::infer(g, None).map_err(|e| anyhow::anyhow!("shape inference: {e}"))?;
+fn figures(
+    g: &Graph,
+    test: &Loader,
+    dims: [usize; 3],
+    batch: usize,
+    threads: usize,
+) -> anyhow::Result<(Figures, String, usize)> {
+    let facts =
+        crate::ir::infer::infer(g, None).map_err(|e| anyhow::anyhow!("shape inference: {e}"))?;
     let an = crate::analysis::Analysis::new(g, facts, Vec::new());
     let mut r = runner(&crate::onnx::to_bytes(g), threads)?;
     let (acc, n) = accuracy(r.as_mut(), test)?;
     let shape = |b: usize| vec![b, dims[0], dims[1], dims[2]];
     let l1 = latency::measure(r.as_mut(), &shape(1), 3, 20)?;
     let lb = latency::measure(r.as_mut(), &shape(batch), 2, 10)?;
-    Ok((Figures { accuracy: acc, macs: an.cost.full_macs(), params: an.cost.full_params(), latency_ms: l1.median_ms, latency_batch_ms: lb.median_ms }, r.engine().to_string(), n))
+    Ok((
+        Figures {
+            accuracy: acc,
+            macs: an.cost.full_macs(),
+            params: an.cost.full_params(),
+            latency_ms: l1.median_ms,
+            latency_batch_ms: lb.median_ms,
+        },
+        r.engine().to_string(),
+        n,
+    ))
 }
 
 /// Validates both exported models (accuracy on the test split, MACs, params, latency).
-pub fn validate(c: &Context, unpruned: &Graph, pruned: &Graph, test: &Loader, dims: [usize; 3], batch: usize) -> anyhow::Result<Report> {
-    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.threads).context("validating the unpruned model")?;
-    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.threads).context("validating the pruned model")?;
+pub fn validate(
+    c: &Context,
+    unpruned: &Graph,
+    pruned: &Graph,
+    test: &Loader,
+    dims: [usize; 3],
+    batch: usize,
+) -> anyhow::Result<Report> {
+    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.threads)
+        .context("validating the unpruned model")?;
+    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.threads)
+        .context("validating the pruned model")?;
     Ok(Report {
         name: c.recipe.name.clone(),
         policy: c.recipe.policy.name().to_string(),
@@ -273,10 +342,21 @@ pub fn validate(c: &Context, unpruned: &Graph, pruned: &Graph, test: &Loader, di
 /// The summary screen (also the body of `report.md`).
 pub fn summary(r: &Report) -> String {
     let mut s = format!("# rlal prune: {} ({} policy)\n\n", r.name, r.policy);
-    s += &format!("model {} on {}; validated with {} on {} test images\n\n", r.model, r.data, r.engine, r.test_samples);
+    s += &format!(
+        "model {} on {}; validated with {} on {} test images\n\n",
+        r.model, r.data, r.engine, r.test_samples
+    );
     s += "| | accuracy | MACs | params | latency b=1 (ms) | latency b=batch (ms) |\n|---|---|---|---|---|---|\n";
-    for (n, f) in [("unpruned (jointly trained)", &r.unpruned), ("pruned + fine-tuned", &r.pruned)] {
-        s += &format!("| {n} | {:.2}% | {} | {} | {:.3} | {:.3} |\n", 100.0 * f.accuracy, f.macs, f.params, f.latency_ms, f.latency_batch_ms);
+    for (n, f) in [("unpruned (jointly trained)", &r.unpruned), ("pruned + fine-tuned", &r.pruned)]
+    {
+        s += &format!(
+            "| {n} | {:.2}% | {} | {} | {:.3} | {:.3} |\n",
+            100.0 * f.accuracy,
+            f.macs,
+            f.params,
+            f.latency_ms,
+            f.latency_batch_ms
+        );
     }
     s += &format!(
         "\nMACs ratio {:.3}, params ratio {:.3} (budget: {} ratio {:.3}), speed-up {:.2}x at batch {}; masked accuracy before fine-tuning {:.2}%; best reward {:.2}% (epoch {}).\n",
@@ -299,7 +379,14 @@ pub fn summary(r: &Report) -> String {
     }
     s += &format!("Time: weight training {:.1}s, search {:.1}s (episodes + agent updates; {:.1}% of the training time of the search epochs), fine-tuning {:.1}s, total {:.1}s.\n\n| layer | name | kept / channels |\n|---|---|---|\n", r.train_seconds, r.search_seconds, 100.0 * r.search_overhead, r.finetune_seconds, r.total_seconds);
     for l in &r.layers {
-        s += &format!("| {} | {} | {} / {} ({:.0}%) |\n", l.layer, l.name, l.kept, l.channels, 100.0 * l.ratio);
+        s += &format!(
+            "| {} | {} | {} / {} ({:.0}%) |\n",
+            l.layer,
+            l.name,
+            l.kept,
+            l.channels,
+            100.0 * l.ratio
+        );
     }
     s
 }
@@ -312,8 +399,16 @@ fn alignment_hint(r: &Report) -> Option<String> {
     if r.speedup >= 1.0 || !r.engine.starts_with("ort") {
         return None;
     }
-    let odd: Vec<String> = r.layers.iter().filter(|l| l.kept < l.channels && l.kept % 4 != 0).map(|l| l.layer.to_string()).collect();
-    let measured = format!("{:.3} ms pruned against {:.3} ms unpruned per batch of {}", r.pruned.latency_batch_ms, r.unpruned.latency_batch_ms, r.latency_batch);
+    let odd: Vec<String> = r
+        .layers
+        .iter()
+        .filter(|l| l.kept < l.channels && l.kept % 4 != 0)
+        .map(|l| l.layer.to_string())
+        .collect();
+    let measured = format!(
+        "{:.3} ms pruned against {:.3} ms unpruned per batch of {}",
+        r.pruned.latency_batch_ms, r.unpruned.latency_batch_ms, r.latency_batch
+    );
     let m = r.channel_multiple;
     match (odd.is_empty(), m > 1) {
         (true, false) => None,
@@ -333,8 +428,13 @@ fn alignment_hint(r: &Report) -> Option<String> {
 
 /// `report.json` and `report.md`.
 pub fn write(dir: &Path, r: &Report) -> anyhow::Result<()> {
-    crate::util::write_atomic(&dir.join("report.json"), serde_json::to_string_pretty(r)?.as_bytes()).context("writing report.json")?;
-    crate::util::write_atomic(&dir.join("report.md"), summary(r).as_bytes()).context("writing report.md")
+    crate::util::write_atomic(
+        &dir.join("report.json"),
+        serde_json::to_string_pretty(r)?.as_bytes(),
+    )
+    .context("writing report.json")?;
+    crate::util::write_atomic(&dir.join("report.md"), summary(r).as_bytes())
+        .context("writing report.md")
 }
 
 #[cfg(test)]
@@ -343,8 +443,22 @@ mod tests {
 
     #[test]
     fn slow_unaligned_models_get_the_alignment_hint() {
-        let layer = |i: usize, kept: usize| LayerChoice { layer: i, group: i, name: format!("conv{i}"), channels: 16, kept, ratio: kept as f64 / 16.0, kept_channels: (0..kept).collect() };
-        let f = |ms: f64| Figures { accuracy: 0.9, macs: 100, params: 10, latency_ms: ms, latency_batch_ms: ms };
+        let layer = |i: usize, kept: usize| LayerChoice {
+            layer: i,
+            group: i,
+            name: format!("conv{i}"),
+            channels: 16,
+            kept,
+            ratio: kept as f64 / 16.0,
+            kept_channels: (0..kept).collect(),
+        };
+        let f = |ms: f64| Figures {
+            accuracy: 0.9,
+            macs: 100,
+            params: 10,
+            latency_ms: ms,
+            latency_batch_ms: ms,
+        };
         let mut r: Report = serde_json::from_value(serde_json::json!({
             "name": "t", "policy": "rlal", "model": "m.onnx", "data": "d", "accuracy": 0.9, "budget": "macs", "target_ratio": 0.5,
             "macs_ratio": 0.5, "params_ratio": 0.5, "unpruned": serde_json::to_value(f(1.0)).unwrap(), "pruned": serde_json::to_value(f(1.2)).unwrap(),
@@ -354,7 +468,11 @@ mod tests {
         .unwrap();
         r.layers = vec![layer(0, 8), layer(1, 9), layer(2, 16)];
         let s = summary(&r);
-        assert!(s.contains("Layers 1 keep widths that are not multiples of 4") && s.contains("channel-multiple: 4"), "{s}");
+        assert!(
+            s.contains("Layers 1 keep widths that are not multiples of 4")
+                && s.contains("channel-multiple: 4"),
+            "{s}"
+        );
         r.speedup = 1.3;
         assert!(!summary(&r).contains("channel-multiple"));
         r.speedup = 0.8;
@@ -364,10 +482,18 @@ mod tests {
         r.channel_multiple = 4;
         let s = summary(&r);
         assert!(!s.contains("in the recipe (or `--channel-multiple"), "{s}");
-        assert!(s.contains("every pruned width is a multiple of 4 (`channel-multiple: 4`)") && s.contains("1.200 ms pruned against 1.000 ms unpruned per batch of 64"), "{s}");
+        assert!(
+            s.contains("every pruned width is a multiple of 4 (`channel-multiple: 4`)")
+                && s.contains("1.200 ms pruned against 1.000 ms unpruned per batch of 64"),
+            "{s}"
+        );
         r.channel_multiple = 2;
         r.layers = vec![layer(0, 8), layer(1, 10)];
         let s = summary(&r);
-        assert!(s.contains("`channel-multiple: 2` is not a multiple of 4, so layers 1") && !s.contains("in the recipe (or"), "{s}");
+        assert!(
+            s.contains("`channel-multiple: 2` is not a multiple of 4, so layers 1")
+                && !s.contains("in the recipe (or"),
+            "{s}"
+        );
     }
 }

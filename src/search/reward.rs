@@ -10,7 +10,12 @@ use tch::{Kind, Tensor};
 
 /// Kept channel indices per agent layer's group: the `kept[l]` channels with
 /// the largest current filter norm (`p` = 1 or 2), sorted by index.
-pub fn keep_sets(net: &Net, budget: &Budget, kept: &[usize], p: u32) -> Result<KeepSets, TrainError> {
+pub fn keep_sets(
+    net: &Net,
+    budget: &Budget,
+    kept: &[usize],
+    p: u32,
+) -> Result<KeepSets, TrainError> {
     let mut ks = KeepSets::new();
     for (l, &g) in budget.groups.iter().enumerate() {
         let norms: Vec<f64> = net.channel_norms(g, p)?.into_iter().map(f64::from).collect();
@@ -69,14 +74,28 @@ fn timed<T>(acc: &mut f64, f: impl FnOnce() -> T) -> T {
 type HostBatch = (Vec<usize>, Vec<f32>, Vec<i64>);
 
 /// Correct predictions of an ONNX Runtime model on host batches, and images seen.
-fn ort_correct<'b>(m: &mut crate::validate::ort::OrtModel, batches: impl Iterator<Item = &'b HostBatch>) -> Result<(usize, usize), TrainError> {
+fn ort_correct<'b>(
+    m: &mut crate::validate::ort::OrtModel,
+    batches: impl Iterator<Item = &'b HostBatch>,
+) -> Result<(usize, usize), TrainError> {
     let (mut right, mut n) = (0usize, 0usize);
     for (shape, data, labels) in batches {
-        let outs = m.run_ref(shape, data).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
-        let (oshape, logits) = outs.into_iter().next().ok_or_else(|| TrainError::Graph("reward in ONNX Runtime: the model has no output".into()))?;
+        let outs = m
+            .run_ref(shape, data)
+            .map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+        let (oshape, logits) = outs.into_iter().next().ok_or_else(|| {
+            TrainError::Graph("reward in ONNX Runtime: the model has no output".into())
+        })?;
         let k = oshape.last().copied().unwrap_or(1).max(1);
         for (row, &y) in logits.chunks(k).zip(labels) {
-            let arg = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) }).0;
+            let arg = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
+                )
+                .0;
             right += (arg as i64 == y) as usize;
             n += 1;
         }
@@ -87,11 +106,16 @@ fn ort_correct<'b>(m: &mut crate::validate::ort::OrtModel, batches: impl Iterato
 /// Accuracy of the encoded model on `batches`, scored by `sessions` single-threaded
 /// ONNX Runtime sessions side by side (session `i` takes batches i, i + n, ...).
 /// Returns the accuracy and the longest session build time (seconds).
-fn ort_accuracy(model: &[u8], sessions: usize, batches: &[HostBatch]) -> Result<(f64, f64), TrainError> {
+fn ort_accuracy(
+    model: &[u8],
+    sessions: usize,
+    batches: &[HostBatch],
+) -> Result<(f64, f64), TrainError> {
     let n = sessions.clamp(1, batches.len().max(1));
     let score = |i: usize| -> Result<(usize, usize, f64), TrainError> {
         let t = std::time::Instant::now();
-        let mut m = crate::validate::ort::OrtModel::from_bytes(model, 1).map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
+        let mut m = crate::validate::ort::OrtModel::from_bytes(model, 1)
+            .map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
         let build = t.elapsed().as_secs_f64();
         let (right, seen) = ort_correct(&mut m, batches.iter().skip(i).step_by(n))?;
         Ok((right, seen, build))
@@ -101,7 +125,15 @@ fn ort_accuracy(model: &[u8], sessions: usize, batches: &[HostBatch]) -> Result<
     } else {
         std::thread::scope(|s| {
             let hs: Vec<_> = (0..n).map(|i| s.spawn(move || score(i))).collect();
-            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(TrainError::Graph("reward in ONNX Runtime: a scoring thread panicked".into())))).collect()
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(TrainError::Graph(
+                            "reward in ONNX Runtime: a scoring thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
         })
     };
     let (mut right, mut seen, mut build) = (0usize, 0usize, 0f64);
@@ -161,7 +193,13 @@ impl<'a> RewardSet<'a> {
         } else {
             None
         };
-        Ok(RewardSet { loader, cached, recal: None, host: std::cell::OnceCell::new(), stages: Default::default() })
+        Ok(RewardSet {
+            loader,
+            cached,
+            recal: None,
+            host: std::cell::OnceCell::new(),
+            stages: Default::default(),
+        })
     }
 
     /// Adaptive BN: narrow networks re-estimate their BatchNormalization statistics on
@@ -211,8 +249,12 @@ impl<'a> RewardSet<'a> {
                 let ys: Vec<&Tensor> = batches.iter().map(|(_, y)| y).collect();
                 let x = Tensor::cat(&xs, 0).to_device(tch::Device::Cpu).contiguous();
                 let shape: Vec<usize> = x.size().iter().map(|&d| d as usize).collect();
-                let data = Vec::<f32>::try_from(x.flatten(0, -1)).map_err(|e| TrainError::Graph(format!("reward batch: {e}")))?;
-                let labels = Vec::<i64>::try_from(Tensor::cat(&ys, 0).to_device(tch::Device::Cpu).to_kind(Kind::Int64)).map_err(|e| TrainError::Graph(format!("reward labels: {e}")))?;
+                let data = Vec::<f32>::try_from(x.flatten(0, -1))
+                    .map_err(|e| TrainError::Graph(format!("reward batch: {e}")))?;
+                let labels = Vec::<i64>::try_from(
+                    Tensor::cat(&ys, 0).to_device(tch::Device::Cpu).to_kind(Kind::Int64),
+                )
+                .map_err(|e| TrainError::Graph(format!("reward labels: {e}")))?;
                 push(&shape, &data, &labels);
             }
             None => {
@@ -248,7 +290,14 @@ impl<'a> RewardSet<'a> {
     /// Reward of an episode: accuracy of the network keeping the `kept[l]`
     /// channels of largest filter norm; on the physically narrower network
     /// when `frozen` is given, else with the other channels masked.
-    pub fn reward_with(&self, net: &mut Net, frozen: Option<&Frozen>, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
+    pub fn reward_with(
+        &self,
+        net: &mut Net,
+        frozen: Option<&Frozen>,
+        budget: &Budget,
+        kept: &[usize],
+        p: u32,
+    ) -> Result<f64, TrainError> {
         let mut st = self.stages.get();
         st.episodes += 1;
         st.images = self.num_samples();
@@ -257,7 +306,15 @@ impl<'a> RewardSet<'a> {
         r
     }
 
-    fn reward_staged(&self, net: &mut Net, frozen: Option<&Frozen>, budget: &Budget, kept: &[usize], p: u32, st: &mut RewardStages) -> Result<f64, TrainError> {
+    fn reward_staged(
+        &self,
+        net: &mut Net,
+        frozen: Option<&Frozen>,
+        budget: &Budget,
+        kept: &[usize],
+        p: u32,
+        st: &mut RewardStages,
+    ) -> Result<f64, TrainError> {
         let Some(f) = frozen else {
             let ks = timed(&mut st.surgery, || keep_sets(net, budget, kept, p))?;
             timed(&mut st.surgery, || net.set_masks(&keep_vectors(net, &ks)))?;
@@ -309,7 +366,12 @@ impl<'a> RewardSet<'a> {
         }
     }
 
-    fn accuracy_ort_staged(&self, g: &crate::ir::Graph, how: OrtScoring, st: &mut RewardStages) -> Result<f64, TrainError> {
+    fn accuracy_ort_staged(
+        &self,
+        g: &crate::ir::Graph,
+        how: OrtScoring,
+        st: &mut RewardStages,
+    ) -> Result<f64, TrainError> {
         let batches = self.host_batches(how.batch)?;
         let bytes = timed(&mut st.build, || crate::onnx::to_bytes(g));
         let t = std::time::Instant::now();
@@ -322,7 +384,13 @@ impl<'a> RewardSet<'a> {
 
     /// Reward of an episode: accuracy of the network with the channels of
     /// `kept` (by current filter norm) masked; the masks are cleared afterwards.
-    pub fn reward(&self, net: &mut Net, budget: &Budget, kept: &[usize], p: u32) -> Result<f64, TrainError> {
+    pub fn reward(
+        &self,
+        net: &mut Net,
+        budget: &Budget,
+        kept: &[usize],
+        p: u32,
+    ) -> Result<f64, TrainError> {
         self.reward_with(net, None, budget, kept, p)
     }
 }
@@ -331,7 +399,8 @@ impl<'a> RewardSet<'a> {
 /// momentum 0: the running statistics become `x`'s. Returns copies of the previous
 /// statistics (in [`Net::bn_running_stats`] order) to restore afterwards.
 fn recalibrate_masked(net: &mut Net, x: &Tensor) -> Result<Vec<Tensor>, TrainError> {
-    let saved: Vec<Tensor> = tch::no_grad(|| net.bn_running_stats().iter().map(|t| t.copy()).collect());
+    let saved: Vec<Tensor> =
+        tch::no_grad(|| net.bn_running_stats().iter().map(|t| t.copy()).collect());
     net.set_bn_momentum(Some(0.0));
     let r = tch::no_grad(|| net.forward_t(x, true));
     net.set_bn_momentum(None);
@@ -364,26 +433,66 @@ pub struct Frozen {
 
 impl Frozen {
     /// `keep_bn`: keep the BatchNormalization nodes (for adaptive BN), else fold them.
-    pub fn new(net: &Net, budget: &Budget, p: u32, input_shape: Option<&[usize]>, keep_bn: bool) -> Result<Frozen, TrainError> {
+    pub fn new(
+        net: &Net,
+        budget: &Budget,
+        p: u32,
+        input_shape: Option<&[usize]>,
+        keep_bn: bool,
+    ) -> Result<Frozen, TrainError> {
         let mut graph = net.export()?;
         if !keep_bn {
             crate::rewrite::bn::fold_bn(&mut graph);
         }
-        let facts = crate::ir::infer::infer(&graph, input_shape).map_err(|e| TrainError::Graph(format!("shape inference of the BN-folded graph: {e}")))?;
+        let facts = crate::ir::infer::infer(&graph, input_shape).map_err(|e| {
+            TrainError::Graph(format!("shape inference of the BN-folded graph: {e}"))
+        })?;
         let analysis = crate::analysis::Analysis::new(&graph, facts, Vec::new());
         let mut groups = Vec::new();
         for l in &budget.layers {
-            let m = analysis.layers.iter().find(|x| x.name == l.name && x.channels == l.channels).ok_or_else(|| TrainError::Graph(format!("layer '{}' is not prunable once BN is folded", l.name)))?;
+            let m = analysis
+                .layers
+                .iter()
+                .find(|x| x.name == l.name && x.channels == l.channels)
+                .ok_or_else(|| {
+                TrainError::Graph(format!("layer '{}' is not prunable once BN is folded", l.name))
+            })?;
             groups.push(m.group);
         }
-        let norms = budget.groups.iter().map(|&g| Ok(net.channel_norms(g, p)?.into_iter().map(f64::from).collect())).collect::<Result<_, TrainError>>()?;
-        Ok(Frozen { graph, analysis, groups, norms, input_shape: input_shape.map(<[usize]>::to_vec), ort: None })
+        let norms = budget
+            .groups
+            .iter()
+            .map(|&g| Ok(net.channel_norms(g, p)?.into_iter().map(f64::from).collect()))
+            .collect::<Result<_, TrainError>>()?;
+        Ok(Frozen {
+            graph,
+            analysis,
+            groups,
+            norms,
+            input_shape: input_shape.map(<[usize]>::to_vec),
+            ort: None,
+        })
     }
 
     /// The graph with only the `kept[l]` strongest channels of each layer, and its analysis.
-    pub fn narrow_graph(&self, kept: &[usize]) -> Result<(crate::ir::Graph, crate::analysis::Analysis), TrainError> {
-        let ks: KeepSets = self.groups.iter().zip(&self.norms).zip(kept).map(|((&g, n), &k)| (g, crate::rewrite::rank::top(n, k))).collect();
-        let pr = crate::rewrite::surgery::prune(&self.graph, &self.analysis, &ks, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
+    pub fn narrow_graph(
+        &self,
+        kept: &[usize],
+    ) -> Result<(crate::ir::Graph, crate::analysis::Analysis), TrainError> {
+        let ks: KeepSets = self
+            .groups
+            .iter()
+            .zip(&self.norms)
+            .zip(kept)
+            .map(|((&g, n), &k)| (g, crate::rewrite::rank::top(n, k)))
+            .collect();
+        let pr = crate::rewrite::surgery::prune(
+            &self.graph,
+            &self.analysis,
+            &ks,
+            self.input_shape.as_deref(),
+        )
+        .map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
         Ok((pr.graph, pr.analysis))
     }
 
@@ -394,7 +503,11 @@ impl Frozen {
     /// weights. The added channels contribute nothing to any kept channel (their
     /// consumers' weights are zero, whatever their activation computes), so logits,
     /// and adaptive-BN statistics of the kept channels, are the unpadded network's.
-    pub fn narrow_graph_padded(&self, kept: &[usize], pad: usize) -> Result<(crate::ir::Graph, crate::analysis::Analysis), TrainError> {
+    pub fn narrow_graph_padded(
+        &self,
+        kept: &[usize],
+        pad: usize,
+    ) -> Result<(crate::ir::Graph, crate::analysis::Analysis), TrainError> {
         let pad = pad.max(1);
         let mut zeroed: Option<crate::ir::Graph> = None;
         let mut ks = KeepSets::new();
@@ -406,19 +519,23 @@ impl Frozen {
                 continue;
             }
             let wide = crate::rewrite::rank::top(n, wide_k);
-            let extra: Vec<usize> = wide.iter().copied().filter(|i| real.binary_search(i).is_err()).collect();
+            let extra: Vec<usize> =
+                wide.iter().copied().filter(|i| real.binary_search(i).is_err()).collect();
             if extra.len() != wide_k - k {
                 return Err(TrainError::Graph(format!("padding group {g}: the {wide_k} strongest channels do not contain the {k} strongest")));
             }
             let graph = zeroed.get_or_insert_with(|| self.graph.clone());
-            if crate::rewrite::surgery::zero_group_channels(graph, &self.analysis.groups[g], &extra) {
+            if crate::rewrite::surgery::zero_group_channels(graph, &self.analysis.groups[g], &extra)
+            {
                 ks.insert(g, wide);
             } else {
                 ks.insert(g, real);
             }
         }
         let src = zeroed.as_ref().unwrap_or(&self.graph);
-        let pr = crate::rewrite::surgery::prune(src, &self.analysis, &ks, self.input_shape.as_deref()).map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
+        let pr =
+            crate::rewrite::surgery::prune(src, &self.analysis, &ks, self.input_shape.as_deref())
+                .map_err(|e| TrainError::Graph(format!("surgery for the reward: {e}")))?;
         Ok((pr.graph, pr.analysis))
     }
 
@@ -438,7 +555,11 @@ impl Frozen {
     }
 
     /// A network of `g` whose BatchNormalization nodes take the statistics of the next train-mode batch (momentum 0).
-    fn for_recalibration(mut g: crate::ir::Graph, a: &crate::analysis::Analysis, device: tch::Device) -> Result<Net, TrainError> {
+    fn for_recalibration(
+        mut g: crate::ir::Graph,
+        a: &crate::analysis::Analysis,
+        device: tch::Device,
+    ) -> Result<Net, TrainError> {
         for n in g.nodes.iter_mut().filter(|n| n.op_type == "BatchNormalization") {
             n.set_attr("momentum", crate::ir::Attr::Float(0.0));
         }
@@ -463,8 +584,13 @@ pub fn uniform_kept(budget: &Budget) -> Vec<usize> {
             .iter()
             .enumerate()
             .map(|(l, layer)| {
-                let k = ((layer.channels as f64 * f).floor() as usize).clamp(budget.min_width(l), layer.channels);
-                if k == layer.channels { k } else { (k / m * m).max(budget.min_width(l)) }
+                let k = ((layer.channels as f64 * f).floor() as usize)
+                    .clamp(budget.min_width(l), layer.channels);
+                if k == layer.channels {
+                    k
+                } else {
+                    (k / m * m).max(budget.min_width(l))
+                }
             })
             .collect()
     };
@@ -541,7 +667,10 @@ mod tests {
                 assert!(b.fits(&kept), "{file} m={m}");
                 for (l, &k) in kept.iter().enumerate() {
                     let c = b.layers[l].channels;
-                    assert!(k == c || (k % m == 0 && k >= b.min_keep[l]), "{file} m={m} layer {l}: {k} of {c}");
+                    assert!(
+                        k == c || (k % m == 0 && k >= b.min_keep[l]),
+                        "{file} m={m} layer {l}: {k} of {c}"
+                    );
                     if k < c {
                         let mut more = kept.clone();
                         more[l] = b.next_allowed(l, k);
@@ -555,8 +684,16 @@ mod tests {
     #[test]
     fn narrow_and_masked_rewards_agree() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let (mut g, mut an) = crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default()).unwrap();
-        crate::train::setup::apply_insert_bn(&mut g, &mut an, crate::train::recipe::InsertBn::Auto, None).unwrap();
+        let (mut g, mut an) =
+            crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default())
+                .unwrap();
+        crate::train::setup::apply_insert_bn(
+            &mut g,
+            &mut an,
+            crate::train::recipe::InsertBn::Auto,
+            None,
+        )
+        .unwrap();
         let mut net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
         // Non-trivial BN statistics, as after training.
         tch::manual_seed(5);
@@ -567,7 +704,20 @@ mod tests {
         }
         let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
         let ds = crate::data::testutil::mem(96, 1, 28, 28);
-        let loader = Loader::new(ds, (0..96).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }), LoaderConfig { batch_size: 40, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
+        let loader = Loader::new(
+            ds,
+            (0..96).collect(),
+            Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }),
+            LoaderConfig {
+                batch_size: 40,
+                shuffle: false,
+                drop_last: false,
+                seed: 0,
+                workers: 0,
+                prefetch: 1,
+            },
+        )
+        .unwrap();
         let rs = RewardSet::new(&loader, &net).unwrap();
         let frozen = Frozen::new(&net, &budget, 1, None, false).unwrap();
         let mut in_ort = Frozen::new(&net, &budget, 1, None, false).unwrap();
@@ -582,21 +732,39 @@ mod tests {
             let ks = keep_sets(&net, &budget, &kept, 1).unwrap();
             net.set_masks(&keep_vectors(&net, &ks)).unwrap();
             let (x, _) = &rs.cached.as_ref().unwrap()[0];
-            let (a, b) = tch::no_grad(|| (net.forward_t(x, false).unwrap(), narrow.forward_t(x, false).unwrap()));
+            let (a, b) = tch::no_grad(|| {
+                (net.forward_t(x, false).unwrap(), narrow.forward_t(x, false).unwrap())
+            });
             net.clear_masks();
             let scale = a.abs().max().double_value(&[]).max(1.0);
             let diff = (a - b).abs().max().double_value(&[]);
-            assert!(diff <= 1e-4 * scale, "narrow vs masked logits differ by {diff} (scale {scale})");
-            let (m, n) = (rs.reward(&mut net, &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap());
+            assert!(
+                diff <= 1e-4 * scale,
+                "narrow vs masked logits differ by {diff} (scale {scale})"
+            );
+            let (m, n) = (
+                rs.reward(&mut net, &budget, &kept, 1).unwrap(),
+                rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap(),
+            );
             assert!((m - n).abs() <= 1.0 / 96.0 + 1e-12, "masked {m} vs narrow {n}");
             // The narrow graph in ONNX Runtime computes the same logits as in libtorch.
             let hb = rs.host_batches(40).unwrap();
             let (hs, hx, _) = &hb[0];
-            let mut m_ort = crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(&frozen.narrow_graph(&kept).unwrap().0), 1).unwrap();
+            let mut m_ort = crate::validate::ort::OrtModel::from_bytes(
+                &crate::onnx::to_bytes(&frozen.narrow_graph(&kept).unwrap().0),
+                1,
+            )
+            .unwrap();
             let (_, lo) = m_ort.run(hs, hx.clone()).unwrap().remove(0);
-            let lt = Vec::<f32>::try_from(tch::no_grad(|| narrow.forward_t(x, false).unwrap()).flatten(0, -1)).unwrap();
+            let lt = Vec::<f32>::try_from(
+                tch::no_grad(|| narrow.forward_t(x, false).unwrap()).flatten(0, -1),
+            )
+            .unwrap();
             let d = lo.iter().zip(&lt).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(lo.len() == lt.len() && (d as f64) <= 1e-4 * scale, "ONNX Runtime vs libtorch logits differ by {d}");
+            assert!(
+                lo.len() == lt.len() && (d as f64) <= 1e-4 * scale,
+                "ONNX Runtime vs libtorch logits differ by {d}"
+            );
             let o = rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap();
             assert!((o - n).abs() <= 1.0 / 96.0 + 1e-12, "ONNX Runtime {o} vs libtorch {n}");
         }
@@ -605,12 +773,33 @@ mod tests {
     #[test]
     fn adaptive_bn_sets_the_statistics_of_the_narrow_network() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let (mut g, mut an) = crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default()).unwrap();
-        crate::train::setup::apply_insert_bn(&mut g, &mut an, crate::train::recipe::InsertBn::Auto, None).unwrap();
+        let (mut g, mut an) =
+            crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default())
+                .unwrap();
+        crate::train::setup::apply_insert_bn(
+            &mut g,
+            &mut an,
+            crate::train::recipe::InsertBn::Auto,
+            None,
+        )
+        .unwrap();
         let mut net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
         let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
         let ds = crate::data::testutil::mem(64, 1, 28, 28);
-        let loader = Loader::new(ds, (0..64).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }), LoaderConfig { batch_size: 64, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
+        let loader = Loader::new(
+            ds,
+            (0..64).collect(),
+            Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }),
+            LoaderConfig {
+                batch_size: 64,
+                shuffle: false,
+                drop_last: false,
+                seed: 0,
+                workers: 0,
+                prefetch: 1,
+            },
+        )
+        .unwrap();
         let rs = RewardSet::new(&loader, &net).unwrap();
         let x = rs.cached.as_ref().unwrap()[0].0.shallow_clone();
         let rs = rs.with_recalibration(Some(x.shallow_clone()));
@@ -619,18 +808,25 @@ mod tests {
         let narrow = frozen.narrow_recalibrated(&kept, &x).unwrap();
         // Eval mode with the re-estimated statistics = train mode (batch statistics) on the same
         // images, up to the unbiased/biased variance factor 64/63.
-        let (e, t) = tch::no_grad(|| (narrow.forward_t(&x, false).unwrap(), narrow.forward_t(&x, true).unwrap()));
+        let (e, t) = tch::no_grad(|| {
+            (narrow.forward_t(&x, false).unwrap(), narrow.forward_t(&x, true).unwrap())
+        });
         let scale = t.abs().max().double_value(&[]).max(1.0);
         let d = (&e - &t).abs().max().double_value(&[]);
         assert!(d <= 0.05 * scale, "eval vs batch-statistics logits differ by {d} (scale {scale})");
         // Before recalibration (identity BN statistics) the same narrow net computes something else.
-        let stale = tch::no_grad(|| frozen.narrow(&kept, tch::Device::Cpu).unwrap().forward_t(&x, false).unwrap());
+        let stale = tch::no_grad(|| {
+            frozen.narrow(&kept, tch::Device::Cpu).unwrap().forward_t(&x, false).unwrap()
+        });
         assert!((&stale - &t).abs().max().double_value(&[]) > 10.0 * d.max(1e-6));
         let _ = rs.take_stages();
         // libtorch and ONNX Runtime score the recalibrated network alike.
         let mut in_ort = Frozen::new(&net, &budget, 1, None, true).unwrap();
         in_ort.ort = Some(OrtScoring::serial(64));
-        let (a, b) = (rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap(), rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap());
+        let (a, b) = (
+            rs.reward_with(&mut net, Some(&frozen), &budget, &kept, 1).unwrap(),
+            rs.reward_with(&mut net, Some(&in_ort), &budget, &kept, 1).unwrap(),
+        );
         assert!((a - b).abs() <= 1.0 / 64.0 + 1e-12, "libtorch {a} vs ONNX Runtime {b}");
         // The masked full network with adaptive BN computes the narrow network's logits
         // and reward, and gets its training statistics back afterwards.
@@ -641,7 +837,10 @@ mod tests {
         let saved = recalibrate_masked(&mut net, &x).unwrap();
         let lm = tch::no_grad(|| net.forward_t(&x, false).unwrap());
         let d = (&lm - &e).abs().max().double_value(&[]);
-        assert!(d <= 1e-4 * scale, "masked vs narrow recalibrated logits differ by {d} (scale {scale})");
+        assert!(
+            d <= 1e-4 * scale,
+            "masked vs narrow recalibrated logits differ by {d} (scale {scale})"
+        );
         restore_bn_stats(&net, saved);
         net.clear_masks();
         let m = rs.reward(&mut net, &budget, &kept, 1).unwrap();
@@ -664,19 +863,50 @@ mod tests {
     #[test]
     fn padded_narrow_networks_compute_the_unpadded_logits() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        for (model, c, hw) in [("graphs/resnet20_mnist.onnx", 1usize, 28usize), ("graphs/mobilenetv2_cifar.onnx", 3, 32)] {
-            let (mut g, mut an) = crate::analysis::import(&path.join(model), &Default::default()).unwrap();
-            crate::train::setup::apply_insert_bn(&mut g, &mut an, crate::train::recipe::InsertBn::Auto, None).unwrap();
+        for (model, c, hw) in [
+            ("graphs/resnet20_mnist.onnx", 1usize, 28usize),
+            ("graphs/mobilenetv2_cifar.onnx", 3, 32),
+        ] {
+            let (mut g, mut an) =
+                crate::analysis::import(&path.join(model), &Default::default()).unwrap();
+            crate::train::setup::apply_insert_bn(
+                &mut g,
+                &mut an,
+                crate::train::recipe::InsertBn::Auto,
+                None,
+            )
+            .unwrap();
             let net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
             tch::manual_seed(7);
             for (n, mut t) in net.var_store().variables() {
-                if n.contains("running_var") || n.contains("scale") || n.contains("weight") || n.contains("bias") {
+                if n.contains("running_var")
+                    || n.contains("scale")
+                    || n.contains("weight")
+                    || n.contains("bias")
+                {
                     tch::no_grad(|| t.copy_(&(t.abs() + 0.5 * tch::Tensor::rand_like(&t))));
                 }
             }
             let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
             let ds = crate::data::testutil::mem(24, c, hw, hw);
-            let loader = Loader::new(ds, (0..24).collect(), Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.4; c], std: vec![0.3; c] }), LoaderConfig { batch_size: 24, shuffle: false, drop_last: false, seed: 0, workers: 0, prefetch: 1 }).unwrap();
+            let loader = Loader::new(
+                ds,
+                (0..24).collect(),
+                Transform::eval(Normalize {
+                    scale: 1.0 / 255.0,
+                    mean: vec![0.4; c],
+                    std: vec![0.3; c],
+                }),
+                LoaderConfig {
+                    batch_size: 24,
+                    shuffle: false,
+                    drop_last: false,
+                    seed: 0,
+                    workers: 0,
+                    prefetch: 1,
+                },
+            )
+            .unwrap();
             let rs = RewardSet::new(&loader, &net).unwrap();
             let x = rs.cached.as_ref().unwrap()[0].0.shallow_clone();
             let mut rng = Rng::new(3);
@@ -688,7 +918,11 @@ mod tests {
                 }
                 let (g0, a0) = frozen.narrow_graph(&kept).unwrap();
                 let logits = |g: crate::ir::Graph, a: &crate::analysis::Analysis| {
-                    let n = if keep_bn { Frozen::for_recalibration(g, a, tch::Device::Cpu).unwrap() } else { Net::new(&g, a, tch::Device::Cpu).unwrap() };
+                    let n = if keep_bn {
+                        Frozen::for_recalibration(g, a, tch::Device::Cpu).unwrap()
+                    } else {
+                        Net::new(&g, a, tch::Device::Cpu).unwrap()
+                    };
                     if keep_bn {
                         Frozen::recalibrate(&n, &x).unwrap();
                     }
@@ -703,8 +937,17 @@ mod tests {
                     let mut padded_some = false;
                     for (l, &k) in kept.iter().enumerate() {
                         let full = budget.layers[l].channels;
-                        let w = ap.layers.iter().find(|x| x.name == budget.layers[l].name).map(|x| x.channels).unwrap();
-                        assert_eq!(w, k.div_ceil(pad).saturating_mul(pad).min(full), "{model} layer {l}: kept {k} of {full}, pad {pad}");
+                        let w = ap
+                            .layers
+                            .iter()
+                            .find(|x| x.name == budget.layers[l].name)
+                            .map(|x| x.channels)
+                            .unwrap();
+                        assert_eq!(
+                            w,
+                            k.div_ceil(pad).saturating_mul(pad).min(full),
+                            "{model} layer {l}: kept {k} of {full}, pad {pad}"
+                        );
                         padded_some |= w > k;
                     }
                     assert!(padded_some, "{model}: nothing to pad in {kept:?}");
@@ -714,21 +957,44 @@ mod tests {
                     // The same in ONNX Runtime, one session or two side by side.
                     let hb = rs.host_batches(24).unwrap();
                     let (hs, hx, _) = &hb[0];
-                    let run = |g: &crate::ir::Graph| crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), 1).unwrap().run(hs, hx.clone()).unwrap().remove(0).1;
+                    let run = |g: &crate::ir::Graph| {
+                        crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), 1)
+                            .unwrap()
+                            .run(hs, hx.clone())
+                            .unwrap()
+                            .remove(0)
+                            .1
+                    };
                     let (o0, op) = (run(&e0), run(&ep));
                     let d = o0.iter().zip(&op).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                    assert!((d as f64) <= 1e-5 * scale, "{model} pad {pad}: ONNX Runtime logits differ by {d}");
+                    assert!(
+                        (d as f64) <= 1e-5 * scale,
+                        "{model} pad {pad}: ONNX Runtime logits differ by {d}"
+                    );
                 }
             }
             // Side-by-side sessions: the same batches, the same accuracy, exactly.
             let frozen = Frozen::new(&net, &budget, 1, None, false).unwrap();
-            let (g1, _) = frozen.narrow_graph_padded(&vec![1; budget.layers.len()].iter().zip(&budget.min_keep).map(|(a, b)| *a.max(b)).collect::<Vec<_>>(), 4).unwrap();
+            let (g1, _) = frozen
+                .narrow_graph_padded(
+                    &vec![1; budget.layers.len()]
+                        .iter()
+                        .zip(&budget.min_keep)
+                        .map(|(a, b)| *a.max(b))
+                        .collect::<Vec<_>>(),
+                    4,
+                )
+                .unwrap();
             let rs7 = RewardSet::new(&loader, &net).unwrap();
             let one = rs7.accuracy_ort(&g1, OrtScoring { sessions: 1, batch: 7, pad: 4 }).unwrap();
             let two = rs7.accuracy_ort(&g1, OrtScoring { sessions: 2, batch: 7, pad: 4 }).unwrap();
-            let three = rs7.accuracy_ort(&g1, OrtScoring { sessions: 3, batch: 7, pad: 4 }).unwrap();
+            let three =
+                rs7.accuracy_ort(&g1, OrtScoring { sessions: 3, batch: 7, pad: 4 }).unwrap();
             assert_eq!((one, one), (two, three), "{model}");
-            assert_eq!(rs7.host_batches(7).unwrap().iter().map(|b| b.2.len()).collect::<Vec<_>>(), vec![7, 7, 7, 3]);
+            assert_eq!(
+                rs7.host_batches(7).unwrap().iter().map(|b| b.2.len()).collect::<Vec<_>>(),
+                vec![7, 7, 7, 3]
+            );
         }
     }
 }

@@ -8,21 +8,21 @@
 //! checkpoints into `<run>/checkpoints/finetune/`. `--resume` continues from
 //! there and reaches the same result as an uninterrupted run (same seed,
 //! device and thread count).
-use super::{latency, plot};
 use super::recipe::{Policy, Recipe, RewardEngine};
 use super::report::{self, EpochRow, LayerChoice};
 use super::reward::{self, RewardSet};
 use super::SearchError;
+use super::{latency, plot};
 use crate::agent::{Agent, Budget, Explore, Metric, Replay};
 use crate::analysis::{self, Analysis, ImportOptions};
 use crate::data::{Loader, LoaderConfig, Normalize, Transform};
 use crate::ir::Graph;
 use crate::rng::Rng;
 use crate::train::checkpoint::fingerprint;
+use crate::train::masks::GroupLasso;
 use crate::train::optim::{Sgd, SgdConfig};
 use crate::train::schedule::Schedule;
 use crate::train::trainer::{self, batch_tensors, TrainConfig};
-use crate::train::masks::GroupLasso;
 use crate::train::{evaluate, setup, Net};
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
@@ -67,12 +67,18 @@ const CKPT: &str = "checkpoints";
 
 /// The network's part of a checkpoint: weights `net.*` and SGD momenta `sgd.*`.
 fn net_tensors(net: &Net, sgd: &Sgd) -> Vec<(String, Tensor)> {
-    let mut named: Vec<(String, Tensor)> = net.var_store().variables().into_iter().map(|(n, t)| (format!("net.{n}"), t)).collect();
+    let mut named: Vec<(String, Tensor)> =
+        net.var_store().variables().into_iter().map(|(n, t)| (format!("net.{n}"), t)).collect();
     named.extend(sgd.buffers().into_iter().map(|(n, t)| (format!("sgd.{n}"), t)));
     named
 }
 
-fn save_checkpoint(dir: &Path, mut named: Vec<(String, Tensor)>, agent: &Agent, st: &SearchState) -> anyhow::Result<()> {
+fn save_checkpoint(
+    dir: &Path,
+    mut named: Vec<(String, Tensor)>,
+    agent: &Agent,
+    st: &SearchState,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     named.extend(agent.tensors());
     named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -80,37 +86,63 @@ fn save_checkpoint(dir: &Path, mut named: Vec<(String, Tensor)>, agent: &Agent, 
     let tmp = dir.join(format!(".{}.tmp", st.tensors));
     Tensor::save_multi(&named, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
-    let old: Option<SearchState> = std::fs::read(dir.join("search.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    crate::util::write_atomic(&dir.join("search.json"), &serde_json::to_vec(st)?).with_context(|| format!("writing {}", dir.join("search.json").display()))?;
+    let old: Option<SearchState> =
+        std::fs::read(dir.join("search.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    crate::util::write_atomic(&dir.join("search.json"), &serde_json::to_vec(st)?)
+        .with_context(|| format!("writing {}", dir.join("search.json").display()))?;
     if let Some(old) = old.filter(|o| o.tensors != st.tensors) {
         let _ = std::fs::remove_file(dir.join(old.tensors));
     }
     Ok(())
 }
 
-fn load_checkpoint(dir: &Path, net: &mut Net, sgd: &mut Sgd, agent: &mut Agent) -> anyhow::Result<Option<SearchState>> {
+fn load_checkpoint(
+    dir: &Path,
+    net: &mut Net,
+    sgd: &mut Sgd,
+    agent: &mut Agent,
+) -> anyhow::Result<Option<SearchState>> {
     let sp = dir.join("search.json");
     if !sp.exists() {
         return Ok(None);
     }
-    let st: SearchState = serde_json::from_slice(&std::fs::read(&sp).with_context(|| format!("reading {}", sp.display()))?).with_context(|| format!("{}: not a search checkpoint", sp.display()))?;
+    let st: SearchState = serde_json::from_slice(
+        &std::fs::read(&sp).with_context(|| format!("reading {}", sp.display()))?,
+    )
+    .with_context(|| format!("{}: not a search checkpoint", sp.display()))?;
     if st.graph != fingerprint(net) {
-        anyhow::bail!("{}: the checkpoint belongs to another network ({}; the recipe's model gives {})", sp.display(), st.graph, fingerprint(net));
+        anyhow::bail!(
+            "{}: the checkpoint belongs to another network ({}; the recipe's model gives {})",
+            sp.display(),
+            st.graph,
+            fingerprint(net)
+        );
     }
     let p = dir.join(&st.tensors);
-    let all: HashMap<String, Tensor> = Tensor::load_multi(&p).with_context(|| format!("reading {}", p.display()))?.into_iter().collect();
+    let all: HashMap<String, Tensor> = Tensor::load_multi(&p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .into_iter()
+        .collect();
     for (n, mut v) in net.var_store().variables() {
-        let t = all.get(&format!("net.{n}")).ok_or_else(|| anyhow!("{}: no tensor for network variable '{n}'", p.display()))?;
-        tch::no_grad(|| v.f_copy_(t)).with_context(|| format!("{}: variable '{n}'", p.display()))?;
+        let t = all
+            .get(&format!("net.{n}"))
+            .ok_or_else(|| anyhow!("{}: no tensor for network variable '{n}'", p.display()))?;
+        tch::no_grad(|| v.f_copy_(t))
+            .with_context(|| format!("{}: variable '{n}'", p.display()))?;
     }
-    sgd.set_buffers(all.iter().filter_map(|(n, t)| n.strip_prefix("sgd.").map(|n| (n.to_string(), t.shallow_clone()))).collect());
+    sgd.set_buffers(
+        all.iter()
+            .filter_map(|(n, t)| n.strip_prefix("sgd.").map(|n| (n.to_string(), t.shallow_clone())))
+            .collect(),
+    );
     agent.load_tensors(&all).map_err(|m| anyhow!("{}: {m}", p.display()))?;
     agent.replay = st.replay.clone();
     Ok(Some(st))
 }
 
 fn reanalyse(g: &Graph, input_shape: Option<&[usize]>) -> anyhow::Result<Analysis> {
-    let facts = crate::ir::infer::infer(g, input_shape).map_err(|e| anyhow!("shape inference: {e}"))?;
+    let facts =
+        crate::ir::infer::infer(g, input_shape).map_err(|e| anyhow!("shape inference: {e}"))?;
     Ok(Analysis::new(g, facts, Vec::new()))
 }
 
@@ -127,19 +159,47 @@ pub struct SearchData {
 }
 
 /// The loaders and the adaptive-BN batch of recipe `r` for the imported graph.
-pub fn search_data(r: &Recipe, g: &Graph, an: &Analysis, device: tch::Device) -> Result<SearchData, SearchError> {
+pub fn search_data(
+    r: &Recipe,
+    g: &Graph,
+    an: &Analysis,
+    device: tch::Device,
+) -> Result<SearchData, SearchError> {
     let input = SearchError::Input;
     let data = r.data.clone().ok_or_else(|| input(anyhow!("no dataset")))?;
     let tr = r.train_recipe(r.epochs);
     let dims = setup::input_dims(g, an).map_err(|e| input(e.into()))?;
-    let (train, holdout_idx, test) = setup::loaders(&tr, &data, dims, setup::num_classes(g, an)).map_err(|e| input(e.into()))?;
+    let (train, holdout_idx, test) =
+        setup::loaders(&tr, &data, dims, setup::num_classes(g, an)).map_err(|e| input(e.into()))?;
     let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
-    let hcfg = LoaderConfig { batch_size: r.reward_batch_size, shuffle: false, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
-    let holdout = Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg).map_err(|e| input(e.into()))?;
+    let hcfg = LoaderConfig {
+        batch_size: r.reward_batch_size,
+        shuffle: false,
+        drop_last: false,
+        seed: r.seed,
+        workers: r.workers,
+        prefetch: 4,
+    };
+    let holdout =
+        Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg)
+            .map_err(|e| input(e.into()))?;
     let recal = if r.reward_bn_samples > 0 {
         let idx: Vec<usize> = train.order(0).into_iter().take(r.reward_bn_samples).collect();
         let n = idx.len();
-        let l = Loader::new(train.dataset().clone(), idx, Transform::eval(norm), LoaderConfig { batch_size: n.max(1), shuffle: false, drop_last: false, seed: r.seed, workers: 0, prefetch: 1 }).map_err(|e| input(e.into()))?;
+        let l = Loader::new(
+            train.dataset().clone(),
+            idx,
+            Transform::eval(norm),
+            LoaderConfig {
+                batch_size: n.max(1),
+                shuffle: false,
+                drop_last: false,
+                seed: r.seed,
+                workers: 0,
+                prefetch: 1,
+            },
+        )
+        .map_err(|e| input(e.into()))?;
         let b = l.batch(0, 0).map_err(|e| input(e.into()))?;
         Some(trainer::batch_on(&b, device).0)
     } else {
@@ -167,13 +227,32 @@ pub fn ort_usable(r: &Recipe, device: tch::Device) -> bool {
 }
 
 /// The frozen weights of one epoch's episodes for the recipe's reward engine (`None`: masked rewards).
-pub fn freeze(r: &Recipe, net: &Net, budget: &Budget, ort_ok: bool) -> Result<Option<reward::Frozen>, crate::train::TrainError> {
+pub fn freeze(
+    r: &Recipe,
+    net: &Net,
+    budget: &Budget,
+    ort_ok: bool,
+) -> Result<Option<reward::Frozen>, crate::train::TrainError> {
     match r.reward_engine.resolve(net.device(), ort_ok) {
         e @ (RewardEngine::Pruned | RewardEngine::Ort) => {
-            let mut f = reward::Frozen::new(net, budget, r.criterion.p(), r.input_shape.as_deref(), r.reward_bn_samples > 0)?;
+            let mut f = reward::Frozen::new(
+                net,
+                budget,
+                r.criterion.p(),
+                r.input_shape.as_deref(),
+                r.reward_bn_samples > 0,
+            )?;
             if e == RewardEngine::Ort {
-                let sessions = if r.threads > 0 { r.threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
-                f.ort = Some(reward::OrtScoring { sessions, batch: r.reward_ort_batch, pad: r.reward_ort_pad });
+                let sessions = if r.threads > 0 {
+                    r.threads
+                } else {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                };
+                f.ort = Some(reward::OrtScoring {
+                    sessions,
+                    batch: r.reward_ort_batch,
+                    pad: r.reward_ort_pad,
+                });
             }
             Ok(Some(f))
         }
@@ -187,19 +266,44 @@ pub const LATENCY_TABLE: &str = "latency_table.json";
 /// Imports the model (with `insert-bn`) and checks the budget: input errors,
 /// but for a latency budget's table, which is read from `table` when that file
 /// exists (a resumed run) and measured otherwise.
-pub fn prepare(r: &Recipe, table: Option<&Path>, progress: bool) -> Result<(Graph, Analysis, Budget), SearchError> {
+pub fn prepare(
+    r: &Recipe,
+    table: Option<&Path>,
+    progress: bool,
+) -> Result<(Graph, Analysis, Budget), SearchError> {
     let model = r.model.clone().ok_or_else(|| SearchError::Input(anyhow!("no model")))?;
-    let (mut g, mut an) = analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() }).map_err(|e| SearchError::Input(e.into()))?;
-    setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref()).map_err(|e| SearchError::Input(e.into()))?;
-    let bad_budget = |e: crate::agent::BudgetError| SearchError::Input(anyhow!("{}: {e}", model.display()));
+    let (mut g, mut an) =
+        analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() })
+            .map_err(|e| SearchError::Input(e.into()))?;
+    setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref())
+        .map_err(|e| SearchError::Input(e.into()))?;
+    let bad_budget =
+        |e: crate::agent::BudgetError| SearchError::Input(anyhow!("{}: {e}", model.display()));
     let mut budget = if r.metric() == Metric::Latency {
         let t = match table.filter(|p| p.exists()) {
             Some(p) => latency::load(p).map_err(SearchError::Job)?,
-            None => latency::measure(&g, &an, r.input_shape.as_deref(), r.latency_batch, r.threads, latency::Effort::default(), progress).map_err(SearchError::Job)?,
+            None => latency::measure(
+                &g,
+                &an,
+                r.input_shape.as_deref(),
+                r.latency_batch,
+                r.threads,
+                latency::Effort::default(),
+                progress,
+            )
+            .map_err(SearchError::Job)?,
         };
-        Budget::with_latency(an.cost.clone(), an.layers.clone(), t, r.ratio(), r.max_prune_ratio).map_err(bad_budget)?
+        Budget::with_latency(an.cost.clone(), an.layers.clone(), t, r.ratio(), r.max_prune_ratio)
+            .map_err(bad_budget)?
     } else {
-        Budget::with_metric(an.cost.clone(), an.layers.clone(), r.metric(), r.ratio(), r.max_prune_ratio).map_err(bad_budget)?
+        Budget::with_metric(
+            an.cost.clone(),
+            an.layers.clone(),
+            r.metric(),
+            r.ratio(),
+            r.max_prune_ratio,
+        )
+        .map_err(bad_budget)?
     };
     budget.set_multiple(r.channel_multiple).map_err(bad_budget)?;
     Ok((g, an, budget))
@@ -251,11 +355,20 @@ pub struct StepOut {
 /// One step of a search epoch's weight training: forward, L = CE + β·L_align (Eq. 11;
 /// `align`: the penalty towards the best policy's v_l and β, or none), backward, SGD
 /// at `lr`. Shared by `rlal prune` and `rlal bench search`.
-pub fn train_step(net: &mut Net, sgd: &mut Sgd, b: &crate::data::Batch, lr: f64, align: Option<(&GroupLasso, f64)>, label_smoothing: f64) -> Result<StepOut, SearchError> {
+pub fn train_step(
+    net: &mut Net,
+    sgd: &mut Sgd,
+    b: &crate::data::Batch,
+    lr: f64,
+    align: Option<(&GroupLasso, f64)>,
+    label_smoothing: f64,
+) -> Result<StepOut, SearchError> {
     let job = SearchError::Job;
     let (x, y) = batch_tensors(b, net);
     let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
-    let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, label_smoothing).map_err(|e| job(e.into()))?;
+    let mut loss = logits
+        .f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, label_smoothing)
+        .map_err(|e| job(e.into()))?;
     let mut pen_value = 0.0;
     if let Some((g, beta)) = align {
         let pen = g.penalty(net);
@@ -265,12 +378,20 @@ pub fn train_step(net: &mut Net, sgd: &mut Sgd, b: &crate::data::Batch, lr: f64,
     sgd.zero_grad();
     sgd.backward(&loss).map_err(|e| job(e.into()))?;
     sgd.step(lr);
-    let correct = tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])) as usize;
+    let correct =
+        tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]))
+            as usize;
     Ok(StepOut { loss: loss.double_value(&[]), align: pen_value, correct })
 }
 
 /// One epoch of weight training ([`train_step`] over the epoch's batches).
-fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, align: Option<&GroupLasso>) -> Result<Trained, SearchError> {
+fn train_epoch(
+    c: &EpochCtx,
+    net: &mut Net,
+    sgd: &mut Sgd,
+    step: &mut usize,
+    align: Option<&GroupLasso>,
+) -> Result<Trained, SearchError> {
     let job = SearchError::Job;
     let (r, t, t0) = (c.r, c.epoch, Instant::now());
     let mut tr = Trained { loss_sum: 0.0, align_sum: 0.0, correct: 0, seen: 0, lr: r.lr };
@@ -281,7 +402,11 @@ fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, ali
         let out = train_step(net, sgd, &b, tr.lr, align.map(|g| (g, r.beta)), r.label_smoothing)?;
         *step += 1;
         if !out.loss.is_finite() {
-            return Err(job(anyhow!("the loss became {} at epoch {}; lower the learning rate", out.loss, t + 1)));
+            return Err(job(anyhow!(
+                "the loss became {} at epoch {}; lower the learning rate",
+                out.loss,
+                t + 1
+            )));
         }
         let n = b.labels.len();
         tr.loss_sum += out.loss * n as f64;
@@ -291,7 +416,17 @@ fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, ali
         if c.progress && last_print.elapsed().as_secs_f64() > 0.5 {
             last_print = Instant::now();
             let el = t0.elapsed().as_secs_f64();
-            crate::util::progress(format_args!("epoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ", t + 1, r.epochs, bar(bi + 1, c.spe), bi + 1, c.spe, tr.loss_sum / tr.seen as f64, 100.0 * tr.correct as f64 / tr.seen as f64, tr.seen as f64 / el));
+            crate::util::progress(format_args!(
+                "epoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ",
+                t + 1,
+                r.epochs,
+                bar(bi + 1, c.spe),
+                bi + 1,
+                c.spe,
+                tr.loss_sum / tr.seen as f64,
+                100.0 * tr.correct as f64 / tr.seen as f64,
+                tr.seen as f64 / el
+            ));
         }
     }
     Ok(tr)
@@ -300,9 +435,21 @@ fn train_epoch(c: &EpochCtx, net: &mut Net, sgd: &mut Sgd, step: &mut usize, ali
 /// Writes a finished epoch: its metrics row (and progress line), its checkpoint
 /// (`named`: the network's tensors at the end of that epoch) and the plots.
 #[allow(clippy::too_many_arguments)]
-fn close_epoch(o: &RunOptions, epochs: usize, ckpt: &Path, metrics: &mut std::fs::File, rows: &mut Vec<EpochRow>, row: EpochRow, named: Vec<(String, Tensor)>, agent: &Agent, st: &SearchState) -> Result<(), SearchError> {
+fn close_epoch(
+    o: &RunOptions,
+    epochs: usize,
+    ckpt: &Path,
+    metrics: &mut std::fs::File,
+    rows: &mut Vec<EpochRow>,
+    row: EpochRow,
+    named: Vec<(String, Tensor)>,
+    agent: &Agent,
+    st: &SearchState,
+) -> Result<(), SearchError> {
     let job = SearchError::Job;
-    writeln!(metrics, "{}", serde_json::to_string(&row).expect("metrics serialise")).context("writing metrics.jsonl").map_err(job)?;
+    writeln!(metrics, "{}", serde_json::to_string(&row).expect("metrics serialise"))
+        .context("writing metrics.jsonl")
+        .map_err(job)?;
     metrics.flush().context("writing metrics.jsonl").map_err(job)?;
     if o.progress {
         crate::util::progress_done(format_args!("{}", row.line(epochs)));
@@ -320,7 +467,8 @@ fn truncate_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     if !body.is_empty() {
         body.push('\n');
     }
-    crate::util::write_atomic(path, body.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    crate::util::write_atomic(path, body.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(lines)
 }
 
@@ -334,13 +482,26 @@ fn bar(done: usize, total: usize) -> String {
 /// `selection: rescore` scored again on the final weights (and whether that
 /// changed the choice); baselines without episodes (none kept) take their rule's
 /// architecture on the final weights.
-fn choose(r: &Recipe, net: &mut Net, budget: &Budget, rset: &RewardSet, mut inc: Incumbents, ort_ok: bool) -> Result<(Best, Option<bool>), SearchError> {
+fn choose(
+    r: &Recipe,
+    net: &mut Net,
+    budget: &Budget,
+    rset: &RewardSet,
+    mut inc: Incumbents,
+    ort_ok: bool,
+) -> Result<(Best, Option<bool>), SearchError> {
     let job = SearchError::Job;
     let p = r.criterion.p();
     let mut changed = None;
-    if r.selection == Selection::Rescore && matches!(r.policy, Policy::Rlal | Policy::Random) && !inc.items.is_empty() {
+    if r.selection == Selection::Rescore
+        && matches!(r.policy, Policy::Rlal | Policy::Random)
+        && !inc.items.is_empty()
+    {
         let frozen = freeze(r, net, budget, ort_ok).map_err(|e| job(e.into()))?;
-        changed = Some(inc.rescore(r.epochs, |kept| rset.reward_with(net, frozen.as_ref(), budget, kept, p)).map_err(|e| job(e.into()))?);
+        changed = Some(
+            inc.rescore(r.epochs, |kept| rset.reward_with(net, frozen.as_ref(), budget, kept, p))
+                .map_err(|e| job(e.into()))?,
+        );
     }
     if let Some(b) = inc.best() {
         return Ok((b.clone(), changed));
@@ -368,13 +529,16 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             }
         }
     }
-    let (g, an, budget) = prepare(r, o.resume.then(|| o.run_dir.join(LATENCY_TABLE)).as_deref(), o.progress)?;
+    let (g, an, budget) =
+        prepare(r, o.resume.then(|| o.run_dir.join(LATENCY_TABLE)).as_deref(), o.progress)?;
     if r.threads > 0 {
         tch::set_num_threads(r.threads as i32);
     }
     let device = r.device.device().map_err(|e| input(e.into()))?;
     let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
-    std::fs::create_dir_all(&o.run_dir).with_context(|| format!("creating {}", o.run_dir.display())).map_err(job)?;
+    std::fs::create_dir_all(&o.run_dir)
+        .with_context(|| format!("creating {}", o.run_dir.display()))
+        .map_err(job)?;
     let ckpt = o.run_dir.join(CKPT);
     if !o.resume {
         // A fresh run never continues from stale checkpoints of an earlier run in the same directory.
@@ -385,15 +549,26 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         latency::save(t, &o.run_dir.join(LATENCY_TABLE)).map_err(job)?;
     }
     let yaml = serde_yaml::to_string(r).context("serialising the recipe").map_err(job)?;
-    crate::util::write_atomic(&o.run_dir.join("recipe.yaml"), yaml.as_bytes()).context("writing recipe.yaml").map_err(job)?;
+    crate::util::write_atomic(&o.run_dir.join("recipe.yaml"), yaml.as_bytes())
+        .context("writing recipe.yaml")
+        .map_err(job)?;
 
     // ---- Alg. 1: joint training and search ----
     let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
     let spe = train.num_batches().max(1);
-    let sched = Schedule { base_lr: r.lr, min_lr: r.min_lr, warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize, steps_per_epoch: spe, total_steps: r.epochs * spe, decay: r.train_recipe(r.epochs).decay() };
-    let sgd_cfg = SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay };
+    let sched = Schedule {
+        base_lr: r.lr,
+        min_lr: r.min_lr,
+        warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize,
+        steps_per_epoch: spe,
+        total_steps: r.epochs * spe,
+        decay: r.train_recipe(r.epochs).decay(),
+    };
+    let sgd_cfg =
+        SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay };
     net.set_compute(r.precision, r.channels_last);
-    let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone()).with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
+    let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone())
+        .with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
     let mut agent = Agent::new(r.agent.clone(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0x5ea4c4);
     let p = r.criterion.p();
@@ -403,8 +578,11 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let mut rows: Vec<EpochRow> = Vec::new();
     if o.resume {
         if let Some(st) = load_checkpoint(&ckpt, &mut net, &mut sgd, &mut agent).map_err(input)? {
-            (start, step, t_search, elapsed0) = (st.epoch, st.step, st.search_seconds, st.elapsed_seconds);
-            rng = Rng::from_state(st.rng).ok_or_else(|| input(anyhow!("{}: invalid RNG state", ckpt.join("search.json").display())))?;
+            (start, step, t_search, elapsed0) =
+                (st.epoch, st.step, st.search_seconds, st.elapsed_seconds);
+            rng = Rng::from_state(st.rng).ok_or_else(|| {
+                input(anyhow!("{}: invalid RNG state", ckpt.join("search.json").display()))
+            })?;
             inc = st.incumbents;
             let lines = truncate_lines(&metrics_path, start).map_err(job)?;
             rows = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
@@ -413,9 +591,18 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             }
         }
     }
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).truncate(false).open(&metrics_path).with_context(|| format!("opening {}", metrics_path.display())).map_err(job)?;
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .truncate(false)
+        .open(&metrics_path)
+        .with_context(|| format!("opening {}", metrics_path.display()))
+        .map_err(job)?;
     if start == 0 {
-        metrics.set_len(0).with_context(|| format!("truncating {}", metrics_path.display())).map_err(job)?;
+        metrics
+            .set_len(0)
+            .with_context(|| format!("truncating {}", metrics_path.display()))
+            .map_err(job)?;
     }
     let ort_ok = ort_usable(r, device);
     if o.progress {
@@ -449,7 +636,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         let t0 = Instant::now();
         // v_l of the best policy by current norms (Eq. 10), for the penalty only.
         let align: Option<GroupLasso> = match (inc.best(), r.alignment && r.beta > 0.0) {
-            (Some(b), true) => Some(net.group_lasso_target(&reward::keep_vectors(&net, &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?))),
+            (Some(b), true) => Some(net.group_lasso_target(&reward::keep_vectors(
+                &net,
+                &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?,
+            ))),
             _ => None,
         };
         // The previous epoch's agent updates (if deferred) run on their own thread while
@@ -466,8 +656,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                     (st, tu.elapsed().as_secs_f64())
                 })
             });
-            let ctx = EpochCtx { r, train: &train, sched: &sched, spe, epoch: t, progress: o.progress };
-            let trained = train_epoch(&ctx, &mut net, &mut sgd, &mut step, align.as_ref()).map(|tr| (tr, t0.elapsed().as_secs_f64()));
+            let ctx =
+                EpochCtx { r, train: &train, sched: &sched, spe, epoch: t, progress: o.progress };
+            let trained = train_epoch(&ctx, &mut net, &mut sgd, &mut step, align.as_ref())
+                .map(|tr| (tr, t0.elapsed().as_secs_f64()));
             let tw = Instant::now();
             let updated = handle.map(|h| h.join().map(|u| (u, tw.elapsed().as_secs_f64())));
             (trained, updated)
@@ -475,22 +667,58 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         if let Some(pd) = pending.take() {
             let ((st, secs), wait) = match updated {
                 Some(Ok(u)) => u,
-                _ => return Err(job(anyhow!("the agent updates of epoch {} failed (thread panicked)", pd.row.epoch))),
+                _ => {
+                    return Err(job(anyhow!(
+                        "the agent updates of epoch {} failed (thread panicked)",
+                        pd.row.epoch
+                    )))
+                }
             };
             let mut row = pd.row;
             row.set_updates(&st, secs, r.agent.env_model, r.agent.alpha);
             row.update_overlapped = true;
             row.search_seconds = pd.episodes_seconds + wait;
             t_search += row.search_seconds;
-            let state = SearchState { epoch: row.epoch, step: pd.step, rng: rng.state(), incumbents: inc.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: pd.elapsed, tensors: format!("search-e{}.ot", row.epoch), graph: fingerprint(&net) };
-            close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, pd.snapshot, &agent, &state)?;
+            let state = SearchState {
+                epoch: row.epoch,
+                step: pd.step,
+                rng: rng.state(),
+                incumbents: inc.clone(),
+                replay: agent.replay.clone(),
+                search_seconds: t_search,
+                elapsed_seconds: pd.elapsed,
+                tensors: format!("search-e{}.ot", row.epoch),
+                graph: fingerprint(&net),
+            };
+            close_epoch(
+                o,
+                r.epochs,
+                &ckpt,
+                &mut metrics,
+                &mut rows,
+                row,
+                pd.snapshot,
+                &agent,
+                &state,
+            )?;
         }
         // The training time excludes the wait for the updates (counted as the previous epoch's search).
         let (tr, train_secs) = trained?;
         // ---- episodes on the frozen weights ----
         let t1 = Instant::now();
         let searching = t >= r.warmup_epochs && t < r.agent_epochs;
-        let mut row = EpochRow { epoch: t + 1, lr: tr.lr, train_loss: tr.loss_sum / tr.seen.max(1) as f64, train_acc: tr.correct as f64 / tr.seen.max(1) as f64, align_loss: if align.is_some() { Some(tr.align_sum / tr.seen.max(1) as f64) } else { None }, ..Default::default() };
+        let mut row = EpochRow {
+            epoch: t + 1,
+            lr: tr.lr,
+            train_loss: tr.loss_sum / tr.seen.max(1) as f64,
+            train_acc: tr.correct as f64 / tr.seen.max(1) as f64,
+            align_loss: if align.is_some() {
+                Some(tr.align_sum / tr.seen.max(1) as f64)
+            } else {
+                None
+            },
+            ..Default::default()
+        };
         let mut defer = false;
         if searching {
             row.phase = "search".into();
@@ -499,8 +727,17 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             }
             let episodes: Vec<(Vec<usize>, Option<crate::agent::Episode>)> = match r.policy {
                 Policy::Rlal | Policy::Random => {
-                    let explore = if r.policy == Policy::Random || t < r.warmup_epochs + r.buffer_epochs { Explore::Random } else { Explore::Policy };
-                    row.phase = if explore == Explore::Random && r.policy == Policy::Rlal { "buffer".into() } else { "agent".into() };
+                    let explore =
+                        if r.policy == Policy::Random || t < r.warmup_epochs + r.buffer_epochs {
+                            Explore::Random
+                        } else {
+                            Explore::Policy
+                        };
+                    row.phase = if explore == Explore::Random && r.policy == Policy::Rlal {
+                        "buffer".into()
+                    } else {
+                        "agent".into()
+                    };
                     (0..r.episodes_per_epoch)
                         .map(|_| {
                             let ep = agent.episode(&budget, t, &mut rng, explore);
@@ -509,7 +746,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                         .collect()
                 }
                 Policy::Uniform => vec![(reward::uniform_kept(&budget), None)],
-                Policy::L1Global => vec![(reward::l1_global_kept(&net, &budget, p).map_err(|e| job(e.into()))?, None)],
+                Policy::L1Global => vec![(
+                    reward::l1_global_kept(&net, &budget, p).map_err(|e| job(e.into()))?,
+                    None,
+                )],
             };
             let n_ep = episodes.len();
             let tf = Instant::now();
@@ -517,11 +757,18 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             let freeze_secs = tf.elapsed().as_secs_f64();
             let _ = rset.take_stages();
             // The incumbents are scored on this epoch's weights before the episodes compete with them.
-            if r.selection == Selection::Rescore && matches!(r.policy, Policy::Rlal | Policy::Random) {
-                inc.rescore(t + 1, |kept| rset.reward_with(&mut net, frozen.as_ref(), &budget, kept, p)).map_err(|e| job(e.into()))?;
+            if r.selection == Selection::Rescore
+                && matches!(r.policy, Policy::Rlal | Policy::Random)
+            {
+                inc.rescore(t + 1, |kept| {
+                    rset.reward_with(&mut net, frozen.as_ref(), &budget, kept, p)
+                })
+                .map_err(|e| job(e.into()))?;
             }
             for (i, (kept, ep)) in episodes.into_iter().enumerate() {
-                let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, &kept, p).map_err(|e| job(e.into()))?;
+                let acc = rset
+                    .reward_with(&mut net, frozen.as_ref(), &budget, &kept, p)
+                    .map_err(|e| job(e.into()))?;
                 if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
                     agent.remember(ep, acc as f32);
                 }
@@ -534,17 +781,34 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                     _ => inc.offer(b, r.kept_incumbents(), r.selection == Selection::Rescore),
                 }
                 if o.progress {
-                    crate::util::progress(format_args!("epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ", t + 1, r.epochs, bar(i + 1, n_ep), i + 1, n_ep, 100.0 * acc, 100.0 * inc.best().map_or(0.0, |b| b.reward)));
+                    crate::util::progress(format_args!(
+                        "epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ",
+                        t + 1,
+                        r.epochs,
+                        bar(i + 1, n_ep),
+                        i + 1,
+                        n_ep,
+                        100.0 * acc,
+                        100.0 * inc.best().map_or(0.0, |b| b.reward)
+                    ));
                 }
             }
-            row.reward_stages = Some(crate::search::reward::RewardStages { freeze: freeze_secs, ..rset.take_stages() });
+            row.reward_stages = Some(crate::search::reward::RewardStages {
+                freeze: freeze_secs,
+                ..rset.take_stages()
+            });
             if r.policy == Policy::Rlal && t >= r.warmup_epochs + r.buffer_epochs {
                 if overlap && t + 1 < r.epochs {
                     defer = true;
                 } else {
                     let tu = Instant::now();
                     let st = agent.update(&mut rng);
-                    row.set_updates(&st, tu.elapsed().as_secs_f64(), r.agent.env_model, r.agent.alpha);
+                    row.set_updates(
+                        &st,
+                        tu.elapsed().as_secs_f64(),
+                        r.agent.env_model,
+                        r.agent.alpha,
+                    );
                 }
             }
         } else {
@@ -552,7 +816,8 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         }
         let search_secs = t1.elapsed().as_secs_f64();
         row.best_reward = inc.best().map(|b| b.reward);
-        row.mean_reward = (!row.rewards.is_empty()).then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
+        row.mean_reward = (!row.rewards.is_empty())
+            .then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
         if t + 1 == r.epochs || (r.eval_every > 0 && (t + 1) % r.eval_every == 0) {
             row.test_acc = Some(evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy);
         }
@@ -561,26 +826,65 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         let elapsed = elapsed0 + t_all.elapsed().as_secs_f64();
         if defer {
             // Metrics row and checkpoint wait for the updates; the weights of this epoch are kept aside.
-            let snapshot = net_tensors(&net, &sgd).into_iter().map(|(n, t)| (n, tch::no_grad(|| t.detach().copy()))).collect();
+            let snapshot = net_tensors(&net, &sgd)
+                .into_iter()
+                .map(|(n, t)| (n, tch::no_grad(|| t.detach().copy())))
+                .collect();
             pending = Some(Pending { row, episodes_seconds: search_secs, snapshot, step, elapsed });
             continue;
         }
         t_search += search_secs;
-        let state = SearchState { epoch: t + 1, step, rng: rng.state(), incumbents: inc.clone(), replay: agent.replay.clone(), search_seconds: t_search, elapsed_seconds: elapsed, tensors: format!("search-e{}.ot", t + 1), graph: fingerprint(&net) };
-        close_epoch(o, r.epochs, &ckpt, &mut metrics, &mut rows, row, net_tensors(&net, &sgd), &agent, &state)?;
+        let state = SearchState {
+            epoch: t + 1,
+            step,
+            rng: rng.state(),
+            incumbents: inc.clone(),
+            replay: agent.replay.clone(),
+            search_seconds: t_search,
+            elapsed_seconds: elapsed,
+            tensors: format!("search-e{}.ot", t + 1),
+            graph: fingerprint(&net),
+        };
+        close_epoch(
+            o,
+            r.epochs,
+            &ckpt,
+            &mut metrics,
+            &mut rows,
+            row,
+            net_tensors(&net, &sgd),
+            &agent,
+            &state,
+        )?;
     }
     debug_assert!(pending.is_none(), "the last epoch never defers its updates");
     // ---- the final architecture ----
     let (best, final_changed) = choose(r, &mut net, &budget, &rset, inc, ort_ok)?;
     let ks = reward::keep_sets(&net, &budget, &best.kept, p).map_err(|e| job(e.into()))?;
-    let layers: Vec<LayerChoice> = budget.layers.iter().zip(&best.kept).map(|(l, &k)| LayerChoice { layer: l.index, group: l.group, name: l.name.clone(), channels: l.channels, kept: k, ratio: k as f64 / l.channels as f64, kept_channels: ks[&l.group].clone() }).collect();
+    let layers: Vec<LayerChoice> = budget
+        .layers
+        .iter()
+        .zip(&best.kept)
+        .map(|(l, &k)| LayerChoice {
+            layer: l.index,
+            group: l.group,
+            name: l.name.clone(),
+            channels: l.channels,
+            kept: k,
+            ratio: k as f64 / l.channels as f64,
+            kept_channels: ks[&l.group].clone(),
+        })
+        .collect();
     report::write_policy(&o.run_dir, &best, &layers, &budget).map_err(job)?;
     plot::write_layers(&o.run_dir, &layers).map_err(job)?;
     // Test accuracy of the best sub-network before fine-tuning, scored like the rewards.
     let masked_acc = match &recal_x {
         Some(x) => {
-            let f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref(), true).map_err(|e| job(e.into()))?;
-            evaluate(&f.narrow_recalibrated(&best.kept, x).map_err(|e| job(e.into()))?, &test).map_err(|e| job(e.into()))?.accuracy
+            let f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref(), true)
+                .map_err(|e| job(e.into()))?;
+            evaluate(&f.narrow_recalibrated(&best.kept, x).map_err(|e| job(e.into()))?, &test)
+                .map_err(|e| job(e.into()))?
+                .accuracy
         }
         None => {
             net.set_masks(&reward::keep_vectors(&net, &ks)).map_err(|e| job(e.into()))?;
@@ -591,17 +895,23 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     };
     let trained = net.export().map_err(|e| job(e.into()))?;
     let an_t = reanalyse(&trained, r.input_shape.as_deref()).map_err(job)?;
-    let pruned = crate::rewrite::surgery::prune(&trained, &an_t, &ks, r.input_shape.as_deref()).map_err(|e| job(anyhow!("surgery: {e}")))?;
+    let pruned = crate::rewrite::surgery::prune(&trained, &an_t, &ks, r.input_shape.as_deref())
+        .map_err(|e| job(anyhow!("surgery: {e}")))?;
     let an_p = reanalyse(&pruned.graph, r.input_shape.as_deref()).map_err(job)?;
 
     // ---- fine-tuning ----
     let t_ft = Instant::now();
-    let mut net2 = Net::new(&pruned.graph, &an_p, device).context("building the pruned network").map_err(job)?;
+    let mut net2 = Net::new(&pruned.graph, &an_p, device)
+        .context("building the pruned network")
+        .map_err(job)?;
     net2.set_compute(r.precision, r.channels_last);
     let mut ft_rows = Vec::new();
     if r.finetune_epochs > 0 {
         if o.progress {
-            eprintln!("fine-tuning the pruned network ({} -> {} MACs) for {} epochs", pruned.macs_before, pruned.macs_after, r.finetune_epochs);
+            eprintln!(
+                "fine-tuning the pruned network ({} -> {} MACs) for {} epochs",
+                pruned.macs_before, pruned.macs_after, r.finetune_epochs
+            );
         }
         let ft = r.train_recipe(r.finetune_epochs);
         let cfg = TrainConfig {
@@ -620,7 +930,11 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             seed: r.seed ^ 0xf1e7,
         };
         trainer::train(&mut net2, &train, Some(&test), &cfg, None).map_err(|e| job(e.into()))?;
-        ft_rows = std::fs::read_to_string(o.run_dir.join("finetune.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).collect();
+        ft_rows = std::fs::read_to_string(o.run_dir.join("finetune.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect();
     }
     let ft_secs = t_ft.elapsed().as_secs_f64();
     plot::write_accuracy(&o.run_dir, &rows, &ft_rows).map_err(job)?;
@@ -632,7 +946,9 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         crate::rewrite::bn::fold_bn(&mut out);
         crate::rewrite::bn::fold_bn(&mut unpruned);
     }
-    crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx")).context("writing unpruned.onnx").map_err(job)?;
+    crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx"))
+        .context("writing unpruned.onnx")
+        .map_err(job)?;
     let pruned_path = o.run_dir.join("pruned.onnx");
     crate::onnx::save(&out, &pruned_path).context("writing pruned.onnx").map_err(job)?;
     let ctx = report::Context {
@@ -646,11 +962,19 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         total_seconds: elapsed0 + t_all.elapsed().as_secs_f64(),
         train_seconds: rows.iter().map(|r| r.train_seconds).sum(),
         search_overhead: {
-            let (tr, se) = rows.iter().filter(|r| !r.rewards.is_empty()).fold((0.0, 0.0), |(a, b), r| (a + r.train_seconds, b + r.search_seconds));
-            if tr > 0.0 { se / tr } else { 0.0 }
+            let (tr, se) = rows
+                .iter()
+                .filter(|r| !r.rewards.is_empty())
+                .fold((0.0, 0.0), |(a, b), r| (a + r.train_seconds, b + r.search_seconds));
+            if tr > 0.0 {
+                se / tr
+            } else {
+                0.0
+            }
         },
     };
-    let mut rep = report::validate(&ctx, &unpruned, &out, &test, dims, r.batch_size.clamp(1, 64)).map_err(job)?;
+    let mut rep = report::validate(&ctx, &unpruned, &out, &test, dims, r.batch_size.clamp(1, 64))
+        .map_err(job)?;
     if let Some(t) = &budget.latency {
         let e = latency::Effort { warmup: 3, runs: 20 };
         let ms = |g: &Graph| latency::model_ms(g, dims, t.batch, t.threads, e);

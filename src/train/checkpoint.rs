@@ -27,8 +27,20 @@ fn ferr(p: &Path, m: impl ToString) -> TrainError {
 
 /// A short fingerprint of the parameter layout.
 pub fn fingerprint(net: &Net) -> String {
-    let names: Vec<String> = net.params().iter().map(|p| format!("{}{:?}", p.onnx_name, net.param(&p.onnx_name).map(|t| t.size()).unwrap_or_default())).collect();
-    let h = names.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, s| s.bytes().fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3)));
+    let names: Vec<String> = net
+        .params()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}{:?}",
+                p.onnx_name,
+                net.param(&p.onnx_name).map(|t| t.size()).unwrap_or_default()
+            )
+        })
+        .collect();
+    let h = names.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, s| {
+        s.bytes().fold(h, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    });
     format!("{}-params-{h:016x}", names.len())
 }
 
@@ -44,7 +56,8 @@ pub fn save(dir: &Path, net: &Net, sgd: &Sgd, state: &State) -> Result<(), Train
     std::fs::rename(&tmp, &weights).map_err(|e| ferr(&weights, e))?;
     let old = load_state(dir).ok();
     let json = serde_json::to_vec_pretty(state).map_err(|e| ferr(dir, e))?;
-    crate::util::write_atomic(&dir.join("state.json"), &json).map_err(|e| ferr(&dir.join("state.json"), e))?;
+    crate::util::write_atomic(&dir.join("state.json"), &json)
+        .map_err(|e| ferr(&dir.join("state.json"), e))?;
     if let Some(old) = old.filter(|o| o.weights != state.weights) {
         let _ = std::fs::remove_file(dir.join(old.weights));
     }
@@ -65,7 +78,14 @@ pub fn load_state(dir: &Path) -> Result<State, TrainError> {
 pub fn restore(dir: &Path, net: &mut Net, sgd: &mut Sgd) -> Result<State, TrainError> {
     let state = load_state(dir)?;
     if state.graph != fingerprint(net) {
-        return Err(ferr(&state_path(dir), format!("the checkpoint belongs to another graph ({}; this one is {})", state.graph, fingerprint(net))));
+        return Err(ferr(
+            &state_path(dir),
+            format!(
+                "the checkpoint belongs to another graph ({}; this one is {})",
+                state.graph,
+                fingerprint(net)
+            ),
+        ));
     }
     let p = dir.join(&state.weights);
     let tensors = tch::Tensor::load_multi(&p).map_err(|e| ferr(&p, e))?;
@@ -75,7 +95,8 @@ pub fn restore(dir: &Path, net: &mut Net, sgd: &mut Sgd) -> Result<State, TrainE
         if let Some(n) = name.strip_prefix("sgd.") {
             bufs.push((n.to_string(), t));
         } else if let Some(v) = vars.get(&name) {
-            tch::no_grad(|| v.shallow_clone().f_copy_(&t)).map_err(|e| ferr(&p, format!("variable '{name}': {e}")))?;
+            tch::no_grad(|| v.shallow_clone().f_copy_(&t))
+                .map_err(|e| ferr(&p, format!("variable '{name}': {e}")))?;
         } else {
             return Err(ferr(&p, format!("unknown variable '{name}'")));
         }

@@ -28,7 +28,10 @@ fn load() -> Result<String, String> {
         // SAFETY: loading libtorch's own CUDA library into a process that already
         // links the same libtorch; its initialisers only register CUDA kernels/hooks.
         let lib = unsafe {
-            libloading::os::unix::Library::open(Some(&c), libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL)
+            libloading::os::unix::Library::open(
+                Some(&c),
+                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+            )
         };
         match lib {
             Ok(lib) => {
@@ -37,7 +40,9 @@ fn load() -> Result<String, String> {
                 return Ok(c.display().to_string());
             }
             Err(e) => {
-                let why = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
+                let why = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| e.to_string());
                 tried.push(format!("{}: {why}", c.display()))
             }
         }

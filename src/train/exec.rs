@@ -48,7 +48,8 @@ pub fn inplace_nodes(g: &crate::ir::Graph) -> Vec<bool> {
         .map(|node| {
             let Some(Some(v)) = node.inputs.first().copied() else { return false };
             matches!(node.op_type.as_str(), "Relu" | "Clip")
-                && producers[v].is_some_and(|p| INPLACE_PRODUCERS.contains(&g.nodes[p].op_type.as_str()))
+                && producers[v]
+                    .is_some_and(|p| INPLACE_PRODUCERS.contains(&g.nodes[p].op_type.as_str()))
                 && consumers[v].len() == 1
                 && !g.outputs.contains(&v)
                 && g.values[v].init.is_none()
@@ -94,7 +95,10 @@ impl<'a> OpCx<'a> {
     /// Integer contents of input `i` (IR constant or run-time tensor).
     pub fn ints(&self, i: usize, what: &str) -> Result<Vec<i64>, String> {
         if let Some(Some(c)) = self.consts.get(i) {
-            return c.to_i64().or_else(|| c.to_f32().map(|v| v.into_iter().map(|x| x as i64).collect())).ok_or_else(|| format!("{what} (input {i}) must be an integer tensor"));
+            return c
+                .to_i64()
+                .or_else(|| c.to_f32().map(|v| v.into_iter().map(|x| x as i64).collect()))
+                .ok_or_else(|| format!("{what} (input {i}) must be an integer tensor"));
         }
         let t = self.x(i)?;
         let t = t.f_to_kind(Kind::Int64).map_err(e)?.f_flatten(0, -1).map_err(e)?;
@@ -104,7 +108,11 @@ impl<'a> OpCx<'a> {
     pub fn scalar(&self, i: usize) -> Result<Option<f64>, String> {
         match self.opt(i) {
             None => Ok(None),
-            Some(t) => Ok(Some(t.f_double_value(&[]).or_else(|_| t.f_flatten(0, -1).and_then(|f| f.f_double_value(&[0]))).map_err(e)?)),
+            Some(t) => Ok(Some(
+                t.f_double_value(&[])
+                    .or_else(|_| t.f_flatten(0, -1).and_then(|f| f.f_double_value(&[0])))
+                    .map_err(e)?,
+            )),
         }
     }
     fn int(&self, name: &str, d: i64) -> Result<i64, String> {
@@ -151,8 +159,13 @@ pub fn to_tch(t: &crate::ir::Tensor) -> Result<Tensor, String> {
         Data::I32(v) => Tensor::from_slice(v),
         Data::Bool(v) => Tensor::from_slice(v),
         _ => match t.dtype {
-            DType::F16 | DType::BF16 => Tensor::from_slice(&t.to_f32().ok_or("unreadable float tensor")?),
-            _ => Tensor::from_slice(&t.to_i64().ok_or_else(|| format!("tensors of type {} are not supported", t.dtype))?),
+            DType::F16 | DType::BF16 => {
+                Tensor::from_slice(&t.to_f32().ok_or("unreadable float tensor")?)
+            }
+            _ => Tensor::from_slice(
+                &t.to_i64()
+                    .ok_or_else(|| format!("tensors of type {} are not supported", t.dtype))?,
+            ),
         },
     };
     out.f_reshape(&shape).map_err(e)
@@ -203,7 +216,10 @@ pub fn supported() -> Vec<&'static str> {
 }
 
 fn register(t: &mut Table) {
-    t.insert("Relu", |c| Ok(vec![if c.inplace { c.x(0)?.shallow_clone().f_relu_() } else { c.x(0)?.f_relu() }.map_err(e)?]));
+    t.insert("Relu", |c| {
+        Ok(vec![if c.inplace { c.x(0)?.shallow_clone().f_relu_() } else { c.x(0)?.f_relu() }
+            .map_err(e)?])
+    });
     t.insert("LeakyRelu", |c| {
         let x = c.x(0)?;
         let a = c.float("alpha", 0.01)?;
@@ -227,7 +243,9 @@ fn register(t: &mut Table) {
     });
     t.insert("Softplus", |c| Ok(vec![c.x(0)?.f_softplus().map_err(e)?]));
     t.insert("Mish", |c| Ok(vec![c.x(0)?.f_mish().map_err(e)?]));
-    t.insert("Gelu", |c| Ok(vec![c.x(0)?.f_gelu(&c.node.attr_str("approximate", "none")?).map_err(e)?]));
+    t.insert("Gelu", |c| {
+        Ok(vec![c.x(0)?.f_gelu(&c.node.attr_str("approximate", "none")?).map_err(e)?])
+    });
     t.insert("Erf", |c| Ok(vec![c.x(0)?.f_erf().map_err(e)?]));
     t.insert("Sqrt", |c| Ok(vec![c.x(0)?.f_sqrt().map_err(e)?]));
     t.insert("Neg", |c| Ok(vec![c.x(0)?.f_neg().map_err(e)?]));
@@ -260,7 +278,8 @@ fn register(t: &mut Table) {
     t.insert("Mul", |c| Ok(vec![c.x(0)?.f_mul(c.x(1)?).map_err(e)?]));
     t.insert("Div", |c| {
         let (a, b) = (c.x(0)?, c.x(1)?);
-        Ok(vec![if a.is_floating_point() { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") }.map_err(e)?])
+        Ok(vec![if a.is_floating_point() { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") }
+            .map_err(e)?])
     });
     t.insert("Identity", |c| Ok(vec![c.x(0)?.shallow_clone()]));
     t.insert("Dropout", |c| Ok(vec![c.x(0)?.shallow_clone()]));
@@ -278,7 +297,13 @@ fn register(t: &mut Table) {
     t.insert("Cast", |c| Ok(vec![c.x(0)?.f_to_kind(kind_of(c.int("to", 1)?)?).map_err(e)?]));
     t.insert("Constant", |c| {
         let n = c.node;
-        let t = match (n.attr("value"), n.attr("value_float"), n.attr("value_floats"), n.attr("value_int"), n.attr("value_ints")) {
+        let t = match (
+            n.attr("value"),
+            n.attr("value_float"),
+            n.attr("value_floats"),
+            n.attr("value_int"),
+            n.attr("value_ints"),
+        ) {
             (Some(Attr::Tensor(t)), ..) => to_tch(t)?,
             (_, Some(Attr::Float(f)), ..) => Tensor::from(*f),
             (_, _, Some(Attr::Floats(v)), ..) => Tensor::from_slice(v),
@@ -318,7 +343,13 @@ fn elu(x: &Tensor, a: f64) -> Result<Tensor, String> {
 fn softmax(c: &OpCx, log: bool) -> Result<Vec<Tensor>, String> {
     let x = c.x(0)?;
     let r = rank(x);
-    let f = |t: &Tensor, d: i64| if log { t.f_log_softmax(d, None::<Kind>) } else { t.f_softmax(d, None::<Kind>) };
+    let f = |t: &Tensor, d: i64| {
+        if log {
+            t.f_log_softmax(d, None::<Kind>)
+        } else {
+            t.f_softmax(d, None::<Kind>)
+        }
+    };
     if c.opset >= 13 {
         let axis = norm(c.int("axis", -1)?, r)?;
         return Ok(vec![f(x, axis).map_err(e)?]);
@@ -336,7 +367,8 @@ mod tests {
     #[test]
     fn table_mirrors_the_ir_registry() {
         let exec = super::supported();
-        let missing: Vec<_> = crate::ir::ops::supported().into_iter().filter(|op| !exec.contains(op)).collect();
+        let missing: Vec<_> =
+            crate::ir::ops::supported().into_iter().filter(|op| !exec.contains(op)).collect();
         assert!(missing.is_empty(), "ops in the IR registry without a tch execution: {missing:?}");
     }
 }

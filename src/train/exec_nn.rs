@@ -55,7 +55,10 @@ pub(super) fn register(t: &mut HashMap<&'static str, OpFn>) {
         if c.node.attr_int("allowzero", 0)? == 0 {
             for (i, d) in shape.iter_mut().enumerate() {
                 if *d == 0 {
-                    *d = *x.size().get(i).ok_or("a 0 in the target shape has no input dim to copy")?;
+                    *d = *x
+                        .size()
+                        .get(i)
+                        .ok_or("a 0 in the target shape has no input dim to copy")?;
                 }
             }
         }
@@ -77,16 +80,36 @@ pub(super) fn register(t: &mut HashMap<&'static str, OpFn>) {
     t.insert("Squeeze", |c| {
         let x = c.x(0)?;
         let r = x.dim() as i64;
-        let axes = match if c.opset >= 13 { c.opt(1).map(|_| c.ints(1, "axes")).transpose()? } else { c.node.attr_ints("axes")? } {
+        let axes = match if c.opset >= 13 {
+            c.opt(1).map(|_| c.ints(1, "axes")).transpose()?
+        } else {
+            c.node.attr_ints("axes")?
+        } {
             Some(a) => a.into_iter().map(|a| norm(a, r)).collect::<Result<Vec<_>, _>>()?,
-            None => x.size().iter().enumerate().filter(|(_, &d)| d == 1).map(|(i, _)| i as i64).collect(),
+            None => x
+                .size()
+                .iter()
+                .enumerate()
+                .filter(|(_, &d)| d == 1)
+                .map(|(i, _)| i as i64)
+                .collect(),
         };
-        let shape: Vec<i64> = x.size().iter().enumerate().filter(|(i, _)| !axes.contains(&(*i as i64))).map(|(_, &d)| d).collect();
+        let shape: Vec<i64> = x
+            .size()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(&(*i as i64)))
+            .map(|(_, &d)| d)
+            .collect();
         Ok(vec![x.f_reshape(&shape).map_err(e)?])
     });
     t.insert("Unsqueeze", |c| {
         let x = c.x(0)?;
-        let axes = if c.opset >= 13 { c.ints(1, "axes")? } else { c.node.attr_ints("axes")?.ok_or("Unsqueeze needs 'axes'")? };
+        let axes = if c.opset >= 13 {
+            c.ints(1, "axes")?
+        } else {
+            c.node.attr_ints("axes")?.ok_or("Unsqueeze needs 'axes'")?
+        };
         let r = x.dim() as i64 + axes.len() as i64;
         let mut axes = axes.into_iter().map(|a| norm(a, r)).collect::<Result<Vec<_>, _>>()?;
         axes.sort_unstable();
@@ -99,7 +122,13 @@ pub(super) fn register(t: &mut HashMap<&'static str, OpFn>) {
 }
 
 /// Explicit pads `[begins.., ends..]` for `spatial` dims, resolving `auto_pad`.
-fn pads(c: &OpCx, x: &Tensor, kernel: &[i64], strides: &[i64], dil: &[i64]) -> Result<Vec<i64>, String> {
+fn pads(
+    c: &OpCx,
+    x: &Tensor,
+    kernel: &[i64],
+    strides: &[i64],
+    dil: &[i64],
+) -> Result<Vec<i64>, String> {
     let n = kernel.len();
     let auto = c.node.attr_str("auto_pad", "NOTSET")?;
     match auto.as_str() {
@@ -119,7 +148,11 @@ fn pads(c: &OpCx, x: &Tensor, kernel: &[i64], strides: &[i64], dil: &[i64]) -> R
                 let out = (inp + strides[i] - 1) / strides[i];
                 let total = ((out - 1) * strides[i] + (kernel[i] - 1) * dil[i] + 1 - inp).max(0);
                 let small = total / 2;
-                let (b, en) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                let (b, en) = if auto == "SAME_UPPER" {
+                    (small, total - small)
+                } else {
+                    (total - small, small)
+                };
                 p[i] = b;
                 p[n + i] = en;
             }
@@ -136,7 +169,12 @@ fn torch_pad(p: &[i64]) -> Vec<i64> {
 }
 
 /// Splits pads into a symmetric part torch can take, padding explicitly first when they are asymmetric.
-fn sym_or_pad(x: &Tensor, p: &[i64], fill: f64, limit: Option<&[i64]>) -> Result<(Tensor, Vec<i64>), String> {
+fn sym_or_pad(
+    x: &Tensor,
+    p: &[i64],
+    fill: f64,
+    limit: Option<&[i64]>,
+) -> Result<(Tensor, Vec<i64>), String> {
     let n = p.len() / 2;
     let sym = (0..n).all(|i| p[i] == p[n + i] && limit.is_none_or(|k| p[i] <= k[i] / 2));
     if sym {
@@ -145,7 +183,11 @@ fn sym_or_pad(x: &Tensor, p: &[i64], fill: f64, limit: Option<&[i64]>) -> Result
     Ok((x.f_pad(torch_pad(p).as_slice(), "constant", fill).map_err(e)?, vec![0; n]))
 }
 
-fn conv_geometry(c: &OpCx, x: &Tensor, w: &Tensor) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), String> {
+fn conv_geometry(
+    c: &OpCx,
+    x: &Tensor,
+    w: &Tensor,
+) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), String> {
     let n = w.dim().saturating_sub(2);
     let kernel = c.node.attr_ints("kernel_shape")?.unwrap_or_else(|| w.size()[2..].to_vec());
     let strides = c.node.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);
@@ -159,7 +201,18 @@ fn conv(c: &OpCx) -> Result<Vec<Tensor>, String> {
     let (strides, dil, p) = conv_geometry(c, &x, &w)?;
     let (x, padding) = sym_or_pad(&x, &p, 0.0, None)?;
     let group = c.node.attr_int("group", 1)?;
-    let y = x.f_convolution(&w, c.opt_low(2)?.as_ref(), strides.as_slice(), padding.as_slice(), dil.as_slice(), false, vec![0i64; strides.len()].as_slice(), group).map_err(e)?;
+    let y = x
+        .f_convolution(
+            &w,
+            c.opt_low(2)?.as_ref(),
+            strides.as_slice(),
+            padding.as_slice(),
+            dil.as_slice(),
+            false,
+            vec![0i64; strides.len()].as_slice(),
+            group,
+        )
+        .map_err(e)?;
     Ok(vec![c.full(y)?])
 }
 
@@ -167,17 +220,34 @@ fn conv_transpose(c: &OpCx) -> Result<Vec<Tensor>, String> {
     let (x, w) = (c.x_low(0)?, c.x_low(1)?);
     let n = w.dim().saturating_sub(2);
     if c.node.attr("output_shape").is_some() {
-        return Err("ConvTranspose with 'output_shape' is not supported; give 'pads' instead".into());
+        return Err(
+            "ConvTranspose with 'output_shape' is not supported; give 'pads' instead".into()
+        );
     }
     let strides = c.node.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);
     let dil = c.node.attr_ints("dilations")?.unwrap_or_else(|| vec![1; n]);
     let p = c.node.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * n]);
-    if p.len() != 2 * n || (0..n).any(|i| p[i] != p[n + i]) || c.node.attr_str("auto_pad", "NOTSET")? != "NOTSET" {
+    if p.len() != 2 * n
+        || (0..n).any(|i| p[i] != p[n + i])
+        || c.node.attr_str("auto_pad", "NOTSET")? != "NOTSET"
+    {
         return Err("ConvTranspose supports symmetric explicit 'pads' only".into());
     }
     let op = c.node.attr_ints("output_padding")?.unwrap_or_else(|| vec![0; n]);
     let group = c.node.attr_int("group", 1)?;
-    Ok(vec![c.full(x.f_convolution(&w, c.opt_low(2)?.as_ref(), strides.as_slice(), &p[..n], dil.as_slice(), true, op.as_slice(), group).map_err(e)?)?])
+    Ok(vec![c.full(
+        x.f_convolution(
+            &w,
+            c.opt_low(2)?.as_ref(),
+            strides.as_slice(),
+            &p[..n],
+            dil.as_slice(),
+            true,
+            op.as_slice(),
+            group,
+        )
+        .map_err(e)?,
+    )?])
 }
 
 fn batch_norm(c: &OpCx) -> Result<Vec<Tensor>, String> {
@@ -188,7 +258,18 @@ fn batch_norm(c: &OpCx) -> Result<Vec<Tensor>, String> {
         Some(m) => m,
         None => c.node.attr_float("momentum", 0.9)? as f64,
     };
-    let y = x.f_batch_norm(Some(scale), Some(bias), Some(mean), Some(var), c.train, 1.0 - momentum, eps, true).map_err(e)?;
+    let y = x
+        .f_batch_norm(
+            Some(scale),
+            Some(bias),
+            Some(mean),
+            Some(var),
+            c.train,
+            1.0 - momentum,
+            eps,
+            true,
+        )
+        .map_err(e)?;
     let mut out = vec![y];
     for extra in c.node.outputs.iter().skip(1) {
         if extra.is_some() {
@@ -201,7 +282,10 @@ fn batch_norm(c: &OpCx) -> Result<Vec<Tensor>, String> {
 fn pool(c: &OpCx, max: bool) -> Result<Vec<Tensor>, String> {
     let x = c.x(0)?;
     if x.dim() != 4 {
-        return Err(format!("only 2-D pooling (rank-4 input) is supported, the input has rank {}", x.dim()));
+        return Err(format!(
+            "only 2-D pooling (rank-4 input) is supported, the input has rank {}",
+            x.dim()
+        ));
     }
     let kernel = c.node.attr_ints("kernel_shape")?.ok_or("'kernel_shape' is required")?;
     let strides = c.node.attr_ints("strides")?.unwrap_or_else(|| vec![1; 2]);
@@ -210,7 +294,15 @@ fn pool(c: &OpCx, max: bool) -> Result<Vec<Tensor>, String> {
     let ceil = c.node.attr_int("ceil_mode", 0)? != 0;
     if max {
         let (x, padding) = sym_or_pad(x, &p, f64::NEG_INFINITY, Some(&kernel))?;
-        return Ok(vec![x.f_max_pool2d(kernel.as_slice(), strides.as_slice(), padding.as_slice(), dil.as_slice(), ceil).map_err(e)?]);
+        return Ok(vec![x
+            .f_max_pool2d(
+                kernel.as_slice(),
+                strides.as_slice(),
+                padding.as_slice(),
+                dil.as_slice(),
+                ceil,
+            )
+            .map_err(e)?]);
     }
     if dil.iter().any(|&d| d != 1) {
         return Err("AveragePool with dilations is not supported".into());
@@ -222,9 +314,20 @@ fn pool(c: &OpCx, max: bool) -> Result<Vec<Tensor>, String> {
     } else if include && !ceil {
         (x.f_pad(torch_pad(&p).as_slice(), "constant", 0.0).map_err(e)?, vec![0, 0])
     } else {
-        return Err(format!("AveragePool with asymmetric pads {p:?} needs count_include_pad=1 and ceil_mode=0"));
+        return Err(format!(
+            "AveragePool with asymmetric pads {p:?} needs count_include_pad=1 and ceil_mode=0"
+        ));
     };
-    Ok(vec![x.f_avg_pool2d(kernel.as_slice(), strides.as_slice(), padding.as_slice(), ceil, include, None::<i64>).map_err(e)?])
+    Ok(vec![x
+        .f_avg_pool2d(
+            kernel.as_slice(),
+            strides.as_slice(),
+            padding.as_slice(),
+            ceil,
+            include,
+            None::<i64>,
+        )
+        .map_err(e)?])
 }
 
 fn reduce(c: &OpCx, mean: bool) -> Result<Vec<Tensor>, String> {
@@ -233,11 +336,20 @@ fn reduce(c: &OpCx, mean: bool) -> Result<Vec<Tensor>, String> {
     let keep = c.node.attr_int("keepdims", 1)? != 0;
     let since = 18; // axes moved from attribute to input in opset 18
     let axes = match c.axes(since, 1)? {
-        Some(a) if !a.is_empty() => a.into_iter().map(|a| norm(a, r)).collect::<Result<Vec<_>, _>>()?,
-        _ if c.node.attr_int("noop_with_empty_axes", 0)? != 0 => return Ok(vec![x.shallow_clone()]),
+        Some(a) if !a.is_empty() => {
+            a.into_iter().map(|a| norm(a, r)).collect::<Result<Vec<_>, _>>()?
+        }
+        _ if c.node.attr_int("noop_with_empty_axes", 0)? != 0 => {
+            return Ok(vec![x.shallow_clone()])
+        }
         _ => (0..r).collect(),
     };
-    Ok(vec![if mean { x.f_mean_dim(axes.as_slice(), keep, None::<Kind>) } else { x.f_amax(axes.as_slice(), keep) }.map_err(e)?])
+    Ok(vec![if mean {
+        x.f_mean_dim(axes.as_slice(), keep, None::<Kind>)
+    } else {
+        x.f_amax(axes.as_slice(), keep)
+    }
+    .map_err(e)?])
 }
 
 fn gemm(c: &OpCx) -> Result<Vec<Tensor>, String> {
@@ -252,7 +364,13 @@ fn gemm(c: &OpCx) -> Result<Vec<Tensor>, String> {
     let alpha = c.node.attr_float("alpha", 1.0)? as f64;
     let beta = c.node.attr_float("beta", 1.0)? as f64;
     let y = match c.opt_low(2)? {
-        Some(bias) if beta != 0.0 => bias.f_addmm(&a, &b).map_err(e).map(|y| if alpha == 1.0 && beta == 1.0 { y } else { a.matmul(&b) * alpha + bias * beta })?,
+        Some(bias) if beta != 0.0 => bias.f_addmm(&a, &b).map_err(e).map(|y| {
+            if alpha == 1.0 && beta == 1.0 {
+                y
+            } else {
+                a.matmul(&b) * alpha + bias * beta
+            }
+        })?,
         _ => a.f_matmul(&b).map_err(e)? * alpha,
     };
     Ok(vec![c.full(y)?])
@@ -280,7 +398,11 @@ fn slice(c: &OpCx) -> Result<Vec<Tensor>, String> {
     let (starts, ends, axes, steps) = if c.opset >= 10 {
         let starts = c.ints(1, "starts")?;
         let ends = c.ints(2, "ends")?;
-        let axes = if c.opt(3).is_some() { c.ints(3, "axes")? } else { (0..starts.len() as i64).collect() };
+        let axes = if c.opt(3).is_some() {
+            c.ints(3, "axes")?
+        } else {
+            (0..starts.len() as i64).collect()
+        };
         let steps = if c.opt(4).is_some() { c.ints(4, "steps")? } else { vec![1; starts.len()] };
         (starts, ends, axes, steps)
     } else {
@@ -296,7 +418,10 @@ fn slice(c: &OpCx) -> Result<Vec<Tensor>, String> {
         let d = y.size()[a as usize];
         let step = *steps.get(k).ok_or("steps and axes differ in length")?;
         let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
-        let (s, en) = (fix(*starts.get(k).ok_or("starts too short")?), fix(*ends.get(k).ok_or("ends too short")?));
+        let (s, en) = (
+            fix(*starts.get(k).ok_or("starts too short")?),
+            fix(*ends.get(k).ok_or("ends too short")?),
+        );
         if step > 0 {
             let (s, en) = (s.clamp(0, d), en.clamp(0, d));
             y = y.f_slice(a, s, en.max(s), step).map_err(e)?;
@@ -334,7 +459,10 @@ fn pad(c: &OpCx) -> Result<Vec<Tensor>, String> {
             }
         }
     } else {
-        (c.node.attr_ints("pads")?.ok_or("'pads' is required")?, c.node.attr_float("value", 0.0)? as f64)
+        (
+            c.node.attr_ints("pads")?.ok_or("'pads' is required")?,
+            c.node.attr_float("value", 0.0)? as f64,
+        )
     };
     if p.len() != 2 * r as usize {
         return Err(format!("'pads' has {} entries for rank {r}", p.len()));

@@ -52,7 +52,8 @@ impl MaskState {
     pub(super) fn build(g: &Graph, a: &Analysis) -> Result<MaskState, TrainError> {
         let mut s = MaskState::default();
         for gr in a.groups.iter().filter(|gr| gr.prunable) {
-            let members: HashMap<ValueId, &Vec<Vec<usize>>> = gr.members.iter().map(|(v, i)| (*v, i)).collect();
+            let members: HashMap<ValueId, &Vec<Vec<usize>>> =
+                gr.members.iter().map(|(v, i)| (*v, i)).collect();
             let mut slots = Vec::new();
             for &n in &gr.consumers {
                 for (slot, v) in g.nodes[n].inputs.iter().enumerate() {
@@ -61,9 +62,22 @@ impl MaskState {
                     if g.values[*v].init.is_some() {
                         continue;
                     }
-                    let f = a.facts[*v].as_ref().ok_or_else(|| TrainError::Graph(format!("no shape for '{}'", g.values[*v].name)))?;
-                    let width = f.dim(1).ok_or_else(|| TrainError::Graph(format!("'{}' has no fixed channel axis", g.values[*v].name)))?;
-                    slots.push(ConsumerSlot { node: n, slot, width, rank: f.rank(), idx: (*idx).clone() });
+                    let f = a.facts[*v].as_ref().ok_or_else(|| {
+                        TrainError::Graph(format!("no shape for '{}'", g.values[*v].name))
+                    })?;
+                    let width = f.dim(1).ok_or_else(|| {
+                        TrainError::Graph(format!(
+                            "'{}' has no fixed channel axis",
+                            g.values[*v].name
+                        ))
+                    })?;
+                    slots.push(ConsumerSlot {
+                        node: n,
+                        slot,
+                        width,
+                        rank: f.rank(),
+                        idx: (*idx).clone(),
+                    });
                 }
             }
             let params = gr
@@ -71,7 +85,12 @@ impl MaskState {
                 .iter()
                 .filter_map(|p| {
                     let idx = members.get(&p.follows)?;
-                    Some(GroupParam { name: g.values[p.value].name.clone(), axis: p.axis, idx: (*idx).clone(), producing: !gr.consumers.contains(&p.node) })
+                    Some(GroupParam {
+                        name: g.values[p.value].name.clone(),
+                        axis: p.axis,
+                        idx: (*idx).clone(),
+                        producing: !gr.consumers.contains(&p.node),
+                    })
                 })
                 .collect();
             s.slots.insert(gr.id, slots);
@@ -95,15 +114,22 @@ impl Net {
     /// Sets the keep-vectors (true = keep) of some groups; other groups are unmasked.
     pub fn set_masks(&mut self, keep: &BTreeMap<usize, Vec<bool>>) -> Result<(), TrainError> {
         for (g, k) in keep {
-            let c = *self.masks.channels.get(g).ok_or_else(|| TrainError::Mask(format!("group {g} is not a prunable group")))?;
+            let c =
+                *self.masks.channels.get(g).ok_or_else(|| {
+                    TrainError::Mask(format!("group {g} is not a prunable group"))
+                })?;
             if k.len() != c {
-                return Err(TrainError::Mask(format!("the mask of group {g} has {} entries for {c} channels", k.len())));
+                return Err(TrainError::Mask(format!(
+                    "the mask of group {g} has {} entries for {c} channels",
+                    k.len()
+                )));
             }
         }
         let mut per_node: HashMap<NodeId, (usize, Vec<f32>, usize)> = HashMap::new();
         for (g, k) in keep {
             for s in &self.masks.slots[g] {
-                let e = per_node.entry(s.node).or_insert_with(|| (s.slot, vec![1.0; s.width], s.rank));
+                let e =
+                    per_node.entry(s.node).or_insert_with(|| (s.slot, vec![1.0; s.width], s.rank));
                 for (c, &kept) in k.iter().enumerate() {
                     if !kept {
                         for &i in &s.idx[c] {
@@ -144,7 +170,11 @@ impl Net {
     /// Per-channel L1 (`p = 1`) or L2 (`p = 2`) norm of the group's producing weights
     /// (conv/Gemm weights of producers and per-channel convs), for ranking channels.
     pub fn channel_norms(&self, g: usize, p: u32) -> Result<Vec<f32>, TrainError> {
-        let c = *self.masks.channels.get(&g).ok_or_else(|| TrainError::Mask(format!("group {g} is not a prunable group")))?;
+        let c = *self
+            .masks
+            .channels
+            .get(&g)
+            .ok_or_else(|| TrainError::Mask(format!("group {g} is not a prunable group")))?;
         let mut acc = vec![0f64; c];
         tch::no_grad(|| -> Result<(), TrainError> {
             for gp in self.group_params(g).iter().filter(|gp| gp.producing) {
@@ -175,7 +205,8 @@ impl Net {
         let dev = self.device();
         let mut terms = Vec::new();
         for (g, v) in keep {
-            let off: Vec<usize> = v.iter().enumerate().filter(|(_, k)| !**k).map(|(c, _)| c).collect();
+            let off: Vec<usize> =
+                v.iter().enumerate().filter(|(_, k)| !**k).map(|(c, _)| c).collect();
             if off.is_empty() {
                 continue;
             }
@@ -189,7 +220,12 @@ impl Net {
                     }
                 }
                 if !ids.is_empty() {
-                    params.push(LassoParam { name: gp.name.clone(), axis: gp.axis as i64, ids: Tensor::from_slice(&ids).to_device(dev), seg: Tensor::from_slice(&seg).to_device(dev) });
+                    params.push(LassoParam {
+                        name: gp.name.clone(),
+                        axis: gp.axis as i64,
+                        ids: Tensor::from_slice(&ids).to_device(dev),
+                        seg: Tensor::from_slice(&seg).to_device(dev),
+                    });
                 }
             }
             terms.push((off.len() as i64, params));
@@ -229,7 +265,11 @@ impl GroupLasso {
                     continue;
                 }
                 let sel = t.index_select(lp.axis, &lp.ids);
-                let per = sel.transpose(0, lp.axis).reshape([lp.ids.size()[0], -1]).square().sum_dim_intlist(1, false, Kind::Float);
+                let per = sel
+                    .transpose(0, lp.axis)
+                    .reshape([lp.ids.size()[0], -1])
+                    .square()
+                    .sum_dim_intlist(1, false, Kind::Float);
                 sq = sq.index_add(0, &lp.seg, &per);
             }
             total = total + (sq + 1e-12).sqrt().sum(Kind::Float);
@@ -241,6 +281,8 @@ impl GroupLasso {
 /// Sum of |x|^p over all axes but `axis`, per index of `axis`.
 fn per_index(t: &Tensor, axis: usize, p: u32) -> Result<Vec<f32>, TrainError> {
     let m = t.transpose(0, axis as i64).reshape([t.size()[axis], -1]);
-    let v = if p == 1 { m.abs() } else { m.square() }.sum_dim_intlist(1, false, Kind::Float).to_device(tch::Device::Cpu);
+    let v = if p == 1 { m.abs() } else { m.square() }
+        .sum_dim_intlist(1, false, Kind::Float)
+        .to_device(tch::Device::Cpu);
     Vec::<f32>::try_from(&v).map_err(|e| TrainError::Mask(e.to_string()))
 }

@@ -75,18 +75,30 @@ impl Net {
         let graph = g.clone();
         let mut fns = Vec::with_capacity(g.nodes.len());
         for node in &g.nodes {
-            let f = exec::lookup(node).ok_or_else(|| TrainError::Unsupported { node: node.label(), op: node.op_type.clone() })?;
+            let f = exec::lookup(node).ok_or_else(|| TrainError::Unsupported {
+                node: node.label(),
+                op: node.op_type.clone(),
+            })?;
             fns.push(f);
         }
-        let &input = g.inputs.first().ok_or_else(|| TrainError::Graph("the graph has no input".into()))?;
+        let &input =
+            g.inputs.first().ok_or_else(|| TrainError::Graph("the graph has no input".into()))?;
         // Which initializers are trainable (registry-declared parameter slots) or BN statistics.
         let mut role = vec![0u8; g.values.len()]; // 1 trainable, 2 buffer
         for node in &g.nodes {
             let Some(op) = ops::lookup(node) else { continue };
             let cx = NodeCx {
                 node,
-                inputs: node.inputs.iter().map(|i| i.and_then(|i| a.facts.get(i).and_then(|f| f.as_ref()))).collect(),
-                outputs: node.outputs.iter().map(|o| o.and_then(|o| a.facts.get(o).and_then(|f| f.as_ref()))).collect(),
+                inputs: node
+                    .inputs
+                    .iter()
+                    .map(|i| i.and_then(|i| a.facts.get(i).and_then(|f| f.as_ref())))
+                    .collect(),
+                outputs: node
+                    .outputs
+                    .iter()
+                    .map(|o| o.and_then(|o| a.facts.get(o).and_then(|f| f.as_ref())))
+                    .collect(),
             };
             for s in op.params(&cx) {
                 if let Some(Some(v)) = node.inputs.get(s) {
@@ -113,7 +125,12 @@ impl Net {
                 let var_name = sanitise(&v.name, &mut used);
                 let tt = tt.to_kind(Kind::Float);
                 let var = vs.root().add(&var_name, tt, role[i] == 1);
-                params.push(ParamEntry { value: i, onnx_name: v.name.clone(), var_name, trainable: role[i] == 1 });
+                params.push(ParamEntry {
+                    value: i,
+                    onnx_name: v.name.clone(),
+                    var_name,
+                    trainable: role[i] == 1,
+                });
                 base[i] = Some(var);
             } else {
                 base[i] = Some(tt);
@@ -134,13 +151,28 @@ impl Net {
         }
         let inplace = exec::inplace_nodes(g);
         let masks = MaskState::build(g, a)?;
-        Ok(Net { graph, vs, base, params, fns, frees, inplace, input, masks, device, low: None, channels_last: false, bn_momentum: None })
+        Ok(Net {
+            graph,
+            vs,
+            base,
+            params,
+            fns,
+            frees,
+            inplace,
+            input,
+            masks,
+            device,
+            low: None,
+            channels_last: false,
+            bn_momentum: None,
+        })
     }
 
     /// In-place activations (default on; see [`super::exec::inplace_nodes`]): off makes
     /// every Relu/Clip allocate its output (for comparisons).
     pub fn set_inplace_activations(&mut self, on: bool) {
-        self.inplace = if on { exec::inplace_nodes(&self.graph) } else { vec![false; self.graph.nodes.len()] };
+        self.inplace =
+            if on { exec::inplace_nodes(&self.graph) } else { vec![false; self.graph.nodes.len()] };
     }
 
     /// Number of activations that run in place.
@@ -223,11 +255,21 @@ impl Net {
     }
     /// The tensor of an initializer by ONNX name (shares storage with the VarStore).
     pub fn param(&self, onnx_name: &str) -> Option<Tensor> {
-        self.params.iter().find(|p| p.onnx_name == onnx_name).and_then(|p| self.base[p.value].as_ref()).map(|t| t.shallow_clone())
+        self.params
+            .iter()
+            .find(|p| p.onnx_name == onnx_name)
+            .and_then(|p| self.base[p.value].as_ref())
+            .map(|t| t.shallow_clone())
     }
     /// Trainable tensors with their VarStore names, in graph order.
     pub fn trainable(&self) -> Vec<(String, Tensor)> {
-        self.params.iter().filter(|p| p.trainable).filter_map(|p| self.base[p.value].as_ref().map(|t| (p.var_name.clone(), t.shallow_clone()))).collect()
+        self.params
+            .iter()
+            .filter(|p| p.trainable)
+            .filter_map(|p| {
+                self.base[p.value].as_ref().map(|t| (p.var_name.clone(), t.shallow_clone()))
+            })
+            .collect()
     }
     /// The graph input value fed by `forward_t`.
     pub fn input_value(&self) -> ValueId {
@@ -237,24 +279,47 @@ impl Net {
     /// Runs the graph; returns every graph output. `train` selects BN batch statistics.
     pub fn forward_all(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>, TrainError> {
         let g = &self.graph;
-        let mut env: Vec<Option<Tensor>> = self.base.iter().map(|t| t.as_ref().map(|t| t.shallow_clone())).collect();
+        let mut env: Vec<Option<Tensor>> =
+            self.base.iter().map(|t| t.as_ref().map(|t| t.shallow_clone())).collect();
         let x = x.to_device(self.device);
-        env[self.input] = Some(if self.channels_last && x.dim() == 4 { to_channels_last(&x) } else { x });
+        env[self.input] =
+            Some(if self.channels_last && x.dim() == 4 { to_channels_last(&x) } else { x });
         let opset = g.meta.opset();
         for (n, node) in g.nodes.iter().enumerate() {
-            let masked: Option<Tensor> = self.masks.input_mask(n).and_then(|(slot, m)| node.inputs.get(slot).copied().flatten().and_then(|v| env[v].as_ref()).map(|t| t * m));
+            let masked: Option<Tensor> = self.masks.input_mask(n).and_then(|(slot, m)| {
+                node.inputs
+                    .get(slot)
+                    .copied()
+                    .flatten()
+                    .and_then(|v| env[v].as_ref())
+                    .map(|t| t * m)
+            });
             let outs = {
-                let mut inputs: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| i.and_then(|i| env[i].as_ref())).collect();
+                let mut inputs: Vec<Option<&Tensor>> =
+                    node.inputs.iter().map(|i| i.and_then(|i| env[i].as_ref())).collect();
                 if let (Some(m), Some((slot, _))) = (&masked, self.masks.input_mask(n)) {
                     inputs[slot] = Some(m);
                 }
-                let consts = node.inputs.iter().map(|i| i.and_then(|i| g.values[i].init.as_ref())).collect();
+                let consts =
+                    node.inputs.iter().map(|i| i.and_then(|i| g.values[i].init.as_ref())).collect();
                 for (s, (i, t)) in node.inputs.iter().zip(&inputs).enumerate() {
                     if i.is_some() && t.is_none() {
-                        return Err(TrainError::node(node, format!("input {s} ('{}') was not computed", g.values[i.unwrap()].name)));
+                        return Err(TrainError::node(
+                            node,
+                            format!("input {s} ('{}') was not computed", g.values[i.unwrap()].name),
+                        ));
                     }
                 }
-                let cx = OpCx { node, inputs, consts, train, opset, low: self.low, bn_momentum: self.bn_momentum, inplace: self.inplace[n] };
+                let cx = OpCx {
+                    node,
+                    inputs,
+                    consts,
+                    train,
+                    opset,
+                    low: self.low,
+                    bn_momentum: self.bn_momentum,
+                    inplace: self.inplace[n],
+                };
                 (self.fns[n])(&cx).map_err(|m| TrainError::node(node, m))?
             };
             for (o, t) in node.outputs.iter().zip(outs) {
@@ -266,7 +331,14 @@ impl Net {
                 env[v] = None;
             }
         }
-        g.outputs.iter().map(|&o| env[o].take().ok_or_else(|| TrainError::Graph(format!("output '{}' was not computed", g.values[o].name)))).collect()
+        g.outputs
+            .iter()
+            .map(|&o| {
+                env[o].take().ok_or_else(|| {
+                    TrainError::Graph(format!("output '{}' was not computed", g.values[o].name))
+                })
+            })
+            .collect()
     }
 
     /// The first graph output (the logits).
@@ -280,7 +352,8 @@ impl Net {
         for p in &self.params {
             let t = self.base[p.value].as_ref().expect("params have tensors");
             let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-            let v = Vec::<f32>::try_from(&t.flatten(0, -1)).map_err(|e| TrainError::Graph(e.to_string()))?;
+            let v = Vec::<f32>::try_from(&t.flatten(0, -1))
+                .map_err(|e| TrainError::Graph(e.to_string()))?;
             let old = g.values[p.value].init.as_ref().expect("initializer");
             let shape = old.shape.clone();
             let mut new = IrTensor::f32(shape, v);
@@ -295,17 +368,28 @@ impl Net {
 
 impl crate::validate::Runner for Net {
     fn engine(&self) -> &'static str {
-        if self.device.is_cuda() { "tch-cuda" } else { "tch" }
+        if self.device.is_cuda() {
+            "tch-cuda"
+        } else {
+            "tch"
+        }
     }
-    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<crate::validate::ort::Output>, crate::validate::ValidateError> {
+    fn run(
+        &mut self,
+        shape: &[usize],
+        data: Vec<f32>,
+    ) -> Result<Vec<crate::validate::ort::Output>, crate::validate::ValidateError> {
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let x = Tensor::from_slice(&data).reshape(&dims);
-        let outs = tch::no_grad(|| self.forward_all(&x, false)).map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))?;
+        let outs = tch::no_grad(|| self.forward_all(&x, false))
+            .map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))?;
         outs.into_iter()
             .map(|t| {
                 let shape = t.size().iter().map(|&d| d as usize).collect();
                 let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1);
-                Vec::<f32>::try_from(&t).map(|v| (shape, v)).map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))
+                Vec::<f32>::try_from(&t)
+                    .map(|v| (shape, v))
+                    .map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))
             })
             .collect()
     }

@@ -149,7 +149,8 @@ impl LossScale {
 
 impl Sgd {
     pub fn new(params: Vec<(String, Tensor)>, cfg: SgdConfig) -> Sgd {
-        let mut slots: Vec<(String, Tensor, Option<Tensor>)> = params.into_iter().map(|(n, p)| (n, p, None)).collect();
+        let mut slots: Vec<(String, Tensor, Option<Tensor>)> =
+            params.into_iter().map(|(n, p)| (n, p, None)).collect();
         let flat = Flat::new(&slots, &cfg);
         if let Some(f) = &flat {
             if cfg.momentum != 0.0 {
@@ -164,7 +165,12 @@ impl Sgd {
     /// Per-parameter updates only (no flat storage): the reference path of the tests.
     #[cfg(test)]
     fn new_unfused(params: Vec<(String, Tensor)>, cfg: SgdConfig) -> Sgd {
-        Sgd { cfg, slots: params.into_iter().map(|(n, p)| (n, p, None)).collect(), scaler: None, flat: None }
+        Sgd {
+            cfg,
+            slots: params.into_iter().map(|(n, p)| (n, p, None)).collect(),
+            scaler: None,
+            flat: None,
+        }
     }
     /// Whether parameters, gradients and momentum live in flat storage.
     pub fn is_flat(&self) -> bool {
@@ -193,7 +199,14 @@ impl Sgd {
             (Some(f), true) => vec![f.grads.shallow_clone()],
             _ => self.slots.iter().map(|(_, p, _)| p.grad()).filter(|g| g.defined()).collect(),
         };
-        let finite = tch::no_grad(|| grads.iter().map(|g| g.abs().sum(tch::Kind::Float)).fold(Tensor::from(0f32), |a, b| a + b).double_value(&[]).is_finite());
+        let finite = tch::no_grad(|| {
+            grads
+                .iter()
+                .map(|g| g.abs().sum(tch::Kind::Float))
+                .fold(Tensor::from(0f32), |a, b| a + b)
+                .double_value(&[])
+                .is_finite()
+        });
         if !finite {
             s.scale /= 2.0;
             s.good = 0;
@@ -247,7 +260,11 @@ impl Sgd {
             let f = self.flat.as_mut().expect("flat");
             tch::no_grad(|| {
                 let _ = f.neg_lr.fill_(-lr);
-                let d = if c.weight_decay != 0.0 { f.grads.addcmul_out(&f.d, &f.params, &f.wd) } else { f.grads.shallow_clone() };
+                let d = if c.weight_decay != 0.0 {
+                    f.grads.addcmul_out(&f.d, &f.params, &f.wd)
+                } else {
+                    f.grads.shallow_clone()
+                };
                 let upd = if c.momentum != 0.0 {
                     let _ = f.mom.g_mul_scalar_(c.momentum).g_add_(&d);
                     if c.nesterov {
@@ -286,9 +303,16 @@ impl Sgd {
     /// Momentum buffers by parameter name, and the loss-scaling state when on as
     /// [`LossScale::BUFFER`] = [scale, good steps, skipped steps] (for checkpoints).
     pub fn buffers(&self) -> Vec<(String, Tensor)> {
-        let mut v: Vec<(String, Tensor)> = self.slots.iter().filter_map(|(n, _, b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone()))).collect();
+        let mut v: Vec<(String, Tensor)> = self
+            .slots
+            .iter()
+            .filter_map(|(n, _, b)| b.as_ref().map(|b| (n.clone(), b.shallow_clone())))
+            .collect();
         if let Some(s) = &self.scaler {
-            v.push((LossScale::BUFFER.into(), Tensor::from_slice(&[s.scale, s.good as f64, s.skipped as f64])));
+            v.push((
+                LossScale::BUFFER.into(),
+                Tensor::from_slice(&[s.scale, s.good as f64, s.skipped as f64]),
+            ));
         }
         v
     }
@@ -296,7 +320,10 @@ impl Sgd {
     pub fn set_buffers(&mut self, bufs: Vec<(String, Tensor)>) {
         for (n, t) in bufs {
             if n == LossScale::BUFFER {
-                if let (Some(s), Ok(v)) = (self.scaler.as_mut(), Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1))) {
+                if let (Some(s), Ok(v)) = (
+                    self.scaler.as_mut(),
+                    Vec::<f64>::try_from(t.to_kind(Kind::Double).flatten(0, -1)),
+                ) {
                     if let [scale, good, skipped] = v[..] {
                         *s = LossScale { scale, good: good as usize, skipped: skipped as usize };
                     }
@@ -329,12 +356,19 @@ mod tests {
         vec![
             ("w".into(), w.set_requires_grad(true)),
             ("b".into(), Tensor::randn([4], (Kind::Float, Device::Cpu)).set_requires_grad(true)),
-            ("fc".into(), Tensor::randn([2, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true)),
+            (
+                "fc".into(),
+                Tensor::randn([2, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true),
+            ),
         ]
     }
 
     fn loss(p: &[(String, Tensor)], x: &Tensor) -> Tensor {
-        let y = x.conv2d(&p[0].1, Some(&p[1].1), [1, 1], [1, 1], [1, 1], 1).relu().mean_dim(&[2i64, 3][..], false, Kind::Float);
+        let y = x.conv2d(&p[0].1, Some(&p[1].1), [1, 1], [1, 1], [1, 1], 1).relu().mean_dim(
+            &[2i64, 3][..],
+            false,
+            Kind::Float,
+        );
         y.matmul(&p[2].1.tr()).pow_tensor_scalar(2).sum(Kind::Float)
     }
 
@@ -354,7 +388,9 @@ mod tests {
         // Without loss scaling the entry is ignored (and none is written).
         let mut c = Sgd::new(params(false), cfg);
         c.set_buffers(bufs);
-        assert!(c.loss_scale().is_none() && !c.buffers().iter().any(|(n, _)| n == LossScale::BUFFER));
+        assert!(
+            c.loss_scale().is_none() && !c.buffers().iter().any(|(n, _)| n == LossScale::BUFFER)
+        );
     }
 
     /// Flat storage computes exactly the per-parameter reference (PyTorch's SGD
@@ -362,14 +398,25 @@ mod tests {
     /// the parameters stay the caller's tensors and keep their layout.
     #[test]
     fn flat_sgd_equals_per_parameter_sgd() {
-        for (cl, nesterov, wd) in [(false, false, 1e-2), (false, true, 1e-2), (true, true, 5e-4), (false, false, 0.0)] {
+        for (cl, nesterov, wd) in
+            [(false, false, 1e-2), (false, true, 1e-2), (true, true, 5e-4), (false, false, 0.0)]
+        {
             let cfg = SgdConfig { momentum: 0.9, nesterov, weight_decay: wd };
             let pa = params(cl);
             // Deep copies with the same layout (the global RNG is shared by parallel tests).
-            let pb: Vec<(String, Tensor)> = pa.iter().map(|(n, t)| (n.clone(), t.detach().copy().set_requires_grad(true))).collect();
+            let pb: Vec<(String, Tensor)> = pa
+                .iter()
+                .map(|(n, t)| (n.clone(), t.detach().copy().set_requires_grad(true)))
+                .collect();
             assert_eq!(pb[0].1.stride(), pa[0].1.stride());
-            let mut a = Sgd::new(pa.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), cfg.clone());
-            let mut b = Sgd::new_unfused(pb.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(), cfg.clone());
+            let mut a = Sgd::new(
+                pa.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+                cfg.clone(),
+            );
+            let mut b = Sgd::new_unfused(
+                pb.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+                cfg.clone(),
+            );
             assert!(a.is_flat() && !b.is_flat());
             assert_eq!(is_channels_last(&pa[0].1), cl, "layout kept");
             let x = Tensor::randn([2, 3, 5, 5], (Kind::Float, Device::Cpu));
@@ -383,8 +430,12 @@ mod tests {
                 b.step(lr);
                 for ((n, ta), (_, tb)) in pa.iter().zip(&pb) {
                     // Same arithmetic up to fused-multiply-add rounding.
-                    let d = (ta - tb).abs().max().double_value(&[]) / tb.abs().max().double_value(&[]).max(1.0);
-                    assert!(d < 1e-5, "{n} step {step} (cl {cl}, nesterov {nesterov}, wd {wd}): {d}");
+                    let d = (ta - tb).abs().max().double_value(&[])
+                        / tb.abs().max().double_value(&[]).max(1.0);
+                    assert!(
+                        d < 1e-5,
+                        "{n} step {step} (cl {cl}, nesterov {nesterov}, wd {wd}): {d}"
+                    );
                 }
             }
             // Buffers round-trip by name.
@@ -392,11 +443,21 @@ mod tests {
             assert_eq!(bufs.len(), 3);
             for ((n, x), (_, y)) in bufs.iter().zip(b.buffers()) {
                 let scale = y.abs().max().double_value(&[]).max(1.0);
-                assert!((x - &y).abs().max().double_value(&[]) < 1e-5 * scale, "buffer {n} (cl {cl}, nesterov {nesterov}, wd {wd})");
+                assert!(
+                    (x - &y).abs().max().double_value(&[]) < 1e-5 * scale,
+                    "buffer {n} (cl {cl}, nesterov {nesterov}, wd {wd})"
+                );
             }
-            assert!(f64::try_from(pa[0].1.grad().abs().sum(Kind::Float)).unwrap() > 0.0, "grads bound and visible");
+            assert!(
+                f64::try_from(pa[0].1.grad().abs().sum(Kind::Float)).unwrap() > 0.0,
+                "grads bound and visible"
+            );
             a.zero_grad();
-            assert_eq!(f64::try_from(pa[0].1.grad().abs().sum(Kind::Float)).unwrap(), 0.0, "zero_grad through the flat gradient");
+            assert_eq!(
+                f64::try_from(pa[0].1.grad().abs().sum(Kind::Float)).unwrap(),
+                0.0,
+                "zero_grad through the flat gradient"
+            );
         }
     }
 }

@@ -209,12 +209,20 @@ pub const MAX_EPOCHS: usize = 1_000_000;
 impl Recipe {
     /// Reads a recipe; errors name the file, the field and the line.
     pub fn load(path: &Path) -> Result<Recipe, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::File { path: path.display().to_string(), msg: e.to_string() })?;
-        Recipe::parse(&text).map_err(|msg| TrainError::File { path: path.display().to_string(), msg })
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::File {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Recipe::parse(&text)
+            .map_err(|msg| TrainError::File { path: path.display().to_string(), msg })
     }
     /// Parses YAML text and checks the values.
     pub fn parse(text: &str) -> Result<Recipe, String> {
-        let r: Recipe = if text.trim().is_empty() { Recipe::default() } else { serde_yaml::from_str(text).map_err(|e| e.to_string())? };
+        let r: Recipe = if text.trim().is_empty() {
+            Recipe::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| e.to_string())?
+        };
         r.check()?;
         Ok(r)
     }
@@ -248,7 +256,13 @@ impl Recipe {
         if self.nesterov && self.momentum == 0.0 {
             return bad("nesterov", "needs a non-zero momentum");
         }
-        crate::data::Normalize { scale: self.scale, mean: self.mean.clone(), std: self.std.clone() }.validate(self.mean.len().max(self.std.len())).or_else(|e| bad("mean/std/scale", &e))?;
+        crate::data::Normalize {
+            scale: self.scale,
+            mean: self.mean.clone(),
+            std: self.std.clone(),
+        }
+        .validate(self.mean.len().max(self.std.len()))
+        .or_else(|e| bad("mean/std/scale", &e))?;
         Ok(())
     }
     /// The decay of the schedule.
@@ -256,7 +270,9 @@ impl Recipe {
         match self.schedule {
             ScheduleKind::Cosine => Decay::Cosine,
             ScheduleKind::Constant => Decay::Constant,
-            ScheduleKind::Step => Decay::Step { milestones: self.milestones.clone(), gamma: self.gamma },
+            ScheduleKind::Step => {
+                Decay::Step { milestones: self.milestones.clone(), gamma: self.gamma }
+            }
         }
     }
 }

@@ -38,7 +38,8 @@ impl Schedule {
             Decay::Cosine => {
                 let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
                 let t = ((step - self.warmup_steps) as f64 / span).min(1.0);
-                self.min_lr + 0.5 * (self.base_lr - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
+                self.min_lr
+                    + 0.5 * (self.base_lr - self.min_lr) * (1.0 + (std::f64::consts::PI * t).cos())
             }
         }
     }
@@ -48,7 +49,14 @@ impl Schedule {
 mod tests {
     use super::*;
     fn s(decay: Decay) -> Schedule {
-        Schedule { base_lr: 0.1, min_lr: 0.0, warmup_steps: 10, steps_per_epoch: 10, total_steps: 100, decay }
+        Schedule {
+            base_lr: 0.1,
+            min_lr: 0.0,
+            warmup_steps: 10,
+            steps_per_epoch: 10,
+            total_steps: 100,
+            decay,
+        }
     }
     #[test]
     fn warmup_then_cosine() {

@@ -9,12 +9,19 @@ use std::path::Path;
 
 /// `[C, H, W]` of the graph input.
 pub fn input_dims(g: &Graph, a: &Analysis) -> Result<[usize; 3], TrainError> {
-    let &i = g.inputs.first().ok_or_else(|| TrainError::Graph("the model has no graph input to feed images to".into()))?;
+    let &i = g.inputs.first().ok_or_else(|| {
+        TrainError::Graph("the model has no graph input to feed images to".into())
+    })?;
     let name = &g.values[i].name;
-    let f = a.facts.get(i).and_then(|f| f.as_ref()).ok_or_else(|| TrainError::Graph(format!("the graph input '{name}' has an unknown shape")))?;
+    let f = a.facts.get(i).and_then(|f| f.as_ref()).ok_or_else(|| {
+        TrainError::Graph(format!("the graph input '{name}' has an unknown shape"))
+    })?;
     let s = f.concrete(1);
     if s.len() != 4 {
-        return Err(TrainError::Graph(format!("the graph input '{name}' has rank {}, expected NCHW", s.len())));
+        return Err(TrainError::Graph(format!(
+            "the graph input '{name}' has rank {}, expected NCHW",
+            s.len()
+        )));
     }
     Ok([s[1], s[2], s[3]])
 }
@@ -27,11 +34,19 @@ pub fn num_classes(g: &Graph, a: &Analysis) -> Option<usize> {
 /// Whether some Conv output is not consumed by a BatchNormalization.
 pub fn needs_bn(g: &Graph) -> bool {
     let c = g.consumers();
-    g.nodes.iter().filter(|n| n.op_type == "Conv").any(|n| n.outputs[0].is_some_and(|o| !c[o].iter().any(|&(k, _)| g.nodes[k].op_type == "BatchNormalization")))
+    g.nodes.iter().filter(|n| n.op_type == "Conv").any(|n| {
+        n.outputs[0]
+            .is_some_and(|o| !c[o].iter().any(|&(k, _)| g.nodes[k].op_type == "BatchNormalization"))
+    })
 }
 
 /// Applies `insert-bn` and re-analyses; returns the number of BN nodes added.
-pub fn apply_insert_bn(g: &mut Graph, a: &mut Analysis, mode: InsertBn, input_shape: Option<&[usize]>) -> Result<usize, TrainError> {
+pub fn apply_insert_bn(
+    g: &mut Graph,
+    a: &mut Analysis,
+    mode: InsertBn,
+    input_shape: Option<&[usize]>,
+) -> Result<usize, TrainError> {
     let on = match mode {
         InsertBn::On => true,
         InsertBn::Off => false,
@@ -42,7 +57,8 @@ pub fn apply_insert_bn(g: &mut Graph, a: &mut Analysis, mode: InsertBn, input_sh
     }
     let n = crate::rewrite::bn::insert_bn(g, &a.facts);
     if n > 0 {
-        let facts = crate::ir::infer::infer(g, input_shape).map_err(|e| TrainError::Graph(e.to_string()))?;
+        let facts = crate::ir::infer::infer(g, input_shape)
+            .map_err(|e| TrainError::Graph(e.to_string()))?;
         *a = Analysis::new(g, facts, std::mem::take(&mut a.passes));
     }
     Ok(n)
@@ -54,7 +70,12 @@ const TRAIN_SUBSET: u64 = 0x7452_5355_4253_4554;
 /// Train loader (minus `holdout` images, at most `train-samples`), holdout indices and
 /// test loader for a recipe.
 
-pub fn loaders(r: &Recipe, dir: &Path, input: [usize; 3], classes: Option<usize>) -> Result<(Loader, Vec<usize>, Loader), TrainError> {
+pub fn loaders(
+    r: &Recipe,
+    dir: &Path,
+    input: [usize; 3],
+    classes: Option<usize>,
+) -> Result<(Loader, Vec<usize>, Loader), TrainError> {
     let pair = data::open_both(dir, &data::OpenOptions::default())?;
     for ds in [&pair.train, &pair.test] {
         match classes {
@@ -62,17 +83,43 @@ pub fn loaders(r: &Recipe, dir: &Path, input: [usize; 3], classes: Option<usize>
             None => data::check_input(&**ds, input)?,
         }
     }
-    let (mut train_idx, holdout) = if r.holdout > 0 { data::split_holdout(&*pair.train, r.holdout, r.seed)? } else { ((0..pair.train.len()).collect(), Vec::new()) };
+    let (mut train_idx, holdout) = if r.holdout > 0 {
+        data::split_holdout(&*pair.train, r.holdout, r.seed)?
+    } else {
+        ((0..pair.train.len()).collect(), Vec::new())
+    };
     if r.train_samples > 0 && r.train_samples < train_idx.len() {
         // The class-balanced split rule again, on the images left for training.
         let labels: Vec<u32> = train_idx.iter().map(|&i| pair.train.labels()[i]).collect();
-        let (_, chosen) = data::split_holdout_labels(&labels, pair.train.num_classes(), r.train_samples, r.seed ^ TRAIN_SUBSET, pair.train.label_source())?;
+        let (_, chosen) = data::split_holdout_labels(
+            &labels,
+            pair.train.num_classes(),
+            r.train_samples,
+            r.seed ^ TRAIN_SUBSET,
+            pair.train.label_source(),
+        )?;
         train_idx = chosen.into_iter().map(|j| train_idx[j]).collect();
     }
     let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
     norm.validate(input[0]).map_err(|m| TrainError::Graph(format!("recipe mean/std: {m}")))?;
-    let cfg = LoaderConfig { batch_size: r.batch_size, shuffle: true, drop_last: false, seed: r.seed, workers: r.workers, prefetch: 4 };
-    let train = Loader::new(pair.train, train_idx, Transform::train(norm.clone(), r.crop_pad, r.hflip), cfg.clone())?;
-    let test = Loader::all(pair.test, Transform::eval(norm), LoaderConfig { shuffle: false, batch_size: r.batch_size.max(256), ..cfg })?;
+    let cfg = LoaderConfig {
+        batch_size: r.batch_size,
+        shuffle: true,
+        drop_last: false,
+        seed: r.seed,
+        workers: r.workers,
+        prefetch: 4,
+    };
+    let train = Loader::new(
+        pair.train,
+        train_idx,
+        Transform::train(norm.clone(), r.crop_pad, r.hflip),
+        cfg.clone(),
+    )?;
+    let test = Loader::all(
+        pair.test,
+        Transform::eval(norm),
+        LoaderConfig { shuffle: false, batch_size: r.batch_size.max(256), ..cfg },
+    )?;
     Ok((train, holdout, test))
 }

@@ -64,7 +64,10 @@ pub fn batch_tensors(b: &Batch, net: &Net) -> (Tensor, Tensor) {
 /// A batch as (NCHW f32 images, i64 labels) on `device`.
 pub fn batch_on(b: &Batch, device: tch::Device) -> (Tensor, Tensor) {
     let s: Vec<i64> = b.shape.iter().map(|&d| d as i64).collect();
-    (Tensor::from_slice(&b.data).reshape(&s).to_device(device), Tensor::from_slice(&b.labels).to_device(device))
+    (
+        Tensor::from_slice(&b.data).reshape(&s).to_device(device),
+        Tensor::from_slice(&b.labels).to_device(device),
+    )
 }
 
 /// Accuracy of `net` (eval mode, current masks) over every batch of `loader`.
@@ -76,18 +79,33 @@ pub fn evaluate(net: &Net, loader: &Loader) -> Result<EvalResult, TrainError> {
             let b = b?;
             let (x, y) = batch_tensors(&b, net);
             let logits = net.forward_t(&x, false)?;
-            loss += logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Sum, -100, 0.0)?.double_value(&[]);
-            correct += logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]) as usize;
+            loss += logits
+                .f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Sum, -100, 0.0)?
+                .double_value(&[]);
+            correct +=
+                logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]) as usize;
             n += b.labels.len();
         }
         Ok(())
     })?;
     let d = n.max(1) as f64;
-    Ok(EvalResult { accuracy: correct as f64 / d, correct, samples: n, loss: loss / d, seconds: t0.elapsed().as_secs_f64() })
+    Ok(EvalResult {
+        accuracy: correct as f64 / d,
+        correct,
+        samples: n,
+        loss: loss / d,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
 /// Trains `net`; returns the per-epoch metrics (of the epochs run in this call).
-pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainConfig, mut extra: Option<ExtraLoss>) -> Result<Vec<EpochMetrics>, TrainError> {
+pub fn train(
+    net: &mut Net,
+    train: &Loader,
+    test: Option<&Loader>,
+    cfg: &TrainConfig,
+    mut extra: Option<ExtraLoss>,
+) -> Result<Vec<EpochMetrics>, TrainError> {
     let steps_per_epoch = train.num_batches().max(1);
     let sched = Schedule {
         base_lr: cfg.lr,
@@ -97,7 +115,8 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
         total_steps: cfg.epochs * steps_per_epoch,
         decay: cfg.decay.clone(),
     };
-    let mut sgd = Sgd::new(net.trainable(), cfg.sgd.clone()).with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
+    let mut sgd = Sgd::new(net.trainable(), cfg.sgd.clone())
+        .with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
     let mut rng = Rng::new(cfg.seed);
     let (mut start, mut step) = (0, 0);
     if let (true, Some(dir)) = (cfg.resume, &cfg.checkpoint_dir) {
@@ -117,11 +136,21 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
         if start == 0 {
             keep.clear();
         }
-        crate::util::write_atomic(p, keep.as_bytes()).map_err(|e| TrainError::File { path: p.display().to_string(), msg: e.to_string() })?;
+        crate::util::write_atomic(p, keep.as_bytes())
+            .map_err(|e| TrainError::File { path: p.display().to_string(), msg: e.to_string() })?;
     }
     let mut metrics_file = match &cfg.metrics {
         Some(p) => Some(
-            std::fs::OpenOptions::new().create(true).append(cfg.resume).write(true).truncate(!cfg.resume).open(p).map_err(|e| TrainError::File { path: p.display().to_string(), msg: e.to_string() })?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(cfg.resume)
+                .write(true)
+                .truncate(!cfg.resume)
+                .open(p)
+                .map_err(|e| TrainError::File {
+                    path: p.display().to_string(),
+                    msg: e.to_string(),
+                })?,
         ),
         None => None,
     };
@@ -136,7 +165,13 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
             let (x, y) = batch_tensors(&b, net);
             lr = sched.lr(step);
             let logits = net.forward_t(&x, true)?;
-            let mut loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, cfg.label_smoothing)?;
+            let mut loss = logits.f_cross_entropy_loss(
+                &y,
+                None::<Tensor>,
+                Reduction::Mean,
+                -100,
+                cfg.label_smoothing,
+            )?;
             if let Some(h) = extra.as_mut() {
                 if let Some(l) = h(net, epoch)? {
                     loss = loss + l;
@@ -149,23 +184,40 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
             let n = b.labels.len();
             let l = loss.double_value(&[]);
             if !l.is_finite() {
-                return Err(TrainError::Graph(format!("the loss became {l} at epoch {} step {bi}; lower the learning rate", epoch + 1)));
+                return Err(TrainError::Graph(format!(
+                    "the loss became {l} at epoch {} step {bi}; lower the learning rate",
+                    epoch + 1
+                )));
             }
             loss_sum += l * n as f64;
-            correct += tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])) as usize;
+            correct += tch::no_grad(|| {
+                logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[])
+            }) as usize;
             seen += n;
             if cfg.progress && last_print.elapsed().as_secs_f64() > 0.5 {
                 last_print = Instant::now();
                 let el = t0.elapsed().as_secs_f64();
                 let ips = seen as f64 / el;
                 let eta = (steps_per_epoch - bi - 1) as f64 * el / (bi + 1) as f64;
-                crate::util::progress(format_args!("epoch {}/{} {}/{} loss {:.4} acc {:.2}% {:.0} img/s eta {:.0}s   ", epoch + 1, cfg.epochs, bi + 1, steps_per_epoch, loss_sum / seen as f64, 100.0 * correct as f64 / seen as f64, ips, eta));
+                crate::util::progress(format_args!(
+                    "epoch {}/{} {}/{} loss {:.4} acc {:.2}% {:.0} img/s eta {:.0}s   ",
+                    epoch + 1,
+                    cfg.epochs,
+                    bi + 1,
+                    steps_per_epoch,
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    ips,
+                    eta
+                ));
             }
         }
         let secs = t0.elapsed().as_secs_f64();
         let last = epoch + 1 == cfg.epochs;
         let test_r = match test {
-            Some(t) if last || (cfg.eval_every > 0 && (epoch + 1) % cfg.eval_every == 0) => Some(evaluate(net, t)?),
+            Some(t) if last || (cfg.eval_every > 0 && (epoch + 1) % cfg.eval_every == 0) => {
+                Some(evaluate(net, t)?)
+            }
             _ => None,
         };
         let m = EpochMetrics {
@@ -178,16 +230,37 @@ pub fn train(net: &mut Net, train: &Loader, test: Option<&Loader>, cfg: &TrainCo
             test: test_r,
         };
         if cfg.progress {
-            let t = m.test.as_ref().map(|t| format!(" test acc {:.2}%", 100.0 * t.accuracy)).unwrap_or_default();
-            crate::util::progress_done(format_args!("epoch {}/{} loss {:.4} acc {:.2}% {:.0} img/s {:.1}s{t}", m.epoch, cfg.epochs, m.train_loss, 100.0 * m.train_acc, m.images_per_s, secs));
+            let t = m
+                .test
+                .as_ref()
+                .map(|t| format!(" test acc {:.2}%", 100.0 * t.accuracy))
+                .unwrap_or_default();
+            crate::util::progress_done(format_args!(
+                "epoch {}/{} loss {:.4} acc {:.2}% {:.0} img/s {:.1}s{t}",
+                m.epoch,
+                cfg.epochs,
+                m.train_loss,
+                100.0 * m.train_acc,
+                m.images_per_s,
+                secs
+            ));
         }
         if let (Some(f), Some(p)) = (metrics_file.as_mut(), &cfg.metrics) {
             let line = serde_json::to_string(&m).expect("metrics serialise");
-            writeln!(f, "{line}").map_err(|e| TrainError::File { path: p.display().to_string(), msg: e.to_string() })?;
+            writeln!(f, "{line}").map_err(|e| TrainError::File {
+                path: p.display().to_string(),
+                msg: e.to_string(),
+            })?;
         }
         rng.next_u64();
         if let Some(dir) = &cfg.checkpoint_dir {
-            let st = State { epoch: epoch + 1, step, rng: rng.state(), weights: format!("weights-e{}.ot", epoch + 1), graph: checkpoint::fingerprint(net) };
+            let st = State {
+                epoch: epoch + 1,
+                step,
+                rng: rng.state(),
+                weights: format!("weights-e{}.ot", epoch + 1),
+                graph: checkpoint::fingerprint(net),
+            };
             checkpoint::save(dir, net, &sgd, &st)?;
         }
         out.push(m);

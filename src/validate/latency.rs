@@ -20,7 +20,12 @@ pub fn random_input(shape: &[usize], seed: u64) -> Vec<f32> {
 }
 
 /// Runs `warmup` untimed then `runs` timed inferences of a random `shape` input.
-pub fn measure(r: &mut dyn Runner, shape: &[usize], warmup: usize, runs: usize) -> Result<Latency, ValidateError> {
+pub fn measure(
+    r: &mut dyn Runner,
+    shape: &[usize],
+    warmup: usize,
+    runs: usize,
+) -> Result<Latency, ValidateError> {
     let data = random_input(shape, 7);
     for _ in 0..warmup {
         r.run(shape, data.clone())?;
@@ -35,7 +40,13 @@ pub fn measure(r: &mut dyn Runner, shape: &[usize], warmup: usize, runs: usize) 
     t.sort_by(f64::total_cmp);
     let n = t.len();
     let median = if n % 2 == 1 { t[n / 2] } else { (t[n / 2 - 1] + t[n / 2]) / 2.0 };
-    Ok(Latency { engine: r.engine().to_string(), batch: shape[0], runs: n, median_ms: median, min_ms: t[0] })
+    Ok(Latency {
+        engine: r.engine().to_string(),
+        batch: shape[0],
+        runs: n,
+        median_ms: median,
+        min_ms: t[0],
+    })
 }
 
 #[cfg(test)]
@@ -47,7 +58,11 @@ mod tests {
         fn engine(&self) -> &'static str {
             "fake"
         }
-        fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<super::super::ort::Output>, ValidateError> {
+        fn run(
+            &mut self,
+            shape: &[usize],
+            data: Vec<f32>,
+        ) -> Result<Vec<super::super::ort::Output>, ValidateError> {
             self.0 += 1;
             Ok(vec![(shape.to_vec(), data)])
         }

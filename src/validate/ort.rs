@@ -10,28 +10,49 @@ use std::sync::OnceLock;
 
 /// Path of libonnxruntime that will be loaded.
 pub fn dylib_path() -> Option<String> {
-    std::env::var("ORT_DYLIB_PATH").ok().or_else(|| option_env!("RLAL_ORT_DYLIB_DEFAULT").map(String::from))
+    std::env::var("ORT_DYLIB_PATH")
+        .ok()
+        .or_else(|| option_env!("RLAL_ORT_DYLIB_DEFAULT").map(String::from))
 }
 
 fn environment() -> Result<&'static ort::environment::Environment, ValidateError> {
     static ENV: OnceLock<Result<ort::environment::Environment, ValidateError>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = dylib_path().ok_or_else(|| ValidateError::Load { path: "(none)".into(), msg: "no ORT_DYLIB_PATH and no path recorded at build time".into() })?;
+        let path = dylib_path().ok_or_else(|| ValidateError::Load {
+            path: "(none)".into(),
+            msg: "no ORT_DYLIB_PATH and no path recorded at build time".into(),
+        })?;
         if !std::path::Path::new(&path).exists() {
             return Err(ValidateError::Load { path, msg: "file not found".into() });
         }
-        let builder = ort::init_from(&path).map_err(|e| ValidateError::Load { path: path.clone(), msg: e.to_string() })?;
-        builder.with_name("rlal").build().map_err(|e| ValidateError::Load { path, msg: e.to_string() })
+        let builder = ort::init_from(&path)
+            .map_err(|e| ValidateError::Load { path: path.clone(), msg: e.to_string() })?;
+        builder
+            .with_name("rlal")
+            .build()
+            .map_err(|e| ValidateError::Load { path, msg: e.to_string() })
     })
     .as_ref()
     .map_err(|e| match e {
-        ValidateError::Load { path, msg } => ValidateError::Load { path: path.clone(), msg: msg.clone() },
+        ValidateError::Load { path, msg } => {
+            ValidateError::Load { path: path.clone(), msg: msg.clone() }
+        }
         other => ValidateError::Runtime(other.to_string()),
     })
 }
 
 /// ONNX Runtime execution provider.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Ep {
     /// The CPU execution provider (every build has it).
@@ -57,7 +78,9 @@ impl Ep {
 pub fn check_ep(ep: Ep) -> Result<(), ValidateError> {
     use ort::ep::ExecutionProvider;
     environment()?;
-    if ep == Ep::Cuda && !ort::ep::CUDA::is_available().map_err(|e| ValidateError::Runtime(e.to_string()))? {
+    if ep == Ep::Cuda
+        && !ort::ep::CUDA::is_available().map_err(|e| ValidateError::Runtime(e.to_string()))?
+    {
         let path = dylib_path().unwrap_or_default();
         return Err(ValidateError::Ep {
             ep: "cuda",
@@ -102,7 +125,10 @@ impl OrtModel {
             let path = dylib_path().unwrap_or_default();
             b = b
                 .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-                .map_err(|e| ValidateError::Ep { ep: "cuda", msg: format!("{path}: the CUDA execution provider could not be started: {e}") })?;
+                .map_err(|e| ValidateError::Ep {
+                ep: "cuda",
+                msg: format!("{path}: the CUDA execution provider could not be started: {e}"),
+            })?;
         }
         let session = b.commit_from_memory(bytes).map_err(|e| rt(e.to_string()))?;
         Ok(OrtModel { session, ep })
@@ -120,8 +146,14 @@ impl OrtModel {
     /// [`OrtModel::run`] on borrowed input data (no copy into the runtime).
     pub fn run_ref(&mut self, shape: &[usize], data: &[f32]) -> Result<Vec<Output>, ValidateError> {
         let rt = |e: String| ValidateError::Runtime(e);
-        let name = self.session.inputs().first().map(|i| i.name().to_string()).ok_or_else(|| rt("the model has no inputs".into()))?;
-        let t = ort::value::TensorRef::from_array_view((shape.to_vec(), data)).map_err(|e| rt(e.to_string()))?;
+        let name = self
+            .session
+            .inputs()
+            .first()
+            .map(|i| i.name().to_string())
+            .ok_or_else(|| rt("the model has no inputs".into()))?;
+        let t = ort::value::TensorRef::from_array_view((shape.to_vec(), data))
+            .map_err(|e| rt(e.to_string()))?;
         let outs = self.session.run(ort::inputs![name => t]).map_err(|e| rt(e.to_string()))?;
         let mut res = Vec::new();
         for (_, v) in outs.iter() {

@@ -35,7 +35,8 @@ fn mutate_file(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
             "empty"
         }
         _ => {
-            let junk: Vec<u8> = (0..1 + rng.below_usize(40)).map(|_| rng.next_u32() as u8).collect();
+            let junk: Vec<u8> =
+                (0..1 + rng.below_usize(40)).map(|_| rng.next_u32() as u8).collect();
             b.splice(p.min(b.len())..p.min(b.len()), junk);
             "garbage"
         }
@@ -46,7 +47,8 @@ fn mutate_file(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
 /// returns the files that may be corrupted.
 fn write_dataset(dir: &Path, format: usize, rng: &mut Rng) -> Vec<PathBuf> {
     let n = 3 + rng.below_usize(5);
-    let px = |len: usize, rng: &mut Rng| -> Vec<u8> { (0..len).map(|_| rng.next_u32() as u8).collect() };
+    let px =
+        |len: usize, rng: &mut Rng| -> Vec<u8> { (0..len).map(|_| rng.next_u32() as u8).collect() };
     match format {
         0 => {
             let gz = rng.bernoulli(0.3);
@@ -55,12 +57,27 @@ fn write_dataset(dir: &Path, format: usize, rng: &mut Rng) -> Vec<PathBuf> {
                 let img = dir.join(format!("{prefix}-images-idx3-ubyte{ext}"));
                 let lab = dir.join(format!("{prefix}-labels-idx1-ubyte{ext}"));
                 rlal::data::idx::write_images(&img, 6, 5, &px(n * 30, rng), gz).unwrap();
-                rlal::data::idx::write_labels(&lab, &(0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>(), gz).unwrap();
+                rlal::data::idx::write_labels(
+                    &lab,
+                    &(0..n).map(|i| (i % 3) as u8).collect::<Vec<_>>(),
+                    gz,
+                )
+                .unwrap();
             }
             std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect()
         }
         1 | 2 => {
-            let (names, labels): (Vec<String>, usize) = if format == 1 { ((1..=5).map(|i| format!("data_batch_{i}.bin")).chain(["test_batch.bin".into()]).collect(), 1) } else { (vec!["train.bin".into(), "test.bin".into()], 2) };
+            let (names, labels): (Vec<String>, usize) = if format == 1 {
+                (
+                    (1..=5)
+                        .map(|i| format!("data_batch_{i}.bin"))
+                        .chain(["test_batch.bin".into()])
+                        .collect(),
+                    1,
+                )
+            } else {
+                (vec!["train.bin".into(), "test.bin".into()], 2)
+            };
             for name in &names {
                 let mut b = Vec::new();
                 for i in 0..n {
@@ -78,7 +95,9 @@ fn write_dataset(dir: &Path, format: usize, rng: &mut Rng) -> Vec<PathBuf> {
                     let d = dir.join(split).join(class);
                     std::fs::create_dir_all(&d).unwrap();
                     for i in 0..2 {
-                        let img = image::RgbImage::from_fn(4 + i, 4, |x, y| image::Rgb([x as u8 * 40, y as u8 * 40, i as u8 * 90]));
+                        let img = image::RgbImage::from_fn(4 + i, 4, |x, y| {
+                            image::Rgb([x as u8 * 40, y as u8 * 40, i as u8 * 90])
+                        });
                         let p = d.join(format!("{i}.png"));
                         img.save(&p).unwrap();
                         files.push(p);
@@ -86,7 +105,9 @@ fn write_dataset(dir: &Path, format: usize, rng: &mut Rng) -> Vec<PathBuf> {
                 }
             }
             // Garbage files that pose as images, and other clutter.
-            let d = dir.join(["train", "test"][rng.below_usize(2)]).join(["a", "b", "c"][rng.below_usize(3)]);
+            let d = dir
+                .join(["train", "test"][rng.below_usize(2)])
+                .join(["a", "b", "c"][rng.below_usize(3)]);
             std::fs::create_dir_all(&d).unwrap();
             match rng.below_usize(5) {
                 0 => std::fs::write(d.join("junk.png"), px(rng.below_usize(300), rng)).unwrap(),
@@ -129,7 +150,13 @@ fn data_pipeline(dir: &Path) {
     for split in [Split::Train, Split::Test] {
         let Ok(ds) = data::open(dir, split, &OpenOptions::default()) else { continue };
         let norm = Normalize { scale: 1.0 / 255.0, mean: vec![0.0], std: vec![1.0] };
-        let Ok(loader) = Loader::all(ds, Transform::eval(norm), LoaderConfig { batch_size: 3, shuffle: false, workers: 0, ..Default::default() }) else { continue };
+        let Ok(loader) = Loader::all(
+            ds,
+            Transform::eval(norm),
+            LoaderConfig { batch_size: 3, shuffle: false, workers: 0, ..Default::default() },
+        ) else {
+            continue;
+        };
         for b in loader.epoch(0) {
             let _ = b;
         }
@@ -150,14 +177,20 @@ fn fuzz_datasets() {
         for _ in 0..rng.below_usize(3) + (format != 3) as usize {
             let f = &files[rng.below_usize(files.len())];
             let mut b = std::fs::read(f).unwrap();
-            what.push(format!("{} {}", f.file_name().unwrap().to_string_lossy(), mutate_file(&mut b, &mut rng)));
+            what.push(format!(
+                "{} {}",
+                f.file_name().unwrap().to_string_lossy(),
+                mutate_file(&mut b, &mut rng)
+            ));
             std::fs::write(f, b).unwrap();
         }
         let p = dir.path().to_path_buf();
         match guarded(move || data_pipeline(&p)) {
             Outcome::Done(()) => {}
             Outcome::Panic(m) => fails.add(case, &what.join(", "), format!("panicked: {m}"), None),
-            Outcome::Hang => fails.add(case, &what.join(", "), format!("ran longer than {LIMIT:?}"), None),
+            Outcome::Hang => {
+                fails.add(case, &what.join(", "), format!("ran longer than {LIMIT:?}"), None)
+            }
         }
     }
     fails.check(n, t0);

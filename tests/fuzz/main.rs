@@ -80,7 +80,8 @@ fn quiet_panics() {
             if !IN_CASE.with(|c| c.get()) {
                 return default(info);
             }
-            let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+            let at =
+                info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
             WHERE.with(|w| *w.borrow_mut() = at);
         }))
     });
@@ -95,7 +96,11 @@ fn guarded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Outcome
         .spawn(move || {
             IN_CASE.with(|c| c.set(true));
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|p| {
-                let msg = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
                 format!("{msg} at {}", WHERE.with(|w| w.borrow().clone()))
             });
             let _ = tx.send(r);
@@ -133,8 +138,18 @@ impl Failures {
     }
 
     fn check(self, n: usize, t0: Instant) {
-        eprintln!("fuzz {}: {n} cases in {:.1}s, {} failures", self.target, t0.elapsed().as_secs_f64(), self.list.len());
-        assert!(self.list.is_empty(), "{} of {n} {} cases panicked or hung:\n{}", self.list.len(), self.target, self.list.join("\n"));
+        eprintln!(
+            "fuzz {}: {n} cases in {:.1}s, {} failures",
+            self.target,
+            t0.elapsed().as_secs_f64(),
+            self.list.len()
+        );
+        assert!(
+            self.list.is_empty(),
+            "{} of {n} {} cases panicked or hung:\n{}",
+            self.list.len(),
+            self.target,
+            self.list.join("\n")
+        );
     }
 }
-

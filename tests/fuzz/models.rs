@@ -29,7 +29,8 @@ fn model_pipeline(bytes: &[u8], path: &Path) -> Run {
     let mut plan = Ok(());
     let mut keep = Default::default();
     for (ratio, align) in [(0.9, 8), (0.5, 1)] {
-        keep = rank::keep_sets_aligned(&g, &an, &vec![ratio; an.layers.len()], Criterion::L1, align);
+        keep =
+            rank::keep_sets_aligned(&g, &an, &vec![ratio; an.layers.len()], Criterion::L1, align);
         match Plan::build(&g, &an, &keep) {
             Ok(p) => {
                 let _ = (p.to_string(), an.cost.macs(&p.kept), an.cost.params(&p.kept));
@@ -43,7 +44,11 @@ fn model_pipeline(bytes: &[u8], path: &Path) -> Run {
             let mut out = p.graph.clone();
             rlal::rewrite::bn::fold_bn(&mut out);
             if rlal::rewrite::check::check(&out, None).is_ok() {
-                let _ = rlal::analysis::import_bytes(&rlal::onnx::to_bytes(&out), path, &Default::default());
+                let _ = rlal::analysis::import_bytes(
+                    &rlal::onnx::to_bytes(&out),
+                    path,
+                    &Default::default(),
+                );
             }
         }
     }
@@ -87,7 +92,9 @@ fn absurd(rng: &mut Rng) -> i64 {
     V[rng.below_usize(V.len())]
 }
 
-pub(super) fn dims_of(v: &mut pb::ValueInfoProto) -> Option<&mut Vec<pb::tensor_shape_proto::Dimension>> {
+pub(super) fn dims_of(
+    v: &mut pb::ValueInfoProto,
+) -> Option<&mut Vec<pb::tensor_shape_proto::Dimension>> {
     match v.r#type.as_mut()?.value.as_mut()? {
         pb::type_proto::Value::TensorType(t) => Some(&mut t.shape.as_mut()?.dim),
         _ => None,
@@ -118,23 +125,39 @@ fn mutate_model(m: &mut pb::ModelProto, rng: &mut Rng) -> &'static str {
             // A node reads the output of a later one: a cycle.
             let a = rng.below_usize(g.node.len() - 1);
             let b = a + 1 + rng.below_usize(g.node.len() - a - 1);
-            if let (Some(o), false) = (g.node[b].output.first().cloned(), g.node[a].input.is_empty()) {
+            if let (Some(o), false) =
+                (g.node[b].output.first().cloned(), g.node[a].input.is_empty())
+            {
                 g.node[a].input[0] = o;
             }
             "cycle"
         }
         3 if !g.node.is_empty() => {
-            g.node[pick_node(rng)].op_type = Some(["FuzzOp", "", "Conv", "Gemm", "Add", "Reshape", "Concat", "BatchNormalization"][rng.below_usize(8)].into());
+            g.node[pick_node(rng)].op_type = Some(
+                ["FuzzOp", "", "Conv", "Gemm", "Add", "Reshape", "Concat", "BatchNormalization"]
+                    [rng.below_usize(8)]
+                .into(),
+            );
             "op type changed"
         }
         4 if !g.node.is_empty() => {
-            g.node[pick_node(rng)].domain = Some(["com.fuzz", "ai.onnx.ml", "ai.onnx"][rng.below_usize(3)].into());
+            g.node[pick_node(rng)].domain =
+                Some(["com.fuzz", "ai.onnx.ml", "ai.onnx"][rng.below_usize(3)].into());
             "domain"
         }
         5 if !g.node.is_empty() => {
             let n = &mut g.node[pick_node(rng)];
             if n.attribute.is_empty() {
-                n.attribute.push(pb::AttributeProto { name: Some(["group", "kernel_shape", "strides", "pads", "axis", "dilations"][rng.below_usize(6)].into()), r#type: Some(2), i: Some(absurd(rng)), ..Default::default() });
+                n.attribute.push(pb::AttributeProto {
+                    name: Some(
+                        ["group", "kernel_shape", "strides", "pads", "axis", "dilations"]
+                            [rng.below_usize(6)]
+                        .into(),
+                    ),
+                    r#type: Some(2),
+                    i: Some(absurd(rng)),
+                    ..Default::default()
+                });
             }
             let k = rng.below_usize(n.attribute.len());
             let a = &mut n.attribute[k];
@@ -199,12 +222,19 @@ fn mutate_model(m: &mut pb::ModelProto, rng: &mut Rng) -> &'static str {
             "duplicate output name"
         }
         11 => {
-            let conv: Vec<usize> = (0..g.node.len()).filter(|&i| g.node[i].op_type.as_deref() == Some("Conv")).collect();
+            let conv: Vec<usize> = (0..g.node.len())
+                .filter(|&i| g.node[i].op_type.as_deref() == Some("Conv"))
+                .collect();
             if !conv.is_empty() {
                 let n = &mut g.node[conv[rng.below_usize(conv.len())]];
                 n.attribute.retain(|a| a.name.as_deref() != Some("group"));
                 let v = [2, 3, 1000, 1 << 40, 0, -2][rng.below_usize(6)];
-                n.attribute.push(pb::AttributeProto { name: Some("group".into()), r#type: Some(2), i: Some(v), ..Default::default() });
+                n.attribute.push(pb::AttributeProto {
+                    name: Some("group".into()),
+                    r#type: Some(2),
+                    i: Some(v),
+                    ..Default::default()
+                });
             }
             "conv group"
         }
@@ -292,12 +322,26 @@ fn mutate_model(m: &mut pb::ModelProto, rng: &mut Rng) -> &'static str {
 fn regions(b: &Base) -> (usize, usize) {
     let g = b.model.graph.as_ref().unwrap();
     let head: usize = g.node.iter().map(|n| n.encoded_len() + 4).sum::<usize>() + 32;
-    let tail: usize = g.input.iter().chain(&g.output).chain(&g.value_info).map(|v| v.encoded_len() + 4).sum::<usize>() + b.model.opset_import.iter().map(|o| o.encoded_len() + 4).sum::<usize>() + 64;
+    let tail: usize = g
+        .input
+        .iter()
+        .chain(&g.output)
+        .chain(&g.value_info)
+        .map(|v| v.encoded_len() + 4)
+        .sum::<usize>()
+        + b.model.opset_import.iter().map(|o| o.encoded_len() + 4).sum::<usize>()
+        + 64;
     (head.min(b.bytes.len()), tail.min(b.bytes.len()))
 }
 
 /// One byte-level mutation of `bytes`.
-fn mutate_bytes(bytes: &mut Vec<u8>, head: usize, tail: usize, other: &[u8], rng: &mut Rng) -> &'static str {
+fn mutate_bytes(
+    bytes: &mut Vec<u8>,
+    head: usize,
+    tail: usize,
+    other: &[u8],
+    rng: &mut Rng,
+) -> &'static str {
     let len = bytes.len().max(1);
     let pos = |rng: &mut Rng| match rng.below_usize(5) {
         0 | 1 => rng.below_usize(head.max(1)),
@@ -322,7 +366,11 @@ fn mutate_bytes(bytes: &mut Vec<u8>, head: usize, tail: usize, other: &[u8], rng
         2 => {
             // A huge varint (a length or a dim of 2^63 and more) where a field was.
             let p = pos(rng).min(bytes.len());
-            let v: &[u8] = [&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..], &[0x80; 11][..], &[0xff, 0xff, 0xff, 0xff, 0x0f][..]][rng.below_usize(3)];
+            let v: &[u8] = [
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..],
+                &[0x80; 11][..],
+                &[0xff, 0xff, 0xff, 0xff, 0x0f][..],
+            ][rng.below_usize(3)];
             if rng.bernoulli(0.5) {
                 let end = (p + v.len()).min(bytes.len());
                 bytes.splice(p..end, v.iter().copied());
@@ -358,7 +406,11 @@ fn mutate_bytes(bytes: &mut Vec<u8>, head: usize, tail: usize, other: &[u8], rng
 
 /// One fuzz case: mutated model bytes and what was done to them.
 fn model_case(bases: &[Base], rare: &[Base], rng: &mut Rng) -> (Vec<u8>, String) {
-    let base = if !rare.is_empty() && rng.below_usize(40) == 0 { &rare[rng.below_usize(rare.len())] } else { &bases[rng.below_usize(bases.len())] };
+    let base = if !rare.is_empty() && rng.below_usize(40) == 0 {
+        &rare[rng.below_usize(rare.len())]
+    } else {
+        &bases[rng.below_usize(bases.len())]
+    };
     let mut what = vec![base.name.to_string()];
     // Mostly one structural change, so that cases get past the decoder and the checks
     // that reject the first problem they see, into analysis, planning and surgery.
@@ -391,11 +443,18 @@ fn check_binary(path: &Path, run: &Run, out: &Path) -> Result<(), String> {
     let name = path.file_name().unwrap().to_str().unwrap();
     let p = path.to_str().unwrap();
     let dry = run.import.is_ok() && matches!(run.plan, Some(Ok(())));
-    for (args, ok) in [(vec!["import", p], run.import.is_ok()), (vec!["export", out.to_str().unwrap(), "--model", p, "--uniform", "0.5", "--dry-run"], dry)] {
+    for (args, ok) in [
+        (vec!["import", p], run.import.is_ok()),
+        (vec!["export", out.to_str().unwrap(), "--model", p, "--uniform", "0.5", "--dry-run"], dry),
+    ] {
         let (code, err) = rlal_bin(&args);
         let want = if ok { 0 } else { 2 };
         if code != want || (code == 2 && !err.contains(name)) {
-            return Err(format!("`rlal {}`: exit {code} (want {want}): {}", args[0], err.lines().take(3).collect::<Vec<_>>().join(" | ")));
+            return Err(format!(
+                "`rlal {}`: exit {code} (want {want}): {}",
+                args[0],
+                err.lines().take(3).collect::<Vec<_>>().join(" | ")
+            ));
         }
     }
     Ok(())
@@ -404,8 +463,17 @@ fn check_binary(path: &Path, run: &Run, out: &Path) -> Result<(), String> {
 #[test]
 fn fuzz_models() {
     let n = cases(DEFAULT_CASES);
-    let bases = bases(&["mnist_cnn.onnx", "resnet20_mnist.onnx", "resnet20_cifar_bn.onnx", "mnist_cnn_bn.onnx"]);
-    let rare = if n >= 1000 { self::bases(&["resnet56_cifar.onnx", "mobilenetv2_cifar.onnx"]) } else { Vec::new() };
+    let bases = bases(&[
+        "mnist_cnn.onnx",
+        "resnet20_mnist.onnx",
+        "resnet20_cifar_bn.onnx",
+        "mnist_cnn_bn.onnx",
+    ]);
+    let rare = if n >= 1000 {
+        self::bases(&["resnet56_cifar.onnx", "mobilenetv2_cifar.onnx"])
+    } else {
+        Vec::new()
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut rng = seed(1);
     let mut fails = Failures::new("model");
@@ -433,10 +501,16 @@ fn fuzz_models() {
                     let _ = std::fs::remove_file(&path);
                 }
             }
-            Outcome::Panic(m) => fails.add(case, &what, format!("panicked: {m}"), Some(("onnx", &bytes))),
-            Outcome::Hang => fails.add(case, &what, format!("ran longer than {LIMIT:?}"), Some(("onnx", &bytes))),
+            Outcome::Panic(m) => {
+                fails.add(case, &what, format!("panicked: {m}"), Some(("onnx", &bytes)))
+            }
+            Outcome::Hang => {
+                fails.add(case, &what, format!("ran longer than {LIMIT:?}"), Some(("onnx", &bytes)))
+            }
         }
     }
-    eprintln!("fuzz model: {imported} imported, {planned} planned, {via_binary} through the binary");
+    eprintln!(
+        "fuzz model: {imported} imported, {planned} planned, {via_binary} through the binary"
+    );
     fails.check(n, t0);
 }

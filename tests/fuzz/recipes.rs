@@ -5,7 +5,30 @@ use std::time::Instant;
 
 /// Values that break assumptions, as YAML.
 const YAML_VALUES: [&str; 24] = [
-    "-1", "0", "1e308", ".nan", ".inf", "-.inf", "\"\"", "[]", "{}", "18446744073709551616", "18446744073709551615", "-0.0", "1e-300", "abc", "3.5", "true", "null", "[0, -1, 1e9]", "[.nan]", "{a: 1}", "!!binary aGk=", "&a [*a]", "'\u{0}'", "999999999999",
+    "-1",
+    "0",
+    "1e308",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "\"\"",
+    "[]",
+    "{}",
+    "18446744073709551616",
+    "18446744073709551615",
+    "-0.0",
+    "1e-300",
+    "abc",
+    "3.5",
+    "true",
+    "null",
+    "[0, -1, 1e9]",
+    "[.nan]",
+    "{a: 1}",
+    "!!binary aGk=",
+    "&a [*a]",
+    "'\u{0}'",
+    "999999999999",
 ];
 
 /// One edit of a recipe's text.
@@ -66,11 +89,18 @@ pub(super) fn recipe_pipeline(text: &str) {
     use rlal::train::schedule::Schedule;
     if let Ok(r) = rlal::search::recipe::Recipe::parse(text) {
         if r.check().is_ok() {
-            let _ = (r.ratio(), r.metric(), r.agent.config(), serde_yaml::to_string(&r));
+            let _ = (r.ratio(), r.metric(), r.agent.state_dim(), serde_yaml::to_string(&r));
             let t = r.train_recipe(r.epochs);
             let _ = t.check();
             let spe = 10;
-            let s = Schedule { base_lr: r.lr, min_lr: r.min_lr, warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize, steps_per_epoch: spe, total_steps: r.epochs * spe, decay: t.decay() };
+            let s = Schedule {
+                base_lr: r.lr,
+                min_lr: r.min_lr,
+                warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize,
+                steps_per_epoch: spe,
+                total_steps: r.epochs * spe,
+                decay: t.decay(),
+            };
             for step in [0, 1, s.warmup_steps, s.total_steps / 2, s.total_steps.saturating_sub(1)] {
                 let _ = s.lr(step);
             }
@@ -78,7 +108,14 @@ pub(super) fn recipe_pipeline(text: &str) {
     }
     if let Ok(t) = rlal::train::recipe::Recipe::parse(text) {
         let spe = 10;
-        let s = Schedule { base_lr: t.lr, min_lr: t.min_lr, warmup_steps: (t.warmup_epochs * spe as f64).round() as usize, steps_per_epoch: spe, total_steps: t.epochs * spe, decay: t.decay() };
+        let s = Schedule {
+            base_lr: t.lr,
+            min_lr: t.min_lr,
+            warmup_steps: (t.warmup_epochs * spe as f64).round() as usize,
+            steps_per_epoch: spe,
+            total_steps: t.epochs * spe,
+            decay: t.decay(),
+        };
         for step in [0, 1, s.warmup_steps, s.total_steps / 2, s.total_steps.saturating_sub(1)] {
             let _ = s.lr(step);
         }
@@ -95,7 +132,12 @@ fn fuzz_recipes() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
             let t = std::fs::read_to_string(&p).unwrap();
-            keys.extend(t.lines().filter_map(|l| l.split_once(':')).map(|(k, _)| k.trim().to_string()).filter(|k| !k.is_empty() && !k.starts_with('#')));
+            keys.extend(
+                t.lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(k, _)| k.trim().to_string())
+                    .filter(|k| !k.is_empty() && !k.starts_with('#')),
+            );
             texts.push(t);
         }
     }
@@ -112,8 +154,15 @@ fn fuzz_recipes() {
         let t = text.clone();
         match guarded(move || recipe_pipeline(&t)) {
             Outcome::Done(()) => {}
-            Outcome::Panic(m) => fails.add(case, "recipe", format!("panicked: {m}"), Some(("yaml", text.as_bytes()))),
-            Outcome::Hang => fails.add(case, "recipe", format!("ran longer than {LIMIT:?}"), Some(("yaml", text.as_bytes()))),
+            Outcome::Panic(m) => {
+                fails.add(case, "recipe", format!("panicked: {m}"), Some(("yaml", text.as_bytes())))
+            }
+            Outcome::Hang => fails.add(
+                case,
+                "recipe",
+                format!("ran longer than {LIMIT:?}"),
+                Some(("yaml", text.as_bytes())),
+            ),
         }
     }
     fails.check(n, t0);

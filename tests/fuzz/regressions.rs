@@ -12,29 +12,70 @@ fn regressions() {
     // Dims whose element count fits but whose byte count overflows (src/onnx/tensor.rs).
     let mut m = bases(&["mnist_cnn.onnx"]).remove(0).model;
     m.graph.as_mut().unwrap().initializer[0].dims = vec![1 << 62];
-    let e = rlal::analysis::import_bytes(&m.encode_to_vec(), Path::new("big.onnx"), &Default::default()).unwrap_err().to_string();
+    let e = rlal::analysis::import_bytes(
+        &m.encode_to_vec(),
+        Path::new("big.onnx"),
+        &Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("big.onnx") && e.contains("overflow"), "{e}");
     // Input dims of i64::MAX: shape and MACs arithmetic overflowed (Flatten, Slice, the cost model).
-    for (file, axis) in [("resnet20_cifar_bn.onnx", 2), ("mnist_cnn.onnx", 3), ("resnet20_mnist.onnx", 0)] {
+    for (file, axis) in
+        [("resnet20_cifar_bn.onnx", 2), ("mnist_cnn.onnx", 3), ("resnet20_mnist.onnx", 0)]
+    {
         let mut m = bases(&[file]).remove(0).model;
         let dims = dims_of(&mut m.graph.as_mut().unwrap().input[0]).unwrap();
-        dims[axis] = pb::tensor_shape_proto::Dimension { value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(i64::MAX)), denotation: None };
-        let e = rlal::analysis::import_bytes(&m.encode_to_vec(), Path::new(file), &Default::default()).unwrap_err().to_string();
+        dims[axis] = pb::tensor_shape_proto::Dimension {
+            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(i64::MAX)),
+            denotation: None,
+        };
+        let e =
+            rlal::analysis::import_bytes(&m.encode_to_vec(), Path::new(file), &Default::default())
+                .unwrap_err()
+                .to_string();
         assert!(e.contains(file) && e.contains("elements, more than"), "{e}");
     }
     // A conv group near i64's limits overflowed the channel check (src/ir/ops/conv.rs).
     for group in [1 << 40, i64::MAX, -3] {
         let mut m = bases(&["resnet20_mnist.onnx"]).remove(0).model;
-        let conv = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type.as_deref() == Some("Conv")).unwrap();
+        let conv = m
+            .graph
+            .as_mut()
+            .unwrap()
+            .node
+            .iter_mut()
+            .find(|n| n.op_type.as_deref() == Some("Conv"))
+            .unwrap();
         conv.attribute.retain(|a| a.name.as_deref() != Some("group"));
-        conv.attribute.push(pb::AttributeProto { name: Some("group".into()), r#type: Some(2), i: Some(group), ..Default::default() });
-        let e = rlal::analysis::import_bytes(&m.encode_to_vec(), Path::new("group.onnx"), &Default::default()).unwrap_err().to_string();
+        conv.attribute.push(pb::AttributeProto {
+            name: Some("group".into()),
+            r#type: Some(2),
+            i: Some(group),
+            ..Default::default()
+        });
+        let e = rlal::analysis::import_bytes(
+            &m.encode_to_vec(),
+            Path::new("group.onnx"),
+            &Default::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("group.onnx") && e.contains("group must be in 1..="), "{e}");
     }
     // Epoch counts that overflow the step arithmetic (src/search/recipe.rs, the trainer).
     let base = std::fs::read_to_string(root().join("recipes/quickstart.yaml")).unwrap();
-    for (extra, field) in [("warmup-epochs: 18446744073709551615\nbuffer-epochs: 1\n", "epochs"), ("epochs: 18446744073709551615\n", "epochs"), ("finetune-epochs: 18446744073709551615\n", "finetune-epochs")] {
-        let text: String = base.lines().filter(|l| !l.starts_with(extra.split(':').next().unwrap())).map(|l| format!("{l}\n")).collect::<String>() + extra;
+    for (extra, field) in [
+        ("warmup-epochs: 18446744073709551615\nbuffer-epochs: 1\n", "epochs"),
+        ("epochs: 18446744073709551615\n", "epochs"),
+        ("finetune-epochs: 18446744073709551615\n", "finetune-epochs"),
+    ] {
+        let text: String = base
+            .lines()
+            .filter(|l| !l.starts_with(extra.split(':').next().unwrap()))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            + extra;
         let e = rlal::search::recipe::Recipe::parse(&text).and_then(|r| r.check()).unwrap_err();
         assert!(e.contains(field), "{extra}: {e}");
         recipe_pipeline(&text);

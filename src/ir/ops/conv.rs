@@ -29,13 +29,22 @@ const MAX_WINDOW: i64 = 1 << 20;
 fn attr_vec(node: &Node, name: &str, n: usize, default: usize) -> Result<Vec<usize>, String> {
     match node.attr_ints(name)? {
         None => Ok(vec![default; n]),
-        Some(v) if v.len() == n && v.iter().all(|&x| (0..=MAX_WINDOW).contains(&x)) => Ok(v.into_iter().map(|x| x as usize).collect()),
-        Some(v) => Err(format!("attribute '{name}' = {v:?} must have {n} entries in 0..={MAX_WINDOW}")),
+        Some(v) if v.len() == n && v.iter().all(|&x| (0..=MAX_WINDOW).contains(&x)) => {
+            Ok(v.into_iter().map(|x| x as usize).collect())
+        }
+        Some(v) => {
+            Err(format!("attribute '{name}' = {v:?} must have {n} entries in 0..={MAX_WINDOW}"))
+        }
     }
 }
 
 /// Geometry of a Conv/pool window over `spatial` input dims.
-pub fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>, transpose: bool) -> Result<ConvGeom, String> {
+pub fn window(
+    node: &Node,
+    spatial: &[usize],
+    kernel: Vec<usize>,
+    transpose: bool,
+) -> Result<ConvGeom, String> {
     let n = spatial.len();
     if kernel.len() != n {
         return Err(format!("kernel {kernel:?} does not match {n} spatial dims"));
@@ -55,14 +64,19 @@ pub fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>, transpose: boo
     for i in 0..n {
         let ek = dilations[i] * (kernel[i] - 1) + 1;
         let o = if transpose {
-            let op = node.attr_ints("output_padding")?.map(|v| v.get(i).copied().unwrap_or(0)).unwrap_or(0);
+            let op = node
+                .attr_ints("output_padding")?
+                .map(|v| v.get(i).copied().unwrap_or(0))
+                .unwrap_or(0);
             if !(0..=MAX_WINDOW).contains(&op) {
                 return Err(format!("output_padding {op} must be in 0..={MAX_WINDOW}"));
             }
             let op = op as usize;
             match auto_pad.as_str() {
                 "SAME_UPPER" | "SAME_LOWER" => spatial[i] * strides[i],
-                _ => (strides[i] * (spatial[i] - 1) + op + ek).checked_sub(pads[i] + pads[i + n]).ok_or("negative output size")?,
+                _ => (strides[i] * (spatial[i] - 1) + op + ek)
+                    .checked_sub(pads[i] + pads[i + n])
+                    .ok_or("negative output size")?,
             }
         } else {
             match auto_pad.as_str() {
@@ -79,7 +93,10 @@ pub fn window(node: &Node, spatial: &[usize], kernel: Vec<usize>, transpose: boo
                 }
                 "VALID" => {
                     if spatial[i] < ek {
-                        return Err(format!("window of {ek} does not fit input of {} on spatial axis {i}", spatial[i]));
+                        return Err(format!(
+                            "window of {ek} does not fit input of {} on spatial axis {i}",
+                            spatial[i]
+                        ));
                     }
                     pads[i] = 0;
                     pads[i + n] = 0;
@@ -118,7 +135,10 @@ fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGe
     let x = cx.input(0)?;
     let w = cx.input(1)?;
     if x.rank() < 3 {
-        return Err(format!("input must be N x C x spatial..., found shape {}", crate::ir::fmt_shape(&x.shape)));
+        return Err(format!(
+            "input must be N x C x spatial..., found shape {}",
+            crate::ir::fmt_shape(&x.shape)
+        ));
     }
     if w.rank() != x.rank() {
         return Err(format!(
@@ -130,12 +150,23 @@ fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGe
     }
     let spatial: Vec<usize> = x.shape[2..]
         .iter()
-        .map(|d| d.fixed().ok_or_else(|| format!("spatial dims of the input must be fixed, found {}", crate::ir::fmt_shape(&x.shape))))
+        .map(|d| {
+            d.fixed().ok_or_else(|| {
+                format!(
+                    "spatial dims of the input must be fixed, found {}",
+                    crate::ir::fmt_shape(&x.shape)
+                )
+            })
+        })
         .collect::<Result<_, _>>()?;
     let c = x.dim(1).ok_or("the input channel dim must be fixed")?;
     let wd = w.concrete(0);
     if wd.contains(&0) || spatial.contains(&0) || c == 0 {
-        return Err(format!("zero-sized dimension (input {}, weight {})", crate::ir::fmt_shape(&x.shape), crate::ir::fmt_shape(&w.shape)));
+        return Err(format!(
+            "zero-sized dimension (input {}, weight {})",
+            crate::ir::fmt_shape(&x.shape),
+            crate::ir::fmt_shape(&w.shape)
+        ));
     }
     let kernel = match cx.node.attr_ints("kernel_shape")? {
         Some(k) => k.into_iter().map(|v| v as usize).collect(),
@@ -147,21 +178,34 @@ fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGe
     let g = window(cx.node, &spatial, kernel, transpose)?;
     let m = if transpose {
         if wd[0] != c {
-            return Err(format!("weight {wd:?} expects {} input channels, the input has {c}", wd[0]));
+            return Err(format!(
+                "weight {wd:?} expects {} input channels, the input has {c}",
+                wd[0]
+            ));
         }
         wd[1] * g.group
     } else {
         if c % g.group != 0 || wd[1] * g.group != c {
-            return Err(format!("weight {wd:?} with group {} expects {} input channels, the input has {c}", g.group, wd[1] * g.group));
+            return Err(format!(
+                "weight {wd:?} with group {} expects {} input channels, the input has {c}",
+                g.group,
+                wd[1] * g.group
+            ));
         }
         if wd[0] % g.group != 0 {
-            return Err(format!("{} output channels are not divisible by group {}", wd[0], g.group));
+            return Err(format!(
+                "{} output channels are not divisible by group {}",
+                wd[0], g.group
+            ));
         }
         wd[0]
     };
     if let Some(b) = cx.opt(2) {
         if b.concrete(0) != [m] {
-            return Err(format!("bias has shape {} but there are {m} output channels", crate::ir::fmt_shape(&b.shape)));
+            return Err(format!(
+                "bias has shape {} but there are {m} output channels",
+                crate::ir::fmt_shape(&b.shape)
+            ));
         }
     }
     Ok((x.shape[0].clone(), c, m, g))
@@ -188,7 +232,11 @@ impl OpDef for Conv {
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let group = cx.node.attr_int("group", 1).unwrap_or(1) as usize;
         let (c, m) = (cx.in_channels(0).unwrap_or(0), cx.out_channels(0).unwrap_or(0));
-        let mut s = ChannelSpec { inputs: vec![Role::Ignore; cx.node.inputs.len()], outputs: vec![Role::Producer], ..Default::default() };
+        let mut s = ChannelSpec {
+            inputs: vec![Role::Ignore; cx.node.inputs.len()],
+            outputs: vec![Role::Producer],
+            ..Default::default()
+        };
         s.params.push(ParamTie { slot: 1, axis: 0, tie: Tie::Output(0) });
         if cx.node.inputs.len() > 2 && cx.node.inputs[2].is_some() {
             s.params.push(ParamTie { slot: 2, axis: 0, tie: Tie::Output(0) });
@@ -202,12 +250,29 @@ impl OpDef for Conv {
             s.outputs[0] = Role::Pass;
             s.links = (0..c).map(|k| (0, k, 0, k)).collect();
         } else if group == c {
-            return ChannelSpec::fixed(cx.node.inputs.len(), 1, &format!("depthwise conv {} has a channel multiplier ({} -> {})", cx.node.label(), c, m));
+            return ChannelSpec::fixed(
+                cx.node.inputs.len(),
+                1,
+                &format!(
+                    "depthwise conv {} has a channel multiplier ({} -> {})",
+                    cx.node.label(),
+                    c,
+                    m
+                ),
+            );
         } else {
-            return ChannelSpec::fixed(cx.node.inputs.len(), 1, &format!("grouped conv {} (group={group})", cx.node.label()));
+            return ChannelSpec::fixed(
+                cx.node.inputs.len(),
+                1,
+                &format!("grouped conv {} (group={group})", cx.node.label()),
+            );
         }
         if !cx.is_const(1) {
-            return ChannelSpec::fixed(cx.node.inputs.len(), 1, &format!("conv {} has a computed (non-constant) weight", cx.node.label()));
+            return ChannelSpec::fixed(
+                cx.node.inputs.len(),
+                1,
+                &format!("conv {} has a computed (non-constant) weight", cx.node.label()),
+            );
         }
         s
     }

@@ -19,7 +19,25 @@ enum Bin {
 struct Binary(Bin);
 
 pub(super) fn register(r: &mut super::Registry) {
-    for op in ["Relu", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Elu", "Selu", "Softplus", "Mish", "Gelu", "Erf", "Sqrt", "Neg", "Abs", "Exp", "PRelu"] {
+    for op in [
+        "Relu",
+        "LeakyRelu",
+        "Sigmoid",
+        "HardSigmoid",
+        "HardSwish",
+        "Tanh",
+        "Elu",
+        "Selu",
+        "Softplus",
+        "Mish",
+        "Gelu",
+        "Erf",
+        "Sqrt",
+        "Neg",
+        "Abs",
+        "Exp",
+        "PRelu",
+    ] {
         r.insert(op, Box::new(Unary));
     }
     r.insert("Clip", Box::new(Clip));
@@ -77,7 +95,15 @@ impl OpDef for Softmax {
         let axis = super::norm_axis(axis, rank.max(1)).unwrap_or(1);
         // Opset < 13 flattens from `axis` on, so axis <= 1 couples the channels too.
         if axis <= 1 {
-            return ChannelSpec::fixed(1, 1, &format!("{} {} normalises over the channel axis", cx.node.op_type, cx.node.label()));
+            return ChannelSpec::fixed(
+                1,
+                1,
+                &format!(
+                    "{} {} normalises over the channel axis",
+                    cx.node.op_type,
+                    cx.node.label()
+                ),
+            );
         }
         ChannelSpec::per_channel(cx, &[0])
     }
@@ -117,14 +143,25 @@ fn sym_bin(op: Bin, a: &Dim, b: &Dim) -> Dim {
                 Dim::Sym(format!("{v}"))
             }
         }
-        (Bin::Mul, Dim::Fixed(1), d) | (Bin::Mul, d, Dim::Fixed(1)) | (Bin::Div, d, Dim::Fixed(1)) => d.clone(),
-        (Bin::Add, Dim::Fixed(0), d) | (Bin::Add, d, Dim::Fixed(0)) | (Bin::Sub, d, Dim::Fixed(0)) => d.clone(),
+        (Bin::Mul, Dim::Fixed(1), d)
+        | (Bin::Mul, d, Dim::Fixed(1))
+        | (Bin::Div, d, Dim::Fixed(1)) => d.clone(),
+        (Bin::Add, Dim::Fixed(0), d)
+        | (Bin::Add, d, Dim::Fixed(0))
+        | (Bin::Sub, d, Dim::Fixed(0)) => d.clone(),
         _ => Dim::Sym(format!("({a}{}{b})", ["+", "-", "*", "/"][op as usize])),
     }
 }
 
 /// Element-wise broadcast of two tensors' elements.
-fn bcast_apply<T: Copy>(a: &[T], sa: &[usize], b: &[T], sb: &[usize], out: &[usize], f: impl Fn(T, T) -> T) -> Vec<T> {
+fn bcast_apply<T: Copy>(
+    a: &[T],
+    sa: &[usize],
+    b: &[T],
+    sb: &[usize],
+    out: &[usize],
+    f: impl Fn(T, T) -> T,
+) -> Vec<T> {
     let r = out.len();
     let pad = |s: &[usize]| -> Vec<usize> {
         let mut v = vec![1; r - s.len()];
@@ -162,24 +199,28 @@ fn bcast_apply<T: Copy>(a: &[T], sa: &[usize], b: &[T], sb: &[usize], out: &[usi
 
 fn eval_bin(op: Bin, a: &Tensor, b: &Tensor, out: &[usize]) -> Option<Tensor> {
     let data = match (&a.data, &b.data) {
-        (Data::I64(x), Data::I64(y)) => Data::I64(bcast_apply(x, &a.shape, y, &b.shape, out, |p, q| match op {
-            Bin::Add => p.wrapping_add(q),
-            Bin::Sub => p.wrapping_sub(q),
-            Bin::Mul => p.wrapping_mul(q),
-            Bin::Div => {
-                if q == 0 {
-                    0
-                } else {
-                    p / q
+        (Data::I64(x), Data::I64(y)) => {
+            Data::I64(bcast_apply(x, &a.shape, y, &b.shape, out, |p, q| match op {
+                Bin::Add => p.wrapping_add(q),
+                Bin::Sub => p.wrapping_sub(q),
+                Bin::Mul => p.wrapping_mul(q),
+                Bin::Div => {
+                    if q == 0 {
+                        0
+                    } else {
+                        p / q
+                    }
                 }
-            }
-        })),
-        (Data::F32(x), Data::F32(y)) => Data::F32(bcast_apply(x, &a.shape, y, &b.shape, out, |p, q| match op {
-            Bin::Add => p + q,
-            Bin::Sub => p - q,
-            Bin::Mul => p * q,
-            Bin::Div => p / q,
-        })),
+            }))
+        }
+        (Data::F32(x), Data::F32(y)) => {
+            Data::F32(bcast_apply(x, &a.shape, y, &b.shape, out, |p, q| match op {
+                Bin::Add => p + q,
+                Bin::Sub => p - q,
+                Bin::Mul => p * q,
+                Bin::Div => p / q,
+            }))
+        }
         _ => return None,
     };
     Some(Tensor { dtype: a.dtype, shape: out.to_vec(), data })
@@ -202,7 +243,13 @@ impl OpDef for Binary {
             if let (Some(x), Some(y)) = (a.int_elems(), b.int_elems()) {
                 let n = x.len().max(y.len());
                 if (x.len() == n || x.len() == 1) && (y.len() == n || y.len() == 1) {
-                    f.sym = Some((0..n).map(|i| sym_bin(self.0, &x[i.min(x.len() - 1)], &y[i.min(y.len() - 1)])).collect());
+                    f.sym = Some(
+                        (0..n)
+                            .map(|i| {
+                                sym_bin(self.0, &x[i.min(x.len() - 1)], &y[i.min(y.len() - 1)])
+                            })
+                            .collect(),
+                    );
                 }
             }
         }
@@ -210,9 +257,19 @@ impl OpDef for Binary {
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let Some(c) = cx.out_channels(0) else {
-            return ChannelSpec { inputs: vec![Role::Ignore; 2], outputs: vec![Role::Ignore], ..Default::default() };
+            return ChannelSpec {
+                inputs: vec![Role::Ignore; 2],
+                outputs: vec![Role::Ignore],
+                ..Default::default()
+            };
         };
-        let vars: Vec<usize> = (0..2).filter(|&i| !cx.is_const(i) && cx.in_channels(i) == Some(c) && cx.input(i).is_some_and(|f| f.rank() == cx.output(0).map_or(0, |y| y.rank()))).collect();
+        let vars: Vec<usize> = (0..2)
+            .filter(|&i| {
+                !cx.is_const(i)
+                    && cx.in_channels(i) == Some(c)
+                    && cx.input(i).is_some_and(|f| f.rank() == cx.output(0).map_or(0, |y| y.rank()))
+            })
+            .collect();
         let mut s = ChannelSpec::per_channel(cx, &vars);
         if vars.len() >= 2 && matches!(self.0, Bin::Add | Bin::Sub) {
             let why = format!("coupled by the residual {} {}", cx.node.op_type, cx.node.label());
@@ -224,8 +281,14 @@ impl OpDef for Binary {
         for i in 0..2 {
             if cx.is_const(i) {
                 const_operand_ties(cx, i, &mut s);
-            } else if !vars.contains(&i) && cx.input(i).is_some_and(|f| f.rank() >= 2 && f.dim(1) != Some(1)) {
-                s.inputs[i] = Role::Fixed(format!("{} {} broadcasts a tensor whose channels differ", cx.node.op_type, cx.node.label()));
+            } else if !vars.contains(&i)
+                && cx.input(i).is_some_and(|f| f.rank() >= 2 && f.dim(1) != Some(1))
+            {
+                s.inputs[i] = Role::Fixed(format!(
+                    "{} {} broadcasts a tensor whose channels differ",
+                    cx.node.op_type,
+                    cx.node.label()
+                ));
             }
         }
         s

@@ -19,7 +19,13 @@ impl OpDef for Gemm {
         let (m, ka) = if ta { (&a.shape[1], &a.shape[0]) } else { (&a.shape[0], &a.shape[1]) };
         let (kb, n) = if tb { (&b.shape[1], &b.shape[0]) } else { (&b.shape[0], &b.shape[1]) };
         if ka.fixed().is_some() && kb.fixed().is_some() && ka != kb {
-            return Err(format!("inner dims differ: A {} (transA={}) and B {} (transB={})", fmt_shape(&a.shape), ta as u8, fmt_shape(&b.shape), tb as u8));
+            return Err(format!(
+                "inner dims differ: A {} (transA={}) and B {} (transB={})",
+                fmt_shape(&a.shape),
+                ta as u8,
+                fmt_shape(&b.shape),
+                tb as u8
+            ));
         }
         let shape = vec![m.clone(), n.clone()];
         if let Some(c) = cx.opt(2) {
@@ -38,10 +44,18 @@ impl OpDef for Gemm {
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let n_in = cx.node.inputs.len();
         if cx.node.attr_int("transA", 0).unwrap_or(0) != 0 || !cx.is_const(1) {
-            return ChannelSpec::fixed(n_in, 1, &format!("Gemm {} with transA or a computed B", cx.node.label()));
+            return ChannelSpec::fixed(
+                n_in,
+                1,
+                &format!("Gemm {} with transA or a computed B", cx.node.label()),
+            );
         }
         let tb = cx.node.attr_int("transB", 0).unwrap_or(0) != 0;
-        let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Producer], ..Default::default() };
+        let mut s = ChannelSpec {
+            inputs: vec![Role::Ignore; n_in],
+            outputs: vec![Role::Producer],
+            ..Default::default()
+        };
         s.inputs[0] = Role::Consumer;
         s.params.push(ParamTie { slot: 1, axis: if tb { 1 } else { 0 }, tie: Tie::Input(0) });
         s.params.push(ParamTie { slot: 1, axis: if tb { 0 } else { 1 }, tie: Tie::Output(0) });
@@ -72,7 +86,11 @@ impl OpDef for MatMul {
         }
         let (ka, kb) = (&sa[sa.len() - 1], &sb[sb.len() - 2]);
         if ka.fixed().is_some() && kb.fixed().is_some() && ka != kb {
-            return Err(format!("inner dims differ: {} x {}", fmt_shape(&a.shape), fmt_shape(&b.shape)));
+            return Err(format!(
+                "inner dims differ: {} x {}",
+                fmt_shape(&a.shape),
+                fmt_shape(&b.shape)
+            ));
         }
         let mut shape = broadcast(&sa[..sa.len() - 2], &sb[..sb.len() - 2])?;
         if !va {
@@ -100,13 +118,20 @@ impl OpDef for MatMul {
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let (a, b) = (cx.input(0), cx.input(1));
         if !cx.is_const(1) || b.map_or(0, |f| f.rank()) != 2 || a.map_or(0, |f| f.rank()) != 2 {
-            return ChannelSpec::fixed(2, 1, &format!("MatMul {} is not a 2-D product with a constant weight", cx.node.label()));
+            return ChannelSpec::fixed(
+                2,
+                1,
+                &format!("MatMul {} is not a 2-D product with a constant weight", cx.node.label()),
+            );
         }
         ChannelSpec {
             inputs: vec![Role::Consumer, Role::Ignore],
             outputs: vec![Role::Producer],
             links: vec![],
-            params: vec![ParamTie { slot: 1, axis: 0, tie: Tie::Input(0) }, ParamTie { slot: 1, axis: 1, tie: Tie::Output(0) }],
+            params: vec![
+                ParamTie { slot: 1, axis: 0, tie: Tie::Input(0) },
+                ParamTie { slot: 1, axis: 1, tie: Tie::Output(0) },
+            ],
         }
     }
 }

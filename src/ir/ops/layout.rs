@@ -50,12 +50,22 @@ fn reshaped(x: &Fact, shape: Vec<Dim>) -> Fact {
 /// features; identity-like keeps axis 0 and 1.
 fn channel_map_reshape(cx: &NodeCx, what: &str) -> ChannelSpec {
     let n_in = cx.node.inputs.len();
-    let (Some(x), Some(y)) = (cx.input(0), cx.output(0)) else { return ChannelSpec::fixed(n_in, 1, "unknown shapes") };
+    let (Some(x), Some(y)) = (cx.input(0), cx.output(0)) else {
+        return ChannelSpec::fixed(n_in, 1, "unknown shapes");
+    };
     if x.rank() < 2 || y.rank() < 2 {
-        return ChannelSpec::fixed(n_in, 1, &format!("{what} {} changes the channel axis", cx.node.label()));
+        return ChannelSpec::fixed(
+            n_in,
+            1,
+            &format!("{what} {} changes the channel axis", cx.node.label()),
+        );
     }
     let (xs, ys) = (x.concrete(1), y.concrete(1));
-    let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass], ..Default::default() };
+    let mut s = ChannelSpec {
+        inputs: vec![Role::Ignore; n_in],
+        outputs: vec![Role::Pass],
+        ..Default::default()
+    };
     s.inputs[0] = Role::Pass;
     if xs[0] == ys[0] && xs[1] == ys[1] {
         s.links = (0..xs[1]).map(|k| (0, k, 0, k)).collect();
@@ -65,7 +75,15 @@ fn channel_map_reshape(cx: &NodeCx, what: &str) -> ChannelSpec {
             s.links.extend((0..block).map(|j| (0, c, 0, c * block + j)));
         }
     } else {
-        return ChannelSpec::fixed(n_in, 1, &format!("{what} {} to {} mixes the channel axis (hard-coded channel counts)", cx.node.label(), fmt_shape(&y.shape)));
+        return ChannelSpec::fixed(
+            n_in,
+            1,
+            &format!(
+                "{what} {} to {} mixes the channel axis (hard-coded channel counts)",
+                cx.node.label(),
+                fmt_shape(&y.shape)
+            ),
+        );
     }
     s
 }
@@ -75,7 +93,13 @@ impl OpDef for Flatten {
         let x = cx.input(0)?;
         let axis = cx.node.attr_int("axis", 1)?;
         let axis = if axis == x.rank() as i64 { x.rank() } else { norm_axis(axis, x.rank())? };
-        let a = if axis == 0 { Dim::Fixed(1) } else if axis == 1 { x.shape[0].clone() } else { prod(&x.shape[..axis]).map(Dim::Fixed).ok_or("leading dims must be fixed")? };
+        let a = if axis == 0 {
+            Dim::Fixed(1)
+        } else if axis == 1 {
+            x.shape[0].clone()
+        } else {
+            prod(&x.shape[..axis]).map(Dim::Fixed).ok_or("leading dims must be fixed")?
+        };
         let b = prod(&x.shape[axis..]).map(Dim::Fixed).ok_or("trailing dims must be fixed")?;
         Ok(vec![reshaped(x, vec![a, b])])
     }
@@ -96,10 +120,16 @@ impl OpDef for Reshape {
         let mut infer_at = None;
         for (i, d) in target.iter().enumerate() {
             match d {
-                Dim::Fixed(0) if !allowzero => out.push(x.shape.get(i).cloned().ok_or(format!("target {} copies dim {i} the input lacks", fmt_shape(&target)))?),
+                Dim::Fixed(0) if !allowzero => out.push(x.shape.get(i).cloned().ok_or(format!(
+                    "target {} copies dim {i} the input lacks",
+                    fmt_shape(&target)
+                ))?),
                 Dim::Sym(s) if s == "-1" => {
                     if infer_at.replace(i).is_some() {
-                        return Err(format!("target shape {} has more than one -1", fmt_shape(&target)));
+                        return Err(format!(
+                            "target shape {} has more than one -1",
+                            fmt_shape(&target)
+                        ));
                     }
                     out.push(Dim::Fixed(1));
                 }
@@ -128,15 +158,26 @@ impl OpDef for Reshape {
         }
         if let Some(i) = infer_at {
             if of == 0 || xf % of != 0 {
-                return Err(format!("cannot reshape {} to {}", fmt_shape(&x.shape), fmt_shape(&target)));
+                return Err(format!(
+                    "cannot reshape {} to {}",
+                    fmt_shape(&x.shape),
+                    fmt_shape(&target)
+                ));
             }
             out[i] = match (xf / of, xs.len()) {
                 (k, 0) => Dim::Fixed(k),
                 (1, 1) => Dim::Sym(xs[0].clone()),
                 (k, _) => Dim::Sym(format!("{}*{k}", xs.join("*"))),
             };
-        } else if xs.is_empty() && os.iter().all(|s| x.shape.contains(&Dim::Sym(s.clone()))) && xf != of {
-            return Err(format!("cannot reshape {} ({xf} elements per sample) to {}", fmt_shape(&x.shape), fmt_shape(&target)));
+        } else if xs.is_empty()
+            && os.iter().all(|s| x.shape.contains(&Dim::Sym(s.clone())))
+            && xf != of
+        {
+            return Err(format!(
+                "cannot reshape {} ({xf} elements per sample) to {}",
+                fmt_shape(&x.shape),
+                fmt_shape(&target)
+            ));
         }
         Ok(vec![reshaped(x, out)])
     }
@@ -158,14 +199,22 @@ impl OpDef for Transpose {
             return Err(format!("perm {perm:?} is not a permutation of {} axes", x.rank()));
         }
         let mut f = Fact::new(x.dtype, perm.iter().map(|&p| x.shape[p].clone()).collect());
-        if let Some(t) = x.konst.as_ref().filter(|t| t.rank() == 2 && perm == [1, 0] && t.len() <= 1 << 16) {
+        if let Some(t) =
+            x.konst.as_ref().filter(|t| t.rank() == 2 && perm == [1, 0] && t.len() <= 1 << 16)
+        {
             // 2-D constant transpose (shape arithmetic of exported Pad amounts).
             let (r, c) = (t.shape[0], t.shape[1]);
             let order: Vec<usize> = (0..c).flat_map(|j| (0..r).map(move |i| i * c + j)).collect();
             let data = match &t.data {
-                crate::ir::Data::I64(v) => Some(crate::ir::Data::I64(order.iter().map(|&k| v[k]).collect())),
-                crate::ir::Data::I32(v) => Some(crate::ir::Data::I32(order.iter().map(|&k| v[k]).collect())),
-                crate::ir::Data::F32(v) => Some(crate::ir::Data::F32(order.iter().map(|&k| v[k]).collect())),
+                crate::ir::Data::I64(v) => {
+                    Some(crate::ir::Data::I64(order.iter().map(|&k| v[k]).collect()))
+                }
+                crate::ir::Data::I32(v) => {
+                    Some(crate::ir::Data::I32(order.iter().map(|&k| v[k]).collect()))
+                }
+                crate::ir::Data::F32(v) => {
+                    Some(crate::ir::Data::F32(order.iter().map(|&k| v[k]).collect()))
+                }
                 _ => None,
             };
             f.konst = data.map(|data| Arc::new(Tensor { dtype: t.dtype, shape: vec![c, r], data }));
@@ -190,14 +239,19 @@ impl OpDef for Concat {
         let axis = norm_axis(cx.node.attr_int("axis", 0)?, first.rank().max(1))?;
         let mut shape = first.shape.clone();
         let mut total = first.dim(axis as i64);
-        let facts: Vec<&Fact> = (0..cx.node.inputs.len()).map(|i| cx.input(i)).collect::<Result<_, _>>()?;
+        let facts: Vec<&Fact> =
+            (0..cx.node.inputs.len()).map(|i| cx.input(i)).collect::<Result<_, _>>()?;
         for f in &facts[1..] {
             if f.rank() != first.rank() {
                 return Err(format!("inputs have ranks {} and {}", first.rank(), f.rank()));
             }
             for (i, (a, b)) in shape.iter().zip(&f.shape).enumerate() {
                 if i != axis && a.fixed().is_some() && b.fixed().is_some() && a != b {
-                    return Err(format!("inputs {} and {} differ off the concat axis {axis}", fmt_shape(&first.shape), fmt_shape(&f.shape)));
+                    return Err(format!(
+                        "inputs {} and {} differ off the concat axis {axis}",
+                        fmt_shape(&first.shape),
+                        fmt_shape(&f.shape)
+                    ));
                 }
             }
             total = total.zip(f.dim(axis as i64)).map(|(a, b)| a + b);
@@ -208,10 +262,19 @@ impl OpDef for Concat {
             if facts.iter().all(|f| f.konst.is_some()) {
                 let mut v = Vec::new();
                 for f in &facts {
-                    v.extend(f.konst.as_ref().and_then(|t| t.to_i64()).ok_or("only integer constants are folded")?);
+                    v.extend(
+                        f.konst
+                            .as_ref()
+                            .and_then(|t| t.to_i64())
+                            .ok_or("only integer constants are folded")?,
+                    );
                 }
-                out.konst = Some(Arc::new(Tensor::i64_vec(v).cast(first.dtype).unwrap_or_else(|| Tensor::i64_vec(vec![]))));
-            } else if let Some(parts) = facts.iter().map(|f| f.int_elems()).collect::<Option<Vec<_>>>() {
+                out.konst = Some(Arc::new(
+                    Tensor::i64_vec(v).cast(first.dtype).unwrap_or_else(|| Tensor::i64_vec(vec![])),
+                ));
+            } else if let Some(parts) =
+                facts.iter().map(|f| f.int_elems()).collect::<Option<Vec<_>>>()
+            {
                 out.sym = Some(parts.concat());
             }
         }
@@ -222,12 +285,20 @@ impl OpDef for Concat {
         let rank = cx.output(0).map_or(0, |f| f.rank());
         let axis = norm_axis(cx.node.attr_int("axis", 1).unwrap_or(1), rank.max(1)).unwrap_or(0);
         if rank < 2 {
-            return ChannelSpec { inputs: vec![Role::Ignore; n], outputs: vec![Role::Ignore], ..Default::default() };
+            return ChannelSpec {
+                inputs: vec![Role::Ignore; n],
+                outputs: vec![Role::Ignore],
+                ..Default::default()
+            };
         }
         if axis != 1 {
             return ChannelSpec::per_channel(cx, &(0..n).collect::<Vec<_>>());
         }
-        let mut s = ChannelSpec { inputs: vec![Role::Pass; n], outputs: vec![Role::Pass], ..Default::default() };
+        let mut s = ChannelSpec {
+            inputs: vec![Role::Pass; n],
+            outputs: vec![Role::Pass],
+            ..Default::default()
+        };
         let mut off = 0;
         for i in 0..n {
             let c = cx.in_channels(i).unwrap_or(0);
@@ -239,7 +310,11 @@ impl OpDef for Concat {
 }
 
 /// Split sizes of a Split node along its axis.
-pub fn split_sizes(node: &crate::ir::Node, dim: usize, split_input: Option<Vec<i64>>) -> Result<Vec<usize>, String> {
+pub fn split_sizes(
+    node: &crate::ir::Node,
+    dim: usize,
+    split_input: Option<Vec<i64>>,
+) -> Result<Vec<usize>, String> {
     let n_out = node.outputs.len();
     let sizes = match node.attr_ints("split")?.or(split_input) {
         Some(s) => s.into_iter().map(|v| v as usize).collect::<Vec<_>>(),
@@ -250,7 +325,9 @@ pub fn split_sizes(node: &crate::ir::Node, dim: usize, split_input: Option<Vec<i
         }
     };
     if sizes.iter().sum::<usize>() != dim || sizes.len() != n_out {
-        return Err(format!("split sizes {sizes:?} do not cover {dim} elements in {n_out} outputs"));
+        return Err(format!(
+            "split sizes {sizes:?} do not cover {dim} elements in {n_out} outputs"
+        ));
     }
     Ok(sizes)
 }
@@ -260,7 +337,11 @@ impl OpDef for Split {
         let x = cx.input(0)?;
         let axis = norm_axis(cx.node.attr_int("axis", 0)?, x.rank())?;
         let dim = x.dim(axis as i64).ok_or("the split axis must be fixed")?;
-        let split_in = if cx.node.inputs.len() > 1 && cx.node.inputs[1].is_some() { Some(cx.const_ints(1, "split")?) } else { None };
+        let split_in = if cx.node.inputs.len() > 1 && cx.node.inputs[1].is_some() {
+            Some(cx.const_ints(1, "split")?)
+        } else {
+            None
+        };
         let sizes = split_sizes(cx.node, dim, split_in)?;
         Ok(sizes
             .into_iter()
@@ -275,10 +356,18 @@ impl OpDef for Split {
         let n_out = cx.node.outputs.len();
         let rank = cx.input(0).map_or(0, |f| f.rank());
         let axis = norm_axis(cx.node.attr_int("axis", 0).unwrap_or(0), rank.max(1)).unwrap_or(0);
-        let mut s = ChannelSpec { inputs: vec![Role::Ignore; cx.node.inputs.len()], outputs: vec![Role::Pass; n_out], ..Default::default() };
+        let mut s = ChannelSpec {
+            inputs: vec![Role::Ignore; cx.node.inputs.len()],
+            outputs: vec![Role::Pass; n_out],
+            ..Default::default()
+        };
         s.inputs[0] = Role::Pass;
         if rank < 2 || axis == 0 {
-            return ChannelSpec::fixed(cx.node.inputs.len(), n_out, &format!("Split {} along the batch axis", cx.node.label()));
+            return ChannelSpec::fixed(
+                cx.node.inputs.len(),
+                n_out,
+                &format!("Split {} along the batch axis", cx.node.label()),
+            );
         }
         let mut off = 0;
         for o in 0..n_out {
@@ -295,7 +384,14 @@ impl OpDef for Split {
 }
 
 /// Resolved Slice parameters: per axis (start, end, step), ONNX clamping rules.
-pub fn slice_params(cx_node: &crate::ir::Node, shape: &[Dim], starts: Vec<i64>, ends: Vec<i64>, axes: Option<Vec<i64>>, steps: Option<Vec<i64>>) -> Result<Vec<(usize, i64, i64, i64)>, String> {
+pub fn slice_params(
+    cx_node: &crate::ir::Node,
+    shape: &[Dim],
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    axes: Option<Vec<i64>>,
+    steps: Option<Vec<i64>>,
+) -> Result<Vec<(usize, i64, i64, i64)>, String> {
     let r = shape.len();
     let axes: Vec<usize> = match axes {
         Some(a) => a.into_iter().map(|x| norm_axis(x, r)).collect::<Result<_, _>>()?,
@@ -338,7 +434,11 @@ fn slice_len(s: i64, e: i64, step: i64) -> usize {
     // In i128: starts, ends and steps come from the file and may be near i64's limits.
     let (s, e, step) = (s as i128, e as i128, step as i128);
     if step > 0 {
-        if e > s { ((e - s + step - 1) / step) as usize } else { 0 }
+        if e > s {
+            ((e - s + step - 1) / step) as usize
+        } else {
+            0
+        }
     } else if s > e {
         ((s - e + (-step) - 1) / (-step)) as usize
     } else {
@@ -347,14 +447,20 @@ fn slice_len(s: i64, e: i64, step: i64) -> usize {
 }
 
 /// Starts/ends/axes/steps of a Slice node (attributes < 10, inputs >= 10).
-pub fn slice_inputs(cx: &InferCx) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>), String> {
+pub fn slice_inputs(
+    cx: &InferCx,
+) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>), String> {
     if cx.opset < 10 || cx.node.inputs.len() == 1 {
         let starts = cx.node.attr_ints("starts")?.ok_or("starts is required")?;
         let ends = cx.node.attr_ints("ends")?.ok_or("ends is required")?;
         return Ok((starts, ends, cx.node.attr_ints("axes")?, None));
     }
     let opt = |i: usize, what: &str| -> Result<Option<Vec<i64>>, String> {
-        if cx.node.inputs.len() > i && cx.node.inputs[i].is_some() { Ok(Some(cx.const_ints(i, what)?)) } else { Ok(None) }
+        if cx.node.inputs.len() > i && cx.node.inputs[i].is_some() {
+            Ok(Some(cx.const_ints(i, what)?))
+        } else {
+            Ok(None)
+        }
     };
     Ok((cx.const_ints(1, "starts")?, cx.const_ints(2, "ends")?, opt(3, "axes")?, opt(4, "steps")?))
 }
@@ -396,7 +502,18 @@ impl OpDef for Slice {
                     None => elems,
                 };
                 if x.konst.is_some() {
-                    let ints: Vec<i64> = picked.iter().map(|d| d.fixed().map(|v| v as i64).unwrap_or_else(|| if let Dim::Sym(s) = d { s.parse().unwrap_or(-1) } else { -1 })).collect();
+                    let ints: Vec<i64> = picked
+                        .iter()
+                        .map(|d| {
+                            d.fixed().map(|v| v as i64).unwrap_or_else(|| {
+                                if let Dim::Sym(s) = d {
+                                    s.parse().unwrap_or(-1)
+                                } else {
+                                    -1
+                                }
+                            })
+                        })
+                        .collect();
                     f.konst = Tensor::i64_vec(ints).cast(x.dtype).map(Arc::new);
                 } else {
                     f.sym = Some(picked);
@@ -407,19 +524,33 @@ impl OpDef for Slice {
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let n_in = cx.node.inputs.len();
-        let (Some(x), Some(y)) = (cx.input(0), cx.output(0)) else { return ChannelSpec::fixed(n_in, 1, "unknown shapes") };
+        let (Some(x), Some(y)) = (cx.input(0), cx.output(0)) else {
+            return ChannelSpec::fixed(n_in, 1, "unknown shapes");
+        };
         if x.rank() < 2 {
-            return ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Ignore], ..Default::default() };
+            return ChannelSpec {
+                inputs: vec![Role::Ignore; n_in],
+                outputs: vec![Role::Ignore],
+                ..Default::default()
+            };
         }
         match slice_channel_map(cx) {
             Ok(Some(map)) => {
-                let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass], ..Default::default() };
+                let mut s = ChannelSpec {
+                    inputs: vec![Role::Ignore; n_in],
+                    outputs: vec![Role::Pass],
+                    ..Default::default()
+                };
                 s.inputs[0] = Role::Pass;
                 s.links = map.into_iter().enumerate().map(|(o, i)| (0, i, 0, o)).collect();
                 s
             }
             Ok(None) if x.dim(1) == y.dim(1) => ChannelSpec::per_channel(cx, &[0]),
-            _ => ChannelSpec::fixed(n_in, 1, &format!("Slice {} with computed bounds", cx.node.label())),
+            _ => ChannelSpec::fixed(
+                n_in,
+                1,
+                &format!("Slice {} with computed bounds", cx.node.label()),
+            ),
         }
     }
 }
@@ -429,7 +560,12 @@ pub fn slice_channel_map(cx: &NodeCx) -> Result<Option<Vec<usize>>, String> {
     let x = cx.input(0).ok_or("unknown input")?;
     let get = |i: usize| cx.input(i).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64());
     let (starts, ends, axes, steps) = if cx.node.inputs.len() == 1 {
-        (cx.node.attr_ints("starts")?.unwrap_or_default(), cx.node.attr_ints("ends")?.unwrap_or_default(), cx.node.attr_ints("axes")?, None)
+        (
+            cx.node.attr_ints("starts")?.unwrap_or_default(),
+            cx.node.attr_ints("ends")?.unwrap_or_default(),
+            cx.node.attr_ints("axes")?,
+            None,
+        )
     } else {
         (get(1).ok_or("starts")?, get(2).ok_or("ends")?, get(3), get(4))
     };
@@ -446,7 +582,12 @@ pub fn slice_channel_map(cx: &NodeCx) -> Result<Option<Vec<usize>>, String> {
 }
 
 /// Pads of a Pad node as (begin, end) per axis of a rank-`r` input.
-pub fn pad_amounts(node: &crate::ir::Node, r: usize, pads_input: Option<Vec<i64>>, axes_input: Option<Vec<i64>>) -> Result<Vec<(i64, i64)>, String> {
+pub fn pad_amounts(
+    node: &crate::ir::Node,
+    r: usize,
+    pads_input: Option<Vec<i64>>,
+    axes_input: Option<Vec<i64>>,
+) -> Result<Vec<(i64, i64)>, String> {
     let pads = match node.attr_ints("pads")?.or(pads_input) {
         Some(p) => p,
         None => return Err("pads are required".into()),
@@ -465,10 +606,19 @@ pub fn pad_amounts(node: &crate::ir::Node, r: usize, pads_input: Option<Vec<i64>
     Ok(out)
 }
 
-fn pad_of(cx_node: &crate::ir::Node, r: usize, get: impl Fn(usize) -> Option<Vec<i64>>) -> Result<Vec<(i64, i64)>, String> {
+fn pad_of(
+    cx_node: &crate::ir::Node,
+    r: usize,
+    get: impl Fn(usize) -> Option<Vec<i64>>,
+) -> Result<Vec<(i64, i64)>, String> {
     let has = |i: usize| cx_node.inputs.len() > i && cx_node.inputs[i].is_some();
-    let pads_in = if has(1) { Some(get(1).ok_or("pads (input 1) must be a constant rlal can fold")?) } else { None };
-    let axes_in = if has(3) { Some(get(3).ok_or("axes (input 3) must be constant")?) } else { None };
+    let pads_in = if has(1) {
+        Some(get(1).ok_or("pads (input 1) must be a constant rlal can fold")?)
+    } else {
+        None
+    };
+    let axes_in =
+        if has(3) { Some(get(3).ok_or("axes (input 3) must be constant")?) } else { None };
     pad_amounts(cx_node, r, pads_in, axes_in)
 }
 
@@ -493,21 +643,39 @@ impl OpDef for Pad {
         let n_in = cx.node.inputs.len();
         let Some(x) = cx.input(0) else { return ChannelSpec::fixed(n_in, 1, "unknown shapes") };
         if x.rank() < 2 {
-            return ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Ignore], ..Default::default() };
+            return ChannelSpec {
+                inputs: vec![Role::Ignore; n_in],
+                outputs: vec![Role::Ignore],
+                ..Default::default()
+            };
         }
-        let Ok(pads) = pad_of(cx.node, x.rank(), |i| cx.input(i).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64())) else {
+        let Ok(pads) = pad_of(cx.node, x.rank(), |i| {
+            cx.input(i).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64())
+        }) else {
             return ChannelSpec::fixed(n_in, 1, "Pad with computed pads");
         };
         let (b, e) = pads[1];
         if pads[0] != (0, 0) || b < 0 || e < 0 {
-            return ChannelSpec::fixed(n_in, 1, &format!("Pad {} crops channels or pads the batch axis", cx.node.label()));
+            return ChannelSpec::fixed(
+                n_in,
+                1,
+                &format!("Pad {} crops channels or pads the batch axis", cx.node.label()),
+            );
         }
         let mode = cx.node.attr_str("mode", "constant").unwrap_or_default();
         if (b, e) != (0, 0) && mode != "constant" {
-            return ChannelSpec::fixed(n_in, 1, &format!("Pad {} reflects/edges along channels", cx.node.label()));
+            return ChannelSpec::fixed(
+                n_in,
+                1,
+                &format!("Pad {} reflects/edges along channels", cx.node.label()),
+            );
         }
         let c = cx.in_channels(0).unwrap_or(0);
-        let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass], ..Default::default() };
+        let mut s = ChannelSpec {
+            inputs: vec![Role::Ignore; n_in],
+            outputs: vec![Role::Pass],
+            ..Default::default()
+        };
         s.inputs[0] = Role::Pass;
         s.links = (0..c).map(|k| (0, k, 0, k + b as usize)).collect();
         s
@@ -536,7 +704,13 @@ impl OpDef for Squeeze {
                 return Err(format!("cannot squeeze axis {a} of {}", fmt_shape(&x.shape)));
             }
         }
-        let shape = x.shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| d.clone()).collect();
+        let shape = x
+            .shape
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, d)| d.clone())
+            .collect();
         Ok(vec![reshaped(x, shape)])
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
@@ -549,7 +723,8 @@ impl OpDef for Unsqueeze {
         let x = cx.input(0)?;
         let a = axes_of(cx, "axes")?.ok_or("axes are required")?;
         let r = x.rank() + a.len();
-        let mut axes: Vec<usize> = a.into_iter().map(|v| norm_axis(v, r)).collect::<Result<_, _>>()?;
+        let mut axes: Vec<usize> =
+            a.into_iter().map(|v| norm_axis(v, r)).collect::<Result<_, _>>()?;
         axes.sort_unstable();
         let mut shape = Vec::with_capacity(r);
         let mut it = x.shape.iter();
@@ -570,4 +745,3 @@ impl OpDef for Unsqueeze {
         channel_map_reshape(cx, "Unsqueeze")
     }
 }
-

@@ -76,7 +76,12 @@ impl Fact {
             return Some(s.clone());
         }
         let t = self.konst.as_ref()?;
-        Some(t.to_i64()?.into_iter().map(|x| if x >= 0 { Dim::Fixed(x as usize) } else { Dim::Sym(format!("{x}")) }).collect())
+        Some(
+            t.to_i64()?
+                .into_iter()
+                .map(|x| if x >= 0 { Dim::Fixed(x as usize) } else { Dim::Sym(format!("{x}")) })
+                .collect(),
+        )
     }
 }
 
@@ -108,13 +113,18 @@ impl<'a> InferCx<'a> {
     /// Constant integer vector of input `i`, or an error saying it must be one.
     pub fn const_ints(&self, i: usize, what: &str) -> Result<Vec<i64>, String> {
         let t = self.konst(i).ok_or_else(|| format!("{what} (input {i}) must be a constant that rlal can fold; it is computed at run time"))?;
-        t.to_i64().ok_or_else(|| format!("{what} (input {i}) must be an integer tensor, found {}", t.dtype))
+        t.to_i64().ok_or_else(|| {
+            format!("{what} (input {i}) must be an integer tensor, found {}", t.dtype)
+        })
     }
     /// Input `i`'s rank-`want` fact with fixed non-batch dims.
     pub fn ranked(&self, i: usize, want: usize) -> Result<&'a Fact, String> {
         let f = self.input(i)?;
         if f.rank() != want {
-            return Err(format!("input {i} must have rank {want}, found shape {}", super::fmt_shape(&f.shape)));
+            return Err(format!(
+                "input {i} must have rank {want}, found shape {}",
+                super::fmt_shape(&f.shape)
+            ));
         }
         Ok(f)
     }
@@ -200,9 +210,17 @@ impl ChannelSpec {
     /// Channel c of every input in `slots` is channel c of output 0.
     pub fn per_channel(cx: &NodeCx, slots: &[usize]) -> ChannelSpec {
         let n_in = cx.node.inputs.len();
-        let mut s = ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Pass; cx.node.outputs.len()], ..Default::default() };
+        let mut s = ChannelSpec {
+            inputs: vec![Role::Ignore; n_in],
+            outputs: vec![Role::Pass; cx.node.outputs.len()],
+            ..Default::default()
+        };
         let Some(c) = cx.out_channels(0) else {
-            return ChannelSpec { inputs: vec![Role::Ignore; n_in], outputs: vec![Role::Ignore; cx.node.outputs.len()], ..Default::default() };
+            return ChannelSpec {
+                inputs: vec![Role::Ignore; n_in],
+                outputs: vec![Role::Ignore; cx.node.outputs.len()],
+                ..Default::default()
+            };
         };
         for &i in slots {
             if cx.in_channels(i) == Some(c) {
@@ -228,7 +246,11 @@ pub trait OpDef: Sync + Send {
     }
     /// Channel ties; the default makes the op a barrier for pruning.
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
-        ChannelSpec::fixed(cx.node.inputs.len(), cx.node.outputs.len(), &format!("{} does not support channel pruning", cx.node.op_type))
+        ChannelSpec::fixed(
+            cx.node.inputs.len(),
+            cx.node.outputs.len(),
+            &format!("{} does not support channel pruning", cx.node.op_type),
+        )
     }
 }
 
@@ -288,7 +310,11 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
             (Some(x), Some(Dim::Fixed(1))) => x.clone(),
             (Some(Dim::Sym(_)), Some(y)) | (Some(y), Some(Dim::Sym(_))) => y.clone(),
             (Some(_), Some(_)) => {
-                return Err(format!("shapes {} and {} do not broadcast", super::fmt_shape(a), super::fmt_shape(b)))
+                return Err(format!(
+                    "shapes {} and {} do not broadcast",
+                    super::fmt_shape(a),
+                    super::fmt_shape(b)
+                ))
             }
             (None, None) => unreachable!(),
         });

@@ -12,13 +12,19 @@ impl OpDef for BatchNorm {
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
         let x = cx.input(0)?;
         if x.rank() < 2 {
-            return Err(format!("input must have a channel axis, found shape {}", crate::ir::fmt_shape(&x.shape)));
+            return Err(format!(
+                "input must have a channel axis, found shape {}",
+                crate::ir::fmt_shape(&x.shape)
+            ));
         }
         let c = x.dim(1).ok_or("the channel dim must be fixed")?;
         for (i, what) in [(1, "scale"), (2, "bias"), (3, "mean"), (4, "var")] {
             let p = cx.input(i)?;
             if p.concrete(0) != [c] {
-                return Err(format!("{what} has shape {} but the input has {c} channels", crate::ir::fmt_shape(&p.shape)));
+                return Err(format!(
+                    "{what} has shape {} but the input has {c} channels",
+                    crate::ir::fmt_shape(&p.shape)
+                ));
             }
         }
         let mut out = vec![Fact::new(x.dtype, x.shape.clone())];

@@ -21,10 +21,22 @@ impl OpDef for Pool {
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
         let x = cx.input(0)?;
         if x.rank() < 3 {
-            return Err(format!("input must be N x C x spatial..., found {}", crate::ir::fmt_shape(&x.shape)));
+            return Err(format!(
+                "input must be N x C x spatial..., found {}",
+                crate::ir::fmt_shape(&x.shape)
+            ));
         }
-        let spatial: Vec<usize> = x.shape[2..].iter().map(|d| d.fixed().ok_or("spatial dims must be fixed")).collect::<Result<_, _>>()?;
-        let kernel: Vec<usize> = cx.node.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?.into_iter().map(|k| k as usize).collect();
+        let spatial: Vec<usize> = x.shape[2..]
+            .iter()
+            .map(|d| d.fixed().ok_or("spatial dims must be fixed"))
+            .collect::<Result<_, _>>()?;
+        let kernel: Vec<usize> = cx
+            .node
+            .attr_ints("kernel_shape")?
+            .ok_or("kernel_shape is required")?
+            .into_iter()
+            .map(|k| k as usize)
+            .collect();
         if kernel.contains(&0) {
             return Err("kernel_shape entries must be >= 1".into());
         }
@@ -50,7 +62,10 @@ impl OpDef for GlobalPool {
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
         let x = cx.input(0)?;
         if x.rank() < 3 {
-            return Err(format!("input must be N x C x spatial..., found {}", crate::ir::fmt_shape(&x.shape)));
+            return Err(format!(
+                "input must be N x C x spatial..., found {}",
+                crate::ir::fmt_shape(&x.shape)
+            ));
         }
         let mut shape = x.shape[..2].to_vec();
         shape.extend(std::iter::repeat_n(Dim::Fixed(1), x.rank() - 2));
@@ -67,11 +82,15 @@ pub fn reduce_axes(cx: &InferCx) -> Result<(Vec<usize>, bool), String> {
     let keep = cx.node.attr_int("keepdims", 1)? != 0;
     let axes = match cx.node.attr_ints("axes")? {
         Some(a) => Some(a),
-        None if cx.node.inputs.len() > 1 && cx.node.inputs[1].is_some() => Some(cx.const_ints(1, "axes")?),
+        None if cx.node.inputs.len() > 1 && cx.node.inputs[1].is_some() => {
+            Some(cx.const_ints(1, "axes")?)
+        }
         None => None,
     };
     let mut axes: Vec<usize> = match axes {
-        Some(a) if !a.is_empty() => a.iter().map(|&i| norm_axis(i, x.rank())).collect::<Result<_, _>>()?,
+        Some(a) if !a.is_empty() => {
+            a.iter().map(|&i| norm_axis(i, x.rank())).collect::<Result<_, _>>()?
+        }
         _ => {
             if cx.node.attr_int("noop_with_empty_axes", 0)? != 0 {
                 vec![]
@@ -103,11 +122,25 @@ impl OpDef for Reduce {
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let keep = cx.node.attr_int("keepdims", 1).unwrap_or(1) != 0;
-        let axes = cx.node.attr_ints("axes").ok().flatten().or_else(|| cx.input(1).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64()));
+        let axes = cx
+            .node
+            .attr_ints("axes")
+            .ok()
+            .flatten()
+            .or_else(|| cx.input(1).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64()));
         let rank = cx.input(0).map_or(0, |f| f.rank());
-        let axes: Vec<usize> = axes.unwrap_or_default().iter().filter_map(|&a| norm_axis(a, rank).ok()).collect();
+        let axes: Vec<usize> =
+            axes.unwrap_or_default().iter().filter_map(|&a| norm_axis(a, rank).ok()).collect();
         if axes.is_empty() || axes.contains(&1) || (axes.contains(&0) && !keep) {
-            return ChannelSpec::fixed(cx.node.inputs.len(), 1, &format!("{} {} reduces over the channel or batch axis", cx.node.op_type, cx.node.label()));
+            return ChannelSpec::fixed(
+                cx.node.inputs.len(),
+                1,
+                &format!(
+                    "{} {} reduces over the channel or batch axis",
+                    cx.node.op_type,
+                    cx.node.label()
+                ),
+            );
         }
         ChannelSpec::per_channel(cx, &[0])
     }

@@ -32,7 +32,9 @@ impl OpDef for ShapeOp {
         let dims: Vec<Dim> = x.shape[start..end.max(start)].to_vec();
         let mut f = Fact::new(DType::I64, vec![Dim::Fixed(dims.len())]);
         if dims.iter().all(|d| d.fixed().is_some()) {
-            f.konst = Some(Arc::new(Tensor::i64_vec(dims.iter().map(|d| d.fixed().unwrap_or(0) as i64).collect())));
+            f.konst = Some(Arc::new(Tensor::i64_vec(
+                dims.iter().map(|d| d.fixed().unwrap_or(0) as i64).collect(),
+            )));
         } else {
             f.sym = Some(dims);
         }
@@ -52,12 +54,22 @@ impl OpDef for Gather {
         shape.extend(x.shape[axis + 1..].iter().cloned());
         let mut f = Fact::new(x.dtype, shape);
         if x.rank() == 1 {
-            if let (Some(elems), Some(ix)) = (x.int_elems(), idx.konst.as_ref().and_then(|t| t.to_i64())) {
+            if let (Some(elems), Some(ix)) =
+                (x.int_elems(), idx.konst.as_ref().and_then(|t| t.to_i64()))
+            {
                 let n = elems.len() as i64;
-                let picked: Option<Vec<Dim>> = ix.iter().map(|&i| elems.get((if i < 0 { i + n } else { i }) as usize).cloned()).collect();
+                let picked: Option<Vec<Dim>> = ix
+                    .iter()
+                    .map(|&i| elems.get((if i < 0 { i + n } else { i }) as usize).cloned())
+                    .collect();
                 let picked = picked.ok_or("Gather index out of range")?;
-                if picked.iter().all(|d| d.fixed().is_some()) && (x.konst.is_some() || x.sym.is_some()) {
-                    let mut t = Tensor::i64(idx.konst.as_ref().map(|t| t.shape.clone()).unwrap_or_default(), picked.iter().map(|d| d.fixed().unwrap_or(0) as i64).collect());
+                if picked.iter().all(|d| d.fixed().is_some())
+                    && (x.konst.is_some() || x.sym.is_some())
+                {
+                    let mut t = Tensor::i64(
+                        idx.konst.as_ref().map(|t| t.shape.clone()).unwrap_or_default(),
+                        picked.iter().map(|d| d.fixed().unwrap_or(0) as i64).collect(),
+                    );
                     if x.konst.is_some() {
                         t = t.cast(x.dtype).unwrap_or(t);
                     }
@@ -72,7 +84,11 @@ impl OpDef for Gather {
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let axis = cx.node.attr_int("axis", 0).unwrap_or(0);
         if cx.input(0).is_some_and(|f| f.rank() >= 2) && (axis == 1 || axis == 0) {
-            return ChannelSpec::fixed(2, 1, &format!("Gather {} indexes the channel or batch axis", cx.node.label()));
+            return ChannelSpec::fixed(
+                2,
+                1,
+                &format!("Gather {} indexes the channel or batch axis", cx.node.label()),
+            );
         }
         ChannelSpec::per_channel(cx, &[0])
     }
