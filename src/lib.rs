@@ -2,9 +2,22 @@
 //! (joint training and RL-guided channel pruning, CVPR 2024).
 //!
 //! The modules mirror the pipeline; nothing upstream knows about anything downstream:
-//! [`onnx`] (protobuf I/O) → [`ir`] (graph, op registry, normalisation passes)
-//! → [`analysis`] (shapes, MACs/params, channel groups, pruning cost model)
-//! → [`data`] (datasets and loaders) → `cli`.
+//!
+//! 1. [`onnx`]: protobuf I/O (prost messages, external data, atomic writes);
+//! 2. [`ir`]: the graph IR, the op registry (shapes, MACs, channel ties), normalisation passes;
+//! 3. [`analysis`]: channel groups, prunability, the exact MACs/params cost model;
+//! 4. [`data`]: datasets, transforms, deterministic loaders, the held-out reward split;
+//! 5. [`train`]: the IR executed in libtorch (tch), masks, group lasso, SGD, checkpoints;
+//! 6. [`agent`]: the RLAL agent (budget, state, bounds, SAC, environment model, replay);
+//! 7. [`rewrite`]: channel surgery and BN folding on the graph;
+//! 8. [`validate`]: ONNX Runtime and tract runners, latency;
+//! 9. [`search`]: `rlal prune` (Alg. 1, selection, rewards, baselines, reports) and the
+//!    agent benchmark, joining the stages above;
+//! 10. `cli` (the binary): parses flags, calls the library, maps errors to exit codes.
+//!
+//! [`rng`] and [`util`] are leaf helpers every stage may use. Known arrows that still
+//! point the wrong way (issue 13): `train` calls `rewrite::bn` for BN insertion and
+//! `train::Net` implements `validate::Runner`.
 pub mod agent;
 pub mod analysis;
 pub mod data;

@@ -517,3 +517,65 @@ fn resumed_latency_budgets_reuse_the_saved_table() {
     };
     assert!(e.contains("another model"), "{e}");
 }
+
+/// A folder of JPEGs of mixed sizes and aspect ratios (RGB), like a user's ImageNet-style data.
+fn mixed_size_folder(root: &std::path::Path) {
+    let mut seed = 7u32;
+    let mut next = || {
+        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        seed >> 16
+    };
+    for (split, n) in [("train", 24), ("val", 6)] {
+        for class in ["cat", "dog"] {
+            let d = root.join(split).join(class);
+            std::fs::create_dir_all(&d).unwrap();
+            for i in 0..n {
+                let (w, h) = (30 + next() % 70, 25 + next() % 60);
+                let img = image::RgbImage::from_fn(w, h, |x, y| {
+                    let v = if class == "cat" { (x * 255 / w) as u8 } else { (y * 255 / h) as u8 };
+                    image::Rgb([v, v / 2, 255 - v])
+                });
+                img.save(d.join(format!("{i}.jpg"))).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pets");
+    mixed_size_folder(&data);
+    // mnist_cnn takes 1x28x28: every JPEG is scaled, center-cropped and turned to luma.
+    let tiny = TINY
+        .replace("data: data/mnist5k", &format!("data: {}", data.display()))
+        .replace("reward-samples: 200", "reward-samples: 8");
+    let recipe = dir.path().join("folder.yaml");
+    std::fs::write(&recipe, tiny).unwrap();
+    let run = dir.path().join("run");
+    let (code, out, err) = rlal(&[
+        "prune",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pruned model:"), "{out}");
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(rep["test_samples"], 12);
+    // A crop fraction outside (0, 1] is a recipe error naming the field.
+    std::fs::write(&recipe, format!("{}crop-fraction: 1.5\n", TINY)).unwrap();
+    let (code, _, err) = rlal(&[
+        "prune",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("crop-fraction"), "{err}");
+}

@@ -254,6 +254,11 @@ pub struct Recipe {
     pub std: Vec<f32>,
     /// Pad-and-random-crop padding (0: off). Default 0.
     pub crop_pad: usize,
+    /// Image folders only: every image is scaled (aspect kept) so that the model's
+    /// input H x W is this fraction of it, then center-cropped to H x W (0.875 at 224:
+    /// torchvision's Resize(256) + CenterCrop(224); 1.0: the whole shorter side).
+    /// MNIST/CIFAR files have a fixed size and ignore it. Default 0.875.
+    pub crop_fraction: f32,
     /// Random horizontal flip. Default false.
     pub hflip: bool,
     /// `auto` (default), `on`, `off`: identity BN after convs lacking one.
@@ -324,6 +329,7 @@ impl Default for Recipe {
             mean: t.mean,
             std: t.std,
             crop_pad: 0,
+            crop_fraction: 0.875,
             hflip: false,
             insert_bn: InsertBn::Auto,
             keep_bn: false,
@@ -376,6 +382,7 @@ impl Recipe {
             mean: self.mean.clone(),
             std: self.std.clone(),
             crop_pad: self.crop_pad,
+            crop_fraction: self.crop_fraction,
             hflip: self.hflip,
             insert_bn: self.insert_bn,
             keep_bn: self.keep_bn,

@@ -362,6 +362,13 @@ pub fn summary(r: &Report) -> String {
         "\nMACs ratio {:.3}, params ratio {:.3} (budget: {} ratio {:.3}), speed-up {:.2}x at batch {}; masked accuracy before fine-tuning {:.2}%; best reward {:.2}% (epoch {}).\n",
         r.macs_ratio, r.params_ratio, r.budget, r.target_ratio, r.speedup, r.latency_batch, 100.0 * r.masked_accuracy, 100.0 * r.best_reward, r.best_epoch
     );
+    if let Some(changed) = r.final_choice_changed {
+        s += if changed {
+            "Re-scored on the final weights, another incumbent beat the one that led before: the pruned architecture is that one (selection: rescore).\n"
+        } else {
+            "Re-scored on the final weights, the leading incumbent stayed the best (selection: rescore).\n"
+        };
+    }
     if let Some(l) = &r.latency_budget {
         s += &format!(
             "Latency budget at batch {} ({} threads): target {:.3} ms; table estimate {:.3} ms unpruned, {:.3} ms pruned; measured {:.3} ms unpruned, {:.3} ms pruned.\n",

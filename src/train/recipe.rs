@@ -135,6 +135,11 @@ pub struct Recipe {
     pub std: Vec<f32>,
     /// Pad-and-random-crop padding (0: off). Default 0.
     pub crop_pad: usize,
+    /// Image folders only: every image is scaled (aspect kept) so that the model's
+    /// input H x W is this fraction of it, then center-cropped to H x W (0.875 at 224:
+    /// torchvision's Resize(256) + CenterCrop(224); 1.0: the whole shorter side).
+    /// MNIST/CIFAR files have a fixed size and ignore it. Default 0.875.
+    pub crop_fraction: f32,
     /// Random horizontal flip. Default false.
     pub hflip: bool,
     /// `auto` (default), `on`, `off`.
@@ -188,6 +193,7 @@ impl Default for Recipe {
             mean: vec![0.0],
             std: vec![1.0],
             crop_pad: 0,
+            crop_fraction: 0.875,
             hflip: false,
             insert_bn: InsertBn::Auto,
             keep_bn: false,
@@ -237,6 +243,9 @@ impl Recipe {
         }
         if self.batch_size == 0 {
             return bad("batch-size", "must be at least 1");
+        }
+        if !(self.crop_fraction > 0.0 && self.crop_fraction <= 1.0) {
+            return bad("crop-fraction", "must be in (0, 1]");
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", "must be a positive number");

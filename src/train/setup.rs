@@ -76,7 +76,15 @@ pub fn loaders(
     input: [usize; 3],
     classes: Option<usize>,
 ) -> Result<(Loader, Vec<usize>, Loader), TrainError> {
-    let pair = data::open_both(dir, &data::OpenOptions::default())?;
+    // Image folders are brought to the model's input size and channels.
+    let resize = data::ResizeMode::CenterCrop { crop_fraction: r.crop_fraction };
+    let opts = data::OpenOptions {
+        size: Some([input[1], input[2]]),
+        channels: Some(input[0]),
+        resize,
+        ..Default::default()
+    };
+    let pair = data::open_both(dir, &opts)?;
     for ds in [&pair.train, &pair.test] {
         match classes {
             Some(k) => data::check_model(&**ds, input, k)?,
