@@ -8,7 +8,7 @@ pub mod report;
 use crate::ir::infer::Facts;
 use crate::ir::ops::ChannelSpec;
 use crate::ir::passes::PassReport;
-use crate::ir::{Graph, IrError};
+use crate::ir::{Graph, IrError, NodeId};
 pub use channels::Group;
 pub use cost::CostModel;
 use std::path::Path;
@@ -153,4 +153,41 @@ fn analyse(
         .map_err(|source| AnalysisError::Ir { path: path.display().to_string(), source })?;
     let a = Analysis::new(&g, facts, passes);
     Ok((g, a))
+}
+
+/// The paper's search space (appendix A.1: the hidden channels of each block, block
+/// inputs and outputs kept). In a network with depthwise convolutions (inverted
+/// residuals, MobileNet) these are the prunable groups whose channels pass through a
+/// depthwise conv (expansion conv -> depthwise conv -> projection conv); in one without
+/// (ResNets, plain CNNs), every prunable group (residual Adds already fix the block
+/// outputs).
+pub fn block_layers(g: &Graph, an: &Analysis) -> Vec<Layer> {
+    let depthwise = |n: &NodeId| {
+        let node = &g.nodes[*n];
+        node.op_type == "Conv" && node.attr_int("group", 1).unwrap_or(1) > 1
+    };
+    let inner: Vec<&Layer> =
+        an.layers.iter().filter(|l| an.groups[l.group].passes.iter().any(depthwise)).collect();
+    if inner.is_empty() {
+        return an.layers.clone();
+    }
+    inner.into_iter().cloned().collect()
+}
+
+#[cfg(test)]
+mod block_tests {
+    use super::*;
+
+    #[test]
+    fn block_layers_are_the_papers_search_space() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs");
+        let (g, a) = import(&root.join("mobilenetv2_cifar.onnx"), &Default::default()).unwrap();
+        let b = block_layers(&g, &a);
+        // 20 prunable groups; the paper's 17 are the ones through a depthwise conv (block
+        // hidden channels): the two untied block outputs and the 1280-channel head go.
+        assert_eq!((a.layers.len(), b.len()), (20, 17));
+        assert!(b.iter().all(|l| l.channels != 1280 && l.channels != 320 && l.channels != 16));
+        let (g, a) = import(&root.join("resnet56_cifar.onnx"), &Default::default()).unwrap();
+        assert_eq!(block_layers(&g, &a).len(), a.layers.len());
+    }
 }

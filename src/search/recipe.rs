@@ -31,6 +31,14 @@ pub enum Policy {
     L1Global,
 }
 
+/// See [`Recipe::search_space`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SearchSpace {
+    All,
+    Blocks,
+}
+
 /// What an epoch does besides training the weights (module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -156,6 +164,11 @@ pub struct Recipe {
     pub channel_multiple: usize,
     /// `rlal` (default), `uniform`, `random`, `l1-global`.
     pub policy: Policy,
+    /// Which channel groups the search prunes: `all` (default: every prunable group the
+    /// analysis finds) or `blocks` (the paper's: the hidden channels of each block; for
+    /// MobileNetV2 the 17 groups that contain a depthwise conv instead of 20 with the
+    /// untied block outputs and the head; ResNets are the same either way).
+    pub search_space: SearchSpace,
     /// Total epochs of joint training (paper CIFAR-10: 200). Default 8.
     pub epochs: usize,
     /// Epochs of weights-only training before any episode (paper 10). Default 2.
@@ -290,6 +303,7 @@ impl Default for Recipe {
             max_prune_ratio: 0.9,
             channel_multiple: 1,
             policy: Policy::Rlal,
+            search_space: SearchSpace::All,
             epochs: 8,
             warmup_epochs: 2,
             buffer_epochs: 2,

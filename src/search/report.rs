@@ -175,6 +175,9 @@ pub struct LatencyBudget {
 pub struct Report {
     pub name: String,
     pub policy: String,
+    /// The recipe's `search-space` (`all` or `blocks`).
+    #[serde(default)]
+    pub search_space: String,
     pub model: String,
     pub data: String,
     /// Accuracy of the fine-tuned pruned model on the test split (engine below).
@@ -311,6 +314,7 @@ pub fn validate(
     Ok(Report {
         name: c.recipe.name.clone(),
         policy: c.recipe.policy.name().to_string(),
+        search_space: format!("{:?}", c.recipe.search_space).to_lowercase(),
         model: c.recipe.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
         data: c.recipe.data.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
         accuracy: p.accuracy,

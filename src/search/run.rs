@@ -8,7 +8,7 @@
 //! checkpoints into `<run>/checkpoints/finetune/`. `--resume` continues from
 //! there and reaches the same result as an uninterrupted run (same seed,
 //! device and thread count).
-use super::recipe::{Policy, Recipe, RewardEngine};
+use super::recipe::{Policy, Recipe, RewardEngine, SearchSpace};
 use super::report::{self, EpochRow, LayerChoice};
 use super::reward::{self, RewardSet};
 use super::SearchError;
@@ -279,6 +279,10 @@ pub fn prepare(
         .map_err(|e| SearchError::Input(e.into()))?;
     let bad_budget =
         |e: crate::agent::BudgetError| SearchError::Input(anyhow!("{}: {e}", model.display()));
+    let layers = match r.search_space {
+        SearchSpace::All => an.layers.clone(),
+        SearchSpace::Blocks => analysis::block_layers(&g, &an),
+    };
     let mut budget = if r.metric() == Metric::Latency {
         let t = match table.filter(|p| p.exists()) {
             Some(p) => latency::load(p).map_err(SearchError::Job)?,
@@ -293,17 +297,11 @@ pub fn prepare(
             )
             .map_err(SearchError::Job)?,
         };
-        Budget::with_latency(an.cost.clone(), an.layers.clone(), t, r.ratio(), r.max_prune_ratio)
+        Budget::with_latency(an.cost.clone(), layers, t, r.ratio(), r.max_prune_ratio)
             .map_err(bad_budget)?
     } else {
-        Budget::with_metric(
-            an.cost.clone(),
-            an.layers.clone(),
-            r.metric(),
-            r.ratio(),
-            r.max_prune_ratio,
-        )
-        .map_err(bad_budget)?
+        Budget::with_metric(an.cost.clone(), layers, r.metric(), r.ratio(), r.max_prune_ratio)
+            .map_err(bad_budget)?
     };
     budget.set_multiple(r.channel_multiple).map_err(bad_budget)?;
     Ok((g, an, budget))
@@ -607,7 +605,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
     let ort_ok = ort_usable(r, device);
     if o.progress {
         eprintln!(
-            "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers, {} train / {} reward / {} test images, {} epochs on {:?}, rewards in {}",
+            "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers (search space {:?}), {} train / {} reward / {} test images, {} epochs on {:?}, rewards in {}",
             r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             100.0 * r.ratio(),
             budget.full(),
@@ -615,6 +613,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             budget.target,
             r.policy.name(),
             budget.layers.len(),
+            r.search_space,
             train.num_samples(),
             holdout.num_samples(),
             test.num_samples(),
