@@ -434,9 +434,13 @@ impl Budget {
     /// [`Budget::multiple`] (or the full width) inside the bounds (there always is one:
     /// both bounds are allowed widths).
     pub fn apply(&self, kept: &[usize], a: f32) -> usize {
+        self.apply_within(kept, a, self.keep_bounds(kept))
+    }
+
+    /// [`Budget::apply`] with the layer's bounds already computed by [`Budget::keep_bounds`].
+    pub fn apply_within(&self, kept: &[usize], a: f32, (lo, hi): (usize, usize)) -> usize {
         let c = self.layers[kept.len()].channels;
         let removed = ((a.clamp(0.0, 1.0) as f64) * c as f64).floor() as usize;
-        let (lo, hi) = self.keep_bounds(kept);
         let k = (c - removed.min(c)).clamp(lo, hi);
         self.aligned(k, c, lo, hi)
     }

@@ -132,7 +132,7 @@ impl EnvModel {
             ("emb.weight", g.emb),
         ] {
             let v = &vars[name];
-            sur = sur + (v * grad).sum(Kind::Float);
+            sur += (v * grad).sum(Kind::Float);
         }
         sur.backward();
         loss.double_value(&[])

@@ -312,7 +312,7 @@ impl Agent {
     ) -> usize {
         let u = u.clamp(0.0, 1.0) as f64;
         let k = match self.cfg.action_map {
-            ActionMap::Clip => return budget.apply(kept, u as f32),
+            ActionMap::Clip => return budget.apply_within(kept, u as f32, (lo, hi)),
             ActionMap::Affine => hi - ((u * (hi - lo + 1) as f64).floor() as usize).min(hi - lo),
             ActionMap::Fair => {
                 let f = fair.clamp(lo as f64, hi as f64);

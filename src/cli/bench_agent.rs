@@ -119,8 +119,11 @@ pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
     let r = recipe(&a)?;
     if a.seeds == 0
         || a.methods.is_empty()
-        || !(a.drift >= 0.0)
-        || !(a.uniform_drop > 0.0 && a.uniform_drop < 1.0)
+        || a.drift.is_nan()
+        || a.drift < 0.0
+        || a.uniform_drop.is_nan()
+        || a.uniform_drop <= 0.0
+        || a.uniform_drop >= 1.0
     {
         return Err(Failure::input(anyhow::anyhow!(
             "--seeds and --methods must not be empty, --drift >= 0, --uniform-drop in (0, 1)"

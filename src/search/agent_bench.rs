@@ -364,6 +364,8 @@ pub fn run(
     let mut noise = Rng::new(seed).fork(0x7e57);
     let (k, rescore) = (r.kept_incumbents(), r.selection == Selection::Rescore);
     let mut inc = Incumbents::default();
+    // Uniform pruning's one architecture (the others ignore it).
+    let uniform = super::reward::uniform_kept(budget);
     let regret = |kept: &[usize]| opt_final.value - surface.value(last, kept);
     let mut rows = Vec::new();
     for t in 0..r.epochs {
@@ -378,7 +380,7 @@ pub fn run(
             let mut rewards = Vec::new();
             for _ in 0..if method == Method::Uniform { 1 } else { r.episodes_per_epoch } {
                 let (kept, ep) = match method {
-                    Method::Uniform => (super::reward::uniform_kept(budget), None),
+                    Method::Uniform => (uniform.clone(), None),
                     _ => {
                         let ep = agent.episode(
                             budget,
@@ -412,8 +414,7 @@ pub fn run(
         && inc
             .rescore(r.epochs, |kept| Ok::<_, ()>(surface.sample(last, kept, &mut noise)))
             .unwrap_or(false);
-    let final_kept =
-        inc.best().map(|b| b.kept.clone()).unwrap_or_else(|| super::reward::uniform_kept(budget));
+    let final_kept = inc.best().map(|b| b.kept.clone()).unwrap_or(uniform);
     Trace {
         method,
         seed,

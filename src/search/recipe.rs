@@ -601,5 +601,30 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("bogus"), "{e}");
+        // The agent and selection fields: bad values name the field (and the line).
+        let base = "model: a.onnx\ndata: d\nmacs-ratio: 0.5\n";
+        let check = |extra: &str| Recipe::parse(&format!("{base}{extra}")).and_then(|r| r.check());
+        let e = check("incumbents: 0\n").unwrap_err();
+        assert!(e.contains("'incumbents'"), "{e}");
+        let e = check("agent:\n  gamma: 1.5\n").unwrap_err();
+        assert!(e.contains("'agent.gamma'"), "{e}");
+        let e = check("agent:\n  batch-size: 0\n").unwrap_err();
+        assert!(e.contains("'agent.batch-size'"), "{e}");
+        for (extra, field) in [
+            ("selection: best\n", "line 4"),
+            ("search-space: hidden\n", "line 4"),
+            ("agent:\n  action-map: linear\n", "line 5"),
+            ("agent:\n  reward-norm: batch\n", "line 5"),
+        ] {
+            let e = check(extra).unwrap_err();
+            assert!(e.contains(field) && e.contains("unknown variant"), "{extra}: {e}");
+        }
+        let r = Recipe::parse(&format!("{base}search-space: blocks\nagent:\n  credit: terminal\n"))
+            .unwrap();
+        r.check().unwrap();
+        assert_eq!(
+            (r.search_space, r.agent.credit),
+            (SearchSpace::Blocks, crate::agent::Credit::Terminal)
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! checkpoints into `<run>/checkpoints/finetune/`. `--resume` continues from
 //! there and reaches the same result as an uninterrupted run (same seed,
 //! device and thread count).
-use super::recipe::{Policy, Recipe, RewardEngine, SearchSpace};
+use super::recipe::{Phase, Policy, Recipe, RewardEngine, SearchSpace};
 use super::report::{self, EpochRow, LayerChoice};
 use super::reward::{self, RewardSet};
 use super::SearchError;
@@ -705,7 +705,8 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         let (tr, train_secs) = trained?;
         // ---- episodes on the frozen weights ----
         let t1 = Instant::now();
-        let searching = t >= r.warmup_epochs && t < r.agent_epochs;
+        let phase = r.phase(t);
+        let searching = phase.searching();
         let mut row = EpochRow {
             epoch: t + 1,
             lr: tr.lr,
@@ -727,16 +728,8 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             let episodes: Vec<(Vec<usize>, Option<crate::agent::Episode>)> = match r.policy {
                 Policy::Rlal | Policy::Random => {
                     let explore =
-                        if r.policy == Policy::Random || t < r.warmup_epochs + r.buffer_epochs {
-                            Explore::Random
-                        } else {
-                            Explore::Policy
-                        };
-                    row.phase = if explore == Explore::Random && r.policy == Policy::Rlal {
-                        "buffer".into()
-                    } else {
-                        "agent".into()
-                    };
+                        if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
+                    row.phase = phase.name().into();
                     (0..r.episodes_per_epoch)
                         .map(|_| {
                             let ep = agent.episode(&budget, t, &mut rng, explore);
@@ -796,7 +789,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 freeze: freeze_secs,
                 ..rset.take_stages()
             });
-            if r.policy == Policy::Rlal && t >= r.warmup_epochs + r.buffer_epochs {
+            if phase == Phase::Agent {
                 if overlap && t + 1 < r.epochs {
                     defer = true;
                 } else {

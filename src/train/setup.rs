@@ -69,7 +69,6 @@ const TRAIN_SUBSET: u64 = 0x7452_5355_4253_4554;
 
 /// Train loader (minus `holdout` images, at most `train-samples`), holdout indices and
 /// test loader for a recipe.
-
 pub fn loaders(
     r: &Recipe,
     dir: &Path,
