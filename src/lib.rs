@@ -15,12 +15,15 @@
 //!    agent benchmark, joining the stages above;
 //! 10. `cli` (the binary): parses flags, calls the library, maps errors to exit codes.
 //!
-//! [`rng`] and [`util`] are leaf helpers every stage may use. Known arrows that still
+//! [`rng`] and [`util`] are leaf helpers every stage may use; [`dist`] (MPI/NCCL
+//! processes of a data-parallel job, loaded at run time) is infrastructure below
+//! `train`, used by the training step and the search. Known arrows that still
 //! point the wrong way (issue 13): `train` calls `rewrite::bn` for BN insertion and
 //! `train::Net` implements `validate::Runner`.
 pub mod agent;
 pub mod analysis;
 pub mod data;
+pub mod dist;
 pub mod ir;
 pub mod onnx;
 pub mod rewrite;

@@ -28,11 +28,31 @@ fn tune_malloc() {
 fn main() {
     tune_malloc();
     let args = cli::Cli::parse();
+    // Under mpirun/srun: join the job before any other thread or CUDA work.
+    let world = match rlal::dist::init_from_env() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let prefix = world.map(|w| w.prefix()).unwrap_or_default();
+    if !rlal::dist::is_root() {
+        // One rank reports progress; the others speak only on errors.
+        rlal::util::set_quiet(true);
+    }
     if let Err(e) = cli::run(args) {
-        eprintln!("error: {}", e.error);
+        eprintln!("error: {prefix}{}", e.error);
         for cause in e.error.chain().skip(1) {
             eprintln!("  cause: {cause}");
         }
-        std::process::exit(e.code);
+        match rlal::dist::parallel() {
+            // The other ranks would wait for this one in their next collective: end them all.
+            Some(w) => w.abort(e.code),
+            None => std::process::exit(e.code),
+        }
+    }
+    if let Some(w) = world {
+        w.finalize();
     }
 }

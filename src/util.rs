@@ -24,6 +24,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     res
 }
 
+/// Keeps the first `n` lines of a JSON-lines file (the epochs a checkpoint covers) and
+/// returns them; a missing file is an empty one.
+pub fn truncate_lines(path: &Path, n: usize) -> std::io::Result<Vec<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    let lines: Vec<String> = text.lines().take(n).map(str::to_string).collect();
+    let mut body = lines.join("\n");
+    if !body.is_empty() {
+        body.push('\n');
+    }
+    write_atomic(path, body.as_bytes())?;
+    Ok(lines)
+}
+
 /// Set by the CLI's `--quiet`: no progress display at all.
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 

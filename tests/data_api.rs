@@ -56,6 +56,25 @@ fn image_folder_pipeline_is_deterministic() {
     assert_eq!(a[3].shape, [3, 3, 8, 8]);
     assert_eq!(run(2), a);
     assert_eq!(run(3), a);
+
+    // Data-parallel shards: the ranks' batches b, in rank order, are the one-process
+    // batch b (same samples, same augmentation), for 2 and 3 ranks; 15 = 3x4 + 3,
+    // so with 4 ranks the last global batch (3 images) is dropped.
+    let cfg = LoaderConfig { batch_size: 4, seed: 11, workers: 1, ..Default::default() };
+    let whole = Loader::new(pair.train.clone(), train.clone(), tf.clone(), cfg).unwrap();
+    for world in [2, 3, 4] {
+        let shards: Vec<Vec<_>> = (0..world)
+            .map(|r| whole.sharded(r, world).epoch(2).collect::<Result<Vec<_>, _>>().unwrap())
+            .collect();
+        let nb = if world == 4 { 3 } else { 4 };
+        for (b, one) in a.iter().enumerate().take(nb) {
+            let data: Vec<f32> = shards.iter().flat_map(|s| s[b].data.clone()).collect();
+            let labels: Vec<i64> = shards.iter().flat_map(|s| s[b].labels.clone()).collect();
+            assert_eq!((&data, &labels), (&one.data, &one.labels), "{world} ranks, batch {b}");
+            assert!(shards.iter().all(|s| s[b].global == one.labels.len()));
+        }
+        assert!(shards.iter().all(|s| s.len() == nb), "{world} ranks");
+    }
 }
 
 #[test]

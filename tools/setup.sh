@@ -8,6 +8,9 @@
 #                            also Fashion-MNIST (60k/10k, IDX gz) from Debian's
 #                            dataset-fashion-mnist package (apt-get, as root), linked
 #                            as data/fashion-mnist (docs/RESULTS.md uses it).
+#   tools/setup.sh --mpi     also Open MPI (Debian's openmpi-bin, apt-get as root) for
+#                            multi-process runs (mpirun -np N rlal ...) and their tests;
+#                            rlal loads libmpi at run time, so the build never needs it.
 #   tools/setup.sh --ref     also the reference venv (.venv-ref: full torch +
 #                            torchvision + onnx) used by tools/make_graphs.py and the
 #                            PyTorch reference benchmarks. ~5 GB, not needed to build.
@@ -33,11 +36,13 @@ CUDA_CUPTI=nvidia-cuda-cupti==13.0.85
 
 WANT_REF=0
 WANT_FASHION=0
+WANT_MPI=0
 for a in "$@"; do
   case "$a" in
     --ref) WANT_REF=1 ;;
     --fashion-mnist) WANT_FASHION=1 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --mpi) WANT_MPI=1 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "setup: unknown option '$a' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -142,14 +147,27 @@ fi
 
 # ---------------------------------------------------------------- Fashion-MNIST
 FASHION=/usr/share/datasets/fashion-mnist
+# apt_install PKG...: Debian packages (as root, or through sudo), with one index refresh on failure.
+apt_install() {
+  command -v apt-get >/dev/null || { echo "setup: installing $* needs apt-get (Debian/Ubuntu)" >&2; return 1; }
+  local SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null \
+    || { $SUDO apt-get update -q >/dev/null && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null; } \
+    || { echo "setup: apt-get install $* failed" >&2; return 1; }
+}
+
+if [ "$WANT_MPI" = 1 ]; then
+  if ! mpirun --version 2>/dev/null | grep -q "Open MPI"; then
+    say "installing Open MPI (Debian's openmpi-bin, apt-get)"
+    apt_install openmpi-bin || exit 1
+  fi
+  say "Open MPI: $(mpirun --version 2>/dev/null | head -1)"
+fi
+
 if [ "$WANT_FASHION" = 1 ]; then
   if [ ! -f "$FASHION/train-images-idx3-ubyte.gz" ]; then
     say "installing Debian's dataset-fashion-mnist (apt-get)"
-    command -v apt-get >/dev/null || { echo "setup: --fashion-mnist needs apt-get (Debian/Ubuntu)" >&2; exit 1; }
-    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-    $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null \
-      || { $SUDO apt-get update -q >/dev/null && $SUDO apt-get install -y -q dataset-fashion-mnist >/dev/null; } \
-      || { echo "setup: apt-get install dataset-fashion-mnist failed" >&2; exit 1; }
+    apt_install dataset-fashion-mnist || exit 1
   fi
   ln -sfn "$FASHION" data/fashion-mnist
   say "data/fashion-mnist -> $FASHION (60000 train / 10000 test, 28x28)"

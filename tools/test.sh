@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The README's test command: setup (idempotent), formatting check, then the whole test suite.
+# The README's test command: setup (idempotent; with Open MPI for the multi-process tests),
+# formatting check, then the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tools/setup.sh
+bash tools/setup.sh --mpi
+# Open MPI is installed by setup (as root): the multi-process tests must then run, not skip.
+if [ "$(id -u)" = 0 ]; then export RLAL_REQUIRE_MPI=1; fi
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --check || { echo "test: cargo fmt --check failed (run cargo fmt)" >&2; exit 1; }
 else

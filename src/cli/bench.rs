@@ -11,12 +11,14 @@
 use super::{parse_dims, Failure};
 use anyhow::Context;
 use rlal::analysis::{self, ImportOptions};
-use rlal::train::optim::{Sgd, SgdConfig};
+use rlal::train::optim::SgdConfig;
 use rlal::train::recipe::{DeviceKind, InsertBn};
+use rlal::train::schedule::Decay;
+use rlal::train::trainer::{OptimConfig, Trainer};
 use rlal::train::{setup, Net};
 use std::path::PathBuf;
 use std::time::Instant;
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::{Device, Kind, Tensor};
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
@@ -277,19 +279,17 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
         }
     };
     let y = Tensor::randint(classes.max(1) as i64, [a.batch as i64], (Kind::Int64, device));
-    let params = net.trainable();
-    let trainable_params: i64 = params.iter().map(|(_, t)| t.numel() as i64).sum();
-    let mut sgd =
-        Sgd::new(params, SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 1e-4 })
-            .with_loss_scaling(net.low_kind() == Some(Kind::Half));
-    let mut step = || -> anyhow::Result<f64> {
-        let logits = net.forward_t(&x, true)?;
-        let loss = logits.f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, 0.0)?;
-        sgd.zero_grad();
-        sgd.backward(&loss)?;
-        sgd.step(0.01);
-        Ok(loss.f_double_value(&[])?)
+    let trainable_params: i64 = net.trainable().iter().map(|(_, t)| t.numel() as i64).sum();
+    let optim = OptimConfig {
+        lr: 0.01,
+        min_lr: 0.01,
+        warmup_epochs: 0.0,
+        decay: Decay::Constant,
+        sgd: SgdConfig { momentum: 0.9, nesterov: false, weight_decay: 1e-4 },
+        label_smoothing: 0.0,
     };
+    let mut tr = Trainer::new(&net, &optim, 1, 1);
+    let mut step = || -> anyhow::Result<f64> { Ok(tr.step(&mut net, &x, &y, a.batch, None)?.loss) };
     let mut final_loss = f64::NAN;
     for _ in 0..a.warmup {
         final_loss = step().with_context(ctx).map_err(Failure::job)?;
@@ -412,10 +412,9 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
 
     // Weight training: the run's step, data loading included, with the alignment penalty
     // of the search epochs (here towards the uniform policy at the budget).
-    let mut sgd = Sgd::new(
-        net.trainable(),
-        SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay },
-    );
+    let mut optim = r.train_recipe(r.epochs).optim();
+    (optim.lr, optim.warmup_epochs, optim.decay) = (r.lr.min(0.05), 0.0, Decay::Constant);
+    let mut tr = Trainer::new(&net, &optim, 1, train.num_batches());
     let align = if r.alignment && r.beta > 0.0 {
         let ks = rlal::search::reward::keep_sets(
             &net,
@@ -429,13 +428,8 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     } else {
         None
     };
-    let step = Step {
-        lr: r.lr.min(0.05),
-        align: align.as_ref().map(|(v, b)| (v, *b)),
-        label_smoothing: r.label_smoothing,
-        device,
-    };
-    let (seen, secs) = timed_training(&mut net, &mut sgd, &train, a.train_batches, &step)?;
+    let step = Step { align: align.as_ref().map(|(v, b)| (v, *b)), device };
+    let (seen, secs) = timed_training(&mut net, &mut tr, &train, a.train_batches, &step)?;
     if seen == 0 {
         return Err(Failure::input(anyhow::anyhow!(
             "{}: too few training images for one timed batch",
@@ -471,7 +465,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         agent.remember(ep, acc as f32);
     }
     let st = rset.take_stages();
-    let (seen2, secs2) = timed_training(&mut net, &mut sgd, &train, a.train_batches, &step)?;
+    let (seen2, secs2) = timed_training(&mut net, &mut tr, &train, a.train_batches, &step)?;
     let rate_after = seen2 as f64 / secs2;
     let train_rate = (seen + seen2) as f64 / (secs + secs2);
     // Agent updates as in the last agent epoch: the buffer holds P random episodes of
@@ -515,7 +509,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
                     for b in train.epoch(e) {
                         images += train_batch(
                             &mut net,
-                            &mut sgd,
+                            &mut tr,
                             &b.context("loading a training batch").map_err(Failure::job)?,
                             &step,
                         )?;
@@ -644,11 +638,9 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// One training step of a search epoch: learning rate, alignment target and β, label smoothing, device.
+/// One training step of a search epoch: alignment target and β, device.
 struct Step<'a> {
-    lr: f64,
     align: Option<(&'a rlal::train::masks::GroupLasso, f64)>,
-    label_smoothing: f64,
     device: tch::Device,
 }
 
@@ -656,7 +648,7 @@ struct Step<'a> {
 /// step, data loading included: images and seconds.
 fn timed_training(
     net: &mut Net,
-    sgd: &mut Sgd,
+    tr: &mut Trainer,
     train: &rlal::data::Loader,
     batches: usize,
     step: &Step,
@@ -666,7 +658,7 @@ fn timed_training(
     for (i, b) in train.epoch(0).enumerate().take(batches + 2) {
         let n = train_batch(
             net,
-            sgd,
+            tr,
             &b.context("loading a training batch").map_err(Failure::job)?,
             step,
         )?;
@@ -679,14 +671,16 @@ fn timed_training(
     Ok((seen, secs))
 }
 
-/// One training step of `rlal prune` ([`rlal::search::run::train_step`]), synchronised: its images.
+/// One training step of `rlal prune`'s joint epochs ([`Trainer::step_batch`] with the
+/// alignment penalty), synchronised: its images.
 fn train_batch(
     net: &mut Net,
-    sgd: &mut Sgd,
+    tr: &mut Trainer,
     b: &rlal::data::Batch,
     step: &Step,
 ) -> Result<usize, Failure> {
-    rlal::search::run::train_step(net, sgd, b, step.lr, step.align, step.label_smoothing)
+    let mut pen = |n: &Net| Ok(step.align.map(|(g, beta)| g.penalty(n) * beta));
+    tr.step_batch(net, b, Some(&mut pen))
         .map_err(|e| Failure::job(anyhow::anyhow!("training step: {e}")))?;
     sync(step.device);
     Ok(b.labels.len())

@@ -56,13 +56,15 @@ impl Failure {
 }
 
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    rlal::util::set_quiet(cli.quiet);
+    // In a multi-rank job only rank 0 reports progress.
+    let quiet = cli.quiet || !rlal::dist::is_root();
+    rlal::util::set_quiet(quiet);
     match cli.command {
         Command::Import(a) => import::run(a),
         Command::Export(a) => export::run(a),
-        Command::Train(a) => train::run(TrainArgs { quiet: cli.quiet, ..a }),
+        Command::Train(a) => train::run(TrainArgs { quiet, ..a }),
         Command::Eval(a) => eval::run(a),
-        Command::Prune(a) => prune::run(PruneArgs { quiet: cli.quiet, ..a }),
+        Command::Prune(a) => prune::run(PruneArgs { quiet, ..a }),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -200,6 +200,7 @@ pub fn run(a: PruneArgs) -> Result<(), Failure> {
         &RunOptions { run_dir: run_dir.clone(), progress: !a.quiet, resume: a.resume.is_some() },
     )
     .map_err(failure)?;
+    let Some(rep) = rep else { return Ok(()) };
     println!("{}", search::report::summary(&rep));
     println!("pruned model: {}\nreport: {} (and report.md, metrics.jsonl, best_policy.yaml, rewards.svg, accuracy.svg, layers.svg)", run_dir.join("pruned.onnx").display(), run_dir.join("report.json").display());
     Ok(())

@@ -4,7 +4,7 @@ use super::{parse_dims, Failure};
 use anyhow::Context;
 use rlal::analysis::{self, ImportOptions};
 use rlal::train::recipe::{DeviceKind, InsertBn, Recipe, ScheduleKind};
-use rlal::train::{optim::SgdConfig, setup, trainer, Net};
+use rlal::train::{setup, trainer, Net};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -133,6 +133,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
         .map_err(Failure::input)?;
     let (train, holdout, test) =
         setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
+    let train = trainer::shard(train);
     let mut net = Net::new(&g, &an, device)
         .with_context(|| format!("building the network from {}", model.display()))
         .map_err(Failure::input)?;
@@ -156,12 +157,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     }
     let cfg = trainer::TrainConfig {
         epochs: r.epochs,
-        lr: r.lr,
-        min_lr: r.min_lr,
-        warmup_epochs: r.warmup_epochs,
-        decay: r.decay(),
-        sgd: SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay },
-        label_smoothing: r.label_smoothing,
+        optim: r.optim(),
         eval_every: r.eval_every,
         checkpoint_dir: r.checkpoint_dir.clone(),
         resume: a.resume,
@@ -175,8 +171,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
         )));
     }
     let t0 = std::time::Instant::now();
-    let metrics =
-        trainer::train(&mut net, &train, Some(&test), &cfg, None).map_err(Failure::job)?;
+    let metrics = trainer::train(&mut net, &train, Some(&test), &cfg).map_err(Failure::job)?;
     let mut out_g = net.export().map_err(Failure::job)?;
     let folded = if r.keep_bn { 0 } else { rlal::rewrite::bn::fold_bn(&mut out_g) };
     let output = r.output.clone().unwrap_or_else(|| {
@@ -189,6 +184,9 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
             .to_string();
         PathBuf::from(format!("{stem}_trained.onnx"))
     });
+    if !rlal::dist::is_root() {
+        return Ok(());
+    }
     rlal::onnx::save(&out_g, &output)
         .with_context(|| format!("writing {}", output.display()))
         .map_err(Failure::job)?;

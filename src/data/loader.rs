@@ -31,6 +31,65 @@ pub struct Batch {
     pub labels: Vec<i64>,
     /// Dataset indices of the samples, `N` values.
     pub indices: Vec<usize>,
+    /// Samples of the whole (global) batch this one is a shard of; `N` unsharded.
+    pub global: usize,
+}
+
+/// Loader worker threads as a recipe gives them: `auto` or a count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Workers {
+    /// The cores left to this process after its training threads (at least 1).
+    #[default]
+    Auto,
+    Count(usize),
+}
+
+impl Workers {
+    /// The thread count on a process with `cores` cores (its share of the node) that
+    /// trains with `threads` libtorch threads (0: libtorch's default, all cores).
+    pub fn resolve(self, cores: usize, threads: usize) -> usize {
+        match self {
+            Workers::Count(n) => n,
+            Workers::Auto if threads == 0 => 1,
+            Workers::Auto => cores.saturating_sub(threads).max(1),
+        }
+    }
+}
+
+impl serde::Serialize for Workers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Workers::Auto => s.serialize_str("auto"),
+            Workers::Count(n) => s.serialize_u64(*n as u64),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Workers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Workers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`auto` or a number of threads")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Workers, E> {
+                Ok(Workers::Count(v as usize))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Workers, E> {
+                usize::try_from(v)
+                    .map(Workers::Count)
+                    .map_err(|_| E::custom(format!("{v} workers: expected `auto` or a count >= 0")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Workers, E> {
+                match v {
+                    "auto" => Ok(Workers::Auto),
+                    _ => Err(E::custom(format!("'{v}': expected `auto` or a number of threads"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Loader settings.
@@ -76,6 +135,8 @@ struct Inner {
     indices: Vec<usize>,
     tf: Transform,
     cfg: LoaderConfig,
+    /// (rank, world): this loader yields rank's contiguous share of every global batch.
+    shard: (usize, usize),
 }
 
 impl Loader {
@@ -105,7 +166,30 @@ impl Loader {
                 what: "loader index list".into(),
             });
         }
-        Ok(Loader { inner: Arc::new(Inner { ds, indices, tf, cfg }) })
+        Ok(Loader { inner: Arc::new(Inner { ds, indices, tf, cfg, shard: (0, 1) }) })
+    }
+
+    /// The same epochs split for data-parallel training: batch `b` holds rank `rank`'s
+    /// contiguous share (of `world`) of global batch `b`, the global batch as one
+    /// process builds it with the same seed (same order, same augmentation of each
+    /// sample), so the shards of all ranks make up exactly one process's batch. A
+    /// final global batch with fewer samples than ranks is dropped.
+    pub fn sharded(&self, rank: usize, world: usize) -> Loader {
+        let i = &self.inner;
+        let shard = (rank.min(world.max(1) - 1), world.max(1));
+        let inner = Inner {
+            ds: i.ds.clone(),
+            indices: i.indices.clone(),
+            tf: i.tf.clone(),
+            cfg: i.cfg.clone(),
+            shard,
+        };
+        Loader { inner: Arc::new(inner) }
+    }
+
+    /// (rank, world) of a [`Loader::sharded`] loader; (0, 1) otherwise.
+    pub fn shard(&self) -> (usize, usize) {
+        self.inner.shard
     }
 
     /// A loader over every sample of `ds`.
@@ -202,7 +286,7 @@ impl Loader {
 impl Inner {
     fn num_batches(&self) -> usize {
         let (n, b) = (self.indices.len(), self.cfg.batch_size);
-        if self.cfg.drop_last {
+        if self.cfg.drop_last || (n % b > 0 && n % b < self.shard.1) {
             n / b
         } else {
             n.div_ceil(b)
@@ -219,9 +303,11 @@ impl Inner {
 
     fn build(&self, order: &[usize], epoch: u64, b: usize) -> Result<Batch, DataError> {
         let bs = self.cfg.batch_size;
-        let start = b * bs;
-        let end = (start + bs).min(order.len());
-        if start >= end {
+        let (gstart, gend) = (b * bs, ((b + 1) * bs).min(order.len()));
+        let global = gend.saturating_sub(gstart);
+        let (rank, world) = self.shard;
+        let (start, end) = (gstart + global * rank / world, gstart + global * (rank + 1) / world);
+        if start >= end || b >= self.num_batches() {
             return Err(DataError::Config {
                 path: self.ds.source().into(),
                 reason: format!(
@@ -258,6 +344,7 @@ impl Inner {
             shape: [n, shape[0], shape[1], shape[2]],
             labels,
             indices: order[start..end].to_vec(),
+            global,
         })
     }
 }

@@ -42,7 +42,7 @@ pub use check::{check_input, check_labels, check_model};
 pub use detect::{detect, Format};
 pub use error::DataError;
 pub use folder::ResizeMode;
-pub use loader::{Batch, Batches, Loader, LoaderConfig};
+pub use loader::{Batch, Batches, Loader, LoaderConfig, Workers};
 pub use memory::InMemoryDataset;
 pub use split::{split_holdout, split_holdout_labels};
 pub use transform::{Normalize, Transform};

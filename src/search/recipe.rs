@@ -13,6 +13,7 @@
 pub use super::best::Selection;
 use crate::agent::AgentConfig;
 pub use crate::agent::Overlap;
+use crate::data::Workers;
 use crate::train::recipe::{DeviceKind, InsertBn, Precision, Recipe as TrainRecipe, ScheduleKind};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -257,8 +258,9 @@ pub struct Recipe {
     pub seed: u64,
     /// libtorch intra-op threads (also ONNX Runtime's); 0: default. Default 0.
     pub threads: usize,
-    /// Data loader worker threads. Default 1.
-    pub workers: usize,
+    /// Data loader worker threads: `auto` (the cores left after `threads`, at least 1)
+    /// or a count. Default auto.
+    pub workers: Workers,
     /// Pixel scale before normalisation. Default 1/255.
     pub scale: f32,
     /// Per-channel mean. Default [0].

@@ -18,19 +18,16 @@ use crate::analysis::{self, Analysis, ImportOptions};
 use crate::data::{Loader, LoaderConfig, Normalize, Transform};
 use crate::ir::Graph;
 use crate::rng::Rng;
-use crate::train::checkpoint::fingerprint;
+use crate::train::checkpoint::{self, fingerprint, CheckpointState};
 use crate::train::masks::GroupLasso;
-use crate::train::optim::{Sgd, SgdConfig};
-use crate::train::schedule::Schedule;
-use crate::train::trainer::{self, batch_tensors, TrainConfig};
+use crate::train::trainer::{self, TrainConfig, Trainer};
 use crate::train::{evaluate, setup, Net};
 use anyhow::{anyhow, Context};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Kind, Reduction, Tensor};
+use tch::Tensor;
 
 /// Where and how verbosely to run.
 #[derive(Clone, Debug)]
@@ -61,80 +58,42 @@ struct SearchState {
     tensors: String,
     /// Fingerprint of the network the weights belong to.
     graph: String,
+    /// Ranks of the job that wrote it (a resume needs the same).
+    #[serde(default = "one")]
+    world: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 const CKPT: &str = "checkpoints";
 
-/// The network's part of a checkpoint: weights `net.*` and SGD momenta `sgd.*`.
-fn net_tensors(net: &Net, sgd: &Sgd) -> Vec<(String, Tensor)> {
-    let mut named: Vec<(String, Tensor)> =
-        net.var_store().variables().into_iter().map(|(n, t)| (format!("net.{n}"), t)).collect();
-    named.extend(sgd.buffers().into_iter().map(|(n, t)| (format!("sgd.{n}"), t)));
-    named
-}
-
-fn save_checkpoint(
-    dir: &Path,
-    mut named: Vec<(String, Tensor)>,
-    agent: &Agent,
-    st: &SearchState,
-) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    named.extend(agent.tensors());
-    named.sort_by(|a, b| a.0.cmp(&b.0));
-    let file = dir.join(&st.tensors);
-    let tmp = dir.join(format!(".{}.tmp", st.tensors));
-    Tensor::save_multi(&named, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
-    let old: Option<SearchState> =
-        std::fs::read(dir.join("search.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    crate::util::write_atomic(&dir.join("search.json"), &serde_json::to_vec(st)?)
-        .with_context(|| format!("writing {}", dir.join("search.json").display()))?;
-    if let Some(old) = old.filter(|o| o.tensors != st.tensors) {
-        let _ = std::fs::remove_file(dir.join(old.tensors));
+impl CheckpointState for SearchState {
+    fn tensors(&self) -> &str {
+        &self.tensors
     }
-    Ok(())
+    fn graph(&self) -> &str {
+        &self.graph
+    }
 }
 
+/// File name of the joint phase's state in the checkpoint directory.
+const SEARCH_STATE: &str = "search.json";
+
+/// Restores the joint phase from `dir` (None: no checkpoint there).
 fn load_checkpoint(
     dir: &Path,
     net: &mut Net,
-    sgd: &mut Sgd,
+    tr: &mut Trainer,
     agent: &mut Agent,
 ) -> anyhow::Result<Option<SearchState>> {
-    let sp = dir.join("search.json");
-    if !sp.exists() {
+    let Some((st, all)) = checkpoint::load::<SearchState>(dir, SEARCH_STATE, net)? else {
         return Ok(None);
-    }
-    let st: SearchState = serde_json::from_slice(
-        &std::fs::read(&sp).with_context(|| format!("reading {}", sp.display()))?,
-    )
-    .with_context(|| format!("{}: not a search checkpoint", sp.display()))?;
-    if st.graph != fingerprint(net) {
-        anyhow::bail!(
-            "{}: the checkpoint belongs to another network ({}; the recipe's model gives {})",
-            sp.display(),
-            st.graph,
-            fingerprint(net)
-        );
-    }
+    };
     let p = dir.join(&st.tensors);
-    let all: HashMap<String, Tensor> = Tensor::load_multi(&p)
-        .with_context(|| format!("reading {}", p.display()))?
-        .into_iter()
-        .collect();
-    for (n, mut v) in net.var_store().variables() {
-        let t = all
-            .get(&format!("net.{n}"))
-            .ok_or_else(|| anyhow!("{}: no tensor for network variable '{n}'", p.display()))?;
-        tch::no_grad(|| v.f_copy_(t))
-            .with_context(|| format!("{}: variable '{n}'", p.display()))?;
-    }
-    sgd.set_buffers(
-        all.iter()
-            .filter_map(|(n, t)| n.strip_prefix("sgd.").map(|n| (n.to_string(), t.shallow_clone())))
-            .collect(),
-    );
+    tr.restore(net, &all, &p)?;
+    tr.step = st.step;
     agent.load_tensors(&all).map_err(|m| anyhow!("{}: {m}", p.display()))?;
     agent.replay = st.replay.clone();
     Ok(Some(st))
@@ -177,7 +136,7 @@ pub fn search_data(
         shuffle: false,
         drop_last: false,
         seed: r.seed,
-        workers: r.workers,
+        workers: setup::workers(r.workers, r.threads),
         prefetch: 4,
     };
     let holdout =
@@ -320,116 +279,6 @@ struct Pending {
     elapsed: f64,
 }
 
-/// What one epoch of weight training needs besides the network and its optimiser.
-struct EpochCtx<'a> {
-    r: &'a Recipe,
-    train: &'a Loader,
-    sched: &'a Schedule,
-    /// Steps per epoch (progress).
-    spe: usize,
-    epoch: usize,
-    progress: bool,
-}
-
-/// Sums over one epoch of weight training.
-struct Trained {
-    loss_sum: f64,
-    align_sum: f64,
-    correct: usize,
-    seen: usize,
-    /// Learning rate of the last step.
-    lr: f64,
-}
-
-/// What one training step reports.
-pub struct StepOut {
-    pub loss: f64,
-    /// L_align before β (0 without alignment).
-    pub align: f64,
-    /// Correctly classified images of the batch.
-    pub correct: usize,
-}
-
-/// One step of a search epoch's weight training: forward, L = CE + β·L_align (Eq. 11;
-/// `align`: the penalty towards the best policy's v_l and β, or none), backward, SGD
-/// at `lr`. Shared by `rlal prune` and `rlal bench search`.
-pub fn train_step(
-    net: &mut Net,
-    sgd: &mut Sgd,
-    b: &crate::data::Batch,
-    lr: f64,
-    align: Option<(&GroupLasso, f64)>,
-    label_smoothing: f64,
-) -> Result<StepOut, SearchError> {
-    let job = SearchError::Job;
-    let (x, y) = batch_tensors(b, net);
-    let logits = net.forward_t(&x, true).map_err(|e| job(e.into()))?;
-    let mut loss = logits
-        .f_cross_entropy_loss(&y, None::<Tensor>, Reduction::Mean, -100, label_smoothing)
-        .map_err(|e| job(e.into()))?;
-    let mut pen_value = 0.0;
-    if let Some((g, beta)) = align {
-        let pen = g.penalty(net);
-        pen_value = pen.double_value(&[]);
-        loss = loss.f_add(&(pen * beta)).map_err(|e| job(e.into()))?;
-    }
-    sgd.zero_grad();
-    sgd.backward(&loss).map_err(|e| job(e.into()))?;
-    sgd.step(lr);
-    let correct =
-        tch::no_grad(|| logits.argmax(-1, false).eq_tensor(&y).sum(Kind::Int64).int64_value(&[]))
-            as usize;
-    Ok(StepOut { loss: loss.double_value(&[]), align: pen_value, correct })
-}
-
-/// One epoch of weight training ([`train_step`] over the epoch's batches).
-fn train_epoch(
-    c: &EpochCtx,
-    net: &mut Net,
-    sgd: &mut Sgd,
-    step: &mut usize,
-    align: Option<&GroupLasso>,
-) -> Result<Trained, SearchError> {
-    let job = SearchError::Job;
-    let (r, t, t0) = (c.r, c.epoch, Instant::now());
-    let mut tr = Trained { loss_sum: 0.0, align_sum: 0.0, correct: 0, seen: 0, lr: r.lr };
-    let mut last_print = Instant::now();
-    for (bi, b) in c.train.epoch(t as u64).enumerate() {
-        let b = b.map_err(|e| job(e.into()))?;
-        tr.lr = c.sched.lr(*step);
-        let out = train_step(net, sgd, &b, tr.lr, align.map(|g| (g, r.beta)), r.label_smoothing)?;
-        *step += 1;
-        if !out.loss.is_finite() {
-            return Err(job(anyhow!(
-                "the loss became {} at epoch {}; lower the learning rate",
-                out.loss,
-                t + 1
-            )));
-        }
-        let n = b.labels.len();
-        tr.loss_sum += out.loss * n as f64;
-        tr.align_sum += out.align * n as f64;
-        tr.correct += out.correct;
-        tr.seen += n;
-        if c.progress && last_print.elapsed().as_secs_f64() > 0.5 {
-            last_print = Instant::now();
-            let el = t0.elapsed().as_secs_f64();
-            crate::util::progress(format_args!(
-                "epoch {}/{} train {} {}/{} loss {:.4} acc {:.2}% {:.0} img/s   ",
-                t + 1,
-                r.epochs,
-                bar(bi + 1, c.spe),
-                bi + 1,
-                c.spe,
-                tr.loss_sum / tr.seen as f64,
-                100.0 * tr.correct as f64 / tr.seen as f64,
-                tr.seen as f64 / el
-            ));
-        }
-    }
-    Ok(tr)
-}
-
 /// Writes a finished epoch: its metrics row (and progress line), its checkpoint
 /// (`named`: the network's tensors at the end of that epoch) and the plots.
 #[allow(clippy::too_many_arguments)]
@@ -437,14 +286,16 @@ fn close_epoch(
     o: &RunOptions,
     epochs: usize,
     ckpt: &Path,
-    metrics: &mut std::fs::File,
+    metrics: Option<&mut std::fs::File>,
     rows: &mut Vec<EpochRow>,
     row: EpochRow,
-    named: Vec<(String, Tensor)>,
+    mut named: Vec<(String, Tensor)>,
     agent: &Agent,
     st: &SearchState,
 ) -> Result<(), SearchError> {
     let job = SearchError::Job;
+    // Rank 0 writes the job's files (the other ranks hold the same state).
+    let Some(metrics) = metrics else { return Ok(()) };
     writeln!(metrics, "{}", serde_json::to_string(&row).expect("metrics serialise"))
         .context("writing metrics.jsonl")
         .map_err(job)?;
@@ -453,27 +304,75 @@ fn close_epoch(
         crate::util::progress_done(format_args!("{}", row.line(epochs)));
     }
     rows.push(row);
-    save_checkpoint(ckpt, named, agent, st).map_err(job)?;
+    named.extend(agent.tensors());
+    checkpoint::save(ckpt, SEARCH_STATE, named, st).map_err(|e| job(e.into()))?;
     plot::write_search(&o.run_dir, rows).map_err(job)
 }
 
-/// Keeps the first `n` lines of a JSON-lines file (the epochs a checkpoint covers).
-fn truncate_lines(path: &Path, n: usize) -> anyhow::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<String> = text.lines().take(n).map(str::to_string).collect();
-    let mut body = lines.join("\n");
-    if !body.is_empty() {
-        body.push('\n');
+/// The rewards of an epoch's episodes (`score(i, kept)`): one process scores all; the
+/// ranks of a multi-rank job score every `world`-th episode each (rank r: episodes
+/// r, r + world, ...) and sum the rewards, so every rank ends with all of them.
+fn score_episodes(
+    episodes: &[(Vec<usize>, Option<crate::agent::Episode>)],
+    mut score: impl FnMut(usize, &[usize]) -> Result<f64, crate::train::TrainError>,
+) -> anyhow::Result<Vec<f64>> {
+    let (rank, world) = crate::dist::parallel().map_or((0, 1), |w| (w.rank, w.size));
+    let mut accs = vec![0.0; episodes.len()];
+    for (i, (kept, _)) in episodes.iter().enumerate().skip(rank).step_by(world) {
+        accs[i] = score(i, kept)?;
     }
-    crate::util::write_atomic(path, body.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(lines)
+    crate::dist::sum_f64(&mut accs)?;
+    Ok(accs)
 }
 
-fn bar(done: usize, total: usize) -> String {
-    let w = 20;
-    let f = (done * w).checked_div(total).unwrap_or(w);
-    format!("[{}{}]", "#".repeat(f), "-".repeat(w - f))
+/// Opens `metrics.jsonl` for appending (`keep`: the lines a resumed checkpoint covers) or empty.
+fn open_metrics(path: &Path, keep: bool) -> anyhow::Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if !keep {
+        f.set_len(0).with_context(|| format!("truncating {}", path.display()))?;
+    }
+    Ok(f)
+}
+
+/// [`prepare`] for a run, and its directory (rank 0): a fresh run drops stale checkpoints
+/// and report; the recipe and a latency budget's table are written. In a multi-rank job,
+/// rank 0 measures the latency table and the others read it, so every rank has the same budget.
+fn prepare_run(r: &Recipe, o: &RunOptions) -> Result<(Graph, Analysis, Budget), SearchError> {
+    let job = SearchError::Job;
+    let table = o.run_dir.join(LATENCY_TABLE);
+    let barrier = || match crate::dist::parallel() {
+        Some(w) => w.barrier().map_err(|e| job(e.into())),
+        None => Ok(()),
+    };
+    if !crate::dist::is_root() {
+        barrier()?;
+        return prepare(r, Some(&table), false);
+    }
+    let prepared = prepare(r, o.resume.then_some(table.as_path()), o.progress);
+    let written = prepared.as_ref().ok().map(|(_, _, budget)| {
+        std::fs::create_dir_all(&o.run_dir)
+            .with_context(|| format!("creating {}", o.run_dir.display()))?;
+        if !o.resume {
+            // A fresh run never continues from stale checkpoints of an earlier run in the same directory.
+            let _ = std::fs::remove_dir_all(o.run_dir.join(CKPT));
+            let _ = std::fs::remove_file(o.run_dir.join("report.json"));
+        }
+        if let Some(t) = &budget.latency {
+            latency::save(t, &table)?;
+        }
+        let yaml = serde_yaml::to_string(r).context("serialising the recipe")?;
+        crate::util::write_atomic(&o.run_dir.join("recipe.yaml"), yaml.as_bytes())
+            .context("writing recipe.yaml")
+    });
+    if let Some(Err(e)) = written {
+        return Err(job(e));
+    }
+    barrier()?;
+    prepared
 }
 
 /// The architecture to prune to after the joint phase: the best incumbent, with
@@ -512,8 +411,9 @@ fn choose(
     Ok((Best { reward: acc, kept, epoch: r.epochs }, changed))
 }
 
-/// Runs a whole pruning job; returns the report (also written to the run directory).
-pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
+/// Runs a whole pruning job; returns the report (also written to the run directory),
+/// None on the ranks but rank 0 of a multi-rank job.
+pub fn run(r: &Recipe, o: &RunOptions) -> Result<Option<report::Report>, SearchError> {
     let t_all = Instant::now();
     let input = SearchError::Input;
     let job = SearchError::Job;
@@ -523,85 +423,61 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 if o.progress {
                     eprintln!("{} is complete; nothing to resume", o.run_dir.display());
                 }
-                return Ok(rep);
+                return Ok(Some(rep));
             }
         }
     }
-    let (g, an, budget) =
-        prepare(r, o.resume.then(|| o.run_dir.join(LATENCY_TABLE)).as_deref(), o.progress)?;
+    let (g, an, budget) = prepare_run(r, o)?;
     if r.threads > 0 {
         tch::set_num_threads(r.threads as i32);
     }
     let device = r.device.device().map_err(|e| input(e.into()))?;
     let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
-    std::fs::create_dir_all(&o.run_dir)
-        .with_context(|| format!("creating {}", o.run_dir.display()))
-        .map_err(job)?;
+    // Data-parallel ranks train on their shares of every global batch.
+    let train = trainer::shard(train);
+    let root = crate::dist::is_root();
     let ckpt = o.run_dir.join(CKPT);
-    if !o.resume {
-        // A fresh run never continues from stale checkpoints of an earlier run in the same directory.
-        let _ = std::fs::remove_dir_all(&ckpt);
-        let _ = std::fs::remove_file(o.run_dir.join("report.json"));
-    }
-    if let Some(t) = &budget.latency {
-        latency::save(t, &o.run_dir.join(LATENCY_TABLE)).map_err(job)?;
-    }
-    let yaml = serde_yaml::to_string(r).context("serialising the recipe").map_err(job)?;
-    crate::util::write_atomic(&o.run_dir.join("recipe.yaml"), yaml.as_bytes())
-        .context("writing recipe.yaml")
-        .map_err(job)?;
 
     // ---- Alg. 1: joint training and search ----
     let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
-    let spe = train.num_batches().max(1);
-    let sched = Schedule {
-        base_lr: r.lr,
-        min_lr: r.min_lr,
-        warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize,
-        steps_per_epoch: spe,
-        total_steps: r.epochs * spe,
-        decay: r.train_recipe(r.epochs).decay(),
-    };
-    let sgd_cfg =
-        SgdConfig { momentum: r.momentum, nesterov: r.nesterov, weight_decay: r.weight_decay };
     net.set_compute(r.precision, r.channels_last);
-    let mut sgd = Sgd::new(net.trainable(), sgd_cfg.clone())
-        .with_loss_scaling(net.low_kind() == Some(tch::Kind::Half));
+    let mut tr =
+        Trainer::new(&net, &r.train_recipe(r.epochs).optim(), r.epochs, train.num_batches());
     let mut agent = Agent::new(r.agent.clone(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0x5ea4c4);
     let p = r.criterion.p();
     let mut inc = Incumbents::default();
-    let (mut start, mut step, mut t_search, mut elapsed0) = (0usize, 0usize, 0f64, 0f64);
+    let (mut start, mut t_search, mut elapsed0) = (0usize, 0f64, 0f64);
     let metrics_path = o.run_dir.join("metrics.jsonl");
     let mut rows: Vec<EpochRow> = Vec::new();
     if o.resume {
-        if let Some(st) = load_checkpoint(&ckpt, &mut net, &mut sgd, &mut agent).map_err(input)? {
-            (start, step, t_search, elapsed0) =
-                (st.epoch, st.step, st.search_seconds, st.elapsed_seconds);
+        if let Some(st) = load_checkpoint(&ckpt, &mut net, &mut tr, &mut agent).map_err(input)? {
+            (start, t_search, elapsed0) = (st.epoch, st.search_seconds, st.elapsed_seconds);
             rng = Rng::from_state(st.rng).ok_or_else(|| {
-                input(anyhow!("{}: invalid RNG state", ckpt.join("search.json").display()))
+                input(anyhow!("{}: invalid RNG state", ckpt.join(SEARCH_STATE).display()))
             })?;
             inc = st.incumbents;
-            let lines = truncate_lines(&metrics_path, start).map_err(job)?;
-            rows = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let world = crate::dist::world().map_or(1, |w| w.size);
+            if st.world != world {
+                return Err(input(anyhow!(
+                    "{}: the run was checkpointed with {} rank(s) and is resumed with {world}; resume with the same world size (the episodes' split and the data shards depend on it)",
+                    ckpt.join(SEARCH_STATE).display(),
+                    st.world
+                )));
+            }
+            if root {
+                let lines = crate::util::truncate_lines(&metrics_path, start)
+                    .with_context(|| format!("writing {}", metrics_path.display()))
+                    .map_err(job)?;
+                rows = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            }
             if o.progress {
                 eprintln!("resuming {} after epoch {start} of {}", o.run_dir.display(), r.epochs);
             }
         }
     }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .truncate(false)
-        .open(&metrics_path)
-        .with_context(|| format!("opening {}", metrics_path.display()))
-        .map_err(job)?;
-    if start == 0 {
-        metrics
-            .set_len(0)
-            .with_context(|| format!("truncating {}", metrics_path.display()))
-            .map_err(job)?;
-    }
+    let mut metrics =
+        if root { Some(open_metrics(&metrics_path, start > 0).map_err(job)?) } else { None };
     let ort_ok = ort_usable(r, device);
     if o.progress {
         eprintln!(
@@ -655,10 +531,12 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                     (st, tu.elapsed().as_secs_f64())
                 })
             });
-            let ctx =
-                EpochCtx { r, train: &train, sched: &sched, spe, epoch: t, progress: o.progress };
-            let trained = train_epoch(&ctx, &mut net, &mut sgd, &mut step, align.as_ref())
-                .map(|tr| (tr, t0.elapsed().as_secs_f64()));
+            let label = format!("epoch {}/{} train", t + 1, r.epochs);
+            let mut pen = |n: &Net| Ok(align.as_ref().map(|g| g.penalty(n) * r.beta));
+            let trained = tr
+                .epoch(&mut net, &train, t, &label, o.progress, Some(&mut pen))
+                .map(|s| (s, t0.elapsed().as_secs_f64()))
+                .map_err(|e| job(e.into()));
             let tw = Instant::now();
             let updated = handle.map(|h| h.join().map(|u| (u, tw.elapsed().as_secs_f64())));
             (trained, updated)
@@ -688,12 +566,13 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 elapsed_seconds: pd.elapsed,
                 tensors: format!("search-e{}.ot", row.epoch),
                 graph: fingerprint(&net),
+                world: crate::dist::world().map_or(1, |w| w.size),
             };
             close_epoch(
                 o,
                 r.epochs,
                 &ckpt,
-                &mut metrics,
+                metrics.as_mut(),
                 &mut rows,
                 row,
                 pd.snapshot,
@@ -702,21 +581,18 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             )?;
         }
         // The training time excludes the wait for the updates (counted as the previous epoch's search).
-        let (tr, train_secs) = trained?;
+        let (sums, train_secs) = trained?;
         // ---- episodes on the frozen weights ----
         let t1 = Instant::now();
         let phase = r.phase(t);
         let searching = phase.searching();
         let mut row = EpochRow {
             epoch: t + 1,
-            lr: tr.lr,
-            train_loss: tr.loss_sum / tr.seen.max(1) as f64,
-            train_acc: tr.correct as f64 / tr.seen.max(1) as f64,
-            align_loss: if align.is_some() {
-                Some(tr.align_sum / tr.seen.max(1) as f64)
-            } else {
-                None
-            },
+            lr: sums.lr,
+            train_loss: sums.loss(),
+            train_acc: sums.accuracy(),
+            // The penalty before β (Eq. 11).
+            align_loss: align.is_some().then(|| sums.extra() / r.beta),
             ..Default::default()
         };
         let mut defer = false;
@@ -757,10 +633,26 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 })
                 .map_err(|e| job(e.into()))?;
             }
-            for (i, (kept, ep)) in episodes.into_iter().enumerate() {
-                let acc = rset
-                    .reward_with(&mut net, frozen.as_ref(), &budget, &kept, p)
-                    .map_err(|e| job(e.into()))?;
+            let mut best_seen = inc.best().map_or(0.0, |b| b.reward);
+            let accs = score_episodes(&episodes, |i, kept| {
+                let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, kept, p)?;
+                best_seen = best_seen.max(acc);
+                if o.progress {
+                    crate::util::progress(format_args!(
+                        "epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ",
+                        t + 1,
+                        r.epochs,
+                        trainer::bar(i + 1, n_ep),
+                        i + 1,
+                        n_ep,
+                        100.0 * acc,
+                        100.0 * best_seen
+                    ));
+                }
+                Ok(acc)
+            })
+            .map_err(job)?;
+            for ((kept, ep), acc) in episodes.into_iter().zip(accs) {
                 if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
                     agent.remember(ep, acc as f32);
                 }
@@ -771,18 +663,6 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 match r.policy {
                     Policy::Uniform | Policy::L1Global => inc.replace(b),
                     _ => inc.offer(b, r.kept_incumbents(), r.selection == Selection::Rescore),
-                }
-                if o.progress {
-                    crate::util::progress(format_args!(
-                        "epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ",
-                        t + 1,
-                        r.epochs,
-                        bar(i + 1, n_ep),
-                        i + 1,
-                        n_ep,
-                        100.0 * acc,
-                        100.0 * inc.best().map_or(0.0, |b| b.reward)
-                    ));
                 }
             }
             row.reward_stages = Some(crate::search::reward::RewardStages {
@@ -818,17 +698,19 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         let elapsed = elapsed0 + t_all.elapsed().as_secs_f64();
         if defer {
             // Metrics row and checkpoint wait for the updates; the weights of this epoch are kept aside.
-            let snapshot = net_tensors(&net, &sgd)
+            let snapshot = tr
+                .tensors(&net)
                 .into_iter()
                 .map(|(n, t)| (n, tch::no_grad(|| t.detach().copy())))
                 .collect();
+            let step = tr.step;
             pending = Some(Pending { row, episodes_seconds: search_secs, snapshot, step, elapsed });
             continue;
         }
         t_search += search_secs;
         let state = SearchState {
             epoch: t + 1,
-            step,
+            step: tr.step,
             rng: rng.state(),
             incumbents: inc.clone(),
             replay: agent.replay.clone(),
@@ -836,15 +718,16 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             elapsed_seconds: elapsed,
             tensors: format!("search-e{}.ot", t + 1),
             graph: fingerprint(&net),
+            world: crate::dist::world().map_or(1, |w| w.size),
         };
         close_epoch(
             o,
             r.epochs,
             &ckpt,
-            &mut metrics,
+            metrics.as_mut(),
             &mut rows,
             row,
-            net_tensors(&net, &sgd),
+            tr.tensors(&net),
             &agent,
             &state,
         )?;
@@ -867,8 +750,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             kept_channels: ks[&l.group].clone(),
         })
         .collect();
-    report::write_policy(&o.run_dir, &best, &layers, &budget).map_err(job)?;
-    plot::write_layers(&o.run_dir, &layers).map_err(job)?;
+    if root {
+        report::write_policy(&o.run_dir, &best, &layers, &budget).map_err(job)?;
+        plot::write_layers(&o.run_dir, &layers).map_err(job)?;
+    }
     // Test accuracy of the best sub-network before fine-tuning, scored like the rewards.
     let masked_acc = match &recal_x {
         Some(x) => {
@@ -905,15 +790,12 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
                 pruned.macs_before, pruned.macs_after, r.finetune_epochs
             );
         }
-        let ft = r.train_recipe(r.finetune_epochs);
+        let mut optim = r.train_recipe(r.finetune_epochs).optim();
+        optim.lr = r.finetune_lr.unwrap_or(r.lr);
+        optim.warmup_epochs = optim.warmup_epochs.min(r.finetune_epochs as f64);
         let cfg = TrainConfig {
             epochs: r.finetune_epochs,
-            lr: r.finetune_lr.unwrap_or(r.lr),
-            min_lr: r.min_lr,
-            warmup_epochs: r.lr_warmup_epochs.min(r.finetune_epochs as f64),
-            decay: ft.decay(),
-            sgd: sgd_cfg,
-            label_smoothing: r.label_smoothing,
+            optim,
             eval_every: r.eval_every,
             checkpoint_dir: Some(ckpt.join("finetune")),
             resume: o.resume,
@@ -921,7 +803,7 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             progress: o.progress,
             seed: r.seed ^ 0xf1e7,
         };
-        trainer::train(&mut net2, &train, Some(&test), &cfg, None).map_err(|e| job(e.into()))?;
+        trainer::train(&mut net2, &train, Some(&test), &cfg).map_err(|e| job(e.into()))?;
         ft_rows = std::fs::read_to_string(o.run_dir.join("finetune.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -929,6 +811,10 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
             .collect();
     }
     let ft_secs = t_ft.elapsed().as_secs_f64();
+    if !root {
+        // Rank 0 exports, validates and reports.
+        return Ok(None);
+    }
     plot::write_accuracy(&o.run_dir, &rows, &ft_rows).map_err(job)?;
 
     // ---- export and validation ----
@@ -982,5 +868,5 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<report::Report, SearchError> {
         });
     }
     report::write(&o.run_dir, &rep).map_err(job)?;
-    Ok(rep)
+    Ok(Some(rep))
 }

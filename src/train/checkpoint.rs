@@ -1,12 +1,25 @@
-//! Checkpoints: after each epoch, `weights-e<N>.ot` (every VarStore variable
-//! plus the SGD momentum buffers as `sgd.<name>`, written to a temporary file
-//! and renamed) and then `state.json` (epoch, step, RNG state, weights file),
-//! written atomically; so `state.json` always names a complete weights file.
-use super::optim::Sgd;
+//! Checkpoints, one format for every job: named groups of tensors in one file
+//! (`net.*` weights, `sgd.*` momenta, and whatever else the job adds, e.g. the
+//! agent's `agent.*`), written to a temporary file and renamed, then a JSON
+//! state that names that file, written atomically; so the JSON always names a
+//! complete tensor file, and the previous tensor file is removed only after.
+//! `rlal train` and fine-tuning write `state.json`; `rlal prune`'s joint phase
+//! writes `search.json`.
 use super::{Net, TrainError};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use tch::Tensor;
 
-/// The JSON part of a checkpoint.
+/// The JSON part of a checkpoint: whatever the job keeps, plus the tensor file it names.
+pub trait CheckpointState: Serialize + DeserializeOwned {
+    /// The tensor file, relative to the checkpoint directory.
+    fn tensors(&self) -> &str;
+    /// Fingerprint of the network the weights belong to ([`fingerprint`]).
+    fn graph(&self) -> &str;
+}
+
+/// The state of `rlal train` and of fine-tuning.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// Epochs completed.
@@ -15,11 +28,24 @@ pub struct State {
     pub step: usize,
     /// State of the trainer's RNG (`rlal::rng::Rng::state`).
     pub rng: [u64; 4],
-    /// Weights file, relative to the checkpoint directory.
-    pub weights: String,
-    /// Graph the weights belong to (a fingerprint: initializer names, joined).
+    /// Tensor file, relative to the checkpoint directory.
+    #[serde(rename = "weights")]
+    pub tensors: String,
+    /// Graph the weights belong to.
     pub graph: String,
 }
+
+impl CheckpointState for State {
+    fn tensors(&self) -> &str {
+        &self.tensors
+    }
+    fn graph(&self) -> &str {
+        &self.graph
+    }
+}
+
+/// File name of the training state in a checkpoint directory.
+pub const TRAIN_STATE: &str = "state.json";
 
 fn ferr(p: &Path, m: impl ToString) -> TrainError {
     TrainError::File { path: p.display().to_string(), msg: m.to_string() }
@@ -44,63 +70,91 @@ pub fn fingerprint(net: &Net) -> String {
     format!("{}-params-{h:016x}", names.len())
 }
 
-/// Writes a checkpoint into `dir` and removes the previous weights file.
-pub fn save(dir: &Path, net: &Net, sgd: &Sgd, state: &State) -> Result<(), TrainError> {
+/// Writes `named` and then `state` (as `dir/json`) and removes the previous tensor file.
+pub fn save<S: CheckpointState>(
+    dir: &Path,
+    json: &str,
+    mut named: Vec<(String, Tensor)>,
+    state: &S,
+) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| ferr(dir, e))?;
-    let weights = dir.join(&state.weights);
-    let tmp = dir.join(format!(".{}.tmp", state.weights));
-    let mut named: Vec<(String, tch::Tensor)> = net.var_store().variables().into_iter().collect();
-    named.extend(sgd.buffers().into_iter().map(|(n, t)| (format!("sgd.{n}"), t)));
+    let file = dir.join(state.tensors());
+    let tmp = dir.join(format!(".{}.tmp", state.tensors()));
     named.sort_by(|a, b| a.0.cmp(&b.0));
-    tch::Tensor::save_multi(&named, &tmp).map_err(|e| ferr(&tmp, e))?;
-    std::fs::rename(&tmp, &weights).map_err(|e| ferr(&weights, e))?;
-    let old = load_state(dir).ok();
-    let json = serde_json::to_vec_pretty(state).map_err(|e| ferr(dir, e))?;
-    crate::util::write_atomic(&dir.join("state.json"), &json)
-        .map_err(|e| ferr(&dir.join("state.json"), e))?;
-    if let Some(old) = old.filter(|o| o.weights != state.weights) {
-        let _ = std::fs::remove_file(dir.join(old.weights));
+    Tensor::save_multi(&named, &tmp).map_err(|e| ferr(&tmp, e))?;
+    std::fs::rename(&tmp, &file).map_err(|e| ferr(&file, e))?;
+    let old = load_state::<S>(dir, json).ok();
+    let sp = dir.join(json);
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| ferr(&sp, e))?;
+    crate::util::write_atomic(&sp, &bytes).map_err(|e| ferr(&sp, e))?;
+    if let Some(old) = old.filter(|o| o.tensors() != state.tensors()) {
+        let _ = std::fs::remove_file(dir.join(old.tensors()));
     }
     Ok(())
 }
 
 pub fn state_path(dir: &Path) -> PathBuf {
-    dir.join("state.json")
+    dir.join(TRAIN_STATE)
 }
 
-pub fn load_state(dir: &Path) -> Result<State, TrainError> {
-    let p = state_path(dir);
+/// Reads `dir/json`.
+pub fn load_state<S: CheckpointState>(dir: &Path, json: &str) -> Result<S, TrainError> {
+    let p = dir.join(json);
     let bytes = std::fs::read(&p).map_err(|e| ferr(&p, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| ferr(&p, e))
+    serde_json::from_slice(&bytes).map_err(|e| ferr(&p, format!("not a checkpoint state: {e}")))
 }
 
-/// Loads weights and momentum buffers of a checkpoint into `net` and `sgd`.
-pub fn restore(dir: &Path, net: &mut Net, sgd: &mut Sgd) -> Result<State, TrainError> {
-    let state = load_state(dir)?;
-    if state.graph != fingerprint(net) {
+/// The checkpoint in `dir` (None when `dir/json` does not exist): its state, checked to
+/// belong to `net`, and its tensors by name.
+pub fn load<S: CheckpointState>(
+    dir: &Path,
+    json: &str,
+    net: &Net,
+) -> Result<Option<(S, HashMap<String, Tensor>)>, TrainError> {
+    if !dir.join(json).exists() {
+        return Ok(None);
+    }
+    let st: S = load_state(dir, json)?;
+    if st.graph() != fingerprint(net) {
         return Err(ferr(
-            &state_path(dir),
+            &dir.join(json),
             format!(
-                "the checkpoint belongs to another graph ({}; this one is {})",
-                state.graph,
+                "the checkpoint belongs to another network ({}; this one is {})",
+                st.graph(),
                 fingerprint(net)
             ),
         ));
     }
-    let p = dir.join(&state.weights);
-    let tensors = tch::Tensor::load_multi(&p).map_err(|e| ferr(&p, e))?;
-    let vars = net.var_store().variables();
-    let mut bufs = Vec::new();
-    for (name, t) in tensors {
-        if let Some(n) = name.strip_prefix("sgd.") {
-            bufs.push((n.to_string(), t));
-        } else if let Some(v) = vars.get(&name) {
-            tch::no_grad(|| v.shallow_clone().f_copy_(&t))
-                .map_err(|e| ferr(&p, format!("variable '{name}': {e}")))?;
-        } else {
-            return Err(ferr(&p, format!("unknown variable '{name}'")));
-        }
+    let p = dir.join(st.tensors());
+    let all = Tensor::load_multi(&p).map_err(|e| ferr(&p, e))?.into_iter().collect();
+    Ok(Some((st, all)))
+}
+
+/// Copies the `net.*` tensors of a checkpoint (`file`, for errors) into `net`'s variables.
+/// (Checkpoints of `rlal train` before the common format named them without the prefix.)
+pub fn restore_net(
+    net: &Net,
+    all: &HashMap<String, Tensor>,
+    file: &Path,
+) -> Result<(), TrainError> {
+    for (n, mut v) in net.var_store().variables() {
+        let t = all
+            .get(&format!("net.{n}"))
+            .or_else(|| all.get(&n))
+            .ok_or_else(|| ferr(file, format!("no tensor for network variable '{n}'")))?;
+        tch::no_grad(|| v.f_copy_(t)).map_err(|e| ferr(file, format!("variable '{n}': {e}")))?;
     }
-    sgd.set_buffers(bufs);
-    Ok(state)
+    Ok(())
+}
+
+/// The `net.*` tensors of a checkpoint: every variable of `net`.
+pub fn net_tensors(net: &Net) -> Vec<(String, Tensor)> {
+    net.var_store().variables().into_iter().map(|(n, t)| (format!("net.{n}"), t)).collect()
+}
+
+/// The tensors of `all` under `prefix`, with the prefix removed.
+pub fn group(all: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String, Tensor)> {
+    all.iter()
+        .filter_map(|(n, t)| n.strip_prefix(prefix).map(|n| (n.to_string(), t.shallow_clone())))
+        .collect()
 }

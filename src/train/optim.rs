@@ -225,6 +225,16 @@ impl Sgd {
         }
         true
     }
+    /// The gradients to average across data-parallel ranks, in place: the flat gradient
+    /// (bound to every parameter first) with flat storage, else each defined gradient.
+    pub fn grad_buffers(&mut self) -> Vec<Tensor> {
+        if let Some(f) = &mut self.flat {
+            if f.bind(&self.slots) {
+                return vec![f.grads.shallow_clone()];
+            }
+        }
+        self.slots.iter().map(|(_, p, _)| p.grad()).filter(|g| g.defined()).collect()
+    }
     pub fn zero_grad(&mut self) {
         if let Some(f) = &mut self.flat {
             if f.bound.iter().all(|b| b.is_some()) {

@@ -10,8 +10,11 @@
 //! lr: 0.1
 //! schedule: cosine
 //! ```
+use super::optim::SgdConfig;
 use super::schedule::Decay;
+use super::trainer::OptimConfig;
 use super::TrainError;
+use crate::data::Workers;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -125,8 +128,9 @@ pub struct Recipe {
     pub seed: u64,
     /// libtorch intra-op threads; 0: libtorch's default. Default 0.
     pub threads: usize,
-    /// Data loader worker threads. Default 1.
-    pub workers: usize,
+    /// Data loader worker threads: `auto` (the cores left after `threads`, at least 1)
+    /// or a count. Default auto.
+    pub workers: Workers,
     /// Pixel scale before normalisation. Default 1/255.
     pub scale: f32,
     /// Per-channel mean (one value or C values). Default [0].
@@ -188,7 +192,7 @@ impl Default for Recipe {
             label_smoothing: 0.0,
             seed: 0,
             threads: 0,
-            workers: 1,
+            workers: Workers::Auto,
             scale: 1.0 / 255.0,
             mean: vec![0.0],
             std: vec![1.0],
@@ -275,6 +279,22 @@ impl Recipe {
         Ok(())
     }
     /// The decay of the schedule.
+    /// The optimisation settings of [`crate::train::trainer::Trainer`].
+    pub fn optim(&self) -> OptimConfig {
+        OptimConfig {
+            lr: self.lr,
+            min_lr: self.min_lr,
+            warmup_epochs: self.warmup_epochs,
+            decay: self.decay(),
+            sgd: SgdConfig {
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+                weight_decay: self.weight_decay,
+            },
+            label_smoothing: self.label_smoothing,
+        }
+    }
+
     pub fn decay(&self) -> Decay {
         match self.schedule {
             ScheduleKind::Cosine => Decay::Cosine,

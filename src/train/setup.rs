@@ -114,7 +114,7 @@ pub fn loaders(
         shuffle: true,
         drop_last: false,
         seed: r.seed,
-        workers: r.workers,
+        workers: workers(r.workers, r.threads),
         prefetch: 4,
     };
     let train = Loader::new(
@@ -129,4 +129,13 @@ pub fn loaders(
         LoaderConfig { shuffle: false, batch_size: r.batch_size.max(256), ..cfg },
     )?;
     Ok((train, holdout, test))
+}
+
+/// Loader threads for a recipe's `workers` on this process: `auto` takes the cores of
+/// this process's share of the machine (the machine's, divided among the ranks a
+/// launcher put on this node) left after `threads` training threads.
+pub fn workers(w: crate::data::Workers, threads: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let local = crate::dist::local_size().max(1);
+    w.resolve((cores / local).max(1), threads)
 }
