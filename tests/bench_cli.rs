@@ -252,3 +252,50 @@ fn bench_agent_rejects_bad_input_naming_it() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no-such-field"), "{err}");
 }
+
+#[test]
+fn bench_data_generates_jpegs_and_reports_each_worker_count() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("jpegs");
+    let d = dir.to_str().unwrap();
+    let args = [
+        "bench",
+        "data",
+        "--dir",
+        d,
+        "--generate",
+        "20",
+        "--workers",
+        "0,2",
+        "--batch",
+        "4",
+        "--batches",
+        "3",
+        "--size",
+        "64",
+        "--json",
+    ];
+    let (code, out, err) = rlal(&args);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    for (r, w) in rows.iter().zip([0, 2]) {
+        assert_eq!((r["workers"].as_u64(), r["images"].as_u64()), (Some(w), Some(12)), "{r}");
+        assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
+    }
+    let jpegs = walk(&dir.join("train"));
+    assert_eq!(jpegs, 20, "20 JPEGs in class folders");
+    // Too few images for the batches asked: an input error naming the folder.
+    let (code, _, err) = rlal(&["bench", "data", "--dir", d, "--batch", "8", "--batches", "5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("jpegs") && err.contains("--generate"), "{err}");
+}
+
+fn walk(p: &std::path::Path) -> usize {
+    std::fs::read_dir(p)
+        .unwrap()
+        .flatten()
+        .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
+        .sum()
+}

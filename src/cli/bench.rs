@@ -36,6 +36,9 @@ pub enum BenchCommand {
     /// The agent on a synthetic accuracy surface with a known optimum (no CNN
     /// training): regret and rewards of rlal, w/o EE, random search and uniform.
     Agent(super::bench_agent::AgentBenchArgs),
+    /// The input pipeline: loader images/s against worker threads on an ImageNet-style
+    /// JPEG folder (generated with --generate N), as the ImageNet recipes load it.
+    Data(super::bench_data::DataBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -229,6 +232,7 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
         BenchCommand::Train(t) => train(t),
         BenchCommand::Search(s) => search(s),
         BenchCommand::Agent(a) => super::bench_agent::run(a),
+        BenchCommand::Data(a) => super::bench_data::run(a),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Command-line interface: one struct per subcommand, a `///` doc on every flag.
 mod bench;
 mod bench_agent;
+mod bench_data;
 mod eval;
 mod export;
 mod import;

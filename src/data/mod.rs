@@ -21,6 +21,7 @@
 //! # Ok::<(), rlal::data::DataError>(())
 //! ```
 
+pub mod bench;
 pub mod check;
 pub mod cifar;
 pub mod detect;
