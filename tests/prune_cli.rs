@@ -546,10 +546,12 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("pets");
     mixed_size_folder(&data);
-    // mnist_cnn takes 1x28x28: every JPEG is scaled, center-cropped and turned to luma.
+    // mnist_cnn takes 1x28x28: every JPEG is scaled, center-cropped and turned to luma;
+    // training images come from random-resized crops (ImageNet's training transform).
     let tiny = TINY
         .replace("data: data/mnist5k", &format!("data: {}", data.display()))
-        .replace("reward-samples: 200", "reward-samples: 8");
+        .replace("reward-samples: 200", "reward-samples: 8")
+        + "random-resized-crop: [0.08, 1.0]\nhflip: true\n";
     let recipe = dir.path().join("folder.yaml");
     std::fs::write(&recipe, tiny).unwrap();
     let run = dir.path().join("run");
@@ -567,15 +569,20 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
         serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(rep["test_samples"], 12);
     // A crop fraction outside (0, 1] is a recipe error naming the field.
-    std::fs::write(&recipe, format!("{}crop-fraction: 1.5\n", TINY)).unwrap();
-    let (code, _, err) = rlal(&[
-        "prune",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "-q",
-    ]);
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("crop-fraction"), "{err}");
+    for (field, bad) in [
+        ("crop-fraction", "crop-fraction: 1.5"),
+        ("random-resized-crop", "random-resized-crop: [0.5, 0.1]"),
+    ] {
+        std::fs::write(&recipe, format!("{TINY}{bad}\n")).unwrap();
+        let (code, _, err) = rlal(&[
+            "prune",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--run-dir",
+            run.to_str().unwrap(),
+            "-q",
+        ]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(field), "{err}");
+    }
 }

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # rlal's loader against torchvision's DataLoader on the same generated JPEG folder,
 # the same transforms, batch and cores; prints a markdown table.
-#   tools/bench_data.sh [IMAGES] [WORKERS]    (defaults: 1200 images, workers 0,1,2)
+#   tools/bench_data.sh [IMAGES] [WORKERS] [PIPELINE]   (defaults: 1200, 0,1,2, train)
 # Needs the release binary and the reference venv (tools/setup.sh --ref).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1200}
 W=${2:-0,1,2}
+P=${3:-train}
 DIR=${DIR:-runs/bench-data}
 BIN=${BIN:-target/release/rlal}
 OUT=$(mktemp)
-"$BIN" bench data --dir "$DIR" --generate "$N" --workers "$W" --json >"$OUT"
+"$BIN" bench data --dir "$DIR" --generate "$N" --workers "$W" --pipeline "$P" --json >"$OUT"
 if [ -x .venv-ref/bin/python ]; then
-  .venv-ref/bin/python tools/bench_data_torch.py --dir "$DIR" --workers "$W" >>"$OUT"
+  .venv-ref/bin/python tools/bench_data_torch.py --dir "$DIR" --workers "$W" --pipeline "$P" >>"$OUT"
 else
   echo "bench_data: no .venv-ref (tools/setup.sh --ref): torchvision not measured" >&2
 fi

@@ -1,8 +1,9 @@
 //! `rlal bench data`: the loader's images/s against its worker threads on an
 //! ImageNet-style folder of JPEGs (generated when `--generate N` is given), with
-//! the ImageNet recipes' transforms: decode, shorter side to 256, centre 224 crop,
-//! horizontal flip, normalisation, collation into a batch. `tools/bench_data.sh`
-//! runs torchvision's `DataLoader` on the same files and cores beside it.
+//! the ImageNet recipes' transforms: `--pipeline train` decodes, takes a random-resized
+//! crop (area 8–100%) to 224, flips, normalises and collates; `eval` resizes the
+//! shorter side to 256 and takes the centre 224. `tools/bench_data.sh` runs
+//! torchvision's `DataLoader` with the same transforms on the same files and cores.
 use super::Failure;
 use anyhow::Context;
 use rlal::data::Transform;
@@ -28,14 +29,25 @@ pub struct DataBenchArgs {
     /// Output side (the model's input).
     #[arg(long, default_value_t = 224)]
     pub size: usize,
+    /// `train` (random-resized crop + flip) or `eval` (resize 256, centre crop 224).
+    #[arg(long, value_enum, default_value = "train")]
+    pub pipeline: Pipeline,
     /// One JSON line per worker count instead of the table.
     #[arg(long)]
     pub json: bool,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pipeline {
+    Train,
+    Eval,
+}
+
 #[derive(serde::Serialize)]
 struct Row {
     engine: &'static str,
+    pipeline: Pipeline,
     workers: usize,
     batch: usize,
     images: usize,
@@ -60,7 +72,11 @@ pub fn run(a: DataBenchArgs) -> Result<(), Failure> {
         ..Default::default()
     };
     let ds = data::open(&a.dir, Split::Train, &opts).map_err(Failure::input)?;
-    let tf = Transform::train(Normalize::imagenet(), 0, true);
+    let tf = match a.pipeline {
+        Pipeline::Train => Transform::train(Normalize::imagenet(), 0, true)
+            .with_random_resized_crop(Some([0.08, 1.0])),
+        Pipeline::Eval => Transform::eval(Normalize::imagenet()),
+    };
     let mut rows = Vec::new();
     for &w in &a.workers {
         let cfg = LoaderConfig {
@@ -85,6 +101,7 @@ pub fn run(a: DataBenchArgs) -> Result<(), Failure> {
         let (images, seconds) = bench::throughput(&l, a.batches).map_err(Failure::job)?;
         let r = Row {
             engine: "rlal",
+            pipeline: a.pipeline,
             workers: w,
             batch: a.batch,
             images,

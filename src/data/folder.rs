@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use image::imageops::{self, FilterType};
+use crate::rng::Rng;
 
 use super::{DataError, Dataset, Format, OpenOptions, Split};
 
@@ -237,7 +237,109 @@ pub fn image_dims(path: &Path) -> Result<[usize; 2], DataError> {
     Ok([h as usize, w as usize])
 }
 
-/// Decodes an image file to `[C, H, W]` bytes (`C` 1 or 3) into `out`.
+/// Decodes an image file into RGB (`c` = 3) or luma bytes, HWC: (bytes, width, height).
+fn decode(path: &Path, c: usize) -> Result<(Vec<u8>, u32, u32), DataError> {
+    let img = image::ImageReader::open(path)
+        .map_err(|e| DataError::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?
+        .decode()
+        .map_err(|e| DataError::Decode { path: path.into(), source: e })?;
+    let (w, h) = (img.width(), img.height());
+    let bytes = if c == 1 { img.into_luma8().into_raw() } else { img.into_rgb8().into_raw() };
+    Ok((bytes, w, h))
+}
+
+/// A crop box of a source image in pixels: left, top, width, height.
+type CropBox = [f64; 4];
+
+/// The box of an `iw x ih` image that `mode` brings to `w x h`.
+fn fit_box(mode: ResizeMode, iw: u32, ih: u32, w: u32, h: u32) -> CropBox {
+    let (iw, ih) = (iw as f64, ih as f64);
+    match mode {
+        ResizeMode::Stretch => [0.0, 0.0, iw, ih],
+        ResizeMode::CenterCrop { crop_fraction } => {
+            let f = crop_fraction as f64;
+            // Scale so the image just covers (w / f) x (h / f); the central w x h of that.
+            let scale = (w as f64 / f / iw).max(h as f64 / f / ih);
+            let (bw, bh) = ((w as f64 / scale).min(iw), (h as f64 / scale).min(ih));
+            [(iw - bw) / 2.0, (ih - bh) / 2.0, bw, bh]
+        }
+    }
+}
+
+/// torchvision's `RandomResizedCrop` box: area fraction in `scale`, aspect ratio in
+/// [3/4, 4/3] (log-uniform), 10 tries, else the central crop of the clamped ratio.
+pub fn random_resized_box(iw: u32, ih: u32, scale: [f32; 2], rng: &mut Rng) -> CropBox {
+    let (fw, fh) = (iw as f64, ih as f64);
+    let (lo, hi) = ((3.0f64 / 4.0).ln(), (4.0f64 / 3.0).ln());
+    for _ in 0..10 {
+        let area =
+            fw * fh * (scale[0] as f64 + (scale[1] - scale[0]) as f64 * rng.uniform_f32() as f64);
+        let ratio = (lo + (hi - lo) * rng.uniform_f32() as f64).exp();
+        let (cw, ch) = ((area * ratio).sqrt().round(), (area / ratio).sqrt().round());
+        if cw >= 1.0 && ch >= 1.0 && cw <= fw && ch <= fh {
+            let top = rng.below((fh - ch) as u64 + 1) as f64;
+            let left = rng.below((fw - cw) as u64 + 1) as f64;
+            return [left, top, cw, ch];
+        }
+    }
+    let r = fw / fh;
+    let (cw, ch) = if r < 0.75 {
+        (fw, (fw / 0.75).round().min(fh))
+    } else if r > 4.0 / 3.0 {
+        ((fh * 4.0 / 3.0).round().min(fw), fh)
+    } else {
+        (fw, fh)
+    };
+    [(fw - cw) / 2.0, (fh - ch) / 2.0, cw, ch]
+}
+
+/// Resizes box `b` of an HWC image (`c` channels, `iw x ih`) to `w x h` with a bilinear
+/// (triangle) convolution, antialiased when shrinking as PIL's, into `out` as CHW.
+fn resize_box(
+    path: &Path,
+    src: Vec<u8>,
+    c: usize,
+    (iw, ih): (u32, u32),
+    b: CropBox,
+    (w, h): (u32, u32),
+    out: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    use fast_image_resize::{
+        images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
+    };
+    let pt = if c == 1 { PixelType::U8 } else { PixelType::U8x3 };
+    let whole = b == [0.0, 0.0, iw as f64, ih as f64];
+    let hwc = if whole && (iw, ih) == (w, h) {
+        src
+    } else {
+        let bad = |e: String| DataError::io(path, std::io::Error::other(format!("resizing: {e}")));
+        let img = Image::from_vec_u8(iw, ih, src, pt).map_err(|e| bad(e.to_string()))?;
+        let mut dst = Image::new(w, h, pt);
+        let opts = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+            .crop(b[0], b[1], b[2], b[3]);
+        Resizer::new().resize(&img, &mut dst, &opts).map_err(|e| bad(e.to_string()))?;
+        dst.into_vec()
+    };
+    let plane = (w * h) as usize;
+    out.clear();
+    out.resize(c * plane, 0);
+    if c == 1 {
+        out.copy_from_slice(&hwc);
+        return Ok(());
+    }
+    for (p, px) in hwc.chunks_exact(3).enumerate() {
+        out[p] = px[0];
+        out[plane + p] = px[1];
+        out[2 * plane + p] = px[2];
+    }
+    Ok(())
+}
+
+/// Decodes an image file to `[C, H, W]` bytes (`C` 1 or 3) into `out`, brought to
+/// `H x W` by `mode`.
 pub fn load_image(
     path: &Path,
     shape: [usize; 3],
@@ -245,61 +347,23 @@ pub fn load_image(
     out: &mut Vec<u8>,
 ) -> Result<(), DataError> {
     let [c, h, w] = shape;
-    let img = image::ImageReader::open(path)
-        .map_err(|e| DataError::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?
-        .decode()
-        .map_err(|e| DataError::Decode { path: path.into(), source: e })?;
-    out.clear();
-    out.resize(c * h * w, 0);
-    if c == 1 {
-        let buf = fit(img.to_luma8(), h as u32, w as u32, mode);
-        out.copy_from_slice(buf.as_raw());
-    } else {
-        let buf = fit(img.to_rgb8(), h as u32, w as u32, mode);
-        let plane = h * w;
-        for (p, px) in buf.as_raw().chunks_exact(3).enumerate() {
-            out[p] = px[0];
-            out[plane + p] = px[1];
-            out[2 * plane + p] = px[2];
-        }
-    }
-    Ok(())
+    let (bytes, iw, ih) = decode(path, c)?;
+    let b = fit_box(mode, iw, ih, w as u32, h as u32);
+    resize_box(path, bytes, c, (iw, ih), b, (w as u32, h as u32), out)
 }
 
-fn fit<P: image::Pixel + 'static>(
-    img: image::ImageBuffer<P, Vec<P::Subpixel>>,
-    h: u32,
-    w: u32,
-    mode: ResizeMode,
-) -> image::ImageBuffer<P, Vec<P::Subpixel>> {
-    let (iw, ih) = img.dimensions();
-    match mode {
-        ResizeMode::Stretch => {
-            if (iw, ih) == (w, h) {
-                img
-            } else {
-                imageops::resize(&img, w, h, FilterType::Triangle)
-            }
-        }
-        ResizeMode::CenterCrop { crop_fraction } => {
-            let f = crop_fraction as f64;
-            let scale = (w as f64 / f / iw as f64).max(h as f64 / f / ih as f64);
-            let nw = ((iw as f64 * scale).round() as u32).max(w);
-            let nh = ((ih as f64 * scale).round() as u32).max(h);
-            let img = if (nw, nh) == (iw, ih) {
-                img
-            } else {
-                imageops::resize(&img, nw, nh, FilterType::Triangle)
-            };
-            if (nw, nh) == (w, h) {
-                img
-            } else {
-                imageops::crop_imm(&img, (nw - w) / 2, (nh - h) / 2, w, h).to_image()
-            }
-        }
-    }
+/// Decodes an image file to `[C, H, W]` bytes from a [`random_resized_box`] of it.
+pub fn load_random_crop(
+    path: &Path,
+    shape: [usize; 3],
+    scale: [f32; 2],
+    rng: &mut Rng,
+    out: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    let [c, h, w] = shape;
+    let (bytes, iw, ih) = decode(path, c)?;
+    let b = random_resized_box(iw, ih, scale, rng);
+    resize_box(path, bytes, c, (iw, ih), b, (w as u32, h as u32), out)
 }
 
 impl Dataset for FolderDataset {
@@ -334,6 +398,23 @@ impl Dataset for FolderDataset {
         }
         load_image(&self.path(i), self.shape, self.resize, out)?;
         Ok(self.labels[i])
+    }
+    fn read_random_crop(
+        &self,
+        i: usize,
+        scale: [f32; 2],
+        rng: &mut Rng,
+        out: &mut Vec<u8>,
+    ) -> Result<Option<u32>, DataError> {
+        if i >= self.len() {
+            return Err(DataError::IndexOutOfRange {
+                path: self.split_dir.clone(),
+                index: i,
+                len: self.len(),
+            });
+        }
+        load_random_crop(&self.path(i), self.shape, scale, rng, out)?;
+        Ok(Some(self.labels[i]))
     }
 }
 

@@ -167,3 +167,45 @@ fn layout_errors() {
         Err(DataError::Config { .. })
     ));
 }
+
+#[test]
+fn random_resized_boxes_follow_torchvision_rules() {
+    let mut rng = Rng::new(3);
+    let (iw, ih) = (500u32, 375u32);
+    let mut areas = Vec::new();
+    for _ in 0..2000 {
+        let [l, t, w, h] = random_resized_box(iw, ih, [0.08, 1.0], &mut rng);
+        assert!(l >= 0.0 && t >= 0.0 && w >= 1.0 && h >= 1.0);
+        assert!(l + w <= iw as f64 && t + h <= ih as f64, "{l} {t} {w} {h}");
+        let frac = w * h / (iw * ih) as f64;
+        let ratio = w / h;
+        // Rounding to whole pixels moves area and ratio a little; the fallback is the whole image.
+        if frac < 0.999 {
+            assert!((0.075..=1.01).contains(&frac), "area fraction {frac}");
+            assert!((0.74..=1.35).contains(&ratio), "aspect {ratio}");
+        }
+        areas.push(frac);
+    }
+    let mean = areas.iter().sum::<f64>() / areas.len() as f64;
+    assert!(mean > 0.35 && mean < 0.65, "mean area fraction {mean} (uniform in [0.08, 1] is 0.54)");
+    // Same seed, same boxes.
+    let (mut a, mut b) = (Rng::new(9), Rng::new(9));
+    assert_eq!(
+        random_resized_box(iw, ih, [0.3, 0.5], &mut a),
+        random_resized_box(iw, ih, [0.3, 0.5], &mut b)
+    );
+    // A very narrow image falls back to the central crop of ratio 3/4 .. 4/3 when no try fits.
+    let [_, _, w, h] = random_resized_box(4, 400, [0.99, 1.0], &mut rng);
+    assert!(w <= 4.0 && (h - (w / 0.75).round()).abs() <= 1.0, "{w}x{h}");
+}
+
+#[test]
+fn random_crops_are_resized_to_the_dataset_size() {
+    let t = fixture();
+    let opts = OpenOptions { size: Some([5, 5]), ..Default::default() };
+    let ds = FolderDataset::open(t.path(), Split::Train, &opts).unwrap();
+    let (mut out, mut rng) = (Vec::new(), Rng::new(1));
+    let label = ds.read_random_crop(1, [0.08, 1.0], &mut rng, &mut out).unwrap();
+    assert_eq!((label, out.len()), (Some(1), 3 * 5 * 5));
+    assert!(ds.read_random_crop(7, [0.08, 1.0], &mut rng, &mut out).is_err());
+}

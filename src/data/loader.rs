@@ -324,7 +324,15 @@ impl Inner {
         let mut buf = Vec::with_capacity(per);
         let aug = Rng::new(self.cfg.seed).fork(AUGMENT_STREAM).fork(epoch);
         for (k, (&i, out)) in order[start..end].iter().zip(data.chunks_exact_mut(per)).enumerate() {
-            let label = self.ds.read_into(i, &mut buf)?;
+            let mut rng =
+                if self.tf.is_random() { aug.fork((start + k) as u64) } else { aug.clone() };
+            let label = match self.tf.random_resized_crop {
+                Some(scale) => match self.ds.read_random_crop(i, scale, &mut rng, &mut buf)? {
+                    Some(l) => l,
+                    None => self.ds.read_into(i, &mut buf)?,
+                },
+                None => self.ds.read_into(i, &mut buf)?,
+            };
             if buf.len() != per {
                 return Err(DataError::Malformed {
                     path: self.ds.source().into(),
@@ -334,8 +342,6 @@ impl Inner {
                     ),
                 });
             }
-            let mut rng =
-                if self.tf.is_random() { aug.fork((start + k) as u64) } else { aug.clone() };
             self.tf.apply(&buf, shape, &mut rng, out);
             labels.push(label as i64);
         }

@@ -90,6 +90,18 @@ pub trait Dataset: Send + Sync + std::fmt::Debug {
     /// Writes the pixels of sample `i` into `out` (cleared first, `C*H*W` bytes, CHW)
     /// and returns its label.
     fn read_into(&self, i: usize, out: &mut Vec<u8>) -> Result<u32, DataError>;
+    /// Sample `i` from a random crop of its source image (area fraction in `scale`,
+    /// torchvision's `RandomResizedCrop`), brought to the dataset's size; `None` for
+    /// datasets stored at their size (IDX, CIFAR), which are read as [`Dataset::read_into`].
+    fn read_random_crop(
+        &self,
+        _i: usize,
+        _scale: [f32; 2],
+        _rng: &mut crate::rng::Rng,
+        _out: &mut Vec<u8>,
+    ) -> Result<Option<u32>, DataError> {
+        Ok(None)
+    }
     /// Sample `i` as an owned [`Sample`].
     fn get(&self, i: usize) -> Result<Sample, DataError> {
         let mut pixels = Vec::new();

@@ -89,20 +89,29 @@ pub struct Transform {
     pub crop_pad: usize,
     /// Random horizontal flip with probability 1/2.
     pub hflip: bool,
+    /// Image folders: each sample from a random crop of its source image with this
+    /// area fraction range (torchvision's `RandomResizedCrop`, aspect 3/4–4/3), drawn
+    /// before the other augmentations; ignored by datasets stored at their size.
+    #[serde(default)]
+    pub random_resized_crop: Option<[f32; 2]>,
 }
 
 impl Transform {
     /// No augmentation, only `normalize` (for evaluation).
     pub fn eval(normalize: Normalize) -> Self {
-        Transform { normalize, crop_pad: 0, hflip: false }
+        Transform { normalize, crop_pad: 0, hflip: false, random_resized_crop: None }
     }
     /// Pad-`pad` random crop + random flip + `normalize` (CIFAR-style training).
     pub fn train(normalize: Normalize, crop_pad: usize, hflip: bool) -> Self {
-        Transform { normalize, crop_pad, hflip }
+        Transform { normalize, crop_pad, hflip, random_resized_crop: None }
+    }
+    /// The same with ImageNet-style random-resized crops of area fraction `scale`.
+    pub fn with_random_resized_crop(self, scale: Option<[f32; 2]>) -> Self {
+        Transform { random_resized_crop: scale, ..self }
     }
     /// `true` when the transform draws random numbers.
     pub fn is_random(&self) -> bool {
-        self.crop_pad > 0 || self.hflip
+        self.crop_pad > 0 || self.hflip || self.random_resized_crop.is_some()
     }
 
     /// Transforms one sample: `src` is `C*H*W` bytes (CHW) of `shape`, `out` must be

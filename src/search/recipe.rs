@@ -274,6 +274,11 @@ pub struct Recipe {
     /// torchvision's Resize(256) + CenterCrop(224); 1.0: the whole shorter side).
     /// MNIST/CIFAR files have a fixed size and ignore it. Default 0.875.
     pub crop_fraction: f32,
+    /// Image folders, training only: each image from a random crop of area fraction in
+    /// [lo, hi] of the source and aspect 3/4–4/3, resized to the input (torchvision's
+    /// RandomResizedCrop; ImageNet: [0.08, 1.0]). Unset: the `crop-fraction` centre
+    /// crop for training too. Ignored by MNIST/CIFAR files. Default unset.
+    pub random_resized_crop: Option<[f32; 2]>,
     /// Random horizontal flip. Default false.
     pub hflip: bool,
     /// `auto` (default), `on`, `off`: identity BN after convs lacking one.
@@ -346,6 +351,7 @@ impl Default for Recipe {
             std: t.std,
             crop_pad: 0,
             crop_fraction: 0.875,
+            random_resized_crop: t.random_resized_crop,
             hflip: false,
             insert_bn: InsertBn::Auto,
             keep_bn: false,
@@ -399,6 +405,7 @@ impl Recipe {
             std: self.std.clone(),
             crop_pad: self.crop_pad,
             crop_fraction: self.crop_fraction,
+            random_resized_crop: self.random_resized_crop,
             hflip: self.hflip,
             insert_bn: self.insert_bn,
             keep_bn: self.keep_bn,

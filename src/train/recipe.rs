@@ -144,6 +144,11 @@ pub struct Recipe {
     /// torchvision's Resize(256) + CenterCrop(224); 1.0: the whole shorter side).
     /// MNIST/CIFAR files have a fixed size and ignore it. Default 0.875.
     pub crop_fraction: f32,
+    /// Image folders, training only: each image from a random crop of area fraction in
+    /// [lo, hi] of the source and aspect 3/4–4/3, resized to the input (torchvision's
+    /// RandomResizedCrop; ImageNet: [0.08, 1.0]). Unset: the `crop-fraction` centre
+    /// crop for training too. Ignored by MNIST/CIFAR files. Default unset.
+    pub random_resized_crop: Option<[f32; 2]>,
     /// Random horizontal flip. Default false.
     pub hflip: bool,
     /// `auto` (default), `on`, `off`.
@@ -198,6 +203,7 @@ impl Default for Recipe {
             std: vec![1.0],
             crop_pad: 0,
             crop_fraction: 0.875,
+            random_resized_crop: None,
             hflip: false,
             insert_bn: InsertBn::Auto,
             keep_bn: false,
@@ -250,6 +256,11 @@ impl Recipe {
         }
         if !(self.crop_fraction > 0.0 && self.crop_fraction <= 1.0) {
             return bad("crop-fraction", "must be in (0, 1]");
+        }
+        if let Some([lo, hi]) = self.random_resized_crop {
+            if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+                return bad("random-resized-crop", "must be [lo, hi] with 0 < lo <= hi <= 1");
+            }
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad("lr", "must be a positive number");

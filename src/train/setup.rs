@@ -120,7 +120,8 @@ pub fn loaders(
     let train = Loader::new(
         pair.train,
         train_idx,
-        Transform::train(norm.clone(), r.crop_pad, r.hflip),
+        Transform::train(norm.clone(), r.crop_pad, r.hflip)
+            .with_random_resized_crop(r.random_resized_crop),
         cfg.clone(),
     )?;
     let test = Loader::all(
