@@ -2,7 +2,7 @@
 //! alignment penalty; the non-agent baselines' widths.
 use crate::agent::Budget;
 use crate::data::Loader;
-use crate::rewrite::KeepSets;
+pub use crate::rewrite::KeepSets;
 use crate::train::trainer::batch_tensors;
 use crate::train::{evaluate, Net, TrainError};
 use std::collections::BTreeMap;
@@ -168,8 +168,9 @@ impl OrtScoring {
 /// The held-out reward subset. Decoded, normalised and moved to the device
 /// once when it fits in [`RewardSet::CACHE_BYTES`] (every episode evaluates
 /// the same images), streamed from the loader otherwise.
-pub struct RewardSet<'a> {
-    loader: &'a Loader,
+pub struct RewardSet {
+    /// The held-out subset (a loader shares its dataset; cloning it is cheap).
+    loader: Loader,
     cached: Option<Vec<(Tensor, Tensor)>>,
     /// Training images for adaptive BN (see [`RewardSet::with_recalibration`]).
     recal: Option<Tensor>,
@@ -178,11 +179,11 @@ pub struct RewardSet<'a> {
     stages: std::cell::Cell<RewardStages>,
 }
 
-impl<'a> RewardSet<'a> {
+impl RewardSet {
     /// Largest subset kept in memory (1 GiB of f32 pixels).
     pub const CACHE_BYTES: usize = 1 << 30;
 
-    pub fn new(loader: &'a Loader, net: &Net) -> Result<RewardSet<'a>, TrainError> {
+    pub fn new(loader: &Loader, net: &Net) -> Result<RewardSet, TrainError> {
         let per: usize = loader.dataset().sample_len() * 4;
         let cached = if per * loader.num_samples() <= Self::CACHE_BYTES {
             let mut v = Vec::new();
@@ -194,7 +195,7 @@ impl<'a> RewardSet<'a> {
             None
         };
         Ok(RewardSet {
-            loader,
+            loader: loader.clone(),
             cached,
             recal: None,
             host: std::cell::OnceCell::new(),
@@ -274,7 +275,7 @@ impl<'a> RewardSet<'a> {
 
     /// Accuracy of `net` (eval mode, current masks, no gradients) on the subset.
     pub fn accuracy(&self, net: &Net) -> Result<f64, TrainError> {
-        let Some(batches) = &self.cached else { return Ok(evaluate(net, self.loader)?.accuracy) };
+        let Some(batches) = &self.cached else { return Ok(evaluate(net, &self.loader)?.accuracy) };
         let (mut right, mut n) = (0i64, 0i64);
         tch::no_grad(|| -> Result<(), TrainError> {
             for (x, y) in batches {

@@ -412,119 +412,367 @@ fn choose(
 }
 
 /// Runs a whole pruning job; returns the report (also written to the run directory),
-/// None on the ranks but rank 0 of a multi-rank job.
+/// None on the ranks but rank 0 of a multi-rank job. The phases are the methods of
+/// [`Job`]: prepare → joint epochs (Alg. 1) → choose the architecture → surgery and
+/// fine-tuning → export and validation.
 pub fn run(r: &Recipe, o: &RunOptions) -> Result<Option<report::Report>, SearchError> {
-    let t_all = Instant::now();
-    let input = SearchError::Input;
-    let job = SearchError::Job;
     if o.resume {
-        if let Ok(text) = std::fs::read_to_string(o.run_dir.join("report.json")) {
-            if let Ok(rep) = serde_json::from_str::<report::Report>(&text) {
-                if o.progress {
-                    eprintln!("{} is complete; nothing to resume", o.run_dir.display());
-                }
-                return Ok(Some(rep));
-            }
+        if let Some(rep) = finished_report(o) {
+            return Ok(Some(rep));
         }
     }
-    let (g, an, budget) = prepare_run(r, o)?;
-    if r.threads > 0 {
-        tch::set_num_threads(r.threads as i32);
+    let mut job = Job::prepare(r, o)?;
+    job.joint()?;
+    let chosen = job.choose()?;
+    let tuned = job.finetune(&chosen)?;
+    if !job.root {
+        // Rank 0 exports, validates and reports.
+        return Ok(None);
     }
-    let device = r.device.device().map_err(|e| input(e.into()))?;
-    let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
-    // Data-parallel ranks train on their shares of every global batch.
-    let train = trainer::shard(train);
-    let root = crate::dist::is_root();
-    let ckpt = o.run_dir.join(CKPT);
+    job.export(chosen, tuned).map(Some)
+}
 
-    // ---- Alg. 1: joint training and search ----
-    let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
-    net.set_compute(r.precision, r.channels_last);
-    let mut tr =
-        Trainer::new(&net, &r.train_recipe(r.epochs).optim(), r.epochs, train.num_batches());
-    let mut agent = Agent::new(r.agent.clone(), r.epochs, r.seed);
-    let mut rng = Rng::new(r.seed).fork(0x5ea4c4);
-    let p = r.criterion.p();
-    let mut inc = Incumbents::default();
-    let (mut start, mut t_search, mut elapsed0) = (0usize, 0f64, 0f64);
-    let metrics_path = o.run_dir.join("metrics.jsonl");
-    let mut rows: Vec<EpochRow> = Vec::new();
-    if o.resume {
-        if let Some(st) = load_checkpoint(&ckpt, &mut net, &mut tr, &mut agent).map_err(input)? {
-            (start, t_search, elapsed0) = (st.epoch, st.search_seconds, st.elapsed_seconds);
-            rng = Rng::from_state(st.rng).ok_or_else(|| {
-                input(anyhow!("{}: invalid RNG state", ckpt.join(SEARCH_STATE).display()))
-            })?;
-            inc = st.incumbents;
-            let world = crate::dist::world().map_or(1, |w| w.size);
-            if st.world != world {
-                return Err(input(anyhow!(
-                    "{}: the run was checkpointed with {} rank(s) and is resumed with {world}; resume with the same world size (the episodes' split and the data shards depend on it)",
-                    ckpt.join(SEARCH_STATE).display(),
-                    st.world
-                )));
-            }
-            if root {
-                let lines = crate::util::truncate_lines(&metrics_path, start)
-                    .with_context(|| format!("writing {}", metrics_path.display()))
-                    .map_err(job)?;
-                rows = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
-            }
-            if o.progress {
-                eprintln!("resuming {} after epoch {start} of {}", o.run_dir.display(), r.epochs);
-            }
-        }
-    }
-    let mut metrics =
-        if root { Some(open_metrics(&metrics_path, start > 0).map_err(job)?) } else { None };
-    let ort_ok = ort_usable(r, device);
+/// The report of a run that already completed (a `--resume` of it has nothing to do).
+fn finished_report(o: &RunOptions) -> Option<report::Report> {
+    let text = std::fs::read_to_string(o.run_dir.join("report.json")).ok()?;
+    let rep = serde_json::from_str::<report::Report>(&text).ok()?;
     if o.progress {
-        eprintln!(
+        eprintln!("{} is complete; nothing to resume", o.run_dir.display());
+    }
+    Some(rep)
+}
+
+/// A pruning job between its phases: the recipe, the data, the network with its
+/// trainer, the agent and the incumbents, and the bookkeeping of the epochs.
+struct Job<'a> {
+    r: &'a Recipe,
+    o: &'a RunOptions,
+    /// Rank 0 (or the only process): writes the run directory.
+    root: bool,
+    device: tch::Device,
+    dims: [usize; 3],
+    budget: Budget,
+    train: Loader,
+    test: Loader,
+    rset: RewardSet,
+    /// The adaptive-BN batch (also kept inside `rset`).
+    recal_x: Option<Tensor>,
+    ort_ok: bool,
+    net: Net,
+    tr: Trainer,
+    agent: Agent,
+    rng: Rng,
+    inc: Incumbents,
+    ckpt: PathBuf,
+    metrics: Option<std::fs::File>,
+    rows: Vec<EpochRow>,
+    /// First epoch to run (after a resumed checkpoint).
+    start: usize,
+    t_search: f64,
+    /// Seconds of the run before this process (a resumed run).
+    elapsed0: f64,
+    t_all: Instant,
+}
+
+/// The chosen architecture: the best policy, its layers and whether re-scoring changed it.
+struct Chosen {
+    best: Best,
+    changed: Option<bool>,
+    layers: Vec<LayerChoice>,
+    /// Test accuracy of the masked (or narrow, recalibrated) sub-network before fine-tuning.
+    masked_acc: f64,
+    /// The trained full network as a graph.
+    trained: Graph,
+}
+
+/// The pruned network after fine-tuning.
+struct Tuned {
+    net: Net,
+    seconds: f64,
+}
+
+impl<'a> Job<'a> {
+    /// Imports the model, checks the budget, opens the data, builds the network, its
+    /// trainer and the agent, and restores them from a checkpoint on `--resume`.
+    fn prepare(r: &'a Recipe, o: &'a RunOptions) -> Result<Job<'a>, SearchError> {
+        let t_all = Instant::now();
+        let (input, job) = (SearchError::Input, SearchError::Job);
+        let (g, an, budget) = prepare_run(r, o)?;
+        if r.threads > 0 {
+            tch::set_num_threads(r.threads as i32);
+        }
+        let device = r.device.device().map_err(|e| input(e.into()))?;
+        let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
+        // Data-parallel ranks train on their shares of every global batch.
+        let train = trainer::shard(train);
+        let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
+        net.set_compute(r.precision, r.channels_last);
+        let tr =
+            Trainer::new(&net, &r.train_recipe(r.epochs).optim(), r.epochs, train.num_batches());
+        let recal_x = recal.as_ref().map(Tensor::shallow_clone);
+        let rset =
+            RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?.with_recalibration(recal);
+        let mut j = Job {
+            r,
+            o,
+            root: crate::dist::is_root(),
+            device,
+            dims,
+            ort_ok: ort_usable(r, device),
+            budget,
+            train,
+            test,
+            rset,
+            recal_x,
+            net,
+            tr,
+            agent: Agent::new(r.agent.clone(), r.epochs, r.seed),
+            rng: Rng::new(r.seed).fork(0x5ea4c4),
+            inc: Incumbents::default(),
+            ckpt: o.run_dir.join(CKPT),
+            metrics: None,
+            rows: Vec::new(),
+            start: 0,
+            t_search: 0.0,
+            elapsed0: 0.0,
+            t_all,
+        };
+        if o.resume {
+            j.resume()?;
+        }
+        if j.root {
+            j.metrics = Some(open_metrics(&j.metrics_path(), j.start > 0).map_err(job)?);
+        }
+        if o.progress {
+            eprintln!("{}", j.headline(holdout.num_samples()));
+        }
+        Ok(j)
+    }
+
+    fn metrics_path(&self) -> PathBuf {
+        self.o.run_dir.join("metrics.jsonl")
+    }
+
+    /// Continues from the run directory's checkpoint, when there is one.
+    fn resume(&mut self) -> Result<(), SearchError> {
+        let (input, job) = (SearchError::Input, SearchError::Job);
+        let loaded = load_checkpoint(&self.ckpt, &mut self.net, &mut self.tr, &mut self.agent)
+            .map_err(input)?;
+        let Some(st) = loaded else { return Ok(()) };
+        let state_file = self.ckpt.join(SEARCH_STATE);
+        let world = crate::dist::world().map_or(1, |w| w.size);
+        if st.world != world {
+            return Err(input(anyhow!(
+                "{}: the run was checkpointed with {} rank(s) and is resumed with {world}; resume with the same world size (the episodes' split and the data shards depend on it)",
+                state_file.display(),
+                st.world
+            )));
+        }
+        (self.start, self.t_search, self.elapsed0) =
+            (st.epoch, st.search_seconds, st.elapsed_seconds);
+        self.rng = Rng::from_state(st.rng)
+            .ok_or_else(|| input(anyhow!("{}: invalid RNG state", state_file.display())))?;
+        self.inc = st.incumbents;
+        if self.root {
+            let path = self.metrics_path();
+            let lines = crate::util::truncate_lines(&path, self.start)
+                .with_context(|| format!("writing {}", path.display()))
+                .map_err(job)?;
+            self.rows = lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        }
+        if self.o.progress {
+            eprintln!(
+                "resuming {} after epoch {} of {}",
+                self.o.run_dir.display(),
+                self.start,
+                self.r.epochs
+            );
+        }
+        Ok(())
+    }
+
+    /// The run's first line: model, budget, policy, data and where rewards are computed.
+    fn headline(&self, reward_images: usize) -> String {
+        let (r, b) = (self.r, &self.budget);
+        format!(
             "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers (search space {:?}), {} train / {} reward / {} test images, {} epochs on {:?}, rewards in {}",
             r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             100.0 * r.ratio(),
-            budget.full(),
-            budget.metric.name(),
-            budget.target,
+            b.full(),
+            b.metric.name(),
+            b.target,
             r.policy.name(),
-            budget.layers.len(),
+            b.layers.len(),
             r.search_space,
-            train.num_samples(),
-            holdout.num_samples(),
-            test.num_samples(),
+            self.train.num_samples(),
+            reward_images,
+            self.test.num_samples(),
             r.epochs,
-            device,
-            match r.reward_engine.resolve(device, ort_ok) {
+            self.device,
+            match r.reward_engine.resolve(self.device, self.ort_ok) {
                 RewardEngine::Ort => "ONNX Runtime (narrow networks)",
                 RewardEngine::Pruned => "libtorch (narrow networks)",
                 _ => "libtorch (masked full network)",
             }
-        );
+        )
     }
-    let recal_x = recal.as_ref().map(Tensor::shallow_clone);
-    let rset = RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?.with_recalibration(recal);
-    let overlap = r.agent.overlap.resolve(device);
-    // An epoch whose agent updates run beside the next epoch's weight training.
-    let mut pending: Option<Pending> = None;
-    for t in start..r.epochs {
+
+    /// The state a checkpoint at the end of epoch `epoch` (1-based) holds.
+    fn state(&self, epoch: usize, step: usize, elapsed: f64) -> SearchState {
+        SearchState {
+            epoch,
+            step,
+            rng: self.rng.state(),
+            incumbents: self.inc.clone(),
+            replay: self.agent.replay.clone(),
+            search_seconds: self.t_search,
+            elapsed_seconds: elapsed,
+            tensors: format!("search-e{epoch}.ot"),
+            graph: fingerprint(&self.net),
+            world: crate::dist::world().map_or(1, |w| w.size),
+        }
+    }
+
+    /// Writes a finished epoch's row, checkpoint (`named`: the trainer's tensors at the
+    /// end of that epoch) and plots.
+    fn close(
+        &mut self,
+        row: EpochRow,
+        named: Vec<(String, Tensor)>,
+        st: &SearchState,
+    ) -> Result<(), SearchError> {
+        close_epoch(
+            self.o,
+            self.r.epochs,
+            &self.ckpt,
+            self.metrics.as_mut(),
+            &mut self.rows,
+            row,
+            named,
+            &self.agent,
+            st,
+        )
+    }
+
+    /// Alg. 1: the joint epochs of weight training and search.
+    fn joint(&mut self) -> Result<(), SearchError> {
+        // An epoch whose agent updates run beside the next epoch's weight training.
+        let mut pending: Option<Pending> = None;
+        for t in self.start..self.r.epochs {
+            pending = self.epoch(t, pending)?;
+        }
+        debug_assert!(pending.is_none(), "the last epoch never defers its updates");
+        Ok(())
+    }
+
+    /// v_l of the best policy by current norms (Eq. 10), for the alignment penalty.
+    fn alignment_target(&self) -> Result<Option<GroupLasso>, SearchError> {
+        let (r, net) = (self.r, &self.net);
+        match (self.inc.best(), r.alignment && r.beta > 0.0) {
+            (Some(b), true) => {
+                let ks = reward::keep_sets(net, &self.budget, &b.kept, r.criterion.p())
+                    .map_err(|e| SearchError::Job(e.into()))?;
+                Ok(Some(net.group_lasso_target(&reward::keep_vectors(net, &ks))))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Joint epoch `t` (0-based): weight training (beside the previous epoch's deferred
+    /// agent updates, which then close that epoch), then the epoch's episodes; returns
+    /// this epoch when its own updates are deferred.
+    fn epoch(
+        &mut self,
+        t: usize,
+        pending: Option<Pending>,
+    ) -> Result<Option<Pending>, SearchError> {
+        let job = SearchError::Job;
         let t0 = Instant::now();
-        // v_l of the best policy by current norms (Eq. 10), for the penalty only.
-        let align: Option<GroupLasso> = match (inc.best(), r.alignment && r.beta > 0.0) {
-            (Some(b), true) => Some(net.group_lasso_target(&reward::keep_vectors(
-                &net,
-                &reward::keep_sets(&net, &budget, &b.kept, p).map_err(|e| job(e.into()))?,
-            ))),
-            _ => None,
+        let align = self.alignment_target()?;
+        let (trained, updated) =
+            self.train_beside_updates(t, t0, align.as_ref(), pending.is_some());
+        if let Some(pd) = pending {
+            let ((st, secs), wait) = updated.ok_or_else(|| {
+                job(anyhow!("the agent updates of epoch {} failed (thread panicked)", pd.row.epoch))
+            })?;
+            let mut row = pd.row;
+            row.set_updates(&st, secs, self.r.agent.env_model, self.r.agent.alpha);
+            row.update_overlapped = true;
+            row.search_seconds = pd.episodes_seconds + wait;
+            self.t_search += row.search_seconds;
+            let state = self.state(row.epoch, pd.step, pd.elapsed);
+            self.close(row, pd.snapshot, &state)?;
+        }
+        // The training time excludes the wait for the updates (counted as the previous epoch's search).
+        let sums = trained?;
+        let train_secs = sums.seconds;
+        let t1 = Instant::now();
+        let mut row = EpochRow {
+            epoch: t + 1,
+            lr: sums.sums.lr,
+            train_loss: sums.sums.loss(),
+            train_acc: sums.sums.accuracy(),
+            // The penalty before β (Eq. 11).
+            align_loss: align.is_some().then(|| sums.sums.extra() / self.r.beta),
+            ..Default::default()
         };
-        // The previous epoch's agent updates (if deferred) run on their own thread while
-        // this epoch trains the weights; neither reads what the other writes.
-        let (trained, updated) = std::thread::scope(|s| {
-            let handle = pending.is_some().then(|| {
-                let (agent, rng, threads) = (&mut agent, &mut rng, r.threads);
+        let defer = self.search(t, &mut row)?;
+        let search_secs = t1.elapsed().as_secs_f64();
+        row.best_reward = self.inc.best().map(|b| b.reward);
+        row.mean_reward = (!row.rewards.is_empty())
+            .then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
+        let r = self.r;
+        if t + 1 == r.epochs || (r.eval_every > 0 && (t + 1) % r.eval_every == 0) {
+            row.test_acc =
+                Some(evaluate(&self.net, &self.test).map_err(|e| job(e.into()))?.accuracy);
+        }
+        row.train_seconds = train_secs;
+        row.search_seconds = search_secs;
+        let elapsed = self.elapsed0 + self.t_all.elapsed().as_secs_f64();
+        if defer {
+            // Metrics row and checkpoint wait for the updates; the weights of this epoch are kept aside.
+            let snapshot = self
+                .tr
+                .tensors(&self.net)
+                .into_iter()
+                .map(|(n, t)| (n, tch::no_grad(|| t.detach().copy())))
+                .collect();
+            let step = self.tr.step;
+            return Ok(Some(Pending {
+                row,
+                episodes_seconds: search_secs,
+                snapshot,
+                step,
+                elapsed,
+            }));
+        }
+        self.t_search += search_secs;
+        let state = self.state(t + 1, self.tr.step, elapsed);
+        let named = self.tr.tensors(&self.net);
+        self.close(row, named, &state)?;
+        Ok(None)
+    }
+
+    /// Epoch `t`'s weight training; with `updates`, the agent's deferred updates run on
+    /// their own thread meanwhile (neither reads what the other writes): the training
+    /// sums with the seconds since `t0` at its end, and the updates' statistics, seconds
+    /// and the wait for them after training (None when the thread panicked).
+    #[allow(clippy::type_complexity)]
+    fn train_beside_updates(
+        &mut self,
+        t: usize,
+        t0: Instant,
+        align: Option<&GroupLasso>,
+        updates: bool,
+    ) -> (Result<Trained, SearchError>, Option<((crate::agent::UpdateStats, f64), f64)>) {
+        let (r, o) = (self.r, self.o);
+        let (agent, rng, tr, net, train) =
+            (&mut self.agent, &mut self.rng, &mut self.tr, &mut self.net, &self.train);
+        std::thread::scope(|s| {
+            let handle = updates.then(|| {
                 s.spawn(move || {
-                    if threads > 0 {
-                        tch::set_num_threads(threads as i32);
+                    if r.threads > 0 {
+                        tch::set_num_threads(r.threads as i32);
                     }
                     let tu = Instant::now();
                     let st = agent.update(rng);
@@ -532,341 +780,310 @@ pub fn run(r: &Recipe, o: &RunOptions) -> Result<Option<report::Report>, SearchE
                 })
             });
             let label = format!("epoch {}/{} train", t + 1, r.epochs);
-            let mut pen = |n: &Net| Ok(align.as_ref().map(|g| g.penalty(n) * r.beta));
-            let trained = tr
-                .epoch(&mut net, &train, t, &label, o.progress, Some(&mut pen))
-                .map(|s| (s, t0.elapsed().as_secs_f64()))
-                .map_err(|e| job(e.into()));
+            let mut pen = |n: &Net| Ok(align.map(|g| g.penalty(n) * r.beta));
+            let sums = tr
+                .epoch(net, train, t, &label, o.progress, Some(&mut pen))
+                .map(|sums| Trained { sums, seconds: t0.elapsed().as_secs_f64() })
+                .map_err(|e| SearchError::Job(e.into()));
             let tw = Instant::now();
-            let updated = handle.map(|h| h.join().map(|u| (u, tw.elapsed().as_secs_f64())));
-            (trained, updated)
-        });
-        if let Some(pd) = pending.take() {
-            let ((st, secs), wait) = match updated {
-                Some(Ok(u)) => u,
-                _ => {
-                    return Err(job(anyhow!(
-                        "the agent updates of epoch {} failed (thread panicked)",
-                        pd.row.epoch
-                    )))
-                }
-            };
-            let mut row = pd.row;
-            row.set_updates(&st, secs, r.agent.env_model, r.agent.alpha);
-            row.update_overlapped = true;
-            row.search_seconds = pd.episodes_seconds + wait;
-            t_search += row.search_seconds;
-            let state = SearchState {
-                epoch: row.epoch,
-                step: pd.step,
-                rng: rng.state(),
-                incumbents: inc.clone(),
-                replay: agent.replay.clone(),
-                search_seconds: t_search,
-                elapsed_seconds: pd.elapsed,
-                tensors: format!("search-e{}.ot", row.epoch),
-                graph: fingerprint(&net),
-                world: crate::dist::world().map_or(1, |w| w.size),
-            };
-            close_epoch(
-                o,
-                r.epochs,
-                &ckpt,
-                metrics.as_mut(),
-                &mut rows,
-                row,
-                pd.snapshot,
-                &agent,
-                &state,
-            )?;
-        }
-        // The training time excludes the wait for the updates (counted as the previous epoch's search).
-        let (sums, train_secs) = trained?;
-        // ---- episodes on the frozen weights ----
-        let t1 = Instant::now();
-        let phase = r.phase(t);
-        let searching = phase.searching();
-        let mut row = EpochRow {
-            epoch: t + 1,
-            lr: sums.lr,
-            train_loss: sums.loss(),
-            train_acc: sums.accuracy(),
-            // The penalty before β (Eq. 11).
-            align_loss: align.is_some().then(|| sums.extra() / r.beta),
-            ..Default::default()
-        };
-        let mut defer = false;
-        if searching {
-            row.phase = "search".into();
-            if r.policy == Policy::Rlal {
-                agent.begin_epoch(t);
-            }
-            let episodes: Vec<(Vec<usize>, Option<crate::agent::Episode>)> = match r.policy {
-                Policy::Rlal | Policy::Random => {
-                    let explore =
-                        if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
-                    row.phase = phase.name().into();
-                    (0..r.episodes_per_epoch)
-                        .map(|_| {
-                            let ep = agent.episode(&budget, t, &mut rng, explore);
-                            (ep.kept.clone(), Some(ep))
-                        })
-                        .collect()
-                }
-                Policy::Uniform => vec![(reward::uniform_kept(&budget), None)],
-                Policy::L1Global => vec![(
-                    reward::l1_global_kept(&net, &budget, p).map_err(|e| job(e.into()))?,
-                    None,
-                )],
-            };
-            let n_ep = episodes.len();
-            let tf = Instant::now();
-            let frozen = freeze(r, &net, &budget, ort_ok).map_err(|e| job(e.into()))?;
-            let freeze_secs = tf.elapsed().as_secs_f64();
-            let _ = rset.take_stages();
-            // The incumbents are scored on this epoch's weights before the episodes compete with them.
-            if r.selection == Selection::Rescore
-                && matches!(r.policy, Policy::Rlal | Policy::Random)
-            {
-                inc.rescore(t + 1, |kept| {
-                    rset.reward_with(&mut net, frozen.as_ref(), &budget, kept, p)
-                })
-                .map_err(|e| job(e.into()))?;
-            }
-            let mut best_seen = inc.best().map_or(0.0, |b| b.reward);
-            let accs = score_episodes(&episodes, |i, kept| {
-                let acc = rset.reward_with(&mut net, frozen.as_ref(), &budget, kept, p)?;
-                best_seen = best_seen.max(acc);
-                if o.progress {
-                    crate::util::progress(format_args!(
-                        "epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ",
-                        t + 1,
-                        r.epochs,
-                        trainer::bar(i + 1, n_ep),
-                        i + 1,
-                        n_ep,
-                        100.0 * acc,
-                        100.0 * best_seen
-                    ));
-                }
-                Ok(acc)
-            })
-            .map_err(job)?;
-            for ((kept, ep), acc) in episodes.into_iter().zip(accs) {
-                if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
-                    agent.remember(ep, acc as f32);
-                }
-                row.rewards.push(acc);
-                row.macs.push(budget.macs(&kept));
-                // Baselines without search follow their current choice; searches keep the best.
-                let b = Best { reward: acc, kept, epoch: t + 1 };
-                match r.policy {
-                    Policy::Uniform | Policy::L1Global => inc.replace(b),
-                    _ => inc.offer(b, r.kept_incumbents(), r.selection == Selection::Rescore),
-                }
-            }
-            row.reward_stages = Some(crate::search::reward::RewardStages {
-                freeze: freeze_secs,
-                ..rset.take_stages()
-            });
-            if phase == Phase::Agent {
-                if overlap && t + 1 < r.epochs {
-                    defer = true;
-                } else {
-                    let tu = Instant::now();
-                    let st = agent.update(&mut rng);
-                    row.set_updates(
-                        &st,
-                        tu.elapsed().as_secs_f64(),
-                        r.agent.env_model,
-                        r.agent.alpha,
-                    );
-                }
-            }
-        } else {
-            row.phase = if t < r.warmup_epochs { "warmup".into() } else { "weights".into() };
-        }
-        let search_secs = t1.elapsed().as_secs_f64();
-        row.best_reward = inc.best().map(|b| b.reward);
-        row.mean_reward = (!row.rewards.is_empty())
-            .then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
-        if t + 1 == r.epochs || (r.eval_every > 0 && (t + 1) % r.eval_every == 0) {
-            row.test_acc = Some(evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy);
-        }
-        row.train_seconds = train_secs;
-        row.search_seconds = search_secs;
-        let elapsed = elapsed0 + t_all.elapsed().as_secs_f64();
-        if defer {
-            // Metrics row and checkpoint wait for the updates; the weights of this epoch are kept aside.
-            let snapshot = tr
-                .tensors(&net)
-                .into_iter()
-                .map(|(n, t)| (n, tch::no_grad(|| t.detach().copy())))
-                .collect();
-            let step = tr.step;
-            pending = Some(Pending { row, episodes_seconds: search_secs, snapshot, step, elapsed });
-            continue;
-        }
-        t_search += search_secs;
-        let state = SearchState {
-            epoch: t + 1,
-            step: tr.step,
-            rng: rng.state(),
-            incumbents: inc.clone(),
-            replay: agent.replay.clone(),
-            search_seconds: t_search,
-            elapsed_seconds: elapsed,
-            tensors: format!("search-e{}.ot", t + 1),
-            graph: fingerprint(&net),
-            world: crate::dist::world().map_or(1, |w| w.size),
-        };
-        close_epoch(
-            o,
-            r.epochs,
-            &ckpt,
-            metrics.as_mut(),
-            &mut rows,
-            row,
-            tr.tensors(&net),
-            &agent,
-            &state,
-        )?;
-    }
-    debug_assert!(pending.is_none(), "the last epoch never defers its updates");
-    // ---- the final architecture ----
-    let (best, final_changed) = choose(r, &mut net, &budget, &rset, inc, ort_ok)?;
-    let ks = reward::keep_sets(&net, &budget, &best.kept, p).map_err(|e| job(e.into()))?;
-    let layers: Vec<LayerChoice> = budget
-        .layers
-        .iter()
-        .zip(&best.kept)
-        .map(|(l, &k)| LayerChoice {
-            layer: l.index,
-            group: l.group,
-            name: l.name.clone(),
-            channels: l.channels,
-            kept: k,
-            ratio: k as f64 / l.channels as f64,
-            kept_channels: ks[&l.group].clone(),
+            let updated =
+                handle.and_then(|h| h.join().ok()).map(|u| (u, tw.elapsed().as_secs_f64()));
+            (sums, updated)
         })
-        .collect();
-    if root {
-        report::write_policy(&o.run_dir, &best, &layers, &budget).map_err(job)?;
-        plot::write_layers(&o.run_dir, &layers).map_err(job)?;
     }
-    // Test accuracy of the best sub-network before fine-tuning, scored like the rewards.
-    let masked_acc = match &recal_x {
-        Some(x) => {
-            let f = reward::Frozen::new(&net, &budget, p, r.input_shape.as_deref(), true)
-                .map_err(|e| job(e.into()))?;
-            evaluate(&f.narrow_recalibrated(&best.kept, x).map_err(|e| job(e.into()))?, &test)
-                .map_err(|e| job(e.into()))?
-                .accuracy
-        }
-        None => {
-            net.set_masks(&reward::keep_vectors(&net, &ks)).map_err(|e| job(e.into()))?;
-            let a = evaluate(&net, &test).map_err(|e| job(e.into()))?.accuracy;
-            net.clear_masks();
-            a
-        }
-    };
-    let trained = net.export().map_err(|e| job(e.into()))?;
-    let an_t = reanalyse(&trained, r.input_shape.as_deref()).map_err(job)?;
-    let pruned = crate::rewrite::surgery::prune(&trained, &an_t, &ks, r.input_shape.as_deref())
-        .map_err(|e| job(anyhow!("surgery: {e}")))?;
-    let an_p = reanalyse(&pruned.graph, r.input_shape.as_deref()).map_err(job)?;
 
-    // ---- fine-tuning ----
-    let t_ft = Instant::now();
-    let mut net2 = Net::new(&pruned.graph, &an_p, device)
-        .context("building the pruned network")
-        .map_err(job)?;
-    net2.set_compute(r.precision, r.channels_last);
-    let mut ft_rows = Vec::new();
-    if r.finetune_epochs > 0 {
-        if o.progress {
-            eprintln!(
-                "fine-tuning the pruned network ({} -> {} MACs) for {} epochs",
-                pruned.macs_before, pruned.macs_after, r.finetune_epochs
-            );
+    /// The search of epoch `t` (its phase decides): episodes scored on the frozen
+    /// weights, incumbents re-scored, agent updates; true when the updates are deferred
+    /// to run beside the next epoch's training.
+    fn search(&mut self, t: usize, row: &mut EpochRow) -> Result<bool, SearchError> {
+        let job = SearchError::Job;
+        let r = self.r;
+        let phase = r.phase(t);
+        if !phase.searching() {
+            row.phase = if t < r.warmup_epochs { "warmup".into() } else { "weights".into() };
+            return Ok(false);
         }
-        let mut optim = r.train_recipe(r.finetune_epochs).optim();
-        optim.lr = r.finetune_lr.unwrap_or(r.lr);
-        optim.warmup_epochs = optim.warmup_epochs.min(r.finetune_epochs as f64);
-        let cfg = TrainConfig {
-            epochs: r.finetune_epochs,
-            optim,
-            eval_every: r.eval_every,
-            checkpoint_dir: Some(ckpt.join("finetune")),
-            resume: o.resume,
-            metrics: Some(o.run_dir.join("finetune.jsonl")),
-            progress: o.progress,
-            seed: r.seed ^ 0xf1e7,
+        row.phase = match r.policy {
+            Policy::Rlal | Policy::Random => phase.name().into(),
+            _ => "search".into(),
         };
-        trainer::train(&mut net2, &train, Some(&test), &cfg).map_err(|e| job(e.into()))?;
-        ft_rows = std::fs::read_to_string(o.run_dir.join("finetune.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .collect();
-    }
-    let ft_secs = t_ft.elapsed().as_secs_f64();
-    if !root {
-        // Rank 0 exports, validates and reports.
-        return Ok(None);
-    }
-    plot::write_accuracy(&o.run_dir, &rows, &ft_rows).map_err(job)?;
-
-    // ---- export and validation ----
-    let mut out = net2.export().map_err(|e| job(e.into()))?;
-    let mut unpruned = trained;
-    if !r.keep_bn {
-        crate::rewrite::bn::fold_bn(&mut out);
-        crate::rewrite::bn::fold_bn(&mut unpruned);
-    }
-    crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx"))
-        .context("writing unpruned.onnx")
-        .map_err(job)?;
-    let pruned_path = o.run_dir.join("pruned.onnx");
-    crate::onnx::save(&out, &pruned_path).context("writing pruned.onnx").map_err(job)?;
-    let ctx = report::Context {
-        recipe: r,
-        best: &best,
-        final_choice_changed: final_changed,
-        layers,
-        masked_acc,
-        search_seconds: t_search,
-        finetune_seconds: ft_secs,
-        total_seconds: elapsed0 + t_all.elapsed().as_secs_f64(),
-        train_seconds: rows.iter().map(|r| r.train_seconds).sum(),
-        search_overhead: {
-            let (tr, se) = rows
-                .iter()
-                .filter(|r| !r.rewards.is_empty())
-                .fold((0.0, 0.0), |(a, b), r| (a + r.train_seconds, b + r.search_seconds));
-            if tr > 0.0 {
-                se / tr
-            } else {
-                0.0
+        let episodes = self.episodes(t, phase)?;
+        let tf = Instant::now();
+        let frozen = freeze(r, &self.net, &self.budget, self.ort_ok).map_err(|e| job(e.into()))?;
+        let freeze_secs = tf.elapsed().as_secs_f64();
+        let _ = self.rset.take_stages();
+        let p = r.criterion.p();
+        let (net, budget, rset) = (&mut self.net, &self.budget, &self.rset);
+        // The incumbents are scored on this epoch's weights before the episodes compete with them.
+        if r.selection == Selection::Rescore && matches!(r.policy, Policy::Rlal | Policy::Random) {
+            self.inc
+                .rescore(t + 1, |kept| rset.reward_with(net, frozen.as_ref(), budget, kept, p))
+                .map_err(|e| job(e.into()))?;
+        }
+        let (n_ep, progress) = (episodes.len(), self.o.progress);
+        let mut best_seen = self.inc.best().map_or(0.0, |b| b.reward);
+        let accs = score_episodes(&episodes, |i, kept| {
+            let acc = rset.reward_with(net, frozen.as_ref(), budget, kept, p)?;
+            best_seen = best_seen.max(acc);
+            if progress {
+                crate::util::progress(format_args!(
+                    "epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ",
+                    t + 1,
+                    r.epochs,
+                    trainer::bar(i + 1, n_ep),
+                    i + 1,
+                    n_ep,
+                    100.0 * acc,
+                    100.0 * best_seen
+                ));
             }
-        },
-    };
-    let mut rep = report::validate(&ctx, &unpruned, &out, &test, dims, r.batch_size.clamp(1, 64))
+            Ok(acc)
+        })
         .map_err(job)?;
-    if let Some(t) = &budget.latency {
+        for ((kept, ep), acc) in episodes.into_iter().zip(accs) {
+            if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
+                self.agent.remember(ep, acc as f32);
+            }
+            row.rewards.push(acc);
+            row.macs.push(self.budget.macs(&kept));
+            // Baselines without search follow their current choice; searches keep the best.
+            let b = Best { reward: acc, kept, epoch: t + 1 };
+            match r.policy {
+                Policy::Uniform | Policy::L1Global => self.inc.replace(b),
+                _ => self.inc.offer(b, r.kept_incumbents(), r.selection == Selection::Rescore),
+            }
+        }
+        row.reward_stages =
+            Some(reward::RewardStages { freeze: freeze_secs, ..self.rset.take_stages() });
+        if phase != Phase::Agent {
+            return Ok(false);
+        }
+        if r.agent.overlap.resolve(self.device) && t + 1 < r.epochs {
+            return Ok(true);
+        }
+        let tu = Instant::now();
+        let st = self.agent.update(&mut self.rng);
+        row.set_updates(&st, tu.elapsed().as_secs_f64(), r.agent.env_model, r.agent.alpha);
+        Ok(false)
+    }
+
+    /// The architectures epoch `t` scores: the agent's (or random) episodes, or the
+    /// baseline's single choice.
+    #[allow(clippy::type_complexity)]
+    fn episodes(
+        &mut self,
+        t: usize,
+        phase: Phase,
+    ) -> Result<Vec<(Vec<usize>, Option<crate::agent::Episode>)>, SearchError> {
+        let r = self.r;
+        Ok(match r.policy {
+            Policy::Rlal | Policy::Random => {
+                if r.policy == Policy::Rlal {
+                    self.agent.begin_epoch(t);
+                }
+                let explore = if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
+                (0..r.episodes_per_epoch)
+                    .map(|_| {
+                        let ep = self.agent.episode(&self.budget, t, &mut self.rng, explore);
+                        (ep.kept.clone(), Some(ep))
+                    })
+                    .collect()
+            }
+            Policy::Uniform => vec![(reward::uniform_kept(&self.budget), None)],
+            Policy::L1Global => vec![(
+                reward::l1_global_kept(&self.net, &self.budget, r.criterion.p())
+                    .map_err(|e| SearchError::Job(e.into()))?,
+                None,
+            )],
+        })
+    }
+
+    /// The architecture to prune to ([`choose`]), its layers (written with the policy and
+    /// its plot by rank 0), and its test accuracy before fine-tuning, scored like the rewards.
+    fn choose(&mut self) -> Result<Chosen, SearchError> {
+        let job = SearchError::Job;
+        let (r, p) = (self.r, self.r.criterion.p());
+        let inc = std::mem::take(&mut self.inc);
+        let (best, changed) = choose(r, &mut self.net, &self.budget, &self.rset, inc, self.ort_ok)?;
+        let ks =
+            reward::keep_sets(&self.net, &self.budget, &best.kept, p).map_err(|e| job(e.into()))?;
+        let layers: Vec<LayerChoice> = self
+            .budget
+            .layers
+            .iter()
+            .zip(&best.kept)
+            .map(|(l, &k)| LayerChoice {
+                layer: l.index,
+                group: l.group,
+                name: l.name.clone(),
+                channels: l.channels,
+                kept: k,
+                ratio: k as f64 / l.channels as f64,
+                kept_channels: ks[&l.group].clone(),
+            })
+            .collect();
+        if self.root {
+            report::write_policy(&self.o.run_dir, &best, &layers, &self.budget).map_err(job)?;
+            plot::write_layers(&self.o.run_dir, &layers).map_err(job)?;
+        }
+        let masked_acc = self.masked_accuracy(&best, &ks)?;
+        let trained = self.net.export().map_err(|e| job(e.into()))?;
+        Ok(Chosen { best, changed, layers, masked_acc, trained })
+    }
+
+    /// Test accuracy of sub-network `best` (keep sets `ks`) before fine-tuning.
+    fn masked_accuracy(&mut self, best: &Best, ks: &reward::KeepSets) -> Result<f64, SearchError> {
+        let job = |e: crate::train::TrainError| SearchError::Job(e.into());
+        let r = self.r;
+        match &self.recal_x {
+            Some(x) => {
+                let f = reward::Frozen::new(
+                    &self.net,
+                    &self.budget,
+                    r.criterion.p(),
+                    r.input_shape.as_deref(),
+                    true,
+                )
+                .map_err(job)?;
+                let narrow = f.narrow_recalibrated(&best.kept, x).map_err(job)?;
+                Ok(evaluate(&narrow, &self.test).map_err(job)?.accuracy)
+            }
+            None => {
+                self.net.set_masks(&reward::keep_vectors(&self.net, ks)).map_err(job)?;
+                let a = evaluate(&self.net, &self.test).map_err(job)?.accuracy;
+                self.net.clear_masks();
+                Ok(a)
+            }
+        }
+    }
+
+    /// Channel surgery to the chosen architecture and fine-tuning of the pruned network.
+    fn finetune(&mut self, c: &Chosen) -> Result<Tuned, SearchError> {
+        let job = SearchError::Job;
+        let (r, o) = (self.r, self.o);
+        let ks = reward::keep_sets(&self.net, &self.budget, &c.best.kept, r.criterion.p())
+            .map_err(|e| job(e.into()))?;
+        let an_t = reanalyse(&c.trained, r.input_shape.as_deref()).map_err(job)?;
+        let pruned =
+            crate::rewrite::surgery::prune(&c.trained, &an_t, &ks, r.input_shape.as_deref())
+                .map_err(|e| job(anyhow!("surgery: {e}")))?;
+        let an_p = reanalyse(&pruned.graph, r.input_shape.as_deref()).map_err(job)?;
+        let t_ft = Instant::now();
+        let mut net = Net::new(&pruned.graph, &an_p, self.device)
+            .context("building the pruned network")
+            .map_err(job)?;
+        net.set_compute(r.precision, r.channels_last);
+        if r.finetune_epochs > 0 {
+            if o.progress {
+                eprintln!(
+                    "fine-tuning the pruned network ({} -> {} MACs) for {} epochs",
+                    pruned.macs_before, pruned.macs_after, r.finetune_epochs
+                );
+            }
+            let mut optim = r.train_recipe(r.finetune_epochs).optim();
+            optim.lr = r.finetune_lr.unwrap_or(r.lr);
+            optim.warmup_epochs = optim.warmup_epochs.min(r.finetune_epochs as f64);
+            let cfg = TrainConfig {
+                epochs: r.finetune_epochs,
+                optim,
+                eval_every: r.eval_every,
+                checkpoint_dir: Some(self.ckpt.join("finetune")),
+                resume: o.resume,
+                metrics: Some(o.run_dir.join("finetune.jsonl")),
+                progress: o.progress,
+                seed: r.seed ^ 0xf1e7,
+            };
+            trainer::train(&mut net, &self.train, Some(&self.test), &cfg)
+                .map_err(|e| job(e.into()))?;
+        }
+        Ok(Tuned { net, seconds: t_ft.elapsed().as_secs_f64() })
+    }
+
+    /// Writes unpruned.onnx and pruned.onnx (BN folded unless `keep-bn`), validates them
+    /// in ONNX Runtime (accuracy, MACs, latency; the latency budget's estimate against
+    /// the measured), and writes the report.
+    fn export(self, c: Chosen, tuned: Tuned) -> Result<report::Report, SearchError> {
+        let job = SearchError::Job;
+        let (r, o) = (self.r, self.o);
+        let ft_rows: Vec<serde_json::Value> =
+            std::fs::read_to_string(o.run_dir.join("finetune.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
+        let ft_rows = if r.finetune_epochs > 0 { ft_rows } else { Vec::new() };
+        plot::write_accuracy(&o.run_dir, &self.rows, &ft_rows).map_err(job)?;
+        let mut out = tuned.net.export().map_err(|e| job(e.into()))?;
+        let mut unpruned = c.trained;
+        if !r.keep_bn {
+            crate::rewrite::bn::fold_bn(&mut out);
+            crate::rewrite::bn::fold_bn(&mut unpruned);
+        }
+        crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx"))
+            .context("writing unpruned.onnx")
+            .map_err(job)?;
+        crate::onnx::save(&out, &o.run_dir.join("pruned.onnx"))
+            .context("writing pruned.onnx")
+            .map_err(job)?;
+        let ctx = report::Context {
+            recipe: r,
+            best: &c.best,
+            final_choice_changed: c.changed,
+            layers: c.layers,
+            masked_acc: c.masked_acc,
+            search_seconds: self.t_search,
+            finetune_seconds: tuned.seconds,
+            total_seconds: self.elapsed0 + self.t_all.elapsed().as_secs_f64(),
+            train_seconds: self.rows.iter().map(|r| r.train_seconds).sum(),
+            search_overhead: search_overhead(&self.rows),
+        };
+        let batch = r.batch_size.clamp(1, 64);
+        let mut rep =
+            report::validate(&ctx, &unpruned, &out, &self.test, self.dims, batch).map_err(job)?;
+        rep.latency_budget = self.latency_budget(&c.best, &unpruned, &out)?;
+        report::write(&o.run_dir, &rep).map_err(job)?;
+        Ok(rep)
+    }
+
+    /// A latency budget's estimate against the measured latency of both models.
+    fn latency_budget(
+        &self,
+        best: &Best,
+        unpruned: &Graph,
+        pruned: &Graph,
+    ) -> Result<Option<report::LatencyBudget>, SearchError> {
+        let job = SearchError::Job;
+        let (Some(t), budget) = (&self.budget.latency, &self.budget) else { return Ok(None) };
         let e = latency::Effort { warmup: 3, runs: 20 };
-        let ms = |g: &Graph| latency::model_ms(g, dims, t.batch, t.threads, e);
+        let ms = |g: &Graph| latency::model_ms(g, self.dims, t.batch, t.threads, e);
         let ns = |kv: &[usize]| t.eval(&budget.cost, kv) as f64 / 1e6;
-        rep.latency_budget = Some(report::LatencyBudget {
+        Ok(Some(report::LatencyBudget {
             batch: t.batch,
             threads: t.threads,
             target_ms: budget.target as f64 / 1e6,
             estimated_unpruned_ms: ns(&budget.cost.full),
             estimated_pruned_ms: ns(&budget.kept_vector(&best.kept)),
-            measured_unpruned_ms: ms(&unpruned).context("timing unpruned.onnx").map_err(job)?,
-            measured_pruned_ms: ms(&out).context("timing pruned.onnx").map_err(job)?,
-        });
+            measured_unpruned_ms: ms(unpruned).context("timing unpruned.onnx").map_err(job)?,
+            measured_pruned_ms: ms(pruned).context("timing pruned.onnx").map_err(job)?,
+        }))
     }
-    report::write(&o.run_dir, &rep).map_err(job)?;
-    Ok(Some(rep))
+}
+
+/// Search seconds per training second over the epochs that scored episodes.
+fn search_overhead(rows: &[EpochRow]) -> f64 {
+    let (tr, se) = rows
+        .iter()
+        .filter(|r| !r.rewards.is_empty())
+        .fold((0.0, 0.0), |(a, b), r| (a + r.train_seconds, b + r.search_seconds));
+    if tr > 0.0 {
+        se / tr
+    } else {
+        0.0
+    }
+}
+
+/// One epoch's weight training: its sums and seconds (alignment target included).
+struct Trained {
+    sums: crate::train::trainer::EpochSums,
+    seconds: f64,
 }
