@@ -127,6 +127,42 @@ pub fn init_from_env() -> Result<Option<&'static World>, DistError> {
     Ok(Some(w))
 }
 
+/// Opens the first shared library that loads (globally, all symbols bound now): the
+/// path in environment variable `var` alone when it is set, else each of `defaults`.
+/// Returns the library and its path, or what every try said.
+fn open_library(
+    var: &str,
+    defaults: &[std::path::PathBuf],
+) -> Result<(libloading::os::unix::Library, String), String> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    let paths: Vec<std::path::PathBuf> = match std::env::var(var) {
+        Ok(p) if !p.is_empty() => vec![p.into()],
+        _ => defaults.to_vec(),
+    };
+    let mut tried = Vec::new();
+    for p in paths {
+        // SAFETY: loading a system communication library (MPI, NCCL); its initialisers
+        // start no threads.
+        match unsafe { Library::open(Some(&p), RTLD_NOW | RTLD_GLOBAL) } {
+            Ok(l) => return Ok((l, p.display().to_string())),
+            Err(e) => tried.push(format!("{}: {e}", p.display())),
+        }
+    }
+    Err(tried.join("; "))
+}
+
+/// Function `name` of `lib` (at `path`, for errors) with C signature `T`.
+fn symbol<T: Copy>(
+    lib: &libloading::os::unix::Library,
+    path: &str,
+    name: &str,
+) -> Result<T, String> {
+    // SAFETY: callers name `T` as the C signature of `name` in the library's header.
+    unsafe { lib.get::<T>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| format!("{path}: no function {name}: {e}"))
+}
+
 /// The launched world, once [`init_from_env`] found one.
 pub fn world() -> Option<&'static World> {
     WORLD.get()

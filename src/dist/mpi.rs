@@ -5,7 +5,7 @@
 //! `MPI_IN_PLACE` is `(void*)1` (its `mpi.h`); a library without those symbols
 //! (MPICH, Intel MPI) is refused with a clear error rather than misused.
 use super::DistError;
-use libloading::os::unix::{Library, Symbol, RTLD_GLOBAL, RTLD_NOW};
+use libloading::os::unix::{Library, Symbol};
 use std::ffi::{c_char, c_int, c_void};
 
 type Handle = *mut c_void;
@@ -54,13 +54,6 @@ pub struct Mpi {
 unsafe impl Send for Mpi {}
 unsafe impl Sync for Mpi {}
 
-fn candidates() -> Vec<String> {
-    match std::env::var("RLAL_MPI_LIB") {
-        Ok(p) if !p.is_empty() => vec![p],
-        _ => vec!["libmpi.so.40".into(), "libmpi.so".into()],
-    }
-}
-
 /// The address of exported object `name` (an Open MPI handle).
 fn object(lib: &Library, path: &str, name: &str) -> Result<Handle, DistError> {
     // SAFETY: the symbol is a data object; only its address is taken.
@@ -74,27 +67,19 @@ fn object(lib: &Library, path: &str, name: &str) -> Result<Handle, DistError> {
 }
 
 fn func<T: Copy>(lib: &Library, path: &str, name: &str) -> Result<T, DistError> {
-    // SAFETY: `T` is the C signature of `name` in the MPI standard.
-    unsafe { lib.get::<T>(name.as_bytes()) }
-        .map(|s| *s)
-        .map_err(|e| DistError::Mpi(format!("{path}: no function {name}: {e}")))
+    super::symbol(lib, path, name).map_err(DistError::Mpi)
 }
 
 impl Mpi {
     /// Loads Open MPI and initialises it (once per process); returns it with (rank, size).
     pub fn init() -> Result<(Mpi, usize, usize), DistError> {
-        let mut tried = Vec::new();
-        for path in candidates() {
-            // SAFETY: loading the system's MPI library; its initialisers set up no threads.
-            match unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) } {
-                Ok(lib) => return Self::start(lib, path),
-                Err(e) => tried.push(format!("{path}: {e}")),
-            }
+        let defaults = ["libmpi.so.40".into(), "libmpi.so".into()];
+        match super::open_library("RLAL_MPI_LIB", &defaults) {
+            Ok((lib, path)) => Self::start(lib, path),
+            Err(tried) => Err(DistError::Mpi(format!(
+                "the MPI launcher started this process but no MPI library loads ({tried}); install Open MPI (Debian: openmpi-bin libopenmpi3) or set RLAL_MPI_LIB"
+            ))),
         }
-        Err(DistError::Mpi(format!(
-            "the MPI launcher started this process but no MPI library loads ({}); install Open MPI (Debian: openmpi-bin libopenmpi3) or set RLAL_MPI_LIB",
-            tried.join("; ")
-        )))
     }
 
     fn start(lib: Library, path: String) -> Result<(Mpi, usize, usize), DistError> {

@@ -7,7 +7,7 @@
 //! before them and the SGD step after them.
 use super::mpi::{Dtype, Mpi};
 use super::DistError;
-use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+use libloading::os::unix::Library;
 use std::ffi::{c_char, c_int, c_void, CStr};
 
 #[repr(C)]
@@ -56,54 +56,35 @@ pub struct Nccl {
 unsafe impl Send for Nccl {}
 unsafe impl Sync for Nccl {}
 
+/// Where NCCL is looked for: by name (the loader's path), then beside libtorch in the
+/// torch wheel's environment (`torch/lib` -> `nvidia/nccl/lib`).
 fn candidates() -> Vec<std::path::PathBuf> {
-    if let Ok(p) = std::env::var("RLAL_NCCL_LIB") {
-        if !p.is_empty() {
-            return vec![p.into()];
-        }
-    }
     let mut v = vec![std::path::PathBuf::from("libnccl.so.2")];
-    // torch/lib -> site-packages/nvidia/nccl/lib (the wheel's dependency).
     if let Some(dir) = option_env!("RLAL_LIBTORCH_LIB") {
         v.push(std::path::Path::new(dir).join("../../nvidia/nccl/lib/libnccl.so.2"));
     }
     v
 }
 
-fn func<T: Copy>(lib: &Library, name: &str) -> Result<T, DistError> {
-    // SAFETY: `T` is the C signature of `name` in nccl.h.
-    unsafe { lib.get::<T>(name.as_bytes()) }
-        .map(|s| *s)
-        .map_err(|e| DistError::Nccl(format!("no function {name}: {e}")))
+fn func<T: Copy>(lib: &Library, path: &str, name: &str) -> Result<T, DistError> {
+    super::symbol(lib, path, name).map_err(DistError::Nccl)
 }
 
 impl Nccl {
     /// Opens NCCL and creates the world communicator (a collective over `mpi`).
     pub fn init(mpi: &Mpi, rank: usize, size: usize) -> Result<Nccl, DistError> {
-        let mut tried = Vec::new();
-        let lib = candidates().into_iter().find_map(|p| {
-            // SAFETY: loading NVIDIA's NCCL library.
-            match unsafe { Library::open(Some(&p), RTLD_NOW | RTLD_GLOBAL) } {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    tried.push(format!("{}: {e}", p.display()));
-                    None
-                }
-            }
-        });
-        let lib = lib.ok_or_else(|| {
+        let (lib, path) = super::open_library("RLAL_NCCL_LIB", &candidates()).map_err(|tried| {
             DistError::Nccl(format!(
-                "NCCL does not load ({}); install the nvidia-nccl-cu13 wheel or set RLAL_NCCL_LIB, or use backend: mpi",
-                tried.join("; ")
+                "NCCL does not load ({tried}); install the nvidia-nccl-cu13 wheel or set RLAL_NCCL_LIB, or use RLAL_DIST_BACKEND=mpi"
             ))
         })?;
-        let get_id: GetUniqueId = func(&lib, "ncclGetUniqueId")?;
-        let init_rank: CommInitRank = func(&lib, "ncclCommInitRank")?;
+        let get_id: GetUniqueId = func(&lib, &path, "ncclGetUniqueId")?;
+        let init_rank: CommInitRank = func(&lib, &path, "ncclCommInitRank")?;
         let n = Nccl {
             comm: std::ptr::null_mut(),
-            all_reduce: func(&lib, "ncclAllReduce")?,
-            broadcast: func(&lib, "ncclBroadcast")?,
-            error_string: func(&lib, "ncclGetErrorString")?,
+            all_reduce: func(&lib, &path, "ncclAllReduce")?,
+            broadcast: func(&lib, &path, "ncclBroadcast")?,
+            error_string: func(&lib, &path, "ncclGetErrorString")?,
             _lib: lib,
         };
         let mut id = UniqueId([0; 128]);
