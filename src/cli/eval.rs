@@ -5,7 +5,7 @@ use anyhow::Context;
 use rlal::analysis::{self, ImportOptions};
 use rlal::data::{self, Loader, LoaderConfig, Normalize, Split, Transform};
 use rlal::train::{setup, Net};
-use rlal::validate::{ort::OrtModel, tract::TractModel, Runner, ValidateError};
+use rlal::validate::{tract::TractModel, Runner, ValidateError};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -130,40 +130,17 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
             }
             Box::new(Net::new(&g, &an, device).map_err(Failure::input)?)
         }
-        Engine::Ort => match OrtModel::with_ep(&rlal::onnx::to_bytes(&g), a.threads, a.ep) {
-            Ok(m) => Box::new(m),
-            Err(e @ ValidateError::Load { .. }) => {
-                eprintln!("warning: {e}; falling back to tract (accuracy and latency are tract's)");
-                Box::new(TractModel::from_bytes(&rlal::onnx::to_bytes(&g)).map_err(Failure::job)?)
-            }
-            Err(e) => return Err(Failure::job(anyhow::Error::from(e))),
-        },
+        Engine::Ort => rlal::validate::open(&rlal::onnx::to_bytes(&g), a.threads, a.ep)
+            .map_err(Failure::job)?,
         Engine::Tract => {
             Box::new(TractModel::from_bytes(&rlal::onnx::to_bytes(&g)).map_err(Failure::job)?)
         }
     };
-    let (mut correct, mut n, mut secs, mut batches) = (0usize, 0usize, 0f64, 0usize);
-    for b in loader.epoch(0) {
-        let b = b.map_err(Failure::input)?;
-        let t0 = std::time::Instant::now();
-        let outs = runner.run(&b.shape, b.data).map_err(Failure::job)?;
-        secs += t0.elapsed().as_secs_f64();
-        batches += 1;
-        let (shape, logits) = outs
-            .into_iter()
-            .next()
-            .ok_or_else(|| Failure::job(anyhow::anyhow!("the model has no output")))?;
-        let k = *shape.last().unwrap_or(&1);
-        for (row, &y) in logits.chunks(k.max(1)).zip(&b.labels) {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
-                .0;
-            correct += (best as i64 == y) as usize;
-        }
-        n += b.labels.len();
-    }
+    let acc = rlal::validate::accuracy(runner.as_mut(), &loader).map_err(|e| match e {
+        ValidateError::Data(e) => Failure::input(e),
+        e => Failure::job(e),
+    })?;
+    let (correct, n, secs, batches) = (acc.correct, acc.samples, acc.seconds, acc.batches);
     let r = Report {
         model: a.model.display().to_string(),
         engine: runner.engine(),

@@ -10,7 +10,7 @@ use rlal::analysis::{self, Analysis, ImportOptions};
 use rlal::ir::Graph;
 use rlal::rewrite::{rank, surgery, Criterion, Plan};
 use rlal::validate::latency::{self, Latency};
-use rlal::validate::{ort::OrtModel, tract::TractModel, Runner, ValidateError};
+use rlal::validate::{tract::TractModel, Runner, ValidateError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -467,24 +467,12 @@ fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
     Ok(out)
 }
 
-/// An engine for `bytes`: ONNX Runtime on `ep`, or tract when ORT cannot be loaded
-/// (a missing CUDA execution provider is an error, not a fallback).
 fn runner(
     bytes: &[u8],
     threads: usize,
     ep: rlal::validate::ort::Ep,
 ) -> anyhow::Result<Box<dyn Runner>> {
-    match OrtModel::with_ep(bytes, threads, ep) {
-        Ok(m) => Ok(Box::new(m)),
-        Err(e @ ValidateError::Load { .. }) => {
-            static WARN: std::sync::Once = std::sync::Once::new();
-            WARN.call_once(|| {
-                eprintln!("warning: {e}; falling back to tract (latency and accuracy are tract's)")
-            });
-            Ok(Box::new(TractModel::from_bytes(bytes)?))
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(rlal::validate::open(bytes, threads, ep)?)
 }
 
 fn max_diff(a: &[(Vec<usize>, Vec<f32>)], b: &[(Vec<usize>, Vec<f32>)]) -> anyhow::Result<f32> {
@@ -577,21 +565,8 @@ fn accuracy(a: &ExportArgs, dir: &Path, r: &mut dyn Runner) -> anyhow::Result<(f
     let cfg =
         LoaderConfig { batch_size: a.batch, shuffle: false, workers: 0, ..Default::default() };
     let loader = Loader::new(ds, (0..n).collect(), Transform::eval(norm), cfg)?;
-    let (mut right, mut seen) = (0usize, 0usize);
-    for b in loader.epoch(0) {
-        let b = b?;
-        let out = r.run(&b.shape, b.data)?;
-        let (shape, logits) = out.into_iter().next().context("the model has no output")?;
-        let classes = *shape.last().context("scalar output")?;
-        for (i, &label) in b.labels.iter().enumerate() {
-            let row = &logits[i * classes..(i + 1) * classes];
-            let arg =
-                row.iter().enumerate().max_by(|x, y| x.1.total_cmp(y.1)).map_or(0, |(k, _)| k);
-            right += (arg as i64 == label) as usize;
-            seen += 1;
-        }
-    }
-    Ok((right as f64 / seen.max(1) as f64, seen))
+    let acc = rlal::validate::accuracy(r, &loader)?;
+    Ok((acc.rate(), acc.samples))
 }
 
 fn text(r: &Report) -> String {

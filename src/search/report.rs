@@ -5,7 +5,7 @@ use super::best::Best;
 use super::recipe::Recipe;
 use crate::data::Loader;
 use crate::ir::Graph;
-use crate::validate::{latency, ort::OrtModel, tract::TractModel, Runner, ValidateError};
+use crate::validate::{self, latency};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -239,37 +239,6 @@ pub struct Context<'a> {
     pub search_overhead: f64,
 }
 
-fn runner(bytes: &[u8], threads: usize) -> anyhow::Result<Box<dyn Runner>> {
-    match OrtModel::from_bytes(bytes, threads) {
-        Ok(m) => Ok(Box::new(m)),
-        Err(e @ ValidateError::Load { .. }) => {
-            eprintln!("warning: {e}; falling back to tract");
-            Ok(Box::new(TractModel::from_bytes(bytes)?))
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn accuracy(r: &mut dyn Runner, test: &Loader) -> anyhow::Result<(f64, usize)> {
-    let (mut right, mut seen) = (0usize, 0usize);
-    for b in test.epoch(0) {
-        let b = b?;
-        let out = r.run(&b.shape, b.data)?;
-        let (shape, logits) = out.into_iter().next().context("the model has no output")?;
-        let k = *shape.last().context("scalar output")?;
-        for (row, &y) in logits.chunks(k.max(1)).zip(&b.labels) {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::NEG_INFINITY), |m, (i, &v)| if v > m.1 { (i, v) } else { m })
-                .0;
-            right += (best as i64 == y) as usize;
-            seen += 1;
-        }
-    }
-    Ok((right as f64 / seen.max(1) as f64, seen))
-}
-
 fn figures(
     g: &Graph,
     test: &Loader,
@@ -280,8 +249,9 @@ fn figures(
     let facts =
         crate::ir::infer::infer(g, None).map_err(|e| anyhow::anyhow!("shape inference: {e}"))?;
     let an = crate::analysis::Analysis::new(g, facts, Vec::new());
-    let mut r = runner(&crate::onnx::to_bytes(g), threads)?;
-    let (acc, n) = accuracy(r.as_mut(), test)?;
+    let mut r = validate::open(&crate::onnx::to_bytes(g), threads, validate::ort::Ep::Cpu)?;
+    let a = validate::accuracy(r.as_mut(), test)?;
+    let (acc, n) = (a.rate(), a.samples);
     let shape = |b: usize| vec![b, dims[0], dims[1], dims[2]];
     let l1 = latency::measure(r.as_mut(), &shape(1), 3, 20)?;
     let lb = latency::measure(r.as_mut(), &shape(batch), 2, 10)?;
