@@ -28,6 +28,12 @@ fn reference_figures_are_in_the_golden_table() {
     assert_eq!(g["resnet20_cifar"]["macs"], 40_551_040u64);
     assert_eq!(g["resnet18"]["macs"], 1_814_073_344u64);
     assert_eq!(g["mobilenetv2"]["macs"], 300_774_272u64);
+    // ops_cnn by hand (1x16x16): conv1 16*16*8 * 1*9 + conv2 8*8*16 * 8*9 + ConvTranspose
+    // (input 8*8*8) * 4*2*2 + down 8*8*8 * 4*9 + conv3 8*8*16 * 8*9 + MatMul 10 * 16.
+    let ops = 16 * 16 * 8 * 9 + 8 * 8 * 16 * 72 + 8 * 8 * 8 * 16 + 8 * 8 * 8 * 36 + 8 * 8 * 16 * 72;
+    assert_eq!(g["ops_cnn"]["macs"], ops + 160u64);
+    // Weights 72 + 1152 + 128 + 288 + 1152 + 160, ConvTranspose bias 4, BN scale+bias 2 * 48.
+    assert_eq!(g["ops_cnn"]["params"], 2952 + 4 + 96u64);
 }
 
 #[test]
@@ -37,9 +43,7 @@ fn every_graph_matches_the_independent_counter() {
     for (name, entry) in g.as_object().unwrap() {
         for f in entry["files"].as_array().unwrap() {
             let f = f.as_str().unwrap();
-            let rel = if f.contains('/') {
-                format!("graphs/{f}")
-            } else if root().join("graphs").join(f).exists() {
+            let rel = if f.contains('/') || root().join("graphs").join(f).exists() {
                 format!("graphs/{f}")
             } else {
                 format!("graphs/imagenet/{f}")
@@ -59,7 +63,7 @@ fn every_graph_matches_the_independent_counter() {
             checked += 1;
         }
     }
-    assert!(checked >= 17, "only {checked} files listed in golden.json");
+    assert!(checked >= 20, "only {checked} files listed in golden.json");
 }
 
 /// Values produced by residual Adds are never in a prunable group.
@@ -161,4 +165,143 @@ fn flatten_gemm_consumer_is_prunable_in_the_mnist_cnn() {
     let one_less = a.cost.macs(&kept);
     // conv3: 7*7*32*9 per out channel; Gemm: 10*49 per input channel.
     assert_eq!(full - one_less, 7 * 7 * 32 * 9 + 10 * 49);
+}
+
+/// The op types of `nodes`, sorted, each once.
+fn ops_of(g: &Graph, nodes: &[usize]) -> Vec<String> {
+    let mut v: Vec<String> = nodes.iter().map(|&n| g.nodes[n].op_type.clone()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn ops_cnn_prunes_through_split_conv_transpose_arithmetic_and_the_se_gate() {
+    for f in ["graphs/ops_cnn.onnx", "graphs/ops_cnn_bn.onnx", "graphs/ops_cnn_dynamo.onnx"] {
+        let (g, a) = load(f);
+        assert_eq!(a.layers.len(), 4, "{f}");
+        let group = |i: usize| &a.groups[a.layers[i].group];
+        let producers: Vec<Vec<String>> = (0..4).map(|i| ops_of(&g, &group(i).producers)).collect();
+        assert_eq!(
+            producers,
+            [vec!["Conv"], vec!["Conv"], vec!["ConvTranspose"], vec!["Conv"]],
+            "{f}"
+        );
+        // conv1 -> conv2.
+        assert_eq!(group(0).channels, 8);
+        // conv2's 16 outputs split 8 + 8 and multiplied channel by channel (GLU), times the
+        // down conv's 8 outputs, through Sub/Div by per-channel constants; read by the
+        // ConvTranspose and conv3.
+        let g1 = group(1);
+        assert_eq!((g1.channels, g1.producers.len()), (8, 2), "{f}");
+        assert_eq!(ops_of(&g, &g1.consumers), ["Conv", "ConvTranspose"], "{f}");
+        let passes = ops_of(&g, &g1.passes);
+        for op in ["Split", "Sigmoid", "Mul", "Sub", "Div"] {
+            assert!(passes.iter().any(|p| p == op), "{f}: {op} not in {passes:?}");
+        }
+        let split = g.nodes.iter().find(|n| n.op_type == "Split").unwrap();
+        let (_, per) = g1.members.iter().find(|(v, _)| Some(*v) == split.inputs[0]).unwrap();
+        assert_eq!(per[0], vec![0, 8], "{f}: group channel 0 is split-input channels 0 and 8");
+        assert_eq!(per[7], vec![7, 15], "{f}");
+        // The Sub and Div constants [1, 8, 1, 1] are sliced with the group.
+        let sliced: Vec<&str> = g1
+            .params
+            .iter()
+            .map(|p| g.nodes[p.node].op_type.as_str())
+            .filter(|op| ["Sub", "Div"].contains(op))
+            .collect();
+        assert_eq!(sliced.len(), 2, "{f}: {sliced:?}");
+        // ConvTranspose -> down conv.
+        assert_eq!((group(2).channels, ops_of(&g, &group(2).consumers)), (4, vec!["Conv".into()]));
+        // conv3 -> SE gate -> MatMul head.
+        let g3 = group(3);
+        assert_eq!(g3.channels, 16);
+        assert_eq!(ops_of(&g, &g3.consumers), ["MatMul"], "{f}");
+        let passes = ops_of(&g, &g3.passes);
+        for op in ["ReduceMean", "Squeeze", "Sigmoid", "Unsqueeze", "Mul"] {
+            assert!(passes.iter().any(|p| p == op), "{f}: {op} not in {passes:?}");
+        }
+        // The classes: Softmax over them, then the graph output.
+        assert!(a.groups.iter().any(|gr| !gr.prunable
+            && gr.channels == 10
+            && gr.reason.as_deref().unwrap_or("").contains("normalises over the channel axis")));
+        // MACs per removed channel, counted by hand:
+        let per_channel = [
+            16 * 16 * 9 + 8 * 8 * 16 * 9, // conv1 out, conv2 in
+            2 * 8 * 8 * 72 + 8 * 8 * 36 + 8 * 8 * 4 * 4 + 8 * 8 * 16 * 9, // conv2 x2, down, up in, conv3 in
+            8 * 8 * 8 * 4 + 8 * 8 * 8 * 9,                                // up out, down in
+            8 * 8 * 72 + 10,                                              // conv3 out, MatMul row
+        ];
+        for (i, want) in per_channel.into_iter().enumerate() {
+            let mut kept = a.cost.full.clone();
+            kept[a.layers[i].group] -= 1;
+            assert_eq!(a.cost.full_macs() - a.cost.macs(&kept), want, "{f}: layer {i}");
+        }
+    }
+}
+
+/// A conv whose output is split along channels into two prunable branches that a
+/// Concat joins again: one weight axis then follows two groups.
+fn split_concat_graph() -> Graph {
+    use rlal::ir::{Attr, DType, Dim, Node, Tensor, Value};
+    let mut g = Graph::default();
+    g.meta.opsets = vec![(String::new(), 13)];
+    let value = |g: &mut Graph, name: &str, init: Option<Tensor>| {
+        g.add_value(Value { name: name.into(), init, ..Default::default() })
+    };
+    let x = g.add_value(Value {
+        name: "x".into(),
+        dtype: Some(DType::F32),
+        shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(1), Dim::Fixed(8), Dim::Fixed(8)]),
+        ..Default::default()
+    });
+    g.inputs.push(x);
+    let w = |shape: Vec<usize>| {
+        let n = shape.iter().product();
+        Some(Tensor::f32(shape, vec![0.1; n]))
+    };
+    let names = ["c1", "split_a", "split_b", "ra", "rb", "ya", "yb", "cat", "y"];
+    let v: Vec<usize> = names.iter().map(|n| value(&mut g, n, None)).collect();
+    let (w1, wa, wb, w2) = (
+        value(&mut g, "w1", w(vec![8, 1, 3, 3])),
+        value(&mut g, "wa", w(vec![4, 4, 3, 3])),
+        value(&mut g, "wb", w(vec![4, 4, 3, 3])),
+        value(&mut g, "w2", w(vec![2, 8, 1, 1])),
+    );
+    let sizes = value(&mut g, "sizes", Some(Tensor::i64_vec(vec![4, 4])));
+    let pads = ("pads".to_string(), Attr::Ints(vec![1, 1, 1, 1]));
+    let node = |name: &str, op: &str, i: &[usize], o: &[usize], attrs: Vec<(String, Attr)>| Node {
+        name: name.into(),
+        op_type: op.into(),
+        inputs: i.iter().map(|&i| Some(i)).collect(),
+        outputs: o.iter().map(|&o| Some(o)).collect(),
+        attrs,
+        ..Default::default()
+    };
+    g.nodes = vec![
+        node("c1", "Conv", &[x, w1], &[v[0]], vec![pads.clone()]),
+        node("split", "Split", &[v[0], sizes], &[v[1], v[2]], vec![("axis".into(), Attr::Int(1))]),
+        node("ca", "Conv", &[v[1], wa], &[v[3]], vec![pads.clone()]),
+        node("cb", "Conv", &[v[2], wb], &[v[4]], vec![pads]),
+        node("relu_a", "Relu", &[v[3]], &[v[5]], vec![]),
+        node("relu_b", "Relu", &[v[4]], &[v[6]], vec![]),
+        node("cat", "Concat", &[v[5], v[6]], &[v[7]], vec![("axis".into(), Attr::Int(1))]),
+        node("c2", "Conv", &[v[7], w2], &[v[8]], vec![]),
+    ];
+    g.outputs.push(v[8]);
+    g
+}
+
+#[test]
+#[ignore = "known bug in src/analysis/cost.rs: a weight axis that follows a value shared by \
+            two prunable groups (conv -> channel Split, or Concat -> conv) is tied to one group \
+            only, so MACs and params miss the other group's share"]
+fn split_and_concat_of_prunable_groups_count_every_weight() {
+    let g = split_concat_graph();
+    let facts = rlal::ir::infer::infer(&g, None).unwrap();
+    let a = Analysis::new(&g, facts, vec![]);
+    assert_eq!(a.layers.len(), 4, "c1's two halves, ca and cb are prunable");
+    // By hand: c1 64*8 * 9, ca and cb 64*4 * 36 each, c2 64*2 * 8.
+    assert_eq!(a.cost.full_macs(), 64 * 8 * 9 + 2 * 64 * 4 * 36 + 64 * 2 * 8);
+    assert_eq!(a.cost.full_params(), 72 + 2 * 144 + 16);
 }

@@ -69,6 +69,12 @@ fn pruned_equals_masked_on_every_graph() {
             let want = run(&masked, &shape, &data);
             let got = run(&p.graph, &shape, &data);
             assert_eq!(want.len(), got.len());
+            // f32::max ignores NaN: a NaN would pass the comparison below unseen.
+            assert!(
+                want.iter().chain(&got).all(|x| x.is_finite()),
+                "{} seed {seed}: non-finite outputs (masked or pruned)",
+                path.display()
+            );
             let scale = want.iter().fold(1.0f32, |m, x| m.max(x.abs()));
             let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(
@@ -107,5 +113,50 @@ fn l1_uniform_prune_reaches_predicted_macs_and_round_trips() {
         rlal::rewrite::check::check(&back, None).unwrap();
         let facts = rlal::ir::infer::infer(&back, None).unwrap();
         assert_eq!(Analysis::new(&back, facts, vec![]).cost.full_macs(), p.macs_after);
+    }
+}
+
+/// The initializer shape of input `slot` of the first `op` node.
+fn init_shape(g: &Graph, op: &str, slot: usize) -> Vec<usize> {
+    let n = g.nodes.iter().find(|n| n.op_type == op).unwrap_or_else(|| panic!("no {op}"));
+    g.values[n.inputs[slot].unwrap()].init.as_ref().unwrap().shape.clone()
+}
+
+#[test]
+fn ops_cnn_half_width_prune_slices_every_op_and_equals_the_mask() {
+    for f in ["ops_cnn.onnx", "ops_cnn_bn.onnx", "ops_cnn_dynamo.onnx"] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("graphs").join(f);
+        let (g, a) = import(&path, &ImportOptions::default()).unwrap();
+        let keep = rank::keep_sets(&g, &a, &[0.5; 4], rank::Criterion::L2);
+        let p = surgery::prune(&g, &a, &keep, None).unwrap();
+        // By hand, widths 4 | 8 (split 4 + 4) | 2 | 8 on 1x16x16: conv1 16*16*4 * 9, conv2
+        // 8*8*8 * 4*9, ConvTranspose (8*8*4) * 2*2*2, down 8*8*4 * 2*9, conv3 8*8*8 * 4*9,
+        // MatMul 10 * 8.
+        let want = 16 * 16 * 4 * 9 + 8 * 8 * 8 * 36 + 8 * 8 * 4 * 8 + 8 * 8 * 4 * 18;
+        assert_eq!(p.macs_after, want + 8 * 8 * 8 * 36 + 80, "{f}");
+        let pg = &p.graph;
+        assert_eq!(init_shape(pg, "ConvTranspose", 1), [4, 2, 2, 2], "{f}");
+        assert_eq!(init_shape(pg, "ConvTranspose", 2), [2], "{f}");
+        assert_eq!(init_shape(pg, "MatMul", 1), [8, 10], "{f}");
+        for op in ["Sub", "Div"] {
+            assert_eq!(init_shape(pg, op, 1), [1, 4, 1, 1], "{f}: {op}");
+        }
+        let split = pg.nodes.iter().find(|n| n.op_type == "Split").unwrap();
+        let sizes = pg.values[split.inputs[1].unwrap()].init.as_ref().unwrap();
+        assert_eq!(sizes.to_i64().unwrap(), [4, 4], "{f}");
+        // The split input keeps the same channels in both halves.
+        let change = p.plan.changes.iter().find(|c| c.group == a.layers[1].group).unwrap();
+        let split_in = g.nodes.iter().find(|n| n.op_type == "Split").unwrap().inputs[0].unwrap();
+        let both: Vec<usize> =
+            change.keep.iter().copied().chain(change.keep.iter().map(|k| k + 8)).collect();
+        assert_eq!(p.plan.kept_idx[&split_in], both, "{f}");
+        let masked = surgery::mask(&g, &a, &p.plan);
+        let (shape, data) = input_of(&g, &a, 3, 1);
+        let (want, got) = (run(&masked, &shape, &data), run(&p.graph, &shape, &data));
+        assert!(want.iter().chain(&got).all(|x| x.is_finite()), "{f}: non-finite outputs");
+        let diff = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(diff <= 1e-5, "{f}: pruned vs masked {diff}");
+        let orig = run(&g, &shape, &data);
+        assert!(orig.iter().zip(&want).any(|(a, b)| a != b), "{f}: masking changed nothing");
     }
 }

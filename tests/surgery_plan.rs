@@ -72,3 +72,33 @@ fn mnist_flatten_gemm_rows_follow_channels() {
         "Gemm in-features shrink with the 32 -> 8 channels"
     );
 }
+
+#[test]
+fn ops_cnn_plan_lists_split_sizes_and_every_sliced_tensor() {
+    let (g, a) = load("ops_cnn.onnx");
+    let keep = rank::keep_sets(&g, &a, &[0.0, 0.5, 0.5, 0.0], rank::Criterion::L1);
+    let text = Plan::build(&g, &a, &keep).unwrap().to_string();
+    assert!(text.contains("plan: 2 group(s) pruned"), "{text}");
+    assert!(text.contains("layer 1 '/conv2/Conv' (group"), "{text}");
+    assert!(
+        text.contains("layer 2 '/up/ConvTranspose' (group") && text.contains("4 -> 2 channels")
+    );
+    assert!(text.contains("split sizes of '/Split' (Split): [8, 8] -> [4, 4]"), "{text}");
+    // conv2 loses 8 of its 16 outputs (4 per half); the ConvTranspose both its axes.
+    assert!(text.contains("slice 'up.weight' [8, 4, 2, 2] axis 0: 8 -> 4"), "{text}");
+    assert!(text.contains("slice 'up.weight' [8, 4, 2, 2] axis 1: 4 -> 2"), "{text}");
+    assert!(text.contains("slice 'up.bias' [4] axis 0: 4 -> 2"), "{text}");
+    assert!(text.contains("axis 0: 16 -> 8"), "{text}");
+    // The Sub and Div constants [1, 8, 1, 1] shrink with the group.
+    assert_eq!(text.matches("[1, 8, 1, 1] axis 1: 8 -> 4").count(), 2, "{text}");
+}
+
+#[test]
+fn ops_cnn_softmax_classes_cannot_be_pruned() {
+    let (g, a) = load("ops_cnn.onnx");
+    let logits = g.nodes.iter().find(|n| n.op_type == "MatMul").unwrap().outputs[0].unwrap();
+    let classes = a.groups.iter().find(|gr| gr.members.iter().any(|(v, _)| *v == logits));
+    let classes = classes.unwrap().id;
+    let e = plan_err("ops_cnn.onnx", KeepSets::from([(classes, vec![0, 1])]));
+    assert!(e.contains("not prunable") && e.contains("normalises over the channel axis"), "{e}");
+}

@@ -78,13 +78,13 @@ fn check(path: &str) {
                     let Some(t) = net.param(&gp.name) else { continue };
                     if t.requires_grad() {
                         let ids: Vec<i64> = gp.idx[c].iter().map(|&i| i as i64).collect();
-                        s = s + t
+                        s += t
                             .index_select(gp.axis as i64, &Tensor::from_slice(&ids))
                             .square()
                             .sum(Kind::Float);
                     }
                 }
-                total = total + (s + 1e-12).sqrt();
+                total += (s + 1e-12).sqrt();
             }
         }
         total

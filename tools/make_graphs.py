@@ -3,6 +3,7 @@
 independent golden MACs/params table (graphs/golden.json).
 
     bash tools/setup.sh --ref && .venv-ref/bin/python tools/make_graphs.py [--out graphs]
+    .venv-ref/bin/python tools/make_graphs.py --only ops_cnn   # one small model, golden.json merged
 
 Everything is random-initialised from a fixed seed (no training, no downloads),
 so re-running gives byte-identical files.  Why each case exists:
@@ -20,6 +21,11 @@ so re-running gives byte-identical files.  Why each case exists:
 * mnist_cnn (1x28x28): plain conv/BN/ReLU/MaxPool chain ending in Flatten + Gemm
   whose input features are channel x 7 x 7 (pruning the last conv shrinks the
   Gemm's K in blocks of 49).
+* ops_cnn (1x16x16): the ops the other graphs lack, inside one tiny prunable CNN
+  (``OpsCNN`` below): a channel ``Split`` recombined GLU-style by ``Mul``, a
+  ``ConvTranspose`` upsampling branch (pruned on both sides), per-channel ``Sub`` /
+  ``Div`` constants, an SE gate through ``ReduceMean`` / ``Squeeze`` / ``Unsqueeze`` /
+  ``Mul``, a ``MatMul`` head with a constant weight and a final ``Softmax``.
 * <name>.onnx vs <name>_bn.onnx: the classic (TorchScript) exporter in eval mode
   folds BatchNormalization into the preceding Conv (weight scaled, bias added);
   with training=TrainingMode.PRESERVE it keeps the BatchNormalization nodes
@@ -34,8 +40,9 @@ so re-running gives byte-identical files.  Why each case exists:
   two initializers into one shared tensor) so the gzipped files stay small.
 
 Golden table: counted from the PyTorch modules with forward hooks, never from the
-ONNX files.  MACs: Conv = output elements x Cin/groups x kh x kw, Linear (Gemm)
-= output elements x in_features; nothing for bias, BN, activations, pooling,
+ONNX files.  MACs: Conv = output elements x Cin/groups x kh x kw, ConvTranspose =
+input elements x Cout/groups x kh x kw, Linear (Gemm) and MatMulHead (MatMul) =
+output elements x in_features; nothing for bias, BN, activations, pooling,
 adds.  params: sum of model.parameters() (BN weight/bias counted, running stats
 not).  params_folded: what a BN-folded graph's Conv/Gemm initializers hold: conv
 weights + one bias per output channel for every conv followed by BN (or with a
@@ -57,6 +64,7 @@ import onnx
 import onnxruntime as ort
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torchvision
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -67,6 +75,53 @@ OPSET = 13
 IN, OUT, BATCH = "input", "logits", "N"
 TOL = 1e-4
 
+
+
+class MatMulHead(nn.Module):
+    """``x @ W`` with a plain weight parameter: exports as MatMul (not Gemm)."""
+
+    def __init__(self, k, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(k, n) / k ** 0.5)
+
+    def forward(self, x):
+        return torch.matmul(x, self.weight)
+
+
+class OpsCNN(nn.Module):
+    """conv(1->8) conv(8->16, s2) | Split 8+8, GLU a * sigmoid(b) | ConvTranspose(8->4, k2 s2)
+    upsampling branch, conv(4->8, s2) back down, multiplied in | (x - shift) / scale with
+    per-channel buffers | conv(8->16) | SE gate: ReduceMean, Squeeze, Sigmoid, Unsqueeze, Mul |
+    ReduceMean, MatMul(16x10) | Softmax.  Every op on a prunable path maps a zero channel
+    to zero, so a pruned graph equals the masked original."""
+
+    def __init__(self, in_channels=1, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.down = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)
+        self.bn_down = nn.BatchNorm2d(8)
+        self.register_buffer("shift", torch.randn(1, 8, 1, 1) * 0.1)
+        self.register_buffer("scale", torch.rand(1, 8, 1, 1) + 0.5)
+        self.conv3 = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(16)
+        self.head = MatMulHead(16, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))  # 16x16
+        a, b = torch.split(self.bn2(self.conv2(x)), [8, 8], dim=1)  # 8x8
+        y = a * torch.sigmoid(b)
+        u = F.relu(self.bn_down(self.down(F.relu(self.up(y)))))  # 8 -> 16 -> 8
+        z = (y * u - self.shift) / self.scale
+        z = F.relu(self.bn3(self.conv3(z)))
+        s = torch.sigmoid(z.mean((2, 3), keepdim=True).squeeze(-1).squeeze(-1))
+        z = z * s.unsqueeze(-1).unsqueeze(-1)
+        return torch.softmax(self.head(z.mean((2, 3))), dim=-1)
+
+
 # name, constructor, input shape (C, H, W), make a dynamo variant too
 SMALL = [
     ("resnet20_cifar", lambda: models.resnet20(3, 10), (3, 32, 32), True),
@@ -75,6 +130,7 @@ SMALL = [
     ("resnet20_mnist", lambda: models.resnet20(1, 10), (1, 28, 28), False),
     ("mnist_cnn", lambda: models.mnist_cnn(1, 10), (1, 28, 28), False),
     ("resnet20_digits", lambda: models.resnet20(1, 10), (1, 8, 8), False),
+    ("ops_cnn", lambda: OpsCNN(1, 10), (1, 16, 16), True),
 ]
 IMAGENET = [
     ("resnet18", "resnet18", torchvision.models.resnet18),
@@ -157,10 +213,24 @@ def golden_counts(model, shape):
         lin_macs += o.numel() * m.in_features
         order.append(m)
 
+    def on_convt(m, i, o):
+        nonlocal conv_macs
+        conv_macs += i[0].numel() * (m.out_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        order.append(m)
+
+    def on_matmul(m, i, o):
+        nonlocal lin_macs
+        lin_macs += o.numel() * m.weight.shape[0]
+        order.append(m)
+
     hooks = []
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             hooks.append(m.register_forward_hook(on_conv))
+        elif isinstance(m, nn.ConvTranspose2d):
+            hooks.append(m.register_forward_hook(on_convt))
+        elif isinstance(m, MatMulHead):
+            hooks.append(m.register_forward_hook(on_matmul))
         elif isinstance(m, nn.Linear):
             hooks.append(m.register_forward_hook(on_lin))
         elif isinstance(m, nn.BatchNorm2d):
@@ -176,13 +246,15 @@ def golden_counts(model, shape):
     params = sum(p.numel() for p in model.parameters())
     folded = 0
     for k, m in enumerate(order):
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             folded += m.weight.numel()
             nxt = order[k + 1] if k + 1 < len(order) else None
             if m.bias is not None or isinstance(nxt, nn.BatchNorm2d):
                 folded += m.out_channels
         elif isinstance(m, nn.Linear):
             folded += m.weight.numel() + (m.out_features if m.bias is not None else 0)
+        elif isinstance(m, MatMulHead):
+            folded += m.weight.numel()
         elif isinstance(m, nn.BatchNorm2d):
             prev = order[k - 1] if k > 0 else None
             assert isinstance(prev, nn.Conv2d), "BN not directly after a conv: cannot fold"
@@ -256,7 +328,8 @@ def check_file(data, model, shape, label, expect_bn=None, tol=TOL, rel=False):
     assert dim0.dim_param == BATCH, f"{label}: batch dim is {dim0}"
     # Each Conv/Gemm/BN must own its weight/bias initializers (no deduplicated sharing).
     inits = {t.name for t in proto.graph.initializer}
-    used = [i for n in proto.graph.node if n.op_type in ("Conv", "Gemm", "BatchNormalization")
+    used = [i for n in proto.graph.node
+            if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul", "BatchNormalization")
             for i in n.input[1:] if i in inits]
     assert len(used) == len(set(used)), f"{label}: shared conv/gemm/bn initializers"
 
@@ -281,7 +354,7 @@ def cross_check_params(proto, g, label):
     sizes = {t.name: int(np.prod(t.dims)) for t in proto.graph.initializer}
     total, has_bn = 0, False
     for n in proto.graph.node:
-        if n.op_type in ("Conv", "Gemm"):
+        if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul"):
             total += sum(sizes.get(i, 0) for i in n.input[1:])
         elif n.op_type == "BatchNormalization":
             has_bn = True
@@ -307,6 +380,9 @@ def main():
     ap.add_argument("--out", default="graphs", help="output folder (default: graphs)")
     ap.add_argument("--skip-imagenet", action="store_true", help="skip the torchvision ImageNet models")
     ap.add_argument("--skip-dynamo", action="store_true", help="skip the dynamo-exporter variants")
+    ap.add_argument("--only", action="append", metavar="NAME", choices=[m[0] for m in SMALL],
+                    help="only this small model (repeatable); its golden.json entry is replaced, "
+                         "the others are kept as they are")
     args = ap.parse_args()
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
@@ -328,6 +404,8 @@ def main():
         log(f"wrote {path} ({len(data)} bytes, max |ort - torch| = {diff:.2e})")
 
     for name, ctor, shape, dyn in SMALL:
+        if args.only and name not in args.only:
+            continue
         seed = model_seed(name)
         torch.manual_seed(seed)
         model = ctor()
@@ -361,7 +439,7 @@ def main():
                 g["files"].append(f"{name}_dynamo.onnx")
         golden[name] = g
 
-    if not args.skip_imagenet:
+    if not args.skip_imagenet and not args.only:
         for name, tv_name, ctor in IMAGENET:
             torch.manual_seed(SEED)
             model = ctor(weights=None)
@@ -380,6 +458,14 @@ def main():
             g["weights"] = "per-tensor constants (see tools/make_graphs.py constant_fill)"
             golden[name] = g
 
+    if args.only:
+        # Merge into the existing table, in the order a full run writes it.
+        with open(os.path.join(args.out, "golden.json")) as f:
+            old = json.load(f)
+        order = [m[0] for m in SMALL] + [m[0] for m in IMAGENET]
+        merged = {**old, **golden}
+        golden = {k: merged[k] for k in order if k in merged}
+        golden.update({k: v for k, v in merged.items() if k not in golden})
     write_atomic(os.path.join(args.out, "golden.json"), format_golden(golden).encode())
     log(f"wrote {os.path.join(args.out, 'golden.json')}")
     print(json.dumps(structure, indent=1))

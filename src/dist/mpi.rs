@@ -23,7 +23,7 @@ type ErrString = unsafe extern "C" fn(c_int, *mut c_char, *mut c_int) -> c_int;
 /// MPI_THREAD_FUNNELED: only the main thread makes MPI calls (rlal's collectives).
 const THREAD_FUNNELED: c_int = 1;
 /// Open MPI's MPI_IN_PLACE.
-const IN_PLACE: *const c_void = 1 as *const c_void;
+const IN_PLACE: *const c_void = std::ptr::without_provenance(1);
 
 /// The element types rlal reduces.
 #[derive(Clone, Copy, Debug)]

@@ -58,7 +58,7 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
                 }
             }
         }
-        if shape.iter().any(|d| *d == Dim::Fixed(0)) {
+        if shape.contains(&Dim::Fixed(0)) {
             return Err(IrError::Structure(format!(
                 "graph input '{}' has a zero-sized dim {}",
                 v.name,
@@ -115,7 +115,7 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
         for (o, f) in node.outputs.iter().zip(out) {
             if let Some(o) = o {
                 if let Some(f) = &f {
-                    if f.shape.iter().any(|d| *d == Dim::Fixed(0)) {
+                    if f.shape.contains(&Dim::Fixed(0)) {
                         return Err(IrError::Node {
                             node: node.label(),
                             msg: format!(

@@ -230,9 +230,12 @@ impl Plan {
                             .iter()
                             .map(|&o| new_count(o).unwrap_or(0) as i64)
                             .collect();
-                        let old = split_sizes(node, width(x), None).ok();
+                        let split_in = node.inputs.get(1).copied().flatten();
+                        let split_in = split_in.and_then(|s| g.values[s].init.as_ref());
+                        let old = split_sizes(node, width(x), split_in.and_then(|t| t.to_i64()))
+                            .map_or_else(|_| "?".to_string(), |o| format!("{o:?}"));
                         edits.push((
-                            format!("split sizes of {}: {old:?} -> {sizes:?}", node.label()),
+                            format!("split sizes of {}: {old} -> {sizes:?}", node.label()),
                             Edit::SplitSizes { node: nid, sizes },
                         ));
                     }

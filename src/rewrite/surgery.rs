@@ -212,17 +212,18 @@ fn refresh_shapes(g: &mut Graph, facts: &Facts) {
 /// exactly zero. Every parameter of the pruned groups that follows a channel
 /// on the producing side (producer conv/Gemm weights and bias along the
 /// output axis; BN scale, bias, mean, variance; depthwise weights and bias;
-/// per-channel constants of pass-through ops) is zeroed at the removed
-/// indices; consumer weights are left alone (their inputs are zero). With
-/// zero-preserving activations (ReLU, Clip, pools) the original graph then
-/// computes exactly what the pruned graph computes.
+/// per-channel constants of pass-through ops, but not divisors) is zeroed at
+/// the removed indices; consumer weights are left alone (their inputs are
+/// zero). With zero-preserving activations (ReLU, Clip, pools) the original
+/// graph then computes exactly what the pruned graph computes.
 pub fn mask(g: &Graph, a: &Analysis, plan: &Plan) -> Graph {
     let mut out = g.clone();
     for c in &plan.changes {
         let gr = &a.groups[c.group];
         for p in &gr.params {
-            if gr.consumers.contains(&p.node) && !g.nodes[p.node].outputs.contains(&Some(p.follows))
-            {
+            let consumer_side = gr.consumers.contains(&p.node)
+                && !g.nodes[p.node].outputs.contains(&Some(p.follows));
+            if consumer_side || is_divisor(g, p) {
                 continue;
             }
             let Some(keep) = plan.kept_idx.get(&p.follows) else { continue };
@@ -235,6 +236,13 @@ pub fn mask(g: &Graph, a: &Analysis, plan: &Plan) -> Graph {
         }
     }
     out
+}
+
+/// Whether `p` is the divisor of a Div: zeroing it would turn a zero channel into
+/// NaN (0 / 0) instead of keeping it zero.
+fn is_divisor(g: &Graph, p: &crate::analysis::channels::ParamSlice) -> bool {
+    let node = &g.nodes[p.node];
+    node.op_type == "Div" && node.inputs.get(1) == Some(&Some(p.value))
 }
 
 /// Zeroes indices `idx` along `axis` of an f32 tensor; false when it is not f32
@@ -254,12 +262,15 @@ fn zero_indices(t: &mut Tensor, axis: usize, idx: &[usize]) -> bool {
 }
 
 /// Sets every parameter entry of group `gr`'s channels `chans` to zero, producing
-/// and consuming side alike (all of `gr.params`). Keeping such channels changes
+/// and consuming side alike (all of `gr.params` but Div divisors). Keeping such channels changes
 /// nothing downstream: their consumers' weights are zero whatever the channels
 /// carry. False when a parameter is not an f32 initializer (then the channels
 /// must be removed instead of kept).
 pub fn zero_group_channels(g: &mut Graph, gr: &crate::analysis::Group, chans: &[usize]) -> bool {
     for p in &gr.params {
+        if is_divisor(g, p) {
+            continue; // kept: the channel stays finite, and its consumers' weights are zero
+        }
         let Some((_, per)) = gr.members.iter().find(|(v, _)| *v == p.follows) else { return false };
         let idx: Vec<usize> = chans.iter().filter_map(|&c| per.get(c)).flatten().copied().collect();
         let Some(t) = g.values[p.value].init.as_mut() else { return false };

@@ -104,13 +104,16 @@ pub fn load_state<S: CheckpointState>(dir: &Path, json: &str) -> Result<S, Train
     serde_json::from_slice(&bytes).map_err(|e| ferr(&p, format!("not a checkpoint state: {e}")))
 }
 
+/// Checkpoint tensors by name.
+pub type Named = HashMap<String, Tensor>;
+
 /// The checkpoint in `dir` (None when `dir/json` does not exist): its state, checked to
 /// belong to `net`, and its tensors by name.
 pub fn load<S: CheckpointState>(
     dir: &Path,
     json: &str,
     net: &Net,
-) -> Result<Option<(S, HashMap<String, Tensor>)>, TrainError> {
+) -> Result<Option<(S, Named)>, TrainError> {
     if !dir.join(json).exists() {
         return Ok(None);
     }

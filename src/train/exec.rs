@@ -263,7 +263,7 @@ fn register(t: &mut Table) {
             (Some(a), Some(b)) if a == 0.0 && b == 6.0 && c.inplace => x.shallow_clone().f_relu6_(),
             (Some(a), Some(b)) if a == 0.0 && b == 6.0 => x.f_relu6(),
             (Some(a), None) if a == 0.0 && c.inplace => x.shallow_clone().f_relu_(),
-            (Some(a), None) if a == 0.0 => x.f_relu(),
+            (Some(0.0), None) => x.f_relu(),
             (Some(a), Some(b)) => x.f_clamp(a, b),
             (Some(a), None) => x.f_clamp_min(a),
             (None, Some(b)) => x.f_clamp_max(b),

@@ -183,11 +183,10 @@ fn sym_or_pad(
     Ok((x.f_pad(torch_pad(p).as_slice(), "constant", fill).map_err(e)?, vec![0; n]))
 }
 
-fn conv_geometry(
-    c: &OpCx,
-    x: &Tensor,
-    w: &Tensor,
-) -> Result<(Vec<i64>, Vec<i64>, Vec<i64>), String> {
+/// Strides, dilations and pads of a conv.
+type Geometry = (Vec<i64>, Vec<i64>, Vec<i64>);
+
+fn conv_geometry(c: &OpCx, x: &Tensor, w: &Tensor) -> Result<Geometry, String> {
     let n = w.dim().saturating_sub(2);
     let kernel = c.node.attr_ints("kernel_shape")?.unwrap_or_else(|| w.size()[2..].to_vec());
     let strides = c.node.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);

@@ -266,7 +266,7 @@ impl Trainer {
         let mut last_print = Instant::now();
         for (bi, b) in loader.epoch(epoch as u64).enumerate() {
             let b = b?;
-            let out = self.step_batch(net, &b, extra.as_mut().map(|f| &mut **f))?;
+            let out = self.step_batch(net, &b, extra.as_deref_mut())?;
             if !out.loss.is_finite() {
                 return Err(TrainError::Graph(format!(
                     "the loss became {} at epoch {} step {bi}; lower the learning rate",

@@ -183,6 +183,9 @@ fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGe
                 wd[0]
             ));
         }
+        if c % g.group != 0 {
+            return Err(format!("{c} input channels are not divisible by group {}", g.group));
+        }
         wd[1] * g.group
     } else {
         if c % g.group != 0 || wd[1] * g.group != c {
@@ -281,7 +284,13 @@ impl OpDef for Conv {
 impl OpDef for ConvTranspose {
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
         if let Some(os) = cx.node.attr_ints("output_shape")? {
-            let (n, _, m, _) = conv_geom(cx, true)?;
+            let (n, _, m, g) = conv_geom(cx, true)?;
+            if os.len() != g.out_spatial.len() || os.iter().any(|&d| d < 1) {
+                return Err(format!(
+                    "output_shape {os:?} must hold {} positive spatial sizes",
+                    g.out_spatial.len()
+                ));
+            }
             let mut shape = vec![n, Dim::Fixed(m)];
             shape.extend(os.iter().map(|&d| Dim::Fixed(d as usize)));
             return Ok(vec![Fact::new(cx.input(0)?.dtype, shape)]);
@@ -296,5 +305,232 @@ impl OpDef for ConvTranspose {
     }
     fn params(&self, _cx: &NodeCx) -> Vec<usize> {
         vec![1, 2]
+    }
+    fn channels(&self, cx: &NodeCx) -> ChannelSpec {
+        // W is C x M/group x k...: axis 0 follows the input channels, axis 1 the output's.
+        let n_in = cx.node.inputs.len();
+        let group = cx.node.attr_int("group", 1).unwrap_or(1);
+        if group != 1 {
+            let why = format!("grouped ConvTranspose {} (group={group})", cx.node.label());
+            return ChannelSpec::fixed(n_in, 1, &why);
+        }
+        if !cx.is_const(1) {
+            let why = format!("ConvTranspose {} has a computed weight", cx.node.label());
+            return ChannelSpec::fixed(n_in, 1, &why);
+        }
+        let mut s = ChannelSpec {
+            inputs: vec![Role::Ignore; n_in],
+            outputs: vec![Role::Producer],
+            ..Default::default()
+        };
+        s.inputs[0] = Role::Consumer;
+        s.params.push(ParamTie { slot: 1, axis: 0, tie: Tie::Input(0) });
+        s.params.push(ParamTie { slot: 1, axis: 1, tie: Tie::Output(0) });
+        if n_in > 2 && cx.node.inputs[2].is_some() {
+            s.params.push(ParamTie { slot: 2, axis: 0, tie: Tie::Output(0) });
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{all_fixed, batch, int, ints, same, text, tie, T};
+    use super::super::{Role, Tie};
+    use crate::ir::{Attr, Dim, ValueId};
+
+    type Attrs = Vec<(&'static str, Attr)>;
+
+    /// `op(x, W[, B])` on an input of per-sample shape `x`; B has `bias` elements.
+    fn conv(
+        op: &str,
+        x: &[usize],
+        w: &[usize],
+        bias: Option<usize>,
+        attrs: &[(&str, Attr)],
+    ) -> (T, ValueId) {
+        let mut t = T::new();
+        let x = t.input(batch(x));
+        let w = t.weight(w);
+        let mut ins = vec![x, w];
+        if let Some(b) = bias {
+            ins.push(t.weight(&[b]));
+        }
+        let y = t.op(op, &ins, attrs);
+        (t, y)
+    }
+
+    #[test]
+    fn conv_shape_macs_params_and_ties() {
+        let (t, y) = conv(
+            "Conv",
+            &[4, 7, 7],
+            &[8, 4, 3, 3],
+            Some(8),
+            &[("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1]))],
+        );
+        assert_eq!(t.shape(y), batch(&[8, 4, 4])); // (7 + 2 - 3) / 2 + 1
+        assert_eq!(t.macs(0), Some(8 * 4 * 4 * (4 * 3 * 3)));
+        assert_eq!(t.params(0), vec![1, 2]);
+        let s = t.spec(0);
+        assert_eq!(s.inputs, vec![Role::Consumer, Role::Ignore, Role::Ignore]);
+        assert_eq!(s.outputs, vec![Role::Producer]);
+        assert!(s.links.is_empty(), "a conv mixes channels: no identity links");
+        assert_eq!(s.params.len(), 3);
+        for p in [tie(1, 0, Tie::Output(0)), tie(2, 0, Tie::Output(0)), tie(1, 1, Tie::Input(0))] {
+            assert!(s.params.contains(&p), "{p:?} missing from {:?}", s.params);
+        }
+    }
+
+    #[test]
+    fn conv_geometry_dilations_asymmetric_pads_auto_pad_and_1d() {
+        // H: 10 + 0 + 2 - (2 * 2 + 1) + 1 = 8; W: 9 + 1 + 0 - 3 + 1 = 8.
+        let (t, y) = conv(
+            "Conv",
+            &[2, 10, 9],
+            &[3, 2, 3, 3],
+            None,
+            &[("dilations", ints(&[2, 1])), ("pads", ints(&[0, 1, 2, 0]))],
+        );
+        assert_eq!(t.shape(y), batch(&[3, 8, 8]));
+        assert_eq!(t.macs(0), Some(3 * 8 * 8 * (2 * 9)));
+        assert_eq!(t.params(0), vec![1, 2]);
+        for (pad, out, pads) in [
+            ("SAME_UPPER", [4, 3], vec![1, 0, 1, 1]),
+            ("SAME_LOWER", [4, 3], vec![1, 1, 1, 0]),
+            ("VALID", [3, 2], vec![0, 0, 0, 0]),
+        ] {
+            let attrs = [("auto_pad", text(pad)), ("strides", ints(&[2, 2]))];
+            let (t, y) = conv("Conv", &[2, 7, 6], &[4, 2, 3, 3], None, &attrs);
+            assert_eq!(t.shape(y), batch(&[4, out[0], out[1]]), "{pad}");
+            assert_eq!(t.macs(0), Some((4 * out[0] * out[1] * 2 * 9) as u64), "{pad}");
+            let g = super::window(&t.g.nodes[0], &[7, 6], vec![3, 3], false).unwrap();
+            assert_eq!(g.pads, pads, "{pad}");
+        }
+        // 1-D: (10 - 4) / 3 + 1 = 3.
+        let (t, y) = conv("Conv", &[3, 10], &[5, 3, 4], Some(5), &[("strides", ints(&[3]))]);
+        assert_eq!(t.shape(y), batch(&[5, 3]));
+        assert_eq!(t.macs(0), Some(5 * 3 * 3 * 4));
+    }
+
+    #[test]
+    fn depthwise_conv_passes_channels_through() {
+        let (t, y) = conv("Conv", &[6, 5, 5], &[6, 1, 3, 3], Some(6), &[("group", int(6))]);
+        assert_eq!(t.shape(y), batch(&[6, 3, 3]));
+        assert_eq!(t.macs(0), Some(6 * 3 * 3 * 9));
+        let s = t.spec(0);
+        assert_eq!(s.inputs[0], Role::Pass);
+        assert_eq!(s.outputs, vec![Role::Pass]);
+        assert_eq!(s.links, same(0, 0, 6));
+        assert_eq!(s.params, vec![tie(1, 0, Tie::Output(0)), tie(2, 0, Tie::Output(0))]);
+    }
+
+    #[test]
+    fn grouped_multiplier_and_computed_weight_convs_are_barriers() {
+        let (t, y) = conv("Conv", &[4, 5, 5], &[8, 2, 3, 3], None, &[("group", int(2))]);
+        assert_eq!(t.shape(y), batch(&[8, 3, 3]));
+        assert_eq!(t.macs(0), Some(8 * 9 * (2 * 9)));
+        assert!(all_fixed(&t.spec(0), "grouped conv"), "{:?}", t.spec(0));
+        let (t, y) = conv("Conv", &[3, 5, 5], &[6, 1, 3, 3], None, &[("group", int(3))]);
+        assert_eq!(t.shape(y), batch(&[6, 3, 3]));
+        assert!(all_fixed(&t.spec(0), "channel multiplier (3 -> 6)"), "{:?}", t.spec(0));
+        let mut t = T::new();
+        let x = t.input(batch(&[4, 5, 5]));
+        let w = t.input(vec![Dim::Fixed(8), Dim::Fixed(4), Dim::Fixed(3), Dim::Fixed(3)]);
+        let y = t.op("Conv", &[x, w], &[]);
+        assert_eq!(t.shape(y), batch(&[8, 3, 3]));
+        assert!(all_fixed(&t.spec(0), "computed (non-constant) weight"), "{:?}", t.spec(0));
+    }
+
+    #[test]
+    fn conv_rejects_bad_shapes_and_attributes() {
+        type Case = (&'static [usize], &'static [usize], Option<usize>, Attrs, &'static str);
+        let cases: Vec<Case> = vec![
+            (&[4, 5, 5], &[8, 3, 3, 3], None, vec![], "expects 3 input channels, the input has 4"),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("group", int(0))], "group must be in 1..="),
+            (&[4, 5, 5], &[5, 2, 3, 3], None, vec![("group", int(2))], "not divisible by group 2"),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("strides", ints(&[0, 1]))], ">= 1"),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("strides", ints(&[1 << 21, 1]))], "0..="),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("pads", ints(&[1, 1]))], "'pads'"),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("pads", ints(&[-1, 0, 0, 0]))], "'pads'"),
+            (&[4, 2, 2], &[8, 4, 3, 3], None, vec![], "does not fit"),
+            (&[4, 5, 5], &[8, 4, 3], None, vec![], "weight has rank 3"),
+            (&[4], &[8, 4], None, vec![], "input must be N x C x spatial"),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("auto_pad", text("SAME"))], "unknown auto_pad"),
+            (&[4, 5, 5], &[8, 4, 3, 3], Some(4), vec![], "bias has shape [4] but there are 8"),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("kernel_shape", ints(&[5, 5]))], "disagrees"),
+            (&[4, 5, 5], &[8, 4, 3, 3], None, vec![("group", text("2"))], "must be an int"),
+        ];
+        for (x, w, b, attrs, want) in cases {
+            let (t, _) = conv("Conv", x, w, b, &attrs);
+            let e = t.err();
+            assert!(e.contains(want), "{x:?} {w:?} {attrs:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn conv_transpose_shape_macs_params_and_ties() {
+        // 2 * (5 - 1) + 1 (output_padding) + 3 - 1 - 1 = 10.
+        let attrs = [
+            ("strides", ints(&[2, 2])),
+            ("pads", ints(&[1, 1, 1, 1])),
+            ("output_padding", ints(&[1, 1])),
+        ];
+        let (t, y) = conv("ConvTranspose", &[4, 5, 5], &[4, 3, 3, 3], Some(3), &attrs);
+        assert_eq!(t.shape(y), batch(&[3, 10, 10]));
+        // Every input element meets the whole M/group x k x k weight slice.
+        assert_eq!(t.macs(0), Some((4 * 5 * 5) * 3 * 9));
+        assert_eq!(t.params(0), vec![1, 2]);
+        let s = t.spec(0);
+        assert_eq!(s.inputs, vec![Role::Consumer, Role::Ignore, Role::Ignore]);
+        assert_eq!(s.outputs, vec![Role::Producer]);
+        assert!(s.links.is_empty());
+        assert_eq!(
+            s.params,
+            vec![tie(1, 0, Tie::Input(0)), tie(1, 1, Tie::Output(0)), tie(2, 0, Tie::Output(0))]
+        );
+        let (t, y) = conv(
+            "ConvTranspose",
+            &[4, 5, 5],
+            &[4, 3, 3, 3],
+            None,
+            &[("strides", ints(&[2, 2])), ("output_shape", ints(&[11, 11]))],
+        );
+        assert_eq!(t.shape(y), batch(&[3, 11, 11]));
+        assert_eq!(t.spec(0).params, vec![tie(1, 0, Tie::Input(0)), tie(1, 1, Tie::Output(0))]);
+        let attrs = [("strides", ints(&[2, 3])), ("auto_pad", text("SAME_UPPER"))];
+        let (t, y) = conv("ConvTranspose", &[4, 5, 5], &[4, 3, 3, 3], None, &attrs);
+        assert_eq!(t.shape(y), batch(&[3, 10, 15]));
+    }
+
+    #[test]
+    fn grouped_or_computed_conv_transpose_is_a_barrier() {
+        let (t, y) = conv("ConvTranspose", &[4, 5, 5], &[4, 2, 3, 3], None, &[("group", int(2))]);
+        assert_eq!(t.shape(y), batch(&[4, 7, 7]));
+        assert_eq!(t.macs(0), Some((4 * 5 * 5) * 2 * 9));
+        assert!(all_fixed(&t.spec(0), "grouped ConvTranspose"), "{:?}", t.spec(0));
+        let mut t = T::new();
+        let x = t.input(batch(&[4, 5, 5]));
+        let w = t.input(vec![Dim::Fixed(4), Dim::Fixed(3), Dim::Fixed(3), Dim::Fixed(3)]);
+        t.op("ConvTranspose", &[x, w], &[]);
+        assert!(all_fixed(&t.spec(0), "computed weight"), "{:?}", t.spec(0));
+    }
+
+    #[test]
+    fn conv_transpose_rejects_bad_shapes_and_attributes() {
+        type Case = (&'static [usize], &'static [usize], Attrs, &'static str);
+        let cases: Vec<Case> = vec![
+            (&[4, 5, 5], &[3, 3, 3, 3], vec![], "expects 3 input channels, the input has 4"),
+            (&[4, 5, 5], &[4, 1, 3, 3], vec![("group", int(3))], "not divisible by group 3"),
+            (&[4, 5, 5], &[4, 3, 3, 3], vec![("output_shape", ints(&[11]))], "2 positive"),
+            (&[4, 5, 5], &[4, 3, 3, 3], vec![("output_shape", ints(&[-1, 5]))], "2 positive"),
+            (&[4, 1, 1], &[4, 3, 1, 1], vec![("pads", ints(&[1, 1, 1, 1]))], "negative output"),
+            (&[4, 5, 5], &[4, 3, 3, 3], vec![("output_padding", ints(&[-1, 0]))], "output_padding"),
+        ];
+        for (x, w, attrs, want) in cases {
+            let (t, _) = conv("ConvTranspose", x, w, None, &attrs);
+            let e = t.err();
+            assert!(e.contains(want), "{x:?} {w:?} {attrs:?}: {e}");
+        }
     }
 }

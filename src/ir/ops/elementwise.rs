@@ -86,6 +86,10 @@ impl OpDef for Clip {
 impl OpDef for Softmax {
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
         let x = cx.input(0)?;
+        let axis = cx.node.attr_int("axis", if cx.opset >= 13 { -1 } else { 1 })?;
+        if x.rank() > 0 {
+            super::norm_axis(axis, x.rank())?;
+        }
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
@@ -131,12 +135,12 @@ fn sym_bin(op: Bin, a: &Dim, b: &Dim) -> Dim {
         (_, Dim::Fixed(x), Dim::Fixed(y)) => {
             let (x, y) = (*x as i64, *y as i64);
             let v = match op {
-                Bin::Add => x + y,
-                Bin::Sub => x - y,
-                Bin::Mul => x * y,
-                Bin::Div if y != 0 => x / y,
-                Bin::Div => return Dim::Sym("?".into()),
+                Bin::Add => x.checked_add(y),
+                Bin::Sub => x.checked_sub(y),
+                Bin::Mul => x.checked_mul(y),
+                Bin::Div => x.checked_div(y),
             };
+            let Some(v) = v else { return Dim::Sym("?".into()) };
             if v >= 0 {
                 Dim::Fixed(v as usize)
             } else {
@@ -208,7 +212,7 @@ fn eval_bin(op: Bin, a: &Tensor, b: &Tensor, out: &[usize]) -> Option<Tensor> {
                     if q == 0 {
                         0
                     } else {
-                        p / q
+                        p.wrapping_div(q)
                     }
                 }
             }))
@@ -292,5 +296,258 @@ impl OpDef for Binary {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{all_fixed, batch, int, same, tie, T};
+    use super::super::{Role, Tie};
+    use crate::ir::{Dim, Tensor};
+
+    fn sym(s: &str) -> Dim {
+        Dim::Sym(s.into())
+    }
+
+    #[test]
+    fn unary_ops_keep_the_shape_and_pass_channels() {
+        for op in [
+            "Relu",
+            "LeakyRelu",
+            "Sigmoid",
+            "HardSigmoid",
+            "HardSwish",
+            "Tanh",
+            "Elu",
+            "Selu",
+            "Softplus",
+            "Mish",
+            "Gelu",
+            "Erf",
+            "Sqrt",
+            "Neg",
+            "Abs",
+            "Exp",
+            "Clip",
+        ] {
+            let mut t = T::new();
+            let x = t.input(batch(&[3, 4, 4]));
+            let y = t.op(op, &[x], &[]);
+            assert_eq!(t.shape(y), batch(&[3, 4, 4]), "{op}");
+            assert_eq!(t.macs(0), None, "{op}");
+            assert!(t.params(0).is_empty(), "{op}");
+            let s = t.spec(0);
+            assert_eq!((s.inputs[0].clone(), s.outputs.clone()), (Role::Pass, vec![Role::Pass]));
+            assert_eq!(s.links, same(0, 0, 3), "{op}");
+        }
+        // Clip's bounds are operands without channels.
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4]));
+        let (lo, hi) =
+            (t.init(Tensor::f32(vec![], vec![0.0])), t.init(Tensor::f32(vec![], vec![6.0])));
+        t.op("Clip", &[x, lo, hi], &[]);
+        assert_eq!(t.spec(0).inputs, vec![Role::Pass, Role::Ignore, Role::Ignore]);
+    }
+
+    #[test]
+    fn prelu_slope_is_a_parameter_that_follows_the_channels() {
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let a = t.weight(&[3, 1, 1]);
+        let y = t.op("PRelu", &[x, a], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 4, 4]));
+        assert_eq!(t.params(0), vec![1]);
+        let s = t.spec(0);
+        assert_eq!(s.links, same(0, 0, 3));
+        assert_eq!(s.params, vec![tie(1, 0, Tie::Output(0))]);
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let a = t.weight(&[1]);
+        t.op("PRelu", &[x, a], &[]);
+        assert!(t.spec(0).params.is_empty(), "one shared slope follows no channel");
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let a = t.weight(&[5, 1, 1]);
+        t.op("PRelu", &[x, a], &[]);
+        assert!(t.err().contains("do not broadcast"), "{}", t.err());
+    }
+
+    #[test]
+    fn softmax_is_per_channel_only_off_the_channel_axis() {
+        for (op, axis, per_channel) in [
+            ("Softmax", Some(-1), true),
+            ("Softmax", Some(2), true),
+            ("Softmax", Some(1), false),
+            ("Softmax", Some(-3), false),
+            ("LogSoftmax", Some(3), true),
+            ("LogSoftmax", Some(0), false),
+        ] {
+            let mut t = T::new();
+            let x = t.input(batch(&[3, 4, 5]));
+            let attrs: Vec<_> = axis.map(|a| ("axis", int(a))).into_iter().collect();
+            let y = t.op(op, &[x], &attrs);
+            assert_eq!(t.shape(y), batch(&[3, 4, 5]));
+            let s = t.spec(0);
+            if per_channel {
+                assert_eq!(s.links, same(0, 0, 3), "{op} axis {axis:?}");
+            } else {
+                assert!(all_fixed(&s, "normalises over the channel axis"), "{op} {axis:?}: {s:?}");
+            }
+        }
+        // Opset 13 default axis -1: over the classes of [N, 10], i.e. axis 1.
+        let mut t = T::new();
+        let x = t.input(batch(&[10]));
+        t.op("Softmax", &[x], &[]);
+        assert!(all_fixed(&t.spec(0), "normalises over the channel axis"));
+    }
+
+    #[test]
+    fn softmax_rejects_an_axis_out_of_range() {
+        for axis in [4, -5] {
+            let mut t = T::new();
+            let x = t.input(batch(&[3, 4, 5]));
+            t.op("Softmax", &[x], &[("axis", int(axis))]);
+            let e = t.err();
+            assert!(e.contains(&format!("axis {axis} is out of range for rank 4")), "{e}");
+        }
+    }
+
+    #[test]
+    fn add_and_sub_of_two_computed_tensors_couple_their_channels() {
+        for op in ["Add", "Sub"] {
+            let mut t = T::new();
+            let x = t.input(batch(&[3, 4, 4]));
+            let r = t.op("Relu", &[x], &[]);
+            let y = t.op(op, &[x, r], &[]);
+            assert_eq!(t.shape(y), batch(&[3, 4, 4]));
+            assert_eq!(t.macs(1), None);
+            assert!(t.params(1).is_empty());
+            let s = t.spec(1);
+            assert!(
+                s.inputs
+                    .iter()
+                    .chain(&s.outputs)
+                    .all(|r| matches!(r, Role::Fixed(m) if m.contains(&format!("residual {op}")))),
+                "{op}: {s:?}"
+            );
+            // The links stay: the coupled values form one (fixed) group.
+            assert_eq!(s.links, [same(0, 0, 3), same(1, 0, 3)].concat());
+        }
+    }
+
+    #[test]
+    fn mul_and_div_of_computed_tensors_pass_channels_with_broadcasting() {
+        for op in ["Mul", "Div"] {
+            let mut t = T::new();
+            let x = t.input(batch(&[3, 4, 4]));
+            let g = t.op("GlobalAveragePool", &[x], &[]);
+            let y = t.op(op, &[x, g], &[]);
+            assert_eq!(t.shape(y), batch(&[3, 4, 4]));
+            let s = t.spec(1);
+            assert_eq!(s.inputs, vec![Role::Pass, Role::Pass], "{op}");
+            assert_eq!(s.links, [same(0, 0, 3), same(1, 0, 3)].concat(), "{op}");
+        }
+        // A one-channel operand broadcasts over the channels: no channel of its own.
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let m = t.op("ReduceMean", &[x], &[("axes", super::super::testkit::ints(&[1]))]);
+        let y = t.op("Mul", &[x, m], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 4, 4]));
+        let s = t.spec(1);
+        assert_eq!(s.inputs, vec![Role::Pass, Role::Ignore]);
+        assert_eq!(s.links, same(0, 0, 3));
+        // A computed operand whose axis 1 is not the channel axis is a barrier there.
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let z = t.input(vec![Dim::Fixed(4), Dim::Fixed(4)]);
+        t.op("Add", &[x, z], &[]);
+        let s = t.spec(0);
+        assert_eq!(s.inputs[0], Role::Pass);
+        assert!(matches!(&s.inputs[1], Role::Fixed(m) if m.contains("channels differ")), "{s:?}");
+    }
+
+    #[test]
+    fn per_channel_constants_follow_the_output_channels() {
+        for (op, slot) in [("Sub", 1), ("Div", 1), ("Mul", 0), ("Add", 0)] {
+            let mut t = T::new();
+            let x = t.input(batch(&[3, 4, 4]));
+            let c = t.weight(&[1, 3, 1, 1]);
+            let ins = if slot == 1 { [x, c] } else { [c, x] };
+            let y = t.op(op, &ins, &[]);
+            assert_eq!(t.shape(y), batch(&[3, 4, 4]));
+            assert!(t.params(0).is_empty(), "{op}: constants of arithmetic are not trained");
+            let s = t.spec(0);
+            assert_eq!(s.inputs[1 - slot], Role::Pass, "{op}");
+            assert_eq!(s.inputs[slot], Role::Ignore, "{op}");
+            assert_eq!(s.links, same(1 - slot, 0, 3), "{op}");
+            assert_eq!(s.params, vec![tie(slot, 1, Tie::Output(0))], "{op}");
+        }
+        // [3, 1, 1] lines up with axis 1 too; a scalar follows nothing.
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let c = t.weight(&[3, 1, 1]);
+        let s1 = t.init(Tensor::f32(vec![], vec![2.0]));
+        let y = t.op("Div", &[x, c], &[]);
+        t.op("Div", &[y, s1], &[]);
+        assert_eq!(t.spec(0).params, vec![tie(1, 0, Tie::Output(0))]);
+        assert!(t.spec(1).params.is_empty());
+    }
+
+    #[test]
+    fn binary_ops_fold_integer_and_float_constants() {
+        let mut t = T::new();
+        let a = t.ints(&[2, 3]);
+        let b = t.ints(&[10]);
+        let y = t.op("Add", &[a, b], &[]);
+        assert_eq!(t.shape(y), vec![Dim::Fixed(2)]);
+        assert_eq!(t.konst(y), Some(vec![12, 13]));
+        // Truncating division; i64::MIN / -1 wraps instead of panicking; / 0 gives 0.
+        let mut t = T::new();
+        let a = t.ints(&[7, -7, i64::MIN, 5]);
+        let b = t.ints(&[2, 2, -1, 0]);
+        let y = t.op("Div", &[a, b], &[]);
+        assert_eq!(t.konst(y), Some(vec![3, -3, i64::MIN, 0]));
+        let mut t = T::new();
+        let a = t.init(Tensor::f32(vec![2, 1], vec![1.5, 2.0]));
+        let b = t.init(Tensor::f32(vec![3], vec![1.0, 2.0, 4.0]));
+        let y = t.op("Mul", &[a, b], &[]);
+        let f = t.facts()[y].clone().unwrap();
+        assert_eq!(f.shape, vec![Dim::Fixed(2), Dim::Fixed(3)]);
+        let k = f.konst.unwrap();
+        assert_eq!(k.as_f32().unwrap(), &[1.5, 3.0, 6.0, 2.0, 4.0, 8.0]);
+    }
+
+    #[test]
+    fn binary_ops_compute_symbolic_shape_vectors() {
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let s = t.op("Shape", &[x], &[]);
+        let two = t.ints(&[2]);
+        let four = t.ints(&[4]);
+        let huge = t.ints(&[1 << 62]);
+        let m = t.op("Mul", &[s, two], &[]);
+        let d = t.op("Sub", &[s, four], &[]);
+        let o = t.op("Mul", &[s, huge], &[]);
+        let f = t.facts();
+        let elems = |v: usize| f[v].as_ref().unwrap().sym.clone().unwrap();
+        assert_eq!(elems(m), vec![sym("(N*2)"), Dim::Fixed(6), Dim::Fixed(8), Dim::Fixed(8)]);
+        assert_eq!(elems(d), vec![sym("(N-4)"), sym("-1"), Dim::Fixed(0), Dim::Fixed(0)]);
+        // 3 * 2^62 overflows i64: an unknown element, not a panic.
+        assert_eq!(elems(o)[1], sym("?"));
+        assert_eq!(t.shape(m), vec![Dim::Fixed(4)]);
+    }
+
+    #[test]
+    fn binary_ops_reject_mixed_types_and_shapes_that_do_not_broadcast() {
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let c = t.ints(&[1]);
+        t.op("Add", &[x, c], &[]);
+        assert!(t.err().contains("operand types differ: float32 and int64"), "{}", t.err());
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let c = t.weight(&[2, 1, 1]);
+        t.op("Mul", &[x, c], &[]);
+        assert!(t.err().contains("[N,3,4,4] and [2,1,1] do not broadcast"), "{}", t.err());
     }
 }

@@ -136,12 +136,169 @@ impl OpDef for MatMul {
     }
 }
 
-/// MACs of a MatMul whose operands are both computed (not part of the weight model).
+/// MACs of a MatMul outside the weight model (both operands computed, or a constant
+/// B that is not a 2-D weight): output elements × K.
 pub fn matmul_dynamic_macs(cx: &NodeCx) -> u64 {
-    if cx.node.op_type != "MatMul" || cx.is_const(1) {
+    let weight = cx.is_const(1) && cx.input(1).is_some_and(|b| b.rank() == 2);
+    if cx.node.op_type != "MatMul" || weight {
         return 0;
     }
     let (Some(a), Some(y)) = (cx.input(0), cx.output(0)) else { return 0 };
     let k = a.concrete(1).last().copied().unwrap_or(1);
     (y.concrete(1).iter().product::<usize>() as u64).saturating_mul(k as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{all_fixed, batch, int, tie, T};
+    use super::super::{Role, Tie};
+    use super::matmul_dynamic_macs;
+    use crate::ir::{Dim, Tensor};
+
+    fn fixed(d: &[usize]) -> Vec<Dim> {
+        d.iter().map(|&v| Dim::Fixed(v)).collect()
+    }
+
+    #[test]
+    fn gemm_shape_macs_params_and_ties() {
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let (b, c) = (t.weight(&[6, 4]), t.weight(&[4]));
+        let y = t.op("Gemm", &[a, b, c], &[]);
+        assert_eq!(t.shape(y), batch(&[4]));
+        assert_eq!(t.macs(0), Some(4 * 6), "per sample: 4 outputs x K = 6");
+        assert_eq!(t.params(0), vec![1, 2]);
+        let s = t.spec(0);
+        assert_eq!(s.inputs, vec![Role::Consumer, Role::Ignore, Role::Ignore]);
+        assert_eq!(s.outputs, vec![Role::Producer]);
+        assert_eq!(
+            s.params,
+            vec![tie(1, 0, Tie::Input(0)), tie(1, 1, Tie::Output(0)), tie(2, 0, Tie::Output(0))]
+        );
+        // transB: B is N x K; a [1, N] bias follows the outputs on its last axis.
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let (b, c) = (t.weight(&[4, 6]), t.weight(&[1, 4]));
+        let y = t.op("Gemm", &[a, b, c], &[("transB", int(1))]);
+        assert_eq!(t.shape(y), batch(&[4]));
+        assert_eq!(t.macs(0), Some(4 * 6));
+        assert_eq!(
+            t.spec(0).params,
+            vec![tie(1, 1, Tie::Input(0)), tie(1, 0, Tie::Output(0)), tie(2, 1, Tie::Output(0))]
+        );
+        // A scalar-like bias [1] broadcasts: it follows no channel.
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let (b, c) = (t.weight(&[6, 4]), t.weight(&[1]));
+        t.op("Gemm", &[a, b, c], &[]);
+        assert_eq!(t.spec(0).params.len(), 2);
+    }
+
+    #[test]
+    fn gemm_with_constant_rows_counts_every_row_and_trans_a_is_a_barrier() {
+        let mut t = T::new();
+        let (a, b) = (t.weight(&[6, 5]), t.weight(&[6, 4]));
+        let y = t.op("Gemm", &[a, b], &[("transA", int(1))]);
+        assert_eq!(t.shape(y), fixed(&[5, 4]));
+        assert_eq!(t.macs(0), Some(5 * 4 * 6));
+        assert!(all_fixed(&t.spec(0), "transA or a computed B"), "{:?}", t.spec(0));
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let b = t.input(fixed(&[6, 4]));
+        t.op("Gemm", &[a, b], &[]);
+        assert!(t.params(0).is_empty(), "a computed B is no parameter");
+        assert!(all_fixed(&t.spec(0), "computed B"), "{:?}", t.spec(0));
+    }
+
+    #[test]
+    fn gemm_rejects_bad_ranks_and_shapes() {
+        type Case = (Vec<Dim>, &'static [usize], Option<&'static [usize]>, &'static str);
+        let cases: Vec<Case> = vec![
+            (batch(&[6]), &[5, 4], None, "inner dims differ"),
+            (batch(&[2, 6]), &[6, 4], None, "input 0 must have rank 2"),
+            (batch(&[6]), &[6, 4, 1], None, "input 1 must have rank 2"),
+            (batch(&[6]), &[6, 4], Some(&[3]), "bias C: shapes"),
+        ];
+        for (a, b, c, want) in cases {
+            let mut t = T::new();
+            let a = t.input(a);
+            let mut ins = vec![a, t.weight(b)];
+            if let Some(c) = c {
+                ins.push(t.weight(c));
+            }
+            t.op("Gemm", &ins, &[]);
+            assert!(t.err().contains(want), "{b:?}: {}", t.err());
+        }
+    }
+
+    #[test]
+    fn matmul_with_a_2d_weight_is_a_prunable_linear_layer() {
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let w = t.weight(&[6, 4]);
+        let y = t.op("MatMul", &[a, w], &[]);
+        assert_eq!(t.shape(y), batch(&[4]));
+        assert_eq!(t.macs(0), Some(4 * 6));
+        assert_eq!(t.with_cx(0, matmul_dynamic_macs), 0, "counted once, in the weight model");
+        assert_eq!(t.params(0), vec![1]);
+        let s = t.spec(0);
+        assert_eq!(s.inputs, vec![Role::Consumer, Role::Ignore]);
+        assert_eq!(s.outputs, vec![Role::Producer]);
+        assert_eq!(s.params, vec![tie(1, 0, Tie::Input(0)), tie(1, 1, Tie::Output(0))]);
+    }
+
+    #[test]
+    fn matmul_on_rank_3_activations_counts_every_row_but_is_a_barrier() {
+        let mut t = T::new();
+        let a = t.input(batch(&[5, 6]));
+        let w = t.weight(&[6, 4]);
+        let y = t.op("MatMul", &[a, w], &[]);
+        assert_eq!(t.shape(y), batch(&[5, 4]));
+        assert_eq!(t.macs(0), Some(5 * 4 * 6));
+        assert!(all_fixed(&t.spec(0), "not a 2-D product"), "{:?}", t.spec(0));
+    }
+
+    #[test]
+    fn matmul_outside_the_weight_model_counts_output_elements_times_k() {
+        // Both operands computed, batch dims broadcast: [N,1,5,6] x [3,6,7] -> [N,3,5,7].
+        let mut t = T::new();
+        let a = t.input(batch(&[1, 5, 6]));
+        let b = t.input(fixed(&[3, 6, 7]));
+        let y = t.op("MatMul", &[a, b], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 5, 7]));
+        assert_eq!(t.macs(0), None);
+        assert!(t.params(0).is_empty());
+        assert_eq!(t.with_cx(0, matmul_dynamic_macs), 3 * 5 * 7 * 6);
+        assert!(all_fixed(&t.spec(0), "MatMul"));
+        // A constant vector B: [N,6] x [6] -> [N].
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let v = t.weight(&[6]);
+        let y = t.op("MatMul", &[a, v], &[]);
+        assert_eq!(t.shape(y), vec![Dim::Sym("N".into())]);
+        assert_eq!(t.macs(0), None);
+        assert_eq!(t.with_cx(0, matmul_dynamic_macs), 6);
+        // A constant stack of matrices: [N,2,5,6] x [2,6,7] -> [N,2,5,7].
+        let mut t = T::new();
+        let a = t.input(batch(&[2, 5, 6]));
+        let w = t.weight(&[2, 6, 7]);
+        let y = t.op("MatMul", &[a, w], &[]);
+        assert_eq!(t.shape(y), batch(&[2, 5, 7]));
+        assert_eq!(t.macs(0), None);
+        assert_eq!(t.with_cx(0, matmul_dynamic_macs), 2 * 5 * 7 * 6);
+    }
+
+    #[test]
+    fn matmul_rejects_scalars_and_mismatched_inner_dims() {
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let w = t.weight(&[5, 4]);
+        t.op("MatMul", &[a, w], &[]);
+        assert!(t.err().contains("inner dims differ: [N,6] x [5,4]"), "{}", t.err());
+        let mut t = T::new();
+        let a = t.input(batch(&[6]));
+        let s = t.init(Tensor::f32(vec![], vec![2.0]));
+        t.op("MatMul", &[a, s], &[]);
+        assert!(t.err().contains("rank >= 1"), "{}", t.err());
+    }
 }

@@ -124,6 +124,9 @@ impl OpDef for Reshape {
                     "target {} copies dim {i} the input lacks",
                     fmt_shape(&target)
                 ))?),
+                Dim::Sym(s) if s.parse::<i64>().is_ok_and(|v| v < -1) => {
+                    return Err(format!("target shape {} has a negative dim", fmt_shape(&target)))
+                }
                 Dim::Sym(s) if s == "-1" => {
                     if infer_at.replace(i).is_some() {
                         return Err(format!(
@@ -142,7 +145,7 @@ impl OpDef for Reshape {
             let mut syms = Vec::new();
             for d in s {
                 match d {
-                    Dim::Fixed(n) => f *= n,
+                    Dim::Fixed(n) => f = f.saturating_mul(*n),
                     Dim::Sym(n) => syms.push(n.clone()),
                 }
             }
@@ -317,14 +320,19 @@ pub fn split_sizes(
 ) -> Result<Vec<usize>, String> {
     let n_out = node.outputs.len();
     let sizes = match node.attr_ints("split")?.or(split_input) {
-        Some(s) => s.into_iter().map(|v| v as usize).collect::<Vec<_>>(),
+        Some(s) if s.iter().all(|&v| v >= 0) => s.into_iter().map(|v| v as usize).collect(),
+        Some(s) => return Err(format!("split sizes {s:?} must not be negative")),
         None => {
-            let k = node.attr_int("num_outputs", n_out as i64)? as usize;
-            let chunk = dim.div_ceil(k.max(1));
-            (0..k).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect()
+            let k = node.attr_int("num_outputs", n_out as i64)?;
+            if k != n_out as i64 {
+                return Err(format!("num_outputs is {k} but the node has {n_out} outputs"));
+            }
+            let chunk = dim.div_ceil(n_out.max(1));
+            (0..n_out).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect::<Vec<_>>()
         }
     };
-    if sizes.iter().sum::<usize>() != dim || sizes.len() != n_out {
+    let total = sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s));
+    if total != Some(dim) || sizes.len() != n_out {
         return Err(format!(
             "split sizes {sizes:?} do not cover {dim} elements in {n_out} outputs"
         ));
@@ -430,6 +438,12 @@ pub fn slice_params(
     Ok(out)
 }
 
+/// The indices a Slice picks along one axis: `s`, `s + step`, ... up to `e` (excluded).
+fn picks(s: i64, e: i64, step: i64) -> impl Iterator<Item = i64> {
+    std::iter::successors(Some(s), move |&i| i.checked_add(step))
+        .take_while(move |&i| (step > 0 && i < e) || (step < 0 && i > e))
+}
+
 fn slice_len(s: i64, e: i64, step: i64) -> usize {
     // In i128: starts, ends and steps come from the file and may be near i64's limits.
     let (s, e, step) = (s as i128, e as i128, step as i128);
@@ -446,10 +460,11 @@ fn slice_len(s: i64, e: i64, step: i64) -> usize {
     }
 }
 
+/// Starts, ends, axes and steps of a Slice node.
+pub type SliceArgs = (Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>);
+
 /// Starts/ends/axes/steps of a Slice node (attributes < 10, inputs >= 10).
-pub fn slice_inputs(
-    cx: &InferCx,
-) -> Result<(Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>), String> {
+pub fn slice_inputs(cx: &InferCx) -> Result<SliceArgs, String> {
     if cx.opset < 10 || cx.node.inputs.len() == 1 {
         let starts = cx.node.attr_ints("starts")?.ok_or("starts is required")?;
         let ends = cx.node.attr_ints("ends")?.ok_or("ends is required")?;
@@ -478,27 +493,16 @@ impl OpDef for Slice {
         if let Some(t) = x.konst.as_ref().filter(|t| t.rank() > 1 && t.len() <= 1 << 16) {
             let mut cur = (**t).clone();
             for &(a, s, e, st) in &params {
-                let mut idx = Vec::new();
-                let mut i = s;
-                while (st > 0 && i < e) || (st < 0 && i > e) {
-                    idx.push(i as usize);
-                    i += st;
-                }
+                let idx: Vec<usize> = picks(s, e, st).map(|i| i as usize).collect();
                 cur = cur.select(a, &idx).ok_or("slice out of range")?;
             }
             f.konst = Some(Arc::new(cur));
         } else if x.rank() == 1 {
             if let Some(elems) = x.int_elems() {
                 let picked: Vec<Dim> = match params.first() {
-                    Some(&(_, s, e, st)) => {
-                        let mut v = Vec::new();
-                        let mut i = s;
-                        while (st > 0 && i < e) || (st < 0 && i > e) {
-                            v.push(elems[i as usize].clone());
-                            i += st;
-                        }
-                        v
-                    }
+                    Some(&(_, s, e, st)) => picks(s, e, st)
+                        .map(|i| elems.get(i as usize).cloned().ok_or("slice out of range"))
+                        .collect::<Result<_, _>>()?,
                     None => elems,
                 };
                 if x.konst.is_some() {
@@ -570,15 +574,10 @@ pub fn slice_channel_map(cx: &NodeCx) -> Result<Option<Vec<usize>>, String> {
         (get(1).ok_or("starts")?, get(2).ok_or("ends")?, get(3), get(4))
     };
     let params = slice_params(cx.node, &x.shape, starts, ends, axes, steps)?;
-    Ok(params.iter().find(|p| p.0 == 1).map(|&(_, s, e, st)| {
-        let mut v = Vec::new();
-        let mut i = s;
-        while (st > 0 && i < e) || (st < 0 && i > e) {
-            v.push(i as usize);
-            i += st;
-        }
-        v
-    }))
+    Ok(params
+        .iter()
+        .find(|p| p.0 == 1)
+        .map(|&(_, s, e, st)| picks(s, e, st).map(|i| i as usize).collect()))
 }
 
 /// Pads of a Pad node as (begin, end) per axis of a rank-`r` input.
@@ -631,11 +630,12 @@ impl OpDef for Pad {
             if b == 0 && e == 0 {
                 continue;
             }
-            let d = x.dim(a as i64).ok_or(format!("padding the symbolic axis {a}"))? as i64 + b + e;
-            if d <= 0 {
-                return Err(format!("padding makes axis {a} empty"));
+            let n = x.dim(a as i64).ok_or(format!("padding the symbolic axis {a}"))? as i64;
+            match n.checked_add(b).and_then(|d| d.checked_add(e)) {
+                Some(d) if d > 0 => shape[a] = Dim::Fixed(d as usize),
+                Some(_) => return Err(format!("padding makes axis {a} empty")),
+                None => return Err(format!("pads ({b}, {e}) of axis {a} overflow")),
             }
-            shape[a] = Dim::Fixed(d as usize);
         }
         Ok(vec![Fact::new(x.dtype, shape)])
     }
@@ -743,5 +743,458 @@ impl OpDef for Unsqueeze {
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         channel_map_reshape(cx, "Unsqueeze")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{all_fixed, batch, int, ints, same, text, T};
+    use super::super::Role;
+    use crate::ir::{Attr, Dim, Tensor, ValueId};
+
+    fn fixed(d: &[usize]) -> Vec<Dim> {
+        d.iter().map(|&v| Dim::Fixed(v)).collect()
+    }
+    fn n() -> Dim {
+        Dim::Sym("N".into())
+    }
+    /// `op(x, constant int inputs...)` on an input of per-sample shape `x`.
+    fn with_ints(
+        opset: i64,
+        op: &str,
+        x: &[usize],
+        consts: &[&[i64]],
+        attrs: &[(&str, Attr)],
+    ) -> (T, ValueId) {
+        let mut t = T::opset(opset);
+        let x = t.input(batch(x));
+        let mut ins = vec![x];
+        for c in consts {
+            ins.push(t.ints(c));
+        }
+        let y = t.op(op, &ins, attrs);
+        (t, y)
+    }
+    /// Channel c of input 0 owns `block` consecutive output features.
+    fn blocks(c: usize, block: usize) -> Vec<(usize, usize, usize, usize)> {
+        let mut v = Vec::new();
+        for ch in 0..c {
+            for j in 0..block {
+                v.push((0, ch, 0, ch * block + j));
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn flatten_gives_each_channel_a_block_of_features() {
+        let (t, y) = with_ints(13, "Flatten", &[3, 4, 4], &[], &[]);
+        assert_eq!(t.shape(y), batch(&[48]));
+        assert_eq!(t.macs(0), None);
+        let s = t.spec(0);
+        assert_eq!((s.inputs.clone(), s.outputs.clone()), (vec![Role::Pass], vec![Role::Pass]));
+        assert_eq!(s.links.len(), 48);
+        assert_eq!(s.links, blocks(3, 16));
+        assert!(s.links.contains(&(0, 2, 0, 47)) && !s.links.contains(&(0, 1, 0, 47)));
+        let (t, y) = with_ints(13, "Flatten", &[5], &[], &[]);
+        assert_eq!(t.shape(y), batch(&[5]));
+        assert_eq!(t.spec(0).links, same(0, 0, 5));
+        for (axis, want) in [
+            (2, "leading dims must be fixed"),
+            (0, "trailing dims must be fixed"),
+            (5, "out of range"),
+        ] {
+            let (t, _) = with_ints(13, "Flatten", &[3, 4, 4], &[], &[("axis", int(axis))]);
+            assert!(t.err().contains(want), "axis {axis}: {}", t.err());
+        }
+    }
+
+    #[test]
+    fn reshape_infers_minus_one_and_maps_channels() {
+        let (t, y) = with_ints(13, "Reshape", &[3, 4, 4], &[&[0, -1]], &[]);
+        assert_eq!(t.shape(y), batch(&[48]));
+        assert_eq!(t.spec(0).links, blocks(3, 16));
+        assert_eq!(t.spec(0).inputs, vec![Role::Pass, Role::Ignore]);
+        let (t, y) = with_ints(13, "Reshape", &[3, 4, 4], &[&[-1, 48]], &[]);
+        assert_eq!(t.shape(y), batch(&[48]), "-1 takes the batch symbol");
+        let (t, y) = with_ints(13, "Reshape", &[3, 4, 4], &[&[0, 3, 16]], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 16]));
+        assert_eq!(t.spec(0).links, same(0, 0, 3));
+        let (t, y) = with_ints(13, "Reshape", &[3, 4, 4], &[&[0, 6, 8]], &[]);
+        assert_eq!(t.shape(y), batch(&[6, 8]));
+        assert!(all_fixed(&t.spec(0), "mixes the channel axis"), "{:?}", t.spec(0));
+        // Opset < 5: the target is an attribute.
+        let (t, y) = with_ints(4, "Reshape", &[3, 4, 4], &[], &[("shape", ints(&[0, -1]))]);
+        assert_eq!(t.shape(y), batch(&[48]));
+        // A constant keeps its data under a new shape.
+        let mut t = T::new();
+        let c = t.ints(&[1, 2, 3, 4]);
+        let s = t.ints(&[2, 2]);
+        let y = t.op("Reshape", &[c, s], &[]);
+        assert_eq!((t.shape(y), t.konst(y)), (fixed(&[2, 2]), Some(vec![1, 2, 3, 4])));
+    }
+
+    #[test]
+    fn reshape_rejects_impossible_targets() {
+        for (target, want) in [
+            (vec![0, -1, -1], "more than one -1"),
+            (vec![0, 5, -1], "cannot reshape"),
+            (vec![0, 47], "48 elements per sample"),
+            (vec![0, 1 << 33, 1 << 33, -1], "cannot reshape"),
+            (vec![0, -2, -24], "negative dim"),
+            (vec![0, 0, 0, 0, 0], "copies dim 4 the input lacks"),
+        ] {
+            let (t, _) = with_ints(13, "Reshape", &[3, 4, 4], &[&target], &[]);
+            assert!(t.err().contains(want), "{target:?}: {}", t.err());
+        }
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let s = t.input(fixed(&[2]));
+        t.op("Reshape", &[x, s], &[]);
+        assert!(t.err().contains("computed at run time"), "{}", t.err());
+    }
+
+    #[test]
+    fn transpose_passes_channels_only_when_axis_1_stays() {
+        let (t, y) = with_ints(13, "Transpose", &[3, 4, 5], &[], &[("perm", ints(&[0, 1, 3, 2]))]);
+        assert_eq!(t.shape(y), batch(&[3, 5, 4]));
+        assert_eq!(t.spec(0).links, same(0, 0, 3));
+        let (t, y) = with_ints(13, "Transpose", &[3, 4, 5], &[], &[("perm", ints(&[0, 2, 3, 1]))]);
+        assert_eq!(t.shape(y), batch(&[4, 5, 3]));
+        assert!(all_fixed(&t.spec(0), "moves the channel axis"));
+        let (t, y) = with_ints(13, "Transpose", &[3, 4, 5], &[], &[]);
+        assert_eq!(t.shape(y), vec![Dim::Fixed(5), Dim::Fixed(4), Dim::Fixed(3), n()]);
+        assert!(all_fixed(&t.spec(0), "moves the channel axis"));
+        for perm in [vec![0, 0, 1, 2], vec![0, 1, 2]] {
+            let (t, _) = with_ints(13, "Transpose", &[3, 4, 5], &[], &[("perm", ints(&perm))]);
+            assert!(t.err().contains("is not a permutation of 4 axes"), "{perm:?}: {}", t.err());
+        }
+        let mut t = T::new();
+        let c = t.init(Tensor::i64(vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+        let y = t.op("Transpose", &[c], &[("perm", ints(&[1, 0]))]);
+        assert_eq!((t.shape(y), t.konst(y)), (fixed(&[3, 2]), Some(vec![1, 4, 2, 5, 3, 6])));
+    }
+
+    #[test]
+    fn concat_on_channels_offsets_the_second_input() {
+        let mut t = T::new();
+        let a = t.input(batch(&[2, 4, 4]));
+        let b = t.input(batch(&[3, 4, 4]));
+        let y = t.op("Concat", &[a, b], &[("axis", int(1))]);
+        assert_eq!(t.shape(y), batch(&[5, 4, 4]));
+        let s = t.spec(0);
+        assert_eq!(s.inputs, vec![Role::Pass, Role::Pass]);
+        let second: Vec<_> = (0..3).map(|k| (1, k, 0, 2 + k)).collect();
+        assert_eq!(s.links, [same(0, 0, 2), second].concat());
+        // Off the channel axis every input's channel k is output channel k.
+        let mut t = T::new();
+        let a = t.input(batch(&[2, 4, 4]));
+        let b = t.input(batch(&[2, 4, 3]));
+        let y = t.op("Concat", &[a, b], &[("axis", int(-1))]);
+        assert_eq!(t.shape(y), batch(&[2, 4, 7]));
+        assert_eq!(t.spec(0).links, [same(0, 0, 2), same(1, 0, 2)].concat());
+    }
+
+    #[test]
+    fn concat_folds_shape_vectors() {
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4]));
+        let (a, b) = (t.ints(&[1, 2]), t.ints(&[3]));
+        let c = t.op("Concat", &[a, b], &[("axis", int(0))]);
+        let s = t.op("Shape", &[x], &[]);
+        let m = t.ints(&[-1]);
+        let d = t.op("Concat", &[s, m], &[("axis", int(0))]);
+        assert_eq!((t.shape(c), t.konst(c)), (fixed(&[3]), Some(vec![1, 2, 3])));
+        let sym = t.facts()[d].as_ref().unwrap().sym.clone();
+        assert_eq!(sym, Some(vec![n(), Dim::Fixed(3), Dim::Fixed(4), Dim::Sym("-1".into())]));
+    }
+
+    #[test]
+    fn concat_rejects_bad_axes_and_shapes() {
+        for (b, attrs, want) in [
+            (vec![2, 4, 4], vec![], "'axis' is required"),
+            (vec![2, 4], vec![("axis", int(1))], "ranks 4 and 3"),
+            (vec![2, 4, 5], vec![("axis", int(1))], "differ off the concat axis 1"),
+            (vec![2, 4, 4], vec![("axis", int(4))], "out of range"),
+        ] {
+            let mut t = T::new();
+            let x = t.input(batch(&[2, 4, 4]));
+            let y = t.input(batch(&b));
+            t.op("Concat", &[x, y], &attrs);
+            assert!(t.err().contains(want), "{b:?} {attrs:?}: {}", t.err());
+        }
+    }
+
+    /// Split of `[N, 6, 4, 4]` into `n_out` outputs.
+    fn split(
+        opset: i64,
+        sizes: Option<&[i64]>,
+        n_out: usize,
+        attrs: &[(&str, Attr)],
+    ) -> (T, Vec<ValueId>) {
+        let mut t = T::opset(opset);
+        let x = t.input(batch(&[6, 4, 4]));
+        let mut ins = vec![Some(x)];
+        if let Some(s) = sizes {
+            ins.push(Some(t.ints(s)));
+        }
+        let outs = t.node("Split", &ins, n_out, attrs);
+        (t, outs)
+    }
+
+    #[test]
+    fn split_on_channels_maps_each_output_to_its_slice() {
+        let (t, y) = split(13, Some(&[2, 4]), 2, &[("axis", int(1))]);
+        assert_eq!((t.shape(y[0]), t.shape(y[1])), (batch(&[2, 4, 4]), batch(&[4, 4, 4])));
+        let s = t.spec(0);
+        assert_eq!(s.inputs, vec![Role::Pass, Role::Ignore]);
+        assert_eq!(s.outputs, vec![Role::Pass, Role::Pass]);
+        let second: Vec<_> = (0..4).map(|k| (0, 2 + k, 1, k)).collect();
+        assert_eq!(s.links, [same(0, 0, 2), second].concat());
+        assert_eq!(t.macs(0), None);
+        // Opset 11: sizes as an attribute; no sizes: equal parts.
+        let (t, y) = split(11, None, 2, &[("axis", int(1)), ("split", ints(&[5, 1]))]);
+        assert_eq!((t.shape(y[0]), t.shape(y[1])), (batch(&[5, 4, 4]), batch(&[1, 4, 4])));
+        let (t, y) = split(13, None, 3, &[("axis", int(-3))]);
+        assert!(y.iter().all(|&o| t.shape(o) == batch(&[2, 4, 4])));
+        // Off the channel axis each output carries every channel.
+        let (t, y) = split(13, Some(&[1, 3]), 2, &[("axis", int(2))]);
+        assert_eq!((t.shape(y[0]), t.shape(y[1])), (batch(&[6, 1, 4]), batch(&[6, 3, 4])));
+        assert_eq!(t.spec(0).links, [same(0, 0, 6), same(0, 1, 6)].concat());
+    }
+
+    #[test]
+    fn split_num_outputs_leaves_a_smaller_last_chunk() {
+        let mut t = T::opset(18);
+        let x = t.input(batch(&[7, 2]));
+        let y = t.node("Split", &[Some(x)], 3, &[("axis", int(1)), ("num_outputs", int(3))]);
+        let shapes: Vec<_> = y.iter().map(|&o| t.shape(o)).collect();
+        assert_eq!(shapes, vec![batch(&[3, 2]), batch(&[3, 2]), batch(&[1, 2])]);
+    }
+
+    #[test]
+    fn split_along_the_batch_of_a_vector_is_a_barrier() {
+        let mut t = T::new();
+        let c = t.ints(&[1, 2, 3, 4]);
+        let s = t.ints(&[1, 3]);
+        let y = t.node("Split", &[Some(c), Some(s)], 2, &[]);
+        assert_eq!((t.shape(y[0]), t.shape(y[1])), (fixed(&[1]), fixed(&[3])));
+        assert!(all_fixed(&t.spec(0), "batch axis"));
+    }
+
+    #[test]
+    fn split_rejects_bad_sizes_without_panicking() {
+        for (opset, sizes, n_out, attrs, want) in [
+            (13, Some(&[2, 3][..]), 2, vec![("axis", int(1))], "do not cover 6 elements"),
+            (13, Some(&[1, 2, 3][..]), 2, vec![("axis", int(1))], "do not cover"),
+            (13, Some(&[-1, 7][..]), 2, vec![("axis", int(1))], "must not be negative"),
+            (18, None, 2, vec![("axis", int(1)), ("num_outputs", int(3))], "num_outputs is 3"),
+            (18, None, 2, vec![("axis", int(1)), ("num_outputs", int(-1))], "num_outputs is -1"),
+            (13, None, 2, vec![("axis", int(0))], "the split axis must be fixed"),
+            (13, None, 2, vec![("axis", int(4))], "out of range"),
+        ] {
+            let (t, _) = split(opset, sizes, n_out, &attrs);
+            assert!(t.err().contains(want), "{sizes:?} {attrs:?}: {}", t.err());
+        }
+        let mut t = T::new();
+        let x = t.input(batch(&[6, 4, 4]));
+        let s = t.input(fixed(&[2]));
+        t.node("Split", &[Some(x), Some(s)], 2, &[("axis", int(1))]);
+        assert!(t.err().contains("split (input 1) must be a constant"), "{}", t.err());
+    }
+
+    /// Slice (opset 13) of `[N, 8, 6, 6]`.
+    fn slice(starts: &[i64], ends: &[i64], axes: &[i64], steps: Option<&[i64]>) -> (T, ValueId) {
+        let mut consts = vec![starts, ends, axes];
+        consts.extend(steps);
+        with_ints(13, "Slice", &[8, 6, 6], &consts, &[])
+    }
+
+    #[test]
+    fn slice_on_channels_maps_the_picked_channels() {
+        let (t, y) = slice(&[1], &[7], &[1], Some(&[2]));
+        assert_eq!(t.shape(y), batch(&[3, 6, 6]));
+        let s = t.spec(0);
+        assert_eq!(
+            s.inputs,
+            vec![Role::Pass, Role::Ignore, Role::Ignore, Role::Ignore, Role::Ignore]
+        );
+        assert_eq!(s.links, vec![(0, 1, 0, 0), (0, 3, 0, 1), (0, 5, 0, 2)]);
+        // Reversed, with a negative axis and clamped bounds.
+        let (t, y) = slice(&[-1], &[-100], &[-3], Some(&[-1]));
+        assert_eq!(t.shape(y), batch(&[8, 6, 6]));
+        assert_eq!(t.spec(0).links, (0..8).map(|k| (0, 7 - k, 0, k)).collect::<Vec<_>>());
+        // Spatial slices keep the channels.
+        let (t, y) = slice(&[0, 1], &[3, i64::MAX], &[2, 3], None);
+        assert_eq!(t.shape(y), batch(&[8, 3, 5]));
+        assert_eq!(t.spec(0).links, same(0, 0, 8));
+        // Opset 9: attributes.
+        let attrs = [("starts", ints(&[2])), ("ends", ints(&[4])), ("axes", ints(&[1]))];
+        let (t, y) = with_ints(9, "Slice", &[8, 6, 6], &[], &attrs);
+        assert_eq!(t.shape(y), batch(&[2, 6, 6]));
+        assert_eq!(t.spec(0).links, vec![(0, 2, 0, 0), (0, 3, 0, 1)]);
+    }
+
+    #[test]
+    fn slice_folds_constants_and_shape_vectors() {
+        let mut t = T::new();
+        let c = t.init(Tensor::i64(vec![2, 3], vec![1, 2, 3, 4, 5, 6]));
+        let (s, e, a) = (t.ints(&[1]), t.ints(&[3]), t.ints(&[1]));
+        let huge = t.ints(&[i64::MAX]);
+        let y = t.op("Slice", &[c, s, e, a], &[]);
+        let z = t.op("Slice", &[c, s, e, a, huge], &[]);
+        assert_eq!((t.shape(y), t.konst(y)), (fixed(&[2, 2]), Some(vec![2, 3, 5, 6])));
+        // A step of i64::MAX picks one element and stops (no overflow).
+        assert_eq!((t.shape(z), t.konst(z)), (fixed(&[2, 1]), Some(vec![2, 5])));
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4]));
+        let sh = t.op("Shape", &[x], &[]);
+        let v = t.ints(&[10, 20, 30, 40]);
+        let (s, e) = (t.ints(&[1]), t.ints(&[i64::MAX]));
+        let (a, st) = (t.ints(&[0]), t.ints(&[2]));
+        let tail = t.op("Slice", &[sh, s, e], &[]);
+        let odd = t.op("Slice", &[v, s, e, a, st], &[]);
+        assert_eq!(t.facts()[tail].as_ref().unwrap().sym, Some(fixed(&[3, 4])));
+        assert_eq!(t.konst(odd), Some(vec![20, 40]));
+    }
+
+    #[test]
+    fn slice_rejects_bad_parameters() {
+        for (starts, ends, axes, steps, want) in [
+            (vec![0], vec![2], vec![1], Some(vec![0]), "slice step 0"),
+            (vec![0, 0], vec![2], vec![1], None, "lengths differ"),
+            (vec![0], vec![2], vec![0], None, "slicing the symbolic dim N of axis 0"),
+            (vec![0], vec![2], vec![4], None, "out of range"),
+        ] {
+            let (t, _) = slice(&starts, &ends, &axes, steps.as_deref());
+            assert!(t.err().contains(want), "{starts:?} {axes:?}: {}", t.err());
+        }
+        let mut t = T::new();
+        let x = t.input(batch(&[8, 6, 6]));
+        let s = t.input(fixed(&[1]));
+        let e = t.ints(&[2]);
+        t.op("Slice", &[x, s, e], &[]);
+        assert!(t.err().contains("starts (input 1) must be a constant"), "{}", t.err());
+    }
+
+    #[test]
+    fn pad_shifts_channels_by_the_leading_channel_pad() {
+        let (t, y) = with_ints(13, "Pad", &[3, 4, 4], &[&[0, 1, 1, 1, 0, 2, 1, 1]], &[]);
+        assert_eq!(t.shape(y), batch(&[6, 6, 6]));
+        let s = t.spec(0);
+        assert_eq!(
+            (s.inputs.clone(), s.outputs.clone()),
+            (vec![Role::Pass, Role::Ignore], vec![Role::Pass])
+        );
+        assert_eq!(s.links, (0..3).map(|k| (0, k, 0, k + 1)).collect::<Vec<_>>());
+        let attrs = [("mode", text("reflect"))];
+        let (t, y) = with_ints(13, "Pad", &[3, 4, 4], &[&[0, 0, 1, 2, 0, 0, 3, 4]], &attrs);
+        assert_eq!(t.shape(y), batch(&[3, 8, 10]));
+        assert_eq!(t.spec(0).links, same(0, 0, 3));
+        // Opset 18 axes input: pads only the channel axis.
+        let mut t = T::opset(18);
+        let x = t.input(batch(&[3, 4, 4]));
+        let (p, a) = (t.ints(&[1, 1]), t.ints(&[1]));
+        let y = t.node("Pad", &[Some(x), Some(p), None, Some(a)], 1, &[])[0];
+        assert_eq!(t.shape(y), batch(&[5, 4, 4]));
+        assert_eq!(t.spec(0).links, (0..3).map(|k| (0, k, 0, k + 1)).collect::<Vec<_>>());
+        // Opset 2: pads as an attribute.
+        let (t, y) =
+            with_ints(2, "Pad", &[3, 4, 4], &[], &[("pads", ints(&[0, 0, 1, 1, 0, 0, 1, 1]))]);
+        assert_eq!(t.shape(y), batch(&[3, 6, 6]));
+    }
+
+    #[test]
+    fn pad_that_crops_or_reflects_channels_is_a_barrier() {
+        let (t, y) = with_ints(13, "Pad", &[3, 4, 4], &[&[0, -1, 0, 0, 0, 0, 0, 0]], &[]);
+        assert_eq!(t.shape(y), batch(&[2, 4, 4]));
+        assert!(all_fixed(&t.spec(0), "crops channels"));
+        let attrs = [("mode", text("edge"))];
+        let (t, _) = with_ints(13, "Pad", &[3, 4, 4], &[&[0, 1, 0, 0, 0, 0, 0, 0]], &attrs);
+        assert!(all_fixed(&t.spec(0), "reflects/edges along channels"));
+    }
+
+    #[test]
+    fn pad_rejects_bad_pads_without_panicking() {
+        for (pads, want) in [
+            (vec![0, 0, 1, 1, 0, 0], "6 pads for 4 axes"),
+            (vec![0, 0, -4, 0, 0, 0, 0, 0], "padding makes axis 2 empty"),
+            (vec![0, 0, i64::MAX, 0, 0, 0, i64::MAX, 0], "overflow"),
+            (vec![1, 0, 0, 0, 0, 0, 0, 0], "padding the symbolic axis 0"),
+        ] {
+            let (t, _) = with_ints(13, "Pad", &[3, 4, 4], &[&pads], &[]);
+            assert!(t.err().contains(want), "{pads:?}: {}", t.err());
+        }
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 4, 4]));
+        let p = t.input(fixed(&[8]));
+        t.op("Pad", &[x, p], &[]);
+        assert!(t.err().contains("pads (input 1) must be a constant"), "{}", t.err());
+    }
+
+    #[test]
+    fn squeeze_and_unsqueeze_keep_the_channel_axis() {
+        let (t, y) = with_ints(13, "Squeeze", &[3, 1, 1], &[&[2, 3]], &[]);
+        assert_eq!(t.shape(y), batch(&[3]));
+        let s = t.spec(0);
+        assert_eq!(
+            (s.inputs.clone(), s.outputs.clone()),
+            (vec![Role::Pass, Role::Ignore], vec![Role::Pass])
+        );
+        assert_eq!(s.links, same(0, 0, 3));
+        let (t, y) = with_ints(13, "Squeeze", &[3, 1, 1], &[], &[]);
+        assert_eq!(t.shape(y), batch(&[3]), "no axes: every fixed 1");
+        let (t, y) = with_ints(11, "Squeeze", &[3, 1, 1], &[], &[("axes", ints(&[-1]))]);
+        assert_eq!(t.shape(y), batch(&[3, 1]));
+        assert_eq!(t.spec(0).links, same(0, 0, 3));
+        let (t, y) = with_ints(13, "Unsqueeze", &[3], &[&[2, 3]], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 1, 1]));
+        assert_eq!(t.spec(0).links, same(0, 0, 3));
+        let (t, y) = with_ints(13, "Unsqueeze", &[3], &[&[-1]], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 1]));
+        let (t, y) = with_ints(11, "Unsqueeze", &[3], &[], &[("axes", ints(&[2]))]);
+        assert_eq!(t.shape(y), batch(&[3, 1]));
+        assert_eq!(t.macs(0), None);
+    }
+
+    #[test]
+    fn squeeze_or_unsqueeze_that_moves_the_channels_is_a_barrier() {
+        let (t, y) = with_ints(13, "Squeeze", &[1, 4, 1], &[&[1]], &[]);
+        assert_eq!(t.shape(y), batch(&[4, 1]));
+        assert!(all_fixed(&t.spec(0), "mixes the channel axis"), "{:?}", t.spec(0));
+        let (t, y) = with_ints(13, "Unsqueeze", &[3], &[&[1]], &[]);
+        assert_eq!(t.shape(y), batch(&[1, 3]));
+        assert!(all_fixed(&t.spec(0), "mixes the channel axis"), "{:?}", t.spec(0));
+        let (t, y) = with_ints(13, "Unsqueeze", &[3], &[&[0]], &[]);
+        assert_eq!(t.shape(y), vec![Dim::Fixed(1), n(), Dim::Fixed(3)]);
+        assert!(all_fixed(&t.spec(0), "mixes the channel axis"), "{:?}", t.spec(0));
+    }
+
+    #[test]
+    fn unsqueeze_turns_a_symbolic_scalar_into_a_shape_vector() {
+        let mut t = T::new();
+        let x = t.input(batch(&[3]));
+        let s = t.op("Shape", &[x], &[]);
+        let zero = t.init(Tensor::i64(vec![], vec![0]));
+        let b = t.op("Gather", &[s, zero], &[]);
+        let axes = t.ints(&[0]);
+        let u = t.op("Unsqueeze", &[b, axes], &[]);
+        assert_eq!(t.shape(u), fixed(&[1]));
+        assert_eq!(t.facts()[u].as_ref().unwrap().sym, Some(vec![n()]));
+    }
+
+    #[test]
+    fn squeeze_and_unsqueeze_reject_bad_axes() {
+        for (op, x, axes, want) in [
+            ("Squeeze", &[3, 1, 1][..], Some(&[1][..]), "cannot squeeze axis 1 of [N,3,1,1]"),
+            ("Squeeze", &[3, 1, 1], Some(&[4]), "out of range"),
+            ("Unsqueeze", &[3], None, "axes are required"),
+            ("Unsqueeze", &[3], Some(&[2, 2]), "bad axes"),
+            ("Unsqueeze", &[3], Some(&[5]), "out of range"),
+        ] {
+            let consts: Vec<&[i64]> = axes.into_iter().collect();
+            let (t, _) = with_ints(13, op, x, &consts, &[]);
+            assert!(t.err().contains(want), "{op} {axes:?}: {}", t.err());
+        }
     }
 }

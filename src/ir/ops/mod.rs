@@ -326,3 +326,152 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
 pub fn fixed(shape: &[usize]) -> Vec<Dim> {
     shape.iter().map(|&d| Dim::Fixed(d)).collect()
 }
+
+/// Tiny graphs for the op unit tests: built with the IR API, shapes inferred by
+/// [`crate::ir::infer::infer`] (the registry drives it), then one node's op
+/// queried for its MACs, parameters and channel ties.
+#[cfg(test)]
+pub(crate) mod testkit {
+    use super::{lookup, ChannelSpec, NodeCx, ParamTie, Role, Tie};
+    use crate::ir::infer::{infer, Facts};
+    use crate::ir::{Attr, DType, Dim, Graph, Node, Tensor, Value, ValueId};
+
+    /// `[N, dims..]`: a batch of samples of shape `dims`.
+    pub fn batch(dims: &[usize]) -> Vec<Dim> {
+        let mut v = vec![Dim::Sym("N".into())];
+        v.extend(dims.iter().map(|&d| Dim::Fixed(d)));
+        v
+    }
+    pub fn int(v: i64) -> Attr {
+        Attr::Int(v)
+    }
+    pub fn ints(v: &[i64]) -> Attr {
+        Attr::Ints(v.to_vec())
+    }
+    pub fn text(s: &str) -> Attr {
+        Attr::Str(s.as_bytes().to_vec())
+    }
+    /// Links of channel k of input `i` to channel k of output `o`, k < c.
+    pub fn same(i: usize, o: usize, c: usize) -> Vec<(usize, usize, usize, usize)> {
+        (0..c).map(|k| (i, k, o, k)).collect()
+    }
+    pub fn tie(slot: usize, axis: usize, tie: Tie) -> ParamTie {
+        ParamTie { slot, axis, tie }
+    }
+    /// Whether every input and output role is `Fixed` with a reason containing `why`.
+    pub fn all_fixed(s: &ChannelSpec, why: &str) -> bool {
+        let ok = |r: &Role| matches!(r, Role::Fixed(m) if m.contains(why));
+        !s.outputs.is_empty() && s.inputs.iter().chain(&s.outputs).all(ok) && s.links.is_empty()
+    }
+
+    /// A graph under construction (opset 13 unless told).
+    pub struct T {
+        pub g: Graph,
+    }
+
+    impl T {
+        pub fn new() -> T {
+            T::opset(13)
+        }
+        pub fn opset(v: i64) -> T {
+            let mut g = Graph::default();
+            g.meta.opsets = vec![(String::new(), v)];
+            T { g }
+        }
+        fn value(&mut self, v: Value) -> ValueId {
+            let name = format!("v{}", self.g.values.len());
+            self.g.add_value(Value { name, ..v })
+        }
+        /// A float graph input of this shape.
+        pub fn input(&mut self, shape: Vec<Dim>) -> ValueId {
+            let id = self.value(Value {
+                dtype: Some(DType::F32),
+                shape: Some(shape),
+                ..Default::default()
+            });
+            self.g.inputs.push(id);
+            id
+        }
+        pub fn init(&mut self, t: Tensor) -> ValueId {
+            self.value(Value { dtype: Some(t.dtype), init: Some(t), ..Default::default() })
+        }
+        /// A float initializer holding 1, 2, 3, ...
+        pub fn weight(&mut self, shape: &[usize]) -> ValueId {
+            let n = shape.iter().product::<usize>();
+            self.init(Tensor::f32(shape.to_vec(), (1..=n).map(|v| v as f32).collect()))
+        }
+        /// An int64 vector initializer.
+        pub fn ints(&mut self, v: &[i64]) -> ValueId {
+            self.init(Tensor::i64_vec(v.to_vec()))
+        }
+        /// Appends a node with `n_out` outputs (named after it) and returns them.
+        pub fn node(
+            &mut self,
+            op: &str,
+            inputs: &[Option<ValueId>],
+            n_out: usize,
+            attrs: &[(&str, Attr)],
+        ) -> Vec<ValueId> {
+            let outs: Vec<ValueId> = (0..n_out).map(|_| self.value(Value::default())).collect();
+            self.g.nodes.push(Node {
+                name: format!("n{}", self.g.nodes.len()),
+                op_type: op.into(),
+                inputs: inputs.to_vec(),
+                outputs: outs.iter().map(|&o| Some(o)).collect(),
+                attrs: attrs.iter().map(|(k, a)| (k.to_string(), a.clone())).collect(),
+                ..Default::default()
+            });
+            outs
+        }
+        /// A one-output node on present inputs.
+        pub fn op(&mut self, op: &str, inputs: &[ValueId], attrs: &[(&str, Attr)]) -> ValueId {
+            let inputs: Vec<Option<ValueId>> = inputs.iter().map(|&i| Some(i)).collect();
+            self.node(op, &inputs, 1, attrs)[0]
+        }
+        pub fn facts(&self) -> Facts {
+            infer(&self.g, None).unwrap_or_else(|e| panic!("inference failed: {e}"))
+        }
+        /// The inferred shape of `v`.
+        pub fn shape(&self, v: ValueId) -> Vec<Dim> {
+            self.facts()[v].as_ref().expect("a fact").shape.clone()
+        }
+        /// The inferred constant of `v` as integers.
+        pub fn konst(&self, v: ValueId) -> Option<Vec<i64>> {
+            self.facts()[v].as_ref()?.konst.as_ref()?.to_i64()
+        }
+        /// The inference error (which must name the failing node).
+        pub fn err(&self) -> String {
+            let e = infer(&self.g, None).expect_err("inference must fail").to_string();
+            let last = &self.g.nodes.last().expect("a node").name;
+            assert!(e.contains(&format!("'{last}'")), "the error does not name {last}: {e}");
+            e
+        }
+        /// Calls `f` with node `node`'s inputs and outputs as inferred.
+        pub fn with_cx<R>(&self, node: usize, f: impl FnOnce(&NodeCx) -> R) -> R {
+            let facts = self.facts();
+            let n = &self.g.nodes[node];
+            let cx = NodeCx {
+                node: n,
+                inputs: n.inputs.iter().map(|i| i.and_then(|i| facts[i].as_ref())).collect(),
+                outputs: n.outputs.iter().map(|o| o.and_then(|o| facts[o].as_ref())).collect(),
+            };
+            f(&cx)
+        }
+        /// The channel spec of node `node`.
+        pub fn spec(&self, node: usize) -> ChannelSpec {
+            self.with_cx(node, |cx| lookup(cx.node).expect("registered").channels(cx))
+        }
+        /// MACs per sample the op declares: factor × elements of its weight slot.
+        pub fn macs(&self, node: usize) -> Option<u64> {
+            let facts = self.facts();
+            let (slot, factor) =
+                self.with_cx(node, |cx| lookup(cx.node).expect("registered").macs_weight(cx))?;
+            let w = self.g.nodes[node].inputs[slot].expect("weight slot");
+            let n: usize = facts[w].as_ref().expect("weight fact").concrete(1).iter().product();
+            Some(factor * n as u64)
+        }
+        pub fn params(&self, node: usize) -> Vec<usize> {
+            self.with_cx(node, |cx| lookup(cx.node).expect("registered").params(cx))
+        }
+    }
+}

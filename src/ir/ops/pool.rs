@@ -145,3 +145,139 @@ impl OpDef for Reduce {
         ChannelSpec::per_channel(cx, &[0])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{all_fixed, batch, int, ints, same, text, T};
+    use super::super::Role;
+    use crate::ir::{Attr, DType, Dim};
+
+    fn one(op: &str, x: &[usize], attrs: &[(&str, Attr)]) -> (T, usize) {
+        let mut t = T::new();
+        let x = t.input(batch(x));
+        let y = t.op(op, &[x], attrs);
+        (t, y)
+    }
+
+    #[test]
+    fn pools_shrink_space_and_pass_channels() {
+        let k2s2 = [("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))];
+        for op in ["MaxPool", "AveragePool"] {
+            let (t, y) = one(op, &[3, 8, 8], &k2s2);
+            assert_eq!(t.shape(y), batch(&[3, 4, 4]), "{op}");
+            assert_eq!(t.macs(0), None);
+            assert!(t.params(0).is_empty());
+            let s = t.spec(0);
+            assert_eq!((s.inputs.clone(), s.outputs.clone()), (vec![Role::Pass], vec![Role::Pass]));
+            assert_eq!(s.links, same(0, 0, 3), "{op}");
+        }
+        // floor((7 - 2) / 2) + 1 = 3; ceil_mode: 4.
+        let (t, y) = one("MaxPool", &[3, 7, 7], &k2s2);
+        assert_eq!(t.shape(y), batch(&[3, 3, 3]));
+        let attrs = [k2s2[0].clone(), k2s2[1].clone(), ("ceil_mode", int(1))];
+        let (t, y) = one("MaxPool", &[3, 7, 7], &attrs);
+        assert_eq!(t.shape(y), batch(&[3, 4, 4]));
+        let attrs = [("kernel_shape", ints(&[3, 3])), ("pads", ints(&[1, 1, 1, 1]))];
+        let (t, y) = one("AveragePool", &[3, 8, 8], &attrs);
+        assert_eq!(t.shape(y), batch(&[3, 8, 8]));
+        let attrs = [k2s2[0].clone(), ("strides", ints(&[2, 3])), ("auto_pad", text("SAME_UPPER"))];
+        let (t, y) = one("AveragePool", &[3, 7, 7], &attrs);
+        assert_eq!(t.shape(y), batch(&[3, 4, 3]));
+    }
+
+    #[test]
+    fn max_pool_indices_are_an_int64_barrier() {
+        let mut t = T::new();
+        let x = t.input(batch(&[3, 8, 8]));
+        let y = t.node("MaxPool", &[Some(x)], 2, &[("kernel_shape", ints(&[2, 2]))]);
+        let f = t.facts();
+        assert_eq!(f[y[1]].as_ref().unwrap().shape, batch(&[3, 7, 7]));
+        assert_eq!(f[y[1]].as_ref().unwrap().dtype, DType::I64);
+        let s = t.spec(0);
+        assert_eq!(s.outputs[0], Role::Pass);
+        assert!(matches!(&s.outputs[1], Role::Fixed(m) if m.contains("indices")), "{s:?}");
+    }
+
+    #[test]
+    fn pools_reject_bad_kernels_and_ranks() {
+        type Case = (&'static [usize], Vec<(&'static str, Attr)>, &'static str);
+        let cases: Vec<Case> = vec![
+            (&[3, 8, 8], vec![], "kernel_shape is required"),
+            (&[3, 8, 8], vec![("kernel_shape", ints(&[0, 2]))], ">= 1"),
+            (&[3, 8, 8], vec![("kernel_shape", ints(&[-1, 2]))], "sizes in 1..="),
+            (&[3, 8, 8], vec![("kernel_shape", ints(&[3]))], "does not match 2 spatial dims"),
+            (&[3, 8, 8], vec![("kernel_shape", ints(&[9, 9]))], "does not fit"),
+            (&[3], vec![("kernel_shape", ints(&[2]))], "input must be N x C x spatial"),
+        ];
+        for (x, attrs, want) in cases {
+            let (t, _) = one("MaxPool", x, &attrs);
+            assert!(t.err().contains(want), "{attrs:?}: {}", t.err());
+        }
+    }
+
+    #[test]
+    fn global_pools_keep_one_pixel_per_channel() {
+        let (t, y) = one("GlobalAveragePool", &[3, 5, 7], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 1, 1]));
+        assert_eq!(t.spec(0).links, same(0, 0, 3));
+        assert_eq!(t.macs(0), None);
+        let (t, y) = one("GlobalMaxPool", &[3, 5], &[]);
+        assert_eq!(t.shape(y), batch(&[3, 1]));
+        let (t, _) = one("GlobalMaxPool", &[3], &[]);
+        assert!(t.err().contains("input must be N x C x spatial"), "{}", t.err());
+    }
+
+    #[test]
+    fn reductions_over_space_pass_channels() {
+        for (axes, keep, out) in [
+            (vec![2, 3], 1, batch(&[3, 1, 1])),
+            (vec![2, 3], 0, batch(&[3])),
+            (vec![-1], 1, batch(&[3, 4, 1])),
+            (vec![0], 1, vec![Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4), Dim::Fixed(4)]),
+        ] {
+            for op in ["ReduceMean", "ReduceMax"] {
+                let (t, y) = one(op, &[3, 4, 4], &[("axes", ints(&axes)), ("keepdims", int(keep))]);
+                assert_eq!(t.shape(y), out, "{op} {axes:?} keepdims={keep}");
+                assert_eq!(t.spec(0).links, same(0, 0, 3), "{op} {axes:?}");
+                assert_eq!(t.macs(0), None);
+            }
+        }
+        // Opset 18: axes as a constant input.
+        let mut t = T::opset(18);
+        let x = t.input(batch(&[3, 4, 4]));
+        let axes = t.ints(&[2, 3]);
+        let y = t.op("ReduceMean", &[x, axes], &[("keepdims", int(0))]);
+        assert_eq!(t.shape(y), batch(&[3]));
+        assert_eq!(t.spec(0).links, same(0, 0, 3));
+        assert_eq!(t.spec(0).inputs, vec![Role::Pass, Role::Ignore]);
+    }
+
+    #[test]
+    fn reductions_over_channels_batch_or_everything_are_barriers() {
+        for (axes, keep, out) in [
+            (Some(vec![1]), 1, batch(&[1, 4, 4])),
+            (Some(vec![0]), 0, vec![Dim::Fixed(3), Dim::Fixed(4), Dim::Fixed(4)]),
+            (None, 1, vec![Dim::Fixed(1); 4]),
+            (None, 0, vec![]),
+        ] {
+            let mut attrs = vec![("keepdims", int(keep))];
+            attrs.extend(axes.as_ref().map(|a| ("axes", ints(a))));
+            let (t, y) = one("ReduceMean", &[3, 4, 4], &attrs);
+            assert_eq!(t.shape(y), out, "{axes:?} keepdims={keep}");
+            assert!(all_fixed(&t.spec(0), "reduces over the channel or batch axis"), "{axes:?}");
+        }
+        let (t, y) = one("ReduceMax", &[3, 4, 4], &[("noop_with_empty_axes", int(1))]);
+        assert_eq!(t.shape(y), batch(&[3, 4, 4]));
+    }
+
+    #[test]
+    fn reductions_reject_bad_or_computed_axes() {
+        let (t, _) = one("ReduceMean", &[3, 4, 4], &[("axes", ints(&[4]))]);
+        assert!(t.err().contains("axis 4 is out of range for rank 4"), "{}", t.err());
+        let mut t = T::opset(18);
+        let x = t.input(batch(&[3, 4, 4]));
+        let axes = t.input(vec![Dim::Fixed(1)]);
+        t.op("ReduceMean", &[x, axes], &[]);
+        assert!(t.err().contains("axes (input 1) must be a constant"), "{}", t.err());
+    }
+}
