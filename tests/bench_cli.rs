@@ -299,3 +299,55 @@ fn walk(p: &std::path::Path) -> usize {
         .map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 })
         .sum()
 }
+
+#[test]
+fn bench_latency_times_pruned_beside_unpruned_with_profiles() {
+    let t = tempfile::tempdir().unwrap();
+    let pruned = t.path().join("p.onnx");
+    let p = pruned.to_str().unwrap();
+    let (code, _, err) =
+        rlal(&["export", p, "--model", "graphs/mnist_cnn.onnx", "--uniform", "0.5", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    let args = [
+        "bench",
+        "latency",
+        "--unpruned",
+        "graphs/mnist_cnn.onnx",
+        "--pruned",
+        p,
+        "--native",
+        p,
+        "--batch",
+        "1,4",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ];
+    let (code, out, err) = rlal(&args);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let batches = v.as_array().unwrap();
+    assert_eq!(batches.len(), 2);
+    for (b, want) in batches.iter().zip([1, 4]) {
+        assert_eq!(b["batch"], want);
+        let models: Vec<&str> =
+            b["models"].as_array().unwrap().iter().map(|m| m["model"].as_str().unwrap()).collect();
+        assert_eq!(models, ["unpruned", "pruned", "native"]);
+        assert!((b["models"][0]["speedup"].as_f64().unwrap() - 1.0).abs() < 1e-9);
+        assert!(b["pruned_over_native"].as_f64().unwrap() > 0.0);
+        // ONNX Runtime's profile: the convolutions are there and the kernels add up.
+        let prof = &b["models"][1]["profile"];
+        let ops: Vec<&str> =
+            prof["by_op"].as_array().unwrap().iter().map(|o| o[0].as_str().unwrap()).collect();
+        assert!(ops.iter().any(|o| o.contains("Conv")), "{ops:?}");
+        let sum: f64 =
+            prof["by_op"].as_array().unwrap().iter().map(|o| o[1].as_f64().unwrap()).sum();
+        assert!((sum - prof["total_ms"].as_f64().unwrap()).abs() < 1e-6);
+    }
+    let (code, _, err) = rlal(&["bench", "latency", "--pruned", p]);
+    assert_eq!(code, 2, "{err}");
+}

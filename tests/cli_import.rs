@@ -240,3 +240,76 @@ fn external_data_initializers_load() {
         &["'w2'", "weights.bin"],
     );
 }
+
+/// The text report's "prunable layers" percentage and each layer row's share (%).
+fn shares(out: &str) -> (f64, Vec<f64>) {
+    let pct = |tok: &str| tok.trim_end_matches([')', ',']).trim_end_matches('%').parse::<f64>();
+    let head = out.lines().find(|l| l.starts_with("prunable layers:")).expect(out);
+    let total = head.split_whitespace().find(|t| t.contains('%')).map(pct).unwrap().unwrap();
+    let rows = out
+        .lines()
+        .skip_while(|l| !l.starts_with("prunable layers:"))
+        .skip(2)
+        .take_while(|l| l.split_whitespace().next().is_some_and(|t| t.parse::<usize>().is_ok()))
+        .map(|l| l.split_whitespace().find(|t| t.ends_with('%')).map(pct).unwrap().unwrap())
+        .collect();
+    (total, rows)
+}
+
+#[test]
+fn layer_shares_count_every_mac_once() {
+    // MobileNetV2: the projection conv of block 17 and the 1x1 head conv sit between two
+    // prunable layers each, and every conv touches some prunable layer; ResNet-20: the
+    // stem and the residual streams are fixed.
+    for (file, layers, at_most) in
+        [("mobilenetv2_cifar.onnx", 20, 100.0), ("resnet20_cifar.onnx", 9, 99.0)]
+    {
+        let (code, out, err) = rlal(&["import", &graph(file)]);
+        assert_eq!(code, 0, "{err}");
+        let (total, rows) = shares(&out);
+        assert_eq!(rows.len(), layers, "{out}");
+        assert!(total <= at_most, "{file}: prunable layers hold {total}% of the model\n{out}");
+        let sum: f64 = rows.iter().sum();
+        // Each row is rounded to 0.1%.
+        assert!(
+            (sum - total).abs() <= 0.05 * layers as f64 + 0.05,
+            "{file}: {sum} vs {total}\n{out}"
+        );
+        let (code, out, _) = rlal(&["import", &graph(file), "--json"]);
+        assert_eq!(code, 0);
+        let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let t = &j["totals"];
+        let (macs, prunable) = (t["macs"].as_u64().unwrap(), t["prunable_macs"].as_u64().unwrap());
+        let layers = j["layers"].as_array().unwrap();
+        let share: u64 = layers.iter().map(|l| l["macs_share"].as_u64().unwrap()).sum();
+        assert_eq!(share, prunable, "{file}: the shares partition the prunable MACs");
+        assert!(prunable <= macs, "{file}");
+        assert!((100.0 * prunable as f64 / macs as f64 - total).abs() < 0.051, "{file}");
+        // `macs` (what scales with each width) overlaps where a conv joins two layers.
+        let scaling: u64 = layers.iter().map(|l| l["macs"].as_u64().unwrap()).sum();
+        assert!(scaling >= share, "{file}");
+        if file.starts_with("mobilenet") {
+            assert_eq!(prunable, macs, "{file}: every MobileNetV2 conv touches a prunable layer");
+            assert!(scaling > macs, "{file}: the overlap this report no longer adds up");
+        }
+    }
+}
+
+#[test]
+fn conv_transpose_layer_reports_its_own_kernel_and_stride() {
+    // ops_cnn's `up` is ConvTranspose(kernel 2, stride 2), read by a 3x3 stride-2 conv.
+    let (code, out, err) = rlal(&["import", &graph("ops_cnn.onnx"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let up = j["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"].as_str().unwrap().contains("ConvTranspose"))
+        .expect(&out);
+    assert_eq!((up["kernel"].as_u64(), up["stride"].as_u64()), (Some(2), Some(2)), "{up}");
+    let (_, out, _) = rlal(&["import", &graph("ops_cnn.onnx")]);
+    let row: Vec<&str> =
+        out.lines().find(|l| l.contains("/up/ConvTranspose")).unwrap().split_whitespace().collect();
+    assert_eq!(row[4..6], ["2", "2"], "{out}");
+}

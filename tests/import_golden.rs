@@ -213,6 +213,14 @@ fn ops_cnn_prunes_through_split_conv_transpose_arithmetic_and_the_se_gate() {
         assert_eq!(sliced.len(), 2, "{f}: {sliced:?}");
         // ConvTranspose -> down conv.
         assert_eq!((group(2).channels, ops_of(&g, &group(2).consumers)), (4, vec!["Conv".into()]));
+        // Its 2x2 kernel and stride 2 are the ConvTranspose's own; conv2's group is read
+        // by it too (kernel 3 from conv2 and conv3 still the largest).
+        let features = |i: usize| (a.layers[i].kernel, a.layers[i].stride);
+        assert_eq!(
+            [features(0), features(1), features(2), features(3)],
+            [(3, 1), (3, 2), (2, 2), (3, 1)],
+            "{f}"
+        );
         // conv3 -> SE gate -> MatMul head.
         let g3 = group(3);
         assert_eq!(g3.channels, 16);
@@ -293,9 +301,6 @@ fn split_concat_graph() -> Graph {
 }
 
 #[test]
-#[ignore = "known bug in src/analysis/cost.rs: a weight axis that follows a value shared by \
-            two prunable groups (conv -> channel Split, or Concat -> conv) is tied to one group \
-            only, so MACs and params miss the other group's share"]
 fn split_and_concat_of_prunable_groups_count_every_weight() {
     let g = split_concat_graph();
     let facts = rlal::ir::infer::infer(&g, None).unwrap();
@@ -304,4 +309,14 @@ fn split_and_concat_of_prunable_groups_count_every_weight() {
     // By hand: c1 64*8 * 9, ca and cb 64*4 * 36 each, c2 64*2 * 8.
     assert_eq!(a.cost.full_macs(), 64 * 8 * 9 + 2 * 64 * 4 * 36 + 64 * 2 * 8);
     assert_eq!(a.cost.full_params(), 72 + 2 * 144 + 16);
+    // Every weight axis shrinks with each group it follows: pruning one channel of c1's
+    // first half removes c1's output channel and ca's input channel.
+    let half = a.layers[0].group;
+    let mut kept = a.cost.full.clone();
+    kept[half] -= 1;
+    assert_eq!(a.cost.full_macs() - a.cost.macs(&kept), 64 * 9 + 64 * 4 * 9);
+    assert_eq!(a.cost.full_params() - a.cost.params(&kept), 9 + 4 * 9);
+    // The layers' shares count every MAC once: all of them here.
+    let shares: u64 = a.layers.iter().map(|l| l.macs_share).sum();
+    assert_eq!(shares, a.cost.full_macs());
 }

@@ -475,7 +475,7 @@ impl Budget {
         self.cost
             .terms
             .iter()
-            .filter(|t| t.weight.axes.iter().any(|a| matches!(a, Some((x, _)) if *x == g)))
+            .filter(|t| t.weight.follows(g))
             .map(|t| t.factor * t.weight.numel(kv))
             .sum()
     }

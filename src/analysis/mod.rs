@@ -36,12 +36,17 @@ pub struct Layer {
     pub c_in: usize,
     /// Channels of the group (C_{l+1}, the prunable width).
     pub channels: usize,
-    /// Largest stride among the group's convs.
+    /// Largest stride among the convs (Conv, ConvTranspose) producing or passing the channels.
     pub stride: usize,
-    /// Largest kernel size among the group's convs.
+    /// Largest kernel size among the group's convs (Conv, ConvTranspose), readers included.
     pub kernel: usize,
-    /// MACs that scale with this group's width.
+    /// MACs that scale with this group's width (a conv between two prunable groups
+    /// counts for both, so these overlap between layers).
     pub macs: u64,
+    /// This group's part of the prunable MACs, every MAC counted once
+    /// ([`CostModel::macs_shares`]: a conv between two groups gives each half): the
+    /// layers' shares add up to the MACs that pruning can remove.
+    pub macs_share: u64,
     pub producers: Vec<String>,
     pub consumers: Vec<String>,
 }
@@ -63,43 +68,29 @@ impl Analysis {
         let specs = channels::specs(g, &facts);
         let groups = channels::groups(g, &facts, &specs);
         let cost = CostModel::build(g, &facts, &groups);
+        let shares = cost.macs_shares();
         let mut layers = Vec::new();
         for gr in groups.iter().filter(|gr| gr.prunable) {
-            let convs: Vec<usize> = gr
-                .producers
-                .iter()
-                .chain(&gr.passes)
-                .chain(&gr.consumers)
-                .copied()
-                .filter(|&n| g.nodes[n].op_type == "Conv")
-                .collect();
-            let pick = |attr: &str| -> usize {
-                convs
-                    .iter()
-                    .filter(|&&n| {
-                        gr.producers.contains(&n)
-                            || gr.passes.contains(&n)
-                            || attr == "kernel_shape"
-                    })
-                    .filter_map(|&n| {
-                        let node = &g.nodes[n];
-                        match attr {
-                            "kernel_shape" => {
-                                let w = node.inputs.get(1).copied().flatten()?;
-                                facts[w]
-                                    .as_ref()
-                                    .map(|f| f.concrete(1)[2..].iter().copied().max().unwrap_or(1))
-                            }
-                            _ => node
-                                .attr_ints(attr)
-                                .ok()
-                                .flatten()
-                                .map(|v| v.into_iter().max().unwrap_or(1) as usize),
-                        }
-                    })
-                    .max()
-                    .unwrap_or(1)
+            // Kernel and stride: the largest among the convs that produce or pass the
+            // channels (the layer's own); the kernel falls back to the convs reading them
+            // when none has one (a Gemm producer). ConvTranspose weights are
+            // C x M/group x k..., its `strides` its upsampling factor: read the same way.
+            let is_conv =
+                |n: &&NodeId| ["Conv", "ConvTranspose"].contains(&g.nodes[**n].op_type.as_str());
+            let kernel_of = |n: &NodeId| {
+                let w = g.nodes[*n].inputs.get(1).copied().flatten()?;
+                facts[w].as_ref().map(|f| f.concrete(1)[2..].iter().copied().max().unwrap_or(1))
             };
+            let stride_of = |n: &NodeId| {
+                let s = g.nodes[*n].attr_ints("strides").ok().flatten()?;
+                Some(s.into_iter().max().unwrap_or(1).max(1) as usize)
+            };
+            let own: Vec<NodeId> =
+                gr.producers.iter().chain(&gr.passes).filter(is_conv).copied().collect();
+            let readers = gr.consumers.iter().filter(is_conv);
+            let kernel = own.iter().filter_map(kernel_of).max();
+            let kernel = kernel.or_else(|| readers.filter_map(kernel_of).max()).unwrap_or(1);
+            let stride = own.iter().filter_map(stride_of).max().unwrap_or(1);
             let p0 = gr.producers[0];
             let c_in = g.nodes[p0].inputs[0]
                 .and_then(|v| facts[v].as_ref())
@@ -111,9 +102,10 @@ impl Analysis {
                 name: g.nodes[p0].name.clone(),
                 c_in,
                 channels: gr.channels,
-                stride: pick("strides"),
-                kernel: pick("kernel_shape"),
+                stride,
+                kernel,
                 macs: cost.group_macs(gr.id),
+                macs_share: shares[gr.id],
                 producers: gr.producers.iter().map(|&n| g.nodes[n].name.clone()).collect(),
                 consumers: gr.consumers.iter().map(|&n| g.nodes[n].name.clone()).collect(),
             });

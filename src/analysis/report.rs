@@ -17,6 +17,9 @@ pub struct Totals {
     pub initializer_elements: u64,
     pub nodes: usize,
     pub prunable_groups: usize,
+    /// MACs that pruning some prunable group removes, each counted once: the sum of
+    /// the layers' `macs_share` (a conv between two prunable groups counts once, not
+    /// for both as in the layers' `macs`).
     pub prunable_macs: u64,
 }
 
@@ -90,7 +93,7 @@ pub fn build<'a>(model: &str, g: &Graph, a: &'a Analysis) -> ReportJson<'a> {
                 .sum(),
             nodes: g.nodes.len(),
             prunable_groups: a.layers.len(),
-            prunable_macs: a.layers.iter().fold(0u64, |s, l| s.saturating_add(l.macs)),
+            prunable_macs: a.layers.iter().fold(0u64, |s, l| s.saturating_add(l.macs_share)),
         },
         layers: &a.layers,
         groups: a
@@ -136,6 +139,16 @@ pub fn short(n: u64) -> String {
 }
 
 /// The human-readable report.
+/// `name` in at most `w` characters: its tail after "…" when longer (by characters:
+/// names may be non-ASCII).
+fn fit_name(name: &str, w: usize) -> String {
+    let chars = name.chars().count();
+    if chars <= w || w == 0 {
+        return name.to_string();
+    }
+    format!("…{}", name.chars().skip(chars - (w - 1)).collect::<String>())
+}
+
 pub fn text(r: &ReportJson) -> String {
     let mut s = String::new();
     let t = &r.totals;
@@ -155,39 +168,46 @@ pub fn text(r: &ReportJson) -> String {
     );
     let _ = writeln!(s, "params  {} ({})", human(t.params), short(t.params));
     let _ = writeln!(s);
+    let pct = |n: u64| 100.0 * n as f64 / t.macs.max(1) as f64;
     let _ = writeln!(
         s,
-        "prunable layers: {} (their MACs: {}, {:.1}% of the model)",
+        "prunable layers: {} (MACs that scale with their widths: {}, {:.1}% of the model)",
         t.prunable_groups,
         short(t.prunable_macs),
-        100.0 * t.prunable_macs as f64 / t.macs.max(1) as f64
+        pct(t.prunable_macs)
     );
     if !r.layers.is_empty() {
         let w = r.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 48);
         let _ = writeln!(
             s,
-            "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>6}",
-            "#", "name", "c_in", "channels", "kernel", "stride", "MACs", "share"
+            "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>6}  {:>10}",
+            "#", "name", "c_in", "channels", "kernel", "stride", "MACs", "share", "scaling"
         );
         for l in r.layers {
-            let name: String = if l.name.len() > w {
-                format!("…{}", &l.name[l.name.len() - (w - 1)..])
-            } else {
-                l.name.clone()
-            };
+            let name = fit_name(&l.name, w);
             let _ = writeln!(
                 s,
-                "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>5.1}%",
+                "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>5.1}%  {:>10}",
                 l.index,
                 name,
                 l.c_in,
                 l.channels,
                 l.kernel,
                 l.stride,
-                short(l.macs),
-                100.0 * l.macs as f64 / t.macs.max(1) as f64
+                short(l.macs_share),
+                pct(l.macs_share),
+                short(l.macs)
             );
         }
+        let _ = writeln!(
+            s,
+            "  MACs, share: each MAC counted once (a conv between two layers is split half and \
+             half); they add up to the line above"
+        );
+        let _ = writeln!(
+            s,
+            "  scaling: all the MACs that shrink with the layer's width (a shared conv counts for both)"
+        );
     }
     let fixed: Vec<&GroupJson> = r.groups.iter().filter(|g| !g.prunable).collect();
     if !fixed.is_empty() {
@@ -214,4 +234,15 @@ pub fn text(r: &ReportJson) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_names_keep_their_tail_by_characters() {
+        assert_eq!(super::fit_name("conv1", 8), "conv1");
+        assert_eq!(super::fit_name("/layer1/0/conv2", 8), "…0/conv2");
+        let n = super::fit_name("/block/überschwänglich_ß", 6);
+        assert_eq!((n.chars().count(), n.as_str()), (6, "…ich_ß"));
+    }
 }

@@ -39,6 +39,9 @@ pub enum BenchCommand {
     /// The input pipeline: loader images/s against worker threads on an ImageNet-style
     /// JPEG folder (generated with --generate N), as the ImageNet recipes load it.
     Data(super::bench_data::DataBenchArgs),
+    /// A pruned model beside the unpruned one (and a natively narrow reference), timed
+    /// interleaved in ONNX Runtime, with its profile by op type.
+    Latency(super::bench_latency::LatencyBenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -233,6 +236,7 @@ pub fn run(a: BenchArgs) -> Result<(), Failure> {
         BenchCommand::Search(s) => search(s),
         BenchCommand::Agent(a) => super::bench_agent::run(a),
         BenchCommand::Data(a) => super::bench_data::run(a),
+        BenchCommand::Latency(a) => super::bench_latency::run(a),
     }
 }
 

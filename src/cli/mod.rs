@@ -2,6 +2,7 @@
 mod bench;
 mod bench_agent;
 mod bench_data;
+mod bench_latency;
 mod eval;
 mod export;
 mod import;

@@ -205,6 +205,10 @@ pub struct Report {
     pub test_samples: usize,
     pub latency_batch: usize,
     pub speedup: f64,
+    /// When the pruned model is not faster: ONNX Runtime's profile of both at the
+    /// latency batch, by op type (ms per run: op, unpruned, pruned), largest growth first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slow_ops: Vec<(String, f64, f64)>,
     /// Seconds of weight training in the joint phase.
     pub train_seconds: f64,
     /// Seconds of episodes + agent updates in the joint phase.
@@ -268,6 +272,26 @@ fn figures(
     ))
 }
 
+/// Both models' ONNX Runtime profiles at input `shape`: (op type, unpruned ms, pruned ms)
+/// per run, the op types whose time grew most first.
+fn compare_profiles(
+    unpruned: &Graph,
+    pruned: &Graph,
+    shape: &[usize],
+    threads: usize,
+) -> anyhow::Result<Vec<(String, f64, f64)>> {
+    let prof =
+        |g: &Graph| validate::profile::profile(&crate::onnx::to_bytes(g), shape, threads, 2, 10);
+    let (u, p) = (prof(unpruned)?, prof(pruned)?);
+    let mut ops: Vec<String> = u.by_op.iter().chain(&p.by_op).map(|(o, _)| o.clone()).collect();
+    ops.sort();
+    ops.dedup();
+    let mut v: Vec<(String, f64, f64)> =
+        ops.into_iter().map(|o| (o.clone(), u.ms(&o), p.ms(&o))).collect();
+    v.sort_by(|a, b| (b.2 - b.1).total_cmp(&(a.2 - a.1)));
+    Ok(v)
+}
+
 /// Validates both exported models (accuracy on the test split, MACs, params, latency).
 pub fn validate(
     c: &Context,
@@ -281,6 +305,14 @@ pub fn validate(
         .context("validating the unpruned model")?;
     let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.threads)
         .context("validating the pruned model")?;
+    let speedup = u.latency_batch_ms / p.latency_batch_ms.max(1e-9);
+    let slow_ops = if speedup < 1.0 && engine.starts_with("ort") {
+        let shape = [batch, dims[0], dims[1], dims[2]];
+        compare_profiles(unpruned, pruned, &shape, c.recipe.threads)
+            .context("profiling the models in ONNX Runtime")?
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         name: c.recipe.name.clone(),
         policy: c.recipe.policy.name().to_string(),
@@ -293,7 +325,8 @@ pub fn validate(
         target_ratio: c.recipe.ratio(),
         macs_ratio: p.macs as f64 / u.macs.max(1) as f64,
         params_ratio: p.params as f64 / u.params.max(1) as f64,
-        speedup: u.latency_batch_ms / p.latency_batch_ms.max(1e-9),
+        speedup,
+        slow_ops,
         unpruned: u,
         pruned: p,
         masked_accuracy: c.masked_acc,
@@ -402,9 +435,36 @@ fn alignment_hint(r: &Report) -> Option<String> {
             odd.join(", ")
         )),
         (true, true) => Some(format!(
-            "Note: the pruned model runs slower than the unpruned one in ONNX Runtime ({measured}), although every pruned width is a multiple of {m} (`channel-multiple: {m}`): the widths are aligned, so the slowdown has another cause (measurement noise at this batch, or layers too small to gain; compare `rlal export --uniform` at the same ratio).\n"
+            "Note: the pruned model runs slower than the unpruned one in ONNX Runtime ({measured}), although every pruned width is a multiple of {m} (`channel-multiple: {m}`).\n"
         )),
     }
+    .map(|h| h + &profile_hint(r))
+}
+
+/// What ONNX Runtime's profile says about a pruned model that is not faster, and what to
+/// change: from the op types whose time grew (`Report::slow_ops`).
+fn profile_hint(r: &Report) -> String {
+    let grown: Vec<&(String, f64, f64)> =
+        r.slow_ops.iter().filter(|(_, u, p)| p > u).take(3).collect();
+    let mut s = String::new();
+    if !grown.is_empty() {
+        let list: Vec<String> =
+            grown.iter().map(|(o, u, p)| format!("{o} {u:.3} -> {p:.3} ms")).collect();
+        s += &format!(
+            "ONNX Runtime's profile at batch {} (per run, unpruned -> pruned): {}. ",
+            r.latency_batch,
+            list.join(", ")
+        );
+        let top = grown[0].0.as_str();
+        s += if top.starts_with("Reorder") {
+            "The layout conversions around the blocked (NCHWc) convolutions grew: widths that are multiples of 4 but not of 8 or 16 switch layouts between layers; `channel-multiple: 8` (16 on AVX-512) keeps whole blocks. "
+        } else if matches!(top, "Slice" | "Pad" | "Concat" | "Gather") {
+            "Channel bookkeeping ops grew (the shortcut's Slice/Pad or Gather of kept channels): pruning the layers around the shortcuts less, or `search-space: blocks`, leaves them alone. "
+        } else {
+            "The pruned convolutions did not get cheaper in proportion to their MACs (small layers are bound by memory and launch costs, not arithmetic). "
+        };
+    }
+    s + "Where latency in ONNX Runtime is the goal, budget it directly: `latency-ratio: R` measures each layer's latency and searches under that (MACs and latency disagree for this model); `rlal bench latency --run DIR` shows where the time goes.\n"
 }
 
 /// `report.json` and `report.md`.
@@ -468,6 +528,20 @@ mod tests {
                 && s.contains("1.200 ms pruned against 1.000 ms unpruned per batch of 64"),
             "{s}"
         );
+        // With the profile of both models: the op types that grew, what to change, and
+        // the latency budget as the direct route.
+        r.slow_ops = vec![("ReorderOutput".into(), 1.2, 3.4), ("Conv".into(), 59.0, 42.0)];
+        let s = summary(&r);
+        assert!(
+            s.contains("(per run, unpruned -> pruned): ReorderOutput 1.200 -> 3.400 ms.")
+                && !s.contains("Conv 59")
+                && s.contains("`channel-multiple: 8`")
+                && s.contains("`latency-ratio: R`"),
+            "{s}"
+        );
+        r.slow_ops = vec![("Slice".into(), 1.0, 2.0)];
+        assert!(summary(&r).contains("shortcut's Slice/Pad"));
+        r.slow_ops.clear();
         r.channel_multiple = 2;
         r.layers = vec![layer(0, 8), layer(1, 10)];
         let s = summary(&r);

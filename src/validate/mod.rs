@@ -5,6 +5,7 @@
 //! [`latency`] the timing.
 pub mod latency;
 pub mod ort;
+pub mod profile;
 pub mod tract;
 
 /// Errors of the validation layer.

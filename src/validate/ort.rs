@@ -134,6 +134,29 @@ impl OrtModel {
         Ok(OrtModel { session, ep })
     }
 
+    /// A CPU session that records ONNX Runtime's profile into `file` (a JSON trace,
+    /// complete after [`OrtModel::end_profiling`]).
+    pub fn profiling(
+        bytes: &[u8],
+        threads: usize,
+        file: &std::path::Path,
+    ) -> Result<OrtModel, ValidateError> {
+        let env = environment()?;
+        let rt = |e: String| ValidateError::Runtime(e);
+        let mut b = ort::session::Session::builder(env).map_err(|e| rt(e.to_string()))?;
+        if threads > 0 {
+            b = b.with_intra_threads(threads).map_err(|e| rt(e.to_string()))?;
+        }
+        b = b.with_profiling(file).map_err(|e| rt(e.to_string()))?;
+        let session = b.commit_from_memory(bytes).map_err(|e| rt(e.to_string()))?;
+        Ok(OrtModel { session, ep: Ep::Cpu })
+    }
+
+    /// Ends a profiling session's trace; returns the file written.
+    pub fn end_profiling(&mut self) -> Result<String, ValidateError> {
+        self.session.end_profiling().map_err(|e| ValidateError::Runtime(e.to_string()))
+    }
+
     /// The execution provider the session was created with.
     pub fn ep(&self) -> Ep {
         self.ep
