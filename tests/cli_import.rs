@@ -313,3 +313,25 @@ fn conv_transpose_layer_reports_its_own_kernel_and_stride() {
         out.lines().find(|l| l.contains("/up/ConvTranspose")).unwrap().split_whitespace().collect();
     assert_eq!(row[4..6], ["2", "2"], "{out}");
 }
+
+#[test]
+fn dynamo_exports_name_layers_by_module_path() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rlal"))
+        .args(["import", "graphs/scopes_dynamo.onnx", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["macs"], 342_224, "counted by hand in graphs/README.md");
+    let layers = v["layers"].as_array().unwrap();
+    let modules: Vec<&str> = layers.iter().map(|l| l["module"].as_str().unwrap()).collect();
+    assert_eq!(modules, ["layer1.0.bn1 (conv fused)", "layer1.1.bn1 (conv fused)"]);
+    // The node name stays the identifier.
+    assert!(layers[0]["name"].as_str().unwrap().starts_with("node_Conv"));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rlal"))
+        .args(["import", "graphs/scopes_dynamo.onnx"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("layer1.1.bn1 (conv fused)"), "{text}");
+}

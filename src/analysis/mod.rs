@@ -30,8 +30,12 @@ pub struct Layer {
     pub index: usize,
     /// Group id.
     pub group: usize,
-    /// Readable name (first producer node).
+    /// Name of the first producer node (the identifier across rlal's files).
     pub name: String,
+    /// Its PyTorch module path when the exporter recorded one (dynamo exports'
+    /// `pkg.torch.onnx.name_scopes`), e.g. `layer1.0.conv1`: what reports show.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
     /// Input channels of the first producer (C_l).
     pub c_in: usize,
     /// Channels of the group (C_{l+1}, the prunable width).
@@ -49,6 +53,13 @@ pub struct Layer {
     pub macs_share: u64,
     pub producers: Vec<String>,
     pub consumers: Vec<String>,
+}
+
+impl Layer {
+    /// What reports call the layer: its module path when known, else its node name.
+    pub fn label(&self) -> &str {
+        self.module.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// Everything known about an imported model.
@@ -100,6 +111,7 @@ impl Analysis {
                 index: layers.len(),
                 group: gr.id,
                 name: g.nodes[p0].name.clone(),
+                module: crate::onnx::module_path(&g.nodes[p0]),
                 c_in,
                 channels: gr.channels,
                 stride,

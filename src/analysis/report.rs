@@ -177,14 +177,14 @@ pub fn text(r: &ReportJson) -> String {
         pct(t.prunable_macs)
     );
     if !r.layers.is_empty() {
-        let w = r.layers.iter().map(|l| l.name.len()).max().unwrap_or(4).clamp(4, 48);
+        let w = r.layers.iter().map(|l| l.label().chars().count()).max().unwrap_or(4).clamp(4, 48);
         let _ = writeln!(
             s,
             "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>6}  {:>10}",
             "#", "name", "c_in", "channels", "kernel", "stride", "MACs", "share", "scaling"
         );
         for l in r.layers {
-            let name = fit_name(&l.name, w);
+            let name = fit_name(l.label(), w);
             let _ = writeln!(
                 s,
                 "  {:>3}  {:<w$}  {:>5}  {:>8}  {:>6}  {:>6}  {:>10}  {:>5.1}%  {:>10}",

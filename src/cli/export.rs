@@ -447,7 +447,11 @@ fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
             Err(_) => an
                 .layers
                 .iter()
-                .find(|l| l.name == key || l.producers.contains(&key))
+                .find(|l| {
+                    l.name == key
+                        || l.module.as_deref() == Some(key.as_str())
+                        || l.producers.contains(&key)
+                })
                 .ok_or_else(|| {
                     field(
                         "no prunable layer has a producer of this name (see `rlal import`)".into(),

@@ -401,6 +401,39 @@ pub fn to_model(g: &Graph) -> pb::ModelProto {
 }
 
 /// Encoded model bytes.
+/// The PyTorch module path of a node, from the metadata the dynamo exporter attaches
+/// (`pkg.torch.onnx.name_scopes`, e.g. `['', 'layer1', 'layer1.0', 'conv1', 'conv2d']`:
+/// the innermost module before the op, `layer1.0.conv1`); None without that metadata.
+pub fn module_path(node: &Node) -> Option<String> {
+    if node.extra.is_empty() {
+        return None;
+    }
+    let proto = pb::NodeProto::decode(node.extra.as_slice()).ok()?;
+    let scopes = proto
+        .metadata_props
+        .iter()
+        .find(|p| p.key.as_deref() == Some("pkg.torch.onnx.name_scopes"))?;
+    let parts: Vec<&str> = scopes
+        .value
+        .as_deref()?
+        .trim()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .split(',')
+        .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"'))
+        .collect();
+    // The last scope names the op itself; the one before it is its module.
+    let (op, modules) = parts.split_last()?;
+    let module = modules.iter().rev().find(|s| !s.is_empty())?;
+    // The exporter's optimiser folds an eval-mode BN into the conv before it and keeps
+    // the BN's scope: say so, since the conv's own name is gone.
+    Some(if op.contains("batch_norm") {
+        format!("{module} (conv fused)")
+    } else {
+        module.to_string()
+    })
+}
+
 pub fn to_bytes(g: &Graph) -> Vec<u8> {
     to_model(g).encode_to_vec()
 }
@@ -418,4 +451,36 @@ pub fn save(g: &Graph, path: &Path) -> Result<(), OnnxError> {
     }
     crate::util::write_atomic(path, &bytes)
         .map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })
+}
+
+#[cfg(test)]
+mod module_path_tests {
+    use super::*;
+
+    fn node_with(key: &str, value: &str) -> Node {
+        let extra = pb::NodeProto {
+            metadata_props: vec![pb::StringStringEntryProto {
+                key: Some(key.into()),
+                value: Some(value.into()),
+            }],
+            ..Default::default()
+        };
+        Node { name: "node_conv2d".into(), extra: extra.encode_to_vec(), ..Default::default() }
+    }
+
+    #[test]
+    fn module_paths_come_from_the_exporters_name_scopes() {
+        let n = node_with("pkg.torch.onnx.name_scopes", "['', 'layer1', 'layer1.0', 'conv2d']");
+        assert_eq!(module_path(&n).as_deref(), Some("layer1.0"));
+        let bn =
+            "['', 'layer1', 'layer1.0', 'layer1.0.bn1', '_native_batch_norm_legit_no_training']";
+        let fused = node_with("pkg.torch.onnx.name_scopes", bn);
+        assert_eq!(module_path(&fused).as_deref(), Some("layer1.0.bn1 (conv fused)"));
+        let top = node_with("pkg.torch.onnx.name_scopes", "['', 'view']");
+        assert_eq!(module_path(&top), None, "an op of the root module has no module path");
+        assert_eq!(module_path(&node_with("namespace", "x")), None);
+        assert_eq!(module_path(&Node::default()), None);
+        let junk = Node { extra: vec![0xff, 0xff, 0xff], ..Default::default() };
+        assert_eq!(module_path(&junk), None, "undecodable metadata is ignored");
+    }
 }

@@ -915,7 +915,7 @@ impl<'a> Job<'a> {
             .map(|(l, &k)| LayerChoice {
                 layer: l.index,
                 group: l.group,
-                name: l.name.clone(),
+                name: l.label().to_string(),
                 channels: l.channels,
                 kept: k,
                 ratio: k as f64 / l.channels as f64,
