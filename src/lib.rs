@@ -1,25 +1,28 @@
 //! rlal: prune convolutional networks given as ONNX with RLAL
 //! (joint training and RL-guided channel pruning, CVPR 2024).
 //!
-//! The modules mirror the pipeline; nothing upstream knows about anything downstream:
+//! The modules mirror the pipeline; nothing upstream knows about anything downstream
+//! (unit tests aside, which may load ONNX files):
 //!
-//! 1. [`onnx`]: protobuf I/O (prost messages, external data, atomic writes);
-//! 2. [`ir`]: the graph IR, the op registry (shapes, MACs, channel ties), normalisation passes;
+//! 1. [`ir`]: the graph IR, the op registry (shapes, MACs, channel ties), normalisation
+//!    passes, BN insertion and folding;
+//! 2. [`onnx`]: protobuf I/O into and out of the IR (prost messages, external data,
+//!    atomic writes, the exporter's metadata);
 //! 3. [`analysis`]: channel groups, prunability, the exact MACs/params cost model;
 //! 4. [`data`]: datasets, transforms, deterministic loaders, the held-out reward split;
 //! 5. [`train`]: the IR executed in libtorch (tch), masks, group lasso, SGD, checkpoints;
 //! 6. [`agent`]: the RLAL agent (budget, state, bounds, SAC, environment model, replay);
-//! 7. [`rewrite`]: channel surgery and BN folding on the graph;
-//! 8. [`validate`]: ONNX Runtime and tract runners, latency;
+//! 7. [`rewrite`]: channel surgery on the graph;
+//! 8. [`validate`]: the runtime layer: one [`validate::Runner`] over ONNX Runtime, tract
+//!    and rlal's libtorch executor, the engine choice with its fallback, top-1 accuracy,
+//!    latency and ONNX Runtime profiles;
 //! 9. [`search`]: `rlal prune` (Alg. 1, selection, rewards, baselines, reports) and the
 //!    agent benchmark, joining the stages above;
 //! 10. `cli` (the binary): parses flags, calls the library, maps errors to exit codes.
 //!
 //! [`rng`] and [`util`] are leaf helpers every stage may use; [`dist`] (MPI/NCCL
 //! processes of a data-parallel job, loaded at run time) is infrastructure below
-//! `train`, used by the training step and the search. Known arrows that still
-//! point the wrong way (issue 13): `train` calls `rewrite::bn` for BN insertion and
-//! `train::Net` implements `validate::Runner`.
+//! `train`, used by the training step and the search.
 pub mod agent;
 pub mod analysis;
 pub mod data;

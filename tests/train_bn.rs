@@ -1,7 +1,7 @@
 //! insert-bn keeps the function (exactly-identity statistics); fold-bn after
 //! training gives the same outputs as the BN-kept graph.
 use rlal::analysis::{import, Analysis, ImportOptions};
-use rlal::rewrite::bn::{fold_bn, insert_bn};
+use rlal::ir::bn::{fold_bn, insert_bn};
 use rlal::train::Net;
 use std::path::Path;
 use tch::{Device, Tensor};

@@ -248,7 +248,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     report.surgery_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut out_graph = pruned.graph.clone();
     if !a.keep_bn {
-        let n = rlal::rewrite::bn::fold_bn(&mut out_graph);
+        let n = rlal::ir::bn::fold_bn(&mut out_graph);
         rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref())
             .context("after folding BatchNormalization")
             .map_err(Failure::job)?;

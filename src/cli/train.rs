@@ -173,7 +173,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let t0 = std::time::Instant::now();
     let metrics = trainer::train(&mut net, &train, Some(&test), &cfg).map_err(Failure::job)?;
     let mut out_g = net.export().map_err(Failure::job)?;
-    let folded = if r.keep_bn { 0 } else { rlal::rewrite::bn::fold_bn(&mut out_g) };
+    let folded = if r.keep_bn { 0 } else { rlal::ir::bn::fold_bn(&mut out_g) };
     let output = r.output.clone().unwrap_or_else(|| {
         let stem = model
             .file_name()

@@ -2,7 +2,7 @@
 //!
 //! Lifecycle: `onnx::load` translates a `ModelProto` into a [`Graph`] (no
 //! interpretation), the normalisation passes in [`crate::ir::passes`] rewrite
-//! it, [`crate::analysis`] infers shapes / costs / channel groups, later stages
+//! it, the analysis stage infers shapes / costs / channel groups, later stages
 //! execute, prune and write it back with `onnx::save`. The IR owns no
 //! framework types: tensors are plain vectors, ONNX-only extras that rlal never
 //! interprets travel as opaque bytes.

@@ -6,7 +6,10 @@
 //!   and how the op ties channel axes (the basis of channel groups, surgery and
 //!   the pruning cost model). Adding an op is adding one entry.
 //! * [`passes`]: named normalisation rewrites run at import.
+//! * [`bn`]: BatchNormalization passes: identity BN inserted for training, BN
+//!   folded into the convs for export.
 mod attr;
+pub mod bn;
 mod graph;
 pub mod infer;
 pub mod ops;

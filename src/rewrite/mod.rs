@@ -34,4 +34,3 @@ pub enum RewriteError {
     #[error("the pruned graph fails its check: {0}")]
     Check(String),
 }
-pub mod bn;

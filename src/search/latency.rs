@@ -145,7 +145,7 @@ pub fn measure(
                 .with_context(|| format!("latency table: pruning every layer to {f}"))?
                 .graph
         };
-        crate::rewrite::bn::fold_bn(&mut pg);
+        crate::ir::bn::fold_bn(&mut pg);
         let facts = crate::ir::infer::infer(&pg, input_shape)
             .map_err(|e| anyhow!("latency table: shape inference: {e}"))?;
         let by_name: HashMap<&str, usize> =

@@ -356,7 +356,7 @@ impl RewardSet {
                     Some(how) => {
                         let g = timed(&mut st.recal, || -> Result<_, TrainError> {
                             let mut g = narrow.export()?;
-                            crate::rewrite::bn::fold_bn(&mut g);
+                            crate::ir::bn::fold_bn(&mut g);
                             Ok(g)
                         })?;
                         self.accuracy_ort_staged(&g, how, st)
@@ -443,7 +443,7 @@ impl Frozen {
     ) -> Result<Frozen, TrainError> {
         let mut graph = net.export()?;
         if !keep_bn {
-            crate::rewrite::bn::fold_bn(&mut graph);
+            crate::ir::bn::fold_bn(&mut graph);
         }
         let facts = crate::ir::infer::infer(&graph, input_shape).map_err(|e| {
             TrainError::Graph(format!("shape inference of the BN-folded graph: {e}"))
@@ -928,7 +928,7 @@ mod tests {
                         Frozen::recalibrate(&n, &x).unwrap();
                     }
                     let mut e = n.export().unwrap();
-                    crate::rewrite::bn::fold_bn(&mut e);
+                    crate::ir::bn::fold_bn(&mut e);
                     (tch::no_grad(|| n.forward_t(&x, false).unwrap()), e)
                 };
                 let (l0, e0) = logits(g0, &a0);

@@ -1016,8 +1016,8 @@ impl<'a> Job<'a> {
         let mut out = tuned.net.export().map_err(|e| job(e.into()))?;
         let mut unpruned = c.trained;
         if !r.keep_bn {
-            crate::rewrite::bn::fold_bn(&mut out);
-            crate::rewrite::bn::fold_bn(&mut unpruned);
+            crate::ir::bn::fold_bn(&mut out);
+            crate::ir::bn::fold_bn(&mut unpruned);
         }
         crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx"))
             .context("writing unpruned.onnx")

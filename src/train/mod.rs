@@ -3,7 +3,7 @@
 //! * [`exec`] / `exec_nn`: the tch op table (one entry per ONNX op type,
 //!   mirroring [`crate::ir::ops`]);
 //! * [`Net`] ([`net`]): VarStore of named parameters, forward in train/eval
-//!   mode, weights written back to the graph, [`crate::validate::Runner`];
+//!   mode, weights written back to the graph;
 //! * [`masks`]: per-group channel masks (exact removal semantics), channel
 //!   norms and the group-lasso penalty;
 //! * [`optim`] (SGD with momentum/Nesterov/weight decay, checkpointable),

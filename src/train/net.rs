@@ -365,32 +365,3 @@ impl Net {
         Ok(g)
     }
 }
-
-impl crate::validate::Runner for Net {
-    fn engine(&self) -> &'static str {
-        if self.device.is_cuda() {
-            "tch-cuda"
-        } else {
-            "tch"
-        }
-    }
-    fn run(
-        &mut self,
-        shape: &[usize],
-        data: Vec<f32>,
-    ) -> Result<Vec<crate::validate::ort::Output>, crate::validate::ValidateError> {
-        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        let x = Tensor::from_slice(&data).reshape(&dims);
-        let outs = tch::no_grad(|| self.forward_all(&x, false))
-            .map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))?;
-        outs.into_iter()
-            .map(|t| {
-                let shape = t.size().iter().map(|&d| d as usize).collect();
-                let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous().flatten(0, -1);
-                Vec::<f32>::try_from(&t)
-                    .map(|v| (shape, v))
-                    .map_err(|e| crate::validate::ValidateError::Runtime(e.to_string()))
-            })
-            .collect()
-    }
-}

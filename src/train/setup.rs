@@ -55,7 +55,7 @@ pub fn apply_insert_bn(
     if !on {
         return Ok(0);
     }
-    let n = crate::rewrite::bn::insert_bn(g, &a.facts);
+    let n = crate::ir::bn::insert_bn(g, &a.facts);
     if n > 0 {
         let facts = crate::ir::infer::infer(g, input_shape)
             .map_err(|e| TrainError::Graph(e.to_string()))?;

@@ -113,6 +113,36 @@ impl Runner for ort::OrtModel {
     }
 }
 
+/// rlal's own libtorch executor as an engine (`rlal eval --engine tch`).
+impl Runner for crate::train::Net {
+    fn engine(&self) -> &'static str {
+        if self.device().is_cuda() {
+            "tch-cuda"
+        } else {
+            "tch"
+        }
+    }
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let x = tch::Tensor::from_slice(&data).reshape(&dims);
+        let outs = tch::no_grad(|| self.forward_all(&x, false))
+            .map_err(|e| ValidateError::Runtime(e.to_string()))?;
+        outs.into_iter()
+            .map(|t| {
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                let t = t
+                    .to_device(tch::Device::Cpu)
+                    .to_kind(tch::Kind::Float)
+                    .contiguous()
+                    .flatten(0, -1);
+                Vec::<f32>::try_from(&t)
+                    .map(|v| (shape, v))
+                    .map_err(|e| ValidateError::Runtime(e.to_string()))
+            })
+            .collect()
+    }
+}
+
 impl Runner for tract::TractModel {
     fn engine(&self) -> &'static str {
         "tract"

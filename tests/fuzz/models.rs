@@ -42,7 +42,7 @@ fn model_pipeline(bytes: &[u8], path: &Path) -> Run {
         // `rlal export` without --dry-run: surgery, BN folding, the written model read back.
         if let Ok(p) = rlal::rewrite::surgery::prune(&g, &an, &keep, None) {
             let mut out = p.graph.clone();
-            rlal::rewrite::bn::fold_bn(&mut out);
+            rlal::ir::bn::fold_bn(&mut out);
             if rlal::rewrite::check::check(&out, None).is_ok() {
                 let _ = rlal::analysis::import_bytes(
                     &rlal::onnx::to_bytes(&out),
