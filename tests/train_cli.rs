@@ -111,6 +111,11 @@ fn bad_recipe_and_mismatched_data_are_input_errors() {
     let (code, _, err) = rlal(&["train", "--recipe", r.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("r.yaml") && err.contains("epoch") && err.contains("line 3"), "{err}");
+    // A field renamed since: the error gives the new name.
+    std::fs::write(&r, "model: graphs/mnist_cnn.onnx\nwarmup-epochs: 1\n").unwrap();
+    let (code, _, err) = rlal(&["train", "--recipe", r.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("renamed to `lr-warmup-epochs`"), "{err}");
     // 8x8 digits into a 28x28 graph.
     let (code, _, err) =
         rlal(&["train", "graphs/mnist_cnn.onnx", "--data", "data/digits", "--epochs", "1"]);

@@ -70,7 +70,7 @@ def load_recipe(path):
 def train_recipe(rec, seed, out_onnx):
     keys = {
         "model": "model", "data": "data", "batch-size": "batch-size", "lr": "lr", "min-lr": "min-lr",
-        "schedule": "schedule", "gamma": "gamma", "lr-warmup-epochs": "warmup-epochs", "momentum": "momentum",
+        "schedule": "schedule", "gamma": "gamma", "lr-warmup-epochs": "lr-warmup-epochs", "momentum": "momentum",
         "nesterov": "nesterov", "weight-decay": "weight-decay", "label-smoothing": "label-smoothing",
         "threads": "threads", "workers": "workers", "scale": "scale", "mean": "mean", "std": "std",
         "crop-pad": "crop-pad", "hflip": "hflip", "insert-bn": "insert-bn",

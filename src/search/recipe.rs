@@ -392,7 +392,7 @@ impl Recipe {
             schedule: self.schedule,
             milestones: self.milestones.clone(),
             gamma: self.gamma,
-            warmup_epochs: self.lr_warmup_epochs,
+            lr_warmup_epochs: self.lr_warmup_epochs,
             momentum: self.momentum,
             nesterov: self.nesterov,
             weight_decay: self.weight_decay,
@@ -532,9 +532,7 @@ impl Recipe {
             );
         }
         // The training fields share `rlal train`'s checks (names are the same but `lr-warmup-epochs`).
-        self.train_recipe(self.epochs)
-            .check()
-            .map_err(|m| m.replace("'warmup-epochs'", "'lr-warmup-epochs'"))
+        self.train_recipe(self.epochs).check()
     }
 
     /// What epoch `t` (0-based) does besides training the weights.

@@ -88,6 +88,23 @@ impl Precision {
     }
 }
 
+/// Fields renamed since earlier releases: (old, new, what the new one means).
+const RENAMED: [(&str, &str, &str); 1] = [(
+    "warmup-epochs",
+    "lr-warmup-epochs",
+    "the learning-rate warm-up, named as in prune recipes, where `warmup-epochs` is the search's weights-only warm-up",
+)];
+
+/// A parse error, with the new name of a renamed field added.
+fn renamed(msg: String) -> String {
+    for (old, new, what) in RENAMED {
+        if msg.contains(&format!("unknown field `{old}`")) {
+            return format!("{msg}; `{old}` was renamed to `{new}` ({what})");
+        }
+    }
+    msg
+}
+
 /// A training recipe.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -114,8 +131,9 @@ pub struct Recipe {
     pub milestones: Vec<usize>,
     /// Step decay factor. Default 0.1.
     pub gamma: f64,
-    /// Linear warm-up length in epochs (fractions allowed). Default 0.
-    pub warmup_epochs: f64,
+    /// Linear learning-rate warm-up length in epochs (fractions allowed), as in prune
+    /// recipes (where `warmup-epochs` is the search's weights-only warm-up). Default 0.
+    pub lr_warmup_epochs: f64,
     /// SGD momentum. Default 0.9.
     pub momentum: f64,
     /// Nesterov momentum. Default false.
@@ -190,7 +208,7 @@ impl Default for Recipe {
             schedule: ScheduleKind::Cosine,
             milestones: Vec::new(),
             gamma: 0.1,
-            warmup_epochs: 0.0,
+            lr_warmup_epochs: 0.0,
             momentum: 0.9,
             nesterov: false,
             weight_decay: 5e-4,
@@ -237,7 +255,7 @@ impl Recipe {
         let r: Recipe = if text.trim().is_empty() {
             Recipe::default()
         } else {
-            serde_yaml::from_str(text).map_err(|e| e.to_string())?
+            serde_yaml::from_str(text).map_err(|e| renamed(e.to_string()))?
         };
         r.check()?;
         Ok(r)
@@ -274,8 +292,8 @@ impl Recipe {
         if self.weight_decay < 0.0 || !self.weight_decay.is_finite() {
             return bad("weight-decay", "must be >= 0");
         }
-        if self.warmup_epochs < 0.0 || self.warmup_epochs > self.epochs as f64 {
-            return bad("warmup-epochs", "must be between 0 and epochs");
+        if self.lr_warmup_epochs < 0.0 || self.lr_warmup_epochs > self.epochs as f64 {
+            return bad("lr-warmup-epochs", "must be between 0 and epochs");
         }
         if self.nesterov && self.momentum == 0.0 {
             return bad("nesterov", "needs a non-zero momentum");
@@ -295,7 +313,7 @@ impl Recipe {
         OptimConfig {
             lr: self.lr,
             min_lr: self.min_lr,
-            warmup_epochs: self.warmup_epochs,
+            warmup_epochs: self.lr_warmup_epochs,
             decay: self.decay(),
             sgd: SgdConfig {
                 momentum: self.momentum,
