@@ -111,7 +111,7 @@ pub(super) fn recipe_pipeline(text: &str) {
         let s = Schedule {
             base_lr: t.lr,
             min_lr: t.min_lr,
-            warmup_steps: (t.warmup_epochs * spe as f64).round() as usize,
+            warmup_steps: (t.lr_warmup_epochs * spe as f64).round() as usize,
             steps_per_epoch: spe,
             total_steps: t.epochs * spe,
             decay: t.decay(),
