@@ -19,6 +19,7 @@ pub mod recipe;
 pub mod report;
 pub mod reward;
 pub mod run;
+pub mod search_bench;
 
 pub use recipe::{Policy, Recipe};
 pub use run::{run, RunOptions};
