@@ -18,26 +18,29 @@ enum Bin {
 }
 struct Binary(Bin);
 
+/// Element-wise ops of one data input (PRelu's slope is a parameter).
+const UNARY: [&str; 17] = [
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "Mish",
+    "Gelu",
+    "Erf",
+    "Sqrt",
+    "Neg",
+    "Abs",
+    "Exp",
+    "PRelu",
+];
+
 pub(super) fn register(r: &mut super::Registry) {
-    for op in [
-        "Relu",
-        "LeakyRelu",
-        "Sigmoid",
-        "HardSigmoid",
-        "HardSwish",
-        "Tanh",
-        "Elu",
-        "Selu",
-        "Softplus",
-        "Mish",
-        "Gelu",
-        "Erf",
-        "Sqrt",
-        "Neg",
-        "Abs",
-        "Exp",
-        "PRelu",
-    ] {
+    for op in UNARY {
         r.insert(op, Box::new(Unary));
     }
     r.insert("Clip", Box::new(Clip));
@@ -311,25 +314,8 @@ mod tests {
 
     #[test]
     fn unary_ops_keep_the_shape_and_pass_channels() {
-        for op in [
-            "Relu",
-            "LeakyRelu",
-            "Sigmoid",
-            "HardSigmoid",
-            "HardSwish",
-            "Tanh",
-            "Elu",
-            "Selu",
-            "Softplus",
-            "Mish",
-            "Gelu",
-            "Erf",
-            "Sqrt",
-            "Neg",
-            "Abs",
-            "Exp",
-            "Clip",
-        ] {
+        // PRelu's slope is a parameter input: tested on its own.
+        for op in super::UNARY.iter().filter(|o| **o != "PRelu").chain(&["Clip"]) {
             let mut t = T::new();
             let x = t.input(batch(&[3, 4, 4]));
             let y = t.op(op, &[x], &[]);
