@@ -586,3 +586,33 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
         assert!(err.contains(field), "{err}");
     }
 }
+
+#[test]
+fn an_imagenet_style_folder_prunes_a_224_graph_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pets");
+    mixed_size_folder(&data);
+    // graphs/tiny224.onnx: 3x224x224 input, two classes; JPEGs of 30-100 x 25-85 pixels are
+    // brought to 224 (training: random-resized crops; reward and test: 256/224 centre crop).
+    let recipe = TINY
+        .replace("model: graphs/mnist_cnn.onnx", "model: graphs/tiny224.onnx")
+        .replace("data: data/mnist5k", &format!("data: {}", data.display()))
+        .replace("reward-samples: 200", "reward-samples: 8")
+        .replace("batch-size: 64", "batch-size: 8")
+        .replace("mean: [0.1307]\nstd: [0.3081]\n", "mean: [0.485, 0.456, 0.406]\nstd: [0.229, 0.224, 0.225]\n")
+        + "random-resized-crop: [0.08, 1.0]\nhflip: true\ncrop-fraction: 0.875\n";
+    let r = dir.path().join("r224.yaml");
+    std::fs::write(&r, recipe).unwrap();
+    let run = dir.path().join("run");
+    let (code, out, err) =
+        rlal(&["prune", "--recipe", r.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("pruned model:"), "{out}");
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert_eq!(rep["test_samples"], 12);
+    assert!(rep["macs_ratio"].as_f64().unwrap() <= 0.5 + 1e-9, "{rep}");
+    let g = rlal::onnx::load(&run.join("pruned.onnx")).unwrap();
+    let input = g.value(g.inputs[0]).shape.clone().unwrap();
+    assert_eq!(input[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>(), ["3", "224", "224"]);
+}
