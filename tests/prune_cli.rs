@@ -599,7 +599,10 @@ fn an_imagenet_style_folder_prunes_a_224_graph_end_to_end() {
         .replace("data: data/mnist5k", &format!("data: {}", data.display()))
         .replace("reward-samples: 200", "reward-samples: 8")
         .replace("batch-size: 64", "batch-size: 8")
-        .replace("mean: [0.1307]\nstd: [0.3081]\n", "mean: [0.485, 0.456, 0.406]\nstd: [0.229, 0.224, 0.225]\n")
+        .replace(
+            "mean: [0.1307]\nstd: [0.3081]\n",
+            "mean: [0.485, 0.456, 0.406]\nstd: [0.229, 0.224, 0.225]\n",
+        )
         + "random-resized-crop: [0.08, 1.0]\nhflip: true\ncrop-fraction: 0.875\n";
     let r = dir.path().join("r224.yaml");
     std::fs::write(&r, recipe).unwrap();
