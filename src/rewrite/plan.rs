@@ -85,59 +85,10 @@ impl Plan {
         let mut changes = Vec::new();
         let mut removed: BTreeMap<ValueId, BTreeSet<usize>> = BTreeMap::new();
         for (&gid, ks) in keep {
-            let Some(gr) = a.groups.get(gid) else {
-                return Err(RewriteError::Plan {
-                    group: format!("group {gid}"),
-                    msg: format!("no such group (the model has {})", a.groups.len()),
-                });
-            };
-            if ks.is_empty() {
-                return Err(plan_err(
-                    g,
-                    a,
-                    gid,
-                    "the keep-set is empty (at least one channel must stay)",
-                ));
-            }
-            if let Some(&bad) = ks.iter().find(|&&k| k >= gr.channels) {
-                return Err(plan_err(
-                    g,
-                    a,
-                    gid,
-                    format!(
-                        "channel index {bad} is out of range (the group has {} channels)",
-                        gr.channels
-                    ),
-                ));
-            }
-            if ks.windows(2).any(|w| w[0] >= w[1]) {
-                let mut s = ks.clone();
-                s.sort_unstable();
-                let dup = s
-                    .windows(2)
-                    .find(|w| w[0] == w[1])
-                    .map(|w| format!("index {} appears twice", w[0]));
-                return Err(plan_err(
-                    g,
-                    a,
-                    gid,
-                    dup.unwrap_or_else(|| "the keep-set must be sorted".into()),
-                ));
-            }
-            if ks.len() == gr.channels {
+            if !check_keep(g, a, gid, ks)? {
                 continue;
             }
-            if !gr.prunable {
-                return Err(plan_err(
-                    g,
-                    a,
-                    gid,
-                    format!(
-                        "the group is not prunable: {}",
-                        gr.reason.as_deref().unwrap_or("fixed")
-                    ),
-                ));
-            }
+            let gr = &a.groups[gid];
             kept[gid] = ks.len();
             let keep_set: BTreeSet<usize> = ks.iter().copied().collect();
             for (v, per) in &gr.members {
@@ -164,151 +115,14 @@ impl Plan {
             .filter(|(_, r)| !r.is_empty())
             .map(|(&v, r)| (v, (0..width(v)).filter(|i| !r.contains(i)).collect()))
             .collect();
-        let mut edits = Vec::new();
-        // Parameters: each (initializer, axis) once, with its member's kept indices.
-        let mut params: BTreeMap<(ValueId, usize), ValueId> = BTreeMap::new();
-        for c in &changes {
-            for p in &a.groups[c.group].params {
-                params.insert((p.value, p.axis), p.follows);
-            }
-        }
-        for ((value, axis), follows) in params {
-            let Some(ki) = kept_idx.get(&follows) else { continue };
-            let t = g.values[value].init.as_ref().expect("group params are initializers");
-            if t.shape.get(axis) != Some(&width(follows)) {
-                return Err(RewriteError::Node {
-                    node: g.values[value].name.clone(),
-                    msg: format!(
-                        "axis {axis} of shape {:?} should follow the {} channels of '{}'",
-                        t.shape,
-                        width(follows),
-                        g.values[follows].name
-                    ),
-                });
-            }
-            let label = format!(
-                "slice '{}' {:?} axis {axis}: {} -> {}",
-                g.values[value].name,
-                t.shape,
-                t.shape[axis],
-                ki.len()
-            );
-            edits.push((label, Edit::SliceInit { value, axis, keep: ki.clone() }));
-        }
+        let cx = Cx { g, a, kept_idx: &kept_idx };
+        let mut edits = param_edits(&cx, &changes)?;
         // Op fix-ups on every node touching a value that loses channels.
-        let new_count =
-            |v: Option<ValueId>| v.map(|v| kept_idx.get(&v).map_or(width(v), |k| k.len()));
         for (nid, node) in g.nodes.iter().enumerate() {
             let touched =
                 node.inputs.iter().chain(&node.outputs).flatten().any(|v| kept_idx.contains_key(v));
-            if !touched {
-                continue;
-            }
-            let nerr = |msg: String| RewriteError::Node { node: node.label(), msg };
-            match node.op_type.as_str() {
-                "Conv" => {
-                    let grp = node.attr_int("group", 1).map_err(nerr)?;
-                    if grp > 1 {
-                        let c = new_count(node.inputs[0]).unwrap_or(0) as i64;
-                        edits.push((
-                            format!("set group of depthwise conv {}: {grp} -> {c}", node.label()),
-                            Edit::SetGroup { node: nid, group: c },
-                        ));
-                    }
-                }
-                "Split" => {
-                    let x = node.inputs[0].expect("Split has an input");
-                    let rank = a.facts[x].as_ref().map_or(0, |f| f.rank());
-                    let axis = crate::ir::ops::norm_axis(
-                        node.attr_int("axis", 0).map_err(nerr)?,
-                        rank.max(1),
-                    )
-                    .map_err(nerr)?;
-                    if axis == 1 {
-                        let sizes: Vec<i64> = node
-                            .outputs
-                            .iter()
-                            .map(|&o| new_count(o).unwrap_or(0) as i64)
-                            .collect();
-                        let split_in = node.inputs.get(1).copied().flatten();
-                        let split_in = split_in.and_then(|s| g.values[s].init.as_ref());
-                        let old = split_sizes(node, width(x), split_in.and_then(|t| t.to_i64()))
-                            .map_or_else(|_| "?".to_string(), |o| format!("{o:?}"));
-                        edits.push((
-                            format!("split sizes of {}: {old} -> {sizes:?}", node.label()),
-                            Edit::SplitSizes { node: nid, sizes },
-                        ));
-                    }
-                }
-                "Slice" => {
-                    let cx = crate::analysis::channels::node_cx(node, &a.facts);
-                    if let Some(map) = slice_channel_map(&cx).map_err(nerr)? {
-                        let (x, y) = (
-                            node.inputs[0].expect("Slice input"),
-                            node.outputs[0].expect("Slice output"),
-                        );
-                        let full_out: Vec<usize> = (0..map.len()).collect();
-                        let kept_out = kept_idx.get(&y).unwrap_or(&full_out);
-                        let full_in: Vec<usize> = (0..width(x)).collect();
-                        let kept_in = kept_idx.get(&x).unwrap_or(&full_in);
-                        let pos: BTreeMap<usize, usize> =
-                            kept_in.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-                        let new_map = kept_out
-                            .iter()
-                            .map(|&k| {
-                                pos.get(&map[k]).copied().ok_or_else(|| {
-                                    nerr(format!(
-                                        "output channel {k} reads input channel {} that is removed",
-                                        map[k]
-                                    ))
-                                })
-                            })
-                            .collect::<Result<Vec<_>, _>>()?;
-                        edits.push((
-                            format!(
-                                "slice channels of {}: {} -> {}",
-                                node.label(),
-                                map.len(),
-                                new_map.len()
-                            ),
-                            Edit::SliceChannels { node: nid, map: new_map },
-                        ));
-                    }
-                }
-                "Reshape" => {
-                    let y = node.outputs[0].expect("Reshape output");
-                    let target = match node
-                        .inputs
-                        .get(1)
-                        .copied()
-                        .flatten()
-                        .and_then(|s| g.values[s].init.as_ref())
-                    {
-                        Some(t) => t.to_i64(),
-                        None => node.attr_ints("shape").map_err(nerr)?,
-                    };
-                    let Some(mut target) = target else {
-                        return Err(nerr(
-                            "the target shape is computed at run time; rlal cannot rewrite it"
-                                .into(),
-                        ));
-                    };
-                    if target.len() >= 2 && target[1] > 0 {
-                        let c = new_count(Some(y)).unwrap_or(0) as i64;
-                        if target[1] != c {
-                            let old = target.clone();
-                            target[1] = c;
-                            edits.push((
-                                format!(
-                                    "reshape target of {}: {old:?} -> {target:?}",
-                                    node.label()
-                                ),
-                                Edit::ReshapeTarget { node: nid, target },
-                            ));
-                        }
-                    }
-                }
-                _ => {}
+            if touched {
+                edits.extend(fixup(&cx, nid)?);
             }
         }
         Ok(Plan { changes, edits, kept, kept_idx })
@@ -318,6 +132,211 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.changes.is_empty()
     }
+}
+
+/// Checks the keep-set `ks` of group `gid`: false when it keeps every channel (nothing to do).
+fn check_keep(g: &Graph, a: &Analysis, gid: usize, ks: &[usize]) -> Result<bool, RewriteError> {
+    let Some(gr) = a.groups.get(gid) else {
+        return Err(RewriteError::Plan {
+            group: format!("group {gid}"),
+            msg: format!("no such group (the model has {})", a.groups.len()),
+        });
+    };
+    if ks.is_empty() {
+        return Err(plan_err(g, a, gid, "the keep-set is empty (at least one channel must stay)"));
+    }
+    if let Some(&bad) = ks.iter().find(|&&k| k >= gr.channels) {
+        return Err(plan_err(
+            g,
+            a,
+            gid,
+            format!("channel index {bad} is out of range (the group has {} channels)", gr.channels),
+        ));
+    }
+    if ks.windows(2).any(|w| w[0] >= w[1]) {
+        let mut s = ks.to_vec();
+        s.sort_unstable();
+        let dup =
+            s.windows(2).find(|w| w[0] == w[1]).map(|w| format!("index {} appears twice", w[0]));
+        return Err(plan_err(
+            g,
+            a,
+            gid,
+            dup.unwrap_or_else(|| "the keep-set must be sorted".into()),
+        ));
+    }
+    if ks.len() == gr.channels {
+        return Ok(false);
+    }
+    if !gr.prunable {
+        return Err(plan_err(
+            g,
+            a,
+            gid,
+            format!("the group is not prunable: {}", gr.reason.as_deref().unwrap_or("fixed")),
+        ));
+    }
+    Ok(true)
+}
+
+/// What the edit builders read: the graph, its analysis and the kept indices of every
+/// value that loses channels.
+struct Cx<'a> {
+    g: &'a Graph,
+    a: &'a Analysis,
+    kept_idx: &'a BTreeMap<ValueId, Vec<usize>>,
+}
+
+impl Cx<'_> {
+    /// Channels of value `v` before pruning.
+    fn width(&self, v: ValueId) -> usize {
+        self.a.facts[v].as_ref().and_then(|f| f.dim(1)).unwrap_or(0)
+    }
+    /// Channels of value `v` after pruning.
+    fn new_count(&self, v: Option<ValueId>) -> Option<usize> {
+        v.map(|v| self.kept_idx.get(&v).map_or(self.width(v), |k| k.len()))
+    }
+}
+
+/// Parameters: each (initializer, axis) of the changed groups sliced once, with its
+/// member's kept indices.
+fn param_edits(cx: &Cx, changes: &[GroupChange]) -> Result<Vec<(String, Edit)>, RewriteError> {
+    let (g, a, kept_idx) = (cx.g, cx.a, cx.kept_idx);
+    let width = |v: ValueId| cx.width(v);
+    let mut edits = Vec::new();
+    // Parameters: each (initializer, axis) once, with its member's kept indices.
+    let mut params: BTreeMap<(ValueId, usize), ValueId> = BTreeMap::new();
+    for c in changes {
+        for p in &a.groups[c.group].params {
+            params.insert((p.value, p.axis), p.follows);
+        }
+    }
+    for ((value, axis), follows) in params {
+        let Some(ki) = kept_idx.get(&follows) else { continue };
+        let t = g.values[value].init.as_ref().expect("group params are initializers");
+        if t.shape.get(axis) != Some(&width(follows)) {
+            return Err(RewriteError::Node {
+                node: g.values[value].name.clone(),
+                msg: format!(
+                    "axis {axis} of shape {:?} should follow the {} channels of '{}'",
+                    t.shape,
+                    width(follows),
+                    g.values[follows].name
+                ),
+            });
+        }
+        let label = format!(
+            "slice '{}' {:?} axis {axis}: {} -> {}",
+            g.values[value].name,
+            t.shape,
+            t.shape[axis],
+            ki.len()
+        );
+        edits.push((label, Edit::SliceInit { value, axis, keep: ki.clone() }));
+    }
+    Ok(edits)
+}
+
+/// The op's own fix-ups when node `nid` touches a value that loses channels: a depthwise
+/// conv's group count, a channel Split's sizes, a channel Slice's map, a Reshape's target.
+fn fixup(cx: &Cx, nid: usize) -> Result<Vec<(String, Edit)>, RewriteError> {
+    let (g, a, kept_idx) = (cx.g, cx.a, cx.kept_idx);
+    let width = |v: ValueId| cx.width(v);
+    let new_count = |v: Option<ValueId>| cx.new_count(v);
+    let node = &g.nodes[nid];
+    let nerr = |msg: String| RewriteError::Node { node: node.label(), msg };
+    let mut edits = Vec::new();
+    match node.op_type.as_str() {
+        "Conv" => {
+            let grp = node.attr_int("group", 1).map_err(nerr)?;
+            if grp > 1 {
+                let c = new_count(node.inputs[0]).unwrap_or(0) as i64;
+                edits.push((
+                    format!("set group of depthwise conv {}: {grp} -> {c}", node.label()),
+                    Edit::SetGroup { node: nid, group: c },
+                ));
+            }
+        }
+        "Split" => {
+            let x = node.inputs[0].expect("Split has an input");
+            let rank = a.facts[x].as_ref().map_or(0, |f| f.rank());
+            let axis =
+                crate::ir::ops::norm_axis(node.attr_int("axis", 0).map_err(nerr)?, rank.max(1))
+                    .map_err(nerr)?;
+            if axis == 1 {
+                let sizes: Vec<i64> =
+                    node.outputs.iter().map(|&o| new_count(o).unwrap_or(0) as i64).collect();
+                let split_in = node.inputs.get(1).copied().flatten();
+                let split_in = split_in.and_then(|s| g.values[s].init.as_ref());
+                let old = split_sizes(node, width(x), split_in.and_then(|t| t.to_i64()))
+                    .map_or_else(|_| "?".to_string(), |o| format!("{o:?}"));
+                edits.push((
+                    format!("split sizes of {}: {old} -> {sizes:?}", node.label()),
+                    Edit::SplitSizes { node: nid, sizes },
+                ));
+            }
+        }
+        "Slice" => {
+            let cx = crate::analysis::channels::node_cx(node, &a.facts);
+            if let Some(map) = slice_channel_map(&cx).map_err(nerr)? {
+                let (x, y) =
+                    (node.inputs[0].expect("Slice input"), node.outputs[0].expect("Slice output"));
+                let full_out: Vec<usize> = (0..map.len()).collect();
+                let kept_out = kept_idx.get(&y).unwrap_or(&full_out);
+                let full_in: Vec<usize> = (0..width(x)).collect();
+                let kept_in = kept_idx.get(&x).unwrap_or(&full_in);
+                let pos: BTreeMap<usize, usize> =
+                    kept_in.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+                let new_map = kept_out
+                    .iter()
+                    .map(|&k| {
+                        pos.get(&map[k]).copied().ok_or_else(|| {
+                            nerr(format!(
+                                "output channel {k} reads input channel {} that is removed",
+                                map[k]
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                edits.push((
+                    format!(
+                        "slice channels of {}: {} -> {}",
+                        node.label(),
+                        map.len(),
+                        new_map.len()
+                    ),
+                    Edit::SliceChannels { node: nid, map: new_map },
+                ));
+            }
+        }
+        "Reshape" => {
+            let y = node.outputs[0].expect("Reshape output");
+            let target =
+                match node.inputs.get(1).copied().flatten().and_then(|s| g.values[s].init.as_ref())
+                {
+                    Some(t) => t.to_i64(),
+                    None => node.attr_ints("shape").map_err(nerr)?,
+                };
+            let Some(mut target) = target else {
+                return Err(nerr(
+                    "the target shape is computed at run time; rlal cannot rewrite it".into(),
+                ));
+            };
+            if target.len() >= 2 && target[1] > 0 {
+                let c = new_count(Some(y)).unwrap_or(0) as i64;
+                if target[1] != c {
+                    let old = target.clone();
+                    target[1] = c;
+                    edits.push((
+                        format!("reshape target of {}: {old:?} -> {target:?}", node.label()),
+                        Edit::ReshapeTarget { node: nid, target },
+                    ));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(edits)
 }
 
 impl fmt::Display for Plan {
