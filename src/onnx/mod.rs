@@ -226,65 +226,8 @@ fn from_model(
     }
     let domains: Vec<&str> = g.meta.opsets.iter().map(|(d, _)| d.as_str()).collect();
     for (k, n) in nodes.iter().enumerate() {
-        let name = n.name.clone().unwrap_or_default();
-        let op_type = n.op_type.clone().unwrap_or_default();
-        let label = if name.is_empty() {
-            format!("#{k} ({op_type})")
-        } else {
-            format!("'{name}' ({op_type})")
-        };
-        if op_type.is_empty() {
-            return Err(invalid(path, format!("node {label} has no op_type")));
-        }
-        let domain = n.domain.clone().unwrap_or_default();
-        let dom_ok = domains.contains(&domain.as_str())
-            || (domain == "ai.onnx" && domains.contains(&""))
-            || (domain.is_empty() && domains.contains(&"ai.onnx"));
-        if !dom_ok {
-            return Err(invalid(path, format!("node {label} uses domain '{domain}', which the model does not import (opset_import has: {})", domains.iter().map(|d| if d.is_empty() { "ai.onnx" } else { d }).collect::<Vec<_>>().join(", "))));
-        }
-        let mut inputs = Vec::with_capacity(n.input.len());
-        for i in &n.input {
-            if i.is_empty() {
-                inputs.push(None);
-                continue;
-            }
-            match ids.get(i) {
-                Some(&id) => inputs.push(Some(id)),
-                None => {
-                    return Err(invalid(path, format!("node {label} reads '{i}', which is not a graph input, an initializer or any node's output (missing initializer?)")))
-                }
-            }
-        }
-        let outputs =
-            n.output.iter().map(|o| if o.is_empty() { None } else { Some(ids[o]) }).collect();
-        let mut attrs = Vec::with_capacity(n.attribute.len());
-        for a in &n.attribute {
-            attrs.push(attr::from_proto(a, dir, path).map_err(|e| match e {
-                OnnxError::Tensor { path, msg, .. } => {
-                    invalid(&path, format!("node {label}: attribute tensor: {msg}"))
-                }
-                e => e,
-            })?);
-        }
-        let extra = pb::NodeProto {
-            overload: n.overload.clone(),
-            metadata_props: n.metadata_props.clone(),
-            device_configurations: n.device_configurations.clone(),
-            ..Default::default()
-        };
-        let extra =
-            if extra == pb::NodeProto::default() { Vec::new() } else { extra.encode_to_vec() };
-        g.nodes.push(Node {
-            name,
-            op_type,
-            domain,
-            inputs,
-            outputs,
-            attrs,
-            doc: n.doc_string.clone().unwrap_or_default(),
-            extra,
-        });
+        let node = convert_node(n, k, &ids, &domains, dir, path)?;
+        g.nodes.push(node);
     }
     for vi in &graph_outputs {
         let v = value_from_info(vi);
@@ -311,6 +254,73 @@ fn from_model(
     }
     g.toposort().map_err(|e| invalid(path, e.to_string()))?;
     Ok(g)
+}
+
+/// One NodeProto (`k`: its position, for nodes without a name) as an IR node: its domain
+/// imported, every input defined (`ids`), attributes decoded (tensors relative to `dir`),
+/// what the IR does not model (overload, metadata, device configurations) kept encoded.
+fn convert_node(
+    n: &pb::NodeProto,
+    k: usize,
+    ids: &HashMap<String, ValueId>,
+    domains: &[&str],
+    dir: Option<&Path>,
+    path: &Path,
+) -> Result<Node, OnnxError> {
+    let name = n.name.clone().unwrap_or_default();
+    let op_type = n.op_type.clone().unwrap_or_default();
+    let label =
+        if name.is_empty() { format!("#{k} ({op_type})") } else { format!("'{name}' ({op_type})") };
+    if op_type.is_empty() {
+        return Err(invalid(path, format!("node {label} has no op_type")));
+    }
+    let domain = n.domain.clone().unwrap_or_default();
+    let dom_ok = domains.contains(&domain.as_str())
+        || (domain == "ai.onnx" && domains.contains(&""))
+        || (domain.is_empty() && domains.contains(&"ai.onnx"));
+    if !dom_ok {
+        return Err(invalid(path, format!("node {label} uses domain '{domain}', which the model does not import (opset_import has: {})", domains.iter().map(|d| if d.is_empty() { "ai.onnx" } else { d }).collect::<Vec<_>>().join(", "))));
+    }
+    let mut inputs = Vec::with_capacity(n.input.len());
+    for i in &n.input {
+        if i.is_empty() {
+            inputs.push(None);
+            continue;
+        }
+        match ids.get(i) {
+            Some(&id) => inputs.push(Some(id)),
+            None => {
+                return Err(invalid(path, format!("node {label} reads '{i}', which is not a graph input, an initializer or any node's output (missing initializer?)")))
+            }
+        }
+    }
+    let outputs = n.output.iter().map(|o| if o.is_empty() { None } else { Some(ids[o]) }).collect();
+    let mut attrs = Vec::with_capacity(n.attribute.len());
+    for a in &n.attribute {
+        attrs.push(attr::from_proto(a, dir, path).map_err(|e| match e {
+            OnnxError::Tensor { path, msg, .. } => {
+                invalid(&path, format!("node {label}: attribute tensor: {msg}"))
+            }
+            e => e,
+        })?);
+    }
+    let extra = pb::NodeProto {
+        overload: n.overload.clone(),
+        metadata_props: n.metadata_props.clone(),
+        device_configurations: n.device_configurations.clone(),
+        ..Default::default()
+    };
+    let extra = if extra == pb::NodeProto::default() { Vec::new() } else { extra.encode_to_vec() };
+    Ok(Node {
+        name,
+        op_type,
+        domain,
+        inputs,
+        outputs,
+        attrs,
+        doc: n.doc_string.clone().unwrap_or_default(),
+        extra,
+    })
 }
 
 fn info_proto(v: &Value) -> pb::ValueInfoProto {
