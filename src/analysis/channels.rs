@@ -173,94 +173,16 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
             passes: vec![],
             params: vec![],
         };
-        let fix = |why: String, grp: &mut Group| {
-            if grp.reason.is_none() {
-                grp.reason = Some(why);
-            }
-            grp.prunable = false;
+        let ctx = Ctx {
+            g,
+            specs,
+            producers: &producers,
+            consumers: &consumers,
+            inputs: &inputs,
+            outputs: &outputs,
         };
-        for &v in &sig {
-            let name = &g.values[v].name;
-            if inputs.contains(&v) {
-                fix(format!("carried by the graph input '{name}'"), &mut grp);
-            }
-            if outputs.contains(&v) {
-                fix(format!("reaches the graph output '{name}'"), &mut grp);
-            }
-            if let Some(p) = producers[v] {
-                let slot = g.nodes[p].outputs.iter().position(|o| *o == Some(v)).unwrap_or(0);
-                match &specs[p].outputs.get(slot).cloned().unwrap_or(Role::Fixed("?".into())) {
-                    Role::Producer => grp.producers.push(p),
-                    Role::Pass => grp.passes.push(p),
-                    Role::Fixed(r) => fix(r.clone(), &mut grp),
-                    _ => fix(
-                        format!(
-                            "channels of '{name}' are not tracked through {}",
-                            g.nodes[p].label()
-                        ),
-                        &mut grp,
-                    ),
-                }
-            }
-            for &(c, slot) in &consumers[v] {
-                match &specs[c].inputs.get(slot).cloned().unwrap_or(Role::Fixed("?".into())) {
-                    Role::Consumer => grp.consumers.push(c),
-                    Role::Pass => grp.passes.push(c),
-                    Role::Fixed(r) => fix(r.clone(), &mut grp),
-                    Role::Ignore => fix(
-                        format!("{} reads '{name}' without a channel mapping", g.nodes[c].label()),
-                        &mut grp,
-                    ),
-                    Role::Producer => fix("inconsistent op spec".into(), &mut grp),
-                }
-            }
-        }
-        for list in [&mut grp.producers, &mut grp.consumers, &mut grp.passes] {
-            list.sort_unstable();
-            list.dedup();
-        }
-        if grp.producers.is_empty() && grp.prunable {
-            fix(
-                "its channels are not produced by a conv or Gemm (e.g. created by Pad)".into(),
-                &mut grp,
-            );
-        }
-        let mult: BTreeSet<usize> =
-            grp.members.iter().flat_map(|(_, per)| per.iter().map(|i| i.len())).collect();
-        if grp
-            .members
-            .iter()
-            .any(|(_, per)| per.iter().map(|i| i.len()).collect::<BTreeSet<_>>().len() > 1)
-            && grp.prunable
-        {
-            fix(format!("channels map to unequal feature blocks {mult:?}"), &mut grp);
-        }
-        // Parameters that follow these channels.
-        let touched: BTreeSet<NodeId> =
-            grp.producers.iter().chain(&grp.consumers).chain(&grp.passes).copied().collect();
-        for &nid in &touched {
-            let node = &g.nodes[nid];
-            for t in &specs[nid].params {
-                let follows = match t.tie {
-                    Tie::Input(s) => node.inputs.get(s).copied().flatten(),
-                    Tie::Output(s) => node.outputs.get(s).copied().flatten(),
-                };
-                let (Some(follows), Some(Some(value))) = (follows, node.inputs.get(t.slot)) else {
-                    continue;
-                };
-                if sig.contains(&follows) && g.values[*value].init.is_some() {
-                    grp.params.push(ParamSlice { value: *value, axis: t.axis, follows, node: nid });
-                } else if sig.contains(&follows) && grp.prunable {
-                    fix(
-                        format!(
-                            "{} takes a computed tensor where a per-channel parameter is expected",
-                            node.label()
-                        ),
-                        &mut grp,
-                    );
-                }
-            }
-        }
+        classify(&ctx, &sig, &mut grp);
+        attach_params(&ctx, &sig, &mut grp);
         out.push(grp);
     }
     // Graph order: by first producer (then first member value).
@@ -269,4 +191,106 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
         gr.id = i;
     }
     out
+}
+
+/// What classifying a group reads.
+struct Ctx<'a> {
+    g: &'a Graph,
+    specs: &'a [ChannelSpec],
+    producers: &'a [Option<NodeId>],
+    consumers: &'a [Vec<(NodeId, usize)>],
+    inputs: &'a BTreeSet<ValueId>,
+    outputs: &'a BTreeSet<ValueId>,
+}
+
+impl Group {
+    /// Marks the group fixed; the first reason given stays.
+    fn fix(&mut self, why: String) {
+        if self.reason.is_none() {
+            self.reason = Some(why);
+        }
+        self.prunable = false;
+    }
+}
+
+/// The producers, consumers and pass-through nodes of group `grp` (values `sig`) from
+/// the op specs, and every reason it cannot be pruned.
+fn classify(cx: &Ctx, sig: &[ValueId], grp: &mut Group) {
+    for &v in sig {
+        let name = &cx.g.values[v].name;
+        if cx.inputs.contains(&v) {
+            grp.fix(format!("carried by the graph input '{name}'"));
+        }
+        if cx.outputs.contains(&v) {
+            grp.fix(format!("reaches the graph output '{name}'"));
+        }
+        if let Some(p) = cx.producers[v] {
+            let slot = cx.g.nodes[p].outputs.iter().position(|o| *o == Some(v)).unwrap_or(0);
+            match &cx.specs[p].outputs.get(slot).cloned().unwrap_or(Role::Fixed("?".into())) {
+                Role::Producer => grp.producers.push(p),
+                Role::Pass => grp.passes.push(p),
+                Role::Fixed(r) => grp.fix(r.clone()),
+                _ => grp.fix(format!(
+                    "channels of '{name}' are not tracked through {}",
+                    cx.g.nodes[p].label()
+                )),
+            }
+        }
+        for &(c, slot) in &cx.consumers[v] {
+            match &cx.specs[c].inputs.get(slot).cloned().unwrap_or(Role::Fixed("?".into())) {
+                Role::Consumer => grp.consumers.push(c),
+                Role::Pass => grp.passes.push(c),
+                Role::Fixed(r) => grp.fix(r.clone()),
+                Role::Ignore => grp.fix(format!(
+                    "{} reads '{name}' without a channel mapping",
+                    cx.g.nodes[c].label()
+                )),
+                Role::Producer => grp.fix("inconsistent op spec".into()),
+            }
+        }
+    }
+    for list in [&mut grp.producers, &mut grp.consumers, &mut grp.passes] {
+        list.sort_unstable();
+        list.dedup();
+    }
+    if grp.producers.is_empty() && grp.prunable {
+        grp.fix("its channels are not produced by a conv or Gemm (e.g. created by Pad)".into());
+    }
+    let mult: BTreeSet<usize> =
+        grp.members.iter().flat_map(|(_, per)| per.iter().map(|i| i.len())).collect();
+    if grp
+        .members
+        .iter()
+        .any(|(_, per)| per.iter().map(|i| i.len()).collect::<BTreeSet<_>>().len() > 1)
+        && grp.prunable
+    {
+        grp.fix(format!("channels map to unequal feature blocks {mult:?}"));
+    }
+}
+
+/// The parameters (initializer, axis) that follow group `grp`'s channels.
+fn attach_params(cx: &Ctx, sig: &[ValueId], grp: &mut Group) {
+    // Parameters that follow these channels.
+    let touched: BTreeSet<NodeId> =
+        grp.producers.iter().chain(&grp.consumers).chain(&grp.passes).copied().collect();
+    for &nid in &touched {
+        let node = &cx.g.nodes[nid];
+        for t in &cx.specs[nid].params {
+            let follows = match t.tie {
+                Tie::Input(s) => node.inputs.get(s).copied().flatten(),
+                Tie::Output(s) => node.outputs.get(s).copied().flatten(),
+            };
+            let (Some(follows), Some(Some(value))) = (follows, node.inputs.get(t.slot)) else {
+                continue;
+            };
+            if sig.contains(&follows) && cx.g.values[*value].init.is_some() {
+                grp.params.push(ParamSlice { value: *value, axis: t.axis, follows, node: nid });
+            } else if sig.contains(&follows) && grp.prunable {
+                grp.fix(format!(
+                    "{} takes a computed tensor where a per-channel parameter is expected",
+                    node.label()
+                ));
+            }
+        }
+    }
 }
