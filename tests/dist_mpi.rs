@@ -249,3 +249,17 @@ fn a_stopped_rank_trips_the_watchdog() {
     assert!(text.contains("did not complete within 5 s"), "{text}");
     assert!(text.contains("rank 0 of 2"), "{text}");
 }
+
+#[test]
+fn a_global_batch_smaller_than_the_world_is_refused() {
+    if !have_mpirun() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("t.yaml");
+    std::fs::write(&r, TRAIN.replace("batch-size: 48", "batch-size: 2")).unwrap();
+    let o = mpirun(3, &["train", "--recipe", r.to_str().unwrap(), "-q"]).output().unwrap();
+    assert!(!o.status.success());
+    let text = out(&o);
+    assert!(text.contains("batch-size 2 is smaller than the 3 ranks"), "{text}");
+}

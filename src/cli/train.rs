@@ -133,7 +133,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
         .map_err(Failure::input)?;
     let (train, holdout, test) =
         setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
-    let train = trainer::shard(train);
+    let train = trainer::shard(train).map_err(Failure::input)?;
     let mut net = Net::new(&g, &an, device)
         .with_context(|| format!("building the network from {}", model.display()))
         .map_err(Failure::input)?;

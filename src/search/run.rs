@@ -504,7 +504,7 @@ impl<'a> Job<'a> {
         let device = r.device.device().map_err(|e| input(e.into()))?;
         let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
         // Data-parallel ranks train on their shares of every global batch.
-        let train = trainer::shard(train);
+        let train = trainer::shard(train).map_err(|e| input(e.into()))?;
         let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
         net.set_compute(r.precision, r.channels_last);
         let tr =

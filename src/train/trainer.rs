@@ -342,11 +342,17 @@ pub fn bar(done: usize, total: usize) -> String {
     format!("[{}{}]", "#".repeat(f), "-".repeat(w - f))
 }
 
-/// This rank's shard of `loader` in a data-parallel job ([`Loader::sharded`]); `loader` itself otherwise.
-pub fn shard(loader: Loader) -> Loader {
+/// This rank's shard of `loader` in a data-parallel job ([`Loader::sharded`]); `loader`
+/// itself otherwise. A global batch smaller than the number of ranks is refused.
+pub fn shard(loader: Loader) -> Result<Loader, TrainError> {
     match crate::dist::parallel() {
-        Some(w) => loader.sharded(w.rank, w.size),
-        None => loader,
+        Some(w) if loader.config().batch_size < w.size => Err(TrainError::Graph(format!(
+            "batch-size {} is smaller than the {} ranks of this job: batch-size is the global batch, at least one image per rank",
+            loader.config().batch_size,
+            w.size
+        ))),
+        Some(w) => Ok(loader.sharded(w.rank, w.size)),
+        None => Ok(loader),
     }
 }
 
