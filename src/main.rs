@@ -27,6 +27,13 @@ fn tune_malloc() {
 
 fn main() {
     tune_malloc();
+    // A closed pipe (`rlal import --json | head`) ends the process quietly, as for any
+    // Unix tool, instead of a panic in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     // Under mpirun/srun: join the job before any other thread or CUDA work.
     let world = match rlal::dist::init_from_env() {

@@ -134,6 +134,21 @@ impl OrtModel {
         Ok(OrtModel { session, ep })
     }
 
+    /// A CPU session for timing beside other sessions in the same process: its threads do
+    /// not spin-wait after a run (ONNX Runtime's default), which on a few cores would slow
+    /// whichever session runs next and blur interleaved measurements.
+    pub fn timing(bytes: &[u8], threads: usize) -> Result<OrtModel, ValidateError> {
+        let env = environment()?;
+        let rt = |e: String| ValidateError::Runtime(e);
+        let mut b = ort::session::Session::builder(env).map_err(|e| rt(e.to_string()))?;
+        if threads > 0 {
+            b = b.with_intra_threads(threads).map_err(|e| rt(e.to_string()))?;
+        }
+        b = b.with_intra_op_spinning(false).map_err(|e| rt(e.to_string()))?;
+        let session = b.commit_from_memory(bytes).map_err(|e| rt(e.to_string()))?;
+        Ok(OrtModel { session, ep: Ep::Cpu })
+    }
+
     /// A CPU session that records ONNX Runtime's profile into `file` (a JSON trace,
     /// complete after [`OrtModel::end_profiling`]).
     pub fn profiling(
@@ -148,6 +163,7 @@ impl OrtModel {
             b = b.with_intra_threads(threads).map_err(|e| rt(e.to_string()))?;
         }
         b = b.with_profiling(file).map_err(|e| rt(e.to_string()))?;
+        b = b.with_intra_op_spinning(false).map_err(|e| rt(e.to_string()))?;
         let session = b.commit_from_memory(bytes).map_err(|e| rt(e.to_string()))?;
         Ok(OrtModel { session, ep: Ep::Cpu })
     }

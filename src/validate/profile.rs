@@ -31,7 +31,10 @@ pub fn profile(
     let dir = std::env::temp_dir().join(format!("rlal-profile-{}", std::process::id()));
     std::fs::create_dir_all(&dir)
         .map_err(|e| ValidateError::Runtime(format!("{}: {e}", dir.display())))?;
-    let stem = dir.join(format!("p{:x}", crate::rng::Rng::new(bytes.len() as u64).next_u64()));
+    // One file per call (two models of the same size must not share a name).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stem = dir.join(format!("p{n}-{}", bytes.len()));
     let mut m = OrtModel::profiling(bytes, threads, &stem)?;
     let data = super::latency::random_input(shape, 7);
     for _ in 0..warmup + runs.max(1) {
