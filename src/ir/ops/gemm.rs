@@ -155,9 +155,7 @@ mod tests {
     use super::matmul_dynamic_macs;
     use crate::ir::{Dim, Tensor};
 
-    fn fixed(d: &[usize]) -> Vec<Dim> {
-        d.iter().map(|&v| Dim::Fixed(v)).collect()
-    }
+    use super::super::fixed;
 
     #[test]
     fn gemm_shape_macs_params_and_ties() {

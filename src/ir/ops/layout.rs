@@ -752,12 +752,8 @@ mod tests {
     use super::super::Role;
     use crate::ir::{Attr, Dim, Tensor, ValueId};
 
-    fn fixed(d: &[usize]) -> Vec<Dim> {
-        d.iter().map(|&v| Dim::Fixed(v)).collect()
-    }
-    fn n() -> Dim {
-        Dim::Sym("N".into())
-    }
+    use super::super::fixed;
+    use super::super::testkit::n;
     /// `op(x, constant int inputs...)` on an input of per-sample shape `x`.
     fn with_ints(
         opset: i64,

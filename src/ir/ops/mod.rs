@@ -336,9 +336,14 @@ pub(crate) mod testkit {
     use crate::ir::infer::{infer, Facts};
     use crate::ir::{Attr, DType, Dim, Graph, Node, Tensor, Value, ValueId};
 
+    /// The symbolic batch dimension `N`.
+    pub fn n() -> Dim {
+        Dim::Sym("N".into())
+    }
+
     /// `[N, dims..]`: a batch of samples of shape `dims`.
     pub fn batch(dims: &[usize]) -> Vec<Dim> {
-        let mut v = vec![Dim::Sym("N".into())];
+        let mut v = vec![n()];
         v.extend(dims.iter().map(|&d| Dim::Fixed(d)));
         v
     }

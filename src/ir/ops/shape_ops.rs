@@ -183,12 +183,8 @@ mod tests {
     use super::super::Role;
     use crate::ir::{Attr, DType, Dim, Tensor};
 
-    fn fixed(d: &[usize]) -> Vec<Dim> {
-        d.iter().map(|&v| Dim::Fixed(v)).collect()
-    }
-    fn n() -> Dim {
-        Dim::Sym("N".into())
-    }
+    use super::super::fixed;
+    use super::super::testkit::n;
 
     #[test]
     fn shape_gives_constants_or_symbolic_elements() {
