@@ -15,6 +15,11 @@ fn rlal(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `rlal prune --recipe RECIPE --run-dir RUN -q`.
+fn prune_in(recipe: &Path, run: &Path) -> (i32, String, String) {
+    rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "-q"])
+}
+
 #[test]
 fn every_recipe_parses_and_validates() {
     let mut n = 0;
@@ -281,14 +286,7 @@ fn killed_run_resumes_to_the_same_result() {
     let overlapped = dir.path().join("overlapped.yaml");
     std::fs::write(&overlapped, tiny.replace("agent:\n", "agent:\n  overlap: always\n")).unwrap();
     let a = dir.path().join("a");
-    let (code, _, err) = rlal(&[
-        "prune",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--run-dir",
-        a.to_str().unwrap(),
-        "-q",
-    ]);
+    let (code, _, err) = prune_in(&recipe, &a);
     assert_eq!(code, 0, "{err}");
     // The same run, killed once epoch 2 (then: 3, whose checkpoint waits for its
     // overlapped updates) is checkpointed, then resumed.
@@ -555,14 +553,7 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
     let recipe = dir.path().join("folder.yaml");
     std::fs::write(&recipe, tiny).unwrap();
     let run = dir.path().join("run");
-    let (code, out, err) = rlal(&[
-        "prune",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "-q",
-    ]);
+    let (code, out, err) = prune_in(&recipe, &run);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pruned model:"), "{out}");
     let rep: serde_json::Value =
@@ -574,14 +565,7 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
         ("random-resized-crop", "random-resized-crop: [0.5, 0.1]"),
     ] {
         std::fs::write(&recipe, format!("{TINY}{bad}\n")).unwrap();
-        let (code, _, err) = rlal(&[
-            "prune",
-            "--recipe",
-            recipe.to_str().unwrap(),
-            "--run-dir",
-            run.to_str().unwrap(),
-            "-q",
-        ]);
+        let (code, _, err) = prune_in(&recipe, &run);
         assert_eq!(code, 2, "{err}");
         assert!(err.contains(field), "{err}");
     }
@@ -607,8 +591,7 @@ fn an_imagenet_style_folder_prunes_a_224_graph_end_to_end() {
     let r = dir.path().join("r224.yaml");
     std::fs::write(&r, recipe).unwrap();
     let run = dir.path().join("run");
-    let (code, out, err) =
-        rlal(&["prune", "--recipe", r.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "-q"]);
+    let (code, out, err) = prune_in(&r, &run);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pruned model:"), "{out}");
     let rep: serde_json::Value =
