@@ -72,7 +72,7 @@ pub fn specs(g: &Graph, facts: &Facts) -> Vec<ChannelSpec> {
     g.nodes
         .iter()
         .map(|node| {
-            let cx = node_cx(node, facts);
+            let cx = NodeCx::new(node, facts);
             match ops::lookup(node) {
                 Some(op) => op.channels(&cx),
                 None => ChannelSpec::fixed(
@@ -83,14 +83,6 @@ pub fn specs(g: &Graph, facts: &Facts) -> Vec<ChannelSpec> {
             }
         })
         .collect()
-}
-
-pub(crate) fn node_cx<'a>(node: &'a crate::ir::Node, facts: &'a Facts) -> NodeCx<'a> {
-    NodeCx {
-        node,
-        inputs: node.inputs.iter().map(|i| i.and_then(|i| facts[i].as_ref())).collect(),
-        outputs: node.outputs.iter().map(|o| o.and_then(|o| facts[o].as_ref())).collect(),
-    }
 }
 
 /// Finds all channel groups.

@@ -6,9 +6,9 @@
 //! pooling and adds cost nothing. FLOPs = 2 × MACs. Figures are per sample.
 //! Every weighted op declares `MACs = factor × numel(weight)`, so pruning,
 //! which slices weight axes, changes MACs exactly as it changes the weight.
-use super::channels::{node_cx, Group};
+use super::channels::Group;
 use crate::ir::infer::Facts;
-use crate::ir::ops;
+use crate::ir::ops::{self, NodeCx};
 use crate::ir::{Graph, ValueId};
 use std::collections::BTreeMap;
 
@@ -148,7 +148,7 @@ impl CostModel {
         let mut seen = std::collections::BTreeSet::new();
         for (nid, node) in g.nodes.iter().enumerate() {
             let Some(op) = ops::lookup(node) else { continue };
-            let cx = node_cx(node, facts);
+            let cx = NodeCx::new(node, facts);
             if let Some((slot, factor)) = op.macs_weight(&cx) {
                 if let Some(w) = node.inputs.get(slot).copied().flatten().and_then(sliceable) {
                     m.terms.push(MacTerm { node: nid, factor, weight: w });

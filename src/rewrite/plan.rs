@@ -12,7 +12,7 @@
 //! channels belong to a fixed group) and neither does Concat.
 use super::RewriteError;
 use crate::analysis::Analysis;
-use crate::ir::ops::layout::{slice_channel_map, split_sizes};
+use crate::ir::ops::{self, FixupCx, NodeChange};
 use crate::ir::{Graph, NodeId, ValueId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -39,14 +39,9 @@ pub struct GroupChange {
 pub enum Edit {
     /// Keep only `keep` along `axis` of an initializer.
     SliceInit { value: ValueId, axis: usize, keep: Vec<usize> },
-    /// Set a depthwise Conv's `group` attribute.
-    SetGroup { node: NodeId, group: i64 },
-    /// Set a channel-axis Split's sizes.
-    SplitSizes { node: NodeId, sizes: Vec<i64> },
-    /// Make a channel-axis Slice pick these (new) input channels, in order.
-    SliceChannels { node: NodeId, map: Vec<usize> },
-    /// Replace a Reshape's constant target.
-    ReshapeTarget { node: NodeId, target: Vec<i64> },
+    /// An op's fix-up of its own node (depthwise `group`, Split sizes, Slice
+    /// channels, Reshape target), as its [`ops::OpDef::fixup`] declares it.
+    Node { node: NodeId, change: NodeChange },
 }
 
 /// A checked, printable set of edits.
@@ -192,10 +187,6 @@ impl Cx<'_> {
     fn width(&self, v: ValueId) -> usize {
         self.a.facts[v].as_ref().and_then(|f| f.dim(1)).unwrap_or(0)
     }
-    /// Channels of value `v` after pruning.
-    fn new_count(&self, v: Option<ValueId>) -> Option<usize> {
-        v.map(|v| self.kept_idx.get(&v).map_or(self.width(v), |k| k.len()))
-    }
 }
 
 /// Parameters: each (initializer, axis) of the changed groups sliced once, with its
@@ -237,106 +228,14 @@ fn param_edits(cx: &Cx, changes: &[GroupChange]) -> Result<Vec<(String, Edit)>, 
     Ok(edits)
 }
 
-/// The op's own fix-ups when node `nid` touches a value that loses channels: a depthwise
-/// conv's group count, a channel Split's sizes, a channel Slice's map, a Reshape's target.
-fn fixup(cx: &Cx, nid: usize) -> Result<Vec<(String, Edit)>, RewriteError> {
-    let (g, a, kept_idx) = (cx.g, cx.a, cx.kept_idx);
-    let width = |v: ValueId| cx.width(v);
-    let new_count = |v: Option<ValueId>| cx.new_count(v);
-    let node = &g.nodes[nid];
-    let nerr = |msg: String| RewriteError::Node { node: node.label(), msg };
-    let mut edits = Vec::new();
-    match node.op_type.as_str() {
-        "Conv" => {
-            let grp = node.attr_int("group", 1).map_err(nerr)?;
-            if grp > 1 {
-                let c = new_count(node.inputs[0]).unwrap_or(0) as i64;
-                edits.push((
-                    format!("set group of depthwise conv {}: {grp} -> {c}", node.label()),
-                    Edit::SetGroup { node: nid, group: c },
-                ));
-            }
-        }
-        "Split" => {
-            let x = node.inputs[0].expect("Split has an input");
-            let rank = a.facts[x].as_ref().map_or(0, |f| f.rank());
-            let axis =
-                crate::ir::ops::norm_axis(node.attr_int("axis", 0).map_err(nerr)?, rank.max(1))
-                    .map_err(nerr)?;
-            if axis == 1 {
-                let sizes: Vec<i64> =
-                    node.outputs.iter().map(|&o| new_count(o).unwrap_or(0) as i64).collect();
-                let split_in = node.inputs.get(1).copied().flatten();
-                let split_in = split_in.and_then(|s| g.values[s].init.as_ref());
-                let old = split_sizes(node, width(x), split_in.and_then(|t| t.to_i64()))
-                    .map_or_else(|_| "?".to_string(), |o| format!("{o:?}"));
-                edits.push((
-                    format!("split sizes of {}: {old} -> {sizes:?}", node.label()),
-                    Edit::SplitSizes { node: nid, sizes },
-                ));
-            }
-        }
-        "Slice" => {
-            let cx = crate::analysis::channels::node_cx(node, &a.facts);
-            if let Some(map) = slice_channel_map(&cx).map_err(nerr)? {
-                let (x, y) =
-                    (node.inputs[0].expect("Slice input"), node.outputs[0].expect("Slice output"));
-                let full_out: Vec<usize> = (0..map.len()).collect();
-                let kept_out = kept_idx.get(&y).unwrap_or(&full_out);
-                let full_in: Vec<usize> = (0..width(x)).collect();
-                let kept_in = kept_idx.get(&x).unwrap_or(&full_in);
-                let pos: BTreeMap<usize, usize> =
-                    kept_in.iter().enumerate().map(|(p, &i)| (i, p)).collect();
-                let new_map = kept_out
-                    .iter()
-                    .map(|&k| {
-                        pos.get(&map[k]).copied().ok_or_else(|| {
-                            nerr(format!(
-                                "output channel {k} reads input channel {} that is removed",
-                                map[k]
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                edits.push((
-                    format!(
-                        "slice channels of {}: {} -> {}",
-                        node.label(),
-                        map.len(),
-                        new_map.len()
-                    ),
-                    Edit::SliceChannels { node: nid, map: new_map },
-                ));
-            }
-        }
-        "Reshape" => {
-            let y = node.outputs[0].expect("Reshape output");
-            let target =
-                match node.inputs.get(1).copied().flatten().and_then(|s| g.values[s].init.as_ref())
-                {
-                    Some(t) => t.to_i64(),
-                    None => node.attr_ints("shape").map_err(nerr)?,
-                };
-            let Some(mut target) = target else {
-                return Err(nerr(
-                    "the target shape is computed at run time; rlal cannot rewrite it".into(),
-                ));
-            };
-            if target.len() >= 2 && target[1] > 0 {
-                let c = new_count(Some(y)).unwrap_or(0) as i64;
-                if target[1] != c {
-                    let old = target.clone();
-                    target[1] = c;
-                    edits.push((
-                        format!("reshape target of {}: {old:?} -> {target:?}", node.label()),
-                        Edit::ReshapeTarget { node: nid, target },
-                    ));
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(edits)
+/// The op's own fix-up (see [`ops::OpDef::fixup`]) when node `nid` touches a value that
+/// loses channels.
+fn fixup(cx: &Cx, nid: NodeId) -> Result<Option<(String, Edit)>, RewriteError> {
+    let node = &cx.g.nodes[nid];
+    let Some(op) = ops::lookup(node) else { return Ok(None) };
+    let fx = FixupCx::new(cx.g, &cx.a.facts, node, cx.kept_idx);
+    let f = op.fixup(&fx).map_err(|msg| RewriteError::Node { node: node.label(), msg })?;
+    Ok(f.map(|f| (f.label, Edit::Node { node: nid, change: f.change })))
 }
 
 impl fmt::Display for Plan {

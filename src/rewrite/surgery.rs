@@ -3,6 +3,7 @@ use super::plan::{Edit, Plan};
 use super::RewriteError;
 use crate::analysis::Analysis;
 use crate::ir::infer::Facts;
+use crate::ir::ops::NodeChange;
 use crate::ir::{Attr, DType, Dim, Graph, Node, NodeId, Tensor, Value, ValueId};
 
 /// Applies `plan` to a copy of `g` (the graph the plan was built from): slices
@@ -46,15 +47,24 @@ fn apply_edit(g: &mut Graph, edit: &Edit) -> Result<(), String> {
             }
             v.init = Some(s);
         }
-        Edit::SetGroup { node, group } => g.nodes[*node].set_attr("group", Attr::Int(*group)),
-        Edit::SplitSizes { node, sizes } => {
-            let n = &g.nodes[*node];
+        Edit::Node { node, change } => apply_change(g, *node, change)?,
+    }
+    Ok(())
+}
+
+/// Writes an op's fix-up into node `nid`: attributes, or new constants for inputs
+/// (a constant may be shared, so it is never edited in place).
+fn apply_change(g: &mut Graph, nid: NodeId, change: &NodeChange) -> Result<(), String> {
+    match change {
+        NodeChange::Group(group) => g.nodes[nid].set_attr("group", Attr::Int(*group)),
+        NodeChange::SplitSizes(sizes) => {
+            let n = &g.nodes[nid];
             if n.attr("split").is_some() || g.meta.opset() < 13 {
-                g.nodes[*node].set_attr("split", Attr::Ints(sizes.clone()));
+                g.nodes[nid].set_attr("split", Attr::Ints(sizes.clone()));
             } else {
                 let base = format!("{}.split", n.name);
                 let c = add_const(g, &base, Tensor::i64_vec(sizes.clone()));
-                let n = &mut g.nodes[*node];
+                let n = &mut g.nodes[nid];
                 n.attrs.retain(|(a, _)| a != "num_outputs");
                 if n.inputs.len() < 2 {
                     n.inputs.resize(2, None);
@@ -62,15 +72,15 @@ fn apply_edit(g: &mut Graph, edit: &Edit) -> Result<(), String> {
                 n.inputs[1] = Some(c);
             }
         }
-        Edit::SliceChannels { node, map } => slice_channels(g, *node, map)?,
-        Edit::ReshapeTarget { node, target } => {
-            let n = &g.nodes[*node];
+        NodeChange::SliceChannels(map) => slice_channels(g, nid, map)?,
+        NodeChange::ReshapeTarget(target) => {
+            let n = &g.nodes[nid];
             if n.inputs.get(1).copied().flatten().is_some() {
                 let base = format!("{}.shape", n.name);
                 let c = add_const(g, &base, Tensor::i64_vec(target.clone()));
-                g.nodes[*node].inputs[1] = Some(c);
+                g.nodes[nid].inputs[1] = Some(c);
             } else {
-                g.nodes[*node].set_attr("shape", Attr::Ints(target.clone()));
+                g.nodes[nid].set_attr("shape", Attr::Ints(target.clone()));
             }
         }
     }

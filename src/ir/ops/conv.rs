@@ -1,6 +1,8 @@
 //! Conv (groups incl. depthwise, dilations, pads, auto_pad) and ConvTranspose.
 //! Spec: https://onnx.ai/onnx/operators/onnx__Conv.html (opset 1, 11: auto_pad defaults unchanged).
-use super::{ChannelSpec, Fact, InferCx, NodeCx, OpDef, ParamTie, Role, Tie};
+use super::{
+    ChannelSpec, Fact, Fixup, FixupCx, InferCx, NodeChange, NodeCx, OpDef, ParamTie, Role, Tie,
+};
 use crate::ir::{Dim, Node};
 
 struct Conv;
@@ -279,6 +281,19 @@ impl OpDef for Conv {
         }
         s
     }
+    /// A pruned depthwise conv keeps one group per remaining channel.
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+        let node = cx.node();
+        let grp = node.attr_int("group", 1)?;
+        if grp <= 1 {
+            return Ok(None);
+        }
+        let c = cx.count_in(0).unwrap_or(0) as i64;
+        Ok(Some(Fixup {
+            label: format!("set group of depthwise conv {}: {grp} -> {c}", node.label()),
+            change: NodeChange::Group(c),
+        }))
+    }
 }
 
 impl OpDef for ConvTranspose {
@@ -336,7 +351,7 @@ impl OpDef for ConvTranspose {
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{all_fixed, batch, int, ints, same, text, tie, T};
-    use super::super::{Role, Tie};
+    use super::super::{NodeChange, Role, Tie};
     use crate::ir::{Attr, Dim, ValueId};
 
     type Attrs = Vec<(&'static str, Attr)>;
@@ -411,6 +426,18 @@ mod tests {
         let (t, y) = conv("Conv", &[3, 10], &[5, 3, 4], Some(5), &[("strides", ints(&[3]))]);
         assert_eq!(t.shape(y), batch(&[5, 3]));
         assert_eq!(t.macs(0), Some(5 * 3 * 3 * 4));
+    }
+
+    #[test]
+    fn depthwise_conv_fixup_sets_one_group_per_kept_channel() {
+        let (t, y) = conv("Conv", &[4, 5, 5], &[4, 1, 3, 3], Some(4), &[("group", int(4))]);
+        let x = t.g.inputs[0];
+        let f = t.fixup(0, &[(x, vec![0, 2, 3]), (y, vec![0, 2, 3])]).unwrap().unwrap();
+        assert_eq!(f.change, NodeChange::Group(3));
+        assert_eq!(f.label, "set group of depthwise conv 'n0' (Conv): 4 -> 3");
+        // A conv with one group only has its weights sliced.
+        let (t, y) = conv("Conv", &[4, 5, 5], &[8, 4, 3, 3], None, &[]);
+        assert_eq!(t.fixup(0, &[(y, vec![0, 1])]), Ok(None));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Layout ops: Flatten, Reshape, Transpose, Concat, Split, Slice, Pad,
 //! Squeeze, Unsqueeze. Channel links are index maps along axis 1.
-use super::{norm_axis, ChannelSpec, Fact, InferCx, NodeCx, OpDef, Role};
+use super::{
+    norm_axis, ChannelSpec, Fact, Fixup, FixupCx, InferCx, NodeChange, NodeCx, OpDef, Role,
+};
 use crate::ir::{fmt_shape, Dim, Tensor};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 struct Flatten;
@@ -186,6 +189,27 @@ impl OpDef for Reshape {
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         channel_map_reshape(cx, "Reshape")
+    }
+    /// A constant target that hard-codes the channel (or feature) count follows it.
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+        let node = cx.node();
+        let target = match cx.init(1) {
+            Some(t) => t.to_i64(),
+            None => node.attr_ints("shape")?,
+        };
+        let Some(mut target) = target else {
+            return Err("the target shape is computed at run time; rlal cannot rewrite it".into());
+        };
+        let c = cx.count_out(0).unwrap_or(0) as i64;
+        if target.len() < 2 || target[1] <= 0 || target[1] == c {
+            return Ok(None);
+        }
+        let old = target.clone();
+        target[1] = c;
+        Ok(Some(Fixup {
+            label: format!("reshape target of {}: {old:?} -> {target:?}", node.label()),
+            change: NodeChange::ReshapeTarget(target),
+        }))
     }
 }
 
@@ -389,6 +413,22 @@ impl OpDef for Split {
         }
         s
     }
+    /// A Split on the channel axis gets the pruned sizes of its outputs.
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+        let node = cx.node();
+        let rank = cx.base.input(0).map_or(0, |f| f.rank());
+        if norm_axis(node.attr_int("axis", 0)?, rank.max(1))? != 1 {
+            return Ok(None);
+        }
+        let sizes: Vec<i64> =
+            (0..node.outputs.len()).map(|o| cx.count_out(o).unwrap_or(0) as i64).collect();
+        let old = split_sizes(node, cx.width_in(0), cx.init(1).and_then(|t| t.to_i64()))
+            .map_or_else(|_| "?".to_string(), |o| format!("{o:?}"));
+        Ok(Some(Fixup {
+            label: format!("split sizes of {}: {old} -> {sizes:?}", node.label()),
+            change: NodeChange::SplitSizes(sizes),
+        }))
+    }
 }
 
 /// Resolved Slice parameters: per axis (start, end, step), ONNX clamping rules.
@@ -556,6 +596,32 @@ impl OpDef for Slice {
                 &format!("Slice {} with computed bounds", cx.node.label()),
             ),
         }
+    }
+    /// A Slice on the channel axis picks the kept output channels among the kept
+    /// input channels.
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+        let Some(map) = slice_channel_map(&cx.base)? else { return Ok(None) };
+        let kept_out = cx.kept_outputs.first().copied().flatten();
+        let kept_out = kept_out.map_or_else(|| (0..map.len()).collect(), <[usize]>::to_vec);
+        let pos: BTreeMap<usize, usize> =
+            cx.kept_in(0).into_iter().enumerate().map(|(p, i)| (i, p)).collect();
+        let new_map = kept_out
+            .iter()
+            .map(|&k| {
+                pos.get(&map[k]).copied().ok_or_else(|| {
+                    format!("output channel {k} reads input channel {} that is removed", map[k])
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Fixup {
+            label: format!(
+                "slice channels of {}: {} -> {}",
+                cx.node().label(),
+                map.len(),
+                new_map.len()
+            ),
+            change: NodeChange::SliceChannels(new_map),
+        }))
     }
 }
 
@@ -749,7 +815,7 @@ impl OpDef for Unsqueeze {
 #[cfg(test)]
 mod tests {
     use super::super::testkit::{all_fixed, batch, int, ints, same, text, T};
-    use super::super::Role;
+    use super::super::{NodeChange, Role};
     use crate::ir::{Attr, Dim, Tensor, ValueId};
 
     use super::super::fixed;
@@ -848,6 +914,31 @@ mod tests {
         let s = t.input(fixed(&[2]));
         t.op("Reshape", &[x, s], &[]);
         assert!(t.err().contains("computed at run time"), "{}", t.err());
+    }
+
+    #[test]
+    fn reshape_fixup_rewrites_a_hard_coded_channel_count() {
+        // [N, 8, 2, 2] -> [-1, 32]; 2 channels kept: 8 features.
+        let (t, y) = with_ints(13, "Reshape", &[8, 2, 2], &[&[-1, 32]], &[]);
+        let f = t.fixup(0, &[(y, (0..8).collect())]).unwrap().unwrap();
+        assert_eq!(f.change, NodeChange::ReshapeTarget(vec![-1, 8]));
+        assert_eq!(f.label, "reshape target of 'n0' (Reshape): [-1, 32] -> [-1, 8]");
+        // Opset 1 holds the target in an attribute.
+        let (t, y) = with_ints(1, "Reshape", &[8, 2, 2], &[], &[("shape", ints(&[-1, 32]))]);
+        let f = t.fixup(0, &[(y, (0..4).collect())]).unwrap().unwrap();
+        assert_eq!(f.change, NodeChange::ReshapeTarget(vec![-1, 4]));
+        // A target that copies (0) or infers (-1) the channel axis needs nothing.
+        for target in [&[0, -1, 4][..], &[-1, 0, 4], &[-1]] {
+            let (t, y) = with_ints(13, "Reshape", &[8, 2, 2], &[target], &[]);
+            assert_eq!(t.fixup(0, &[(y, vec![0])]), Ok(None), "{target:?}");
+        }
+        // A target computed from shapes cannot be rewritten.
+        let mut t = T::new();
+        let x = t.input(batch(&[8, 2, 2]));
+        let s = t.op("Shape", &[x], &[]);
+        let y = t.op("Reshape", &[x, s], &[]);
+        let e = t.fixup(1, &[(y, vec![0])]).unwrap_err();
+        assert!(e.contains("computed at run time"), "{e}");
     }
 
     #[test]
@@ -960,6 +1051,23 @@ mod tests {
     }
 
     #[test]
+    fn split_fixup_sets_the_kept_sizes_on_the_channel_axis() {
+        let (t, y) = split(13, Some(&[2, 4]), 2, &[("axis", int(1))]);
+        let x = t.g.inputs[0];
+        let kept = [(x, vec![0, 3, 5]), (y[0], vec![0]), (y[1], vec![1, 3])];
+        let f = t.fixup(0, &kept).unwrap().unwrap();
+        assert_eq!(f.change, NodeChange::SplitSizes(vec![1, 2]));
+        assert_eq!(f.label, "split sizes of 'n0' (Split): [2, 4] -> [1, 2]");
+        // Equal parts print their sizes too; an untouched output keeps its width.
+        let (t, y) = split(13, None, 3, &[("axis", int(-3))]);
+        let f = t.fixup(0, &[(y[1], vec![1])]).unwrap().unwrap();
+        assert_eq!(f.label, "split sizes of 'n0' (Split): [2, 2, 2] -> [2, 1, 2]");
+        // Off the channel axis the outputs keep the same channels: nothing to fix.
+        let (t, y) = split(13, Some(&[1, 3]), 2, &[("axis", int(2))]);
+        assert_eq!(t.fixup(0, &[(y[0], vec![0, 1])]), Ok(None));
+    }
+
+    #[test]
     fn split_num_outputs_leaves_a_smaller_last_chunk() {
         let mut t = T::opset(18);
         let x = t.input(batch(&[7, 2]));
@@ -1029,6 +1137,28 @@ mod tests {
         let (t, y) = with_ints(9, "Slice", &[8, 6, 6], &[], &attrs);
         assert_eq!(t.shape(y), batch(&[2, 6, 6]));
         assert_eq!(t.spec(0).links, vec![(0, 2, 0, 0), (0, 3, 0, 1)]);
+    }
+
+    #[test]
+    fn slice_fixup_maps_the_kept_outputs_to_the_kept_inputs() {
+        // Channels 1, 3, 5, 7 of 8.
+        let (t, y) = slice(&[1], &[8], &[1], Some(&[2]));
+        let x = t.g.inputs[0];
+        let f = t.fixup(0, &[(x, vec![0, 1, 5, 6, 7]), (y, vec![0, 2, 3])]).unwrap().unwrap();
+        // Outputs 0, 2, 3 read inputs 1, 5, 7: positions 1, 2, 4 among the kept inputs.
+        assert_eq!(f.change, NodeChange::SliceChannels(vec![1, 2, 4]));
+        assert_eq!(f.label, "slice channels of 'n0' (Slice): 4 -> 3");
+        // An untouched input keeps its indices; reversed picks stay in output order.
+        let (t, y) = slice(&[-1], &[i64::MIN], &[1], Some(&[-3]));
+        let f = t.fixup(0, &[(y, vec![0, 2])]).unwrap().unwrap();
+        assert_eq!(f.change, NodeChange::SliceChannels(vec![7, 1]));
+        // A kept output channel that reads a removed input channel.
+        let (t, y) = slice(&[1], &[8], &[1], Some(&[2]));
+        let e = t.fixup(0, &[(x, vec![0, 1, 5, 6]), (y, vec![0, 2, 3])]).unwrap_err();
+        assert!(e.contains("output channel 3 reads input channel 7 that is removed"), "{e}");
+        // A slice off the channel axis: nothing to fix.
+        let (t, y) = slice(&[1], &[5], &[2], None);
+        assert_eq!(t.fixup(0, &[(y, vec![0, 1])]), Ok(None));
     }
 
     #[test]

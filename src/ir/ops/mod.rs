@@ -8,12 +8,15 @@
 //!   both before and after channel pruning;
 //! * `params`: which inputs are trainable parameters;
 //! * `channels`: how channel axes (axis 1) of inputs and outputs are tied and
-//!   which axis of each parameter follows which channel axis.
+//!   which axis of each parameter follows which channel axis;
+//! * `fixup`: how the node itself changes when channels it touches are pruned
+//!   (attributes or constants that encode a channel count, see [`fixup`]).
 //!
 //! Ops not in the table import as opaque barriers: their outputs get the shapes
 //! declared in the file (if any) and every channel group touching them is fixed.
 pub mod conv;
 mod elementwise;
+pub mod fixup;
 pub mod gemm;
 pub mod layout;
 mod norm;
@@ -21,6 +24,7 @@ mod pool;
 mod shape_ops;
 
 use super::{DType, Dim, Node, Tensor};
+pub use fixup::{Fixup, FixupCx, NodeChange};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -138,6 +142,15 @@ pub struct NodeCx<'a> {
 }
 
 impl<'a> NodeCx<'a> {
+    /// `node` with the facts of its inputs and outputs.
+    pub fn new(node: &'a Node, facts: &'a super::infer::Facts) -> NodeCx<'a> {
+        let fact = |v: &Option<usize>| v.and_then(|v| facts[v].as_ref());
+        NodeCx {
+            node,
+            inputs: node.inputs.iter().map(fact).collect(),
+            outputs: node.outputs.iter().map(fact).collect(),
+        }
+    }
     pub fn input(&self, i: usize) -> Option<&'a Fact> {
         self.inputs.get(i).copied().flatten()
     }
@@ -252,6 +265,12 @@ pub trait OpDef: Sync + Send {
             &format!("{} does not support channel pruning", cx.node.op_type),
         )
     }
+    /// The node's own edit when a value it touches loses channels (none by default:
+    /// parameters are sliced through [`ChannelSpec::params`]); errors are messages
+    /// (the caller adds the node's name).
+    fn fixup(&self, _cx: &FixupCx) -> Result<Option<Fixup>, String> {
+        Ok(None)
+    }
 }
 
 type Registry = HashMap<&'static str, Box<dyn OpDef>>;
@@ -332,7 +351,7 @@ pub fn fixed(shape: &[usize]) -> Vec<Dim> {
 /// queried for its MACs, parameters and channel ties.
 #[cfg(test)]
 pub(crate) mod testkit {
-    use super::{lookup, ChannelSpec, NodeCx, ParamTie, Role, Tie};
+    use super::{lookup, ChannelSpec, Fixup, FixupCx, NodeCx, ParamTie, Role, Tie};
     use crate::ir::infer::{infer, Facts};
     use crate::ir::{Attr, DType, Dim, Graph, Node, Tensor, Value, ValueId};
 
@@ -454,13 +473,19 @@ pub(crate) mod testkit {
         /// Calls `f` with node `node`'s inputs and outputs as inferred.
         pub fn with_cx<R>(&self, node: usize, f: impl FnOnce(&NodeCx) -> R) -> R {
             let facts = self.facts();
-            let n = &self.g.nodes[node];
-            let cx = NodeCx {
-                node: n,
-                inputs: n.inputs.iter().map(|i| i.and_then(|i| facts[i].as_ref())).collect(),
-                outputs: n.outputs.iter().map(|o| o.and_then(|o| facts[o].as_ref())).collect(),
-            };
-            f(&cx)
+            f(&NodeCx::new(&self.g.nodes[node], &facts))
+        }
+        /// The fix-up of node `node` when each value of `kept` keeps only those
+        /// axis-1 indices.
+        pub fn fixup(
+            &self,
+            node: usize,
+            kept: &[(ValueId, Vec<usize>)],
+        ) -> Result<Option<Fixup>, String> {
+            let facts = self.facts();
+            let kept = kept.iter().cloned().collect();
+            let cx = FixupCx::new(&self.g, &facts, &self.g.nodes[node], &kept);
+            lookup(cx.node()).expect("registered").fixup(&cx)
         }
         /// The channel spec of node `node`.
         pub fn spec(&self, node: usize) -> ChannelSpec {
