@@ -233,7 +233,7 @@ pub fn mask(g: &Graph, a: &Analysis, plan: &Plan) -> Graph {
         for p in &gr.params {
             let consumer_side = gr.consumers.contains(&p.node)
                 && !g.nodes[p.node].outputs.contains(&Some(p.follows));
-            if consumer_side || is_divisor(g, p) {
+            if consumer_side || not_zeroable(g, p) {
                 continue;
             }
             let Some(keep) = plan.kept_idx.get(&p.follows) else { continue };
@@ -248,11 +248,12 @@ pub fn mask(g: &Graph, a: &Analysis, plan: &Plan) -> Graph {
     out
 }
 
-/// Whether `p` is the divisor of a Div: zeroing it would turn a zero channel into
-/// NaN (0 / 0) instead of keeping it zero.
-fn is_divisor(g: &Graph, p: &crate::analysis::channels::ParamSlice) -> bool {
+/// Whether `p` is a parameter that masking must not zero (a divisor: zeroing it
+/// would turn a zero channel into NaN, 0 / 0, instead of keeping it zero).
+fn not_zeroable(g: &Graph, p: &crate::analysis::channels::ParamSlice) -> bool {
     let node = &g.nodes[p.node];
-    node.op_type == "Div" && node.inputs.get(1) == Some(&Some(p.value))
+    let Some(op) = crate::ir::ops::lookup(node) else { return false };
+    node.inputs.iter().enumerate().any(|(slot, v)| *v == Some(p.value) && !op.zeroable(slot))
 }
 
 /// Zeroes indices `idx` along `axis` of an f32 tensor; false when it is not f32
@@ -272,13 +273,14 @@ fn zero_indices(t: &mut Tensor, axis: usize, idx: &[usize]) -> bool {
 }
 
 /// Sets every parameter entry of group `gr`'s channels `chans` to zero, producing
-/// and consuming side alike (all of `gr.params` but Div divisors). Keeping such channels changes
-/// nothing downstream: their consumers' weights are zero whatever the channels
-/// carry. False when a parameter is not an f32 initializer (then the channels
-/// must be removed instead of kept).
+/// and consuming side alike (all of `gr.params` but those their op declares not
+/// zeroable: Div divisors). Keeping such channels changes nothing downstream:
+/// their consumers' weights are zero whatever the channels carry. False when a
+/// parameter is not an f32 initializer (then the channels must be removed
+/// instead of kept).
 pub fn zero_group_channels(g: &mut Graph, gr: &crate::analysis::Group, chans: &[usize]) -> bool {
     for p in &gr.params {
-        if is_divisor(g, p) {
+        if not_zeroable(g, p) {
             continue; // kept: the channel stays finite, and its consumers' weights are zero
         }
         let Some((_, per)) = gr.members.iter().find(|(v, _)| *v == p.follows) else { return false };

@@ -262,6 +262,10 @@ impl OpDef for Binary {
         }
         Ok(vec![f])
     }
+    /// A zero divisor turns a zero channel into NaN.
+    fn zeroable(&self, slot: usize) -> bool {
+        !(matches!(self.0, Bin::Div) && slot == 1)
+    }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let Some(c) = cx.out_channels(0) else {
             return ChannelSpec {
@@ -467,6 +471,9 @@ mod tests {
             assert_eq!(s.inputs[slot], Role::Ignore, "{op}");
             assert_eq!(s.links, same(1 - slot, 0, 3), "{op}");
             assert_eq!(s.params, vec![tie(slot, 1, Tie::Output(0))], "{op}");
+            let def = super::super::lookup(&t.g.nodes[0]).expect("registered");
+            assert_eq!(def.zeroable(slot), op != "Div", "{op}: only a divisor must stay");
+            assert!(def.zeroable(1 - slot), "{op}");
         }
         // [3, 1, 1] lines up with axis 1 too; a scalar follows nothing.
         let mut t = T::new();

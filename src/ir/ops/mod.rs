@@ -10,7 +10,9 @@
 //! * `channels`: how channel axes (axis 1) of inputs and outputs are tied and
 //!   which axis of each parameter follows which channel axis;
 //! * `fixup`: how the node itself changes when channels it touches are pruned
-//!   (attributes or constants that encode a channel count, see [`fixup`]).
+//!   (attributes or constants that encode a channel count, see [`fixup`]);
+//! * `zeroable`: whether zeroing a parameter's channel zeroes the output channel
+//!   (what masked references and zeroed channels rely on).
 //!
 //! Ops not in the table import as opaque barriers: their outputs get the shapes
 //! declared in the file (if any) and every channel group touching them is fixed.
@@ -270,6 +272,11 @@ pub trait OpDef: Sync + Send {
     /// (the caller adds the node's name).
     fn fixup(&self, _cx: &FixupCx) -> Result<Option<Fixup>, String> {
         Ok(None)
+    }
+    /// Whether zeroing a channel of the parameter in input `slot` keeps that output
+    /// channel zero (false for a divisor: 0 / 0 is NaN). Masking skips such slots.
+    fn zeroable(&self, _slot: usize) -> bool {
+        true
     }
 }
 
