@@ -28,8 +28,13 @@ pub struct AgentConfig {
     pub actor_lr: f64,
     /// Critics' Adam learning rate (paper 1e-3).
     pub critic_lr: f64,
-    /// Entropy coefficient α (paper 0.1), in units of the (normalised) reward.
+    /// Entropy coefficient α (paper 0.1), in units of the (normalised) reward: its
+    /// value at the first agent epoch.
     pub alpha: f64,
+    /// α at the last agent epoch, reached geometrically from `alpha` (AMC decays its
+    /// exploration noise the same way): exploration early, exploitation of what the
+    /// critics learned late. `null` (the paper): α constant.
+    pub alpha_final: Option<f64>,
     /// Discount γ over the layers of an episode (paper: not given; was 0.99). Every
     /// transition already carries the episode's reward, so γ = 0 is the Monte-Carlo
     /// return of the terminal-reward episode (default 0, measured).
@@ -73,6 +78,20 @@ pub struct AgentConfig {
     /// layer's) or `terminal` (only the last layer's, the others 0: with γ = 1 the
     /// critics then learn the episode's value by bootstrapping through the layers).
     pub credit: Credit,
+    /// How a layer is named in the state: `index` (paper Eq. 1: its position l/L
+    /// only, so neighbouring layers look alike to the networks) or `one-hot` (also a
+    /// one-hot code of the layer: each layer can get its own action).
+    pub layer_code: LayerCode,
+}
+
+/// See [`AgentConfig::layer_code`].
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerCode {
+    Index,
+    OneHot,
 }
 
 /// See [`AgentConfig::credit`].
@@ -150,6 +169,7 @@ impl Default for AgentConfig {
             actor_lr: 3e-4,
             critic_lr: 1e-3,
             alpha: 0.1,
+            alpha_final: None,
             gamma: 0.0,
             tau: 0.005,
             z_dim: 64,
@@ -163,6 +183,7 @@ impl Default for AgentConfig {
             embed_init: EmbedInit::Previous,
             action_map: ActionMap::Affine,
             credit: Credit::Shared,
+            layer_code: LayerCode::Index,
         }
     }
 }
@@ -179,7 +200,20 @@ impl AgentConfig {
             embed_init: EmbedInit::Random,
             action_map: ActionMap::Clip,
             credit: Credit::Shared,
+            alpha_final: None,
+            layer_code: LayerCode::Index,
             ..Default::default()
+        }
+    }
+
+    /// α at `progress` in [0, 1] through the agent epochs (`alpha-final`).
+    pub fn alpha_at(&self, progress: f64) -> f64 {
+        match self.alpha_final {
+            Some(end) if self.alpha > 0.0 && end > 0.0 => {
+                self.alpha * (end / self.alpha).powf(progress.clamp(0.0, 1.0))
+            }
+            Some(end) => self.alpha + (end - self.alpha) * progress.clamp(0.0, 1.0),
+            None => self.alpha,
         }
     }
 
@@ -194,14 +228,19 @@ impl AgentConfig {
         }
     }
 
-    /// State features the agent sees: Eq. 1, plus the layer's bounds with `affine`
-    /// and its bounds and fair share with `fair`.
-    pub fn state_dim(&self) -> usize {
+    /// State features the agent sees for a graph of `layers` prunable layers: Eq. 1,
+    /// plus the layer's bounds with `affine`, its bounds and fair share with `fair`,
+    /// and the one-hot layer code with `layer-code: one-hot`.
+    pub fn state_dim(&self, layers: usize) -> usize {
         STATE_DIM
             + match self.action_map {
                 ActionMap::Clip => 0,
                 ActionMap::Affine => 2,
                 ActionMap::Fair => 3,
+            }
+            + match self.layer_code {
+                LayerCode::Index => 0,
+                LayerCode::OneHot => layers,
             }
     }
 
@@ -217,8 +256,13 @@ impl AgentConfig {
         pos("actor-lr", self.actor_lr)?;
         pos("critic-lr", self.critic_lr)?;
         pos("env-lr", self.env_lr)?;
-        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
-            return Err(("alpha", format!("{} must be >= 0", self.alpha)));
+        for (n, v) in [("alpha", Some(self.alpha)), ("alpha-final", self.alpha_final)] {
+            match v {
+                Some(v) if !(v >= 0.0 && v.is_finite()) => {
+                    return Err((n, format!("{v} must be >= 0")))
+                }
+                _ => {}
+            }
         }
         if !(0.0..=1.0).contains(&self.gamma) {
             return Err(("gamma", format!("{} must be in [0, 1]", self.gamma)));
@@ -242,6 +286,8 @@ impl AgentConfig {
 /// The agent: SAC + environment model + replay.
 pub struct Agent {
     pub cfg: AgentConfig,
+    /// Prunable layers of the graph (the size of the one-hot layer code).
+    pub layers: usize,
     pub sac: Sac,
     pub env: EnvModel,
     pub replay: Replay,
@@ -263,10 +309,12 @@ fn stack(rows: &[&[f32]]) -> Tensor {
 }
 
 impl Agent {
-    pub fn new(cfg: AgentConfig, max_epochs: usize, seed: u64) -> Agent {
-        let sac = Sac::new(cfg.state_dim() as i64, cfg.z_dim, cfg.sac(), seed as i64);
+    /// An agent for a graph of `layers` prunable layers and a search of `max_epochs`.
+    pub fn new(cfg: AgentConfig, layers: usize, max_epochs: usize, seed: u64) -> Agent {
+        let dim = cfg.state_dim(layers) as i64;
+        let sac = Sac::new(dim, cfg.z_dim, cfg.sac(), seed as i64);
         let env = EnvModel::new(
-            cfg.state_dim() as i64,
+            dim,
             cfg.z_dim,
             max_epochs,
             cfg.env_lr,
@@ -274,7 +322,7 @@ impl Agent {
             seed as i64 + 1,
         );
         let replay = Replay::new(cfg.replay_capacity);
-        Agent { cfg, sac, env, replay }
+        Agent { cfg, layers, sac, env, replay }
     }
 
     /// The state of layer `kept.len()` as the agent sees it: Eq. 1, and with
@@ -296,6 +344,9 @@ impl Agent {
             ActionMap::Fair => {
                 s.extend([1.0 - hi as f32 / c, 1.0 - lo as f32 / c, 1.0 - fair as f32 / c])
             }
+        }
+        if self.cfg.layer_code == LayerCode::OneHot {
+            s.extend((0..self.layers).map(|j| (j == kept.len()) as u8 as f32));
         }
         s
     }
@@ -397,18 +448,21 @@ impl Agent {
 
     /// The state after the last layer (terminal; only its position and a_{L} are set).
     fn final_state(&self, prev: f32) -> Vec<f32> {
-        let mut s = vec![0.0; self.cfg.state_dim()];
+        let mut s = vec![0.0; self.cfg.state_dim(self.layers)];
         s[0] = 1.0;
         s[STATE_DIM - 1] = prev;
         s
     }
 
-    /// Called before epoch `t`'s episodes: with `embed-init: previous`, ψ_t starts as
-    /// a copy of ψ_{t-1} (no transition of epoch t exists yet to train it).
-    pub fn begin_epoch(&mut self, t: usize) {
+    /// Called before epoch `t`'s episodes, `agent` the epochs `[first, end)` of the
+    /// agent phase: with `embed-init: previous`, ψ_t starts as a copy of ψ_{t-1} (no
+    /// transition of epoch t exists yet to train it); α follows `alpha-final`.
+    pub fn begin_epoch(&mut self, t: usize, (first, end): (usize, usize)) {
         if self.cfg.embed_init == EmbedInit::Previous && t > 0 {
             self.env.inherit_embedding(t);
         }
+        let span = end.saturating_sub(first + 1).max(1) as f64;
+        self.sac.cfg.alpha = self.cfg.alpha_at(t.saturating_sub(first) as f64 / span);
     }
 
     /// Stores an episode's transitions with its (raw) reward.
@@ -614,6 +668,48 @@ mod tests {
     }
 
     #[test]
+    fn alpha_follows_its_schedule_through_the_agent_epochs() {
+        let c = AgentConfig { alpha: 0.1, alpha_final: Some(0.001), ..Default::default() };
+        assert!((c.alpha_at(0.0) - 0.1).abs() < 1e-12);
+        assert!((c.alpha_at(0.5) - 0.01).abs() < 1e-12, "geometric midpoint");
+        assert!((c.alpha_at(1.0) - 0.001).abs() < 1e-12);
+        assert!((c.alpha_at(7.0) - 0.001).abs() < 1e-12, "clamped after the agent epochs");
+        assert_eq!(AgentConfig::default().alpha_at(0.7), AgentConfig::default().alpha);
+        let to_zero = AgentConfig { alpha_final: Some(0.0), ..Default::default() };
+        assert!((to_zero.alpha_at(0.5) - 0.05).abs() < 1e-12, "linear when an end is 0");
+        // begin_epoch sets it from the epoch's place in [first, end).
+        let mut a = Agent::new(c, 3, 20, 0);
+        a.begin_epoch(14, (4, 15));
+        assert!((a.sac.cfg.alpha - 0.001).abs() < 1e-9);
+        a.begin_epoch(4, (4, 15));
+        assert!((a.sac.cfg.alpha - 0.1).abs() < 1e-9);
+        let bad = AgentConfig { alpha_final: Some(-1.0), ..Default::default() };
+        assert_eq!(bad.check().unwrap_err().0, "alpha-final");
+    }
+
+    #[test]
+    fn one_hot_layer_code_names_each_layer() {
+        let (_, an) = crate::analysis::import(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx"),
+            &Default::default(),
+        )
+        .unwrap();
+        let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
+        let n = b.layers.len();
+        let cfg = AgentConfig { layer_code: LayerCode::OneHot, ..Default::default() };
+        assert_eq!(cfg.state_dim(n), AgentConfig::default().state_dim(n) + n);
+        let a = Agent::new(cfg, n, 4, 0);
+        let ep = a.episode(&b, 0, &mut Rng::new(1), Explore::Random);
+        for (l, s) in ep.states.iter().enumerate() {
+            assert_eq!(s.len(), a.cfg.state_dim(n));
+            let code = &s[s.len() - n..];
+            assert_eq!(code.iter().sum::<f32>(), 1.0);
+            assert_eq!(code[l], 1.0, "layer {l}");
+        }
+        assert_eq!(ep.final_state.len(), a.cfg.state_dim(n));
+    }
+
+    #[test]
     fn env_model_tracks_a_reward_that_drifts_with_epochs() {
         // The reward of the same (s, a) rises with the epoch; only z can explain it.
         let mut env = EnvModel::new(2, 16, 10, 3e-3, true, 0);
@@ -643,6 +739,7 @@ mod tests {
         let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
         let mut a = Agent::new(
             AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() },
+            b.layers.len(),
             5,
             1,
         );
@@ -656,6 +753,7 @@ mod tests {
             a.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
         let mut b2 = Agent::new(
             AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() },
+            b.layers.len(),
             5,
             99,
         );

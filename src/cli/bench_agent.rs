@@ -19,6 +19,10 @@ pub struct AgentBenchArgs {
     /// Seeds (each seed draws its own surface; every method runs on it).
     #[arg(long, default_value_t = 5)]
     pub seeds: u64,
+    /// First seed: the run covers seeds first-seed .. first-seed + seeds (to split a
+    /// comparison over several processes).
+    #[arg(long, default_value_t = 0)]
+    pub first_seed: u64,
     /// Methods to compare.
     #[arg(
         long,
@@ -142,7 +146,7 @@ pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
         uniform_drop: a.uniform_drop,
         pairs: a.pairs,
     };
-    let seeds: Vec<u64> = (0..a.seeds).collect();
+    let seeds: Vec<u64> = (a.first_seed..a.first_seed.saturating_add(a.seeds)).collect();
     let rep = agent_bench::bench(&r, &budget, &scfg, &a.methods, &seeds, !a.json)
         .map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", a.recipe.display())))?;
     agent_bench::write(&a.out, &rep).map_err(Failure::job)?;

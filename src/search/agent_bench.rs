@@ -331,6 +331,12 @@ pub struct EpochStat {
     pub greedy_regret: Option<f64>,
     /// Optimum − final-surface value of the architecture the search would prune to now.
     pub regret: Option<f64>,
+    /// The policy's entropy (mean over the epoch's updates) and α of the epoch.
+    pub entropy: Option<f64>,
+    pub alpha: Option<f64>,
+    /// MACs / full MACs: mean over the epoch's episodes, and of the greedy policy's.
+    pub mean_macs: Option<f64>,
+    pub greedy_macs: Option<f64>,
 }
 
 /// One method on one seed.
@@ -359,7 +365,7 @@ pub fn run(
     let last = r.epochs.max(1) - 1;
     let mut cfg = r.agent.clone();
     cfg.env_model &= method != Method::NoEnvModel;
-    let mut agent = Agent::new(cfg, r.epochs, seed);
+    let mut agent = Agent::new(cfg, budget.layers.len(), r.epochs, seed);
     let mut rng = Rng::new(seed).fork(0x5ea4c4);
     let mut noise = Rng::new(seed).fork(0x7e57);
     let (k, rescore) = (r.kept_incumbents(), r.selection == Selection::Rescore);
@@ -375,9 +381,9 @@ pub fn run(
             if rescore {
                 let _ = inc.rescore(t + 1, |kept| Ok::<_, ()>(surface.sample(t, kept, &mut noise)));
             }
-            agent.begin_epoch(t);
+            agent.begin_epoch(t, (r.warmup_epochs + r.buffer_epochs, r.agent_epochs));
             let explore = if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
-            let mut rewards = Vec::new();
+            let (mut rewards, mut macs) = (Vec::new(), Vec::new());
             for _ in 0..if method == Method::Uniform { 1 } else { r.episodes_per_epoch } {
                 let (kept, ep) = match method {
                     Method::Uniform => (uniform.clone(), None),
@@ -396,14 +402,18 @@ pub fn run(
                     agent.remember(ep, acc as f32);
                 }
                 rewards.push(acc);
+                macs.push(budget.macs(&kept) as f64 / budget.full_macs().max(1) as f64);
                 inc.offer(Best { reward: acc, kept, epoch: t + 1 }, k, rescore);
             }
             row.mean_reward = Some(rewards.iter().sum::<f64>() / rewards.len() as f64);
             row.best_reward = rewards.iter().copied().reduce(f64::max);
+            row.mean_macs = Some(macs.iter().sum::<f64>() / macs.len() as f64);
             if phase == Phase::Agent && matches!(method, Method::Rlal | Method::NoEnvModel) {
-                agent.update(&mut rng);
+                row.entropy = Some(agent.update(&mut rng).entropy);
+                row.alpha = Some(agent.sac.cfg.alpha);
                 let g = agent.episode(budget, t, &mut Rng::new(0), Explore::Greedy);
                 row.greedy_reward = Some(surface.value(t, &g.kept));
+                row.greedy_macs = Some(budget.macs(&g.kept) as f64 / budget.full_macs().max(1) as f64);
                 row.greedy_regret = Some(regret(&g.kept));
             }
         }

@@ -498,6 +498,7 @@ impl<'a> Job<'a> {
         let t_all = Instant::now();
         let (input, job) = (SearchError::Input, SearchError::Job);
         let (g, an, budget) = prepare_run(r, o)?;
+        let layers = budget.layers.len();
         if r.threads > 0 {
             tch::set_num_threads(r.threads as i32);
         }
@@ -526,7 +527,7 @@ impl<'a> Job<'a> {
             recal_x,
             net,
             tr,
-            agent: Agent::new(r.agent.clone(), r.epochs, r.seed),
+            agent: Agent::new(r.agent.clone(), layers, r.epochs, r.seed),
             rng: Rng::new(r.seed).fork(0x5ea4c4),
             inc: Incumbents::default(),
             ckpt: o.run_dir.join(CKPT),
@@ -696,7 +697,7 @@ impl<'a> Job<'a> {
                 job(anyhow!("the agent updates of epoch {} failed (thread panicked)", pd.row.epoch))
             })?;
             let mut row = pd.row;
-            row.set_updates(&st, secs, self.r.agent.env_model, self.r.agent.alpha);
+            row.set_updates(&st, secs, self.r.agent.env_model, self.agent.sac.cfg.alpha);
             row.update_overlapped = true;
             row.search_seconds = pd.episodes_seconds + wait;
             self.t_search += row.search_seconds;
@@ -863,7 +864,7 @@ impl<'a> Job<'a> {
         }
         let tu = Instant::now();
         let st = self.agent.update(&mut self.rng);
-        row.set_updates(&st, tu.elapsed().as_secs_f64(), r.agent.env_model, r.agent.alpha);
+        row.set_updates(&st, tu.elapsed().as_secs_f64(), r.agent.env_model, self.agent.sac.cfg.alpha);
         Ok(false)
     }
 
@@ -879,7 +880,7 @@ impl<'a> Job<'a> {
         Ok(match r.policy {
             Policy::Rlal | Policy::Random => {
                 if r.policy == Policy::Rlal {
-                    self.agent.begin_epoch(t);
+                    self.agent.begin_epoch(t, (r.warmup_epochs + r.buffer_epochs, r.agent_epochs));
                 }
                 let explore = if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
                 (0..r.episodes_per_epoch)

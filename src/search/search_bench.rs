@@ -168,7 +168,7 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
         .map_err(job)?
         .with_recalibration(recal);
     let ort_ok = ort_usable(r, device);
-    let mut agent = Agent::new(r.agent.clone(), r.epochs, r.seed);
+    let mut agent = Agent::new(r.agent.clone(), budget.layers.len(), r.epochs, r.seed);
     let mut rng = Rng::new(r.seed).fork(0xbe4c);
     let tf = Instant::now();
     let frozen = freeze(r, &net, &budget, ort_ok).context("freezing the weights").map_err(job)?;
