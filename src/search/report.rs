@@ -301,14 +301,14 @@ pub fn validate(
     dims: [usize; 3],
     batch: usize,
 ) -> anyhow::Result<Report> {
-    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.threads)
+    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.training.threads)
         .context("validating the unpruned model")?;
-    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.threads)
+    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.training.threads)
         .context("validating the pruned model")?;
     let speedup = u.latency_batch_ms / p.latency_batch_ms.max(1e-9);
     let slow_ops = if speedup < 1.0 && engine.starts_with("ort") {
         let shape = [batch, dims[0], dims[1], dims[2]];
-        compare_profiles(unpruned, pruned, &shape, c.recipe.threads)
+        compare_profiles(unpruned, pruned, &shape, c.recipe.training.threads)
             .context("profiling the models in ONNX Runtime")?
     } else {
         Vec::new()

@@ -1,6 +1,6 @@
 //! Glue shared by `rlal train`, `rlal eval` and the benches: model geometry,
 //! BN insertion with re-analysis, data loaders from a recipe.
-use super::recipe::{InsertBn, Recipe};
+use super::recipe::{InsertBn, Training};
 use super::TrainError;
 use crate::analysis::Analysis;
 use crate::data::{self, Loader, LoaderConfig, Normalize, Transform};
@@ -68,9 +68,10 @@ pub fn apply_insert_bn(
 const TRAIN_SUBSET: u64 = 0x7452_5355_4253_4554;
 
 /// Train loader (minus `holdout` images, at most `train-samples`), holdout indices and
-/// test loader for a recipe.
+/// test loader for a recipe's training settings.
 pub fn loaders(
-    r: &Recipe,
+    r: &Training,
+    holdout: usize,
     dir: &Path,
     input: [usize; 3],
     classes: Option<usize>,
@@ -90,8 +91,8 @@ pub fn loaders(
             None => data::check_input(&**ds, input)?,
         }
     }
-    let (mut train_idx, holdout) = if r.holdout > 0 {
-        data::split_holdout(&*pair.train, r.holdout, r.seed)?
+    let (mut train_idx, holdout) = if holdout > 0 {
+        data::split_holdout(&*pair.train, holdout, r.seed)?
     } else {
         ((0..pair.train.len()).collect(), Vec::new())
     };
