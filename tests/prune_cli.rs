@@ -53,6 +53,20 @@ fn every_recipe_parses_and_validates() {
     assert!(n >= 6, "quickstart, results and the paper recipes with shipped graphs");
 }
 
+/// The YAML examples of docs/RECIPES.md: a prune recipe, then a train recipe.
+#[test]
+fn recipe_doc_examples_parse_and_validate() {
+    let doc = std::fs::read_to_string("docs/RECIPES.md").unwrap();
+    let blocks: Vec<&str> =
+        doc.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert_eq!(blocks.len(), 2, "docs/RECIPES.md: a prune and a train example");
+    let r = rlal::search::Recipe::parse(blocks[0]).unwrap();
+    r.check().unwrap();
+    assert_eq!((r.training.epochs, r.search.weights_only_epochs, r.finetune.epochs), (15, 2, 5));
+    let t = rlal::train::recipe::Recipe::parse(blocks[1]).unwrap();
+    assert_eq!(t.training.epochs, 2);
+}
+
 #[test]
 fn impossible_budgets_are_rejected_with_the_figure() {
     let (code, _, err) = rlal(&[

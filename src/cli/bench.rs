@@ -115,10 +115,10 @@ pub struct TrainBenchArgs {
     /// Fixed input size CxHxW for graphs with dynamic H/W.
     #[arg(long, value_parser = parse_dims)]
     pub input_shape: Option<Vec<usize>>,
-    /// Training arithmetic (mixed bf16/fp16 as `precision` in recipes).
+    /// Training arithmetic (mixed bf16/fp16 as `training.precision` in recipes).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: rlal::train::recipe::Precision,
-    /// Channels-last layout (as `channels-last` in recipes).
+    /// Channels-last layout (as `training.channels-last` in recipes).
     #[arg(long)]
     pub channels_last: bool,
     /// Print a JSON object (model, batch, threads, steps, warmup, median_ms, mean_ms, images_per_s, device, ...).

@@ -194,11 +194,11 @@ pub struct Report {
     pub unpruned: Figures,
     pub pruned: Figures,
     /// Test accuracy of the jointly trained network's best sub-network before fine-tuning
-    /// (removed channels masked; BN statistics re-estimated as for the rewards when `reward-bn-samples` > 0).
+    /// (removed channels masked; BN statistics re-estimated as for the rewards when `search.reward-bn-samples` > 0).
     pub masked_accuracy: f64,
     pub best_reward: f64,
     pub best_epoch: usize,
-    /// `selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
+    /// `search.selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
     #[serde(default)]
     pub final_choice_changed: Option<bool>,
     pub engine: String,
@@ -231,7 +231,7 @@ fn one() -> usize {
 pub struct Context<'a> {
     pub recipe: &'a Recipe,
     pub best: &'a Best,
-    /// `selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
+    /// `search.selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
     pub final_choice_changed: Option<bool>,
     pub layers: Vec<LayerChoice>,
     pub masked_acc: f64,

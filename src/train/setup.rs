@@ -40,7 +40,7 @@ pub fn needs_bn(g: &Graph) -> bool {
     })
 }
 
-/// Applies `insert-bn` and re-analyses; returns the number of BN nodes added.
+/// Applies `training.insert-bn` and re-analyses; returns the number of BN nodes added.
 pub fn apply_insert_bn(
     g: &mut Graph,
     a: &mut Analysis,
@@ -64,10 +64,10 @@ pub fn apply_insert_bn(
     Ok(n)
 }
 
-/// Seed stream of the `train-samples` subset.
+/// Seed stream of the `training.train-samples` subset.
 const TRAIN_SUBSET: u64 = 0x7452_5355_4253_4554;
 
-/// Train loader (minus `holdout` images, at most `train-samples`), holdout indices and
+/// Train loader (minus `holdout` images, at most `training.train-samples`), holdout indices and
 /// test loader for a recipe's training settings.
 pub fn loaders(
     r: &Training,
@@ -135,7 +135,7 @@ pub fn loaders(
 
 /// Loader threads for a recipe's `workers` on this process: `auto` takes the cores of
 /// this process's share of the machine (the machine's, divided among the ranks a
-/// launcher put on this node) left after `threads` training threads.
+/// launcher put on this node) left after `training.threads` training threads.
 pub fn workers(w: crate::data::Workers, threads: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let local = crate::dist::local_size().max(1);
