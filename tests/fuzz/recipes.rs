@@ -53,6 +53,24 @@ fn recipe_keys(text: &str) -> Vec<Key> {
     keys
 }
 
+/// Every field of both recipe shapes, from their defaults (also those no file in recipes/ sets).
+fn all_keys() -> Vec<Key> {
+    let prune = serde_yaml::to_value(rlal::search::Recipe::default()).unwrap();
+    let train = serde_yaml::to_value(rlal::train::recipe::Recipe::default()).unwrap();
+    let mut keys = Vec::new();
+    for v in [prune, train] {
+        for (k, v) in v.as_mapping().unwrap() {
+            let k = k.as_str().unwrap().to_string();
+            match v.as_mapping() {
+                Some(m) => keys
+                    .extend(m.keys().map(|f| (Some(k.clone()), f.as_str().unwrap().to_string()))),
+                None => keys.push((None, k)),
+            }
+        }
+    }
+    keys
+}
+
 /// Inserts `key: value` into `lines`: a top-level field anywhere, a section's field
 /// just under the section's line (the section is added at the end when missing).
 fn insert_field(lines: &mut Vec<String>, (section, key): &Key, value: &str, rng: &mut Rng) {
@@ -167,13 +185,15 @@ fn fuzz_recipes() {
             texts.push(t);
         }
     }
-    keys.sort();
-    keys.dedup();
-    // Every section of the recipes is covered, and so are the training fields.
+    // The recipes/ files have every section; the defaults add the fields no file sets.
     for s in ["training", "search", "finetune", "agent"] {
         assert!(keys.iter().any(|(k, _)| k.as_deref() == Some(s)), "no {s} field in recipes/");
     }
-    assert!(keys.iter().filter(|(k, _)| k.as_deref() == Some("training")).count() >= 20);
+    keys.extend(all_keys());
+    keys.sort();
+    keys.dedup();
+    assert!(keys.iter().filter(|(k, _)| k.as_deref() == Some("training")).count() >= 29);
+    assert!(keys.contains(&(Some("finetune".into()), "lr".into())));
     let mut rng = seed(2);
     let mut fails = Failures::new("recipe");
     let t0 = Instant::now();
