@@ -60,7 +60,7 @@ fn bench_search_reports_the_episode_stages_and_shares() {
     let recipe = dir.path().join("r.yaml");
     std::fs::write(
         &recipe,
-        "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepisodes-per-epoch: 3\nreward-samples: 100\nreward-bn-samples: 16\nagent:\n  updates-per-epoch: 2\n  batch-size: 8\nbatch-size: 32\nmean: [0.1307]\nstd: [0.3081]\nthreads: 2\n",
+        "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nsearch:\n  episodes-per-epoch: 3\n  reward-samples: 100\n  reward-bn-samples: 16\nagent:\n  updates-per-epoch: 2\n  batch-size: 8\ntraining:\n  batch-size: 32\n  mean: [0.1307]\n  std: [0.3081]\n  threads: 2\n",
     )
     .unwrap();
     let r = recipe.to_str().unwrap();
@@ -188,7 +188,7 @@ fn bench_search_reports_the_episode_stages_and_shares() {
 }
 
 /// A short schedule for `rlal bench agent` on ResNet-20 (9 layers).
-const AGENT_RECIPE: &str = "model: graphs/resnet20_mnist.onnx\nmacs-ratio: 0.5\nepochs: 8\nwarmup-epochs: 1\nbuffer-epochs: 2\nagent-epochs: 6\nepisodes-per-epoch: 4\nreward-samples: 500\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\n";
+const AGENT_RECIPE: &str = "model: graphs/resnet20_mnist.onnx\nmacs-ratio: 0.5\ntraining:\n  epochs: 8\nsearch:\n  weights-only-epochs: 1\n  buffer-epochs: 2\n  agent-epochs: 6\n  episodes-per-epoch: 4\n  reward-samples: 500\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\n";
 
 #[test]
 fn bench_agent_reports_regret_against_the_optimum() {

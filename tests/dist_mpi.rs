@@ -41,7 +41,7 @@ fn out(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-const TRAIN: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nepochs: 2\nbatch-size: 48\nlr: 0.05\ninsert-bn: off\ntrain-samples: 400\nholdout: 0\nmean: [0.1307]\nstd: [0.3081]\nthreads: 1\nworkers: 0\neval-every: 0\n";
+const TRAIN: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nholdout: 0\ntraining:\n  epochs: 2\n  batch-size: 48\n  lr: 0.05\n  insert-bn: off\n  train-samples: 400\n  mean: [0.1307]\n  std: [0.3081]\n  threads: 1\n  workers: 0\n  eval-every: 0\n";
 
 /// Trains with `ranks` processes (0: no launcher) and returns the written weights and metrics.
 fn train(dir: &Path, ranks: usize) -> (Vec<(String, Vec<f32>)>, Vec<serde_json::Value>) {
@@ -105,7 +105,7 @@ fn two_and_three_ranks_train_exactly_as_one_process() {
     }
 }
 
-const PRUNE: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepochs: 3\nwarmup-epochs: 1\nbuffer-epochs: 1\nagent-epochs: 3\nepisodes-per-epoch: 3\nreward-samples: 200\ntrain-samples: 600\nfinetune-epochs: 1\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\nbatch-size: 64\nlr: 0.05\nmean: [0.1307]\nstd: [0.3081]\nthreads: 1\nworkers: 0\neval-every: 0\n";
+const PRUNE: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\ntraining:\n  epochs: 3\n  train-samples: 600\n  batch-size: 64\n  lr: 0.05\n  mean: [0.1307]\n  std: [0.3081]\n  threads: 1\n  workers: 0\n  eval-every: 0\nsearch:\n  weights-only-epochs: 1\n  buffer-epochs: 1\n  agent-epochs: 3\n  episodes-per-epoch: 3\n  reward-samples: 200\nfinetune:\n  epochs: 1\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\n";
 
 fn prune_cmd(ranks: usize, recipe: &Path, run: &Path, resume: bool) -> Command {
     let run = run.to_str().unwrap().to_string();

@@ -53,6 +53,20 @@ fn every_recipe_parses_and_validates() {
     assert!(n >= 6, "quickstart, results and the paper recipes with shipped graphs");
 }
 
+/// The YAML examples of docs/RECIPES.md: a prune recipe, then a train recipe.
+#[test]
+fn recipe_doc_examples_parse_and_validate() {
+    let doc = std::fs::read_to_string("docs/RECIPES.md").unwrap();
+    let blocks: Vec<&str> =
+        doc.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
+    assert_eq!(blocks.len(), 2, "docs/RECIPES.md: a prune and a train example");
+    let r = rlal::search::Recipe::parse(blocks[0]).unwrap();
+    r.check().unwrap();
+    assert_eq!((r.training.epochs, r.search.weights_only_epochs, r.finetune.epochs), (15, 2, 5));
+    let t = rlal::train::recipe::Recipe::parse(blocks[1]).unwrap();
+    assert_eq!(t.training.epochs, 2);
+}
+
 #[test]
 fn impossible_budgets_are_rejected_with_the_figure() {
     let (code, _, err) = rlal(&[
@@ -87,9 +101,28 @@ fn impossible_budgets_are_rejected_with_the_figure() {
         err.contains("agent.overlap") && err.contains("sometimes") && err.contains("line 5"),
         "{err}"
     );
+    // A flat recipe from before 2026-12: the first moved field, its new place, the file and line.
+    std::fs::write(&bad, "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepochs: 3\nwarmup-epochs: 1\n").unwrap();
+    let (code, _, err) = rlal(&["prune", "--recipe", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2, "{err}");
+    let want = format!("{}: 'epochs' is now 'training.epochs' (recipes have sections since 2026-12; see docs/RECIPES.md) at line 4", bad.display());
+    assert!(err.contains(&want), "{err}");
+    std::fs::write(
+        &bad,
+        "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nwarmup-epochs: 1\n",
+    )
+    .unwrap();
+    let (code, _, err) = rlal(&["prune", "--recipe", bad.to_str().unwrap(), "--check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("'warmup-epochs' is now 'search.weights-only-epochs'")
+            && err.contains("line 4"),
+        "{err}"
+    );
 }
 
-const TINY: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nepochs: 3\nwarmup-epochs: 1\nbuffer-epochs: 1\nagent-epochs: 3\nepisodes-per-epoch: 3\nreward-samples: 200\nfinetune-epochs: 1\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\nbatch-size: 64\nlr: 0.05\nmean: [0.1307]\nstd: [0.3081]\nthreads: 2\neval-every: 0\n";
+/// A small prune recipe; `training:` comes last, so that indented lines appended to it are training fields.
+const TINY: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nmacs-ratio: 0.5\nsearch:\n  weights-only-epochs: 1\n  buffer-epochs: 1\n  agent-epochs: 3\n  episodes-per-epoch: 3\n  reward-samples: 200\nfinetune:\n  epochs: 1\nagent:\n  updates-per-epoch: 5\n  batch-size: 16\ntraining:\n  epochs: 3\n  batch-size: 64\n  lr: 0.05\n  mean: [0.1307]\n  std: [0.3081]\n  threads: 2\n  eval-every: 0\n";
 
 fn tiny_run(policy: &str) -> (tempfile::TempDir, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
@@ -483,13 +516,13 @@ fn resumed_latency_budgets_reuse_the_saved_table() {
     // A measured table only for its layout (measured times on a busy machine may make 0.7 infeasible).
     let (mut g, mut an) =
         rlal::analysis::import(Path::new("graphs/mnist_cnn.onnx"), &Default::default()).unwrap();
-    rlal::train::setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, None).unwrap();
+    rlal::train::setup::apply_insert_bn(&mut g, &mut an, r.training.insert_bn, None).unwrap();
     let mut t = rlal::search::latency::measure(
         &g,
         &an,
         None,
         r.latency_batch,
-        r.threads,
+        r.training.threads,
         Default::default(),
         false,
     )
@@ -549,7 +582,7 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
     let tiny = TINY
         .replace("data: data/mnist5k", &format!("data: {}", data.display()))
         .replace("reward-samples: 200", "reward-samples: 8")
-        + "random-resized-crop: [0.08, 1.0]\nhflip: true\n";
+        + "  random-resized-crop: [0.08, 1.0]\n  hflip: true\n";
     let recipe = dir.path().join("folder.yaml");
     std::fs::write(&recipe, tiny).unwrap();
     let run = dir.path().join("run");
@@ -561,8 +594,8 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
     assert_eq!(rep["test_samples"], 12);
     // A crop fraction outside (0, 1] is a recipe error naming the field.
     for (field, bad) in [
-        ("crop-fraction", "crop-fraction: 1.5"),
-        ("random-resized-crop", "random-resized-crop: [0.5, 0.1]"),
+        ("training.crop-fraction", "  crop-fraction: 1.5"),
+        ("training.random-resized-crop", "  random-resized-crop: [0.5, 0.1]"),
     ] {
         std::fs::write(&recipe, format!("{TINY}{bad}\n")).unwrap();
         let (code, _, err) = prune_in(&recipe, &run);
@@ -584,10 +617,10 @@ fn an_imagenet_style_folder_prunes_a_224_graph_end_to_end() {
         .replace("reward-samples: 200", "reward-samples: 8")
         .replace("batch-size: 64", "batch-size: 8")
         .replace(
-            "mean: [0.1307]\nstd: [0.3081]\n",
-            "mean: [0.485, 0.456, 0.406]\nstd: [0.229, 0.224, 0.225]\n",
+            "mean: [0.1307]\n  std: [0.3081]\n",
+            "mean: [0.485, 0.456, 0.406]\n  std: [0.229, 0.224, 0.225]\n",
         )
-        + "random-resized-crop: [0.08, 1.0]\nhflip: true\ncrop-fraction: 0.875\n";
+        + "  random-resized-crop: [0.08, 1.0]\n  hflip: true\n  crop-fraction: 0.875\n";
     let r = dir.path().join("r224.yaml");
     std::fs::write(&r, recipe).unwrap();
     let run = dir.path().join("run");

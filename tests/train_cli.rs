@@ -111,11 +111,28 @@ fn bad_recipe_and_mismatched_data_are_input_errors() {
     let (code, _, err) = rlal(&["train", "--recipe", r.to_str().unwrap()]);
     assert_eq!(code, 2);
     assert!(err.contains("r.yaml") && err.contains("epoch") && err.contains("line 3"), "{err}");
-    // A field renamed since: the error gives the new name.
+    // Fields moved or renamed since: the error gives the file, the new place and the line.
     std::fs::write(&r, "model: graphs/mnist_cnn.onnx\nwarmup-epochs: 1\n").unwrap();
     let (code, _, err) = rlal(&["train", "--recipe", r.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("renamed to `lr-warmup-epochs`"), "{err}");
+    assert!(err.contains("'warmup-epochs' is now 'training.lr-warmup-epochs'"), "{err}");
+    std::fs::write(&r, "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nlr: 0.1\n").unwrap();
+    let (code, _, err) = rlal(&["train", "--recipe", r.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let want = format!("{}: 'lr' is now 'training.lr' (recipes have sections since 2026-12; see docs/RECIPES.md) at line 3", r.display());
+    assert!(err.contains(&want), "{err}");
+    // An unknown field of the section names the section, the field and the line.
+    std::fs::write(
+        &r,
+        "model: graphs/mnist_cnn.onnx\ntraining:\n  epochs: 1\n  learning-rate: 0.1\n",
+    )
+    .unwrap();
+    let (code, _, err) = rlal(&["train", "--recipe", r.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("training: unknown field `learning-rate`") && err.contains("line 4"),
+        "{err}"
+    );
     // 8x8 digits into a 28x28 graph.
     let (code, _, err) =
         rlal(&["train", "graphs/mnist_cnn.onnx", "--data", "data/digits", "--epochs", "1"]);

@@ -147,8 +147,7 @@ EOF
 }
 
 bench_search() {
-  sed -e 's/^threads: .*/threads: 2/' recipes/quickstart.yaml > "$work/q.yaml"
-  echo "device: $dev" >> "$work/q.yaml"
+  sed -e 's/^  threads: .*/  threads: 2/' -e "s/^training:\$/training:\n  device: $dev/" recipes/quickstart.yaml > "$work/q.yaml"
   for eng in ${ENGINES:-auto pruned masked ort}; do
     timeout 150 "$bin" bench search --recipe "$work/q.yaml" --engine "$eng" --json > "$work/s.json" 2> "$work/s.err" || tail -3 "$work/s.err"
     jl "search $dev $eng" "$work/s.json"

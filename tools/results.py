@@ -5,7 +5,7 @@ For each base recipe (default: recipes/results_mnist.yaml and
 recipes/results_digits.yaml) and each seed, runs with the same data split and
 the same total number of epochs:
 
-  unpruned     `rlal train` for epochs + finetune-epochs (same held-out images)
+  unpruned     `rlal train` for training.epochs + finetune.epochs (same held-out images)
   RLAL         `rlal prune` (SAC + environment model + soft alignment)
   w/o EE       `rlal prune --no-env-model`
   w/o EE + SR  `rlal prune --no-env-model --no-alignment`
@@ -43,41 +43,48 @@ VARIANTS = [
 
 
 def load_recipe(path):
-    # The recipes are flat YAML (plus the `agent:` block); `rlal prune --show-recipe` gives the merged view as YAML,
-    # which we parse with a tiny reader to stay dependency-free: only top-level scalars and flow lists are needed.
+    # `rlal prune --show-recipe` gives the merged recipe as YAML (sections since 2026-12, docs/RECIPES.md),
+    # which we read with a tiny reader to stay dependency-free: top-level scalars and the scalars and lists
+    # of the sections, as "section.field" keys (lists as "[a, b]").
     out = subprocess.run([RLAL, "prune", "--recipe", path, "--show-recipe"], check=True, capture_output=True, text=True).stdout
-    rec = {}
+    rec, section, last = {}, None, None
     for line in out.splitlines():
-        if not line or line.startswith(" ") or line.startswith("-") or ":" not in line:
+        indent = len(line) - len(line.lstrip(" "))
+        body = line.strip()
+        if not body:
             continue
-        k, v = line.split(":", 1)
-        rec[k.strip()] = v.strip()
-    # Lists (mean/std) come as block sequences in serde_yaml output: collect them.
-    lines = out.splitlines()
-    for key in ("mean", "std", "milestones"):
-        vals = []
-        for i, l in enumerate(lines):
-            if l == f"{key}:":
-                j = i + 1
-                while j < len(lines) and lines[j].startswith("- "):
-                    vals.append(lines[j][2:].strip())
-                    j += 1
-        if vals:
-            rec[key] = "[" + ", ".join(vals) + "]"
+        if body.startswith("- "):
+            if last is not None:
+                items = rec[last].strip("[]")
+                rec[last] = "[" + (items + ", " if items else "") + body[2:].strip() + "]"
+            continue
+        if ":" not in body:
+            continue
+        k, v = (x.strip() for x in body.split(":", 1))
+        if indent == 0:
+            section = k if not v else None
+            key = k
+        elif indent == 2 and section:
+            key = f"{section}.{k}"
+        else:
+            last = None
+            continue
+        rec[key], last = v, (key if not v else None)
+        if not v:
+            rec[key] = "[]" if key != section else ""
     return rec
 
 
 def train_recipe(rec, seed, out_onnx):
-    keys = {
-        "model": "model", "data": "data", "batch-size": "batch-size", "lr": "lr", "min-lr": "min-lr",
-        "schedule": "schedule", "gamma": "gamma", "lr-warmup-epochs": "lr-warmup-epochs", "momentum": "momentum",
-        "nesterov": "nesterov", "weight-decay": "weight-decay", "label-smoothing": "label-smoothing",
-        "threads": "threads", "workers": "workers", "scale": "scale", "mean": "mean", "std": "std",
-        "crop-pad": "crop-pad", "hflip": "hflip", "insert-bn": "insert-bn",
-    }
-    lines = [f"{dst}: {rec[src]}" for src, dst in keys.items() if src in rec and rec[src] not in ("", "null")]
-    total = int(rec["epochs"]) + int(rec["finetune-epochs"])
-    lines += [f"epochs: {total}", f"seed: {seed}", f"holdout: {rec['reward-samples']}", f"output: {out_onnx}", "eval-every: 0"]
+    # The `training:` section of the prune recipe, for joint + fine-tuning epochs, in an `rlal train` recipe.
+    fields = ["batch-size", "lr", "min-lr", "schedule", "gamma", "lr-warmup-epochs", "momentum", "nesterov",
+              "weight-decay", "label-smoothing", "threads", "workers", "scale", "mean", "std", "crop-pad", "hflip",
+              "insert-bn"]
+    lines = [f"model: {rec['model']}", f"data: {rec['data']}", f"holdout: {rec['search.reward-samples']}", f"output: {out_onnx}",
+             "training:"]
+    lines += [f"  {f}: {rec['training.' + f]}" for f in fields if rec.get("training." + f) not in (None, "", "null")]
+    total = int(rec["training.epochs"]) + int(rec["finetune.epochs"])
+    lines += [f"  epochs: {total}", f"  seed: {seed}", "  eval-every: 0"]
     return "\n".join(lines) + "\n"
 
 
@@ -128,7 +135,7 @@ def main():
                 secs = float("nan")
             else:
                 secs = run([RLAL, "train", "--recipe", ty], os.path.join(base, "unpruned.log"))
-            ev = subprocess.run([RLAL, "eval", onnx, "--data", rec["data"], "--engine", "ort", "--json", "--threads", rec.get("threads", "0"), "--mean", rec["mean"].strip("[]").replace(" ", ""), "--std", rec["std"].strip("[]").replace(" ", "")], check=True, capture_output=True, text=True).stdout
+            ev = subprocess.run([RLAL, "eval", onnx, "--data", rec["data"], "--engine", "ort", "--json", "--threads", rec.get("training.threads", "0"), "--mean", rec["training.mean"].strip("[]").replace(" ", ""), "--std", rec["training.std"].strip("[]").replace(" ", "")], check=True, capture_output=True, text=True).stdout
             ev = json.loads(ev)
             res["unpruned"].append({"accuracy": ev["accuracy"], "macs_ratio": 1.0, "seconds": secs})
             print(f"{name} seed {seed} unpruned: {100 * ev['accuracy']:.2f}% ({secs:.0f}s)", flush=True)
@@ -146,9 +153,9 @@ def main():
                 print(f"{name} seed {seed} {label}: {100 * rep['accuracy']:.2f}% MACs {rep['macs_ratio']:.3f} ({secs:.0f}s)", flush=True)
         s = [f"## {name}: `{rec['model']}` on `{rec['data']}`, {100 * float(rec.get('macs-ratio', 'nan')):.0f}% MACs",
              "",
-             f"Recipe [`{rpath}`]({'../' + rpath}): {rec['epochs']} joint epochs (warm-up {rec['warmup-epochs']}, buffer {rec['buffer-epochs']}, "
-             f"agent until {rec['agent-epochs']}) + {rec['finetune-epochs']} fine-tuning epochs; P = {rec['episodes-per-epoch']} episodes per search epoch, "
-             f"{rec['reward-samples']} held-out reward images. Unpruned: `rlal train` for the same {int(rec['epochs']) + int(rec['finetune-epochs'])} epochs on the same training images. "
+             f"Recipe [`{rpath}`]({'../' + rpath}): {rec['training.epochs']} joint epochs (weights only {rec['search.weights-only-epochs']}, buffer {rec['search.buffer-epochs']}, "
+             f"agent until {rec['search.agent-epochs']}) + {rec['finetune.epochs']} fine-tuning epochs; P = {rec['search.episodes-per-epoch']} episodes per search epoch, "
+             f"{rec['search.reward-samples']} held-out reward images. Unpruned: `rlal train` for the same {int(rec['training.epochs']) + int(rec['finetune.epochs'])} epochs on the same training images. "
              f"Seeds {', '.join(map(str, a.seeds))}; accuracy = ONNX Runtime on the written model, test split.",
              "",
              "| method | test accuracy % (mean ± std) | MACs ratio | masked acc. before fine-tuning % | best reward % |",

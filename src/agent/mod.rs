@@ -313,14 +313,8 @@ impl Agent {
     pub fn new(cfg: AgentConfig, layers: usize, max_epochs: usize, seed: u64) -> Agent {
         let dim = cfg.state_dim(layers) as i64;
         let sac = Sac::new(dim, cfg.z_dim, cfg.sac(), seed as i64);
-        let env = EnvModel::new(
-            dim,
-            cfg.z_dim,
-            max_epochs,
-            cfg.env_lr,
-            cfg.env_model,
-            seed as i64 + 1,
-        );
+        let env =
+            EnvModel::new(dim, cfg.z_dim, max_epochs, cfg.env_lr, cfg.env_model, seed as i64 + 1);
         let replay = Replay::new(cfg.replay_capacity);
         Agent { cfg, layers, sac, env, replay }
     }

@@ -50,22 +50,22 @@ pub struct SearchBenchArgs {
     /// The prune recipe (its model, data, reward engine and agent settings).
     #[arg(long, default_value = "recipes/quickstart.yaml")]
     pub recipe: PathBuf,
-    /// Override the recipe's reward engine.
+    /// Override the recipe's reward engine (`search.reward-engine`).
     #[arg(long, value_enum)]
     pub engine: Option<rlal::search::recipe::RewardEngine>,
     /// Override the recipe's batch size for scoring the reward subset.
     #[arg(long)]
     pub reward_batch_size: Option<usize>,
-    /// Override the recipe's adaptive-BN image count (`reward-bn-samples`).
+    /// Override the recipe's adaptive-BN image count (`search.reward-bn-samples`).
     #[arg(long)]
     pub bn_samples: Option<usize>,
-    /// Override the recipe's libtorch threads (and ONNX Runtime's scoring sessions).
+    /// Override the recipe's libtorch threads (`training.threads`; and ONNX Runtime's scoring sessions).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Override the recipe's `reward-ort-batch` (images per ONNX Runtime run).
+    /// Override the recipe's `search.reward-ort-batch` (images per ONNX Runtime run).
     #[arg(long)]
     pub ort_batch: Option<usize>,
-    /// Override the recipe's `reward-ort-pad` (1: score the unpadded narrow networks).
+    /// Override the recipe's `search.reward-ort-pad` (1: score the unpadded narrow networks).
     #[arg(long)]
     pub ort_pad: Option<usize>,
     /// Override the recipe's `agent.overlap` (agent updates beside the next epoch's training).
@@ -115,10 +115,10 @@ pub struct TrainBenchArgs {
     /// Fixed input size CxHxW for graphs with dynamic H/W.
     #[arg(long, value_parser = parse_dims)]
     pub input_shape: Option<Vec<usize>>,
-    /// Training arithmetic (mixed bf16/fp16 as `precision` in recipes).
+    /// Training arithmetic (mixed bf16/fp16 as `training.precision` in recipes).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: rlal::train::recipe::Precision,
-    /// Channels-last layout (as `channels-last` in recipes).
+    /// Channels-last layout (as `training.channels-last` in recipes).
     #[arg(long)]
     pub channels_last: bool,
     /// Print a JSON object (model, batch, threads, steps, warmup, median_ms, mean_ms, images_per_s, device, ...).
@@ -276,27 +276,27 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
 
     let mut r = Recipe::load(&a.recipe).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
     if let Some(e) = a.engine {
-        r.reward_engine = e;
+        r.search.reward_engine = e;
     }
     if let Some(b) = a.reward_batch_size {
-        r.reward_batch_size = b;
+        r.search.reward_batch_size = b;
     }
     if let Some(n) = a.bn_samples {
-        r.reward_bn_samples = n;
+        r.search.reward_bn_samples = n;
     }
     if let Some(t) = a.threads {
-        r.threads = t;
+        r.training.threads = t;
     }
     if let Some(b) = a.ort_batch {
-        r.reward_ort_batch = b;
+        r.search.reward_ort_batch = b;
     }
     if let Some(o) = a.overlap {
         r.agent.overlap = o;
     }
     if let Some(p) = a.ort_pad {
-        r.reward_ort_pad = p;
+        r.search.reward_ort_pad = p;
     }
-    let timed_episodes = a.episodes.unwrap_or(r.episodes_per_epoch);
+    let timed_episodes = a.episodes.unwrap_or(r.search.episodes_per_epoch);
     if a.model.is_some() {
         r.model = a.model.clone();
     }
@@ -343,14 +343,14 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
         println!(
             "  per epoch       freeze {:.2} s, {} episodes {:.2} s, agent updates {:.2} s",
             rep.freeze_s,
-            r.episodes_per_epoch,
+            r.search.episodes_per_epoch,
             rep.episodes_per_epoch as f64 * rep.episode_ms.total / 1000.0,
             rep.updates_s
         );
         println!("  search / training: {:.1}% with this recipe", 100.0 * rep.search_share);
         println!(
             "  at the paper's proportions (P = {}, reward subset {:.0}% of the training images): {:.1}% ({:.1}% without the agent updates)",
-            r.episodes_per_epoch,
+            r.search.episodes_per_epoch,
             100.0 * rep.paper_subset,
             100.0 * rep.search_share_paper,
             100.0 * rep.episodes_share_paper

@@ -84,7 +84,7 @@ fn recipe(a: &AgentBenchArgs) -> Result<Recipe, Failure> {
     r.data.get_or_insert_with(|| "(no data: synthetic rewards)".into());
     if a.paper {
         r.agent = AgentConfig { overlap: r.agent.overlap, ..AgentConfig::paper() };
-        r.selection = Selection::MaxReward;
+        r.search.selection = Selection::MaxReward;
     }
     r.agent = with_fields(&r.agent, &a.agent_fields)?;
     let ag = &mut r.agent;
@@ -94,8 +94,8 @@ fn recipe(a: &AgentBenchArgs) -> Result<Recipe, Failure> {
     ag.embed_init = a.embed_init.unwrap_or(ag.embed_init);
     ag.action_map = a.action_map.unwrap_or(ag.action_map);
     ag.updates_per_epoch = a.updates_per_epoch.unwrap_or(ag.updates_per_epoch);
-    r.selection = a.selection.unwrap_or(r.selection);
-    r.incumbents = a.incumbents.unwrap_or(r.incumbents);
+    r.search.selection = a.selection.unwrap_or(r.search.selection);
+    r.search.incumbents = a.incumbents.unwrap_or(r.search.incumbents);
     r.check().map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", a.recipe.display())))?;
     if r.metric() == rlal::agent::Metric::Latency {
         return Err(Failure::input(anyhow::anyhow!(
@@ -141,7 +141,7 @@ pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
     // other cores to other work (several OpenMP threads per process oversubscribe).
     tch::set_num_threads(1);
     let scfg = SurfaceConfig {
-        reward_samples: a.reward_samples.unwrap_or(r.reward_samples),
+        reward_samples: a.reward_samples.unwrap_or(r.search.reward_samples),
         drift: a.drift,
         uniform_drop: a.uniform_drop,
         pairs: a.pairs,

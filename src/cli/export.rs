@@ -302,9 +302,9 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
     // The run's dataset and preprocessing unless given on the command line.
     if a.data.is_none() {
         a.data = recipe.data.clone().filter(|d| d.is_dir());
-        a.scale = recipe.scale;
-        a.mean = Some(recipe.mean.clone());
-        a.std = Some(recipe.std.clone());
+        a.scale = recipe.training.scale;
+        a.mean = Some(recipe.training.mean.clone());
+        a.std = Some(recipe.training.std.clone());
     }
     if a.input_shape.is_none() {
         a.input_shape = recipe.input_shape.clone();
@@ -322,11 +322,11 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
     let mut report = Report {
         model: pruned_p.display().to_string(),
         out: None,
-        criterion: match recipe.criterion {
+        criterion: match recipe.search.criterion {
             rlal::search::recipe::NormKind::L1 => Criterion::L1,
             rlal::search::recipe::NormKind::L2 => Criterion::L2,
         },
-        bn: if recipe.keep_bn { "kept".into() } else { "folded (by rlal prune)".into() },
+        bn: if recipe.training.keep_bn { "kept".into() } else { "folded (by rlal prune)".into() },
         layers: run_report
             .layers
             .iter()

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 pub struct PruneArgs {
     /// The ONNX model (overrides the recipe's `model`).
     pub model: Option<PathBuf>,
-    /// YAML recipe (see `rlal::search::recipe` and docs/METHOD.md).
+    /// YAML recipe (docs/RECIPES.md; `rlal::search::recipe`).
     #[arg(long)]
     pub recipe: Option<PathBuf>,
     /// Dataset directory (overrides `data`).
@@ -40,52 +40,52 @@ pub struct PruneArgs {
     /// Width policy (overrides `policy`).
     #[arg(long, value_enum)]
     pub policy: Option<Policy>,
-    /// Joint-training epochs (overrides `epochs`).
+    /// Joint-training epochs (overrides `training.epochs`).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Weights-only warm-up epochs (overrides `warmup-epochs`).
+    /// Weights-only epochs before the search (overrides `search.weights-only-epochs`).
     #[arg(long)]
     pub warmup_epochs: Option<usize>,
-    /// Replay-filling random-episode epochs (overrides `buffer-epochs`).
+    /// Replay-filling random-episode epochs (overrides `search.buffer-epochs`).
     #[arg(long)]
     pub buffer_epochs: Option<usize>,
-    /// Epoch where episodes and agent updates stop (overrides `agent-epochs`).
+    /// Epoch where episodes and agent updates stop (overrides `search.agent-epochs`).
     #[arg(long)]
     pub agent_epochs: Option<usize>,
-    /// Episodes per epoch (overrides `episodes-per-epoch`).
+    /// Episodes per epoch (overrides `search.episodes-per-epoch`).
     #[arg(long)]
     pub episodes_per_epoch: Option<usize>,
-    /// Held-out images for the reward (overrides `reward-samples`).
+    /// Held-out images for the reward (overrides `search.reward-samples`).
     #[arg(long)]
     pub reward_samples: Option<usize>,
-    /// Fine-tuning epochs (overrides `finetune-epochs`).
+    /// Fine-tuning epochs (overrides `finetune.epochs`).
     #[arg(long)]
     pub finetune_epochs: Option<usize>,
-    /// Filter-ranking norm (overrides `criterion`).
+    /// Filter-ranking norm (overrides `search.criterion`).
     #[arg(long, value_enum)]
     pub criterion: Option<NormKind>,
-    /// Turn the alignment loss off (paper's "w/o SR").
+    /// Turn the alignment loss off (paper's "w/o SR"; sets `search.alignment: false`).
     #[arg(long)]
     pub no_alignment: bool,
-    /// Turn the environment model off (paper's "w/o EE").
+    /// Turn the environment model off (paper's "w/o EE"; sets `agent.env-model: false`).
     #[arg(long)]
     pub no_env_model: bool,
-    /// Batch size (overrides `batch-size`).
+    /// Batch size (overrides `training.batch-size`).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Seed (overrides `seed`).
+    /// Seed (overrides `training.seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// libtorch / ONNX Runtime threads (overrides `threads`).
+    /// libtorch / ONNX Runtime threads (overrides `training.threads`).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Compute device (overrides `device`).
+    /// Compute device (overrides `training.device`).
     #[arg(long, value_enum)]
     pub device: Option<rlal::train::recipe::DeviceKind>,
-    /// Weight-training arithmetic (overrides `precision`).
+    /// Weight-training arithmetic (overrides `training.precision`).
     #[arg(long, value_enum)]
     pub precision: Option<rlal::train::recipe::Precision>,
-    /// Channels-last layout in weight training (sets `channels-last`).
+    /// Channels-last layout in weight training (sets `training.channels-last`).
     #[arg(long)]
     pub channels_last: bool,
     /// Continue the run in this directory after a crash or Ctrl-C (its recipe.yaml is the recipe; flags still override).
@@ -118,27 +118,18 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
         (None, None) => Recipe::default(),
     };
     macro_rules! over {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
+        ($dst:expr; $($f:ident),*) => { $( if let Some(v) = a.$f.clone() { $dst.$f = v.into(); } )* };
     }
-    over!(
-        name,
-        channel_multiple,
-        policy,
-        epochs,
-        warmup_epochs,
-        buffer_epochs,
-        agent_epochs,
-        episodes_per_epoch,
-        reward_samples,
-        finetune_epochs,
-        criterion,
-        batch_size,
-        seed,
-        threads,
-        device,
-        precision
-    );
-    r.channels_last |= a.channels_last;
+    over!(r; name, channel_multiple, policy, latency_batch);
+    over!(r.training; epochs, batch_size, seed, threads, device, precision);
+    over!(r.search; buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, criterion);
+    if let Some(n) = a.warmup_epochs {
+        r.search.weights_only_epochs = n;
+    }
+    if let Some(n) = a.finetune_epochs {
+        r.finetune.epochs = n;
+    }
+    r.training.channels_last |= a.channels_last;
     if a.model.is_some() {
         r.model = a.model.clone();
     }
@@ -154,10 +145,7 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     if a.latency_ratio.is_some() {
         (r.macs_ratio, r.params_ratio, r.latency_ratio) = (None, None, a.latency_ratio);
     }
-    if let Some(b) = a.latency_batch {
-        r.latency_batch = b;
-    }
-    r.alignment &= !a.no_alignment;
+    r.search.alignment &= !a.no_alignment;
     r.agent.env_model &= !a.no_env_model;
     r.check().map_err(|m| Failure::input(anyhow!("{m}")))?;
     Ok(r)

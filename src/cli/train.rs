@@ -20,37 +20,37 @@ pub struct TrainArgs {
     /// Trained ONNX output file (overrides `output`).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Epochs (overrides `epochs`).
+    /// Epochs (overrides `training.epochs`).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Batch size (overrides `batch-size`).
+    /// Batch size (overrides `training.batch-size`).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Base learning rate (overrides `lr`).
+    /// Base learning rate (overrides `training.lr`).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Schedule (overrides `schedule`).
+    /// Schedule (overrides `training.schedule`).
     #[arg(long, value_enum)]
     pub schedule: Option<ScheduleKind>,
-    /// Seed (overrides `seed`).
+    /// Seed (overrides `training.seed`).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// libtorch threads (overrides `threads`).
+    /// libtorch threads (overrides `training.threads`).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Insert identity BN after convs lacking one (overrides `insert-bn`).
+    /// Insert identity BN after convs lacking one (overrides `training.insert-bn`).
     #[arg(long, value_enum)]
     pub insert_bn: Option<InsertBn>,
-    /// Keep BN nodes in the exported model (overrides `keep-bn`).
+    /// Keep BN nodes in the exported model (overrides `training.keep-bn`).
     #[arg(long)]
     pub keep_bn: bool,
-    /// Device (overrides `device`).
+    /// Device (overrides `training.device`).
     #[arg(long, value_enum)]
     pub device: Option<DeviceKind>,
-    /// Training arithmetic (overrides `precision`).
+    /// Training arithmetic (overrides `training.precision`).
     #[arg(long, value_enum)]
     pub precision: Option<rlal::train::recipe::Precision>,
-    /// Channels-last layout (sets `channels-last`).
+    /// Channels-last layout (sets `training.channels-last`).
     #[arg(long)]
     pub channels_last: bool,
     /// Checkpoint directory (overrides `checkpoint-dir`).
@@ -78,11 +78,13 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
         Some(p) => Recipe::load(p).map_err(Failure::input)?,
         None => Recipe::default(),
     };
+    let t = &mut r.training;
     macro_rules! over {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { r.$f = v.into(); } )* };
+        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { t.$f = v.into(); } )* };
     }
     over!(epochs, batch_size, lr, schedule, seed, threads, insert_bn, device, precision);
-    r.channels_last |= a.channels_last;
+    t.channels_last |= a.channels_last;
+    t.keep_bn |= a.keep_bn;
     for (dst, src) in [
         (&mut r.model, &a.model),
         (&mut r.data, &a.data),
@@ -97,26 +99,26 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
     if a.input_shape.is_some() {
         r.input_shape = a.input_shape.clone();
     }
-    r.keep_bn |= a.keep_bn;
     r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
     Ok(r)
 }
 
 pub fn run(a: TrainArgs) -> Result<(), Failure> {
-    let r = merged(&a)?;
+    let rec = merged(&a)?;
     if a.show_recipe {
         print!(
             "{}",
-            serde_yaml::to_string(&r).context("serialising the recipe").map_err(Failure::job)?
+            serde_yaml::to_string(&rec).context("serialising the recipe").map_err(Failure::job)?
         );
         return Ok(());
     }
-    let model = r.model.clone().ok_or_else(|| {
+    let r = &rec.training;
+    let model = rec.model.clone().ok_or_else(|| {
         Failure::input(anyhow::anyhow!(
             "no model: give it as an argument or as `model:` in the recipe"
         ))
     })?;
-    let data = r.data.clone().ok_or_else(|| {
+    let data = rec.data.clone().ok_or_else(|| {
         Failure::input(anyhow::anyhow!("no dataset: give --data DIR or `data:` in the recipe"))
     })?;
     if r.threads > 0 {
@@ -124,15 +126,16 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     }
     let device = r.device.device().map_err(Failure::input)?;
     let (mut g, mut an) =
-        analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() })
+        analysis::import(&model, &ImportOptions { input_shape: rec.input_shape.clone() })
             .map_err(Failure::input)?;
-    let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref())
+    let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, rec.input_shape.as_deref())
         .map_err(Failure::input)?;
     let input = setup::input_dims(&g, &an)
         .with_context(|| format!("{}: cannot train it", model.display()))
         .map_err(Failure::input)?;
     let (train, holdout, test) =
-        setup::loaders(&r, &data, input, setup::num_classes(&g, &an)).map_err(Failure::input)?;
+        setup::loaders(r, rec.holdout, &data, input, setup::num_classes(&g, &an))
+            .map_err(Failure::input)?;
     let train = trainer::shard(train).map_err(Failure::input)?;
     let mut net = Net::new(&g, &an, device)
         .with_context(|| format!("building the network from {}", model.display()))
@@ -159,9 +162,9 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
         epochs: r.epochs,
         optim: r.optim(),
         eval_every: r.eval_every,
-        checkpoint_dir: r.checkpoint_dir.clone(),
+        checkpoint_dir: rec.checkpoint_dir.clone(),
         resume: a.resume,
-        metrics: r.metrics.clone(),
+        metrics: rec.metrics.clone(),
         progress: !a.quiet,
         seed: r.seed,
     };
@@ -174,7 +177,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let metrics = trainer::train(&mut net, &train, Some(&test), &cfg).map_err(Failure::job)?;
     let mut out_g = net.export().map_err(Failure::job)?;
     let folded = if r.keep_bn { 0 } else { rlal::ir::bn::fold_bn(&mut out_g) };
-    let output = r.output.clone().unwrap_or_else(|| {
+    let output = rec.output.clone().unwrap_or_else(|| {
         let stem = model
             .file_name()
             .and_then(|s| s.to_str())

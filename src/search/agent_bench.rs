@@ -362,29 +362,29 @@ pub fn run(
     method: Method,
     seed: u64,
 ) -> Trace {
-    let last = r.epochs.max(1) - 1;
+    let last = r.training.epochs.max(1) - 1;
     let mut cfg = r.agent.clone();
     cfg.env_model &= method != Method::NoEnvModel;
-    let mut agent = Agent::new(cfg, budget.layers.len(), r.epochs, seed);
+    let mut agent = Agent::new(cfg, budget.layers.len(), r.training.epochs, seed);
     let mut rng = Rng::new(seed).fork(0x5ea4c4);
     let mut noise = Rng::new(seed).fork(0x7e57);
-    let (k, rescore) = (r.kept_incumbents(), r.selection == Selection::Rescore);
+    let (k, rescore) = (r.kept_incumbents(), r.search.selection == Selection::Rescore);
     let mut inc = Incumbents::default();
     // Uniform pruning's one architecture (the others ignore it).
     let uniform = super::reward::uniform_kept(budget);
     let regret = |kept: &[usize]| opt_final.value - surface.value(last, kept);
     let mut rows = Vec::new();
-    for t in 0..r.epochs {
+    for t in 0..r.training.epochs {
         let phase = r.phase(t);
         let mut row = EpochStat { epoch: t + 1, phase: phase.name().into(), ..Default::default() };
         if phase.searching() {
             if rescore {
                 let _ = inc.rescore(t + 1, |kept| Ok::<_, ()>(surface.sample(t, kept, &mut noise)));
             }
-            agent.begin_epoch(t, (r.warmup_epochs + r.buffer_epochs, r.agent_epochs));
+            agent.begin_epoch(t, r.agent_span());
             let explore = if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
             let (mut rewards, mut macs) = (Vec::new(), Vec::new());
-            for _ in 0..if method == Method::Uniform { 1 } else { r.episodes_per_epoch } {
+            for _ in 0..if method == Method::Uniform { 1 } else { r.search.episodes_per_epoch } {
                 let (kept, ep) = match method {
                     Method::Uniform => (uniform.clone(), None),
                     _ => {
@@ -413,7 +413,8 @@ pub fn run(
                 row.alpha = Some(agent.sac.cfg.alpha);
                 let g = agent.episode(budget, t, &mut Rng::new(0), Explore::Greedy);
                 row.greedy_reward = Some(surface.value(t, &g.kept));
-                row.greedy_macs = Some(budget.macs(&g.kept) as f64 / budget.full_macs().max(1) as f64);
+                row.greedy_macs =
+                    Some(budget.macs(&g.kept) as f64 / budget.full_macs().max(1) as f64);
                 row.greedy_regret = Some(regret(&g.kept));
             }
         }
@@ -422,7 +423,7 @@ pub fn run(
     }
     let changed = rescore
         && inc
-            .rescore(r.epochs, |kept| Ok::<_, ()>(surface.sample(last, kept, &mut noise)))
+            .rescore(r.training.epochs, |kept| Ok::<_, ()>(surface.sample(last, kept, &mut noise)))
             .unwrap_or(false);
     let final_kept = inc.best().map(|b| b.kept.clone()).unwrap_or(uniform);
     Trace {
@@ -532,10 +533,10 @@ pub fn bench(
     progress: bool,
 ) -> Result<BenchReport, String> {
     let t0 = std::time::Instant::now();
-    let last = r.epochs.max(1) - 1;
+    let last = r.training.epochs.max(1) - 1;
     let (mut optima, mut uniform, mut traces) = (Vec::new(), Vec::new(), Vec::new());
     for &seed in seeds {
-        let surface = Surface::new(budget, r.epochs, scfg, seed);
+        let surface = Surface::new(budget, r.training.epochs, scfg, seed);
         let opt = optimum(budget, &surface, last).ok_or("no architecture of allowed widths (channel-multiple, max-prune-ratio) meets the budget")?;
         uniform.push(surface.value(last, &super::reward::uniform_kept(budget)));
         for &m in methods {
@@ -562,12 +563,12 @@ pub fn bench(
         layers: budget.layers.len(),
         budget_ratio: r.ratio(),
         surface: scfg.clone(),
-        epochs: r.epochs,
-        warmup_epochs: r.warmup_epochs,
-        buffer_epochs: r.buffer_epochs,
-        agent_epochs: r.agent_epochs,
-        episodes_per_epoch: r.episodes_per_epoch,
-        selection: r.selection,
+        epochs: r.training.epochs,
+        warmup_epochs: r.search.weights_only_epochs,
+        buffer_epochs: r.search.buffer_epochs,
+        agent_epochs: r.search.agent_epochs,
+        episodes_per_epoch: r.search.episodes_per_epoch,
+        selection: r.search.selection,
         incumbents: r.kept_incumbents(),
         agent: r.agent.clone(),
         optimum: optima,
@@ -701,9 +702,10 @@ mod tests {
     fn the_agent_learns_on_a_small_surface() {
         // ResNet-20 (9 layers) at 40% MACs; 12 agent epochs of 10 episodes on a drifting surface.
         let b = budget("resnet20_mnist.onnx", 0.4, 1);
-        let mut r = Recipe {
-            epochs: 16,
-            warmup_epochs: 1,
+        let mut r = Recipe::default();
+        r.training.epochs = 16;
+        r.search = crate::search::recipe::Search {
+            weights_only_epochs: 1,
             buffer_epochs: 3,
             agent_epochs: 16,
             episodes_per_epoch: 10,
@@ -712,14 +714,15 @@ mod tests {
         r.agent.updates_per_epoch = 100;
         let s = Surface::new(
             &b,
-            r.epochs,
+            r.training.epochs,
             &SurfaceConfig { reward_samples: 500, drift: 0.3, ..Default::default() },
             3,
         );
-        let opt = optimum(&b, &s, r.epochs - 1).unwrap();
+        let opt = optimum(&b, &s, r.training.epochs - 1).unwrap();
         let agent = run(&r, &b, &s, &opt, Method::Rlal, 3);
         let random = run(&r, &b, &s, &opt, Method::Random, 3);
-        let uniform = opt.value - s.value(r.epochs - 1, &crate::search::reward::uniform_kept(&b));
+        let uniform =
+            opt.value - s.value(r.training.epochs - 1, &crate::search::reward::uniform_kept(&b));
         // Policy episodes beat random ones on the same surface at the same epochs...
         let (a, x) = (late_mean(&agent, 5), late_mean(&random, 5));
         assert!(

@@ -1,20 +1,27 @@
-//! `rlal prune` recipes (YAML). Every field but `macs-ratio` has a documented
-//! default; unknown fields are errors naming the field and its line; command
-//! line flags override the file. [`Recipe::check`] validates the values
-//! without touching the model or the data; the budget's feasibility needs
-//! the model and is checked by [`crate::search::run`] before any training.
+//! `rlal prune` recipes (YAML, docs/RECIPES.md). The model, the data, the run name,
+//! the policy and the budget are top-level fields; the rest is in sections:
+//! `training:` (the weight training, [`Training`]: the same section as in
+//! `rlal train` recipes), `search:` (the search schedule and reward, [`Search`]),
+//! `finetune:` (fine-tuning of the pruned graph, [`Finetune`]) and `agent:`
+//! ([`AgentConfig`]). Every field but the budget's ratio has a documented default;
+//! unknown fields are errors naming the field with its section and its line, fields
+//! of the flat recipes before 2026-12 errors naming their new place
+//! ([`crate::train::recipe::moved`]); command line flags override the file.
+//! [`Recipe::check`] validates the values without touching the model or the data;
+//! the budget's feasibility needs the model and is checked by
+//! [`crate::search::run`] before any training.
 //!
-//! Epoch phases (paper appendix B, 0-based epoch indices `t` of `epochs`):
-//! `t < warmup-epochs`: weights only; `warmup-epochs <= t < warmup + buffer`:
-//! weights + exploratory (uniformly random) episodes that fill the replay
-//! buffer; `warmup + buffer <= t < agent-epochs`: weights + policy episodes +
-//! agent updates; `t >= agent-epochs`: weights only (with alignment to the best
-//! policy). Then surgery and `finetune-epochs` of fine-tuning.
+//! Epoch phases (paper appendix B, 0-based epoch indices `t` of `training.epochs`;
+//! `w` = `search.weights-only-epochs`, `b` = `search.buffer-epochs`, `a` =
+//! `search.agent-epochs`): `t < w`: weights only; `w <= t < w + b`: weights +
+//! exploratory (uniformly random) episodes that fill the replay buffer;
+//! `w + b <= t < a`: weights + policy episodes + agent updates; `t >= a`: weights
+//! only (with alignment to the best policy). Then surgery and `finetune.epochs` of
+//! fine-tuning.
 pub use super::best::Selection;
 use crate::agent::AgentConfig;
 pub use crate::agent::Overlap;
-use crate::data::Workers;
-use crate::train::recipe::{DeviceKind, InsertBn, Precision, Recipe as TrainRecipe, ScheduleKind};
+use crate::train::recipe::{moved, parse_yaml, ScheduleKind, Training, MAX_EPOCHS};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -43,7 +50,7 @@ pub enum SearchSpace {
 /// What an epoch does besides training the weights (module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Weights only, before any episode.
+    /// Weights only, before any episode (`search.weights-only-epochs`).
     Warmup,
     /// `rlal`: uniformly random episodes filling the replay buffer.
     Buffer,
@@ -141,20 +148,25 @@ impl NormKind {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Recipe {
+    /// Run name: the run directory is `runs/<name>/`. Default `prune`.
+    pub name: String,
     /// ONNX model (`.onnx`/`.onnx.gz`, trained or not). Required.
     pub model: Option<PathBuf>,
     /// Dataset directory (MNIST IDX, CIFAR binary or ImageFolder). Required.
     pub data: Option<PathBuf>,
-    /// Run name: the run directory is `runs/<name>/`. Default `prune`.
-    pub name: String,
+    /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
+    pub input_shape: Option<Vec<usize>>,
+    /// `rlal` (default), `uniform`, `random`, `l1-global`.
+    pub policy: Policy,
     /// Target MACs / MACs of the unpruned model, in (0, 1) (the paper's budget).
-    /// Exactly one of `macs-ratio` and `params-ratio` is required.
+    /// Exactly one of `macs-ratio`, `params-ratio` and `latency-ratio` is required.
     pub macs_ratio: Option<f64>,
     /// Target parameters / parameters of the unpruned model, in (0, 1): a parameter budget instead.
     pub params_ratio: Option<f64>,
     /// Target latency / latency of the unpruned model, in (0, 1): a latency budget instead,
     /// estimated from a per-layer ONNX Runtime latency table measured at the start of the
-    /// run on this machine (BN folded, `threads`, batch `latency-batch`; see docs/METHOD.md).
+    /// run on this machine (BN folded, `training.threads`, batch `latency-batch`; see
+    /// docs/METHOD.md).
     pub latency_ratio: Option<f64>,
     /// Batch size the latency table (and the reported budget latency) is measured at. Default 1.
     pub latency_batch: usize,
@@ -163,29 +175,40 @@ pub struct Recipe {
     /// Round kept widths to multiples of this when the budget allows (8 or 16 suit ONNX
     /// Runtime's blocked CPU convs); 1: the paper's floor rule. Not applied by `l1-global`. Default 1.
     pub channel_multiple: usize,
-    /// `rlal` (default), `uniform`, `random`, `l1-global`.
-    pub policy: Policy,
     /// Which channel groups the search prunes: `all` (default: every prunable group the
     /// analysis finds) or `blocks` (the paper's: the hidden channels of each block; for
     /// MobileNetV2 the 17 groups that contain a depthwise conv instead of 20 with the
     /// untied block outputs and the head; ResNets are the same either way).
     pub search_space: SearchSpace,
-    /// Total epochs of joint training (paper CIFAR-10: 200). Default 8.
-    pub epochs: usize,
-    /// Epochs of weights-only training before any episode (paper 10). Default 2.
-    pub warmup_epochs: usize,
-    /// Epochs after warm-up whose episodes are random, filling the replay buffer (paper 10). Default 2.
+    /// The weight training during the search (`epochs`: of joint training, paper
+    /// CIFAR-10: 200), also the base of fine-tuning; the `rlal train` section, see
+    /// [`Training`]. The search holds out `search.reward-samples` training images.
+    pub training: Training,
+    /// The search schedule and reward; see [`Search`].
+    pub search: Search,
+    /// Fine-tuning of the pruned graph; see [`Finetune`].
+    pub finetune: Finetune,
+    /// Agent settings (SAC, environment model, replay); see [`AgentConfig`].
+    pub agent: AgentConfig,
+}
+
+/// The search schedule and reward (`search:` section of a prune recipe).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Search {
+    /// Epochs of weights-only training before any episode (paper 10; `warmup-epochs`
+    /// before 2026-12). Default 2.
+    pub weights_only_epochs: usize,
+    /// Epochs after the weights-only ones whose episodes are random, filling the replay
+    /// buffer (paper 10). Default 2.
     pub buffer_epochs: usize,
     /// Epoch at which episodes and agent updates stop (paper 90 of 200). Default 6.
     pub agent_epochs: usize,
     /// Episodes per epoch, P (paper 10). Default 10.
     pub episodes_per_epoch: usize,
-    /// Training images held out for the reward (paper 5000 of 50000). Default 500.
+    /// Training images held out for the reward (paper 5000 of 50000); weight training
+    /// uses the others (`training.train-samples` of them when set). Default 500.
     pub reward_samples: usize,
-    /// Weight training uses a deterministic class-balanced subset of this many of the
-    /// training images left after the reward subset (0: all). The test split is always
-    /// whole. Default 0.
-    pub train_samples: usize,
     /// Batch size of the reward evaluations (inference only). Default 500.
     pub reward_batch_size: usize,
     /// Adaptive BN for rewards (EagleEye, ECCV 2020; the paper is silent): before an
@@ -201,9 +224,10 @@ pub struct Recipe {
     /// (the same networks in ONNX Runtime) or `masked` (the full network, channels
     /// masked). All give the same rewards.
     pub reward_engine: RewardEngine,
-    /// `ort` engine: images per ONNX Runtime run. `threads` single-threaded sessions
-    /// (all cores when 0) score every `threads`-th batch side by side, which keeps
-    /// small convolutions more efficient than one session splitting each op. Default 32.
+    /// `ort` engine: images per ONNX Runtime run. `training.threads` single-threaded
+    /// sessions (all cores when 0) score every `threads`-th batch side by side, which
+    /// keeps small convolutions more efficient than one session splitting each op.
+    /// Default 32.
     pub reward_ort_batch: usize,
     /// `ort` engine: zero channels are added to every scored layer until its width is
     /// a multiple of this (1: off), so that ONNX Runtime's blocked (NCHWc) CPU
@@ -224,143 +248,73 @@ pub struct Recipe {
     pub beta: f64,
     /// Filter-ranking norm: `l1` (default) or `l2`.
     pub criterion: NormKind,
-    /// Fine-tuning epochs of the pruned graph (paper: as many as the base schedule). Default 2.
-    pub finetune_epochs: usize,
-    /// Base learning rate of fine-tuning (default: `lr`).
-    pub finetune_lr: Option<f64>,
-    /// Agent settings (SAC, environment model, replay); see [`AgentConfig`].
-    pub agent: AgentConfig,
-    /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
-    pub input_shape: Option<Vec<usize>>,
-    /// Batch size. Default 128.
-    pub batch_size: usize,
-    /// Base learning rate. Default 0.1.
-    pub lr: f64,
-    /// Final learning rate of the cosine schedule. Default 0.
-    pub min_lr: f64,
-    /// `cosine` (default), `step` or `constant`.
-    pub schedule: ScheduleKind,
-    /// Epochs at which `step` multiplies the rate by `gamma`. Default [].
-    pub milestones: Vec<usize>,
-    /// Step decay factor. Default 0.1.
-    pub gamma: f64,
-    /// Linear learning-rate warm-up in epochs. Default 0.
-    pub lr_warmup_epochs: f64,
-    /// SGD momentum. Default 0.9.
-    pub momentum: f64,
-    /// Nesterov momentum. Default false.
-    pub nesterov: bool,
-    /// L2 weight decay. Default 1e-4 (paper).
-    pub weight_decay: f64,
-    /// Cross-entropy label smoothing. Default 0.
-    pub label_smoothing: f64,
-    /// Seed of everything (shuffling, holdout, agent). Default 0.
-    pub seed: u64,
-    /// libtorch intra-op threads (also ONNX Runtime's); 0: default. Default 0.
-    pub threads: usize,
-    /// Data loader worker threads: `auto` (the cores left after `threads`, at least 1)
-    /// or a count. Default auto.
-    pub workers: Workers,
-    /// Pixel scale before normalisation. Default 1/255.
-    pub scale: f32,
-    /// Per-channel mean. Default [0].
-    pub mean: Vec<f32>,
-    /// Per-channel std. Default [1].
-    pub std: Vec<f32>,
-    /// Pad-and-random-crop padding (0: off). Default 0.
-    pub crop_pad: usize,
-    /// Image folders only: every image is scaled (aspect kept) so that the model's
-    /// input H x W is this fraction of it, then center-cropped to H x W (0.875 at 224:
-    /// torchvision's Resize(256) + CenterCrop(224); 1.0: the whole shorter side).
-    /// MNIST/CIFAR files have a fixed size and ignore it. Default 0.875.
-    pub crop_fraction: f32,
-    /// Image folders, training only: each image from a random crop of area fraction in
-    /// [lo, hi] of the source and aspect 3/4–4/3, resized to the input (torchvision's
-    /// RandomResizedCrop; ImageNet: [0.08, 1.0]). Unset: the `crop-fraction` centre
-    /// crop for training too. Ignored by MNIST/CIFAR files. Default unset.
-    pub random_resized_crop: Option<[f32; 2]>,
-    /// Random horizontal flip. Default false.
-    pub hflip: bool,
-    /// `auto` (default), `on`, `off`: identity BN after convs lacking one.
-    pub insert_bn: InsertBn,
-    /// Keep BN nodes in `pruned.onnx` instead of folding them. Default false.
-    pub keep_bn: bool,
-    /// Evaluate on the test split every N epochs (0: only after the last). Default 1.
-    pub eval_every: usize,
-    /// `auto` (default), `cpu`, `cuda`.
-    pub device: DeviceKind,
-    /// Weight-training arithmetic: `fp32` (default), `bf16`, `fp16` (as in `rlal train`;
-    /// `reward-engine: pruned|ort` score rewards in fp32, `masked` in this arithmetic).
-    pub precision: Precision,
-    /// Channels-last (NHWC) layout in weight training. Default false.
-    pub channels_last: bool,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        Search {
+            weights_only_epochs: 2,
+            buffer_epochs: 2,
+            agent_epochs: 6,
+            episodes_per_epoch: 10,
+            reward_samples: 500,
+            reward_batch_size: 500,
+            reward_bn_samples: 64,
+            reward_engine: RewardEngine::Auto,
+            reward_ort_batch: 32,
+            reward_ort_pad: 4,
+            selection: Selection::Rescore,
+            incumbents: 3,
+            alignment: true,
+            beta: 1e-4,
+            criterion: NormKind::L1,
+        }
+    }
+}
+
+/// Fine-tuning of the pruned graph (`finetune:` section of a prune recipe): the
+/// `training:` settings with these epochs and base learning rate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Finetune {
+    /// Epochs (paper: as many as the base schedule; 0: none). Default 2.
+    pub epochs: usize,
+    /// Base learning rate (default: `training.lr`).
+    pub lr: Option<f64>,
+}
+
+impl Default for Finetune {
+    fn default() -> Self {
+        Finetune { epochs: 2, lr: None }
+    }
 }
 
 impl Default for Recipe {
     fn default() -> Self {
-        let t = TrainRecipe::default();
         Recipe {
+            name: "prune".into(),
             model: None,
             data: None,
-            name: "prune".into(),
+            input_shape: None,
+            policy: Policy::Rlal,
             macs_ratio: None,
             params_ratio: None,
             latency_ratio: None,
             latency_batch: 1,
             max_prune_ratio: 0.9,
             channel_multiple: 1,
-            policy: Policy::Rlal,
             search_space: SearchSpace::All,
-            epochs: 8,
-            warmup_epochs: 2,
-            buffer_epochs: 2,
-            agent_epochs: 6,
-            episodes_per_epoch: 10,
-            selection: Selection::Rescore,
-            incumbents: 3,
-            reward_samples: 500,
-            train_samples: 0,
-            reward_batch_size: 500,
-            reward_bn_samples: 64,
-            reward_engine: RewardEngine::Auto,
-            reward_ort_batch: 32,
-            reward_ort_pad: 4,
-            alignment: true,
-            beta: 1e-4,
-            criterion: NormKind::L1,
-            finetune_epochs: 2,
-            finetune_lr: None,
+            training: Training::default(),
+            search: Search::default(),
+            finetune: Finetune::default(),
             agent: AgentConfig::default(),
-            input_shape: None,
-            batch_size: t.batch_size,
-            lr: t.lr,
-            min_lr: t.min_lr,
-            schedule: t.schedule,
-            milestones: t.milestones,
-            gamma: t.gamma,
-            lr_warmup_epochs: 0.0,
-            momentum: t.momentum,
-            nesterov: t.nesterov,
-            weight_decay: 1e-4,
-            label_smoothing: t.label_smoothing,
-            seed: 0,
-            threads: 0,
-            workers: t.workers,
-            scale: t.scale,
-            mean: t.mean,
-            std: t.std,
-            crop_pad: 0,
-            crop_fraction: 0.875,
-            random_resized_crop: t.random_resized_crop,
-            hflip: false,
-            insert_bn: InsertBn::Auto,
-            keep_bn: false,
-            eval_every: 1,
-            device: DeviceKind::Auto,
-            precision: Precision::Fp32,
-            channels_last: false,
         }
     }
+}
+
+/// A check's error on `field` (its section path).
+fn bad(field: &str, why: impl std::fmt::Display) -> Result<(), String> {
+    Err(format!("field '{field}': {why}"))
 }
 
 impl Recipe {
@@ -372,62 +326,25 @@ impl Recipe {
 
     /// Parses YAML text (no value checks: flags may still override; call [`Recipe::check`]).
     pub fn parse(text: &str) -> Result<Recipe, String> {
-        if text.trim().is_empty() {
-            return Ok(Recipe::default());
-        }
-        serde_yaml::from_str(text).map_err(|e| e.to_string())
+        parse_yaml(text, moved::Command::Prune)
     }
 
-    /// The training part as an `rlal train` recipe (shares its value checks and loaders).
-    pub fn train_recipe(&self, epochs: usize) -> TrainRecipe {
-        TrainRecipe {
-            model: self.model.clone(),
-            data: self.data.clone(),
-            output: None,
-            input_shape: self.input_shape.clone(),
-            epochs: epochs.max(1),
-            batch_size: self.batch_size,
-            lr: self.lr,
-            min_lr: self.min_lr,
-            schedule: self.schedule,
-            milestones: self.milestones.clone(),
-            gamma: self.gamma,
-            lr_warmup_epochs: self.lr_warmup_epochs,
-            momentum: self.momentum,
-            nesterov: self.nesterov,
-            weight_decay: self.weight_decay,
-            label_smoothing: self.label_smoothing,
-            seed: self.seed,
-            threads: self.threads,
-            workers: self.workers,
-            scale: self.scale,
-            mean: self.mean.clone(),
-            std: self.std.clone(),
-            crop_pad: self.crop_pad,
-            crop_fraction: self.crop_fraction,
-            random_resized_crop: self.random_resized_crop,
-            hflip: self.hflip,
-            insert_bn: self.insert_bn,
-            keep_bn: self.keep_bn,
-            eval_every: self.eval_every,
-            holdout: self.reward_samples,
-            train_samples: self.train_samples,
-            checkpoint_dir: None,
-            metrics: None,
-            device: self.device,
-            precision: self.precision,
-            channels_last: self.channels_last,
-        }
+    /// The training settings of fine-tuning: `training:` with `finetune.epochs` and
+    /// `finetune.lr`, the learning-rate warm-up at most the fine-tuning.
+    pub fn finetune_training(&self) -> Training {
+        let mut t = self.training.with_epochs(self.finetune.epochs);
+        t.lr = self.finetune.lr.unwrap_or(self.training.lr);
+        t.lr_warmup_epochs = t.lr_warmup_epochs.min(self.finetune.epochs as f64);
+        t
     }
 
     /// Value checks that need neither the model nor the data.
     pub fn check(&self) -> Result<(), String> {
-        let bad = |f: &str, why: String| Err(format!("field '{f}': {why}"));
         if self.model.is_none() {
-            return bad("model", "is required (or give the model on the command line)".into());
+            return bad("model", "is required (or give the model on the command line)");
         }
         if self.data.is_none() {
-            return bad("data", "is required (or give --data DIR)".into());
+            return bad("data", "is required (or give --data DIR)");
         }
         if self.name.is_empty()
             || self.name.contains(['/', '\\'])
@@ -436,6 +353,25 @@ impl Recipe {
         {
             return bad("name", format!("'{}' is not a plain directory name", self.name));
         }
+        self.check_budget()?;
+        let t = &self.training;
+        if t.milestones.iter().any(|&m| m > t.epochs) && t.schedule == ScheduleKind::Step {
+            return bad(
+                "training.milestones",
+                format!("{:?} has an epoch after the last ({})", t.milestones, t.epochs),
+            );
+        }
+        t.check()?;
+        self.search.check(self.policy, t.epochs)?;
+        self.finetune.check()?;
+        if let Err((field, msg)) = self.agent.check() {
+            return bad(&format!("agent.{field}"), msg);
+        }
+        Ok(())
+    }
+
+    /// The budget's fields: exactly one ratio, in (0, 1), and the width rules.
+    fn check_budget(&self) -> Result<(), String> {
         let given: Vec<(&str, f64)> = [
             ("macs-ratio", self.macs_ratio),
             ("params-ratio", self.params_ratio),
@@ -445,103 +381,33 @@ impl Recipe {
         .filter_map(|(f, r)| r.map(|r| (f, r)))
         .collect();
         let (field, ratio) = match given[..] {
-            [] => return bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5; or params-ratio / latency-ratio for a parameter / latency budget)".into()),
+            [] => return bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5; or params-ratio / latency-ratio for a parameter / latency budget)"),
             [one] => one,
-            [_, (second, _), ..] => return bad(second, "give exactly one of macs-ratio, params-ratio and latency-ratio".into()),
+            [_, (second, _), ..] => return bad(second, "give exactly one of macs-ratio, params-ratio and latency-ratio"),
         };
         if self.latency_batch == 0 {
-            return bad("latency-batch", "must be at least 1".into());
+            return bad("latency-batch", "must be at least 1");
         }
         if !(ratio > 0.0 && ratio < 1.0) {
             return bad(field, format!("{ratio} is impossible: the target must be in (0, 1) of the unpruned model's figure"));
         }
         if self.channel_multiple == 0 {
-            return bad("channel-multiple", "must be at least 1".into());
+            return bad("channel-multiple", "must be at least 1");
         }
         if !(self.max_prune_ratio > 0.0 && self.max_prune_ratio < 1.0) {
             return bad("max-prune-ratio", format!("{} must be in (0, 1)", self.max_prune_ratio));
         }
-        for (field, n) in [("epochs", self.epochs), ("finetune-epochs", self.finetune_epochs)] {
-            if n > crate::train::recipe::MAX_EPOCHS {
-                return bad(
-                    field,
-                    format!("{n} is more than {} epochs", crate::train::recipe::MAX_EPOCHS),
-                );
-            }
-        }
-        if self.warmup_epochs.saturating_add(self.buffer_epochs) > self.agent_epochs {
-            return bad(
-                "agent-epochs",
-                format!(
-                    "{} is before the end of warm-up + buffer ({} + {})",
-                    self.agent_epochs, self.warmup_epochs, self.buffer_epochs
-                ),
-            );
-        }
-        if self.agent_epochs > self.epochs {
-            return bad(
-                "agent-epochs",
-                format!("{} is after the last epoch ({})", self.agent_epochs, self.epochs),
-            );
-        }
-        if self.agent_epochs == self.warmup_epochs
-            && self.policy != Policy::Uniform
-            && self.policy != Policy::L1Global
-        {
-            return bad(
-                "agent-epochs",
-                "leaves no epoch for episodes: the search needs agent-epochs > warmup-epochs"
-                    .into(),
-            );
-        }
-        if self.policy != Policy::Uniform && self.policy != Policy::L1Global {
-            if self.episodes_per_epoch == 0 {
-                return bad("episodes-per-epoch", "must be at least 1".into());
-            }
-            if self.reward_samples == 0 {
-                return bad("reward-samples", "must be at least 1".into());
-            }
-            if self.reward_batch_size == 0 {
-                return bad("reward-batch-size", "must be at least 1".into());
-            }
-            if self.reward_ort_batch == 0 {
-                return bad("reward-ort-batch", "must be at least 1".into());
-            }
-            if self.reward_ort_pad == 0 {
-                return bad("reward-ort-pad", "must be at least 1 (1: no padding)".into());
-            }
-        }
-        if let Some(lr) = self.finetune_lr {
-            if !(lr > 0.0 && lr.is_finite()) {
-                return bad("finetune-lr", format!("{lr} must be > 0"));
-            }
-        }
-        if !(self.beta >= 0.0 && self.beta.is_finite()) {
-            return bad("beta", format!("{} must be >= 0", self.beta));
-        }
-        if self.incumbents == 0 {
-            return bad("incumbents", "must be at least 1".into());
-        }
-        if let Err((field, msg)) = self.agent.check() {
-            return bad(&format!("agent.{field}"), msg);
-        }
-        if self.milestones.iter().any(|&m| m > self.epochs) && self.schedule == ScheduleKind::Step {
-            return bad(
-                "milestones",
-                format!("{:?} has an epoch after the last ({})", self.milestones, self.epochs),
-            );
-        }
-        // The training fields share `rlal train`'s checks (names are the same but `lr-warmup-epochs`).
-        self.train_recipe(self.epochs).check()
+        Ok(())
     }
 
     /// What epoch `t` (0-based) does besides training the weights.
     pub fn phase(&self, t: usize) -> Phase {
-        if t < self.warmup_epochs {
+        let s = &self.search;
+        if t < s.weights_only_epochs {
             Phase::Warmup
-        } else if t >= self.agent_epochs {
+        } else if t >= s.agent_epochs {
             Phase::Weights
-        } else if self.policy == Policy::Rlal && t >= self.warmup_epochs + self.buffer_epochs {
+        } else if self.policy == Policy::Rlal && t >= s.weights_only_epochs + s.buffer_epochs {
             Phase::Agent
         } else if self.policy == Policy::Rlal {
             Phase::Buffer
@@ -550,11 +416,18 @@ impl Recipe {
         }
     }
 
+    /// The epochs `[first, end)` in which the agent acts and learns (the phase
+    /// [`Phase::Agent`] of an `rlal` run).
+    pub fn agent_span(&self) -> (usize, usize) {
+        let s = &self.search;
+        (s.weights_only_epochs + s.buffer_epochs, s.agent_epochs)
+    }
+
     /// Incumbents kept by the selection rule (1 for `max-reward`).
     pub fn kept_incumbents(&self) -> usize {
-        match self.selection {
+        match self.search.selection {
             Selection::MaxReward => 1,
-            Selection::Rescore => self.incumbents,
+            Selection::Rescore => self.search.incumbents,
         }
     }
 
@@ -573,6 +446,71 @@ impl Recipe {
     }
 }
 
+impl Search {
+    /// Value checks for `policy` and `epochs` epochs of joint training; errors name
+    /// the field as `search.<field>`.
+    fn check(&self, policy: Policy, epochs: usize) -> Result<(), String> {
+        let (w, b, a) = (self.weights_only_epochs, self.buffer_epochs, self.agent_epochs);
+        if w.saturating_add(b) > a {
+            let why = format!("{a} is before the end of weights-only + buffer epochs ({w} + {b})");
+            return bad("search.agent-epochs", why);
+        }
+        if a > epochs {
+            return bad(
+                "search.agent-epochs",
+                format!("{a} is after the last epoch (training.epochs: {epochs})"),
+            );
+        }
+        let searching = policy != Policy::Uniform && policy != Policy::L1Global;
+        if a == w && searching {
+            return bad(
+                "search.agent-epochs",
+                "leaves no epoch for episodes: the search needs agent-epochs > weights-only-epochs",
+            );
+        }
+        if searching {
+            for (f, n) in [
+                ("episodes-per-epoch", self.episodes_per_epoch),
+                ("reward-samples", self.reward_samples),
+                ("reward-batch-size", self.reward_batch_size),
+                ("reward-ort-batch", self.reward_ort_batch),
+            ] {
+                if n == 0 {
+                    return bad(&format!("search.{f}"), "must be at least 1");
+                }
+            }
+            if self.reward_ort_pad == 0 {
+                return bad("search.reward-ort-pad", "must be at least 1 (1: no padding)");
+            }
+        }
+        if !(self.beta >= 0.0 && self.beta.is_finite()) {
+            return bad("search.beta", format!("{} must be >= 0", self.beta));
+        }
+        if self.incumbents == 0 {
+            return bad("search.incumbents", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl Finetune {
+    /// Value checks; errors name the field as `finetune.<field>`.
+    fn check(&self) -> Result<(), String> {
+        if self.epochs > MAX_EPOCHS {
+            return bad(
+                "finetune.epochs",
+                format!("{} is more than {MAX_EPOCHS} epochs", self.epochs),
+            );
+        }
+        if let Some(lr) = self.lr {
+            if !(lr > 0.0 && lr.is_finite()) {
+                return bad("finetune.lr", format!("{lr} must be > 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -582,7 +520,7 @@ mod tests {
         assert!(e.contains("macs-ratoi") && e.contains("line 3"), "{e}");
         let r = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\n").unwrap();
         r.check().unwrap();
-        assert_eq!((r.epochs, r.episodes_per_epoch, r.beta), (8, 10, 1e-4));
+        assert_eq!((r.training.epochs, r.search.episodes_per_epoch, r.search.beta), (8, 10, 1e-4));
         let mut r2 = r.clone();
         r2.macs_ratio = Some(1.0);
         assert!(r2.check().unwrap_err().contains("macs-ratio"));
@@ -607,31 +545,109 @@ mod tests {
             "model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n",
         )
         .unwrap_err();
-        assert!(e.contains("bogus"), "{e}");
+        assert!(e.contains("agent: unknown field `bogus`") && e.contains("line 6"), "{e}");
+    }
+
+    const BASE: &str = "model: a.onnx\ndata: d\nmacs-ratio: 0.5\n";
+
+    fn check(extra: &str) -> Result<Recipe, String> {
+        let r = Recipe::parse(&format!("{BASE}{extra}"))?;
+        r.check().map(|()| r)
+    }
+
+    #[test]
+    fn section_values_name_their_section() {
         // The agent and selection fields: bad values name the field (and the line).
-        let base = "model: a.onnx\ndata: d\nmacs-ratio: 0.5\n";
-        let check = |extra: &str| Recipe::parse(&format!("{base}{extra}")).and_then(|r| r.check());
-        let e = check("incumbents: 0\n").unwrap_err();
-        assert!(e.contains("'incumbents'"), "{e}");
+        let e = check("search:\n  incumbents: 0\n").unwrap_err();
+        assert!(e.contains("'search.incumbents'"), "{e}");
         let e = check("agent:\n  gamma: 1.5\n").unwrap_err();
         assert!(e.contains("'agent.gamma'"), "{e}");
         let e = check("agent:\n  batch-size: 0\n").unwrap_err();
         assert!(e.contains("'agent.batch-size'"), "{e}");
-        for (extra, field) in [
-            ("selection: best\n", "line 4"),
+        let e = check("training:\n  lr: -1\n").unwrap_err();
+        assert!(e.contains("'training.lr'"), "{e}");
+        let e = check("finetune:\n  lr: 0\n").unwrap_err();
+        assert!(e.contains("'finetune.lr'"), "{e}");
+        let e = check("search:\n  weights-only-epochs: 5\n").unwrap_err();
+        assert!(e.contains("'search.agent-epochs'") && e.contains("weights-only"), "{e}");
+        let e = check("training:\n  schedule: step\n  milestones: [9]\n").unwrap_err();
+        assert!(e.contains("'training.milestones'"), "{e}");
+        for (extra, line) in [
+            ("search:\n  selection: best\n", "line 5"),
             ("search-space: hidden\n", "line 4"),
             ("agent:\n  action-map: linear\n", "line 5"),
             ("agent:\n  reward-norm: batch\n", "line 5"),
         ] {
             let e = check(extra).unwrap_err();
-            assert!(e.contains(field) && e.contains("unknown variant"), "{extra}: {e}");
+            assert!(e.contains(line) && e.contains("unknown variant"), "{extra}: {e}");
         }
-        let r = Recipe::parse(&format!("{base}search-space: blocks\nagent:\n  credit: terminal\n"))
-            .unwrap();
-        r.check().unwrap();
+        let e = check("search:\n  selection: best\n").unwrap_err();
+        assert!(e.starts_with("search.selection: unknown variant `best`"), "{e}");
+        let r = check("search-space: blocks\nagent:\n  credit: terminal\n").unwrap();
         assert_eq!(
             (r.search_space, r.agent.credit),
             (SearchSpace::Blocks, crate::agent::Credit::Terminal)
         );
+    }
+
+    #[test]
+    fn unknown_section_fields_name_section_field_and_line() {
+        for (extra, section, field, line) in [
+            ("training:\n  lr: 0.1\n  learning-rate: 0.1\n", "training", "learning-rate", 6),
+            ("search:\n  warmup-epochs: 2\n", "search", "warmup-epochs", 5),
+            ("finetune:\n  finetune-epochs: 2\n", "finetune", "finetune-epochs", 5),
+        ] {
+            let e = check(extra).unwrap_err();
+            let want = format!("{section}: unknown field `{field}`");
+            assert!(e.starts_with(&want) && e.contains(&format!("line {line} ")), "{e}");
+        }
+        let e = check("training:\n  epochs: many\n").unwrap_err();
+        assert!(e.starts_with("training.epochs: invalid type") && e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn flat_fields_name_their_new_place_and_line() {
+        for (extra, old, new) in [
+            ("lr: 0.1\n", "lr", "training.lr"),
+            ("epochs: 4\n", "epochs", "training.epochs"),
+            ("warmup-epochs: 2\n", "warmup-epochs", "search.weights-only-epochs"),
+            ("reward-samples: 50\n", "reward-samples", "search.reward-samples"),
+            ("finetune-epochs: 1\n", "finetune-epochs", "finetune.epochs"),
+            ("finetune-lr: 0.01\n", "finetune-lr", "finetune.lr"),
+        ] {
+            let e = check(&format!("# old\n{extra}")).unwrap_err();
+            let want = format!(
+                "'{old}' is now '{new}' (recipes have sections since 2026-12; see docs/RECIPES.md) at line 5 column 1"
+            );
+            assert_eq!(e, want);
+        }
+        // The first moved field of a flat recipe is named, before other errors.
+        let e = Recipe::parse("model: m\nbogus: 1\nseed: 1\nlr: 0.1\n").unwrap_err();
+        assert!(e.starts_with("'seed' is now 'training.seed'") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn moved_table_lists_every_search_field() {
+        let v = serde_yaml::to_value(Search::default()).unwrap();
+        let mut fields: Vec<&str> =
+            v.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
+        fields.sort();
+        let mut table = moved::SEARCH.to_vec();
+        table.push("weights-only-epochs");
+        table.sort();
+        assert_eq!(fields, table);
+    }
+
+    #[test]
+    fn finetune_overrides_epochs_and_lr_only() {
+        let r = check(
+            "training:\n  epochs: 8\n  lr: 0.2\n  lr-warmup-epochs: 3\nfinetune:\n  epochs: 2\n",
+        )
+        .unwrap();
+        let t = r.finetune_training();
+        assert_eq!((t.epochs, t.lr, t.lr_warmup_epochs), (2, 0.2, 2.0));
+        assert_eq!(Training { epochs: 8, lr: 0.2, lr_warmup_epochs: 3.0, ..t }, r.training);
+        let r = check("finetune:\n  lr: 0.01\n").unwrap();
+        assert_eq!(r.finetune_training().lr, 0.01);
     }
 }

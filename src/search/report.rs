@@ -194,11 +194,11 @@ pub struct Report {
     pub unpruned: Figures,
     pub pruned: Figures,
     /// Test accuracy of the jointly trained network's best sub-network before fine-tuning
-    /// (removed channels masked; BN statistics re-estimated as for the rewards when `reward-bn-samples` > 0).
+    /// (removed channels masked; BN statistics re-estimated as for the rewards when `search.reward-bn-samples` > 0).
     pub masked_accuracy: f64,
     pub best_reward: f64,
     pub best_epoch: usize,
-    /// `selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
+    /// `search.selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
     #[serde(default)]
     pub final_choice_changed: Option<bool>,
     pub engine: String,
@@ -231,7 +231,7 @@ fn one() -> usize {
 pub struct Context<'a> {
     pub recipe: &'a Recipe,
     pub best: &'a Best,
-    /// `selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
+    /// `search.selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
     pub final_choice_changed: Option<bool>,
     pub layers: Vec<LayerChoice>,
     pub masked_acc: f64,
@@ -301,14 +301,14 @@ pub fn validate(
     dims: [usize; 3],
     batch: usize,
 ) -> anyhow::Result<Report> {
-    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.threads)
+    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.training.threads)
         .context("validating the unpruned model")?;
-    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.threads)
+    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.training.threads)
         .context("validating the pruned model")?;
     let speedup = u.latency_batch_ms / p.latency_batch_ms.max(1e-9);
     let slow_ops = if speedup < 1.0 && engine.starts_with("ort") {
         let shape = [batch, dims[0], dims[1], dims[2]];
-        compare_profiles(unpruned, pruned, &shape, c.recipe.threads)
+        compare_profiles(unpruned, pruned, &shape, c.recipe.training.threads)
             .context("profiling the models in ONNX Runtime")?
     } else {
         Vec::new()

@@ -44,7 +44,7 @@ pub struct RewardStages {
     pub episodes: usize,
     /// Images scored per episode (the reward subset).
     pub images: usize,
-    /// Once per epoch: exporting the frozen weights for the narrow networks (`reward-engine: pruned|ort`).
+    /// Once per epoch: exporting the frozen weights for the narrow networks (`search.reward-engine: pruned|ort`).
     #[serde(default)]
     pub freeze: f64,
     /// Keep-sets and channel surgery of the narrow graph (or setting masks).
@@ -146,8 +146,8 @@ fn ort_accuracy(
     Ok((right as f64 / seen.max(1) as f64, build))
 }
 
-/// How `reward-engine: ort` scores a narrow network (recipe `threads`,
-/// `reward-ort-batch`, `reward-ort-pad`).
+/// How `search.reward-engine: ort` scores a narrow network (recipe `training.threads`,
+/// `search.reward-ort-batch`, `search.reward-ort-pad`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OrtScoring {
     /// Single-threaded ONNX Runtime sessions scoring side by side.
@@ -418,7 +418,7 @@ fn restore_bn_stats(net: &Net, saved: Vec<Tensor>) {
 }
 
 /// The frozen weights of one epoch's episodes, for rewards computed on
-/// physically narrower networks (`reward-engine: pruned`): the exported graph
+/// physically narrower networks (`search.reward-engine: pruned`): the exported graph
 /// with BN folded (eval semantics), its analysis, the agent layers' groups in
 /// it, and every layer's filter norms (weights do not change during episodes).
 pub struct Frozen {
@@ -428,7 +428,7 @@ pub struct Frozen {
     groups: Vec<usize>,
     norms: Vec<Vec<f64>>,
     input_shape: Option<Vec<usize>>,
-    /// Evaluate in ONNX Runtime, this way (`reward-engine: ort`).
+    /// Evaluate in ONNX Runtime, this way (`search.reward-engine: ort`).
     pub ort: Option<OrtScoring>,
 }
 
@@ -856,7 +856,7 @@ mod tests {
         assert_eq!(rs.take_stages(), RewardStages::default());
     }
 
-    /// Padding the scored layers with zero channels (`reward-ort-pad`) changes no
+    /// Padding the scored layers with zero channels (`search.reward-ort-pad`) changes no
     /// logit and no adaptive-BN statistic of the kept channels, in libtorch and in
     /// ONNX Runtime, for ResNet-20 (ReLU) and MobileNetV2 (depthwise, ReLU6); the
     /// padded widths are multiples of the pad (or full); side-by-side sessions score

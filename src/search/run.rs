@@ -126,24 +126,33 @@ pub fn search_data(
 ) -> Result<SearchData, SearchError> {
     let input = SearchError::Input;
     let data = r.data.clone().ok_or_else(|| input(anyhow!("no dataset")))?;
-    let tr = r.train_recipe(r.epochs);
     let dims = setup::input_dims(g, an).map_err(|e| input(e.into()))?;
-    let (train, holdout_idx, test) =
-        setup::loaders(&tr, &data, dims, setup::num_classes(g, an)).map_err(|e| input(e.into()))?;
-    let norm = Normalize { scale: r.scale, mean: r.mean.clone(), std: r.std.clone() };
+    let (train, holdout_idx, test) = setup::loaders(
+        &r.training,
+        r.search.reward_samples,
+        &data,
+        dims,
+        setup::num_classes(g, an),
+    )
+    .map_err(|e| input(e.into()))?;
+    let norm = Normalize {
+        scale: r.training.scale,
+        mean: r.training.mean.clone(),
+        std: r.training.std.clone(),
+    };
     let hcfg = LoaderConfig {
-        batch_size: r.reward_batch_size,
+        batch_size: r.search.reward_batch_size,
         shuffle: false,
         drop_last: false,
-        seed: r.seed,
-        workers: setup::workers(r.workers, r.threads),
+        seed: r.training.seed,
+        workers: setup::workers(r.training.workers, r.training.threads),
         prefetch: 4,
     };
     let holdout =
         Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg)
             .map_err(|e| input(e.into()))?;
-    let recal = if r.reward_bn_samples > 0 {
-        let idx: Vec<usize> = train.order(0).into_iter().take(r.reward_bn_samples).collect();
+    let recal = if r.search.reward_bn_samples > 0 {
+        let idx: Vec<usize> = train.order(0).into_iter().take(r.search.reward_bn_samples).collect();
         let n = idx.len();
         let l = Loader::new(
             train.dataset().clone(),
@@ -153,7 +162,7 @@ pub fn search_data(
                 batch_size: n.max(1),
                 shuffle: false,
                 drop_last: false,
-                seed: r.seed,
+                seed: r.training.seed,
                 workers: 0,
                 prefetch: 1,
             },
@@ -171,13 +180,13 @@ pub fn search_data(
 /// (`ort`, or `auto` on the CPU) and libonnxruntime loads. Without it the same
 /// narrow networks run in libtorch (`reward-engine: ort` says so with a warning).
 pub fn ort_usable(r: &Recipe, device: tch::Device) -> bool {
-    if !r.reward_engine.wants_ort(device) {
+    if !r.search.reward_engine.wants_ort(device) {
         return false;
     }
     match crate::validate::ort::OrtModel::probe() {
         Ok(()) => true,
         Err(e) => {
-            if r.reward_engine == RewardEngine::Ort {
+            if r.search.reward_engine == RewardEngine::Ort {
                 eprintln!("warning: reward-engine ort: {e}; computing rewards in libtorch instead (reward-engine pruned)");
             }
             false
@@ -192,25 +201,25 @@ pub fn freeze(
     budget: &Budget,
     ort_ok: bool,
 ) -> Result<Option<reward::Frozen>, crate::train::TrainError> {
-    match r.reward_engine.resolve(net.device(), ort_ok) {
+    match r.search.reward_engine.resolve(net.device(), ort_ok) {
         e @ (RewardEngine::Pruned | RewardEngine::Ort) => {
             let mut f = reward::Frozen::new(
                 net,
                 budget,
-                r.criterion.p(),
+                r.search.criterion.p(),
                 r.input_shape.as_deref(),
-                r.reward_bn_samples > 0,
+                r.search.reward_bn_samples > 0,
             )?;
             if e == RewardEngine::Ort {
-                let sessions = if r.threads > 0 {
-                    r.threads
+                let sessions = if r.training.threads > 0 {
+                    r.training.threads
                 } else {
                     std::thread::available_parallelism().map_or(1, |n| n.get())
                 };
                 f.ort = Some(reward::OrtScoring {
                     sessions,
-                    batch: r.reward_ort_batch,
-                    pad: r.reward_ort_pad,
+                    batch: r.search.reward_ort_batch,
+                    pad: r.search.reward_ort_pad,
                 });
             }
             Ok(Some(f))
@@ -234,7 +243,7 @@ pub fn prepare(
     let (mut g, mut an) =
         analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() })
             .map_err(|e| SearchError::Input(e.into()))?;
-    setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, r.input_shape.as_deref())
+    setup::apply_insert_bn(&mut g, &mut an, r.training.insert_bn, r.input_shape.as_deref())
         .map_err(|e| SearchError::Input(e.into()))?;
     let bad_budget =
         |e: crate::agent::BudgetError| SearchError::Input(anyhow!("{}: {e}", model.display()));
@@ -250,7 +259,7 @@ pub fn prepare(
                 &an,
                 r.input_shape.as_deref(),
                 r.latency_batch,
-                r.threads,
+                r.training.threads,
                 latency::Effort::default(),
                 progress,
             )
@@ -388,16 +397,18 @@ fn choose(
     ort_ok: bool,
 ) -> Result<(Best, Option<bool>), SearchError> {
     let job = SearchError::Job;
-    let p = r.criterion.p();
+    let p = r.search.criterion.p();
     let mut changed = None;
-    if r.selection == Selection::Rescore
+    if r.search.selection == Selection::Rescore
         && matches!(r.policy, Policy::Rlal | Policy::Random)
         && !inc.items.is_empty()
     {
         let frozen = freeze(r, net, budget, ort_ok).map_err(|e| job(e.into()))?;
         changed = Some(
-            inc.rescore(r.epochs, |kept| rset.reward_with(net, frozen.as_ref(), budget, kept, p))
-                .map_err(|e| job(e.into()))?,
+            inc.rescore(r.training.epochs, |kept| {
+                rset.reward_with(net, frozen.as_ref(), budget, kept, p)
+            })
+            .map_err(|e| job(e.into()))?,
         );
     }
     if let Some(b) = inc.best() {
@@ -408,7 +419,7 @@ fn choose(
         _ => reward::uniform_kept(budget),
     };
     let acc = rset.reward(net, budget, &kept, p).map_err(|e| job(e.into()))?;
-    Ok((Best { reward: acc, kept, epoch: r.epochs }, changed))
+    Ok((Best { reward: acc, kept, epoch: r.training.epochs }, changed))
 }
 
 /// Runs a whole pruning job; returns the report (also written to the run directory),
@@ -499,17 +510,16 @@ impl<'a> Job<'a> {
         let (input, job) = (SearchError::Input, SearchError::Job);
         let (g, an, budget) = prepare_run(r, o)?;
         let layers = budget.layers.len();
-        if r.threads > 0 {
-            tch::set_num_threads(r.threads as i32);
+        if r.training.threads > 0 {
+            tch::set_num_threads(r.training.threads as i32);
         }
-        let device = r.device.device().map_err(|e| input(e.into()))?;
+        let device = r.training.device.device().map_err(|e| input(e.into()))?;
         let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
         // Data-parallel ranks train on their shares of every global batch.
         let train = trainer::shard(train).map_err(|e| input(e.into()))?;
         let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
-        net.set_compute(r.precision, r.channels_last);
-        let tr =
-            Trainer::new(&net, &r.train_recipe(r.epochs).optim(), r.epochs, train.num_batches());
+        net.set_compute(r.training.precision, r.training.channels_last);
+        let tr = Trainer::new(&net, &r.training.optim(), r.training.epochs, train.num_batches());
         let recal_x = recal.as_ref().map(Tensor::shallow_clone);
         let rset =
             RewardSet::new(&holdout, &net).map_err(|e| job(e.into()))?.with_recalibration(recal);
@@ -527,8 +537,8 @@ impl<'a> Job<'a> {
             recal_x,
             net,
             tr,
-            agent: Agent::new(r.agent.clone(), layers, r.epochs, r.seed),
-            rng: Rng::new(r.seed).fork(0x5ea4c4),
+            agent: Agent::new(r.agent.clone(), layers, r.training.epochs, r.training.seed),
+            rng: Rng::new(r.training.seed).fork(0x5ea4c4),
             inc: Incumbents::default(),
             ckpt: o.run_dir.join(CKPT),
             metrics: None,
@@ -586,7 +596,7 @@ impl<'a> Job<'a> {
                 "resuming {} after epoch {} of {}",
                 self.o.run_dir.display(),
                 self.start,
-                self.r.epochs
+                self.r.training.epochs
             );
         }
         Ok(())
@@ -608,9 +618,9 @@ impl<'a> Job<'a> {
             self.train.num_samples(),
             reward_images,
             self.test.num_samples(),
-            r.epochs,
+            r.training.epochs,
             self.device,
-            match r.reward_engine.resolve(self.device, self.ort_ok) {
+            match r.search.reward_engine.resolve(self.device, self.ort_ok) {
                 RewardEngine::Ort => "ONNX Runtime (narrow networks)",
                 RewardEngine::Pruned => "libtorch (narrow networks)",
                 _ => "libtorch (masked full network)",
@@ -644,7 +654,7 @@ impl<'a> Job<'a> {
     ) -> Result<(), SearchError> {
         close_epoch(
             self.o,
-            self.r.epochs,
+            self.r.training.epochs,
             &self.ckpt,
             self.metrics.as_mut(),
             &mut self.rows,
@@ -659,7 +669,7 @@ impl<'a> Job<'a> {
     fn joint(&mut self) -> Result<(), SearchError> {
         // An epoch whose agent updates run beside the next epoch's weight training.
         let mut pending: Option<Pending> = None;
-        for t in self.start..self.r.epochs {
+        for t in self.start..self.r.training.epochs {
             pending = self.epoch(t, pending)?;
         }
         debug_assert!(pending.is_none(), "the last epoch never defers its updates");
@@ -669,9 +679,9 @@ impl<'a> Job<'a> {
     /// v_l of the best policy by current norms (Eq. 10), for the alignment penalty.
     fn alignment_target(&self) -> Result<Option<GroupLasso>, SearchError> {
         let (r, net) = (self.r, &self.net);
-        match (self.inc.best(), r.alignment && r.beta > 0.0) {
+        match (self.inc.best(), r.search.alignment && r.search.beta > 0.0) {
             (Some(b), true) => {
-                let ks = reward::keep_sets(net, &self.budget, &b.kept, r.criterion.p())
+                let ks = reward::keep_sets(net, &self.budget, &b.kept, r.search.criterion.p())
                     .map_err(|e| SearchError::Job(e.into()))?;
                 Ok(Some(net.group_lasso_target(&reward::keep_vectors(net, &ks))))
             }
@@ -714,7 +724,7 @@ impl<'a> Job<'a> {
             train_loss: sums.sums.loss(),
             train_acc: sums.sums.accuracy(),
             // The penalty before β (Eq. 11).
-            align_loss: align.is_some().then(|| sums.sums.extra() / self.r.beta),
+            align_loss: align.is_some().then(|| sums.sums.extra() / self.r.search.beta),
             ..Default::default()
         };
         let defer = self.search(t, &mut row)?;
@@ -723,7 +733,9 @@ impl<'a> Job<'a> {
         row.mean_reward = (!row.rewards.is_empty())
             .then(|| row.rewards.iter().sum::<f64>() / row.rewards.len() as f64);
         let r = self.r;
-        if t + 1 == r.epochs || (r.eval_every > 0 && (t + 1) % r.eval_every == 0) {
+        if t + 1 == r.training.epochs
+            || (r.training.eval_every > 0 && (t + 1) % r.training.eval_every == 0)
+        {
             row.test_acc =
                 Some(evaluate(&self.net, &self.test).map_err(|e| job(e.into()))?.accuracy);
         }
@@ -772,16 +784,16 @@ impl<'a> Job<'a> {
         std::thread::scope(|s| {
             let handle = updates.then(|| {
                 s.spawn(move || {
-                    if r.threads > 0 {
-                        tch::set_num_threads(r.threads as i32);
+                    if r.training.threads > 0 {
+                        tch::set_num_threads(r.training.threads as i32);
                     }
                     let tu = Instant::now();
                     let st = agent.update(rng);
                     (st, tu.elapsed().as_secs_f64())
                 })
             });
-            let label = format!("epoch {}/{} train", t + 1, r.epochs);
-            let mut pen = |n: &Net| Ok(align.map(|g| g.penalty(n) * r.beta));
+            let label = format!("epoch {}/{} train", t + 1, r.training.epochs);
+            let mut pen = |n: &Net| Ok(align.map(|g| g.penalty(n) * r.search.beta));
             let sums = tr
                 .epoch(net, train, t, &label, o.progress, Some(&mut pen))
                 .map(|sums| Trained { sums, seconds: t0.elapsed().as_secs_f64() })
@@ -801,7 +813,8 @@ impl<'a> Job<'a> {
         let r = self.r;
         let phase = r.phase(t);
         if !phase.searching() {
-            row.phase = if t < r.warmup_epochs { "warmup".into() } else { "weights".into() };
+            row.phase =
+                if t < r.search.weights_only_epochs { "warmup".into() } else { "weights".into() };
             return Ok(false);
         }
         row.phase = match r.policy {
@@ -813,10 +826,12 @@ impl<'a> Job<'a> {
         let frozen = freeze(r, &self.net, &self.budget, self.ort_ok).map_err(|e| job(e.into()))?;
         let freeze_secs = tf.elapsed().as_secs_f64();
         let _ = self.rset.take_stages();
-        let p = r.criterion.p();
+        let p = r.search.criterion.p();
         let (net, budget, rset) = (&mut self.net, &self.budget, &self.rset);
         // The incumbents are scored on this epoch's weights before the episodes compete with them.
-        if r.selection == Selection::Rescore && matches!(r.policy, Policy::Rlal | Policy::Random) {
+        if r.search.selection == Selection::Rescore
+            && matches!(r.policy, Policy::Rlal | Policy::Random)
+        {
             self.inc
                 .rescore(t + 1, |kept| rset.reward_with(net, frozen.as_ref(), budget, kept, p))
                 .map_err(|e| job(e.into()))?;
@@ -830,7 +845,7 @@ impl<'a> Job<'a> {
                 crate::util::progress(format_args!(
                     "epoch {}/{} episodes {} {}/{} reward {:.2}% best {:.2}%                ",
                     t + 1,
-                    r.epochs,
+                    r.training.epochs,
                     trainer::bar(i + 1, n_ep),
                     i + 1,
                     n_ep,
@@ -851,7 +866,9 @@ impl<'a> Job<'a> {
             let b = Best { reward: acc, kept, epoch: t + 1 };
             match r.policy {
                 Policy::Uniform | Policy::L1Global => self.inc.replace(b),
-                _ => self.inc.offer(b, r.kept_incumbents(), r.selection == Selection::Rescore),
+                _ => {
+                    self.inc.offer(b, r.kept_incumbents(), r.search.selection == Selection::Rescore)
+                }
             }
         }
         row.reward_stages =
@@ -859,12 +876,17 @@ impl<'a> Job<'a> {
         if phase != Phase::Agent {
             return Ok(false);
         }
-        if r.agent.overlap.resolve(self.device) && t + 1 < r.epochs {
+        if r.agent.overlap.resolve(self.device) && t + 1 < r.training.epochs {
             return Ok(true);
         }
         let tu = Instant::now();
         let st = self.agent.update(&mut self.rng);
-        row.set_updates(&st, tu.elapsed().as_secs_f64(), r.agent.env_model, self.agent.sac.cfg.alpha);
+        row.set_updates(
+            &st,
+            tu.elapsed().as_secs_f64(),
+            r.agent.env_model,
+            self.agent.sac.cfg.alpha,
+        );
         Ok(false)
     }
 
@@ -880,10 +902,10 @@ impl<'a> Job<'a> {
         Ok(match r.policy {
             Policy::Rlal | Policy::Random => {
                 if r.policy == Policy::Rlal {
-                    self.agent.begin_epoch(t, (r.warmup_epochs + r.buffer_epochs, r.agent_epochs));
+                    self.agent.begin_epoch(t, r.agent_span());
                 }
                 let explore = if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
-                (0..r.episodes_per_epoch)
+                (0..r.search.episodes_per_epoch)
                     .map(|_| {
                         let ep = self.agent.episode(&self.budget, t, &mut self.rng, explore);
                         (ep.kept.clone(), Some(ep))
@@ -892,7 +914,7 @@ impl<'a> Job<'a> {
             }
             Policy::Uniform => vec![(reward::uniform_kept(&self.budget), None)],
             Policy::L1Global => vec![(
-                reward::l1_global_kept(&self.net, &self.budget, r.criterion.p())
+                reward::l1_global_kept(&self.net, &self.budget, r.search.criterion.p())
                     .map_err(|e| SearchError::Job(e.into()))?,
                 None,
             )],
@@ -903,7 +925,7 @@ impl<'a> Job<'a> {
     /// its plot by rank 0), and its test accuracy before fine-tuning, scored like the rewards.
     fn choose(&mut self) -> Result<Chosen, SearchError> {
         let job = SearchError::Job;
-        let (r, p) = (self.r, self.r.criterion.p());
+        let (r, p) = (self.r, self.r.search.criterion.p());
         let inc = std::mem::take(&mut self.inc);
         let (best, changed) = choose(r, &mut self.net, &self.budget, &self.rset, inc, self.ort_ok)?;
         let ks =
@@ -941,7 +963,7 @@ impl<'a> Job<'a> {
                 let f = reward::Frozen::new(
                     &self.net,
                     &self.budget,
-                    r.criterion.p(),
+                    r.search.criterion.p(),
                     r.input_shape.as_deref(),
                     true,
                 )
@@ -962,7 +984,7 @@ impl<'a> Job<'a> {
     fn finetune(&mut self, c: &Chosen) -> Result<Tuned, SearchError> {
         let job = SearchError::Job;
         let (r, o) = (self.r, self.o);
-        let ks = reward::keep_sets(&self.net, &self.budget, &c.best.kept, r.criterion.p())
+        let ks = reward::keep_sets(&self.net, &self.budget, &c.best.kept, r.search.criterion.p())
             .map_err(|e| job(e.into()))?;
         let an_t = reanalyse(&c.trained, r.input_shape.as_deref()).map_err(job)?;
         let pruned =
@@ -973,26 +995,24 @@ impl<'a> Job<'a> {
         let mut net = Net::new(&pruned.graph, &an_p, self.device)
             .context("building the pruned network")
             .map_err(job)?;
-        net.set_compute(r.precision, r.channels_last);
-        if r.finetune_epochs > 0 {
+        net.set_compute(r.training.precision, r.training.channels_last);
+        if r.finetune.epochs > 0 {
             if o.progress {
                 eprintln!(
                     "fine-tuning the pruned network ({} -> {} MACs) for {} epochs",
-                    pruned.macs_before, pruned.macs_after, r.finetune_epochs
+                    pruned.macs_before, pruned.macs_after, r.finetune.epochs
                 );
             }
-            let mut optim = r.train_recipe(r.finetune_epochs).optim();
-            optim.lr = r.finetune_lr.unwrap_or(r.lr);
-            optim.warmup_epochs = optim.warmup_epochs.min(r.finetune_epochs as f64);
+            let optim = r.finetune_training().optim();
             let cfg = TrainConfig {
-                epochs: r.finetune_epochs,
+                epochs: r.finetune.epochs,
                 optim,
-                eval_every: r.eval_every,
+                eval_every: r.training.eval_every,
                 checkpoint_dir: Some(self.ckpt.join("finetune")),
                 resume: o.resume,
                 metrics: Some(o.run_dir.join("finetune.jsonl")),
                 progress: o.progress,
-                seed: r.seed ^ 0xf1e7,
+                seed: r.training.seed ^ 0xf1e7,
             };
             trainer::train(&mut net, &self.train, Some(&self.test), &cfg)
                 .map_err(|e| job(e.into()))?;
@@ -1012,11 +1032,11 @@ impl<'a> Job<'a> {
                 .lines()
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .collect();
-        let ft_rows = if r.finetune_epochs > 0 { ft_rows } else { Vec::new() };
+        let ft_rows = if r.finetune.epochs > 0 { ft_rows } else { Vec::new() };
         plot::write_accuracy(&o.run_dir, &self.rows, &ft_rows).map_err(job)?;
         let mut out = tuned.net.export().map_err(|e| job(e.into()))?;
         let mut unpruned = c.trained;
-        if !r.keep_bn {
+        if !r.training.keep_bn {
             crate::ir::bn::fold_bn(&mut out);
             crate::ir::bn::fold_bn(&mut unpruned);
         }
@@ -1038,7 +1058,7 @@ impl<'a> Job<'a> {
             train_seconds: self.rows.iter().map(|r| r.train_seconds).sum(),
             search_overhead: search_overhead(&self.rows),
         };
-        let batch = r.batch_size.clamp(1, 64);
+        let batch = r.training.batch_size.clamp(1, 64);
         let mut rep =
             report::validate(&ctx, &unpruned, &out, &self.test, self.dims, batch).map_err(job)?;
         rep.latency_budget = self.latency_budget(&c.best, &unpruned, &out)?;

@@ -130,28 +130,31 @@ pub struct EpisodeMs {
 pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchReport, SearchError> {
     let timed_episodes = o.episodes;
     let (g, an, budget) = prepare(r, None, false)?;
-    if r.threads > 0 {
-        tch::set_num_threads(r.threads as i32);
+    if r.training.threads > 0 {
+        tch::set_num_threads(r.training.threads as i32);
     }
-    let device = r.device.device().map_err(input)?;
+    let device = r.training.device.device().map_err(input)?;
     let SearchData { train, holdout, recal, .. } = search_data(r, &g, &an, device)?;
     let mut net = Net::new(&g, &an, device).context("building the network").map_err(input)?;
 
     // Weight training: the run's step, data loading included, with the alignment penalty
     // of the search epochs (here towards the uniform policy at the budget).
-    let mut optim = r.train_recipe(r.epochs).optim();
-    (optim.lr, optim.warmup_epochs, optim.decay) = (r.lr.min(0.05), 0.0, Decay::Constant);
+    let mut optim = r.training.optim();
+    (optim.lr, optim.warmup_epochs, optim.decay) = (r.training.lr.min(0.05), 0.0, Decay::Constant);
     let mut tr = Trainer::new(&net, &optim, 1, train.num_batches());
-    let align = if r.alignment && r.beta > 0.0 {
+    let align = if r.search.alignment && r.search.beta > 0.0 {
         let ks = crate::search::reward::keep_sets(
             &net,
             &budget,
             &crate::search::reward::uniform_kept(&budget),
-            r.criterion.p(),
+            r.search.criterion.p(),
         )
         .context("the alignment target")
         .map_err(job)?;
-        Some((net.group_lasso_target(&crate::search::reward::keep_vectors(&net, &ks)), r.beta))
+        Some((
+            net.group_lasso_target(&crate::search::reward::keep_vectors(&net, &ks)),
+            r.search.beta,
+        ))
     } else {
         None
     };
@@ -168,12 +171,13 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
         .map_err(job)?
         .with_recalibration(recal);
     let ort_ok = ort_usable(r, device);
-    let mut agent = Agent::new(r.agent.clone(), budget.layers.len(), r.epochs, r.seed);
-    let mut rng = Rng::new(r.seed).fork(0xbe4c);
+    let mut agent =
+        Agent::new(r.agent.clone(), budget.layers.len(), r.training.epochs, r.training.seed);
+    let mut rng = Rng::new(r.training.seed).fork(0xbe4c);
     let tf = Instant::now();
     let frozen = freeze(r, &net, &budget, ort_ok).context("freezing the weights").map_err(job)?;
     let freeze_s = tf.elapsed().as_secs_f64();
-    let p = r.criterion.p();
+    let p = r.search.criterion.p();
     let episodes: Vec<_> = (0..=timed_episodes)
         .map(|_| agent.episode(&budget, 0, &mut rng, Explore::Random))
         .collect();
@@ -217,14 +221,14 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
     let fixed = ep_s - st.infer / n;
     let n_train = train.num_samples();
     let train_epoch_s = n_train as f64 / train_rate;
-    let pe = r.episodes_per_epoch as f64;
+    let pe = r.search.episodes_per_epoch as f64;
     let search_share = (pe * ep_s + freeze_s + updates_s) / train_epoch_s;
     let episodes_paper = pe * (fixed + per_image * o.paper_subset * n_train as f64) + freeze_s;
     let rep = SearchReport {
         recipe: label.to_string(),
         model: r.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
-        engine: format!("{:?}", r.reward_engine.resolve(device, ort_ok)).to_lowercase()
-            + if r.reward_engine == crate::search::recipe::RewardEngine::Ort && !ort_ok {
+        engine: format!("{:?}", r.search.reward_engine.resolve(device, ort_ok)).to_lowercase()
+            + if r.search.reward_engine == crate::search::recipe::RewardEngine::Ort && !ort_ok {
                 " (fell back to libtorch)"
             } else {
                 ""
@@ -233,8 +237,8 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
         threads: tch::get_num_threads(),
         train_images: n_train,
         reward_images: st.images,
-        reward_batch_size: r.reward_batch_size,
-        bn_samples: r.reward_bn_samples,
+        reward_batch_size: r.search.reward_batch_size,
+        bn_samples: r.search.reward_bn_samples,
         train_images_per_s: train_rate,
         train_images_per_s_windows: [rate_before, rate_after],
         train_epoch_s,
@@ -242,7 +246,7 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
         scored_macs_ratio,
         train_gmacs_per_s: train_rate * 3.0 * full_macs / 1e9,
         reward_gmacs_per_s: scored_macs_ratio * full_macs / per_image.max(1e-12) / 1e9,
-        episodes_per_epoch: r.episodes_per_epoch,
+        episodes_per_epoch: r.search.episodes_per_epoch,
         episode_ms: EpisodeMs {
             surgery: ms(st.surgery),
             build: ms(st.build),
@@ -318,9 +322,9 @@ fn fill_replay_as_in_last_agent_epoch(
     agent: &mut Agent,
     rng: &mut Rng,
 ) {
-    let last = r.agent_epochs.max(1) - 1;
-    for t in r.warmup_epochs.min(last)..=last {
-        for _ in 0..r.episodes_per_epoch {
+    let last = r.search.agent_epochs.max(1) - 1;
+    for t in r.search.weights_only_epochs.min(last)..=last {
+        for _ in 0..r.search.episodes_per_epoch {
             let ep = agent.episode(budget, t, rng, Explore::Random);
             let reward = rng.uniform_f32();
             agent.remember(&ep, reward);
@@ -354,7 +358,7 @@ fn updates_beside_training(
 ) -> Result<Beside, SearchError> {
     let t0 = Instant::now();
     let (trained, joined) = std::thread::scope(|s| {
-        let threads = r.threads;
+        let threads = r.training.threads;
         let h = s.spawn(move || {
             if threads > 0 {
                 tch::set_num_threads(threads as i32);

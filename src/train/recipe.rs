@@ -1,14 +1,18 @@
 //! Training recipes (YAML). Every field is optional and documented with its
-//! default; unknown fields are errors (naming the field and line). Paths are
-//! relative to the working directory. Example (`recipes/train_resnet20_mnist.yaml`):
+//! default; unknown fields are errors naming the field with its section path and
+//! the line; fields of the flat recipes before 2026-12 are errors naming their new
+//! place ([`moved`]). Paths are relative to the working directory. The
+//! `training:` section ([`Training`]) is the same in `rlal prune` recipes (see
+//! docs/RECIPES.md). Example (`recipes/train_resnet20_mnist.yaml`):
 //!
 //! ```yaml
 //! model: graphs/resnet20_mnist.onnx
 //! data: data/mnist5k
-//! epochs: 8
-//! batch-size: 64
-//! lr: 0.1
-//! schedule: cosine
+//! training:
+//!   epochs: 8
+//!   batch-size: 64
+//!   lr: 0.1
+//!   schedule: cosine
 //! ```
 use super::optim::SgdConfig;
 use super::schedule::Decay;
@@ -17,6 +21,8 @@ use super::TrainError;
 use crate::data::Workers;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+pub mod moved;
 
 /// `insert-bn`: add identity BatchNormalization after convs that lack one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -88,36 +94,13 @@ impl Precision {
     }
 }
 
-/// Fields renamed since earlier releases: (old, new, what the new one means).
-const RENAMED: [(&str, &str, &str); 1] = [(
-    "warmup-epochs",
-    "lr-warmup-epochs",
-    "the learning-rate warm-up, named as in prune recipes, where `warmup-epochs` is the search's weights-only warm-up",
-)];
-
-/// A parse error, with the new name of a renamed field added.
-fn renamed(msg: String) -> String {
-    for (old, new, what) in RENAMED {
-        if msg.contains(&format!("unknown field `{old}`")) {
-            return format!("{msg}; `{old}` was renamed to `{new}` ({what})");
-        }
-    }
-    msg
-}
-
-/// A training recipe.
+/// The training settings (`training:` section), shared by `rlal train` and
+/// `rlal prune` (which trains the weights jointly with the search, then fine-tunes):
+/// one struct and one set of defaults for both commands.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
-pub struct Recipe {
-    /// ONNX model to train (`.onnx` or `.onnx.gz`). Required (here or on the command line).
-    pub model: Option<PathBuf>,
-    /// Dataset directory (MNIST IDX, CIFAR binary or ImageFolder). Required.
-    pub data: Option<PathBuf>,
-    /// Where the trained ONNX is written. Default: `<model stem>_trained.onnx` next to the checkpoint dir or cwd.
-    pub output: Option<PathBuf>,
-    /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
-    pub input_shape: Option<Vec<usize>>,
-    /// Epochs. Default 10.
+pub struct Training {
+    /// Epochs (`rlal prune`: of joint training, paper CIFAR-10: 200). Default 8.
     pub epochs: usize,
     /// Batch size. Default 128.
     pub batch_size: usize,
@@ -131,20 +114,19 @@ pub struct Recipe {
     pub milestones: Vec<usize>,
     /// Step decay factor. Default 0.1.
     pub gamma: f64,
-    /// Linear learning-rate warm-up length in epochs (fractions allowed), as in prune
-    /// recipes (where `warmup-epochs` is the search's weights-only warm-up). Default 0.
+    /// Linear learning-rate warm-up length in epochs (fractions allowed). Default 0.
     pub lr_warmup_epochs: f64,
     /// SGD momentum. Default 0.9.
     pub momentum: f64,
     /// Nesterov momentum. Default false.
     pub nesterov: bool,
-    /// L2 weight decay. Default 5e-4.
+    /// L2 weight decay. Default 1e-4 (the paper's, and He et al.'s CIFAR ResNets).
     pub weight_decay: f64,
     /// Cross-entropy label smoothing. Default 0.
     pub label_smoothing: f64,
-    /// Seed of shuffling and augmentation. Default 0.
+    /// Seed of everything (shuffling, augmentation; `rlal prune`: holdout and agent too). Default 0.
     pub seed: u64,
-    /// libtorch intra-op threads; 0: libtorch's default. Default 0.
+    /// libtorch intra-op threads (`rlal prune`: ONNX Runtime's too); 0: libtorch's default. Default 0.
     pub threads: usize,
     /// Data loader worker threads: `auto` (the cores left after `threads`, at least 1)
     /// or a count. Default auto.
@@ -169,39 +151,33 @@ pub struct Recipe {
     pub random_resized_crop: Option<[f32; 2]>,
     /// Random horizontal flip. Default false.
     pub hflip: bool,
-    /// `auto` (default), `on`, `off`.
+    /// `auto` (default), `on`, `off`: identity BN after convs lacking one.
     pub insert_bn: InsertBn,
-    /// Keep BatchNormalization nodes in the exported model instead of folding them. Default false.
+    /// Keep BatchNormalization nodes in the exported model (`rlal prune`: `pruned.onnx`)
+    /// instead of folding them. Default false.
     pub keep_bn: bool,
-    /// Evaluate on the test split every N epochs (0: only at the end). Default 1.
+    /// Evaluate on the test split every N epochs (0: only after the last). Default 1.
     pub eval_every: usize,
-    /// Training images held out (class-balanced, never trained on; the reward subset). Default 0.
-    pub holdout: usize,
-    /// Train on a deterministic class-balanced subset of this many of the remaining
-    /// training images (0: all; for fast searches). The test split is always whole. Default 0.
+    /// Train on a deterministic class-balanced subset of this many of the training
+    /// images left after the held-out ones (0: all; for fast searches). The test split
+    /// is always whole. Default 0.
     pub train_samples: usize,
-    /// Checkpoint directory (a checkpoint per epoch); none by default.
-    pub checkpoint_dir: Option<PathBuf>,
-    /// Metrics JSONL file; none by default.
-    pub metrics: Option<PathBuf>,
     /// `auto` (default), `cpu`, `cuda`.
     pub device: DeviceKind,
     /// Training arithmetic of conv/Gemm/MatMul: `fp32` (default), `bf16`, `fp16` (mixed
     /// precision with fp32 master weights, autocast's policy; fp16 adds dynamic loss
     /// scaling). Meant for CUDA; runs on CPU too (bf16 is slow without AVX-512 BF16).
+    /// `rlal prune`: `search.reward-engine: pruned|ort` score rewards in fp32, `masked`
+    /// in this arithmetic.
     pub precision: Precision,
     /// Channels-last (NHWC) layout of activations and conv weights. Default false.
     pub channels_last: bool,
 }
 
-impl Default for Recipe {
+impl Default for Training {
     fn default() -> Self {
-        Recipe {
-            model: None,
-            data: None,
-            output: None,
-            input_shape: None,
-            epochs: 10,
+        Training {
+            epochs: 8,
             batch_size: 128,
             lr: 0.1,
             min_lr: 0.0,
@@ -211,7 +187,7 @@ impl Default for Recipe {
             lr_warmup_epochs: 0.0,
             momentum: 0.9,
             nesterov: false,
-            weight_decay: 5e-4,
+            weight_decay: 1e-4,
             label_smoothing: 0.0,
             seed: 0,
             threads: 0,
@@ -226,10 +202,7 @@ impl Default for Recipe {
             insert_bn: InsertBn::Auto,
             keep_bn: false,
             eval_every: 1,
-            holdout: 0,
             train_samples: 0,
-            checkpoint_dir: None,
-            metrics: None,
             device: DeviceKind::Auto,
             precision: Precision::Fp32,
             channels_last: false,
@@ -237,8 +210,44 @@ impl Default for Recipe {
     }
 }
 
+/// A training recipe: the model, the data, the outputs and the `training:` section.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Recipe {
+    /// ONNX model to train (`.onnx` or `.onnx.gz`). Required (here or on the command line).
+    pub model: Option<PathBuf>,
+    /// Dataset directory (MNIST IDX, CIFAR binary or ImageFolder). Required.
+    pub data: Option<PathBuf>,
+    /// Where the trained ONNX is written. Default: `<model stem>_trained.onnx` in the working directory.
+    pub output: Option<PathBuf>,
+    /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
+    pub input_shape: Option<Vec<usize>>,
+    /// Training images held out (class-balanced, never trained on). Default 0.
+    pub holdout: usize,
+    /// Checkpoint directory (a checkpoint per epoch); none by default.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Metrics JSONL file; none by default.
+    pub metrics: Option<PathBuf>,
+    /// The training settings; see [`Training`].
+    pub training: Training,
+}
+
 /// Most epochs a recipe may ask for (step counts stay far from overflowing).
 pub const MAX_EPOCHS: usize = 1_000_000;
+
+/// Parses a recipe's YAML text into `T` (the empty text: `T::default()`): an old
+/// flat field is an error naming its new place ([`moved`]), other errors are
+/// serde_yaml's, with the field's section path and line.
+pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
+    text: &str,
+    cmd: moved::Command,
+) -> Result<T, String> {
+    if text.trim().is_empty() {
+        return Ok(T::default());
+    }
+    moved::check(text, cmd).map_err(|e| e.to_string())?;
+    serde_yaml::from_str(text).map_err(|e| e.to_string())
+}
 
 impl Recipe {
     /// Reads a recipe; errors name the file, the field and the line.
@@ -250,22 +259,28 @@ impl Recipe {
         Recipe::parse(&text)
             .map_err(|msg| TrainError::File { path: path.display().to_string(), msg })
     }
+
     /// Parses YAML text and checks the values.
     pub fn parse(text: &str) -> Result<Recipe, String> {
-        let r: Recipe = if text.trim().is_empty() {
-            Recipe::default()
-        } else {
-            serde_yaml::from_str(text).map_err(|e| renamed(e.to_string()))?
-        };
+        let r: Recipe = parse_yaml(text, moved::Command::Train)?;
         r.check()?;
         Ok(r)
     }
+
     /// Value checks (after CLI overrides too).
     pub fn check(&self) -> Result<(), String> {
-        let bad = |f: &str, why: &str| Err(format!("field '{f}': {why}"));
-        if self.epochs == 0 {
-            return bad("epochs", "must be at least 1");
+        if self.training.epochs == 0 {
+            return Err("field 'training.epochs': must be at least 1".into());
         }
+        self.training.check()
+    }
+}
+
+impl Training {
+    /// Value checks; errors name the field as `training.<field>`. Zero epochs pass
+    /// (`rlal prune` may skip joint training; `rlal train` refuses them itself).
+    pub fn check(&self) -> Result<(), String> {
+        let bad = |f: &str, why: &str| Err(format!("field 'training.{f}': {why}"));
         if self.epochs > MAX_EPOCHS {
             return bad("epochs", &format!("must be at most {MAX_EPOCHS}"));
         }
@@ -292,7 +307,7 @@ impl Recipe {
         if self.weight_decay < 0.0 || !self.weight_decay.is_finite() {
             return bad("weight-decay", "must be >= 0");
         }
-        if self.lr_warmup_epochs < 0.0 || self.lr_warmup_epochs > self.epochs as f64 {
+        if self.lr_warmup_epochs < 0.0 || self.lr_warmup_epochs > self.epochs.max(1) as f64 {
             return bad("lr-warmup-epochs", "must be between 0 and epochs");
         }
         if self.nesterov && self.momentum == 0.0 {
@@ -307,7 +322,12 @@ impl Recipe {
         .or_else(|e| bad("mean/std/scale", &e))?;
         Ok(())
     }
-    /// The decay of the schedule.
+
+    /// These settings with `epochs` epochs (fine-tuning after a search, for one).
+    pub fn with_epochs(&self, epochs: usize) -> Training {
+        Training { epochs, ..self.clone() }
+    }
+
     /// The optimisation settings of [`crate::train::trainer::Trainer`].
     pub fn optim(&self) -> OptimConfig {
         OptimConfig {
@@ -324,6 +344,7 @@ impl Recipe {
         }
     }
 
+    /// The decay of the schedule.
     pub fn decay(&self) -> Decay {
         match self.schedule {
             ScheduleKind::Cosine => Decay::Cosine,
@@ -340,13 +361,46 @@ mod tests {
     use super::*;
     #[test]
     fn defaults_and_errors() {
-        let r = Recipe::parse("epochs: 3\nbatch-size: 32\n").unwrap();
-        assert_eq!((r.epochs, r.batch_size, r.lr), (3, 32, 0.1));
-        let e = Recipe::parse("epochs: 3\nlearning-rate: 0.1\n").unwrap_err();
-        assert!(e.contains("learning-rate") && e.contains("line 2"), "{e}");
-        let e = Recipe::parse("epochs: three\n").unwrap_err();
-        assert!(e.contains("epochs") && e.contains("line 1"), "{e}");
-        let e = Recipe::parse("momentum: 1.5\n").unwrap_err();
-        assert!(e.contains("'momentum'"), "{e}");
+        let r = Recipe::parse("training:\n  epochs: 3\n  batch-size: 32\n").unwrap();
+        assert_eq!((r.training.epochs, r.training.batch_size, r.training.lr), (3, 32, 0.1));
+        assert_eq!(Recipe::parse("").unwrap(), Recipe::default());
+        let e = Recipe::parse("training:\n  epochs: 3\n  learning-rate: 0.1\n").unwrap_err();
+        assert!(
+            e.contains("training: unknown field `learning-rate`") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = Recipe::parse("training:\n  epochs: three\n").unwrap_err();
+        assert!(e.contains("training.epochs: invalid type") && e.contains("line 2"), "{e}");
+        let e = Recipe::parse("training:\n  momentum: 1.5\n").unwrap_err();
+        assert!(e.contains("'training.momentum'"), "{e}");
+        let e = Recipe::parse("training:\n  epochs: 0\n").unwrap_err();
+        assert!(e.contains("'training.epochs'"), "{e}");
+    }
+
+    #[test]
+    fn flat_fields_name_their_section() {
+        let e = Recipe::parse("model: m.onnx\n\nepochs: 3\n").unwrap_err();
+        assert!(e.starts_with("'epochs' is now 'training.epochs' (recipes have sections since 2026-12; see docs/RECIPES.md) at line 3"), "{e}");
+        // The old name of the learning-rate warm-up (train recipes before `lr-warmup-epochs`).
+        let e = Recipe::parse("warmup-epochs: 1\n").unwrap_err();
+        assert!(
+            e.contains("'warmup-epochs' is now 'training.lr-warmup-epochs'")
+                && e.contains("line 1"),
+            "{e}"
+        );
+        // A prune-only field is just unknown here.
+        let e = Recipe::parse("model: m.onnx\nbuffer-epochs: 1\n").unwrap_err();
+        assert!(e.contains("unknown field `buffer-epochs`") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn moved_table_lists_every_training_field() {
+        let v = serde_yaml::to_value(Training::default()).unwrap();
+        let mut fields: Vec<&str> =
+            v.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
+        fields.sort();
+        let mut table = moved::TRAINING.to_vec();
+        table.sort();
+        assert_eq!(fields, table);
     }
 }

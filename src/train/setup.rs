@@ -1,6 +1,6 @@
 //! Glue shared by `rlal train`, `rlal eval` and the benches: model geometry,
 //! BN insertion with re-analysis, data loaders from a recipe.
-use super::recipe::{InsertBn, Recipe};
+use super::recipe::{InsertBn, Training};
 use super::TrainError;
 use crate::analysis::Analysis;
 use crate::data::{self, Loader, LoaderConfig, Normalize, Transform};
@@ -40,7 +40,7 @@ pub fn needs_bn(g: &Graph) -> bool {
     })
 }
 
-/// Applies `insert-bn` and re-analyses; returns the number of BN nodes added.
+/// Applies `training.insert-bn` and re-analyses; returns the number of BN nodes added.
 pub fn apply_insert_bn(
     g: &mut Graph,
     a: &mut Analysis,
@@ -64,13 +64,14 @@ pub fn apply_insert_bn(
     Ok(n)
 }
 
-/// Seed stream of the `train-samples` subset.
+/// Seed stream of the `training.train-samples` subset.
 const TRAIN_SUBSET: u64 = 0x7452_5355_4253_4554;
 
-/// Train loader (minus `holdout` images, at most `train-samples`), holdout indices and
-/// test loader for a recipe.
+/// Train loader (minus `holdout` images, at most `training.train-samples`), holdout indices and
+/// test loader for a recipe's training settings.
 pub fn loaders(
-    r: &Recipe,
+    r: &Training,
+    holdout: usize,
     dir: &Path,
     input: [usize; 3],
     classes: Option<usize>,
@@ -90,8 +91,8 @@ pub fn loaders(
             None => data::check_input(&**ds, input)?,
         }
     }
-    let (mut train_idx, holdout) = if r.holdout > 0 {
-        data::split_holdout(&*pair.train, r.holdout, r.seed)?
+    let (mut train_idx, holdout) = if holdout > 0 {
+        data::split_holdout(&*pair.train, holdout, r.seed)?
     } else {
         ((0..pair.train.len()).collect(), Vec::new())
     };
@@ -134,7 +135,7 @@ pub fn loaders(
 
 /// Loader threads for a recipe's `workers` on this process: `auto` takes the cores of
 /// this process's share of the machine (the machine's, divided among the ranks a
-/// launcher put on this node) left after `threads` training threads.
+/// launcher put on this node) left after `training.threads` training threads.
 pub fn workers(w: crate::data::Workers, threads: usize) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let local = crate::dist::local_size().max(1);

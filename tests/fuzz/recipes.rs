@@ -1,4 +1,5 @@
-//! Recipes: random edits of `recipes/*.yaml` through both recipe parsers and the schedules.
+//! Recipes: random edits of `recipes/*.yaml` (fields inserted in their sections) through
+//! both recipe parsers and the schedules.
 use super::{cases, guarded, root, seed, Failures, Outcome, DEFAULT_CASES, LIMIT};
 use rlal::rng::Rng;
 use std::time::Instant;
@@ -31,8 +32,59 @@ const YAML_VALUES: [&str; 24] = [
     "999999999999",
 ];
 
+/// A field of the recipes: its section (`None`: top level) and its name.
+type Key = (Option<String>, String);
+
+/// Every field of `text` with its section (a top-level `name:` line without a value opens one).
+fn recipe_keys(text: &str) -> Vec<Key> {
+    let mut section = None;
+    let mut keys = Vec::new();
+    for l in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let Some((k, v)) = l.split_once(':') else { continue };
+        let indented = l.starts_with(' ');
+        if !indented {
+            let opens = v.split('#').next().unwrap_or("").trim().is_empty();
+            section = opens.then(|| k.trim().to_string());
+        }
+        if !k.trim().is_empty() && (indented || section.is_none()) {
+            keys.push((section.clone().filter(|_| indented), k.trim().to_string()));
+        }
+    }
+    keys
+}
+
+/// Every field of both recipe shapes, from their defaults (also those no file in recipes/ sets).
+fn all_keys() -> Vec<Key> {
+    let prune = serde_yaml::to_value(rlal::search::Recipe::default()).unwrap();
+    let train = serde_yaml::to_value(rlal::train::recipe::Recipe::default()).unwrap();
+    let mut keys = Vec::new();
+    for v in [prune, train] {
+        for (k, v) in v.as_mapping().unwrap() {
+            let k = k.as_str().unwrap().to_string();
+            match v.as_mapping() {
+                Some(m) => keys
+                    .extend(m.keys().map(|f| (Some(k.clone()), f.as_str().unwrap().to_string()))),
+                None => keys.push((None, k)),
+            }
+        }
+    }
+    keys
+}
+
+/// Inserts `key: value` into `lines`: a top-level field anywhere, a section's field
+/// just under the section's line (the section is added at the end when missing).
+fn insert_field(lines: &mut Vec<String>, (section, key): &Key, value: &str, rng: &mut Rng) {
+    match section {
+        None => lines.insert(rng.below_usize(lines.len() + 1), format!("{key}: {value}")),
+        Some(s) => match lines.iter().position(|l| l.trim_end() == format!("{s}:")) {
+            Some(i) => lines.insert(i + 1, format!("  {key}: {value}")),
+            None => lines.push(format!("{s}:\n  {key}: {value}")),
+        },
+    }
+}
+
 /// One edit of a recipe's text.
-fn mutate_recipe(text: &str, keys: &[String], rng: &mut Rng) -> String {
+fn mutate_recipe(text: &str, keys: &[Key], rng: &mut Rng) -> String {
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     let n = lines.len().max(1);
     match rng.below_usize(8) {
@@ -47,10 +99,10 @@ fn mutate_recipe(text: &str, keys: &[String], rng: &mut Rng) -> String {
             }
         }
         3 => {
-            // A known field (perhaps nested, perhaps twice) with an absurd value.
+            // A known field (in its section, perhaps twice) with an absurd value.
             let key = &keys[rng.below_usize(keys.len())];
             let v = YAML_VALUES[rng.below_usize(YAML_VALUES.len())];
-            lines.insert(rng.below_usize(lines.len() + 1), format!("{key}: {v}"));
+            insert_field(&mut lines, key, v, rng);
         }
         4 => {
             if !lines.is_empty() {
@@ -66,7 +118,9 @@ fn mutate_recipe(text: &str, keys: &[String], rng: &mut Rng) -> String {
         6 => {
             let k = rng.below_usize(n);
             if let Some(l) = lines.get_mut(k) {
-                *l = format!("{}{l}", ["  ", "- ", "\t", "? ", "agent:\n  "][rng.below_usize(5)]);
+                let prefixes =
+                    ["  ", "- ", "\t", "? ", "agent:\n  ", "training:\n  ", "search:\n  "];
+                *l = format!("{}{l}", prefixes[rng.below_usize(prefixes.len())]);
             }
         }
         _ => {
@@ -86,40 +140,35 @@ fn mutate_recipe(text: &str, keys: &[String], rng: &mut Rng) -> String {
 
 /// What `rlal prune` / `rlal train` do with a recipe before touching models or data.
 pub(super) fn recipe_pipeline(text: &str) {
-    use rlal::train::schedule::Schedule;
     if let Ok(r) = rlal::search::recipe::Recipe::parse(text) {
         if r.check().is_ok() {
             let _ = (r.ratio(), r.metric(), r.agent.state_dim(), serde_yaml::to_string(&r));
-            let t = r.train_recipe(r.epochs);
-            let _ = t.check();
-            let spe = 10;
-            let s = Schedule {
-                base_lr: r.lr,
-                min_lr: r.min_lr,
-                warmup_steps: (r.lr_warmup_epochs * spe as f64).round() as usize,
-                steps_per_epoch: spe,
-                total_steps: r.epochs * spe,
-                decay: t.decay(),
-            };
-            for step in [0, 1, s.warmup_steps, s.total_steps / 2, s.total_steps.saturating_sub(1)] {
-                let _ = s.lr(step);
+            for t in [&r.training, &r.finetune_training()] {
+                let _ = t.check();
+                schedule_lrs(t);
             }
         }
     }
     if let Ok(t) = rlal::train::recipe::Recipe::parse(text) {
-        let spe = 10;
-        let s = Schedule {
-            base_lr: t.lr,
-            min_lr: t.min_lr,
-            warmup_steps: (t.lr_warmup_epochs * spe as f64).round() as usize,
-            steps_per_epoch: spe,
-            total_steps: t.epochs * spe,
-            decay: t.decay(),
-        };
-        for step in [0, 1, s.warmup_steps, s.total_steps / 2, s.total_steps.saturating_sub(1)] {
-            let _ = s.lr(step);
-        }
+        schedule_lrs(&t.training);
         let _ = serde_yaml::to_string(&t);
+    }
+}
+
+/// The learning rates of a training section's schedule at its corners.
+fn schedule_lrs(t: &rlal::train::recipe::Training) {
+    use rlal::train::schedule::Schedule;
+    let spe = 10;
+    let s = Schedule {
+        base_lr: t.lr,
+        min_lr: t.min_lr,
+        warmup_steps: (t.lr_warmup_epochs * spe as f64).round() as usize,
+        steps_per_epoch: spe,
+        total_steps: t.epochs * spe,
+        decay: t.decay(),
+    };
+    for step in [0, 1, s.warmup_steps, s.total_steps / 2, s.total_steps.saturating_sub(1)] {
+        let _ = s.lr(step);
     }
 }
 
@@ -132,17 +181,19 @@ fn fuzz_recipes() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "yaml") {
             let t = std::fs::read_to_string(&p).unwrap();
-            keys.extend(
-                t.lines()
-                    .filter_map(|l| l.split_once(':'))
-                    .map(|(k, _)| k.trim().to_string())
-                    .filter(|k| !k.is_empty() && !k.starts_with('#')),
-            );
+            keys.extend(recipe_keys(&t));
             texts.push(t);
         }
     }
+    // The recipes/ files have every section; the defaults add the fields no file sets.
+    for s in ["training", "search", "finetune", "agent"] {
+        assert!(keys.iter().any(|(k, _)| k.as_deref() == Some(s)), "no {s} field in recipes/");
+    }
+    keys.extend(all_keys());
     keys.sort();
     keys.dedup();
+    assert!(keys.iter().filter(|(k, _)| k.as_deref() == Some("training")).count() >= 29);
+    assert!(keys.contains(&(Some("finetune".into()), "lr".into())));
     let mut rng = seed(2);
     let mut fails = Failures::new("recipe");
     let t0 = Instant::now();

@@ -64,22 +64,32 @@ fn regressions() {
         assert!(e.contains("group.onnx") && e.contains("group must be in 1..="), "{e}");
     }
     // Epoch counts that overflow the step arithmetic (src/search/recipe.rs, the trainer).
-    let base = std::fs::read_to_string(root().join("recipes/quickstart.yaml")).unwrap();
-    for (extra, field) in [
-        ("warmup-epochs: 18446744073709551615\nbuffer-epochs: 1\n", "epochs"),
-        ("epochs: 18446744073709551615\n", "epochs"),
-        ("finetune-epochs: 18446744073709551615\n", "finetune-epochs"),
+    let base: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root().join("recipes/quickstart.yaml")).unwrap(),
+    )
+    .unwrap();
+    let huge = serde_yaml::Value::from(u64::MAX);
+    for (fields, field) in [
+        (
+            &[
+                ("search", "weights-only-epochs", huge.clone()),
+                ("search", "buffer-epochs", 1.into()),
+            ][..],
+            "epochs",
+        ),
+        (&[("training", "epochs", huge.clone())][..], "training.epochs"),
+        (&[("finetune", "epochs", huge.clone())][..], "finetune.epochs"),
     ] {
-        let text: String = base
-            .lines()
-            .filter(|l| !l.starts_with(extra.split(':').next().unwrap()))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>()
-            + extra;
+        let mut v = base.clone();
+        for (section, key, value) in fields {
+            v[*section][*key] = value.clone();
+        }
+        let text = serde_yaml::to_string(&v).unwrap();
         let e = rlal::search::recipe::Recipe::parse(&text).and_then(|r| r.check()).unwrap_err();
-        assert!(e.contains(field), "{extra}: {e}");
+        assert!(e.contains(field), "{fields:?}: {e}");
         recipe_pipeline(&text);
     }
-    let e = rlal::train::recipe::Recipe::parse("epochs: 18446744073709551615\n").unwrap_err();
-    assert!(e.contains("'epochs'"), "{e}");
+    let e = rlal::train::recipe::Recipe::parse("training:\n  epochs: 18446744073709551615\n")
+        .unwrap_err();
+    assert!(e.contains("'training.epochs'"), "{e}");
 }
