@@ -33,7 +33,8 @@ pub struct AgentConfig {
     pub alpha: f64,
     /// α at the last agent epoch, reached geometrically from `alpha` (AMC decays its
     /// exploration noise the same way): exploration early, exploitation of what the
-    /// critics learned late. `null` (the paper): α constant.
+    /// critics learned late. Default 0.01 (measured with `rlal bench agent`,
+    /// docs/BENCHMARKS.md); `null` (the paper): α constant.
     pub alpha_final: Option<f64>,
     /// Discount γ over the layers of an episode (paper: not given; was 0.99). Every
     /// transition already carries the episode's reward, so γ = 0 is the Monte-Carlo
@@ -79,8 +80,9 @@ pub struct AgentConfig {
     /// critics then learn the episode's value by bootstrapping through the layers).
     pub credit: Credit,
     /// How a layer is named in the state: `index` (paper Eq. 1: its position l/L
-    /// only, so neighbouring layers look alike to the networks) or `one-hot` (also a
-    /// one-hot code of the layer: each layer can get its own action).
+    /// only, so neighbouring layers with the same shapes look alike to the networks)
+    /// or `one-hot` (default: also a one-hot code of the layer, so each layer can get
+    /// its own action; measured with `rlal bench agent`).
     pub layer_code: LayerCode,
 }
 
@@ -169,7 +171,7 @@ impl Default for AgentConfig {
             actor_lr: 3e-4,
             critic_lr: 1e-3,
             alpha: 0.1,
-            alpha_final: None,
+            alpha_final: Some(0.01),
             gamma: 0.0,
             tau: 0.005,
             z_dim: 64,
@@ -183,14 +185,15 @@ impl Default for AgentConfig {
             embed_init: EmbedInit::Previous,
             action_map: ActionMap::Affine,
             credit: Credit::Shared,
-            layer_code: LayerCode::Index,
+            layer_code: LayerCode::OneHot,
         }
     }
 }
 
 impl AgentConfig {
     /// The paper's agent as rlal ran it before `rlal bench agent` (actor lr 1e-4, 100
-    /// updates per epoch, γ 0.99, raw rewards, fresh embeddings, clipped actions).
+    /// updates per epoch, γ 0.99, raw rewards, fresh embeddings, clipped actions, a
+    /// constant α, layers named by their index only).
     pub fn paper() -> AgentConfig {
         AgentConfig {
             actor_lr: 1e-4,
@@ -668,8 +671,8 @@ mod tests {
         assert!((c.alpha_at(0.5) - 0.01).abs() < 1e-12, "geometric midpoint");
         assert!((c.alpha_at(1.0) - 0.001).abs() < 1e-12);
         assert!((c.alpha_at(7.0) - 0.001).abs() < 1e-12, "clamped after the agent epochs");
-        assert_eq!(AgentConfig::default().alpha_at(0.7), AgentConfig::default().alpha);
-        let to_zero = AgentConfig { alpha_final: Some(0.0), ..Default::default() };
+        assert_eq!(AgentConfig::paper().alpha_at(0.7), AgentConfig::paper().alpha);
+        let to_zero = AgentConfig { alpha: 0.1, alpha_final: Some(0.0), ..Default::default() };
         assert!((to_zero.alpha_at(0.5) - 0.05).abs() < 1e-12, "linear when an end is 0");
         // begin_epoch sets it from the epoch's place in [first, end).
         let mut a = Agent::new(c, 3, 20, 0);
@@ -691,7 +694,8 @@ mod tests {
         let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
         let n = b.layers.len();
         let cfg = AgentConfig { layer_code: LayerCode::OneHot, ..Default::default() };
-        assert_eq!(cfg.state_dim(n), AgentConfig::default().state_dim(n) + n);
+        let index = AgentConfig { layer_code: LayerCode::Index, ..Default::default() };
+        assert_eq!(cfg.state_dim(n), index.state_dim(n) + n);
         let a = Agent::new(cfg, n, 4, 0);
         let ep = a.episode(&b, 0, &mut Rng::new(1), Explore::Random);
         for (l, s) in ep.states.iter().enumerate() {
