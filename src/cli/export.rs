@@ -153,18 +153,7 @@ struct Report {
 }
 
 pub fn run(a: ExportArgs) -> Result<(), Failure> {
-    if let Some(t) = a.target.filter(|t| !(0.0..=1.0).contains(t)) {
-        return Err(Failure::input(anyhow!("--target {t} must be a MACs ratio in [0, 1]")));
-    }
-    if a.batch == 0 {
-        return Err(Failure::input(anyhow!("--batch must be at least 1")));
-    }
-    if !a.no_validate {
-        // Asked-for CUDA that this ONNX Runtime lacks is refused before any work (ORT missing altogether falls back to tract).
-        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::ort::check_ep(a.ep) {
-            return Err(Failure::input(anyhow::Error::from(e)));
-        }
-    }
+    check_args(&a)?;
     if let Some(dir) = a.run.clone() {
         return run_export(a, &dir);
     }
@@ -174,25 +163,85 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         .ok_or_else(|| Failure::input(anyhow!("give --model FILE or --run RUN_DIR")))?;
     let opts = ImportOptions { input_shape: a.input_shape.clone() };
     let (g, an) = analysis::import(&model, &opts).map_err(Failure::input)?;
-    if !a.dry_run && !a.no_validate {
-        data_input(&g, &an)
-            .with_context(|| {
-                format!(
-                    "{}: cannot validate the pruned model (--no-validate skips it)",
-                    model.display()
-                )
-            })
-            .map_err(Failure::input)?;
-    }
-    let ratios = match (&a.ratios, a.uniform) {
-        (Some(file), _) => read_ratios(file, &an).map_err(Failure::input)?,
-        (None, Some(r)) if (0.0..1.0).contains(&r) => vec![r; an.layers.len()],
-        (None, Some(r)) => return Err(Failure::input(anyhow!("--uniform {r} must be in [0, 1)"))),
-        (None, None) => return Err(Failure::input(anyhow!("give --uniform R or --ratios FILE"))),
-    };
+    let cannot = format!("{}: cannot validate the pruned model", model.display());
+    ensure_validatable(&a, &g, &an, &cannot)?;
+    let ratios = ratios(&a, &an)?;
     let keep = rank::keep_sets_aligned(&g, &an, &ratios, a.criterion, a.align);
     let t0 = Instant::now();
     let plan = Plan::build(&g, &an, &keep).map_err(Failure::input)?;
+    let mut report = plan_report(&a, &model, &an, &plan);
+    if a.dry_run {
+        if !a.json {
+            print!("{plan}");
+        }
+        return print_report(&report, a.json);
+    }
+    let pruned = surgery::prune(&g, &an, &keep, a.input_shape.as_deref()).map_err(Failure::job)?;
+    report.macs_after = pruned.macs_after;
+    report.params_after = pruned.params_after;
+    report.surgery_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let mut out_graph = pruned.graph.clone();
+    if !a.keep_bn {
+        let n = rlal::ir::bn::fold_bn(&mut out_graph);
+        rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref())
+            .context("after folding BatchNormalization")
+            .map_err(Failure::job)?;
+        report.bn = format!("{n} folded into convs");
+    }
+    write_and_validate(&a, &out_graph, &mut report, |w| validate(&a, &g, &an, &pruned, w))?;
+    print_report(&report, a.json)
+}
+
+/// Flag values that clap cannot check, and a CUDA execution provider that this ONNX
+/// Runtime lacks (refused before any work; ORT missing altogether falls back to tract).
+fn check_args(a: &ExportArgs) -> Result<(), Failure> {
+    if let Some(t) = a.target.filter(|t| !(0.0..=1.0).contains(t)) {
+        return Err(Failure::input(anyhow!("--target {t} must be a MACs ratio in [0, 1]")));
+    }
+    if a.batch == 0 {
+        return Err(Failure::input(anyhow!("--batch must be at least 1")));
+    }
+    if !a.no_validate {
+        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::ort::check_ep(a.ep) {
+            return Err(Failure::input(anyhow::Error::from(e)));
+        }
+    }
+    Ok(())
+}
+
+/// Unless `--dry-run` or `--no-validate`: an input error when validation cannot feed `g`
+/// (`cannot` begins the message).
+fn ensure_validatable(
+    a: &ExportArgs,
+    g: &Graph,
+    an: &Analysis,
+    cannot: &str,
+) -> Result<(), Failure> {
+    if !a.dry_run && !a.no_validate {
+        data_input(g, an)
+            .with_context(|| format!("{cannot} (--no-validate skips it)"))
+            .map_err(Failure::input)?;
+    }
+    Ok(())
+}
+
+/// One ratio per prunable layer, from `--ratios` or `--uniform`.
+fn ratios(a: &ExportArgs, an: &Analysis) -> Result<Vec<f64>, Failure> {
+    match (&a.ratios, a.uniform) {
+        (Some(file), _) => read_ratios(file, an).map_err(Failure::input),
+        (None, Some(r)) if (0.0..1.0).contains(&r) => Ok(vec![r; an.layers.len()]),
+        (None, Some(r)) => Err(Failure::input(anyhow!("--uniform {r} must be in [0, 1)"))),
+        (None, None) => Err(Failure::input(anyhow!("give --uniform R or --ratios FILE"))),
+    }
+}
+
+/// `after / before` (0 before counts as 1).
+fn ratio(after: u64, before: u64) -> f64 {
+    after as f64 / before.max(1) as f64
+}
+
+/// The report of `plan` as predicted (MACs and params of the kept channels), before surgery.
+fn plan_report(a: &ExportArgs, model: &Path, an: &Analysis, plan: &Plan) -> Report {
     let layers: Vec<LayerRow> = plan
         .changes
         .iter()
@@ -208,54 +257,37 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         })
         .collect();
     let (macs_before, params_before) = (an.cost.full_macs(), an.cost.full_params());
-    let mut report = Report {
+    let (macs_after, params_after) = (an.cost.macs(&plan.kept), an.cost.params(&plan.kept));
+    Report {
         model: model.display().to_string(),
         out: None,
         criterion: a.criterion,
         bn: if a.keep_bn { "kept".into() } else { "folded after surgery".into() },
         layers,
         macs_before,
-        macs_after: an.cost.macs(&plan.kept),
-        macs_ratio: 0.0,
+        macs_after,
+        macs_ratio: ratio(macs_after, macs_before),
         params_before,
-        params_after: an.cost.params(&plan.kept),
-        params_ratio: 0.0,
+        params_after,
+        params_ratio: ratio(params_after, params_before),
         target_macs_ratio: a.target,
         surgery_ms: 0.0,
         write_ms: 0.0,
         bytes: 0,
         validation: None,
-    };
-    report.macs_ratio = report.macs_after as f64 / macs_before.max(1) as f64;
-    report.params_ratio = report.params_after as f64 / params_before.max(1) as f64;
-    if a.dry_run {
-        if a.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report)
-                    .context("serialising the report")
-                    .map_err(Failure::job)?
-            );
-        } else {
-            print!("{plan}");
-            print!("{}", text(&report));
-        }
-        return Ok(());
     }
-    let pruned = surgery::prune(&g, &an, &keep, a.input_shape.as_deref()).map_err(Failure::job)?;
-    report.macs_after = pruned.macs_after;
-    report.params_after = pruned.params_after;
-    report.surgery_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let mut out_graph = pruned.graph.clone();
-    if !a.keep_bn {
-        let n = rlal::ir::bn::fold_bn(&mut out_graph);
-        rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref())
-            .context("after folding BatchNormalization")
-            .map_err(Failure::job)?;
-        report.bn = format!("{n} folded into convs");
-    }
+}
+
+/// Writes `g` to `OUT` atomically (time and size into `report`) and, unless
+/// `--no-validate`, re-reads it and validates what was written with `check`.
+fn write_and_validate(
+    a: &ExportArgs,
+    g: &Graph,
+    report: &mut Report,
+    check: impl FnOnce(&Graph) -> anyhow::Result<Validation>,
+) -> Result<(), Failure> {
     let t1 = Instant::now();
-    rlal::onnx::save(&out_graph, &a.out).map_err(Failure::job)?;
+    rlal::onnx::save(g, &a.out).map_err(Failure::job)?;
     report.write_ms = t1.elapsed().as_secs_f64() * 1e3;
     report.bytes = std::fs::metadata(&a.out).map(|m| m.len() as usize).unwrap_or(0);
     report.out = Some(a.out.display().to_string());
@@ -263,43 +295,81 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         let written = rlal::onnx::load(&a.out)
             .with_context(|| format!("re-reading {}", a.out.display()))
             .map_err(Failure::job)?;
-        report.validation = Some(validate(&a, &g, &an, &pruned, &written).map_err(Failure::job)?);
+        report.validation = Some(check(&written).map_err(Failure::job)?);
     }
-    if a.json {
+    Ok(())
+}
+
+/// Prints the report: JSON with `--json`, else tables.
+fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report)
+            serde_json::to_string_pretty(report)
                 .context("serialising the report")
                 .map_err(Failure::job)?
         );
     } else {
-        print!("{}", text(&report));
+        print!("{}", text(report));
     }
     Ok(())
 }
 
 /// `--run DIR`: the run's final model, re-validated against its unpruned model.
 fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
-    let need = |f: &str| -> Result<PathBuf, Failure> {
-        let p = dir.join(f);
-        if p.is_file() {
-            Ok(p)
-        } else {
-            Err(Failure::input(anyhow!("{}: no {f}; is this a finished `rlal prune` run directory? (`rlal prune --resume {}` finishes an interrupted one)", dir.display(), dir.display())))
-        }
-    };
-    let (pruned_p, unpruned_p, recipe_p, report_p) =
-        (need("pruned.onnx")?, need("unpruned.onnx")?, need("recipe.yaml")?, need("report.json")?);
-    let recipe =
-        rlal::search::Recipe::load(&recipe_p).map_err(|m| Failure::input(anyhow!("{m}")))?;
-    let run_report: rlal::search::report::Report = serde_json::from_slice(
-        &std::fs::read(&report_p)
-            .with_context(|| format!("reading {}", report_p.display()))
-            .map_err(Failure::input)?,
-    )
-    .with_context(|| format!("{}: not an rlal prune report", report_p.display()))
-    .map_err(Failure::input)?;
-    // The run's dataset and preprocessing unless given on the command line.
+    let files = RunFiles::open(dir)?;
+    run_defaults(&mut a, &files.recipe);
+    let opts = ImportOptions { input_shape: a.input_shape.clone() };
+    let (g0, an0) = analysis::import(&files.unpruned, &opts).map_err(Failure::input)?;
+    let (g1, an1) = analysis::import(&files.pruned, &opts).map_err(Failure::input)?;
+    let cannot = format!("{}: cannot validate it", files.pruned.display());
+    ensure_validatable(&a, &g1, &an1, &cannot)?;
+    let mut report = final_report(&a, &files, &an0, &an1);
+    if !a.dry_run {
+        write_and_validate(&a, &g1, &mut report, |w| validate_final(&a, &g0, &an1, w))?;
+    }
+    print_report(&report, a.json)
+}
+
+/// What `rlal export --run DIR` reads from a finished `rlal prune` run.
+struct RunFiles {
+    pruned: PathBuf,
+    unpruned: PathBuf,
+    recipe: rlal::search::Recipe,
+    report: rlal::search::report::Report,
+}
+
+impl RunFiles {
+    fn open(dir: &Path) -> Result<RunFiles, Failure> {
+        let need = |f: &str| -> Result<PathBuf, Failure> {
+            let p = dir.join(f);
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Failure::input(anyhow!("{}: no {f}; is this a finished `rlal prune` run directory? (`rlal prune --resume {}` finishes an interrupted one)", dir.display(), dir.display())))
+            }
+        };
+        let (pruned, unpruned, recipe_p, report_p) = (
+            need("pruned.onnx")?,
+            need("unpruned.onnx")?,
+            need("recipe.yaml")?,
+            need("report.json")?,
+        );
+        let recipe =
+            rlal::search::Recipe::load(&recipe_p).map_err(|m| Failure::input(anyhow!("{m}")))?;
+        let report = serde_json::from_slice(
+            &std::fs::read(&report_p)
+                .with_context(|| format!("reading {}", report_p.display()))
+                .map_err(Failure::input)?,
+        )
+        .with_context(|| format!("{}: not an rlal prune report", report_p.display()))
+        .map_err(Failure::input)?;
+        Ok(RunFiles { pruned, unpruned, recipe, report })
+    }
+}
+
+/// The run's dataset and preprocessing unless given on the command line, and its input shape.
+fn run_defaults(a: &mut ExportArgs, recipe: &rlal::search::Recipe) {
     if a.data.is_none() {
         a.data = recipe.data.clone().filter(|d| d.is_dir());
         a.scale = recipe.training.scale;
@@ -309,25 +379,21 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
     if a.input_shape.is_none() {
         a.input_shape = recipe.input_shape.clone();
     }
-    let opts = ImportOptions { input_shape: a.input_shape.clone() };
-    let (g0, an0) = analysis::import(&unpruned_p, &opts).map_err(Failure::input)?;
-    let (g1, an1) = analysis::import(&pruned_p, &opts).map_err(Failure::input)?;
-    if !a.dry_run && !a.no_validate {
-        data_input(&g1, &an1)
-            .with_context(|| {
-                format!("{}: cannot validate it (--no-validate skips it)", pruned_p.display())
-            })
-            .map_err(Failure::input)?;
-    }
-    let mut report = Report {
-        model: pruned_p.display().to_string(),
+}
+
+/// The report of a run's final model (`an1`) against its unpruned model (`an0`).
+fn final_report(a: &ExportArgs, files: &RunFiles, an0: &Analysis, an1: &Analysis) -> Report {
+    let recipe = &files.recipe;
+    Report {
+        model: files.pruned.display().to_string(),
         out: None,
         criterion: match recipe.search.criterion {
             rlal::search::recipe::NormKind::L1 => Criterion::L1,
             rlal::search::recipe::NormKind::L2 => Criterion::L2,
         },
         bn: if recipe.training.keep_bn { "kept".into() } else { "folded (by rlal prune)".into() },
-        layers: run_report
+        layers: files
+            .report
             .layers
             .iter()
             .filter(|l| l.kept < l.channels)
@@ -340,10 +406,10 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
             .collect(),
         macs_before: an0.cost.full_macs(),
         macs_after: an1.cost.full_macs(),
-        macs_ratio: an1.cost.full_macs() as f64 / an0.cost.full_macs().max(1) as f64,
+        macs_ratio: ratio(an1.cost.full_macs(), an0.cost.full_macs()),
         params_before: an0.cost.full_params(),
         params_after: an1.cost.full_params(),
-        params_ratio: an1.cost.full_params() as f64 / an0.cost.full_params().max(1) as f64,
+        params_ratio: ratio(an1.cost.full_params(), an0.cost.full_params()),
         target_macs_ratio: a
             .target
             .or((recipe.metric() == rlal::agent::Metric::Macs).then(|| recipe.ratio())),
@@ -351,32 +417,7 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
         write_ms: 0.0,
         bytes: 0,
         validation: None,
-    };
-    if !a.dry_run {
-        let t1 = Instant::now();
-        rlal::onnx::save(&g1, &a.out).map_err(Failure::job)?;
-        report.write_ms = t1.elapsed().as_secs_f64() * 1e3;
-        report.bytes = std::fs::metadata(&a.out).map(|m| m.len() as usize).unwrap_or(0);
-        report.out = Some(a.out.display().to_string());
-        if !a.no_validate {
-            let written = rlal::onnx::load(&a.out)
-                .with_context(|| format!("re-reading {}", a.out.display()))
-                .map_err(Failure::job)?;
-            report.validation =
-                Some(validate_final(&a, &g0, &an1, &written).map_err(Failure::job)?);
-        }
     }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report)
-                .context("serialising the report")
-                .map_err(Failure::job)?
-        );
-    } else {
-        print!("{}", text(&report));
-    }
-    Ok(())
 }
 
 /// Validation of a fine-tuned pruned model (no masked counterpart: its weights were trained further).

@@ -656,6 +656,70 @@ mod tests {
     use crate::data::{Loader, LoaderConfig, Normalize, Transform};
     use crate::rng::Rng;
 
+    /// `model` (under the crate root) with BatchNormalization inserted where a conv lacks it.
+    fn import_with_bn(model: &str) -> (crate::ir::Graph, crate::analysis::Analysis) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(model);
+        let (mut g, mut an) = crate::analysis::import(&path, &Default::default()).unwrap();
+        crate::train::setup::apply_insert_bn(
+            &mut g,
+            &mut an,
+            crate::train::recipe::InsertBn::Auto,
+            None,
+        )
+        .unwrap();
+        (g, an)
+    }
+
+    /// Non-trivial parameters and BN statistics, as after training: every variable whose
+    /// name contains one of `names` becomes |t| + 0.5 · U(0, 1) (seeded with `seed`).
+    fn perturb(net: &Net, seed: i64, names: &[&str]) {
+        tch::manual_seed(seed);
+        for (n, mut t) in net.var_store().variables() {
+            if names.iter().any(|s| n.contains(s)) {
+                tch::no_grad(|| t.copy_(&(t.abs() + 0.5 * tch::Tensor::rand_like(&t))));
+            }
+        }
+    }
+
+    /// An eval loader over `n` in-memory `c`×`hw`×`hw` images in order, batches of `batch`,
+    /// normalised with one mean and std for every channel.
+    fn eval_loader(n: usize, c: usize, hw: usize, (mean, std): (f32, f32), batch: usize) -> Loader {
+        let norm = Normalize { scale: 1.0 / 255.0, mean: vec![mean; c], std: vec![std; c] };
+        let cfg = LoaderConfig {
+            batch_size: batch,
+            shuffle: false,
+            drop_last: false,
+            seed: 0,
+            workers: 0,
+            prefetch: 1,
+        };
+        let ds = crate::data::testutil::mem(n, c, hw, hw);
+        Loader::new(ds, (0..n).collect(), Transform::eval(norm), cfg).unwrap()
+    }
+
+    /// A random policy's widths within the budget.
+    fn random_kept(budget: &Budget, rng: &mut Rng) -> Vec<usize> {
+        let mut kept = Vec::new();
+        for _ in 0..budget.layers.len() {
+            kept.push(budget.apply(&kept, rng.uniform_f32()));
+        }
+        kept
+    }
+
+    /// The logits of `g` in ONNX Runtime (one session) on the first host batch of `batch` images.
+    fn ort_logits(g: &crate::ir::Graph, rs: &RewardSet, batch: usize) -> Vec<f32> {
+        let hb = rs.host_batches(batch).unwrap();
+        let (hs, hx, _) = &hb[0];
+        let mut m =
+            crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), 1).unwrap();
+        m.run(hs, hx.clone()).unwrap().remove(0).1
+    }
+
+    /// Max |a - b| over two equally long slices.
+    fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max)
+    }
+
     #[test]
     fn uniform_widths_honour_the_channel_multiple() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -684,51 +748,19 @@ mod tests {
 
     #[test]
     fn narrow_and_masked_rewards_agree() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let (mut g, mut an) =
-            crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default())
-                .unwrap();
-        crate::train::setup::apply_insert_bn(
-            &mut g,
-            &mut an,
-            crate::train::recipe::InsertBn::Auto,
-            None,
-        )
-        .unwrap();
+        let (g, an) = import_with_bn("graphs/resnet20_mnist.onnx");
         let mut net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
         // Non-trivial BN statistics, as after training.
-        tch::manual_seed(5);
-        for (n, mut t) in net.var_store().variables() {
-            if n.contains("running_var") || n.contains("scale") || n.contains("weight") {
-                tch::no_grad(|| t.copy_(&(t.abs() + 0.5 * tch::Tensor::rand_like(&t))));
-            }
-        }
+        perturb(&net, 5, &["running_var", "scale", "weight"]);
         let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
-        let ds = crate::data::testutil::mem(96, 1, 28, 28);
-        let loader = Loader::new(
-            ds,
-            (0..96).collect(),
-            Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }),
-            LoaderConfig {
-                batch_size: 40,
-                shuffle: false,
-                drop_last: false,
-                seed: 0,
-                workers: 0,
-                prefetch: 1,
-            },
-        )
-        .unwrap();
+        let loader = eval_loader(96, 1, 28, (0.13, 0.31), 40);
         let rs = RewardSet::new(&loader, &net).unwrap();
         let frozen = Frozen::new(&net, &budget, 1, None, false).unwrap();
         let mut in_ort = Frozen::new(&net, &budget, 1, None, false).unwrap();
         in_ort.ort = Some(OrtScoring::serial(40));
         let mut rng = Rng::new(1);
         for _ in 0..3 {
-            let mut kept = Vec::new();
-            for _ in 0..budget.layers.len() {
-                kept.push(budget.apply(&kept, rng.uniform_f32()));
-            }
+            let kept = random_kept(&budget, &mut rng);
             let narrow = frozen.narrow(&kept, tch::Device::Cpu).unwrap();
             let ks = keep_sets(&net, &budget, &kept, 1).unwrap();
             net.set_masks(&keep_vectors(&net, &ks)).unwrap();
@@ -749,19 +781,12 @@ mod tests {
             );
             assert!((m - n).abs() <= 1.0 / 96.0 + 1e-12, "masked {m} vs narrow {n}");
             // The narrow graph in ONNX Runtime computes the same logits as in libtorch.
-            let hb = rs.host_batches(40).unwrap();
-            let (hs, hx, _) = &hb[0];
-            let mut m_ort = crate::validate::ort::OrtModel::from_bytes(
-                &crate::onnx::to_bytes(&frozen.narrow_graph(&kept).unwrap().0),
-                1,
-            )
-            .unwrap();
-            let (_, lo) = m_ort.run(hs, hx.clone()).unwrap().remove(0);
+            let lo = ort_logits(&frozen.narrow_graph(&kept).unwrap().0, &rs, 40);
             let lt = Vec::<f32>::try_from(
                 tch::no_grad(|| narrow.forward_t(x, false).unwrap()).flatten(0, -1),
             )
             .unwrap();
-            let d = lo.iter().zip(&lt).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let d = max_abs_diff(&lo, &lt);
             assert!(
                 lo.len() == lt.len() && (d as f64) <= 1e-4 * scale,
                 "ONNX Runtime vs libtorch logits differ by {d}"
@@ -773,34 +798,10 @@ mod tests {
 
     #[test]
     fn adaptive_bn_sets_the_statistics_of_the_narrow_network() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let (mut g, mut an) =
-            crate::analysis::import(&path.join("graphs/resnet20_mnist.onnx"), &Default::default())
-                .unwrap();
-        crate::train::setup::apply_insert_bn(
-            &mut g,
-            &mut an,
-            crate::train::recipe::InsertBn::Auto,
-            None,
-        )
-        .unwrap();
+        let (g, an) = import_with_bn("graphs/resnet20_mnist.onnx");
         let mut net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
         let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
-        let ds = crate::data::testutil::mem(64, 1, 28, 28);
-        let loader = Loader::new(
-            ds,
-            (0..64).collect(),
-            Transform::eval(Normalize { scale: 1.0 / 255.0, mean: vec![0.13], std: vec![0.31] }),
-            LoaderConfig {
-                batch_size: 64,
-                shuffle: false,
-                drop_last: false,
-                seed: 0,
-                workers: 0,
-                prefetch: 1,
-            },
-        )
-        .unwrap();
+        let loader = eval_loader(64, 1, 28, (0.13, 0.31), 64);
         let rs = RewardSet::new(&loader, &net).unwrap();
         let x = rs.cached.as_ref().unwrap()[0].0.shallow_clone();
         let rs = rs.with_recalibration(Some(x.shallow_clone()));
@@ -863,139 +864,133 @@ mod tests {
     /// exactly what one session scores.
     #[test]
     fn padded_narrow_networks_compute_the_unpadded_logits() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         for (model, c, hw) in [
             ("graphs/resnet20_mnist.onnx", 1usize, 28usize),
             ("graphs/mobilenetv2_cifar.onnx", 3, 32),
         ] {
-            let (mut g, mut an) =
-                crate::analysis::import(&path.join(model), &Default::default()).unwrap();
-            crate::train::setup::apply_insert_bn(
-                &mut g,
-                &mut an,
-                crate::train::recipe::InsertBn::Auto,
-                None,
-            )
-            .unwrap();
+            let (g, an) = import_with_bn(model);
             let net = Net::new(&g, &an, tch::Device::Cpu).unwrap();
-            tch::manual_seed(7);
-            for (n, mut t) in net.var_store().variables() {
-                if n.contains("running_var")
-                    || n.contains("scale")
-                    || n.contains("weight")
-                    || n.contains("bias")
-                {
-                    tch::no_grad(|| t.copy_(&(t.abs() + 0.5 * tch::Tensor::rand_like(&t))));
-                }
-            }
+            perturb(&net, 7, &["running_var", "scale", "weight", "bias"]);
             let budget = Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9).unwrap();
-            let ds = crate::data::testutil::mem(24, c, hw, hw);
-            let loader = Loader::new(
-                ds,
-                (0..24).collect(),
-                Transform::eval(Normalize {
-                    scale: 1.0 / 255.0,
-                    mean: vec![0.4; c],
-                    std: vec![0.3; c],
-                }),
-                LoaderConfig {
-                    batch_size: 24,
-                    shuffle: false,
-                    drop_last: false,
-                    seed: 0,
-                    workers: 0,
-                    prefetch: 1,
-                },
-            )
-            .unwrap();
+            let loader = eval_loader(24, c, hw, (0.4, 0.3), 24);
             let rs = RewardSet::new(&loader, &net).unwrap();
-            let x = rs.cached.as_ref().unwrap()[0].0.shallow_clone();
             let mut rng = Rng::new(3);
             for keep_bn in [false, true] {
                 let frozen = Frozen::new(&net, &budget, 1, None, keep_bn).unwrap();
-                let mut kept = Vec::new();
-                for _ in 0..budget.layers.len() {
-                    kept.push(budget.apply(&kept, rng.uniform_f32()));
-                }
-                let (g0, a0) = frozen.narrow_graph(&kept).unwrap();
-                let logits = |g: crate::ir::Graph, a: &crate::analysis::Analysis| {
-                    let n = if keep_bn {
-                        Frozen::for_recalibration(g, a, tch::Device::Cpu).unwrap()
-                    } else {
-                        Net::new(&g, a, tch::Device::Cpu).unwrap()
-                    };
-                    if keep_bn {
-                        Frozen::recalibrate(&n, &x).unwrap();
-                    }
-                    let mut e = n.export().unwrap();
-                    crate::ir::bn::fold_bn(&mut e);
-                    (tch::no_grad(|| n.forward_t(&x, false).unwrap()), e)
-                };
-                let (l0, e0) = logits(g0, &a0);
-                let scale = l0.abs().max().double_value(&[]).max(1.0);
-                for pad in [4usize, 8] {
-                    let (gp, ap) = frozen.narrow_graph_padded(&kept, pad).unwrap();
-                    let mut padded_some = false;
-                    for (l, &k) in kept.iter().enumerate() {
-                        let full = budget.layers[l].channels;
-                        let w = ap
-                            .layers
-                            .iter()
-                            .find(|x| x.name == budget.layers[l].name)
-                            .map(|x| x.channels)
-                            .unwrap();
-                        assert_eq!(
-                            w,
-                            k.div_ceil(pad).saturating_mul(pad).min(full),
-                            "{model} layer {l}: kept {k} of {full}, pad {pad}"
-                        );
-                        padded_some |= w > k;
-                    }
-                    assert!(padded_some, "{model}: nothing to pad in {kept:?}");
-                    let (lp, ep) = logits(gp, &ap);
-                    let d = (&lp - &l0).abs().max().double_value(&[]);
-                    assert!(d <= 1e-5 * scale, "{model} pad {pad} (BN kept: {keep_bn}): logits differ by {d} (scale {scale})");
-                    // The same in ONNX Runtime, one session or two side by side.
-                    let hb = rs.host_batches(24).unwrap();
-                    let (hs, hx, _) = &hb[0];
-                    let run = |g: &crate::ir::Graph| {
-                        crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), 1)
-                            .unwrap()
-                            .run(hs, hx.clone())
-                            .unwrap()
-                            .remove(0)
-                            .1
-                    };
-                    let (o0, op) = (run(&e0), run(&ep));
-                    let d = o0.iter().zip(&op).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-                    assert!(
-                        (d as f64) <= 1e-5 * scale,
-                        "{model} pad {pad}: ONNX Runtime logits differ by {d}"
-                    );
-                }
+                let kept = random_kept(&budget, &mut rng);
+                assert_padding_keeps_logits(model, &rs, &frozen, &budget, &kept, keep_bn);
             }
-            // Side-by-side sessions: the same batches, the same accuracy, exactly.
-            let frozen = Frozen::new(&net, &budget, 1, None, false).unwrap();
-            let (g1, _) = frozen
-                .narrow_graph_padded(
-                    &vec![1; budget.layers.len()]
-                        .iter()
-                        .zip(&budget.min_keep)
-                        .map(|(a, b)| *a.max(b))
-                        .collect::<Vec<_>>(),
-                    4,
-                )
-                .unwrap();
-            let rs7 = RewardSet::new(&loader, &net).unwrap();
-            let one = rs7.accuracy_ort(&g1, OrtScoring { sessions: 1, batch: 7, pad: 4 }).unwrap();
-            let two = rs7.accuracy_ort(&g1, OrtScoring { sessions: 2, batch: 7, pad: 4 }).unwrap();
-            let three =
-                rs7.accuracy_ort(&g1, OrtScoring { sessions: 3, batch: 7, pad: 4 }).unwrap();
-            assert_eq!((one, one), (two, three), "{model}");
-            assert_eq!(
-                rs7.host_batches(7).unwrap().iter().map(|b| b.2.len()).collect::<Vec<_>>(),
-                vec![7, 7, 7, 3]
+            assert_side_by_side_sessions_agree(model, &net, &budget, &loader);
+        }
+    }
+
+    /// The network of narrow graph `g` (its BN statistics re-estimated on `x` with
+    /// `keep_bn`): its logits on `x`, and its export with BN folded.
+    fn narrow_logits(
+        g: crate::ir::Graph,
+        a: &crate::analysis::Analysis,
+        x: &Tensor,
+        keep_bn: bool,
+    ) -> (Tensor, crate::ir::Graph) {
+        let n = if keep_bn {
+            Frozen::for_recalibration(g, a, tch::Device::Cpu).unwrap()
+        } else {
+            Net::new(&g, a, tch::Device::Cpu).unwrap()
+        };
+        if keep_bn {
+            Frozen::recalibrate(&n, x).unwrap();
+        }
+        let mut e = n.export().unwrap();
+        crate::ir::bn::fold_bn(&mut e);
+        (tch::no_grad(|| n.forward_t(x, false).unwrap()), e)
+    }
+
+    /// `kept` padded to multiples of 4 and of 8: the padded widths, and the unpadded
+    /// logits in libtorch and in ONNX Runtime.
+    fn assert_padding_keeps_logits(
+        model: &str,
+        rs: &RewardSet,
+        frozen: &Frozen,
+        budget: &Budget,
+        kept: &[usize],
+        keep_bn: bool,
+    ) {
+        let x = rs.cached.as_ref().unwrap()[0].0.shallow_clone();
+        let (g0, a0) = frozen.narrow_graph(kept).unwrap();
+        let (l0, e0) = narrow_logits(g0, &a0, &x, keep_bn);
+        let scale = l0.abs().max().double_value(&[]).max(1.0);
+        for pad in [4usize, 8] {
+            let (gp, ap) = frozen.narrow_graph_padded(kept, pad).unwrap();
+            assert_padded_widths(model, budget, kept, &ap, pad);
+            let (lp, ep) = narrow_logits(gp, &ap, &x, keep_bn);
+            let d = (&lp - &l0).abs().max().double_value(&[]);
+            assert!(
+                d <= 1e-5 * scale,
+                "{model} pad {pad} (BN kept: {keep_bn}): logits differ by {d} (scale {scale})"
+            );
+            // The same in ONNX Runtime, one session or two side by side.
+            let d = max_abs_diff(&ort_logits(&e0, rs, 24), &ort_logits(&ep, rs, 24));
+            assert!(
+                (d as f64) <= 1e-5 * scale,
+                "{model} pad {pad}: ONNX Runtime logits differ by {d}"
             );
         }
+    }
+
+    /// Each layer of the padded network `ap` has `kept` rounded up to a multiple of `pad`
+    /// (at most the full width), and at least one layer was padded.
+    fn assert_padded_widths(
+        model: &str,
+        budget: &Budget,
+        kept: &[usize],
+        ap: &crate::analysis::Analysis,
+        pad: usize,
+    ) {
+        let mut padded_some = false;
+        for (l, &k) in kept.iter().enumerate() {
+            let full = budget.layers[l].channels;
+            let w = ap
+                .layers
+                .iter()
+                .find(|x| x.name == budget.layers[l].name)
+                .map(|x| x.channels)
+                .unwrap();
+            assert_eq!(
+                w,
+                k.div_ceil(pad).saturating_mul(pad).min(full),
+                "{model} layer {l}: kept {k} of {full}, pad {pad}"
+            );
+            padded_some |= w > k;
+        }
+        assert!(padded_some, "{model}: nothing to pad in {kept:?}");
+    }
+
+    /// Side-by-side sessions: the same batches, the same accuracy, exactly.
+    fn assert_side_by_side_sessions_agree(
+        model: &str,
+        net: &Net,
+        budget: &Budget,
+        loader: &Loader,
+    ) {
+        let frozen = Frozen::new(net, budget, 1, None, false).unwrap();
+        let (g1, _) = frozen
+            .narrow_graph_padded(
+                &vec![1; budget.layers.len()]
+                    .iter()
+                    .zip(&budget.min_keep)
+                    .map(|(a, b)| *a.max(b))
+                    .collect::<Vec<_>>(),
+                4,
+            )
+            .unwrap();
+        let rs7 = RewardSet::new(loader, net).unwrap();
+        let one = rs7.accuracy_ort(&g1, OrtScoring { sessions: 1, batch: 7, pad: 4 }).unwrap();
+        let two = rs7.accuracy_ort(&g1, OrtScoring { sessions: 2, batch: 7, pad: 4 }).unwrap();
+        let three = rs7.accuracy_ort(&g1, OrtScoring { sessions: 3, batch: 7, pad: 4 }).unwrap();
+        assert_eq!((one, one), (two, three), "{model}");
+        assert_eq!(
+            rs7.host_batches(7).unwrap().iter().map(|b| b.2.len()).collect::<Vec<_>>(),
+            vec![7, 7, 7, 3]
+        );
     }
 }

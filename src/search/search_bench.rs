@@ -3,11 +3,12 @@
 //! the paper's proportions. The CLI (`rlal bench search`) only merges its flags into
 //! the recipe and prints this report.
 use super::recipe::Recipe;
-use super::reward::RewardSet;
+use super::reward::{self, RewardSet, RewardStages};
 use super::run::{freeze, ort_usable, prepare, search_data, SearchData};
 use super::SearchError;
-use crate::agent::{Agent, Explore};
+use crate::agent::{Agent, Budget, Explore};
 use crate::rng::Rng;
+use crate::train::masks::GroupLasso;
 use crate::train::schedule::Decay;
 use crate::train::trainer::Trainer;
 use crate::train::Net;
@@ -128,7 +129,6 @@ pub struct EpisodeMs {
 
 /// Measures recipe `r` (`label`: how the report names it).
 pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchReport, SearchError> {
-    let timed_episodes = o.episodes;
     let (g, an, budget) = prepare(r, None, false)?;
     if r.training.threads > 0 {
         tch::set_num_threads(r.training.threads as i32);
@@ -139,121 +139,205 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
 
     // Weight training: the run's step, data loading included, with the alignment penalty
     // of the search epochs (here towards the uniform policy at the budget).
-    let mut optim = r.training.optim();
-    (optim.lr, optim.warmup_epochs, optim.decay) = (r.training.lr.min(0.05), 0.0, Decay::Constant);
-    let mut tr = Trainer::new(&net, &optim, 1, train.num_batches());
-    let align = if r.search.alignment && r.search.beta > 0.0 {
-        let ks = crate::search::reward::keep_sets(
-            &net,
-            &budget,
-            &crate::search::reward::uniform_kept(&budget),
-            r.search.criterion.p(),
-        )
-        .context("the alignment target")
-        .map_err(job)?;
-        Some((
-            net.group_lasso_target(&crate::search::reward::keep_vectors(&net, &ks)),
-            r.search.beta,
-        ))
-    } else {
-        None
-    };
+    let mut tr = trainer(r, &net, &train);
+    let align = alignment_target(r, &net, &budget)?;
     let step = Step { align: align.as_ref().map(|(v, b)| (v, *b)), device };
-    let (seen, secs) = timed_training(&mut net, &mut tr, &train, o.train_batches, &step)?;
-    if seen == 0 {
+    let mut w = Training { net: &mut net, tr: &mut tr, train: &train, step: &step };
+    let before = timed_training(&mut w, o.train_batches)?;
+    if before.0 == 0 {
         return Err(input(anyhow::anyhow!("{label}: too few training images for one timed batch")));
     }
-    let rate_before = seen as f64 / secs;
 
-    // Episodes: random actions (the buffer epochs' distribution) on the frozen weights.
-    let rset = RewardSet::new(&holdout, &net)
+    let rset = RewardSet::new(&holdout, w.net)
         .context("caching the reward subset")
         .map_err(job)?
         .with_recalibration(recal);
     let ort_ok = ort_usable(r, device);
-    let mut agent =
-        Agent::new(r.agent.clone(), budget.layers.len(), r.training.epochs, r.training.seed);
-    let mut rng = Rng::new(r.training.seed).fork(0xbe4c);
+    let mut s = Searcher {
+        agent: Agent::new(r.agent.clone(), budget.layers.len(), r.training.epochs, r.training.seed),
+        rng: Rng::new(r.training.seed).fork(0xbe4c),
+    };
+    let episodes = scored_episodes(r, &budget, &rset, w.net, &mut s, ort_ok, o.episodes)?;
+    let after = timed_training(&mut w, o.train_batches)?;
+    let train_rate = images_per_s((before.0 + after.0, before.1 + after.1));
+    let updates = agent_updates(r, &budget, &mut s, &mut w, o.train_batches, train_rate)?;
+    let m = Measured {
+        device,
+        ort_ok,
+        windows: [before, after],
+        train_rate,
+        train_images: train.num_samples(),
+        episodes,
+        updates,
+    };
+    Ok(report(r, label, o, &budget, m))
+}
+
+/// Images per second of a window (images, seconds).
+fn images_per_s((images, secs): (usize, f64)) -> f64 {
+    images as f64 / secs
+}
+
+/// The run's optimiser at a constant learning rate (at most 0.05), without warm-up.
+fn trainer(r: &Recipe, net: &Net, train: &crate::data::Loader) -> Trainer {
+    let mut optim = r.training.optim();
+    (optim.lr, optim.warmup_epochs, optim.decay) = (r.training.lr.min(0.05), 0.0, Decay::Constant);
+    Trainer::new(net, &optim, 1, train.num_batches())
+}
+
+/// With `search.alignment` and β > 0: the alignment target (the uniform policy at the
+/// budget) and β.
+fn alignment_target(
+    r: &Recipe,
+    net: &Net,
+    budget: &Budget,
+) -> Result<Option<(GroupLasso, f64)>, SearchError> {
+    if !(r.search.alignment && r.search.beta > 0.0) {
+        return Ok(None);
+    }
+    let ks = reward::keep_sets(net, budget, &reward::uniform_kept(budget), r.search.criterion.p())
+        .context("the alignment target")
+        .map_err(job)?;
+    Ok(Some((net.group_lasso_target(&reward::keep_vectors(net, &ks)), r.search.beta)))
+}
+
+/// The benchmark's agent and its random stream.
+struct Searcher {
+    agent: Agent,
+    rng: Rng,
+}
+
+/// What the episodes' phase measured.
+struct Episodes {
+    /// Freezing the weights, seconds.
+    freeze_s: f64,
+    /// Mean MACs of the timed episodes' networks.
+    mean_macs: f64,
+    /// The timed episodes' time by stage.
+    stages: RewardStages,
+}
+
+/// Episodes: random actions (the buffer epochs' distribution) on the frozen weights, one
+/// untimed warm-up then `timed` ones.
+fn scored_episodes(
+    r: &Recipe,
+    budget: &Budget,
+    rset: &RewardSet,
+    net: &mut Net,
+    s: &mut Searcher,
+    ort_ok: bool,
+    timed: usize,
+) -> Result<Episodes, SearchError> {
     let tf = Instant::now();
-    let frozen = freeze(r, &net, &budget, ort_ok).context("freezing the weights").map_err(job)?;
+    let frozen = freeze(r, net, budget, ort_ok).context("freezing the weights").map_err(job)?;
     let freeze_s = tf.elapsed().as_secs_f64();
     let p = r.search.criterion.p();
-    let episodes: Vec<_> = (0..=timed_episodes)
-        .map(|_| agent.episode(&budget, 0, &mut rng, Explore::Random))
-        .collect();
+    let episodes: Vec<_> =
+        (0..=timed).map(|_| s.agent.episode(budget, 0, &mut s.rng, Explore::Random)).collect();
     for (i, ep) in episodes.iter().enumerate() {
         if i == 1 {
             let _ = rset.take_stages(); // the first episode is a warm-up
         }
         let acc = rset
-            .reward_with(&mut net, frozen.as_ref(), &budget, &ep.kept, p)
+            .reward_with(net, frozen.as_ref(), budget, &ep.kept, p)
             .context("episode reward")
             .map_err(job)?;
-        agent.remember(ep, acc as f32);
+        s.agent.remember(ep, acc as f32);
     }
-    let st = rset.take_stages();
-    let (seen2, secs2) = timed_training(&mut net, &mut tr, &train, o.train_batches, &step)?;
-    let rate_after = seen2 as f64 / secs2;
-    let train_rate = (seen + seen2) as f64 / (secs + secs2);
-    fill_replay_as_in_last_agent_epoch(r, &budget, &mut agent, &mut rng);
+    let mean_macs = episodes[1..].iter().map(|e| e.macs as f64).sum::<f64>()
+        / (episodes.len() - 1).max(1) as f64;
+    Ok(Episodes { freeze_s, mean_macs, stages: rset.take_stages() })
+}
+
+/// What the agent updates' phase measured.
+struct Updates {
+    /// One search epoch's updates alone, seconds.
+    updates_s: f64,
+    /// `agent.overlap` on this device.
+    overlap: bool,
+    /// With `overlap`: the updates beside weight training.
+    beside: Option<Beside>,
+}
+
+/// One search epoch's agent updates on a replay buffer as in the last agent epoch: alone,
+/// and with `agent.overlap` beside weight training (see [`updates_beside_training`]).
+fn agent_updates(
+    r: &Recipe,
+    budget: &Budget,
+    s: &mut Searcher,
+    w: &mut Training,
+    min_batches: usize,
+    train_rate: f64,
+) -> Result<Updates, SearchError> {
+    fill_replay_as_in_last_agent_epoch(r, budget, &mut s.agent, &mut s.rng);
     let tu = Instant::now();
-    let _ = agent.update(&mut rng);
+    let _ = s.agent.update(&mut s.rng);
     let updates_s = tu.elapsed().as_secs_f64();
-    // With `agent.overlap`: one epoch's updates beside weight training, which goes on (at
-    // least `--train-batches` batches) until they are done; the extra time over the same
-    // images trained alone is what the overlapped updates cost.
-    let overlap = r.agent.overlap.resolve(device);
+    let overlap = r.agent.overlap.resolve(w.step.device);
     let beside = if overlap {
-        let mut w = Window { net: &mut net, tr: &mut tr, train: &train, step: &step };
-        Some(updates_beside_training(r, &mut agent, &mut rng, &mut w, o.train_batches, train_rate)?)
+        Some(updates_beside_training(r, &mut s.agent, &mut s.rng, w, min_batches, train_rate)?)
     } else {
         None
     };
+    Ok(Updates { updates_s, overlap, beside })
+}
 
+/// What the phases of [`run`] measured.
+struct Measured {
+    device: Device,
+    ort_ok: bool,
+    /// The training windows before and after the episodes: images, seconds.
+    windows: [(usize, f64); 2],
+    /// Over both windows, images/s.
+    train_rate: f64,
+    train_images: usize,
+    episodes: Episodes,
+    updates: Updates,
+}
+
+/// The figures of the report from the measurements, projected to the paper's proportions.
+fn report(
+    r: &Recipe,
+    label: &str,
+    o: &SearchBenchOptions,
+    budget: &Budget,
+    m: Measured,
+) -> SearchReport {
+    let st = &m.episodes.stages;
+    let (freeze_s, updates_s) = (m.episodes.freeze_s, m.updates.updates_s);
     let n = st.episodes.max(1) as f64;
     let full_macs = budget.cost.full_macs().max(1) as f64;
-    let scored_macs_ratio = episodes[1..].iter().map(|e| e.macs as f64).sum::<f64>()
-        / (episodes.len() - 1).max(1) as f64
-        / full_macs;
-    let ms = |x: f64| 1000.0 * x / n;
+    let scored_macs_ratio = m.episodes.mean_macs / full_macs;
     let ep_s = st.total() / n;
     let per_image = st.infer / n / st.images.max(1) as f64;
     let fixed = ep_s - st.infer / n;
-    let n_train = train.num_samples();
-    let train_epoch_s = n_train as f64 / train_rate;
+    let n_train = m.train_images;
+    let train_epoch_s = n_train as f64 / m.train_rate;
     let pe = r.search.episodes_per_epoch as f64;
     let search_share = (pe * ep_s + freeze_s + updates_s) / train_epoch_s;
     let episodes_paper = pe * (fixed + per_image * o.paper_subset * n_train as f64) + freeze_s;
-    let rep = SearchReport {
+    let overlapped = m.updates.beside.as_ref().map(|b| {
+        (episodes_paper + b.extra_s + (b.updates_s - train_epoch_s).max(0.0)) / train_epoch_s
+    });
+    SearchReport {
         recipe: label.to_string(),
         model: r.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
-        engine: format!("{:?}", r.search.reward_engine.resolve(device, ort_ok)).to_lowercase()
-            + if r.search.reward_engine == crate::search::recipe::RewardEngine::Ort && !ort_ok {
-                " (fell back to libtorch)"
-            } else {
-                ""
-            },
-        device: device_name(device),
+        engine: engine_name(r, m.device, m.ort_ok),
+        device: device_name(m.device),
         threads: tch::get_num_threads(),
         train_images: n_train,
         reward_images: st.images,
         reward_batch_size: r.search.reward_batch_size,
         bn_samples: r.search.reward_bn_samples,
-        train_images_per_s: train_rate,
-        train_images_per_s_windows: [rate_before, rate_after],
+        train_images_per_s: m.train_rate,
+        train_images_per_s_windows: m.windows.map(images_per_s),
         train_epoch_s,
         episodes: st.episodes,
         scored_macs_ratio,
-        train_gmacs_per_s: train_rate * 3.0 * full_macs / 1e9,
+        train_gmacs_per_s: m.train_rate * 3.0 * full_macs / 1e9,
         reward_gmacs_per_s: scored_macs_ratio * full_macs / per_image.max(1e-12) / 1e9,
         episodes_per_epoch: r.search.episodes_per_epoch,
-        episode_ms: EpisodeMs {
-            surgery: ms(st.surgery),
-            build: ms(st.build),
-            recal: ms(st.recal),
-            infer: ms(st.infer),
-            total: 1000.0 * ep_s,
-        },
+        episode_ms: episode_ms(st),
         reward_images_per_s: 1.0 / per_image.max(1e-12),
         freeze_s,
         updates_s,
@@ -261,34 +345,49 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
         search_share_paper: (episodes_paper + updates_s) / train_epoch_s,
         episodes_share_paper: episodes_paper / train_epoch_s,
         paper_subset: o.paper_subset,
-        overlap,
-        search_share_paper_overlapped: beside.as_ref().map(|b| {
-            (episodes_paper + b.extra_s + (b.updates_s - train_epoch_s).max(0.0)) / train_epoch_s
-        }),
-        beside,
-    };
-    Ok(rep)
+        overlap: m.updates.overlap,
+        search_share_paper_overlapped: overlapped,
+        beside: m.updates.beside,
+    }
+}
+
+/// The reward engine as reports name it, with a note when ONNX Runtime fell back.
+fn engine_name(r: &Recipe, device: Device, ort_ok: bool) -> String {
+    format!("{:?}", r.search.reward_engine.resolve(device, ort_ok)).to_lowercase()
+        + if r.search.reward_engine == crate::search::recipe::RewardEngine::Ort && !ort_ok {
+            " (fell back to libtorch)"
+        } else {
+            ""
+        }
+}
+
+/// Milliseconds per episode by stage.
+fn episode_ms(st: &RewardStages) -> EpisodeMs {
+    let n = st.episodes.max(1) as f64;
+    let ms = |x: f64| 1000.0 * x / n;
+    EpisodeMs {
+        surgery: ms(st.surgery),
+        build: ms(st.build),
+        recal: ms(st.recal),
+        infer: ms(st.infer),
+        total: 1000.0 * (st.total() / n),
+    }
 }
 
 /// One training step of a search epoch: alignment target and β, device.
 struct Step<'a> {
-    align: Option<(&'a crate::train::masks::GroupLasso, f64)>,
+    align: Option<(&'a GroupLasso, f64)>,
     device: tch::Device,
 }
 
 /// Trains `batches` batches of the epoch-0 order (after 2 untimed ones) with the run's
 /// step, data loading included: images and seconds.
-fn timed_training(
-    net: &mut Net,
-    tr: &mut Trainer,
-    train: &crate::data::Loader,
-    batches: usize,
-    step: &Step,
-) -> Result<(usize, f64), SearchError> {
+fn timed_training(w: &mut Training, batches: usize) -> Result<(usize, f64), SearchError> {
     let (mut seen, mut secs) = (0usize, 0f64);
     let mut t0 = Instant::now();
-    for (i, b) in train.epoch(0).enumerate().take(batches + 2) {
-        let n = train_batch(net, tr, &b.context("loading a training batch").map_err(job)?, step)?;
+    for (i, b) in w.train.epoch(0).enumerate().take(batches + 2) {
+        let b = b.context("loading a training batch").map_err(job)?;
+        let n = train_batch(w.net, w.tr, &b, w.step)?;
         if i >= 2 {
             secs += t0.elapsed().as_secs_f64();
             seen += n;
@@ -318,7 +417,7 @@ fn train_batch(
 /// model's GRU runs over all of those epochs as it does late in a run.
 fn fill_replay_as_in_last_agent_epoch(
     r: &Recipe,
-    budget: &crate::agent::Budget,
+    budget: &Budget,
     agent: &mut Agent,
     rng: &mut Rng,
 ) {
@@ -337,8 +436,8 @@ fn fill_replay_as_in_last_agent_epoch(
     }
 }
 
-/// Weight training during the agent updates' window.
-struct Window<'a, 'b> {
+/// Weight training as in a search epoch: the network, its trainer, data and step.
+struct Training<'a, 'b> {
     net: &'a mut Net,
     tr: &'a mut Trainer,
     train: &'a crate::data::Loader,
@@ -352,7 +451,7 @@ fn updates_beside_training(
     r: &Recipe,
     agent: &mut Agent,
     rng: &mut Rng,
-    w: &mut Window,
+    w: &mut Training,
     min_batches: usize,
     train_rate: f64,
 ) -> Result<Beside, SearchError> {
