@@ -179,6 +179,8 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     let pruned = surgery::prune(&g, &an, &keep, a.input_shape.as_deref()).map_err(Failure::job)?;
     report.macs_after = pruned.macs_after;
     report.params_after = pruned.params_after;
+    report.macs_ratio = ratio(report.macs_after, report.macs_before);
+    report.params_ratio = ratio(report.params_after, report.params_before);
     report.surgery_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut out_graph = pruned.graph.clone();
     if !a.keep_bn {
