@@ -15,6 +15,11 @@ fn rlal(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// The run directory's `report.json`.
+fn report(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap()
+}
+
 /// `rlal prune --recipe RECIPE --run-dir RUN -q`.
 fn prune_in(recipe: &Path, run: &Path) -> (i32, String, String) {
     rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap(), "-q"])
@@ -155,8 +160,7 @@ fn tiny_run(policy: &str) -> (tempfile::TempDir, serde_json::Value) {
     }
     let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 3);
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let report = report(&run);
     let (before, after) =
         (report["unpruned"]["macs"].as_u64().unwrap(), report["pruned"]["macs"].as_u64().unwrap());
     let target = (before as f64 * 0.5).floor() as u64;
@@ -430,8 +434,7 @@ fn params_budget_is_met() {
         "uniform",
     ]);
     assert_eq!(code, 0, "{err}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let report = report(&run);
     assert_eq!(report["budget"], "params");
     let (before, after) = (
         report["unpruned"]["params"].as_u64().unwrap(),
@@ -465,8 +468,7 @@ fn latency_budget_is_met_by_the_table() {
         "uniform",
     ]);
     assert_eq!(code, 0, "{err}");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let report = report(&run);
     assert_eq!(report["budget"], "latency");
     let l = &report["latency_budget"];
     assert_eq!(l["batch"], 16);
@@ -589,8 +591,7 @@ fn image_folders_of_mixed_sizes_are_brought_to_the_model_input() {
     let (code, out, err) = prune_in(&recipe, &run);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pruned model:"), "{out}");
-    let rep: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let rep = report(&run);
     assert_eq!(rep["test_samples"], 12);
     // A crop fraction outside (0, 1] is a recipe error naming the field.
     for (field, bad) in [
@@ -627,8 +628,7 @@ fn an_imagenet_style_folder_prunes_a_224_graph_end_to_end() {
     let (code, out, err) = prune_in(&r, &run);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("pruned model:"), "{out}");
-    let rep: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    let rep = report(&run);
     assert_eq!(rep["test_samples"], 12);
     assert!(rep["macs_ratio"].as_f64().unwrap() <= 0.5 + 1e-9, "{rep}");
     let g = rlal::onnx::load(&run.join("pruned.onnx")).unwrap();

@@ -664,6 +664,16 @@ mod tests {
         assert!((a - 0.3).abs() < 0.1, "greedy action {a}, optimum 0.3");
     }
 
+    /// The budget of graphs/mnist_cnn.onnx at 50% MACs.
+    fn mnist_budget() -> Budget {
+        let (_, an) = crate::analysis::import(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx"),
+            &Default::default(),
+        )
+        .unwrap();
+        Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap()
+    }
+
     #[test]
     fn alpha_follows_its_schedule_through_the_agent_epochs() {
         let c = AgentConfig { alpha: 0.1, alpha_final: Some(0.001), ..Default::default() };
@@ -686,12 +696,7 @@ mod tests {
 
     #[test]
     fn one_hot_layer_code_names_each_layer() {
-        let (_, an) = crate::analysis::import(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx"),
-            &Default::default(),
-        )
-        .unwrap();
-        let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
+        let b = mnist_budget();
         let n = b.layers.len();
         let cfg = AgentConfig { layer_code: LayerCode::OneHot, ..Default::default() };
         let index = AgentConfig { layer_code: LayerCode::Index, ..Default::default() };
@@ -729,12 +734,7 @@ mod tests {
 
     #[test]
     fn agent_state_round_trips_through_tensors() {
-        let (_, an) = crate::analysis::import(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx"),
-            &Default::default(),
-        )
-        .unwrap();
-        let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
+        let b = mnist_budget();
         let mut a = Agent::new(
             AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() },
             b.layers.len(),

@@ -395,12 +395,8 @@ mod tests {
 
     #[test]
     fn moved_table_lists_every_training_field() {
-        let v = serde_yaml::to_value(Training::default()).unwrap();
-        let mut fields: Vec<&str> =
-            v.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
-        fields.sort();
         let mut table = moved::TRAINING.to_vec();
         table.sort();
-        assert_eq!(fields, table);
+        assert_eq!(moved::field_names(&Training::default()), table);
     }
 }

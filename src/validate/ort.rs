@@ -138,15 +138,7 @@ impl OrtModel {
     /// not spin-wait after a run (ONNX Runtime's default), which on a few cores would slow
     /// whichever session runs next and blur interleaved measurements.
     pub fn timing(bytes: &[u8], threads: usize) -> Result<OrtModel, ValidateError> {
-        let env = environment()?;
-        let rt = |e: String| ValidateError::Runtime(e);
-        let mut b = ort::session::Session::builder(env).map_err(|e| rt(e.to_string()))?;
-        if threads > 0 {
-            b = b.with_intra_threads(threads).map_err(|e| rt(e.to_string()))?;
-        }
-        b = b.with_intra_op_spinning(false).map_err(|e| rt(e.to_string()))?;
-        let session = b.commit_from_memory(bytes).map_err(|e| rt(e.to_string()))?;
-        Ok(OrtModel { session, ep: Ep::Cpu })
+        Self::quiet_cpu(bytes, threads, None)
     }
 
     /// A CPU session that records ONNX Runtime's profile into `file` (a JSON trace,
@@ -156,13 +148,24 @@ impl OrtModel {
         threads: usize,
         file: &std::path::Path,
     ) -> Result<OrtModel, ValidateError> {
+        Self::quiet_cpu(bytes, threads, Some(file))
+    }
+
+    /// A CPU session without spin-waiting threads, profiling into `profile` when given.
+    fn quiet_cpu(
+        bytes: &[u8],
+        threads: usize,
+        profile: Option<&std::path::Path>,
+    ) -> Result<OrtModel, ValidateError> {
         let env = environment()?;
         let rt = |e: String| ValidateError::Runtime(e);
         let mut b = ort::session::Session::builder(env).map_err(|e| rt(e.to_string()))?;
         if threads > 0 {
             b = b.with_intra_threads(threads).map_err(|e| rt(e.to_string()))?;
         }
-        b = b.with_profiling(file).map_err(|e| rt(e.to_string()))?;
+        if let Some(file) = profile {
+            b = b.with_profiling(file).map_err(|e| rt(e.to_string()))?;
+        }
         b = b.with_intra_op_spinning(false).map_err(|e| rt(e.to_string()))?;
         let session = b.commit_from_memory(bytes).map_err(|e| rt(e.to_string()))?;
         Ok(OrtModel { session, ep: Ep::Cpu })

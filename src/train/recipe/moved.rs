@@ -174,6 +174,22 @@ impl<'de> Visitor<'de> for Key<'_> {
     }
 }
 
+/// The serialised field names of a section's defaults, sorted (the tests keep the
+/// tables above in step with the structs).
+#[cfg(test)]
+pub fn field_names<T: serde::Serialize>(section: &T) -> Vec<String> {
+    let v = serde_yaml::to_value(section).expect("a section serialises");
+    let mut fields: Vec<String> = v
+        .as_mapping()
+        .expect("a mapping")
+        .keys()
+        .filter_map(|k| k.as_str())
+        .map(String::from)
+        .collect();
+    fields.sort();
+    fields
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
