@@ -11,7 +11,7 @@ folded conv bias ``b`` becomes its BatchNorm's running mean ``-b`` with scale 1,
 shift 0 and variance ``1 - eps``: the function of the file, and in training mode
 exactly rlal's (rlal inserts the same identity BN after each conv and keeps the
 bias, which batch statistics cancel). A kept BatchNormalization is copied. The
-loaded model is checked against onnx's reference evaluator on two images.
+loaded model is checked against ONNX Runtime on two images.
 
 Data. An MNIST IDX folder (data/fashion-mnist, data/mnist5k) read with numpy from
 its ``.gz`` files; pixels / 255, then ``(x - mean) / std`` as the rlal recipe's
@@ -23,26 +23,29 @@ recipes/results_fashion.yaml). Accuracy is on the whole test split.
 
 Schedule. SGD (momentum, Nesterov, weight decay on all parameters) with rlal's
 per-step schedule: a linear warm-up over ``--lr-warmup-epochs`` then cosine to 0,
-batch 64, reshuffled every epoch. ``--start scratch``: ``--epochs`` epochs from the
-given weights, prune, ``--finetune-epochs`` (an rlal prune run's
-``training.epochs`` + ``finetune.epochs``); ``--start pretrained``: prune the given
-weights, then fine-tune. Fine-tuning restarts the schedule (rlal's ``finetune:``
-likewise).
+batch 64, reshuffled every epoch. ``--start scratch``: train ``--epochs`` epochs from
+the given (e.g. random) weights, prune, fine-tune ``--finetune-epochs`` (an rlal
+prune run's ``training.epochs`` and ``finetune.epochs`` give equal totals);
+``--start pretrained``: prune the given weights, then fine-tune. Fine-tuning
+restarts the schedule (rlal's ``finetune:`` likewise).
 
 Pruning. Torch-Pruning's recommended flow (its benchmark script's
-``progressive_pruning``): ``tp.pruner.MetaPruner`` (1.6's alias of ``BasePruner``) with ``pruning_ratio=1.0`` over
-``--iterative-steps`` steps, ``pruner.step()`` until ``tp.utils.count_ops_and_params``
-says MACs <= ``--macs-ratio`` of the start; ``--importance l1``
-(``MagnitudeImportance(p=1)``: the L1 norm of each channel over every layer of its
-coupled group, averaged) or ``group-norm`` (``GroupMagnitudeImportance(p=2)``, the
-group L2 norm, Torch-Pruning's default importance; 1.6 has no ``GroupNormImportance``);
-``--scope uniform`` (one ratio per layer) or ``global`` (``global_pruning=True``);
-``round_to=--channel-multiple``. ``--ignore rlal`` leaves the layers rlal does not
-prune alone (the stem, each block's ``conv2`` and the classifier: only each
-block's inner width is pruned); ``--ignore default`` ignores only the classifier
-(Torch-Pruning's usual setting), which breaks the option-A shortcut: Torch-Pruning
-does not trace the zero-padding's channel coupling; the failure is written to the
-JSON and the exit status is 3.
+``progressive_pruning``): ``tp.pruner.MetaPruner`` (1.6's alias of ``BasePruner``)
+with ``pruning_ratio=1.0`` over ``--iterative-steps`` steps, ``pruner.step()`` until
+``tp.utils.count_ops_and_params`` says MACs <= ``--macs-ratio`` of the start;
+``--importance l1`` (``MagnitudeImportance(p=1)``: the L1 norm of each channel over
+every layer of its coupled group, averaged) or ``group-norm``
+(``GroupMagnitudeImportance(p=2)``, the group L2 norm, Torch-Pruning's default
+importance; 1.6 has no ``GroupNormImportance``); ``--scope uniform`` (one ratio per
+layer) or ``global`` (``global_pruning=True``); ``round_to=--channel-multiple``.
+``--ignore rlal`` leaves the layers rlal does not prune alone (the stem, each
+block's ``conv2`` and the classifier: only each block's inner width is pruned);
+``--ignore default`` ignores only the classifier (Torch-Pruning's usual setting),
+which breaks the option-A shortcut: Torch-Pruning does not trace the zero-padding's
+channel coupling (its first step prunes the classifier's inputs apart from the last
+stage's channels; the forward pass after the step fails with ``mat1 and mat2 shapes
+cannot be multiplied``); the failure is written to the JSON and the exit status is 3
+(bad input: 2).
 
 Output: the pruned fine-tuned model as ONNX (``torch.onnx.export``, classic
 exporter, opset 17, input ``input`` 1xCxHxW with a dynamic batch, output
@@ -72,7 +75,12 @@ BN_EPS = 1e-5
 
 
 class Failure(Exception):
-    """A run that stops with a recorded reason (bad input, or Torch-Pruning failing)."""
+    """A run that stops with a recorded reason: bad input (exit status 2) or Torch-Pruning
+    breaking the model (status 3)."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
 
 
 # ------------------------------------------------------------------------ arguments
@@ -259,6 +267,8 @@ def conv_bn_pairs(model):
 
 def load_onnx(path):
     """(CifarResNet with the file's weights, input shape [C, H, W])."""
+    if not Path(path).is_file():
+        raise Failure(f"{path}: no such file")
     m = onnx.load(path)
     g = m.graph
     dims = [d.dim_value for d in g.input[0].type.tensor_type.shape.dim]
@@ -274,15 +284,19 @@ def load_onnx(path):
     if tuple(fc_w.shape) != tuple(model.fc.weight.shape):
         raise Failure(f"{path}: classifier {list(fc_w.shape)}, wanted {list(model.fc.weight.shape)}")
     model.fc.weight.data = torch.from_numpy(np.array(fc_w, np.float32))
-    model.fc.bias.data = torch.from_numpy(np.array(fc_b, np.float32)) if fc_b is not None else torch.zeros(fc_w.shape[0])
+    if fc_b is not None:
+        model.fc.bias.data = torch.from_numpy(np.array(fc_b, np.float32))
+    else:
+        model.fc.bias.data.zero_()
     check_against_onnx(model, m, dims[1:], path)
     return model, dims[1:]
 
 
 def check_against_onnx(model, proto, shape, path):
-    from onnx.reference import ReferenceEvaluator
+    import onnxruntime as ort  # onnx's ReferenceEvaluator mis-runs BatchNormalization with `momentum`
     x = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))
-    want = ReferenceEvaluator(proto).run(None, {proto.graph.input[0].name: x.numpy()})[0]
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = session.run(None, {proto.graph.input[0].name: x.numpy()})[0]
     model.eval()
     with torch.no_grad():
         got = model(x).numpy()
@@ -371,7 +385,7 @@ def prune(model, shape, a):
                 model(example)  # Torch-Pruning's own check that the pruned model still runs
             macs, params = tp.utils.count_ops_and_params(model, example_inputs=example)
     except RuntimeError as e:
-        raise Failure(f"Torch-Pruning broke the model at step {pruner.current_step}: {e}") from e
+        raise Failure(f"Torch-Pruning broke the model at step {pruner.current_step}: {e}", 3) from e
     return {"macs_start": int(macs0), "params_start": int(params0),
             "macs": int(macs), "params": int(params), "macs_ratio": macs / macs0,
             "steps": pruner.current_step}
@@ -414,7 +428,7 @@ def run(a, report):
     report["accuracy_before_pruning"] = timed(times, "eval_before", accuracy, model, xte, yte)
     report["pruning"] = timed(times, "prune", prune, model, shape, a)
     report["widths"] = widths(model)
-    report["accuracy_pruned_no_finetune"] = accuracy(model, xte, yte)
+    report["accuracy_pruned_no_finetune"] = timed(times, "eval_pruned", accuracy, model, xte, yte)
     ft_lr = a.finetune_lr if a.finetune_lr is not None else a.lr
     timed(times, "finetune", train, model, xtr, ytr, a.finetune_epochs, ft_lr, a, a.seed + 1)
     report["accuracy"] = timed(times, "eval", accuracy, model, xte, yte)
@@ -431,7 +445,7 @@ def main(argv=None):
         run(a, report)
     except Failure as e:
         report["failure"] = str(e)
-        status = 3
+        status = e.status
     report["seconds"]["total"] = round(time.perf_counter() - t0, 2)
     text = json.dumps(report, indent=2)
     Path(a.output).parent.mkdir(parents=True, exist_ok=True)
@@ -444,7 +458,7 @@ def main(argv=None):
 
 def versions():
     import importlib.metadata as md
-    return {p: md.version(p) for p in ("torch", "torch-pruning", "onnx", "numpy")} | {
+    return {p: md.version(p) for p in ("torch", "torch-pruning", "onnx", "onnxruntime", "numpy")} | {
         "cpu_count": os.cpu_count()}
 
 

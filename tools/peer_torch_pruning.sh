@@ -10,7 +10,8 @@
 #   bash tools/peer_torch_pruning.sh --setup-only  (make the venv, run nothing)
 #
 # .venv-tp holds torch 2.11.0 (the PyPI wheel, ~3 GB with its CUDA libraries; the
-# CPU is enough), torch-pruning 1.6.1, onnx 1.20.1 and numpy. Set PYTHON to pick
+# CPU is enough), torch-pruning 1.6.1, onnx 1.20.1, onnxruntime 1.32.0 (checks the
+# loaded model against the file) and numpy. Set PYTHON to pick
 # the interpreter that creates it (CPython >= 3.10).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ ROOT=$(pwd)
 TORCH_VERSION=2.11.0
 TP_VERSION=1.6.1
 ONNX_VERSION=1.20.1
+ORT_VERSION=1.32.0
 NUMPY_VERSION=2.2.6
 CUDA_RT=nvidia-cuda-runtime==13.0.96
 CUDA_CUPTI=nvidia-cuda-cupti==13.0.85
@@ -65,12 +67,13 @@ if ! has torch "$TORCH_VERSION" || ! torch_imports; then
   fi
   torch_imports || { echo "peer_torch_pruning: 'import torch' fails in $VENV" >&2; exit 1; }
 fi
-if has torch-pruning "$TP_VERSION" && has onnx "$ONNX_VERSION" && has numpy "$NUMPY_VERSION"; then
-  say "torch $TORCH_VERSION, torch-pruning $TP_VERSION, onnx $ONNX_VERSION: present"
+if has torch-pruning "$TP_VERSION" && has onnx "$ONNX_VERSION" && has onnxruntime "$ORT_VERSION" \
+   && has numpy "$NUMPY_VERSION"; then
+  say "torch $TORCH_VERSION, torch-pruning $TP_VERSION, onnx $ONNX_VERSION, onnxruntime $ORT_VERSION: present"
 else
-  say "installing torch-pruning $TP_VERSION, onnx $ONNX_VERSION, numpy $NUMPY_VERSION"
+  say "installing torch-pruning $TP_VERSION, onnx $ONNX_VERSION, onnxruntime $ORT_VERSION, numpy $NUMPY_VERSION"
   # --no-deps: torch-pruning needs only torch and numpy, both pinned here.
-  pip_retry "numpy==$NUMPY_VERSION" "onnx==$ONNX_VERSION"
+  pip_retry "numpy==$NUMPY_VERSION" "onnx==$ONNX_VERSION" "onnxruntime==$ORT_VERSION"
   pip_retry --no-deps "torch-pruning==$TP_VERSION"
 fi
 
