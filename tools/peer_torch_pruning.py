@@ -204,6 +204,8 @@ def onnx_layers(graph):
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer}
     by_input = {}
     for n in graph.node:
+        if n.op_type == "Identity" and n.input[0] in inits:  # the exporter's shared weights
+            inits[n.output[0]] = inits[n.input[0]]
         for i in n.input:
             by_input.setdefault(i, []).append(n)
     convs, fc = [], None
