@@ -6,9 +6,64 @@
 //! streams (per epoch, per sample, per worker) from a parent state *without*
 //! advancing the parent, so derived randomness never depends on thread timing.
 //!
+//! [`Stream`] names every stream a run draws from a seed, in one place.
+//!
 //! No external crates; every method is deterministic across platforms.
 
 use serde::{Deserialize, Serialize};
+
+/// The random streams of rlal, one per purpose: each is forked from the run's seed
+/// (`Rng::stream(seed, s)` = `Rng::new(seed).fork(s.id())`), so draws added to one
+/// purpose never shift another's. The ids are the constants the streams had before
+/// they were named here (results of earlier runs are unchanged); a new purpose takes
+/// a new id, never an existing one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// `rlal prune` and `rlal bench agent`: the search's own draws (random and policy
+    /// episodes, replay batches and SAC noise of the agent updates, the mutations and
+    /// samples of the other search policies), checkpointed with the run.
+    Search,
+    /// `rlal bench agent`: the reward noise of the synthetic surface.
+    BenchNoise,
+    /// `rlal bench agent`: drawing the synthetic surface (sensitivities, drift, pairs).
+    BenchSurface,
+    /// `rlal bench search`: the timed random episodes.
+    BenchSearch,
+    /// Data loaders: the epoch order (then forked by epoch).
+    Order,
+    /// Data loaders: the augmentation of a sample (then forked by epoch and position).
+    Augment,
+    /// The class-balanced held-out reward subset (then forked by class).
+    Holdout,
+    /// The `training.train-samples` subset: a seed `seed ^ id` ([`Stream::seed`]).
+    TrainSubset,
+    /// Fine-tuning after the search (data order, augmentation): a seed `seed ^ id`
+    /// ([`Stream::seed`]).
+    Finetune,
+}
+
+impl Stream {
+    /// The stream's id (the constant it had before it was named).
+    pub const fn id(self) -> u64 {
+        match self {
+            Stream::Search => 0x5e_a4c4,
+            Stream::BenchNoise => 0x7e57,
+            Stream::BenchSurface => 0x5_0000_0acf,
+            Stream::BenchSearch => 0xbe4c,
+            Stream::Order => 0x4f52_4445_5200_0001,
+            Stream::Augment => 0x4155_474d_0000_0002,
+            Stream::Holdout => 0x484f_4c44_4f55_5403,
+            Stream::TrainSubset => 0x7452_5355_4253_4554,
+            Stream::Finetune => 0xf1e7,
+        }
+    }
+
+    /// A derived seed `seed ^ id`, for the two purposes that pass a seed on instead of
+    /// a generator ([`Stream::TrainSubset`], [`Stream::Finetune`]).
+    pub const fn seed(self, seed: u64) -> u64 {
+        seed ^ self.id()
+    }
+}
 
 /// One SplitMix64 step: advances `state` and returns the next output.
 #[inline]
@@ -91,6 +146,11 @@ impl Rng {
             ^ mix64(self.s[2].rotate_left(31) ^ 0xBB67_AE85_84CA_A73B)
             ^ mix64(self.s[3].rotate_left(47) ^ 0x3C6E_F372_FE94_F82B);
         Rng::new(h ^ mix64(stream_id.wrapping_add(0xA54F_F53A_5F1D_36F1)))
+    }
+
+    /// The generator of purpose `s` for `seed`: `Rng::new(seed).fork(s.id())`.
+    pub fn stream(seed: u64, s: Stream) -> Rng {
+        Rng::new(seed).fork(s.id())
     }
 
     /// Next 64 random bits.
@@ -250,6 +310,30 @@ mod tests {
         let mut b = base.fork(1);
         let same = (0..64).filter(|_| a.next_u64() == b.next_u64()).count();
         assert_eq!(same, 0);
+    }
+
+    #[test]
+    fn streams_keep_their_ids_and_are_distinct() {
+        // The ids of the streams before they were named: changing one changes results.
+        assert_eq!(Stream::Search.id(), 0x5ea4c4);
+        assert_eq!(Stream::BenchSurface.id(), 0x5u64 << 32 | 0xacf);
+        assert_eq!(Stream::Finetune.seed(3), 3 ^ 0xf1e7);
+        assert_eq!(Rng::stream(9, Stream::Search), Rng::new(9).fork(0x5ea4c4));
+        let all = [
+            Stream::Search,
+            Stream::BenchNoise,
+            Stream::BenchSurface,
+            Stream::BenchSearch,
+            Stream::Order,
+            Stream::Augment,
+            Stream::Holdout,
+            Stream::TrainSubset,
+            Stream::Finetune,
+        ];
+        let mut ids: Vec<u64> = all.iter().map(|s| s.id()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len());
     }
 
     #[test]

@@ -535,16 +535,16 @@ fn resumed_latency_budgets_reuse_the_saved_table() {
     }
     t.rest = rlal::agent::Curve::fit(vec![(0.0, 0.0), (1.0, 1.0)]);
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(rlal::search::run::LATENCY_TABLE);
+    let path = dir.path().join(rlal::search::job::LATENCY_TABLE);
     rlal::search::latency::save(&t, &path).unwrap();
-    let (_, _, b2) = rlal::search::run::prepare(&r, Some(&path), false).unwrap();
+    let (_, _, b2) = rlal::search::job::prepare(&r, Some(&path), false).unwrap();
     assert_eq!(b2.latency.as_ref(), Some(&t));
     assert_eq!(b2.full(), t.eval(&an.cost, &an.cost.full));
     // A table of another model is refused.
     let mut other = t.clone();
     other.terms.pop();
     rlal::search::latency::save(&other, &path).unwrap();
-    let e = match rlal::search::run::prepare(&r, Some(&path), false) {
+    let e = match rlal::search::job::prepare(&r, Some(&path), false) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a table of another model was accepted"),
     };

@@ -133,7 +133,7 @@ pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
             "--seeds and --methods must not be empty, --drift >= 0, --uniform-drop in (0, 1)"
         )));
     }
-    let (_, _, budget) = rlal::search::run::prepare(&r, None, false).map_err(|e| match e {
+    let (_, _, budget) = rlal::search::job::prepare(&r, None, false).map_err(|e| match e {
         rlal::search::SearchError::Input(e) => Failure::input(e),
         rlal::search::SearchError::Job(e) => Failure::job(e),
     })?;

@@ -168,7 +168,7 @@ pub fn run(a: PruneArgs) -> Result<(), Failure> {
         return Ok(());
     }
     if a.check {
-        let (_, _, b) = search::run::prepare(&r, None, !a.quiet).map_err(failure)?;
+        let (_, _, b) = search::job::prepare(&r, None, !a.quiet).map_err(failure)?;
         println!(
             "recipe ok: {} prunable layers, target {} of {} {}",
             b.layers.len(),

@@ -1,9 +1,9 @@
 //! Deterministic batching with optional background prefetch.
 //!
 //! Everything random is a pure function of `(seed, epoch, position)`:
-//! * the epoch order is `indices` shuffled by `Rng::new(seed).fork(ORDER).fork(epoch)`;
+//! * the epoch order is `indices` shuffled by `Rng::stream(seed, Stream::Order).fork(epoch)`;
 //! * the sample at position `k` of the epoch is augmented with
-//!   `Rng::new(seed).fork(AUGMENT).fork(epoch).fork(k)`.
+//!   `Rng::stream(seed, Stream::Augment).fork(epoch).fork(k)`.
 //!
 //! So batches are identical with or without worker threads, with any number of
 //! workers, and when an epoch is resumed mid-way ([`Loader::epoch_from`]).
@@ -15,10 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use super::{DataError, Dataset, Transform};
-use crate::rng::Rng;
-
-const ORDER_STREAM: u64 = 0x4f52_4445_5200_0001;
-const AUGMENT_STREAM: u64 = 0x4155_474d_0000_0002;
+use crate::rng::{Rng, Stream};
 
 /// A collated batch: `data` is NCHW `f32`, `labels` one `i64` per sample.
 #[derive(Debug, Clone, PartialEq)]
@@ -296,7 +293,7 @@ impl Inner {
     fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order = self.indices.clone();
         if self.cfg.shuffle {
-            Rng::new(self.cfg.seed).fork(ORDER_STREAM).fork(epoch).shuffle(&mut order);
+            Rng::stream(self.cfg.seed, Stream::Order).fork(epoch).shuffle(&mut order);
         }
         order
     }
@@ -322,7 +319,7 @@ impl Inner {
         let mut data = vec![0f32; n * per];
         let mut labels = Vec::with_capacity(n);
         let mut buf = Vec::with_capacity(per);
-        let aug = Rng::new(self.cfg.seed).fork(AUGMENT_STREAM).fork(epoch);
+        let aug = Rng::stream(self.cfg.seed, Stream::Augment).fork(epoch);
         for (k, (&i, out)) in order[start..end].iter().zip(data.chunks_exact_mut(per)).enumerate() {
             let mut rng =
                 if self.tf.is_random() { aug.fork((start + k) as u64) } else { aug.clone() };

@@ -4,9 +4,9 @@
 //! Rule, for `n` holdout images over `K` classes and a seed:
 //! * every class gets `⌊n / K⌋` holdout images; the `n mod K` remaining ones go to
 //!   the first `n mod K` classes of a seeded permutation of `0..K`
-//!   (`Rng::new(seed).fork(HOLDOUT).fork(0)`, Fisher–Yates);
+//!   (`Rng::stream(seed, Stream::Holdout).fork(0)`, Fisher–Yates);
 //! * within class `c`, its image indices (ascending) are shuffled with
-//!   `Rng::new(seed).fork(HOLDOUT).fork(1 + c)` and the first quota are held out;
+//!   `Rng::stream(seed, Stream::Holdout).fork(1 + c)` and the first quota are held out;
 //! * both returned lists are sorted ascending and are disjoint; together they cover
 //!   every index. A class whose quota is `q > 0` needs at least `q + 1` images (one
 //!   must stay for training), else [`DataError::TooFewImages`].
@@ -14,9 +14,7 @@
 use std::path::Path;
 
 use super::{DataError, Dataset};
-use crate::rng::Rng;
-
-const HOLDOUT_STREAM: u64 = 0x484f_4c44_4f55_5403;
+use crate::rng::{Rng, Stream};
 
 /// Splits `ds` into `(train_idx, holdout_idx)` with `n` class-balanced holdout
 /// images (see the module docs). Errors name the dataset's label file.
@@ -56,7 +54,7 @@ pub fn split_holdout_labels(
             }
         }
     }
-    let base = Rng::new(seed).fork(HOLDOUT_STREAM);
+    let base = Rng::stream(seed, Stream::Holdout);
     let mut classes: Vec<usize> = (0..num_classes).collect();
     base.fork(0).shuffle(&mut classes);
     let mut quota = vec![n / num_classes; num_classes];

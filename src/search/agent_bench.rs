@@ -15,7 +15,7 @@
 use super::best::{Best, Incumbents, Selection};
 use super::recipe::{Phase, Recipe};
 use crate::agent::{Agent, Budget, Explore};
-use crate::rng::Rng;
+use crate::rng::{Rng, Stream};
 use serde::Serialize;
 
 /// Settings of the synthetic surface.
@@ -366,8 +366,8 @@ pub fn run(
     let mut cfg = r.agent.clone();
     cfg.env_model &= method != Method::NoEnvModel;
     let mut agent = Agent::new(cfg, budget.layers.len(), r.training.epochs, seed);
-    let mut rng = Rng::new(seed).fork(0x5ea4c4);
-    let mut noise = Rng::new(seed).fork(0x7e57);
+    let mut rng = Rng::stream(seed, Stream::Search);
+    let mut noise = Rng::stream(seed, Stream::BenchNoise);
     let (k, rescore) = (r.kept_incumbents(), r.search.selection == Selection::Rescore);
     let mut inc = Incumbents::default();
     // Uniform pruning's one architecture (the others ignore it).

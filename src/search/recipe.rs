@@ -9,7 +9,7 @@
 //! ([`crate::train::recipe::moved`]); command line flags override the file.
 //! [`Recipe::check`] validates the values without touching the model or the data;
 //! the budget's feasibility needs the model and is checked by
-//! [`crate::search::run`] before any training.
+//! [`crate::search::job`] before any training.
 //!
 //! Epoch phases (paper appendix B, 0-based epoch indices `t` of `training.epochs`;
 //! `w` = `search.weights-only-epochs`, `b` = `search.buffer-epochs`, `a` =

@@ -2,12 +2,12 @@
 //! stage, agent updates) against weight training for a prune recipe, projected to
 //! the paper's proportions. The CLI (`rlal bench search`) only merges its flags into
 //! the recipe and prints this report.
+use super::job::{freeze, ort_usable, prepare, search_data, SearchData};
 use super::recipe::Recipe;
 use super::reward::{self, RewardSet, RewardStages};
-use super::run::{freeze, ort_usable, prepare, search_data, SearchData};
 use super::SearchError;
 use crate::agent::{Agent, Budget, Explore};
-use crate::rng::Rng;
+use crate::rng::{Rng, Stream};
 use crate::train::masks::GroupLasso;
 use crate::train::schedule::Decay;
 use crate::train::trainer::Trainer;
@@ -155,7 +155,7 @@ pub fn run(r: &Recipe, label: &str, o: &SearchBenchOptions) -> Result<SearchRepo
     let ort_ok = ort_usable(r, device);
     let mut s = Searcher {
         agent: Agent::new(r.agent.clone(), budget.layers.len(), r.training.epochs, r.training.seed),
-        rng: Rng::new(r.training.seed).fork(0xbe4c),
+        rng: Rng::stream(r.training.seed, Stream::BenchSearch),
     };
     let episodes = scored_episodes(r, &budget, &rset, w.net, &mut s, ort_ok, o.episodes)?;
     let after = timed_training(&mut w, o.train_batches)?;

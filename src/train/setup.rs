@@ -64,9 +64,6 @@ pub fn apply_insert_bn(
     Ok(n)
 }
 
-/// Seed stream of the `training.train-samples` subset.
-const TRAIN_SUBSET: u64 = 0x7452_5355_4253_4554;
-
 /// Train loader (minus `holdout` images, at most `training.train-samples`), holdout indices and
 /// test loader for a recipe's training settings.
 pub fn loaders(
@@ -103,7 +100,7 @@ pub fn loaders(
             &labels,
             pair.train.num_classes(),
             r.train_samples,
-            r.seed ^ TRAIN_SUBSET,
+            crate::rng::Stream::TrainSubset.seed(r.seed),
             pair.train.label_source(),
         )?;
         train_idx = chosen.into_iter().map(|j| train_idx[j]).collect();

@@ -1,0 +1,303 @@
+//! The job's first phase: import the model, check the budget (measuring a latency
+//! budget's table), open the data, build the network, its trainer and the agent,
+//! and restore them from a checkpoint on `--resume`.
+use super::state::{open_metrics, CKPT};
+use super::{Job, RunOptions};
+use crate::agent::{Agent, Budget, Metric};
+use crate::analysis::{self, Analysis, ImportOptions};
+use crate::data::{Loader, LoaderConfig, Normalize, Transform};
+use crate::ir::Graph;
+use crate::rng::{Rng, Stream};
+use crate::search::best::Incumbents;
+use crate::search::latency;
+use crate::search::recipe::{Recipe, RewardEngine, SearchSpace};
+use crate::search::reward::{self, RewardSet};
+use crate::search::{Input, SearchError};
+use crate::train::trainer::{self, Trainer};
+use crate::train::{setup, Net};
+use anyhow::{anyhow, Context};
+use std::path::Path;
+use std::time::Instant;
+use tch::Tensor;
+
+/// The data of a search: the weight-training images, the held-out reward subset (eval
+/// transform, never trained on), the test split, and for adaptive BN a fixed batch of
+/// training images on the network's device (the first of the seeded epoch-0 order).
+pub struct SearchData {
+    /// The graph's input C, H, W.
+    pub dims: [usize; 3],
+    pub train: Loader,
+    pub holdout: Loader,
+    pub test: Loader,
+    pub recal: Option<Tensor>,
+}
+
+/// The loaders and the adaptive-BN batch of recipe `r` for the imported graph (input errors).
+pub fn search_data(
+    r: &Recipe,
+    g: &Graph,
+    an: &Analysis,
+    device: tch::Device,
+) -> Result<SearchData, SearchError> {
+    let data = r.data.clone().ok_or_else(|| Input(anyhow!("no dataset")))?;
+    let dims = setup::input_dims(g, an).map_err(Input)?;
+    let (train, holdout_idx, test) = setup::loaders(
+        &r.training,
+        r.search.reward_samples,
+        &data,
+        dims,
+        setup::num_classes(g, an),
+    )
+    .map_err(Input)?;
+    let norm = Normalize {
+        scale: r.training.scale,
+        mean: r.training.mean.clone(),
+        std: r.training.std.clone(),
+    };
+    let hcfg = LoaderConfig {
+        batch_size: r.search.reward_batch_size,
+        shuffle: false,
+        drop_last: false,
+        seed: r.training.seed,
+        workers: setup::workers(r.training.workers, r.training.threads),
+        prefetch: 4,
+    };
+    let holdout =
+        Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg)?;
+    let recal = if r.search.reward_bn_samples > 0 {
+        let idx: Vec<usize> = train.order(0).into_iter().take(r.search.reward_bn_samples).collect();
+        let n = idx.len();
+        let l = Loader::new(
+            train.dataset().clone(),
+            idx,
+            Transform::eval(norm),
+            LoaderConfig {
+                batch_size: n.max(1),
+                shuffle: false,
+                drop_last: false,
+                seed: r.training.seed,
+                workers: 0,
+                prefetch: 1,
+            },
+        )?;
+        Some(trainer::batch_on(&l.batch(0, 0)?, device).0)
+    } else {
+        None
+    };
+    Ok(SearchData { dims, train, holdout, test, recal })
+}
+
+/// Whether ONNX Runtime can score the rewards on `device`: the engine may use it
+/// (`ort`, or `auto` on the CPU) and libonnxruntime loads. Without it the same
+/// narrow networks run in libtorch (`reward-engine: ort` says so with a warning).
+pub fn ort_usable(r: &Recipe, device: tch::Device) -> bool {
+    if !r.search.reward_engine.wants_ort(device) {
+        return false;
+    }
+    match crate::validate::ort::OrtModel::probe() {
+        Ok(()) => true,
+        Err(e) => {
+            if r.search.reward_engine == RewardEngine::Ort {
+                eprintln!("warning: reward-engine ort: {e}; computing rewards in libtorch instead (reward-engine pruned)");
+            }
+            false
+        }
+    }
+}
+
+/// The frozen weights of one epoch's episodes for the recipe's reward engine (`None`: masked rewards).
+pub fn freeze(
+    r: &Recipe,
+    net: &Net,
+    budget: &Budget,
+    ort_ok: bool,
+) -> Result<Option<reward::Frozen>, crate::train::TrainError> {
+    match r.search.reward_engine.resolve(net.device(), ort_ok) {
+        e @ (RewardEngine::Pruned | RewardEngine::Ort) => {
+            let mut f = reward::Frozen::new(
+                net,
+                budget,
+                r.search.criterion.p(),
+                r.input_shape.as_deref(),
+                r.search.reward_bn_samples > 0,
+            )?;
+            if e == RewardEngine::Ort {
+                let sessions = if r.training.threads > 0 {
+                    r.training.threads
+                } else {
+                    std::thread::available_parallelism().map_or(1, |n| n.get())
+                };
+                f.ort = Some(reward::OrtScoring {
+                    sessions,
+                    batch: r.search.reward_ort_batch,
+                    pad: r.search.reward_ort_pad,
+                });
+            }
+            Ok(Some(f))
+        }
+        RewardEngine::Masked | RewardEngine::Auto => Ok(None),
+    }
+}
+
+/// File name of a latency budget's table in the run directory.
+pub const LATENCY_TABLE: &str = "latency_table.json";
+
+/// Imports the model (with `insert-bn`) and checks the budget: input errors,
+/// but for a latency budget's table, which is read from `table` when that file
+/// exists (a resumed run) and measured otherwise.
+pub fn prepare(
+    r: &Recipe,
+    table: Option<&Path>,
+    progress: bool,
+) -> Result<(Graph, Analysis, Budget), SearchError> {
+    let model = r.model.clone().ok_or_else(|| Input(anyhow!("no model")))?;
+    let (mut g, mut an) =
+        analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() })?;
+    setup::apply_insert_bn(&mut g, &mut an, r.training.insert_bn, r.input_shape.as_deref())
+        .map_err(Input)?;
+    let bad_budget = |e: crate::agent::BudgetError| Input(anyhow!("{}: {e}", model.display()));
+    let layers = match r.search_space {
+        SearchSpace::All => an.layers.clone(),
+        SearchSpace::Blocks => analysis::block_layers(&g, &an),
+    };
+    let mut budget = if r.metric() == Metric::Latency {
+        let t = match table.filter(|p| p.exists()) {
+            Some(p) => latency::load(p)?,
+            None => latency::measure(
+                &g,
+                &an,
+                r.input_shape.as_deref(),
+                r.latency_batch,
+                r.training.threads,
+                latency::Effort::default(),
+                progress,
+            )?,
+        };
+        Budget::with_latency(an.cost.clone(), layers, t, r.ratio(), r.max_prune_ratio)
+            .map_err(bad_budget)?
+    } else {
+        Budget::with_metric(an.cost.clone(), layers, r.metric(), r.ratio(), r.max_prune_ratio)
+            .map_err(bad_budget)?
+    };
+    budget.set_multiple(r.channel_multiple).map_err(bad_budget)?;
+    Ok((g, an, budget))
+}
+
+/// [`prepare`] for a run, and its directory (rank 0): a fresh run drops stale checkpoints
+/// and report; the recipe and a latency budget's table are written. In a multi-rank job,
+/// rank 0 measures the latency table and the others read it, so every rank has the same budget.
+fn prepare_run(r: &Recipe, o: &RunOptions) -> Result<(Graph, Analysis, Budget), SearchError> {
+    let table = o.run_dir.join(LATENCY_TABLE);
+    let barrier = || crate::dist::parallel().map_or(Ok(()), |w| w.barrier());
+    if !crate::dist::is_root() {
+        barrier()?;
+        return prepare(r, Some(&table), false);
+    }
+    let prepared = prepare(r, o.resume.then_some(table.as_path()), o.progress);
+    if let Ok((_, _, budget)) = &prepared {
+        write_run_dir(r, o, budget, &table)?;
+    }
+    barrier()?;
+    prepared
+}
+
+/// The run directory of a fresh or resumed run: stale checkpoints and report of a
+/// fresh run removed, the recipe and a latency budget's `table` written.
+fn write_run_dir(r: &Recipe, o: &RunOptions, budget: &Budget, table: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&o.run_dir)
+        .with_context(|| format!("creating {}", o.run_dir.display()))?;
+    if !o.resume {
+        // A fresh run never continues from stale checkpoints of an earlier run in the same directory.
+        let _ = std::fs::remove_dir_all(o.run_dir.join(CKPT));
+        let _ = std::fs::remove_file(o.run_dir.join("report.json"));
+    }
+    if let Some(t) = &budget.latency {
+        latency::save(t, table)?;
+    }
+    let yaml = serde_yaml::to_string(r).context("serialising the recipe")?;
+    crate::util::write_atomic(&o.run_dir.join("recipe.yaml"), yaml.as_bytes())
+        .context("writing recipe.yaml")
+}
+
+impl<'a> Job<'a> {
+    /// Imports the model, checks the budget, opens the data, builds the network, its
+    /// trainer and the agent, and restores them from a checkpoint on `--resume`.
+    pub(super) fn prepare(r: &'a Recipe, o: &'a RunOptions) -> Result<Job<'a>, SearchError> {
+        let t_all = Instant::now();
+        let (g, an, budget) = prepare_run(r, o)?;
+        let layers = budget.layers.len();
+        if r.training.threads > 0 {
+            tch::set_num_threads(r.training.threads as i32);
+        }
+        let device = r.training.device.device().map_err(Input)?;
+        let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
+        // Data-parallel ranks train on their shares of every global batch.
+        let train = trainer::shard(train).map_err(Input)?;
+        let mut net = Net::new(&g, &an, device).context("building the network").map_err(Input)?;
+        net.set_compute(r.training.precision, r.training.channels_last);
+        let tr = Trainer::new(&net, &r.training.optim(), r.training.epochs, train.num_batches());
+        let recal_x = recal.as_ref().map(Tensor::shallow_clone);
+        let rset = RewardSet::new(&holdout, &net)?.with_recalibration(recal);
+        let mut j = Job {
+            r,
+            o,
+            root: crate::dist::is_root(),
+            device,
+            dims,
+            ort_ok: ort_usable(r, device),
+            budget,
+            train,
+            test,
+            rset,
+            recal_x,
+            net,
+            tr,
+            agent: Agent::new(r.agent.clone(), layers, r.training.epochs, r.training.seed),
+            rng: Rng::stream(r.training.seed, Stream::Search),
+            inc: Incumbents::default(),
+            ckpt: o.run_dir.join(CKPT),
+            metrics: None,
+            rows: Vec::new(),
+            start: 0,
+            t_search: 0.0,
+            elapsed0: 0.0,
+            t_all,
+        };
+        if o.resume {
+            j.resume()?;
+        }
+        if j.root {
+            j.metrics = Some(open_metrics(&j.metrics_path(), j.start > 0)?);
+        }
+        if o.progress {
+            eprintln!("{}", j.headline(holdout.num_samples()));
+        }
+        Ok(j)
+    }
+
+    /// The run's first line: model, budget, policy, data and where rewards are computed.
+    fn headline(&self, reward_images: usize) -> String {
+        let (r, b) = (self.r, &self.budget);
+        format!(
+            "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers (search space {:?}), {} train / {} reward / {} test images, {} epochs on {:?}, rewards in {}",
+            r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            100.0 * r.ratio(),
+            b.full(),
+            b.metric.name(),
+            b.target,
+            r.policy.name(),
+            b.layers.len(),
+            r.search_space,
+            self.train.num_samples(),
+            reward_images,
+            self.test.num_samples(),
+            r.training.epochs,
+            self.device,
+            match r.search.reward_engine.resolve(self.device, self.ort_ok) {
+                RewardEngine::Ort => "ONNX Runtime (narrow networks)",
+                RewardEngine::Pruned => "libtorch (narrow networks)",
+                _ => "libtorch (masked full network)",
+            }
+        )
+    }
+}
