@@ -6,7 +6,7 @@ pub mod cost;
 pub mod report;
 
 use crate::ir::infer::Facts;
-use crate::ir::ops::ChannelSpec;
+use crate::ir::ops::{self, ChannelSpec, NodeCx, Window};
 use crate::ir::passes::PassReport;
 use crate::ir::{Graph, IrError, NodeId};
 pub use channels::Group;
@@ -86,22 +86,12 @@ impl Analysis {
             // channels (the layer's own); the kernel falls back to the convs reading them
             // when none has one (a Gemm producer). ConvTranspose weights are
             // C x M/group x k..., its `strides` its upsampling factor: read the same way.
-            let is_conv =
-                |n: &&NodeId| ["Conv", "ConvTranspose"].contains(&g.nodes[**n].op_type.as_str());
-            let kernel_of = |n: &NodeId| {
-                let w = g.nodes[*n].inputs.get(1).copied().flatten()?;
-                facts[w].as_ref().map(|f| f.concrete(1)[2..].iter().copied().max().unwrap_or(1))
-            };
-            let stride_of = |n: &NodeId| {
-                let s = g.nodes[*n].attr_ints("strides").ok().flatten()?;
-                Some(s.into_iter().max().unwrap_or(1).max(1) as usize)
-            };
-            let own: Vec<NodeId> =
-                gr.producers.iter().chain(&gr.passes).filter(is_conv).copied().collect();
-            let readers = gr.consumers.iter().filter(is_conv);
-            let kernel = own.iter().filter_map(kernel_of).max();
-            let kernel = kernel.or_else(|| readers.filter_map(kernel_of).max()).unwrap_or(1);
-            let stride = own.iter().filter_map(stride_of).max().unwrap_or(1);
+            let conv = |n: &NodeId| window(g, &facts, *n);
+            let own: Vec<Window> = gr.producers.iter().chain(&gr.passes).filter_map(conv).collect();
+            let kernel = own.iter().filter_map(|w| w.kernel).max();
+            let readers = gr.consumers.iter().filter_map(conv);
+            let kernel = kernel.or_else(|| readers.filter_map(|w| w.kernel).max()).unwrap_or(1);
+            let stride = own.iter().map(|w| w.stride).max().unwrap_or(1);
             let p0 = gr.producers[0];
             let c_in = g.nodes[p0].inputs[0]
                 .and_then(|v| facts[v].as_ref())
@@ -124,6 +114,12 @@ impl Analysis {
         }
         Analysis { facts, specs, groups, cost, layers, passes }
     }
+}
+
+/// The window of node `n` when it is a conv ([`ops::OpDef::window`]).
+fn window(g: &Graph, facts: &Facts, n: NodeId) -> Option<Window> {
+    let node = &g.nodes[n];
+    ops::lookup(node)?.window(&NodeCx::new(node, facts))
 }
 
 /// Options for [`import`].
@@ -166,10 +162,7 @@ fn analyse(
 /// (ResNets, plain CNNs), every prunable group (residual Adds already fix the block
 /// outputs).
 pub fn block_layers(g: &Graph, an: &Analysis) -> Vec<Layer> {
-    let depthwise = |n: &NodeId| {
-        let node = &g.nodes[*n];
-        node.op_type == "Conv" && node.attr_int("group", 1).unwrap_or(1) > 1
-    };
+    let depthwise = |n: &NodeId| window(g, &an.facts, *n).is_some_and(|w| w.group > 1);
     let inner: Vec<&Layer> =
         an.layers.iter().filter(|l| an.groups[l.group].passes.iter().any(depthwise)).collect();
     if inner.is_empty() {

@@ -7,7 +7,8 @@
 //! * [`fold_bn`]: folds each BatchNormalization that is the only consumer of a
 //!   Conv output into that conv (`W·s`, `(b − mean)·s + β`, `s = γ/√(var+eps)`).
 use crate::ir::infer::Facts;
-use crate::ir::{Attr, Graph, Node, Tensor, Value};
+use crate::ir::ops;
+use crate::ir::{Attr, Graph, Node, NodeId, Tensor, Value, ValueId};
 
 const EPS: f32 = 1e-5;
 
@@ -24,31 +25,32 @@ fn identity_var(eps: f32) -> f32 {
     v
 }
 
+/// The nodes after which a batch normalisation folds ([`ops::OpDef::folds_bn`], the
+/// convs) whose output 0 no batch normalisation reads, with that output.
+pub fn without_bn(g: &Graph) -> Vec<(NodeId, ValueId)> {
+    let consumers = g.consumers();
+    let is_bn = |n: NodeId| ops::is(&g.nodes[n], |op| op.is_batch_norm());
+    g.nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| ops::is(node, |op| op.folds_bn()))
+        .filter_map(|(n, node)| Some((n, node.outputs.first().copied().flatten()?)))
+        .filter(|&(_, out)| !consumers[out].iter().any(|&(c, s)| s == 0 && is_bn(c)))
+        .collect()
+}
+
 /// Adds identity BatchNormalization after convs lacking one; returns how many.
 pub fn insert_bn(g: &mut Graph, facts: &Facts) -> usize {
-    let consumers = g.consumers();
     let mut todo = Vec::new();
-    for (n, node) in g.nodes.iter().enumerate() {
-        if node.op_type != "Conv" {
-            continue;
-        }
-        let Some(Some(out)) = node.outputs.first().copied() else { continue };
-        let has_bn = consumers[out]
-            .iter()
-            .any(|&(c, s)| s == 0 && g.nodes[c].op_type == "BatchNormalization");
-        let channels = node
-            .inputs
-            .get(1)
-            .copied()
-            .flatten()
-            .and_then(|w| facts.get(w).and_then(|f| f.as_ref()).and_then(|f| f.dim(0)));
-        if let (false, Some(c)) = (has_bn, channels) {
+    for (n, out) in without_bn(g) {
+        let w = g.nodes[n].inputs.get(1).copied().flatten();
+        let channels = w.and_then(|w| facts.get(w).and_then(|f| f.as_ref()).and_then(|f| f.dim(0)));
+        if let Some(c) = channels {
             todo.push((n, out, c));
         }
     }
     let var = identity_var(EPS);
-    for (k, &(n, out, c)) in todo.iter().enumerate().rev() {
-        let _ = k;
+    for &(n, out, c) in todo.iter().rev() {
         let base = if g.nodes[n].name.is_empty() {
             g.values[out].name.clone()
         } else {
@@ -105,7 +107,7 @@ pub fn fold_bn(g: &mut Graph) -> usize {
 
 fn try_fold(g: &mut Graph, bn_idx: usize) -> bool {
     let bn = &g.nodes[bn_idx];
-    if bn.op_type != "BatchNormalization"
+    if !ops::is(bn, |op| op.is_batch_norm())
         || bn.outputs.iter().skip(1).any(|o| o.is_some())
         || bn.inputs.len() < 5
     {
@@ -119,7 +121,7 @@ fn try_fold(g: &mut Graph, bn_idx: usize) -> bool {
     let producers = g.producers();
     let Some(ci) = producers[x] else { return false };
     let conv = &g.nodes[ci];
-    if conv.op_type != "Conv" {
+    if !ops::is(conv, |op| op.folds_bn()) {
         return false;
     }
     let Some(Some(w)) = conv.inputs.get(1).copied() else { return false };

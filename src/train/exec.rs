@@ -1,55 +1,31 @@
-//! The tch op table: one entry per executable ONNX op type, mirroring the IR
-//! registry ([`crate::ir::ops`]). Each entry maps a node and its input tensors
-//! to its output tensors; shape-like operands (pads, axes, shapes) are read from
-//! the IR constants folded at import, or from run-time integer tensors.
+//! rlal's libtorch engine: the [`Engine`] primitives that the ops' kernels
+//! ([`crate::ir::ops::OpDef::run`], written beside each op's shape and channel
+//! rules) compose, each one libtorch call on tensors held for one node's
+//! execution ([`run_node`]).
 //!
-//! Semantics follow the ONNX spec; notes:
-//! * BatchNormalization in training mode uses batch statistics and updates the
-//!   running statistics in place with ONNX momentum `m` (running = m·running +
-//!   (1−m)·batch, i.e. PyTorch momentum 1−m; the variance update is unbiased
-//!   like PyTorch's).
-//! * Dropout executes as identity (rlal trains the graph's function as exported).
-use crate::ir::{Attr, DType, Data, Node};
-use std::collections::HashMap;
-use std::sync::OnceLock;
+//! Semantics follow the ONNX spec (see the kernels); engine notes:
+//! * batch normalisation in training mode updates the running statistics in place
+//!   (`f_batch_norm` with PyTorch momentum 1 − m);
+//! * mixed precision ([`TchEngine::low`]): convolutions and matrix products compute in
+//!   bf16/fp16 from fp32 inputs and weights and return fp32 (autocast's policy).
+use crate::ir::ops::kernel::{Act, Bin, BnArgs, ConvArgs, PadMode, PoolArgs};
+use crate::ir::ops::{self, Engine, OpError, RunCx, H};
+use crate::ir::{DType, Data, Graph};
 use tch::{Kind, Tensor};
 
-/// Inputs of one node execution.
-pub struct OpCx<'a> {
-    pub node: &'a Node,
-    /// Run-time tensors of the inputs (`None`: omitted optional input).
-    pub inputs: Vec<Option<&'a Tensor>>,
-    /// IR constants of the inputs, when they are initializers.
-    pub consts: Vec<Option<&'a crate::ir::Tensor>>,
-    pub train: bool,
-    pub opset: i64,
-    /// Mixed precision: convolutions and matrix products compute in this kind
-    /// (bf16/fp16) from fp32 inputs and weights and return fp32 (autocast's policy).
-    pub low: Option<Kind>,
-    /// Overrides the BatchNormalization momentum attribute (0: a train-mode forward
-    /// sets the running statistics to the batch's; see [`crate::train::Net::set_bn_momentum`]).
-    pub bn_momentum: Option<f64>,
-    /// Input 0 may be overwritten (see [`inplace_nodes`]): activations then run in place,
-    /// as PyTorch's `ReLU(inplace=True)` modules do, saving an allocation per call.
-    pub inplace: bool,
-}
-
-/// Ops whose output may be overwritten by the next op: their backward never reads
-/// their own output (conv and BN keep their inputs, Add keeps nothing).
-const INPLACE_PRODUCERS: &[&str] = &["Conv", "BatchNormalization", "Add"];
-
-/// Per node, whether it (a Relu or Clip) may compute in place on its input 0: that value
-/// is computed by an [`INPLACE_PRODUCERS`] op, read by this node only and not a graph
-/// output. Autograd would refuse anything else at backward, never compute it wrongly.
-pub fn inplace_nodes(g: &crate::ir::Graph) -> Vec<bool> {
+/// Per node, whether it may compute in place on its input 0: its op can
+/// ([`ops::OpDef::in_place`]), and that value is computed by an op whose backward
+/// does not read its output ([`ops::OpDef::output_overwritable`]), read by this node
+/// only and not a graph output. Autograd would refuse anything else at backward,
+/// never compute it wrongly.
+pub fn inplace_nodes(g: &Graph) -> Vec<bool> {
     let (producers, consumers) = (g.producers(), g.consumers());
     g.nodes
         .iter()
         .map(|node| {
             let Some(Some(v)) = node.inputs.first().copied() else { return false };
-            matches!(node.op_type.as_str(), "Relu" | "Clip")
-                && producers[v]
-                    .is_some_and(|p| INPLACE_PRODUCERS.contains(&g.nodes[p].op_type.as_str()))
+            ops::is(node, |op| op.in_place())
+                && producers[v].is_some_and(|p| ops::is(&g.nodes[p], |op| op.output_overwritable()))
                 && consumers[v].len() == 1
                 && !g.outputs.contains(&v)
                 && g.values[v].init.is_none()
@@ -57,96 +33,8 @@ pub fn inplace_nodes(g: &crate::ir::Graph) -> Vec<bool> {
         .collect()
 }
 
-pub type OpFn = fn(&OpCx) -> Result<Vec<Tensor>, String>;
-
-fn e(err: tch::TchError) -> String {
-    err.to_string()
-}
-
-impl<'a> OpCx<'a> {
-    /// Input `i` in the compute kind of a mixed-precision op ([`OpCx::low`]), else as is.
-    pub fn x_low(&self, i: usize) -> Result<Tensor, String> {
-        let t = self.x(i)?;
-        Ok(match self.low {
-            Some(k) => t.f_to_kind(k).map_err(e)?,
-            None => t.shallow_clone(),
-        })
-    }
-    /// Optional input `i` in the compute kind.
-    pub fn opt_low(&self, i: usize) -> Result<Option<Tensor>, String> {
-        match self.opt(i) {
-            Some(_) => self.x_low(i).map(Some),
-            None => Ok(None),
-        }
-    }
-    /// The result of a mixed-precision op back in fp32.
-    pub fn full(&self, y: Tensor) -> Result<Tensor, String> {
-        match self.low {
-            Some(_) => y.f_to_kind(Kind::Float).map_err(e),
-            None => Ok(y),
-        }
-    }
-    pub fn x(&self, i: usize) -> Result<&'a Tensor, String> {
-        self.inputs.get(i).copied().flatten().ok_or_else(|| format!("input {i} is missing"))
-    }
-    pub fn opt(&self, i: usize) -> Option<&'a Tensor> {
-        self.inputs.get(i).copied().flatten()
-    }
-    /// Integer contents of input `i` (IR constant or run-time tensor).
-    pub fn ints(&self, i: usize, what: &str) -> Result<Vec<i64>, String> {
-        if let Some(Some(c)) = self.consts.get(i) {
-            return c
-                .to_i64()
-                .or_else(|| c.to_f32().map(|v| v.into_iter().map(|x| x as i64).collect()))
-                .ok_or_else(|| format!("{what} (input {i}) must be an integer tensor"));
-        }
-        let t = self.x(i)?;
-        let t = t.f_to_kind(Kind::Int64).map_err(e)?.f_flatten(0, -1).map_err(e)?;
-        Vec::<i64>::try_from(&t).map_err(e)
-    }
-    /// A scalar float from input `i`, if present.
-    pub fn scalar(&self, i: usize) -> Result<Option<f64>, String> {
-        match self.opt(i) {
-            None => Ok(None),
-            Some(t) => Ok(Some(
-                t.f_double_value(&[])
-                    .or_else(|_| t.f_flatten(0, -1).and_then(|f| f.f_double_value(&[0])))
-                    .map_err(e)?,
-            )),
-        }
-    }
-    fn int(&self, name: &str, d: i64) -> Result<i64, String> {
-        self.node.attr_int(name, d)
-    }
-    fn float(&self, name: &str, d: f32) -> Result<f64, String> {
-        self.node.attr_float(name, d).map(|f| f as f64)
-    }
-    fn ints_attr(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
-        self.node.attr_ints(name)
-    }
-    /// Axes from the attribute (opset < `since`) or from input `slot`.
-    pub fn axes(&self, since: i64, slot: usize) -> Result<Option<Vec<i64>>, String> {
-        if self.opset >= since {
-            if self.opt(slot).is_some() {
-                return Ok(Some(self.ints(slot, "axes")?));
-            }
-            Ok(None)
-        } else {
-            self.ints_attr("axes")
-        }
-    }
-}
-
-fn rank(t: &Tensor) -> i64 {
-    t.dim() as i64
-}
-
-fn norm(axis: i64, r: i64) -> Result<i64, String> {
-    let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r {
-        return Err(format!("axis {axis} is out of range for rank {r}"));
-    }
-    Ok(a)
+fn e(err: tch::TchError) -> OpError {
+    OpError::Engine(format!("libtorch: {err}"))
 }
 
 /// IR tensor → tch tensor (on CPU).
@@ -168,11 +56,11 @@ pub fn to_tch(t: &crate::ir::Tensor) -> Result<Tensor, String> {
             ),
         },
     };
-    out.f_reshape(&shape).map_err(e)
+    out.f_reshape(&shape).map_err(|err| err.to_string())
 }
 
 /// ONNX dtype number → tch kind.
-pub fn kind_of(dt: i64) -> Result<Kind, String> {
+pub fn kind_of(dt: i64) -> Result<Kind, OpError> {
     Ok(match dt {
         1 => Kind::Float,
         2 => Kind::Uint8,
@@ -184,191 +72,270 @@ pub fn kind_of(dt: i64) -> Result<Kind, String> {
         10 => Kind::Half,
         11 => Kind::Double,
         16 => Kind::BFloat16,
-        _ => return Err(format!("cast to ONNX type {dt} is not supported")),
+        _ => return Err(OpError::Unsupported(format!("cast to ONNX type {dt} is not supported"))),
     })
 }
 
-type Table = HashMap<&'static str, OpFn>;
-
-fn table() -> &'static Table {
-    static T: OnceLock<Table> = OnceLock::new();
-    T.get_or_init(|| {
-        let mut t: Table = HashMap::new();
-        super::exec_nn::register(&mut t);
-        register(&mut t);
-        t
-    })
+/// The tensors of one node's execution, behind the kernels' handles.
+pub struct TchEngine {
+    tensors: Vec<Tensor>,
+    /// Mixed-precision compute kind of convolutions and matrix products.
+    low: Option<Kind>,
+    device: tch::Device,
 }
 
-/// The execution function of a node's op (default domain only).
-pub fn lookup(node: &Node) -> Option<OpFn> {
-    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
-        return None;
+/// Runs `op`'s kernel on `inputs` (`None`: omitted optional input); `cx.inputs`
+/// is filled here. Returns the node's outputs.
+pub fn run_node(
+    op: &dyn ops::OpDef,
+    mut cx: RunCx,
+    inputs: &[Option<&Tensor>],
+    low: Option<Kind>,
+) -> Result<Vec<Tensor>, OpError> {
+    let device = inputs.iter().flatten().next().map_or(tch::Device::Cpu, |t| t.device());
+    let mut eng = TchEngine { tensors: Vec::with_capacity(inputs.len() + 4), low, device };
+    cx.inputs = inputs.iter().map(|t| t.map(|t| eng.put(t.shallow_clone()))).collect();
+    let outs = op.run(&cx, &mut eng)?;
+    Ok(outs.into_iter().map(|h| eng.get(h).shallow_clone()).collect())
+}
+
+impl TchEngine {
+    fn put(&mut self, t: Tensor) -> H {
+        self.tensors.push(t);
+        H(self.tensors.len() - 1)
     }
-    table().get(node.op_type.as_str()).copied()
-}
-
-/// Executable op types, sorted.
-pub fn supported() -> Vec<&'static str> {
-    let mut v: Vec<&'static str> = table().keys().copied().collect();
-    v.sort_unstable();
-    v
-}
-
-fn register(t: &mut Table) {
-    t.insert("Relu", |c| {
-        Ok(vec![if c.inplace { c.x(0)?.shallow_clone().f_relu_() } else { c.x(0)?.f_relu() }
-            .map_err(e)?])
-    });
-    t.insert("LeakyRelu", |c| {
-        let x = c.x(0)?;
-        let a = c.float("alpha", 0.01)?;
-        Ok(vec![(x.f_clamp_min(0.0).map_err(e)? + x.f_clamp_max(0.0).map_err(e)? * a)])
-    });
-    t.insert("PRelu", |c| {
-        let x = c.x(0)?;
-        Ok(vec![(x.f_clamp_min(0.0).map_err(e)? + x.f_clamp_max(0.0).map_err(e)? * c.x(1)?)])
-    });
-    t.insert("Sigmoid", |c| Ok(vec![c.x(0)?.f_sigmoid().map_err(e)?]));
-    t.insert("HardSigmoid", |c| {
-        let (a, b) = (c.float("alpha", 0.2)?, c.float("beta", 0.5)?);
-        Ok(vec![(c.x(0)? * a + b).f_clamp(0.0, 1.0).map_err(e)?])
-    });
-    t.insert("HardSwish", |c| Ok(vec![c.x(0)?.f_hardswish().map_err(e)?]));
-    t.insert("Tanh", |c| Ok(vec![c.x(0)?.f_tanh().map_err(e)?]));
-    t.insert("Elu", |c| Ok(vec![elu(c.x(0)?, c.float("alpha", 1.0)?)?]));
-    t.insert("Selu", |c| {
-        let (a, g) = (c.float("alpha", 1.673_263_2)?, c.float("gamma", 1.050_701)?);
-        Ok(vec![elu(c.x(0)?, a)? * g])
-    });
-    t.insert("Softplus", |c| Ok(vec![c.x(0)?.f_softplus().map_err(e)?]));
-    t.insert("Mish", |c| Ok(vec![c.x(0)?.f_mish().map_err(e)?]));
-    t.insert("Gelu", |c| {
-        Ok(vec![c.x(0)?.f_gelu(&c.node.attr_str("approximate", "none")?).map_err(e)?])
-    });
-    t.insert("Erf", |c| Ok(vec![c.x(0)?.f_erf().map_err(e)?]));
-    t.insert("Sqrt", |c| Ok(vec![c.x(0)?.f_sqrt().map_err(e)?]));
-    t.insert("Neg", |c| Ok(vec![c.x(0)?.f_neg().map_err(e)?]));
-    t.insert("Abs", |c| Ok(vec![c.x(0)?.f_abs().map_err(e)?]));
-    t.insert("Exp", |c| Ok(vec![c.x(0)?.f_exp().map_err(e)?]));
-    t.insert("Clip", |c| {
-        let (lo, hi) = if c.opset < 11 {
-            (Some(c.float("min", f32::MIN)?), Some(c.float("max", f32::MAX)?))
-        } else {
-            (c.scalar(1)?, c.scalar(2)?)
-        };
-        let x = c.x(0)?;
-        Ok(vec![match (lo, hi) {
-            // ReLU6 / ReLU kernels (one-pass backward, as PyTorch's modules) for the common bounds.
-            (Some(a), Some(b)) if a == 0.0 && b == 6.0 && c.inplace => x.shallow_clone().f_relu6_(),
-            (Some(a), Some(b)) if a == 0.0 && b == 6.0 => x.f_relu6(),
-            (Some(a), None) if a == 0.0 && c.inplace => x.shallow_clone().f_relu_(),
-            (Some(0.0), None) => x.f_relu(),
-            (Some(a), Some(b)) => x.f_clamp(a, b),
-            (Some(a), None) => x.f_clamp_min(a),
-            (None, Some(b)) => x.f_clamp_max(b),
-            (None, None) => Ok(x.shallow_clone()),
-        }
-        .map_err(e)?])
-    });
-    t.insert("Softmax", |c| softmax(c, false));
-    t.insert("LogSoftmax", |c| softmax(c, true));
-    t.insert("Add", |c| Ok(vec![c.x(0)?.f_add(c.x(1)?).map_err(e)?]));
-    t.insert("Sub", |c| Ok(vec![c.x(0)?.f_sub(c.x(1)?).map_err(e)?]));
-    t.insert("Mul", |c| Ok(vec![c.x(0)?.f_mul(c.x(1)?).map_err(e)?]));
-    t.insert("Div", |c| {
-        let (a, b) = (c.x(0)?, c.x(1)?);
-        Ok(vec![if a.is_floating_point() { a.f_div(b) } else { a.f_div_tensor_mode(b, "trunc") }
-            .map_err(e)?])
-    });
-    t.insert("Identity", |c| Ok(vec![c.x(0)?.shallow_clone()]));
-    t.insert("Dropout", |c| Ok(vec![c.x(0)?.shallow_clone()]));
-    t.insert("Shape", |c| {
-        let s = c.x(0)?.size();
-        let r = s.len() as i64;
-        let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
-        let start = clampi(c.int("start", 0)?);
-        let end = match c.node.attr("end") {
-            Some(Attr::Int(v)) => clampi(*v),
-            _ => r as usize,
-        };
-        Ok(vec![Tensor::from_slice(&s[start..end.max(start)])])
-    });
-    t.insert("Cast", |c| Ok(vec![c.x(0)?.f_to_kind(kind_of(c.int("to", 1)?)?).map_err(e)?]));
-    t.insert("Constant", |c| {
-        let n = c.node;
-        let t = match (
-            n.attr("value"),
-            n.attr("value_float"),
-            n.attr("value_floats"),
-            n.attr("value_int"),
-            n.attr("value_ints"),
-        ) {
-            (Some(Attr::Tensor(t)), ..) => to_tch(t)?,
-            (_, Some(Attr::Float(f)), ..) => Tensor::from(*f),
-            (_, _, Some(Attr::Floats(v)), ..) => Tensor::from_slice(v),
-            (_, _, _, Some(Attr::Int(i)), _) => Tensor::from(*i),
-            (.., Some(Attr::Ints(v))) => Tensor::from_slice(v),
-            _ => return Err("Constant without a supported value attribute".into()),
-        };
-        Ok(vec![t])
-    });
-    t.insert("ConstantOfShape", |c| {
-        let shape = c.ints(0, "shape")?;
-        let v = match c.node.attr("value") {
-            Some(Attr::Tensor(t)) => to_tch(t)?.f_flatten(0, -1).map_err(e)?,
-            _ => Tensor::from_slice(&[0f32]),
-        };
-        Ok(vec![v.f_expand(&shape, false).map_err(e)?.f_contiguous().map_err(e)?])
-    });
-    t.insert("Gather", |c| {
-        let x = c.x(0)?;
-        let axis = norm(c.int("axis", 0)?, rank(x))?;
-        let idx = c.x(1)?.f_to_kind(Kind::Int64).map_err(e)?;
-        let n = x.size()[axis as usize];
-        let idx = idx.f_remainder(n).map_err(e)?; // negative indices count from the end
-        let flat = x.f_index_select(axis, &idx.f_flatten(0, -1).map_err(e)?).map_err(e)?;
-        let mut shape = x.size()[..axis as usize].to_vec();
-        shape.extend(idx.size());
-        shape.extend(&x.size()[axis as usize + 1..]);
-        Ok(vec![flat.f_reshape(&shape).map_err(e)?])
-    });
-}
-
-fn elu(x: &Tensor, a: f64) -> Result<Tensor, String> {
-    let neg = (x.f_clamp_max(0.0).map_err(e)?.f_exp().map_err(e)? - 1.0) * a;
-    Ok(x.f_clamp_min(0.0).map_err(e)? + neg)
-}
-
-fn softmax(c: &OpCx, log: bool) -> Result<Vec<Tensor>, String> {
-    let x = c.x(0)?;
-    let r = rank(x);
-    let f = |t: &Tensor, d: i64| {
-        if log {
-            t.f_log_softmax(d, None::<Kind>)
-        } else {
-            t.f_softmax(d, None::<Kind>)
-        }
-    };
-    if c.opset >= 13 {
-        let axis = norm(c.int("axis", -1)?, r)?;
-        return Ok(vec![f(x, axis).map_err(e)?]);
+    fn get(&self, h: H) -> &Tensor {
+        &self.tensors[h.0]
     }
-    // Opset < 13: coerce to 2-D at `axis` (default 1), normalise the rows.
-    let axis = if r == 0 { 0 } else { norm(c.int("axis", 1)?, r)? };
-    let s = x.size();
-    let outer: i64 = s[..axis as usize].iter().product();
-    let y = f(&x.f_reshape([outer, -1]).map_err(e)?, 1).map_err(e)?;
-    Ok(vec![y.f_reshape(&s).map_err(e)?])
+    /// One libtorch call on a held tensor, its result held.
+    fn map(
+        &mut self,
+        x: H,
+        f: impl FnOnce(&Tensor) -> Result<Tensor, tch::TchError>,
+    ) -> Result<H, OpError> {
+        let y = f(self.get(x)).map_err(e)?;
+        Ok(self.put(y))
+    }
+    fn map2(
+        &mut self,
+        a: H,
+        b: H,
+        f: impl FnOnce(&Tensor, &Tensor) -> Result<Tensor, tch::TchError>,
+    ) -> Result<H, OpError> {
+        let y = f(self.get(a), self.get(b)).map_err(e)?;
+        Ok(self.put(y))
+    }
+    fn dims(&self, x: H) -> Vec<i64> {
+        self.get(x).size()
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn table_mirrors_the_ir_registry() {
-        let exec = super::supported();
-        let missing: Vec<_> =
-            crate::ir::ops::supported().into_iter().filter(|op| !exec.contains(op)).collect();
-        assert!(missing.is_empty(), "ops in the IR registry without a tch execution: {missing:?}");
+impl Engine for TchEngine {
+    fn shape(&self, x: H) -> Vec<i64> {
+        self.dims(x)
+    }
+    fn to_ints(&mut self, x: H) -> Result<Vec<i64>, OpError> {
+        let t = self.get(x).f_to_kind(Kind::Int64).map_err(e)?.f_flatten(0, -1).map_err(e)?;
+        Vec::<i64>::try_from(&t).map_err(e)
+    }
+    fn to_scalar(&mut self, x: H) -> Result<f64, OpError> {
+        let t = self.get(x);
+        t.f_double_value(&[])
+            .or_else(|_| t.f_flatten(0, -1).and_then(|f| f.f_double_value(&[0])))
+            .map_err(e)
+    }
+    /// On the CPU, as libtorch takes scalars and shape vectors.
+    fn constant(&mut self, t: &crate::ir::Tensor) -> Result<H, OpError> {
+        let t = to_tch(t).map_err(OpError::Engine)?;
+        Ok(self.put(t))
+    }
+    fn low(&mut self, x: H) -> Result<H, OpError> {
+        match self.low {
+            Some(k) => self.map(x, |t| t.f_to_kind(k)),
+            None => Ok(x),
+        }
+    }
+    fn full(&mut self, x: H) -> Result<H, OpError> {
+        match self.low {
+            Some(_) => self.map(x, |t| t.f_to_kind(Kind::Float)),
+            None => Ok(x),
+        }
+    }
+    fn act(&mut self, act: Act, x: H, inplace: bool) -> Result<H, OpError> {
+        self.map(x, |t| match act {
+            Act::Relu if inplace => t.shallow_clone().f_relu_(),
+            Act::Relu => t.f_relu(),
+            Act::Relu6 if inplace => t.shallow_clone().f_relu6_(),
+            Act::Relu6 => t.f_relu6(),
+            Act::Sigmoid => t.f_sigmoid(),
+            Act::HardSwish => t.f_hardswish(),
+            Act::Tanh => t.f_tanh(),
+            Act::Softplus => t.f_softplus(),
+            Act::Mish => t.f_mish(),
+            Act::Gelu(tanh) => t.f_gelu(if tanh { "tanh" } else { "none" }),
+            Act::Erf => t.f_erf(),
+            Act::Sqrt => t.f_sqrt(),
+            Act::Neg => t.f_neg(),
+            Act::Abs => t.f_abs(),
+            Act::Exp => t.f_exp(),
+        })
+    }
+    fn clamp(&mut self, x: H, lo: Option<f64>, hi: Option<f64>) -> Result<H, OpError> {
+        match (lo, hi) {
+            (Some(a), Some(b)) => self.map(x, |t| t.f_clamp(a, b)),
+            (Some(a), None) => self.map(x, |t| t.f_clamp_min(a)),
+            (None, Some(b)) => self.map(x, |t| t.f_clamp_max(b)),
+            (None, None) => Ok(x),
+        }
+    }
+    fn scale(&mut self, x: H, a: f64) -> Result<H, OpError> {
+        self.map(x, |t| t.f_mul_scalar(a))
+    }
+    fn shift(&mut self, x: H, b: f64) -> Result<H, OpError> {
+        self.map(x, |t| t.f_add_scalar(b))
+    }
+    fn binary(&mut self, op: Bin, a: H, b: H) -> Result<H, OpError> {
+        self.map2(a, b, |a, b| match op {
+            Bin::Add => a.f_add(b),
+            Bin::Sub => a.f_sub(b),
+            Bin::Mul => a.f_mul(b),
+            Bin::Div if a.is_floating_point() => a.f_div(b),
+            Bin::Div => a.f_div_tensor_mode(b, "trunc"),
+        })
+    }
+    fn softmax(&mut self, x: H, axis: i64, log: bool) -> Result<H, OpError> {
+        self.map(x, |t| {
+            if log {
+                t.f_log_softmax(axis, None::<Kind>)
+            } else {
+                t.f_softmax(axis, None::<Kind>)
+            }
+        })
+    }
+    fn cast(&mut self, x: H, onnx_type: i64) -> Result<H, OpError> {
+        let k = kind_of(onnx_type)?;
+        self.map(x, |t| t.f_to_kind(k))
+    }
+    fn reshape(&mut self, x: H, shape: &[i64]) -> Result<H, OpError> {
+        self.map(x, |t| t.f_reshape(shape))
+    }
+    fn permute(&mut self, x: H, perm: &[i64]) -> Result<H, OpError> {
+        self.map(x, |t| t.f_permute(perm))
+    }
+    fn unsqueeze(&mut self, x: H, axis: i64) -> Result<H, OpError> {
+        self.map(x, |t| t.f_unsqueeze(axis))
+    }
+    fn expand(&mut self, x: H, shape: &[i64]) -> Result<H, OpError> {
+        self.map(x, |t| t.f_expand(shape, false)?.f_contiguous())
+    }
+    fn gather(&mut self, x: H, axis: i64, idx: H) -> Result<H, OpError> {
+        self.map2(x, idx, |x, idx| {
+            let n = x.size()[axis as usize];
+            // Negative indices count from the end.
+            let idx = idx.f_to_kind(Kind::Int64)?.f_remainder(n)?;
+            let flat = x.f_index_select(axis, &idx.f_flatten(0, -1)?)?;
+            let mut shape = x.size()[..axis as usize].to_vec();
+            shape.extend(idx.size());
+            shape.extend(&x.size()[axis as usize + 1..]);
+            flat.f_reshape(&shape)
+        })
+    }
+    fn conv(&mut self, x: H, w: H, b: Option<H>, a: &ConvArgs) -> Result<H, OpError> {
+        let bias = b.map(|b| self.get(b).shallow_clone());
+        self.map2(x, w, |x, w| {
+            x.f_convolution(
+                w,
+                bias.as_ref(),
+                a.strides.as_slice(),
+                a.pads.as_slice(),
+                a.dilations.as_slice(),
+                a.transposed,
+                a.output_padding.as_slice(),
+                a.group,
+            )
+        })
+    }
+    fn batch_norm(&mut self, x: H, p: [H; 4], a: BnArgs) -> Result<H, OpError> {
+        let [scale, bias, mean, var] = p.map(|h| self.get(h).shallow_clone());
+        self.map(x, |x| {
+            x.f_batch_norm(
+                Some(&scale),
+                Some(&bias),
+                Some(&mean),
+                Some(&var),
+                a.train,
+                1.0 - a.momentum,
+                a.eps,
+                true,
+            )
+        })
+    }
+    fn max_pool2d(&mut self, x: H, a: &PoolArgs) -> Result<H, OpError> {
+        self.map(x, |t| {
+            t.f_max_pool2d(
+                a.kernel.as_slice(),
+                a.strides.as_slice(),
+                a.pads.as_slice(),
+                a.dilations.as_slice(),
+                a.ceil,
+            )
+        })
+    }
+    fn avg_pool2d(&mut self, x: H, a: &PoolArgs) -> Result<H, OpError> {
+        self.map(x, |t| {
+            t.f_avg_pool2d(
+                a.kernel.as_slice(),
+                a.strides.as_slice(),
+                a.pads.as_slice(),
+                a.ceil,
+                a.count_include_pad,
+                None::<i64>,
+            )
+        })
+    }
+    fn pad(&mut self, x: H, pads: &[i64], mode: PadMode) -> Result<H, OpError> {
+        self.map(x, |t| match mode {
+            PadMode::Constant(v) => t.f_pad(pads, "constant", v),
+            PadMode::Reflect => t.f_pad(pads, "reflect", None::<f64>),
+            PadMode::Edge => t.f_pad(pads, "replicate", None::<f64>),
+        })
+    }
+    fn reduce(&mut self, x: H, axes: &[i64], keep: bool, max: bool) -> Result<H, OpError> {
+        self.map(
+            x,
+            |t| {
+                if max {
+                    t.f_amax(axes, keep)
+                } else {
+                    t.f_mean_dim(axes, keep, None::<Kind>)
+                }
+            },
+        )
+    }
+    fn matmul(&mut self, a: H, b: H) -> Result<H, OpError> {
+        self.map2(a, b, |a, b| a.f_matmul(b))
+    }
+    fn addmm(&mut self, bias: H, a: H, b: H) -> Result<H, OpError> {
+        let b = self.get(b).shallow_clone();
+        self.map2(bias, a, |bias, a| bias.f_addmm(a, &b))
+    }
+    fn t(&mut self, x: H) -> Result<H, OpError> {
+        self.map(x, |t| t.f_tr())
+    }
+    fn cat(&mut self, xs: &[H], axis: i64) -> Result<H, OpError> {
+        let ts: Vec<&Tensor> = xs.iter().map(|&h| self.get(h)).collect();
+        let y = Tensor::f_cat(&ts, axis).map_err(e)?;
+        Ok(self.put(y))
+    }
+    fn split(&mut self, x: H, sizes: &[i64], axis: i64) -> Result<Vec<H>, OpError> {
+        let ys = self.get(x).f_split_with_sizes(sizes, axis).map_err(e)?;
+        Ok(ys.into_iter().map(|y| self.put(y)).collect())
+    }
+    fn slice(&mut self, x: H, axis: i64, start: i64, end: i64, step: i64) -> Result<H, OpError> {
+        self.map(x, |t| t.f_slice(axis, start, end, step))
+    }
+    fn select(&mut self, x: H, axis: i64, idx: &[i64]) -> Result<H, OpError> {
+        let idx = Tensor::from_slice(idx).to_device(self.device);
+        self.map(x, |t| t.f_index_select(axis, &idx))
     }
 }

@@ -1,7 +1,7 @@
 //! Training engine: an imported ONNX graph as a trainable libtorch network.
 //!
-//! * [`exec`] / `exec_nn`: the tch op table (one entry per ONNX op type,
-//!   mirroring [`crate::ir::ops`]);
+//! * [`exec`]: the libtorch engine whose primitives the ops' kernels compose
+//!   (each op's kernel lives beside its shape rules in [`crate::ir::ops`]);
 //! * [`Net`] ([`net`]): VarStore of named parameters, forward in train/eval
 //!   mode, weights written back to the graph;
 //! * [`masks`]: per-group channel masks (exact removal semantics), channel
@@ -12,7 +12,6 @@
 pub mod checkpoint;
 pub mod cuda;
 pub mod exec;
-mod exec_nn;
 pub mod masks;
 pub mod net;
 pub mod optim;
@@ -28,10 +27,13 @@ pub use trainer::{evaluate, EvalResult};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TrainError {
-    #[error("node {node} is an unsupported op '{op}' and cannot be executed by the tch engine; supported ops: {}", exec::supported().join(", "))]
+    #[error("node {node} is an unsupported op '{op}' and cannot be executed by the tch engine; supported ops: {}", crate::ir::ops::supported().join(", "))]
     Unsupported { node: String, op: String },
     #[error("node {node}: {msg}")]
     Node { node: String, msg: String },
+    /// A node's kernel failed.
+    #[error("node {node}: {source}")]
+    Op { node: String, source: crate::ir::ops::OpError },
     #[error("{0}")]
     Graph(String),
     #[error("mask: {0}")]

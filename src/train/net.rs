@@ -9,11 +9,11 @@
 //! (shape tensors, pads, clip bounds) are plain constants. [`Net::forward_t`]
 //! runs the nodes in order; [`Net::export`] writes the current weights back
 //! into a copy of the graph.
-use super::exec::{self, OpCx, OpFn};
+use super::exec;
 use super::masks::MaskState;
 use super::TrainError;
 use crate::analysis::Analysis;
-use crate::ir::ops::{self, NodeCx};
+use crate::ir::ops::{self, NodeCx, OpDef, RunCx};
 use crate::ir::{DType, Graph, Tensor as IrTensor, ValueId};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -35,7 +35,8 @@ pub struct Net {
     /// Persistent tensors per value: variables and constants.
     pub(super) base: Vec<Option<Tensor>>,
     pub(super) params: Vec<ParamEntry>,
-    fns: Vec<OpFn>,
+    /// Each node's op (its kernel runs the node).
+    ops: Vec<&'static dyn OpDef>,
     /// For each node, the values whose last use it is.
     frees: Vec<Vec<ValueId>>,
     /// Per node: its activation may run in place ([`super::exec::inplace_nodes`]).
@@ -73,43 +74,29 @@ impl Net {
     /// Builds the network from a normalised graph and its analysis.
     pub fn new(g: &Graph, a: &Analysis, device: Device) -> Result<Net, TrainError> {
         let graph = g.clone();
-        let mut fns = Vec::with_capacity(g.nodes.len());
-        for node in &g.nodes {
-            let f = exec::lookup(node).ok_or_else(|| TrainError::Unsupported {
-                node: node.label(),
-                op: node.op_type.clone(),
-            })?;
-            fns.push(f);
-        }
+        let ops: Vec<&'static dyn OpDef> = g
+            .nodes
+            .iter()
+            .map(|node| {
+                ops::lookup(node).ok_or_else(|| TrainError::Unsupported {
+                    node: node.label(),
+                    op: node.op_type.clone(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let &input =
             g.inputs.first().ok_or_else(|| TrainError::Graph("the graph has no input".into()))?;
-        // Which initializers are trainable (registry-declared parameter slots) or BN statistics.
+        // Which initializers are trainable (registry-declared parameter slots) or buffers.
         let mut role = vec![0u8; g.values.len()]; // 1 trainable, 2 buffer
-        for node in &g.nodes {
-            let Some(op) = ops::lookup(node) else { continue };
-            let cx = NodeCx {
-                node,
-                inputs: node
-                    .inputs
-                    .iter()
-                    .map(|i| i.and_then(|i| a.facts.get(i).and_then(|f| f.as_ref())))
-                    .collect(),
-                outputs: node
-                    .outputs
-                    .iter()
-                    .map(|o| o.and_then(|o| a.facts.get(o).and_then(|f| f.as_ref())))
-                    .collect(),
-            };
-            for s in op.params(&cx) {
+        for (node, op) in g.nodes.iter().zip(&ops) {
+            for s in op.params(&NodeCx::new(node, &a.facts)) {
                 if let Some(Some(v)) = node.inputs.get(s) {
                     role[*v] = 1;
                 }
             }
-            if node.op_type == "BatchNormalization" {
-                for s in [3, 4] {
-                    if let Some(Some(v)) = node.inputs.get(s) {
-                        role[*v] = role[*v].max(2);
-                    }
+            for s in op.buffers() {
+                if let Some(Some(v)) = node.inputs.get(s) {
+                    role[*v] = role[*v].max(2);
                 }
             }
         }
@@ -156,7 +143,7 @@ impl Net {
             vs,
             base,
             params,
-            fns,
+            ops,
             frees,
             inplace,
             input,
@@ -187,12 +174,13 @@ impl Net {
         self.bn_momentum = m;
     }
 
-    /// The running mean and variance tensors of every BatchNormalization, in graph
-    /// order (shared with the network: copy them to save, `copy_` into them to restore).
+    /// The buffers of every node ([`OpDef::buffers`]: BatchNormalization's running mean
+    /// and variance), in graph order (shared with the network: copy them to save,
+    /// `copy_` into them to restore).
     pub fn bn_running_stats(&self) -> Vec<Tensor> {
         let mut v = Vec::new();
-        for n in self.graph.nodes.iter().filter(|n| n.op_type == "BatchNormalization") {
-            for i in [3, 4] {
+        for (n, op) in self.graph.nodes.iter().zip(&self.ops) {
+            for i in op.buffers() {
                 if let Some(Some(id)) = n.inputs.get(i) {
                     if let Some(Some(t)) = self.base.get(*id) {
                         v.push(t.shallow_clone());
@@ -310,17 +298,17 @@ impl Net {
                         ));
                     }
                 }
-                let cx = OpCx {
+                let cx = RunCx {
                     node,
-                    inputs,
+                    inputs: Vec::new(),
                     consts,
                     train,
                     opset,
-                    low: self.low,
                     bn_momentum: self.bn_momentum,
                     inplace: self.inplace[n],
                 };
-                (self.fns[n])(&cx).map_err(|m| TrainError::node(node, m))?
+                exec::run_node(self.ops[n], cx, &inputs, self.low)
+                    .map_err(|source| TrainError::Op { node: node.label(), source })?
             };
             for (o, t) in node.outputs.iter().zip(outs) {
                 if let Some(o) = o {

@@ -31,13 +31,9 @@ pub fn num_classes(g: &Graph, a: &Analysis) -> Option<usize> {
     g.outputs.first().and_then(|&o| a.facts[o].as_ref()).and_then(|f| f.dim(-1))
 }
 
-/// Whether some Conv output is not consumed by a BatchNormalization.
+/// Whether some conv output is not consumed by a BatchNormalization.
 pub fn needs_bn(g: &Graph) -> bool {
-    let c = g.consumers();
-    g.nodes.iter().filter(|n| n.op_type == "Conv").any(|n| {
-        n.outputs[0]
-            .is_some_and(|o| !c[o].iter().any(|&(k, _)| g.nodes[k].op_type == "BatchNormalization"))
-    })
+    !crate::ir::bn::without_bn(g).is_empty()
 }
 
 /// Applies `training.insert-bn` and re-analyses; returns the number of BN nodes added.

@@ -1,7 +1,9 @@
 //! Conv (groups incl. depthwise, dilations, pads, auto_pad) and ConvTranspose.
 //! Spec: https://onnx.ai/onnx/operators/onnx__Conv.html (opset 1, 11: auto_pad defaults unchanged).
+use super::kernel::{sym_or_pad, window_pads, ConvArgs, Engine, RunCx, H};
 use super::{
-    ChannelSpec, Fact, Fixup, FixupCx, InferCx, NodeChange, NodeCx, OpDef, ParamTie, Role, Tie,
+    ChannelSpec, Fact, Fixup, FixupCx, InferCx, NodeChange, NodeCx, OpDef, OpError, ParamTie, Role,
+    Tie, Window,
 };
 use crate::ir::{Dim, Node};
 
@@ -28,14 +30,14 @@ pub struct ConvGeom {
 /// real model; keeps the window arithmetic from overflowing).
 const MAX_WINDOW: i64 = 1 << 20;
 
-fn attr_vec(node: &Node, name: &str, n: usize, default: usize) -> Result<Vec<usize>, String> {
+fn attr_vec(node: &Node, name: &str, n: usize, default: usize) -> Result<Vec<usize>, OpError> {
     match node.attr_ints(name)? {
         None => Ok(vec![default; n]),
         Some(v) if v.len() == n && v.iter().all(|&x| (0..=MAX_WINDOW).contains(&x)) => {
             Ok(v.into_iter().map(|x| x as usize).collect())
         }
         Some(v) => {
-            Err(format!("attribute '{name}' = {v:?} must have {n} entries in 0..={MAX_WINDOW}"))
+            Err(bad!("attribute '{name}' = {v:?} must have {n} entries in 0..={MAX_WINDOW}"))
         }
     }
 }
@@ -46,13 +48,13 @@ pub fn window(
     spatial: &[usize],
     kernel: Vec<usize>,
     transpose: bool,
-) -> Result<ConvGeom, String> {
+) -> Result<ConvGeom, OpError> {
     let n = spatial.len();
     if kernel.len() != n {
-        return Err(format!("kernel {kernel:?} does not match {n} spatial dims"));
+        return Err(bad!("kernel {kernel:?} does not match {n} spatial dims"));
     }
     if kernel.iter().any(|&k| k == 0 || k > MAX_WINDOW as usize) {
-        return Err(format!("kernel {kernel:?} must have sizes in 1..={MAX_WINDOW}"));
+        return Err(bad!("kernel {kernel:?} must have sizes in 1..={MAX_WINDOW}"));
     }
     let strides = attr_vec(node, "strides", n, 1)?;
     let dilations = attr_vec(node, "dilations", n, 1)?;
@@ -71,7 +73,7 @@ pub fn window(
                 .map(|v| v.get(i).copied().unwrap_or(0))
                 .unwrap_or(0);
             if !(0..=MAX_WINDOW).contains(&op) {
-                return Err(format!("output_padding {op} must be in 0..={MAX_WINDOW}"));
+                return Err(bad!("output_padding {op} must be in 0..={MAX_WINDOW}"));
             }
             let op = op as usize;
             match auto_pad.as_str() {
@@ -85,7 +87,7 @@ pub fn window(
                 "NOTSET" => {
                     let padded = spatial[i] + pads[i] + pads[i + n];
                     if padded < ek {
-                        return Err(format!("window of {ek} does not fit padded input of {padded} on spatial axis {i}"));
+                        return Err(bad!("window of {ek} does not fit padded input of {padded} on spatial axis {i}"));
                     }
                     if ceil {
                         (padded - ek).div_ceil(strides[i]) + 1
@@ -95,7 +97,7 @@ pub fn window(
                 }
                 "VALID" => {
                     if spatial[i] < ek {
-                        return Err(format!(
+                        return Err(bad!(
                             "window of {ek} does not fit input of {} on spatial axis {i}",
                             spatial[i]
                         ));
@@ -117,33 +119,33 @@ pub fn window(
                     }
                     o
                 }
-                other => return Err(format!("unknown auto_pad '{other}'")),
+                other => return Err(bad!("unknown auto_pad '{other}'")),
             }
         };
         if o == 0 {
-            return Err(format!("output spatial size is 0 on axis {i}"));
+            return Err(bad!("output spatial size is 0 on axis {i}"));
         }
         out.push(o);
     }
     let group = node.attr_int("group", 1)?;
     if !(1..=MAX_WINDOW).contains(&group) {
-        return Err(format!("group must be in 1..={MAX_WINDOW}, found {group}"));
+        return Err(bad!("group must be in 1..={MAX_WINDOW}, found {group}"));
     }
     Ok(ConvGeom { group: group as usize, kernel, strides, dilations, pads, out_spatial: out })
 }
 
 /// Checks X and W and returns (N dim, C, M, spatial, geometry).
-fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGeom), String> {
+fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGeom), OpError> {
     let x = cx.input(0)?;
     let w = cx.input(1)?;
     if x.rank() < 3 {
-        return Err(format!(
+        return Err(bad!(
             "input must be N x C x spatial..., found shape {}",
             crate::ir::fmt_shape(&x.shape)
         ));
     }
     if w.rank() != x.rank() {
-        return Err(format!(
+        return Err(bad!(
             "weight has rank {} ({}) but the input has rank {}; a conv weight must be M x C/group x k...",
             w.rank(),
             crate::ir::fmt_shape(&w.shape),
@@ -164,7 +166,7 @@ fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGe
     let c = x.dim(1).ok_or("the input channel dim must be fixed")?;
     let wd = w.concrete(0);
     if wd.contains(&0) || spatial.contains(&0) || c == 0 {
-        return Err(format!(
+        return Err(bad!(
             "zero-sized dimension (input {}, weight {})",
             crate::ir::fmt_shape(&x.shape),
             crate::ir::fmt_shape(&w.shape)
@@ -175,45 +177,62 @@ fn conv_geom(cx: &InferCx, transpose: bool) -> Result<(Dim, usize, usize, ConvGe
         None => wd[2..].to_vec(),
     };
     if kernel != wd[2..] {
-        return Err(format!("kernel_shape {kernel:?} disagrees with the weight shape {wd:?}"));
+        return Err(bad!("kernel_shape {kernel:?} disagrees with the weight shape {wd:?}"));
     }
     let g = window(cx.node, &spatial, kernel, transpose)?;
     let m = if transpose {
         if wd[0] != c {
-            return Err(format!(
-                "weight {wd:?} expects {} input channels, the input has {c}",
-                wd[0]
-            ));
+            return Err(bad!("weight {wd:?} expects {} input channels, the input has {c}", wd[0]));
         }
         if c % g.group != 0 {
-            return Err(format!("{c} input channels are not divisible by group {}", g.group));
+            return Err(bad!("{c} input channels are not divisible by group {}", g.group));
         }
         wd[1] * g.group
     } else {
         if c % g.group != 0 || wd[1] * g.group != c {
-            return Err(format!(
+            return Err(bad!(
                 "weight {wd:?} with group {} expects {} input channels, the input has {c}",
                 g.group,
                 wd[1] * g.group
             ));
         }
         if wd[0] % g.group != 0 {
-            return Err(format!(
-                "{} output channels are not divisible by group {}",
-                wd[0], g.group
-            ));
+            return Err(bad!("{} output channels are not divisible by group {}", wd[0], g.group));
         }
         wd[0]
     };
     if let Some(b) = cx.opt(2) {
         if b.concrete(0) != [m] {
-            return Err(format!(
+            return Err(bad!(
                 "bias has shape {} but there are {m} output channels",
                 crate::ir::fmt_shape(&b.shape)
             ));
         }
     }
     Ok((x.shape[0].clone(), c, m, g))
+}
+
+/// A conv's kernel, stride and group, read from its weight's fact and attributes.
+fn conv_window(cx: &NodeCx) -> Window {
+    let w = cx.input(1);
+    let kernel = w.map(|f| f.concrete(1)[2..].iter().copied().max().unwrap_or(1));
+    let strides = cx.node.attr_ints("strides").ok().flatten().unwrap_or_default();
+    let stride = strides.into_iter().max().unwrap_or(1).max(1) as usize;
+    let group = cx.node.attr_int("group", 1).unwrap_or(1).max(1) as usize;
+    Window { kernel, stride, group }
+}
+
+/// An int-list attribute with `n` entries of `default` when absent.
+fn ints_or(node: &Node, name: &str, n: usize, default: i64) -> Result<Vec<i64>, OpError> {
+    Ok(node.attr_ints(name)?.unwrap_or_else(|| vec![default; n]))
+}
+
+/// A (transposed) convolution in the compute kind of mixed precision.
+fn run_conv(cx: &RunCx, e: &mut dyn Engine, args: ConvArgs, x: H) -> Result<Vec<H>, OpError> {
+    let w = e.low(cx.x(1)?)?;
+    let b = cx.opt(2).map(|b| e.low(b)).transpose()?;
+    let y = e.conv(x, w, b, &args)?;
+    Ok(vec![e.full(y)?])
 }
 
 fn out_fact(cx: &InferCx, n: Dim, m: usize, g: &ConvGeom) -> Vec<Fact> {
@@ -223,7 +242,7 @@ fn out_fact(cx: &InferCx, n: Dim, m: usize, g: &ConvGeom) -> Vec<Fact> {
 }
 
 impl OpDef for Conv {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let (n, _, m, g) = conv_geom(cx, false)?;
         Ok(out_fact(cx, n, m, &g))
     }
@@ -282,7 +301,7 @@ impl OpDef for Conv {
         s
     }
     /// A pruned depthwise conv keeps one group per remaining channel.
-    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, OpError> {
         let node = cx.node();
         let grp = node.attr_int("group", 1)?;
         if grp <= 1 {
@@ -294,14 +313,39 @@ impl OpDef for Conv {
             change: NodeChange::Group(c),
         }))
     }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = e.low(cx.x(0)?)?;
+        let w = cx.x(1)?;
+        let wshape = e.shape(w);
+        let n = wshape.len().saturating_sub(2);
+        let kernel = cx.node.attr_ints("kernel_shape")?.unwrap_or_else(|| wshape[2..].to_vec());
+        let strides = ints_or(cx.node, "strides", n, 1)?;
+        let dilations = ints_or(cx.node, "dilations", n, 1)?;
+        let p = window_pads(cx.node, &e.shape(x), &kernel, &strides, &dilations)?;
+        let (x, pads) = sym_or_pad(e, x, &p, 0.0, None)?;
+        let output_padding = vec![0; strides.len()];
+        let group = cx.node.attr_int("group", 1)?;
+        let args = ConvArgs { strides, pads, dilations, transposed: false, output_padding, group };
+        run_conv(cx, e, args, x)
+    }
+    fn window(&self, cx: &NodeCx) -> Option<Window> {
+        Some(conv_window(cx))
+    }
+    fn folds_bn(&self) -> bool {
+        true
+    }
+    /// Its backward reads its inputs, not its output.
+    fn output_overwritable(&self) -> bool {
+        true
+    }
 }
 
 impl OpDef for ConvTranspose {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         if let Some(os) = cx.node.attr_ints("output_shape")? {
             let (n, _, m, g) = conv_geom(cx, true)?;
             if os.len() != g.out_spatial.len() || os.iter().any(|&d| d < 1) {
-                return Err(format!(
+                return Err(bad!(
                     "output_shape {os:?} must hold {} positive spatial sizes",
                     g.out_spatial.len()
                 ));
@@ -345,6 +389,35 @@ impl OpDef for ConvTranspose {
             s.params.push(ParamTie { slot: 2, axis: 0, tie: Tie::Output(0) });
         }
         s
+    }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let unsupported = |m: &str| Err(OpError::Unsupported(m.into()));
+        if cx.node.attr("output_shape").is_some() {
+            return unsupported(
+                "ConvTranspose with 'output_shape' is not supported; give 'pads' instead",
+            );
+        }
+        let x = e.low(cx.x(0)?)?;
+        let n = e.shape(cx.x(1)?).len().saturating_sub(2);
+        let p = ints_or(cx.node, "pads", 2 * n, 0)?;
+        if p.len() != 2 * n
+            || (0..n).any(|i| p[i] != p[n + i])
+            || cx.node.attr_str("auto_pad", "NOTSET")? != "NOTSET"
+        {
+            return unsupported("ConvTranspose supports symmetric explicit 'pads' only");
+        }
+        let args = ConvArgs {
+            strides: ints_or(cx.node, "strides", n, 1)?,
+            pads: p[..n].to_vec(),
+            dilations: ints_or(cx.node, "dilations", n, 1)?,
+            transposed: true,
+            output_padding: ints_or(cx.node, "output_padding", n, 0)?,
+            group: cx.node.attr_int("group", 1)?,
+        };
+        run_conv(cx, e, args, x)
+    }
+    fn window(&self, cx: &NodeCx) -> Option<Window> {
+        Some(conv_window(cx))
     }
 }
 

@@ -1,51 +1,58 @@
 //! Element-wise ops: activations (channel-preserving) and binary arithmetic
 //! with broadcasting (with constant evaluation, used for shape arithmetic).
-use super::{broadcast, ChannelSpec, Fact, InferCx, NodeCx, OpDef, ParamTie, Role, Tie};
+use super::kernel::{Act, Bin, Engine, RunCx, H};
+use super::{broadcast, ChannelSpec, Fact, InferCx, NodeCx, OpDef, OpError, ParamTie, Role, Tie};
 use crate::ir::{DType, Data, Dim, Tensor};
 
 /// Unary ops that keep shape and channels.
-struct Unary;
+struct Unary(Un);
 /// Clip: min/max are attributes (< 11) or optional inputs.
 struct Clip;
-/// Softmax/LogSoftmax: couple every element along their axis.
-struct Softmax;
-#[derive(Clone, Copy)]
-enum Bin {
-    Add,
-    Sub,
-    Mul,
-    Div,
-}
+/// Softmax/LogSoftmax (`true`): couple every element along their axis.
+struct Softmax(bool);
 struct Binary(Bin);
 
+/// The functions of [`Unary`].
+#[derive(Clone, Copy, PartialEq)]
+enum Un {
+    Act(Act),
+    LeakyRelu,
+    HardSigmoid,
+    Elu,
+    Selu,
+    Gelu,
+    /// The slope (input 1) is a parameter.
+    PRelu,
+}
+
 /// Element-wise ops of one data input (PRelu's slope is a parameter).
-const UNARY: [&str; 17] = [
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "HardSigmoid",
-    "HardSwish",
-    "Tanh",
-    "Elu",
-    "Selu",
-    "Softplus",
-    "Mish",
-    "Gelu",
-    "Erf",
-    "Sqrt",
-    "Neg",
-    "Abs",
-    "Exp",
-    "PRelu",
+const UNARY: [(&str, Un); 17] = [
+    ("Relu", Un::Act(Act::Relu)),
+    ("LeakyRelu", Un::LeakyRelu),
+    ("Sigmoid", Un::Act(Act::Sigmoid)),
+    ("HardSigmoid", Un::HardSigmoid),
+    ("HardSwish", Un::Act(Act::HardSwish)),
+    ("Tanh", Un::Act(Act::Tanh)),
+    ("Elu", Un::Elu),
+    ("Selu", Un::Selu),
+    ("Softplus", Un::Act(Act::Softplus)),
+    ("Mish", Un::Act(Act::Mish)),
+    ("Gelu", Un::Gelu),
+    ("Erf", Un::Act(Act::Erf)),
+    ("Sqrt", Un::Act(Act::Sqrt)),
+    ("Neg", Un::Act(Act::Neg)),
+    ("Abs", Un::Act(Act::Abs)),
+    ("Exp", Un::Act(Act::Exp)),
+    ("PRelu", Un::PRelu),
 ];
 
 pub(super) fn register(r: &mut super::Registry) {
-    for op in UNARY {
-        r.insert(op, Box::new(Unary));
+    for (op, f) in UNARY {
+        r.insert(op, Box::new(Unary(f)));
     }
     r.insert("Clip", Box::new(Clip));
-    r.insert("Softmax", Box::new(Softmax));
-    r.insert("LogSoftmax", Box::new(Softmax));
+    r.insert("Softmax", Box::new(Softmax(false)));
+    r.insert("LogSoftmax", Box::new(Softmax(true)));
     r.insert("Add", Box::new(Binary(Bin::Add)));
     r.insert("Sub", Box::new(Binary(Bin::Sub)));
     r.insert("Mul", Box::new(Binary(Bin::Mul)));
@@ -53,15 +60,15 @@ pub(super) fn register(r: &mut super::Registry) {
 }
 
 impl OpDef for Unary {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
-        if cx.node.op_type == "PRelu" {
+        if self.0 == Un::PRelu {
             broadcast(&x.shape, &cx.input(1)?.shape)?;
         }
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
-    fn params(&self, cx: &NodeCx) -> Vec<usize> {
-        if cx.node.op_type == "PRelu" {
+    fn params(&self, _cx: &NodeCx) -> Vec<usize> {
+        if self.0 == Un::PRelu {
             vec![1]
         } else {
             vec![]
@@ -69,25 +76,102 @@ impl OpDef for Unary {
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let mut s = ChannelSpec::per_channel(cx, &[0]);
-        if cx.node.op_type == "PRelu" {
+        if self.0 == Un::PRelu {
             const_operand_ties(cx, 1, &mut s);
         }
         s
     }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let float = |name: &str, d: f32| cx.node.attr_float(name, d).map(f64::from);
+        let y = match self.0 {
+            Un::Act(a) => e.act(a, x, cx.inplace && a == Act::Relu)?,
+            Un::LeakyRelu => {
+                let neg = e.clamp(x, None, Some(0.0))?;
+                leaky(e, x, |e| e.scale(neg, float("alpha", 0.01)?))?
+            }
+            Un::PRelu => {
+                let neg = e.clamp(x, None, Some(0.0))?;
+                leaky(e, x, |e| e.binary(Bin::Mul, neg, cx.x(1)?))?
+            }
+            Un::HardSigmoid => {
+                let ax = e.scale(x, float("alpha", 0.2)?)?;
+                let y = e.shift(ax, float("beta", 0.5)?)?;
+                e.clamp(y, Some(0.0), Some(1.0))?
+            }
+            Un::Elu => elu(e, x, float("alpha", 1.0)?)?,
+            Un::Selu => {
+                let y = elu(e, x, float("alpha", 1.673_263_2)?)?;
+                e.scale(y, float("gamma", 1.050_701)?)?
+            }
+            Un::Gelu => {
+                let tanh = match cx.node.attr_str("approximate", "none")?.as_str() {
+                    "none" => false,
+                    "tanh" => true,
+                    other => return Err(bad!("approximate '{other}' must be none or tanh")),
+                };
+                e.act(Act::Gelu(tanh), x, false)?
+            }
+        };
+        Ok(vec![y])
+    }
+    fn in_place(&self) -> bool {
+        self.0 == Un::Act(Act::Relu)
+    }
+}
+
+/// `max(x, 0) + neg(e)` (LeakyRelu, PRelu).
+fn leaky(
+    e: &mut dyn Engine,
+    x: H,
+    neg: impl FnOnce(&mut dyn Engine) -> Result<H, OpError>,
+) -> Result<H, OpError> {
+    let pos = e.clamp(x, Some(0.0), None)?;
+    let neg = neg(e)?;
+    e.binary(Bin::Add, pos, neg)
+}
+
+/// `max(x, 0) + a·(exp(min(x, 0)) − 1)`.
+fn elu(e: &mut dyn Engine, x: H, a: f64) -> Result<H, OpError> {
+    let m = e.clamp(x, None, Some(0.0))?;
+    let m = e.act(Act::Exp, m, false)?;
+    let m = e.shift(m, -1.0)?;
+    let neg = e.scale(m, a)?;
+    let pos = e.clamp(x, Some(0.0), None)?;
+    e.binary(Bin::Add, pos, neg)
 }
 
 impl OpDef for Clip {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         Ok(vec![Fact::new(x.dtype, x.shape.clone())])
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         ChannelSpec::per_channel(cx, &[0])
     }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let (lo, hi) = if cx.opset < 11 {
+            let bound = |name: &str, d: f32| cx.node.attr_float(name, d).map(f64::from);
+            (Some(bound("min", f32::MIN)?), Some(bound("max", f32::MAX)?))
+        } else {
+            (cx.scalar(e, 1)?, cx.scalar(e, 2)?)
+        };
+        let x = cx.x(0)?;
+        // ReLU6 / ReLU kernels (one-pass backward, as PyTorch's modules) for the common bounds.
+        Ok(vec![match (lo, hi) {
+            (Some(a), Some(b)) if a == 0.0 && b == 6.0 => e.act(Act::Relu6, x, cx.inplace)?,
+            (Some(a), None) if a == 0.0 => e.act(Act::Relu, x, cx.inplace)?,
+            (None, None) => x,
+            (lo, hi) => e.clamp(x, lo, hi)?,
+        }])
+    }
+    fn in_place(&self) -> bool {
+        true
+    }
 }
 
 impl OpDef for Softmax {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let axis = cx.node.attr_int("axis", if cx.opset >= 13 { -1 } else { 1 })?;
         if x.rank() > 0 {
@@ -113,6 +197,21 @@ impl OpDef for Softmax {
             );
         }
         ChannelSpec::per_channel(cx, &[0])
+    }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let r = e.shape(x).len();
+        if cx.opset >= 13 {
+            let axis = super::kernel::axis(cx.node.attr_int("axis", -1)?, r)?;
+            return Ok(vec![e.softmax(x, axis, self.0)?]);
+        }
+        // Opset < 13: coerce to 2-D at `axis` (default 1), normalise the rows.
+        let axis = if r == 0 { 0 } else { super::kernel::axis(cx.node.attr_int("axis", 1)?, r)? };
+        let s = e.shape(x);
+        let outer: i64 = s[..axis as usize].iter().product();
+        let rows = e.reshape(x, &[outer, -1])?;
+        let y = e.softmax(rows, 1, self.0)?;
+        Ok(vec![e.reshape(y, &s)?])
     }
 }
 
@@ -234,10 +333,10 @@ fn eval_bin(op: Bin, a: &Tensor, b: &Tensor, out: &[usize]) -> Option<Tensor> {
 }
 
 impl OpDef for Binary {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let (a, b) = (cx.input(0)?, cx.input(1)?);
         if a.dtype != b.dtype && a.dtype != DType::UNDEFINED && b.dtype != DType::UNDEFINED {
-            return Err(format!("operand types differ: {} and {}", a.dtype, b.dtype));
+            return Err(bad!("operand types differ: {} and {}", a.dtype, b.dtype));
         }
         let shape = broadcast(&a.shape, &b.shape)?;
         let mut f = Fact::new(a.dtype, shape.clone());
@@ -265,6 +364,13 @@ impl OpDef for Binary {
     /// A zero divisor turns a zero channel into NaN.
     fn zeroable(&self, slot: usize) -> bool {
         !(matches!(self.0, Bin::Div) && slot == 1)
+    }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        Ok(vec![e.binary(self.0, cx.x(0)?, cx.x(1)?)?])
+    }
+    /// Add's backward reads neither operand nor its output.
+    fn output_overwritable(&self) -> bool {
+        self.0 == Bin::Add
     }
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         let Some(c) = cx.out_channels(0) else {
@@ -319,7 +425,8 @@ mod tests {
     #[test]
     fn unary_ops_keep_the_shape_and_pass_channels() {
         // PRelu's slope is a parameter input: tested on its own.
-        for op in super::UNARY.iter().filter(|o| **o != "PRelu").chain(&["Clip"]) {
+        let unary = super::UNARY.iter().map(|(o, _)| o);
+        for op in unary.filter(|o| **o != "PRelu").chain(&["Clip"]) {
             let mut t = T::new();
             let x = t.input(batch(&[3, 4, 4]));
             let y = t.op(op, &[x], &[]);

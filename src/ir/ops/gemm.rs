@@ -1,6 +1,7 @@
 //! Gemm and MatMul. Spec: https://onnx.ai/onnx/operators/onnx__Gemm.html,
 //! https://onnx.ai/onnx/operators/onnx__MatMul.html
-use super::{broadcast, ChannelSpec, Fact, InferCx, NodeCx, OpDef, ParamTie, Role, Tie};
+use super::kernel::{Bin, Engine, RunCx, H};
+use super::{broadcast, ChannelSpec, Fact, InferCx, NodeCx, OpDef, OpError, ParamTie, Role, Tie};
 use crate::ir::{fmt_shape, Dim};
 
 struct Gemm;
@@ -12,14 +13,41 @@ pub(super) fn register(r: &mut super::Registry) {
 }
 
 impl OpDef for Gemm {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let mut a = e.low(cx.x(0)?)?;
+        let mut b = e.low(cx.x(1)?)?;
+        if cx.node.attr_int("transA", 0)? != 0 {
+            a = e.t(a)?;
+        }
+        if cx.node.attr_int("transB", 0)? != 0 {
+            b = e.t(b)?;
+        }
+        let alpha = cx.node.attr_float("alpha", 1.0)? as f64;
+        let beta = cx.node.attr_float("beta", 1.0)? as f64;
+        let bias = cx.opt(2).map(|c| e.low(c)).transpose()?;
+        let y = match bias {
+            Some(c) if alpha == 1.0 && beta == 1.0 => e.addmm(c, a, b)?,
+            Some(c) if beta != 0.0 => {
+                let ab = e.matmul(a, b)?;
+                let ab = e.scale(ab, alpha)?;
+                let c = e.scale(c, beta)?;
+                e.binary(Bin::Add, ab, c)?
+            }
+            _ => {
+                let ab = e.matmul(a, b)?;
+                e.scale(ab, alpha)?
+            }
+        };
+        Ok(vec![e.full(y)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let (a, b) = (cx.ranked(0, 2)?, cx.ranked(1, 2)?);
         let ta = cx.node.attr_int("transA", 0)? != 0;
         let tb = cx.node.attr_int("transB", 0)? != 0;
         let (m, ka) = if ta { (&a.shape[1], &a.shape[0]) } else { (&a.shape[0], &a.shape[1]) };
         let (kb, n) = if tb { (&b.shape[1], &b.shape[0]) } else { (&b.shape[0], &b.shape[1]) };
         if ka.fixed().is_some() && kb.fixed().is_some() && ka != kb {
-            return Err(format!(
+            return Err(bad!(
                 "inner dims differ: A {} (transA={}) and B {} (transB={})",
                 fmt_shape(&a.shape),
                 ta as u8,
@@ -70,7 +98,12 @@ impl OpDef for Gemm {
 }
 
 impl OpDef for MatMul {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let (a, b) = (e.low(cx.x(0)?)?, e.low(cx.x(1)?)?);
+        let y = e.matmul(a, b)?;
+        Ok(vec![e.full(y)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let (a, b) = (cx.input(0)?, cx.input(1)?);
         if a.rank() == 0 || b.rank() == 0 {
             return Err("MatMul operands must have rank >= 1".into());
@@ -86,7 +119,7 @@ impl OpDef for MatMul {
         }
         let (ka, kb) = (&sa[sa.len() - 1], &sb[sb.len() - 2]);
         if ka.fixed().is_some() && kb.fixed().is_some() && ka != kb {
-            return Err(format!(
+            return Err(bad!(
                 "inner dims differ: {} x {}",
                 fmt_shape(&a.shape),
                 fmt_shape(&b.shape)

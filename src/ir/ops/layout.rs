@@ -1,7 +1,8 @@
 //! Layout ops: Flatten, Reshape, Transpose, Concat, Split, Slice, Pad,
 //! Squeeze, Unsqueeze. Channel links are index maps along axis 1.
+use super::kernel::{axis, torch_pad, Engine, PadMode, RunCx, H};
 use super::{
-    norm_axis, ChannelSpec, Fact, Fixup, FixupCx, InferCx, NodeChange, NodeCx, OpDef, Role,
+    norm_axis, ChannelSpec, Fact, Fixup, FixupCx, InferCx, NodeChange, NodeCx, OpDef, OpError, Role,
 };
 use crate::ir::{fmt_shape, Dim, Tensor};
 use std::collections::BTreeMap;
@@ -92,7 +93,20 @@ fn channel_map_reshape(cx: &NodeCx, what: &str) -> ChannelSpec {
 }
 
 impl OpDef for Flatten {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let s = e.shape(x);
+        let r = s.len() as i64;
+        let axis = cx.node.attr_int("axis", 1)?;
+        let axis = if axis < 0 { axis + r } else { axis };
+        if !(0..=r).contains(&axis) {
+            return Err(bad!("axis {axis} is out of range for rank {r}"));
+        }
+        let outer: i64 = s[..axis as usize].iter().product();
+        let inner: i64 = s[axis as usize..].iter().product();
+        Ok(vec![e.reshape(x, &[outer, inner])?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let axis = cx.node.attr_int("axis", 1)?;
         let axis = if axis == x.rank() as i64 { x.rank() } else { norm_axis(axis, x.rank())? };
@@ -112,7 +126,20 @@ impl OpDef for Flatten {
 }
 
 impl OpDef for Reshape {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let mut shape = cx.ints(e, 1, "shape")?;
+        if cx.node.attr_int("allowzero", 0)? == 0 {
+            let size = e.shape(x);
+            for (i, d) in shape.iter_mut().enumerate() {
+                if *d == 0 {
+                    *d = *size.get(i).ok_or("a 0 in the target shape has no input dim to copy")?;
+                }
+            }
+        }
+        Ok(vec![e.reshape(x, &shape)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let target: Vec<Dim> = match cx.node.attr_ints("shape")? {
             Some(s) => s.into_iter().map(|v| if v >= 0 { Dim::Fixed(v as usize) } else { Dim::Sym(v.to_string()) }).collect(),
@@ -128,11 +155,11 @@ impl OpDef for Reshape {
                     fmt_shape(&target)
                 ))?),
                 Dim::Sym(s) if s.parse::<i64>().is_ok_and(|v| v < -1) => {
-                    return Err(format!("target shape {} has a negative dim", fmt_shape(&target)))
+                    return Err(bad!("target shape {} has a negative dim", fmt_shape(&target)))
                 }
                 Dim::Sym(s) if s == "-1" => {
                     if infer_at.replace(i).is_some() {
-                        return Err(format!(
+                        return Err(bad!(
                             "target shape {} has more than one -1",
                             fmt_shape(&target)
                         ));
@@ -164,7 +191,7 @@ impl OpDef for Reshape {
         }
         if let Some(i) = infer_at {
             if of == 0 || xf % of != 0 {
-                return Err(format!(
+                return Err(bad!(
                     "cannot reshape {} to {}",
                     fmt_shape(&x.shape),
                     fmt_shape(&target)
@@ -179,7 +206,7 @@ impl OpDef for Reshape {
             && os.iter().all(|s| x.shape.contains(&Dim::Sym(s.clone())))
             && xf != of
         {
-            return Err(format!(
+            return Err(bad!(
                 "cannot reshape {} ({xf} elements per sample) to {}",
                 fmt_shape(&x.shape),
                 fmt_shape(&target)
@@ -191,7 +218,7 @@ impl OpDef for Reshape {
         channel_map_reshape(cx, "Reshape")
     }
     /// A constant target that hard-codes the channel (or feature) count follows it.
-    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, OpError> {
         let node = cx.node();
         let target = match cx.init(1) {
             Some(t) => t.to_i64(),
@@ -214,7 +241,13 @@ impl OpDef for Reshape {
 }
 
 impl OpDef for Transpose {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let r = e.shape(x).len() as i64;
+        let perm = cx.node.attr_ints("perm")?.unwrap_or_else(|| (0..r).rev().collect());
+        Ok(vec![e.permute(x, &perm)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let perm: Vec<usize> = match cx.node.attr_ints("perm")? {
             Some(p) => p.into_iter().map(|a| norm_axis(a, x.rank())).collect::<Result<_, _>>()?,
@@ -223,7 +256,7 @@ impl OpDef for Transpose {
         let mut seen = perm.clone();
         seen.sort_unstable();
         if seen != (0..x.rank()).collect::<Vec<_>>() {
-            return Err(format!("perm {perm:?} is not a permutation of {} axes", x.rank()));
+            return Err(bad!("perm {perm:?} is not a permutation of {} axes", x.rank()));
         }
         let mut f = Fact::new(x.dtype, perm.iter().map(|&p| x.shape[p].clone()).collect());
         if let Some(t) =
@@ -258,7 +291,12 @@ impl OpDef for Transpose {
 }
 
 impl OpDef for Concat {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let xs: Vec<H> = cx.inputs.iter().flatten().copied().collect();
+        let r = e.shape(*xs.first().ok_or("Concat without inputs")?).len();
+        Ok(vec![e.cat(&xs, axis(cx.node.attr_int("axis", 0)?, r)?)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let first = cx.input(0)?;
         if cx.node.attr("axis").is_none() {
             return Err("attribute 'axis' is required".into());
@@ -270,11 +308,11 @@ impl OpDef for Concat {
             (0..cx.node.inputs.len()).map(|i| cx.input(i)).collect::<Result<_, _>>()?;
         for f in &facts[1..] {
             if f.rank() != first.rank() {
-                return Err(format!("inputs have ranks {} and {}", first.rank(), f.rank()));
+                return Err(bad!("inputs have ranks {} and {}", first.rank(), f.rank()));
             }
             for (i, (a, b)) in shape.iter().zip(&f.shape).enumerate() {
                 if i != axis && a.fixed().is_some() && b.fixed().is_some() && a != b {
-                    return Err(format!(
+                    return Err(bad!(
                         "inputs {} and {} differ off the concat axis {axis}",
                         fmt_shape(&first.shape),
                         fmt_shape(&f.shape)
@@ -341,15 +379,15 @@ pub fn split_sizes(
     node: &crate::ir::Node,
     dim: usize,
     split_input: Option<Vec<i64>>,
-) -> Result<Vec<usize>, String> {
+) -> Result<Vec<usize>, OpError> {
     let n_out = node.outputs.len();
     let sizes = match node.attr_ints("split")?.or(split_input) {
         Some(s) if s.iter().all(|&v| v >= 0) => s.into_iter().map(|v| v as usize).collect(),
-        Some(s) => return Err(format!("split sizes {s:?} must not be negative")),
+        Some(s) => return Err(bad!("split sizes {s:?} must not be negative")),
         None => {
             let k = node.attr_int("num_outputs", n_out as i64)?;
             if k != n_out as i64 {
-                return Err(format!("num_outputs is {k} but the node has {n_out} outputs"));
+                return Err(bad!("num_outputs is {k} but the node has {n_out} outputs"));
             }
             let chunk = dim.div_ceil(n_out.max(1));
             (0..n_out).map(|i| chunk.min(dim.saturating_sub(i * chunk))).collect::<Vec<_>>()
@@ -357,15 +395,29 @@ pub fn split_sizes(
     };
     let total = sizes.iter().try_fold(0usize, |a, &s| a.checked_add(s));
     if total != Some(dim) || sizes.len() != n_out {
-        return Err(format!(
-            "split sizes {sizes:?} do not cover {dim} elements in {n_out} outputs"
-        ));
+        return Err(bad!("split sizes {sizes:?} do not cover {dim} elements in {n_out} outputs"));
     }
     Ok(sizes)
 }
 
 impl OpDef for Split {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let size = e.shape(x);
+        let axis = axis(cx.node.attr_int("axis", 0)?, size.len())?;
+        let n_out = cx.node.outputs.len() as i64;
+        let sizes = if cx.opset >= 13 && cx.opt(1).is_some() {
+            cx.ints(e, 1, "split")?
+        } else if let Some(s) = cx.node.attr_ints("split")?.filter(|_| cx.opset < 13) {
+            s
+        } else {
+            let d = size[axis as usize];
+            let chunk = (d + n_out - 1) / n_out;
+            (0..n_out).map(|i| (d - i * chunk).clamp(0, chunk)).collect()
+        };
+        e.split(x, &sizes, axis)
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let axis = norm_axis(cx.node.attr_int("axis", 0)?, x.rank())?;
         let dim = x.dim(axis as i64).ok_or("the split axis must be fixed")?;
@@ -414,7 +466,7 @@ impl OpDef for Split {
         s
     }
     /// A Split on the channel axis gets the pruned sizes of its outputs.
-    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, OpError> {
         let node = cx.node();
         let rank = cx.base.input(0).map_or(0, |f| f.rank());
         if norm_axis(node.attr_int("axis", 0)?, rank.max(1))? != 1 {
@@ -439,7 +491,7 @@ pub fn slice_params(
     ends: Vec<i64>,
     axes: Option<Vec<i64>>,
     steps: Option<Vec<i64>>,
-) -> Result<Vec<(usize, i64, i64, i64)>, String> {
+) -> Result<Vec<(usize, i64, i64, i64)>, OpError> {
     let r = shape.len();
     let axes: Vec<usize> = match axes {
         Some(a) => a.into_iter().map(|x| norm_axis(x, r)).collect::<Result<_, _>>()?,
@@ -447,7 +499,7 @@ pub fn slice_params(
     };
     let steps = steps.unwrap_or_else(|| vec![1; axes.len()]);
     if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
-        return Err(format!("{}: starts/ends/axes/steps lengths differ", cx_node.label()));
+        return Err(bad!("{}: starts/ends/axes/steps lengths differ", cx_node.label()));
     }
     let mut out = Vec::new();
     for (i, &a) in axes.iter().enumerate() {
@@ -460,7 +512,7 @@ pub fn slice_params(
             if starts[i] == 0 && ends[i] >= i32::MAX as i64 && step == 1 {
                 continue;
             }
-            return Err(format!("slicing the symbolic dim {} of axis {a}", shape[a]));
+            return Err(bad!("slicing the symbolic dim {} of axis {a}", shape[a]));
         };
         let d = d as i64;
         let clamp = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
@@ -504,13 +556,13 @@ fn slice_len(s: i64, e: i64, step: i64) -> usize {
 pub type SliceArgs = (Vec<i64>, Vec<i64>, Option<Vec<i64>>, Option<Vec<i64>>);
 
 /// Starts/ends/axes/steps of a Slice node (attributes < 10, inputs >= 10).
-pub fn slice_inputs(cx: &InferCx) -> Result<SliceArgs, String> {
+pub fn slice_inputs(cx: &InferCx) -> Result<SliceArgs, OpError> {
     if cx.opset < 10 || cx.node.inputs.len() == 1 {
         let starts = cx.node.attr_ints("starts")?.ok_or("starts is required")?;
         let ends = cx.node.attr_ints("ends")?.ok_or("ends is required")?;
         return Ok((starts, ends, cx.node.attr_ints("axes")?, None));
     }
-    let opt = |i: usize, what: &str| -> Result<Option<Vec<i64>>, String> {
+    let opt = |i: usize, what: &str| -> Result<Option<Vec<i64>>, OpError> {
         if cx.node.inputs.len() > i && cx.node.inputs[i].is_some() {
             Ok(Some(cx.const_ints(i, what)?))
         } else {
@@ -521,7 +573,32 @@ pub fn slice_inputs(cx: &InferCx) -> Result<SliceArgs, String> {
 }
 
 impl OpDef for Slice {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let r = e.shape(x).len();
+        let (starts, ends, axes, steps) = slice_args(cx, e)?;
+        let mut y = x;
+        for (k, &a) in axes.iter().enumerate() {
+            let a = axis(a, r)?;
+            let d = e.shape(y)[a as usize];
+            let step = *steps.get(k).ok_or("steps and axes differ in length")?;
+            let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+            let s = fix(*starts.get(k).ok_or("starts too short")?);
+            let en = fix(*ends.get(k).ok_or("ends too short")?);
+            y = if step > 0 {
+                let (s, en) = (s.clamp(0, d), en.clamp(0, d));
+                e.slice(y, a, s, en.max(s), step)?
+            } else if step < 0 {
+                let (s, en) = (s.clamp(-1, d - 1), en.clamp(-1, d - 1));
+                let idx: Vec<i64> = (0..).map(|i| s + i * step).take_while(|&i| i > en).collect();
+                e.select(y, a, &idx)?
+            } else {
+                return Err("a Slice step is 0".into());
+            };
+        }
+        Ok(vec![y])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let (starts, ends, axes, steps) = slice_inputs(cx)?;
         let params = slice_params(cx.node, &x.shape, starts, ends, axes, steps)?;
@@ -599,7 +676,7 @@ impl OpDef for Slice {
     }
     /// A Slice on the channel axis picks the kept output channels among the kept
     /// input channels.
-    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, String> {
+    fn fixup(&self, cx: &FixupCx) -> Result<Option<Fixup>, OpError> {
         let Some(map) = slice_channel_map(&cx.base)? else { return Ok(None) };
         let kept_out = cx.kept_outputs.first().copied().flatten();
         let kept_out = kept_out.map_or_else(|| (0..map.len()).collect(), <[usize]>::to_vec);
@@ -626,7 +703,7 @@ impl OpDef for Slice {
 }
 
 /// For a Slice on the channel axis: output channel k -> input channel map[k].
-pub fn slice_channel_map(cx: &NodeCx) -> Result<Option<Vec<usize>>, String> {
+pub fn slice_channel_map(cx: &NodeCx) -> Result<Option<Vec<usize>>, OpError> {
     let x = cx.input(0).ok_or("unknown input")?;
     let get = |i: usize| cx.input(i).and_then(|f| f.konst.as_ref()).and_then(|t| t.to_i64());
     let (starts, ends, axes, steps) = if cx.node.inputs.len() == 1 {
@@ -652,7 +729,7 @@ pub fn pad_amounts(
     r: usize,
     pads_input: Option<Vec<i64>>,
     axes_input: Option<Vec<i64>>,
-) -> Result<Vec<(i64, i64)>, String> {
+) -> Result<Vec<(i64, i64)>, OpError> {
     let pads = match node.attr_ints("pads")?.or(pads_input) {
         Some(p) => p,
         None => return Err("pads are required".into()),
@@ -662,7 +739,7 @@ pub fn pad_amounts(
         None => (0..r).collect(),
     };
     if pads.len() != 2 * axes.len() {
-        return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
+        return Err(bad!("{} pads for {} axes", pads.len(), axes.len()));
     }
     let mut out = vec![(0, 0); r];
     for (i, &a) in axes.iter().enumerate() {
@@ -675,7 +752,7 @@ fn pad_of(
     cx_node: &crate::ir::Node,
     r: usize,
     get: impl Fn(usize) -> Option<Vec<i64>>,
-) -> Result<Vec<(i64, i64)>, String> {
+) -> Result<Vec<(i64, i64)>, OpError> {
     let has = |i: usize| cx_node.inputs.len() > i && cx_node.inputs[i].is_some();
     let pads_in = if has(1) {
         Some(get(1).ok_or("pads (input 1) must be a constant rlal can fold")?)
@@ -688,7 +765,28 @@ fn pad_of(
 }
 
 impl OpDef for Pad {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let r = e.shape(x).len();
+        let (p, value) = pad_args(cx, e, r)?;
+        if p.len() != 2 * r {
+            return Err(bad!("'pads' has {} entries for rank {r}", p.len()));
+        }
+        let mut tp = torch_pad(&p);
+        while tp.len() > 2 && tp[tp.len() - 2..].iter().all(|&v| v == 0) {
+            tp.truncate(tp.len() - 2);
+        }
+        let mode = match cx.node.attr_str("mode", "constant")?.as_str() {
+            "constant" => PadMode::Constant(value),
+            "reflect" => PadMode::Reflect,
+            "edge" => PadMode::Edge,
+            other => {
+                return Err(OpError::Unsupported(format!("Pad mode '{other}' is not supported")))
+            }
+        };
+        Ok(vec![e.pad(x, &tp, mode)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let pads = pad_of(cx.node, x.rank(), |i| cx.konst(i).and_then(|t| t.to_i64()))?;
         let mut shape = x.shape.clone();
@@ -699,8 +797,8 @@ impl OpDef for Pad {
             let n = x.dim(a as i64).ok_or(format!("padding the symbolic axis {a}"))? as i64;
             match n.checked_add(b).and_then(|d| d.checked_add(e)) {
                 Some(d) if d > 0 => shape[a] = Dim::Fixed(d as usize),
-                Some(_) => return Err(format!("padding makes axis {a} empty")),
-                None => return Err(format!("pads ({b}, {e}) of axis {a} overflow")),
+                Some(_) => return Err(bad!("padding makes axis {a} empty")),
+                None => return Err(bad!("pads ({b}, {e}) of axis {a} overflow")),
             }
         }
         Ok(vec![Fact::new(x.dtype, shape)])
@@ -748,7 +846,7 @@ impl OpDef for Pad {
     }
 }
 
-fn axes_of(cx: &InferCx, what: &str) -> Result<Option<Vec<i64>>, String> {
+fn axes_of(cx: &InferCx, what: &str) -> Result<Option<Vec<i64>>, OpError> {
     if let Some(a) = cx.node.attr_ints("axes")? {
         return Ok(Some(a));
     }
@@ -759,7 +857,23 @@ fn axes_of(cx: &InferCx, what: &str) -> Result<Option<Vec<i64>>, String> {
 }
 
 impl OpDef for Squeeze {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let size = e.shape(x);
+        let axes = if cx.opset >= 13 {
+            cx.opt(1).map(|_| cx.ints(e, 1, "axes")).transpose()?
+        } else {
+            cx.node.attr_ints("axes")?
+        };
+        let axes = match axes {
+            Some(a) => a.into_iter().map(|a| axis(a, size.len())).collect::<Result<Vec<_>, _>>()?,
+            None => (0..size.len() as i64).filter(|&i| size[i as usize] == 1).collect(),
+        };
+        let shape: Vec<i64> =
+            (0..size.len()).filter(|i| !axes.contains(&(*i as i64))).map(|i| size[i]).collect();
+        Ok(vec![e.reshape(x, &shape)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let axes: Vec<usize> = match axes_of(cx, "axes")? {
             Some(a) => a.into_iter().map(|v| norm_axis(v, x.rank())).collect::<Result<_, _>>()?,
@@ -767,7 +881,7 @@ impl OpDef for Squeeze {
         };
         for &a in &axes {
             if x.shape[a] != Dim::Fixed(1) && x.shape[a].fixed().is_some() {
-                return Err(format!("cannot squeeze axis {a} of {}", fmt_shape(&x.shape)));
+                return Err(bad!("cannot squeeze axis {a} of {}", fmt_shape(&x.shape)));
             }
         }
         let shape = x
@@ -785,7 +899,23 @@ impl OpDef for Squeeze {
 }
 
 impl OpDef for Unsqueeze {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let axes = if cx.opset >= 13 {
+            cx.ints(e, 1, "axes")?
+        } else {
+            cx.node.attr_ints("axes")?.ok_or("Unsqueeze needs 'axes'")?
+        };
+        let r = e.shape(x).len() + axes.len();
+        let mut axes = axes.into_iter().map(|a| axis(a, r)).collect::<Result<Vec<_>, _>>()?;
+        axes.sort_unstable();
+        let mut y = x;
+        for a in axes {
+            y = e.unsqueeze(y, a)?;
+        }
+        Ok(vec![y])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let a = axes_of(cx, "axes")?.ok_or("axes are required")?;
         let r = x.rank() + a.len();
@@ -810,6 +940,57 @@ impl OpDef for Unsqueeze {
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         channel_map_reshape(cx, "Unsqueeze")
     }
+}
+
+/// Slice's run-time starts, ends, axes and steps (inputs from opset 10, attributes before).
+type SliceRun = (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>);
+
+fn slice_args(cx: &RunCx, e: &mut dyn Engine) -> Result<SliceRun, OpError> {
+    if cx.opset < 10 {
+        let starts = cx.node.attr_ints("starts")?.ok_or("'starts' is required")?;
+        let ends = cx.node.attr_ints("ends")?.ok_or("'ends' is required")?;
+        let all = (0..starts.len() as i64).collect();
+        let axes = cx.node.attr_ints("axes")?.unwrap_or(all);
+        let n = starts.len();
+        return Ok((starts, ends, axes, vec![1; n]));
+    }
+    let starts = cx.ints(e, 1, "starts")?;
+    let ends = cx.ints(e, 2, "ends")?;
+    let axes = match cx.opt(3) {
+        Some(_) => cx.ints(e, 3, "axes")?,
+        None => (0..starts.len() as i64).collect(),
+    };
+    let steps = match cx.opt(4) {
+        Some(_) => cx.ints(e, 4, "steps")?,
+        None => vec![1; starts.len()],
+    };
+    Ok((starts, ends, axes, steps))
+}
+
+/// Pad's ONNX pads over every axis of a rank-`r` input and its constant value.
+fn pad_args(cx: &RunCx, e: &mut dyn Engine, r: usize) -> Result<(Vec<i64>, f64), OpError> {
+    if cx.opset < 11 {
+        let p = cx.node.attr_ints("pads")?.ok_or("'pads' is required")?;
+        return Ok((p, cx.node.attr_float("value", 0.0)? as f64));
+    }
+    let p = cx.ints(e, 1, "pads")?;
+    let value = cx.scalar(e, 2)?.unwrap_or(0.0);
+    if cx.opt(3).is_none() {
+        return Ok((p, value));
+    }
+    // Explicit axes: expand to every axis.
+    let axes = cx.ints(e, 3, "axes")?;
+    let n = axes.len();
+    if p.len() != 2 * n {
+        return Err(bad!("'pads' has {} entries for {n} axes", p.len()));
+    }
+    let mut full = vec![0; 2 * r];
+    for (k, &a) in axes.iter().enumerate() {
+        let a = axis(a, r)? as usize;
+        full[a] = p[k];
+        full[r + a] = p[n + k];
+    }
+    Ok((full, value))
 }
 
 #[cfg(test)]
@@ -937,7 +1118,7 @@ mod tests {
         let x = t.input(batch(&[8, 2, 2]));
         let s = t.op("Shape", &[x], &[]);
         let y = t.op("Reshape", &[x, s], &[]);
-        let e = t.fixup(1, &[(y, vec![0])]).unwrap_err();
+        let e = t.fixup(1, &[(y, vec![0])]).unwrap_err().to_string();
         assert!(e.contains("computed at run time"), "{e}");
     }
 
@@ -1154,7 +1335,7 @@ mod tests {
         assert_eq!(f.change, NodeChange::SliceChannels(vec![7, 1]));
         // A kept output channel that reads a removed input channel.
         let (t, y) = slice(&[1], &[8], &[1], Some(&[2]));
-        let e = t.fixup(0, &[(x, vec![0, 1, 5, 6]), (y, vec![0, 2, 3])]).unwrap_err();
+        let e = t.fixup(0, &[(x, vec![0, 1, 5, 6]), (y, vec![0, 2, 3])]).unwrap_err().to_string();
         assert!(e.contains("output channel 3 reads input channel 7 that is removed"), "{e}");
         // A slice off the channel axis: nothing to fix.
         let (t, y) = slice(&[1], &[5], &[2], None);

@@ -12,14 +12,32 @@
 //! * `fixup`: how the node itself changes when channels it touches are pruned
 //!   (attributes or constants that encode a channel count, see [`fixup`]);
 //! * `zeroable`: whether zeroing a parameter's channel zeroes the output channel
-//!   (what masked references and zeroed channels rely on).
+//!   (what masked references and zeroed channels rely on);
+//! * `run`: the kernel, written against the primitives of an executing engine
+//!   ([`kernel`]: why kernels live here and not in `train`);
+//! * the roles other stages ask about instead of matching op-type strings:
+//!   `buffers` (state training updates, BN running statistics), `window` (a conv's
+//!   kernel, stride and group), `is_batch_norm`/`folds_bn` (BN insertion and
+//!   folding), `output_overwritable`/`in_place` (in-place activations).
+//!
+//! Adding an op is one file: its `OpDef` with its kernel and tests, registered by
+//! the family's `register`. Errors are [`OpError`]s without the node: the code
+//! that visits the nodes (inference, the executor, surgery) adds the node and op.
 //!
 //! Ops not in the table import as opaque barriers: their outputs get the shapes
 //! declared in the file (if any) and every channel group touching them is fixed.
+/// An [`OpError::Invalid`] with a formatted message.
+macro_rules! bad {
+    ($($t:tt)*) => {
+        $crate::ir::ops::OpError::Invalid(format!($($t)*))
+    };
+}
+
 pub mod conv;
 mod elementwise;
 pub mod fixup;
 pub mod gemm;
+pub mod kernel;
 pub mod layout;
 mod norm;
 mod pool;
@@ -27,8 +45,50 @@ mod shape_ops;
 
 use super::{DType, Dim, Node, Tensor};
 pub use fixup::{Fixup, FixupCx, NodeChange};
+pub use kernel::{Engine, RunCx, H};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+
+/// An op's error; the code visiting the node adds the node's name and op type.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpError {
+    #[error("input {0} is missing")]
+    MissingInput(usize),
+    #[error("the shape of input {0} is unknown (it comes from an unsupported op)")]
+    UnknownInput(usize),
+    /// The node breaks the ONNX spec or its inputs disagree (shapes, ranks, attributes).
+    #[error("{0}")]
+    Invalid(String),
+    /// Valid ONNX that rlal does not support.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The executing engine failed.
+    #[error("{0}")]
+    Engine(String),
+}
+
+impl From<String> for OpError {
+    fn from(m: String) -> OpError {
+        OpError::Invalid(m)
+    }
+}
+
+impl From<&str> for OpError {
+    fn from(m: &str) -> OpError {
+        OpError::Invalid(m.to_string())
+    }
+}
+
+/// A conv's window, for the agent's layer features and the search space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Largest kernel size (None when the weight's shape is unknown).
+    pub kernel: Option<usize>,
+    /// Largest stride.
+    pub stride: usize,
+    pub group: usize,
+}
 
 /// What shape inference knows about a value.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,13 +160,13 @@ pub struct InferCx<'a> {
 
 impl<'a> InferCx<'a> {
     /// Fact of input `i`; error if absent or unknown.
-    pub fn input(&self, i: usize) -> Result<&'a Fact, String> {
+    pub fn input(&self, i: usize) -> Result<&'a Fact, OpError> {
         match self.inputs.get(i) {
             Some(Some(f)) => Ok(f),
             Some(None) if i < self.node.inputs.len() && self.node.inputs[i].is_some() => {
-                Err(format!("the shape of input {i} is unknown (it comes from an unsupported op)"))
+                Err(OpError::UnknownInput(i))
             }
-            _ => Err(format!("input {i} is missing")),
+            _ => Err(OpError::MissingInput(i)),
         }
     }
     pub fn opt(&self, i: usize) -> Option<&'a Fact> {
@@ -117,17 +177,16 @@ impl<'a> InferCx<'a> {
         self.opt(i).and_then(|f| f.konst.as_deref())
     }
     /// Constant integer vector of input `i`, or an error saying it must be one.
-    pub fn const_ints(&self, i: usize, what: &str) -> Result<Vec<i64>, String> {
+    pub fn const_ints(&self, i: usize, what: &str) -> Result<Vec<i64>, OpError> {
         let t = self.konst(i).ok_or_else(|| format!("{what} (input {i}) must be a constant that rlal can fold; it is computed at run time"))?;
-        t.to_i64().ok_or_else(|| {
-            format!("{what} (input {i}) must be an integer tensor, found {}", t.dtype)
-        })
+        t.to_i64()
+            .ok_or_else(|| bad!("{what} (input {i}) must be an integer tensor, found {}", t.dtype))
     }
     /// Input `i`'s rank-`want` fact with fixed non-batch dims.
-    pub fn ranked(&self, i: usize, want: usize) -> Result<&'a Fact, String> {
+    pub fn ranked(&self, i: usize, want: usize) -> Result<&'a Fact, OpError> {
         let f = self.input(i)?;
         if f.rank() != want {
-            return Err(format!(
+            return Err(bad!(
                 "input {i} must have rank {want}, found shape {}",
                 super::fmt_shape(&f.shape)
             ));
@@ -250,7 +309,7 @@ impl ChannelSpec {
 /// One supported op.
 pub trait OpDef: Sync + Send {
     /// Output facts; errors are messages (the caller adds the node's name).
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String>;
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError>;
     /// (parameter input slot, factor): MACs per sample = factor × numel(input slot).
     fn macs_weight(&self, _cx: &NodeCx) -> Option<(usize, u64)> {
         None
@@ -270,7 +329,7 @@ pub trait OpDef: Sync + Send {
     /// The node's own edit when a value it touches loses channels (none by default:
     /// parameters are sliced through [`ChannelSpec::params`]); errors are messages
     /// (the caller adds the node's name).
-    fn fixup(&self, _cx: &FixupCx) -> Result<Option<Fixup>, String> {
+    fn fixup(&self, _cx: &FixupCx) -> Result<Option<Fixup>, OpError> {
         Ok(None)
     }
     /// Whether zeroing a channel of the parameter in input `slot` keeps that output
@@ -278,6 +337,38 @@ pub trait OpDef: Sync + Send {
     fn zeroable(&self, _slot: usize) -> bool {
         true
     }
+    /// The kernel: the outputs computed with `e`'s primitives.
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError>;
+    /// Input slots of state that training updates without training it (BN running statistics).
+    fn buffers(&self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// The window of a conv (None for other ops).
+    fn window(&self, _cx: &NodeCx) -> Option<Window> {
+        None
+    }
+    /// Batch normalisation (what BN insertion adds and folding folds away).
+    fn is_batch_norm(&self) -> bool {
+        false
+    }
+    /// A batch normalisation right after this op folds into its weight (axis 0: the
+    /// output channels) and bias; BN insertion follows such ops.
+    fn folds_bn(&self) -> bool {
+        false
+    }
+    /// The backward pass never reads this op's output, so the next op may overwrite it.
+    fn output_overwritable(&self) -> bool {
+        false
+    }
+    /// The kernel of this node can compute in place on input 0 ([`RunCx::inplace`]).
+    fn in_place(&self) -> bool {
+        false
+    }
+}
+
+/// Whether `node` is a registered op for which `query` holds.
+pub fn is(node: &Node, query: impl FnOnce(&dyn OpDef) -> bool) -> bool {
+    lookup(node).is_some_and(query)
 }
 
 type Registry = HashMap<&'static str, Box<dyn OpDef>>;
@@ -313,17 +404,17 @@ pub fn supported() -> Vec<&'static str> {
 }
 
 /// Normalises a possibly negative axis.
-pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, String> {
+pub fn norm_axis(axis: i64, rank: usize) -> Result<usize, OpError> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
     if a < 0 || a >= r {
-        return Err(format!("axis {axis} is out of range for rank {rank}"));
+        return Err(bad!("axis {axis} is out of range for rank {rank}"));
     }
     Ok(a as usize)
 }
 
 /// Numpy-style broadcast of shapes.
-pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
+pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, OpError> {
     let n = a.len().max(b.len());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
@@ -336,7 +427,7 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
             (Some(x), Some(Dim::Fixed(1))) => x.clone(),
             (Some(Dim::Sym(_)), Some(y)) | (Some(y), Some(Dim::Sym(_))) => y.clone(),
             (Some(_), Some(_)) => {
-                return Err(format!(
+                return Err(bad!(
                     "shapes {} and {} do not broadcast",
                     super::fmt_shape(a),
                     super::fmt_shape(b)
@@ -358,7 +449,7 @@ pub fn fixed(shape: &[usize]) -> Vec<Dim> {
 /// queried for its MACs, parameters and channel ties.
 #[cfg(test)]
 pub(crate) mod testkit {
-    use super::{lookup, ChannelSpec, Fixup, FixupCx, NodeCx, ParamTie, Role, Tie};
+    use super::{lookup, ChannelSpec, Fixup, FixupCx, NodeCx, OpError, ParamTie, Role, Tie};
     use crate::ir::infer::{infer, Facts};
     use crate::ir::{Attr, DType, Dim, Graph, Node, Tensor, Value, ValueId};
 
@@ -488,7 +579,7 @@ pub(crate) mod testkit {
             &self,
             node: usize,
             kept: &[(ValueId, Vec<usize>)],
-        ) -> Result<Option<Fixup>, String> {
+        ) -> Result<Option<Fixup>, OpError> {
             let facts = self.facts();
             let kept = kept.iter().cloned().collect();
             let cx = FixupCx::new(&self.g, &facts, &self.g.nodes[node], &kept);

@@ -1,27 +1,70 @@
 //! Pooling and reductions: MaxPool, AveragePool, GlobalAveragePool,
 //! GlobalMaxPool, ReduceMean/ReduceMax (axes as attribute < 18, input >= 18).
 use super::conv::window;
-use super::{norm_axis, ChannelSpec, Fact, InferCx, NodeCx, OpDef};
+use super::kernel::{
+    self, sym_or_pad, torch_pad, window_pads, Engine, PadMode, PoolArgs, RunCx, H,
+};
+use super::{norm_axis, ChannelSpec, Fact, InferCx, NodeCx, OpDef, OpError};
 use crate::ir::Dim;
 
-struct Pool;
-struct GlobalPool;
-struct Reduce;
+/// Max (`true`) or average pooling, and their global and reduction forms.
+struct Pool(bool);
+struct GlobalPool(bool);
+struct Reduce(bool);
 
 pub(super) fn register(r: &mut super::Registry) {
-    r.insert("MaxPool", Box::new(Pool));
-    r.insert("AveragePool", Box::new(Pool));
-    r.insert("GlobalAveragePool", Box::new(GlobalPool));
-    r.insert("GlobalMaxPool", Box::new(GlobalPool));
-    r.insert("ReduceMean", Box::new(Reduce));
-    r.insert("ReduceMax", Box::new(Reduce));
+    r.insert("MaxPool", Box::new(Pool(true)));
+    r.insert("AveragePool", Box::new(Pool(false)));
+    r.insert("GlobalAveragePool", Box::new(GlobalPool(false)));
+    r.insert("GlobalMaxPool", Box::new(GlobalPool(true)));
+    r.insert("ReduceMean", Box::new(Reduce(false)));
+    r.insert("ReduceMax", Box::new(Reduce(true)));
+}
+
+/// The window of a 2-D pool: kernel, strides, dilations and ONNX pads.
+fn pool_args(cx: &RunCx, e: &mut dyn Engine, x: H) -> Result<PoolArgs, OpError> {
+    let size = e.shape(x);
+    if size.len() != 4 {
+        return Err(OpError::Unsupported(format!(
+            "only 2-D pooling (rank-4 input) is supported, the input has rank {}",
+            size.len()
+        )));
+    }
+    let kernel = cx.node.attr_ints("kernel_shape")?.ok_or("'kernel_shape' is required")?;
+    let strides = cx.node.attr_ints("strides")?.unwrap_or_else(|| vec![1; 2]);
+    let dilations = cx.node.attr_ints("dilations")?.unwrap_or_else(|| vec![1; 2]);
+    let pads = window_pads(cx.node, &size, &kernel, &strides, &dilations)?;
+    let ceil = cx.node.attr_int("ceil_mode", 0)? != 0;
+    let count_include_pad = cx.node.attr_int("count_include_pad", 0)? != 0;
+    Ok(PoolArgs { kernel, strides, pads, dilations, ceil, count_include_pad })
+}
+
+/// Average pooling: asymmetric pads only where explicit zero padding is the same function.
+fn avg_pool(e: &mut dyn Engine, x: H, mut a: PoolArgs) -> Result<H, OpError> {
+    if a.dilations.iter().any(|&d| d != 1) {
+        return Err(OpError::Unsupported("AveragePool with dilations is not supported".into()));
+    }
+    let p = std::mem::take(&mut a.pads);
+    let sym = (0..2).all(|i| p[i] == p[2 + i] && p[i] <= a.kernel[i] / 2);
+    let x = if sym {
+        a.pads = p[..2].to_vec();
+        x
+    } else if a.count_include_pad && !a.ceil {
+        a.pads = vec![0, 0];
+        e.pad(x, &torch_pad(&p), PadMode::Constant(0.0))?
+    } else {
+        return Err(OpError::Unsupported(format!(
+            "AveragePool with asymmetric pads {p:?} needs count_include_pad=1 and ceil_mode=0"
+        )));
+    };
+    e.avg_pool2d(x, &a)
 }
 
 impl OpDef for Pool {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         if x.rank() < 3 {
-            return Err(format!(
+            return Err(bad!(
                 "input must be N x C x spatial..., found {}",
                 crate::ir::fmt_shape(&x.shape)
             ));
@@ -56,13 +99,23 @@ impl OpDef for Pool {
         }
         s
     }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let mut a = pool_args(cx, e, x)?;
+        if !self.0 {
+            return Ok(vec![avg_pool(e, x, a)?]);
+        }
+        let (x, pads) = sym_or_pad(e, x, &a.pads, f64::NEG_INFINITY, Some(&a.kernel))?;
+        a.pads = pads;
+        Ok(vec![e.max_pool2d(x, &a)?])
+    }
 }
 
 impl OpDef for GlobalPool {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         if x.rank() < 3 {
-            return Err(format!(
+            return Err(bad!(
                 "input must be N x C x spatial..., found {}",
                 crate::ir::fmt_shape(&x.shape)
             ));
@@ -74,10 +127,15 @@ impl OpDef for GlobalPool {
     fn channels(&self, cx: &NodeCx) -> ChannelSpec {
         ChannelSpec::per_channel(cx, &[0])
     }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let dims: Vec<i64> = (2..e.shape(x).len() as i64).collect();
+        Ok(vec![e.reduce(x, &dims, true, self.0)?])
+    }
 }
 
 /// Reduced axes (normalised, sorted) and keepdims of a Reduce node.
-pub fn reduce_axes(cx: &InferCx) -> Result<(Vec<usize>, bool), String> {
+pub fn reduce_axes(cx: &InferCx) -> Result<(Vec<usize>, bool), OpError> {
     let x = cx.input(0)?;
     let keep = cx.node.attr_int("keepdims", 1)? != 0;
     let axes = match cx.node.attr_ints("axes")? {
@@ -105,7 +163,7 @@ pub fn reduce_axes(cx: &InferCx) -> Result<(Vec<usize>, bool), String> {
 }
 
 impl OpDef for Reduce {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let (axes, keep) = reduce_axes(cx)?;
         let shape = x
@@ -143,6 +201,20 @@ impl OpDef for Reduce {
             );
         }
         ChannelSpec::per_channel(cx, &[0])
+    }
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let r = e.shape(x).len();
+        let keep = cx.node.attr_int("keepdims", 1)? != 0;
+        let since = 18; // axes moved from attribute to input in opset 18
+        let axes = match cx.axes(e, since, 1)? {
+            Some(a) if !a.is_empty() => {
+                a.into_iter().map(|a| kernel::axis(a, r)).collect::<Result<Vec<_>, _>>()?
+            }
+            _ if cx.node.attr_int("noop_with_empty_axes", 0)? != 0 => return Ok(vec![x]),
+            _ => (0..r as i64).collect(),
+        };
+        Ok(vec![e.reduce(x, &axes, keep, self.0)?])
     }
 }
 

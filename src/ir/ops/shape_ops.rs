@@ -1,7 +1,8 @@
 //! Shape arithmetic and constants: Shape, Gather, Cast, ConstantOfShape,
 //! Constant, Identity, Dropout. These fold away at import (given the static
 //! non-batch input shape); Identity and Dropout are dropped by a pass.
-use super::{norm_axis, ChannelSpec, Fact, InferCx, NodeCx, OpDef, Role};
+use super::kernel::{Engine, RunCx, H};
+use super::{norm_axis, ChannelSpec, Fact, InferCx, NodeCx, OpDef, OpError, Role};
 use crate::ir::{Attr, DType, Data, Dim, Tensor};
 use std::sync::Arc;
 
@@ -23,7 +24,15 @@ pub(super) fn register(r: &mut super::Registry) {
 }
 
 impl OpDef for ShapeOp {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let s = e.shape(cx.x(0)?);
+        let r = s.len() as i64;
+        let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+        let start = clampi(cx.node.attr_int("start", 0)?);
+        let end = clampi(cx.node.attr_int("end", r)?);
+        Ok(vec![e.constant(&Tensor::i64_vec(s[start..end.max(start)].to_vec()))?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let r = x.rank() as i64;
         let clampi = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
@@ -46,7 +55,12 @@ impl OpDef for ShapeOp {
 }
 
 impl OpDef for Gather {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let x = cx.x(0)?;
+        let axis = super::kernel::axis(cx.node.attr_int("axis", 0)?, e.shape(x).len())?;
+        Ok(vec![e.gather(x, axis, cx.x(1)?)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let (x, idx) = (cx.input(0)?, cx.input(1)?);
         let axis = norm_axis(cx.node.attr_int("axis", 0)?, x.rank())?;
         let mut shape = x.shape[..axis].to_vec();
@@ -96,7 +110,10 @@ impl OpDef for Gather {
 }
 
 impl OpDef for Cast {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        Ok(vec![e.cast(cx.x(0)?, cx.node.attr_int("to", 1)?)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let to = DType(cx.node.attr_int("to", 1)? as i32);
         let mut f = Fact::new(to, x.shape.clone());
@@ -112,7 +129,17 @@ impl OpDef for Cast {
 }
 
 impl OpDef for ConstantOfShape {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        let shape = cx.ints(e, 0, "shape")?;
+        let value = match cx.node.attr("value") {
+            Some(Attr::Tensor(t)) => t.clone(),
+            _ => Tensor::f32(vec![1], vec![0.0]),
+        };
+        let v = e.constant(&value)?;
+        let v = e.reshape(v, &[-1])?;
+        Ok(vec![e.expand(v, &shape)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let dims = cx.input(0)?.int_elems().ok_or("the shape (input 0) must be known")?;
         let value = match cx.node.attr("value") {
             Some(Attr::Tensor(t)) => t.clone(),
@@ -138,7 +165,7 @@ impl OpDef for ConstantOfShape {
 }
 
 /// The tensor a Constant node holds.
-pub fn constant_value(node: &crate::ir::Node) -> Result<Tensor, String> {
+pub fn constant_value(node: &crate::ir::Node) -> Result<Tensor, OpError> {
     let (name, a) = node.attrs.first().ok_or("a Constant needs a value attribute")?;
     Ok(match (name.as_str(), a) {
         ("value", Attr::Tensor(t)) => t.clone(),
@@ -146,12 +173,15 @@ pub fn constant_value(node: &crate::ir::Node) -> Result<Tensor, String> {
         ("value_floats", Attr::Floats(v)) => Tensor::f32(vec![v.len()], v.clone()),
         ("value_int", Attr::Int(i)) => Tensor::i64(vec![], vec![*i]),
         ("value_ints", Attr::Ints(v)) => Tensor::i64_vec(v.clone()),
-        (n, a) => return Err(format!("unsupported Constant attribute '{n}' ({})", a.kind())),
+        (n, a) => return Err(bad!("unsupported Constant attribute '{n}' ({})", a.kind())),
     })
 }
 
 impl OpDef for Constant {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        Ok(vec![e.constant(&constant_value(cx.node)?)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         Ok(vec![Fact::konst(constant_value(cx.node)?)])
     }
     fn channels(&self, _cx: &NodeCx) -> ChannelSpec {
@@ -160,7 +190,10 @@ impl OpDef for Constant {
 }
 
 impl OpDef for Identity {
-    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, String> {
+    fn run(&self, cx: &RunCx, _e: &mut dyn Engine) -> Result<Vec<H>, OpError> {
+        Ok(vec![cx.x(0)?])
+    }
+    fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         let mut out = vec![x.clone()];
         if cx.node.outputs.len() > 1 {
