@@ -8,7 +8,7 @@
 //! checkpoints into `<run>/checkpoints/finetune/`. `--resume` continues from
 //! there and reaches the same result as an uninterrupted run (same seed,
 //! device and thread count).
-use super::recipe::{Phase, Policy, Recipe, RewardEngine, SearchSpace};
+use super::recipe::{Phase, Policy, Recipe, RewardEngine, SearchSpace, Start};
 use super::report::{self, EpochRow, LayerChoice};
 use super::reward::{self, RewardSet};
 use super::SearchError;
@@ -480,6 +480,8 @@ struct Job<'a> {
     /// First epoch to run (after a resumed checkpoint).
     start: usize,
     t_search: f64,
+    /// `start: pretrained`: the given model's figures, measured before any training.
+    original: Option<report::Figures>,
     /// Seconds of the run before this process (a resumed run).
     elapsed0: f64,
     t_all: Instant,
@@ -545,9 +547,13 @@ impl<'a> Job<'a> {
             rows: Vec::new(),
             start: 0,
             t_search: 0.0,
+            original: None,
             elapsed0: 0.0,
             t_all,
         };
+        if r.start == Start::Pretrained {
+            j.original = Some(j.measure_original()?);
+        }
         if o.resume {
             j.resume()?;
         }
@@ -558,6 +564,30 @@ impl<'a> Job<'a> {
             eprintln!("{}", j.headline(holdout.num_samples()));
         }
         Ok(j)
+    }
+
+    /// The model as the user gave it (no BN inserted), measured like the report's
+    /// rows: accuracy on the test split in ONNX Runtime, MACs, params, latency.
+    fn measure_original(&self) -> Result<report::Figures, SearchError> {
+        let (r, input) = (self.r, SearchError::Input);
+        let model = r.model.as_ref().ok_or_else(|| input(anyhow!("no model")))?;
+        let opts = crate::analysis::ImportOptions { input_shape: r.input_shape.clone() };
+        let (g, _) = crate::analysis::import(model, &opts).map_err(|e| input(e.into()))?;
+        let batch = r.training.batch_size.clamp(1, 64);
+        let (f, engine, n) = report::figures(&g, &self.test, self.dims, batch, r.training.threads)
+            .with_context(|| format!("measuring the given model {}", model.display()))
+            .map_err(SearchError::Job)?;
+        if self.o.progress {
+            eprintln!(
+                "original model {}: {:.2}% on {n} test images ({engine}), {} MACs, {} params, {:.3} ms at batch 1",
+                model.display(),
+                100.0 * f.accuracy,
+                f.macs,
+                f.params,
+                f.latency_ms
+            );
+        }
+        Ok(f)
     }
 
     fn metrics_path(&self) -> PathBuf {
@@ -1040,6 +1070,10 @@ impl<'a> Job<'a> {
             crate::ir::bn::fold_bn(&mut out);
             crate::ir::bn::fold_bn(&mut unpruned);
         }
+        // Both models record the preprocessing they were trained with (`rlal eval` reads it).
+        let pre = r.training.preprocess(self.dims, self.test.dataset().num_classes());
+        out.meta.set_props(pre.to_props());
+        unpruned.meta.set_props(pre.to_props());
         crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx"))
             .context("writing unpruned.onnx")
             .map_err(job)?;
@@ -1048,6 +1082,7 @@ impl<'a> Job<'a> {
             .map_err(job)?;
         let ctx = report::Context {
             recipe: r,
+            original: self.original.clone(),
             best: &c.best,
             final_choice_changed: c.changed,
             layers: c.layers,
