@@ -75,3 +75,17 @@ pub fn progress_done(line: std::fmt::Arguments) {
         eprintln!("{line}");
     }
 }
+
+/// For a file that was not found under a relative path: where that path was looked for
+/// (relative paths, in recipes too, resolve against the working directory).
+pub fn relative_hint(path: &Path, e: &std::io::Error) -> String {
+    if e.kind() != std::io::ErrorKind::NotFound || path.is_absolute() {
+        return String::new();
+    }
+    match std::env::current_dir() {
+        Ok(d) => {
+            format!(" (relative paths resolve against the working directory, here {})", d.display())
+        }
+        Err(_) => String::new(),
+    }
+}

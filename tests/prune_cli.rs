@@ -166,17 +166,14 @@ fn tiny_run(policy: &str) -> (tempfile::TempDir, serde_json::Value) {
     let target = (before as f64 * 0.5).floor() as u64;
     assert!(after <= target, "achieved {after} MACs > target {target}");
     assert!(report["macs_ratio"].as_f64().unwrap() <= 0.5);
-    // The reported accuracy is that of the written file, in ONNX Runtime.
+    // The reported accuracy is that of the written file, in ONNX Runtime, with the
+    // preprocessing the file records (no flags).
     let pruned = run.join("pruned.onnx");
     let (code, out, err) = rlal(&[
         "eval",
         pruned.to_str().unwrap(),
         "--data",
         "data/mnist5k",
-        "--mean",
-        "0.1307",
-        "--std",
-        "0.3081",
         "--engine",
         "ort",
         "--json",
@@ -184,6 +181,12 @@ fn tiny_run(policy: &str) -> (tempfile::TempDir, serde_json::Value) {
         "2",
     ]);
     assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "preprocessing from the model's metadata: scale 1/255, mean 0.1307, std 0.3081"
+        ),
+        "{err}"
+    );
     let ev: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["engine"], "ort");
     assert_eq!(ev["samples"], report["test_samples"]);
@@ -634,4 +637,66 @@ fn an_imagenet_style_folder_prunes_a_224_graph_end_to_end() {
     let g = rlal::onnx::load(&run.join("pruned.onnx")).unwrap();
     let input = g.value(g.inputs[0]).shape.clone().unwrap();
     assert_eq!(input[1..].iter().map(|d| d.to_string()).collect::<Vec<_>>(), ["3", "224", "224"]);
+}
+
+/// `start: pretrained`: the given (trained) model is measured first and is the report's
+/// first row, with the accuracy `rlal eval` gives it; its weights are the start (at a
+/// negligible learning rate the unpruned network keeps that accuracy); the
+/// preprocessing comes from the model's metadata.
+#[test]
+fn pretrained_start_measures_and_keeps_the_given_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let trained = dir.path().join("trained.onnx");
+    let (code, _, err) = rlal(&[
+        "train",
+        "--recipe",
+        "recipes/train_mnist_cnn.yaml",
+        "--epochs",
+        "1",
+        "-o",
+        trained.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = rlal(&[
+        "eval",
+        trained.to_str().unwrap(),
+        "--data",
+        "data/mnist5k",
+        "--engine",
+        "ort",
+        "--json",
+        "--threads",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let ev: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let recipe = dir.path().join("pre.yaml");
+    let text = TINY
+        .replace("graphs/mnist_cnn.onnx", trained.to_str().unwrap())
+        .replace("  weights-only-epochs: 1\n", "")
+        .replace("  lr: 0.05\n  mean: [0.1307]\n  std: [0.3081]\n", "  lr: 0.000001\n")
+        .replace("macs-ratio: 0.5\n", "macs-ratio: 0.5\nstart: pretrained\n");
+    std::fs::write(&recipe, text).unwrap();
+    let run = dir.path().join("run");
+    let (code, out, err) =
+        rlal(&["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("input preprocessing from the model's metadata"), "{err}");
+    assert!(err.contains("original model"), "{err}");
+    assert!(out.contains("| original model (as given) |"), "{out}");
+    let rep = report(&run);
+    let (orig, given) =
+        (rep["original"]["accuracy"].as_f64().unwrap(), ev["accuracy"].as_f64().unwrap());
+    assert!((orig - given).abs() <= 1e-3, "start accuracy {orig} vs rlal eval {given}");
+    assert!(orig > 0.8, "one epoch of training gives more than {orig}");
+    let unpruned = rep["unpruned"]["accuracy"].as_f64().unwrap();
+    assert!((unpruned - orig).abs() < 0.02, "weights re-initialised? {orig} -> {unpruned}");
+    assert_eq!(rep["original"]["macs"], rep["unpruned"]["macs"]);
+    // No weights-only warm-up by default with a pretrained start.
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().next().unwrap(),
+    )
+    .unwrap();
+    assert_ne!(first["phase"], "warmup");
 }

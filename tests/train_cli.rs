@@ -19,10 +19,6 @@ fn eval_json(model: &Path, engine: &str) -> serde_json::Value {
         model.to_str().unwrap(),
         "--data",
         "data/mnist5k",
-        "--mean",
-        "0.1307",
-        "--std",
-        "0.3081",
         "--engine",
         engine,
         "--json",
@@ -74,8 +70,17 @@ fn train_learns_and_round_trips_through_onnx_runtime() {
     for k in ["macs", "params", "latency_ms", "engine"] {
         assert!(tch.get(k).is_some(), "missing {k}");
     }
-    // The exported graph has its BN folded back.
+    // The exported graph has its BN folded back and records its preprocessing.
     let g = rlal::onnx::load(&out).unwrap();
+    for (k, v) in [
+        ("rlal.preprocess.mean", "0.1307"),
+        ("rlal.preprocess.std", "0.3081"),
+        ("rlal.input.size", "1x28x28"),
+        ("rlal.input.channels", "gray"),
+        ("rlal.classes", "10"),
+    ] {
+        assert_eq!(g.meta.prop(k), Some(v), "{k}");
+    }
     assert!(g.nodes.iter().all(|n| n.op_type != "BatchNormalization"));
     let lines = std::fs::read_to_string(&metrics).unwrap();
     assert_eq!(lines.lines().count(), 1);
@@ -165,6 +170,11 @@ fn eval_falls_back_to_tract_without_onnx_runtime() {
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert!(
         err.contains("/nonexistent/libonnxruntime.so") && err.contains("falling back to tract"),
+        "{err}"
+    );
+    // A model from elsewhere records no preprocessing: the guess is said.
+    assert!(
+        err.contains("records no input preprocessing; guessing scale 1/255, mean 0, std 1"),
         "{err}"
     );
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();

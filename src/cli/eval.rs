@@ -3,7 +3,7 @@
 use super::{parse_dims, Failure};
 use anyhow::Context;
 use rlal::analysis::{self, ImportOptions};
-use rlal::data::{self, Loader, LoaderConfig, Normalize, Split, Transform};
+use rlal::data::{self, Loader, LoaderConfig, Split, Transform};
 use rlal::train::{setup, Net};
 use rlal::validate::{tract::TractModel, Runner, ValidateError};
 use std::path::PathBuf;
@@ -31,15 +31,18 @@ pub struct EvalArgs {
     /// Split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
-    /// Pixel scale before normalisation (default 1/255).
-    #[arg(long, default_value_t = 1.0 / 255.0)]
-    pub scale: f32,
-    /// Per-channel mean, comma-separated (default 0).
-    #[arg(long, value_delimiter = ',', default_value = "0")]
-    pub mean: Vec<f32>,
-    /// Per-channel std, comma-separated (default 1).
-    #[arg(long, value_delimiter = ',', default_value = "1")]
-    pub std: Vec<f32>,
+    /// Pixel scale before normalisation (default: the model's recorded preprocessing,
+    /// else 1/255).
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Per-channel mean, comma-separated (default: the model's recorded preprocessing,
+    /// else 0).
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel std, comma-separated (default: the model's recorded preprocessing,
+    /// else 1).
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
     /// Batch size.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
@@ -112,11 +115,20 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
         SplitArg::Train => Split::Train,
         SplitArg::Test => Split::Test,
     };
-    let ds = data::open(&a.data, split, &data::OpenOptions::default()).map_err(Failure::input)?;
+    let recorded = super::model_preprocess(&a.model, &g.meta.props)?;
+    // Image folders are brought to the model's input the way it was trained.
+    let crop_fraction = recorded.as_ref().map_or(0.875, |p| p.crop_fraction);
+    let opts = data::OpenOptions {
+        size: Some([input[1], input[2]]),
+        channels: Some(input[0]),
+        resize: data::ResizeMode::CenterCrop { crop_fraction },
+        num_classes: None,
+    };
+    let ds = data::open(&a.data, split, &opts).map_err(Failure::input)?;
     data::check_input(&*ds, input)
         .with_context(|| format!("the data does not fit model {}", a.model.display()))
         .map_err(Failure::input)?;
-    let norm = Normalize { scale: a.scale, mean: a.mean.clone(), std: a.std.clone() };
+    let norm = super::normalize(&a.model, recorded.as_ref(), a.scale, &a.mean, &a.std);
     let loader = Loader::all(
         ds,
         Transform::eval(norm),

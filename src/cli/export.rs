@@ -30,6 +30,9 @@ use std::time::Instant;
     after_help = "RATIOS FILE (--ratios): a YAML mapping from a prunable layer (index in `rlal import`'s table, or its producer conv's name) to the fraction of its channels to remove, e.g.\n  0: 0.5\n  /layer3/layer3.2/conv1/Conv: 0.6\nLayers not listed are not pruned. Ratios are in [0, 1); floor(ratio x channels) channels go, at least one stays.\n\nExit codes: 0 ok, 1 the job failed, 2 bad input (model, flags, ratios file)."
 )]
 pub struct ExportArgs {
+    /// The normalisation of `--data`, resolved from the flags and the model (not a flag).
+    #[arg(skip)]
+    pub normalize: Option<rlal::data::Normalize>,
     /// Where to write the pruned model (`.onnx`, or `.onnx.gz`); written atomically (temp file + rename).
     pub out: PathBuf,
     /// The source ONNX model (`.onnx` or `.onnx.gz`).
@@ -66,13 +69,16 @@ pub struct ExportArgs {
     /// Evaluate at most this many samples of `--data` (default: all).
     #[arg(long)]
     pub samples: Option<usize>,
-    /// Raw-pixel multiplier for `--data` (default 1/255).
-    #[arg(long, default_value_t = 1.0 / 255.0)]
-    pub scale: f32,
-    /// Per-channel means for `--data`, comma-separated (default 0).
+    /// Raw-pixel multiplier for `--data` (default: the model's recorded preprocessing,
+    /// else 1/255). Given with `--mean`/`--std`, it is recorded in the written model.
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Per-channel means for `--data`, comma-separated (default: the model's recorded
+    /// preprocessing, else 0).
     #[arg(long, value_delimiter = ',')]
     pub mean: Option<Vec<f32>>,
-    /// Per-channel standard deviations for `--data`, comma-separated (default 1).
+    /// Per-channel standard deviations for `--data`, comma-separated (default: the
+    /// model's recorded preprocessing, else 1).
     #[arg(long, value_delimiter = ',')]
     pub std: Option<Vec<f32>>,
     /// Batch size N of the second latency measurement (the first is batch 1) and of `--data`.
@@ -163,6 +169,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         .ok_or_else(|| Failure::input(anyhow!("give --model FILE or --run RUN_DIR")))?;
     let opts = ImportOptions { input_shape: a.input_shape.clone() };
     let (g, an) = analysis::import(&model, &opts).map_err(Failure::input)?;
+    let a = with_normalize(a, &model, &g)?;
     let cannot = format!("{}: cannot validate the pruned model", model.display());
     ensure_validatable(&a, &g, &an, &cannot)?;
     let ratios = ratios(&a, &an)?;
@@ -183,6 +190,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     report.params_ratio = ratio(report.params_after, report.params_before);
     report.surgery_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut out_graph = pruned.graph.clone();
+    record_preprocess(&a, &g, &an, &mut out_graph);
     if !a.keep_bn {
         let n = rlal::ir::bn::fold_bn(&mut out_graph);
         rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref())
@@ -323,7 +331,9 @@ fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
     run_defaults(&mut a, &files.recipe);
     let opts = ImportOptions { input_shape: a.input_shape.clone() };
     let (g0, an0) = analysis::import(&files.unpruned, &opts).map_err(Failure::input)?;
-    let (g1, an1) = analysis::import(&files.pruned, &opts).map_err(Failure::input)?;
+    let (mut g1, an1) = analysis::import(&files.pruned, &opts).map_err(Failure::input)?;
+    let a = with_normalize(a, &files.pruned, &g1)?;
+    record_preprocess(&a, &g0, &an0, &mut g1);
     let cannot = format!("{}: cannot validate it", files.pruned.display());
     ensure_validatable(&a, &g1, &an1, &cannot)?;
     let mut report = final_report(&a, &files, &an0, &an1);
@@ -370,11 +380,41 @@ impl RunFiles {
     }
 }
 
+/// `a` with the normalisation of `--data` resolved: the flags, else what `model`
+/// (imported as `g`) records, else the defaults.
+fn with_normalize(mut a: ExportArgs, model: &Path, g: &Graph) -> Result<ExportArgs, Failure> {
+    let recorded = super::model_preprocess(model, &g.meta.props)?;
+    let given = a.scale.is_some() || a.mean.is_some() || a.std.is_some();
+    if a.data.is_some() || given {
+        a.normalize = Some(super::normalize(model, recorded.as_ref(), a.scale, &a.mean, &a.std));
+    }
+    Ok(a)
+}
+
+/// Records the preprocessing given on the command line (or by the run's recipe) in
+/// the written model `out`; without flags it keeps what the source model recorded.
+fn record_preprocess(a: &ExportArgs, g: &Graph, an: &Analysis, out: &mut Graph) {
+    let given = a.scale.is_some() || a.mean.is_some() || a.std.is_some();
+    let (Some(norm), true) = (&a.normalize, given) else { return };
+    let Ok(input) = rlal::train::setup::input_dims(g, an) else { return };
+    let pre = rlal::data::Preprocess {
+        normalize: norm.clone(),
+        crop_fraction: out
+            .meta
+            .prop(rlal::data::preprocess::CROP)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.875),
+        input,
+        classes: rlal::train::setup::num_classes(g, an).unwrap_or(0),
+    };
+    out.meta.set_props(pre.to_props());
+}
+
 /// The run's dataset and preprocessing unless given on the command line, and its input shape.
 fn run_defaults(a: &mut ExportArgs, recipe: &rlal::search::Recipe) {
     if a.data.is_none() {
         a.data = recipe.data.clone().filter(|d| d.is_dir());
-        a.scale = recipe.training.scale;
+        a.scale = Some(recipe.training.scale);
         a.mean = Some(recipe.training.mean.clone());
         a.std = Some(recipe.training.std.clone());
     }
@@ -600,15 +640,11 @@ fn compare(
 
 /// Top-1 accuracy of `r` on the test split of `dir`.
 fn accuracy(a: &ExportArgs, dir: &Path, r: &mut dyn Runner) -> anyhow::Result<(f64, usize)> {
-    use rlal::data::{self, Loader, LoaderConfig, Normalize, OpenOptions, Split, Transform};
+    use rlal::data::{self, Loader, LoaderConfig, OpenOptions, Split, Transform};
     let ds = data::open(dir, Split::Test, &OpenOptions::default())
         .with_context(|| format!("opening the dataset {}", dir.display()))?;
     let n = a.samples.unwrap_or(usize::MAX).min(ds.len());
-    let norm = Normalize {
-        scale: a.scale,
-        mean: a.mean.clone().unwrap_or(vec![0.0]),
-        std: a.std.clone().unwrap_or(vec![1.0]),
-    };
+    let norm = a.normalize.clone().unwrap_or_default();
     let cfg =
         LoaderConfig { batch_size: a.batch, shuffle: false, workers: 0, ..Default::default() };
     let loader = Loader::new(ds, (0..n).collect(), Transform::eval(norm), cfg)?;

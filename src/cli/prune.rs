@@ -159,7 +159,14 @@ fn failure(e: SearchError) -> Failure {
 }
 
 pub fn run(a: PruneArgs) -> Result<(), Failure> {
-    let r = merged(&a)?;
+    let mut r = merged(&a)?;
+    if let Some(model) = r.model.clone() {
+        let props = rlal::onnx::read_props(&model).map_err(Failure::input)?;
+        let line = r.training.adopt_preprocess(super::model_preprocess(&model, &props)?.as_ref());
+        if !a.quiet && !a.show_recipe {
+            eprintln!("{line}");
+        }
+    }
     if a.show_recipe {
         print!(
             "{}",

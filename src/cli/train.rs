@@ -104,7 +104,7 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
 }
 
 pub fn run(a: TrainArgs) -> Result<(), Failure> {
-    let rec = merged(&a)?;
+    let mut rec = merged(&a)?;
     if a.show_recipe {
         print!(
             "{}",
@@ -112,7 +112,6 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
         );
         return Ok(());
     }
-    let r = &rec.training;
     let model = rec.model.clone().ok_or_else(|| {
         Failure::input(anyhow::anyhow!(
             "no model: give it as an argument or as `model:` in the recipe"
@@ -121,21 +120,24 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let data = rec.data.clone().ok_or_else(|| {
         Failure::input(anyhow::anyhow!("no dataset: give --data DIR or `data:` in the recipe"))
     })?;
-    if r.threads > 0 {
-        tch::set_num_threads(r.threads as i32);
+    if rec.training.threads > 0 {
+        tch::set_num_threads(rec.training.threads as i32);
     }
-    let device = r.device.device().map_err(Failure::input)?;
+    let device = rec.training.device.device().map_err(Failure::input)?;
     let (mut g, mut an) =
         analysis::import(&model, &ImportOptions { input_shape: rec.input_shape.clone() })
             .map_err(Failure::input)?;
+    let recorded = super::model_preprocess(&model, &g.meta.props)?;
+    let preprocess_line = rec.training.adopt_preprocess(recorded.as_ref());
+    let r = &rec.training;
     let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, rec.input_shape.as_deref())
         .map_err(Failure::input)?;
     let input = setup::input_dims(&g, &an)
         .with_context(|| format!("{}: cannot train it", model.display()))
         .map_err(Failure::input)?;
+    let classes = setup::num_classes(&g, &an);
     let (train, holdout, test) =
-        setup::loaders(r, rec.holdout, &data, input, setup::num_classes(&g, &an))
-            .map_err(Failure::input)?;
+        setup::loaders(r, rec.holdout, &data, input, classes).map_err(Failure::input)?;
     let train = trainer::shard(train).map_err(Failure::input)?;
     let mut net = Net::new(&g, &an, device)
         .with_context(|| format!("building the network from {}", model.display()))
@@ -157,6 +159,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
                 String::new()
             }
         );
+        eprintln!("{preprocess_line}");
     }
     let cfg = trainer::TrainConfig {
         epochs: r.epochs,
@@ -177,6 +180,8 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let metrics = trainer::train(&mut net, &train, Some(&test), &cfg).map_err(Failure::job)?;
     let mut out_g = net.export().map_err(Failure::job)?;
     let folded = if r.keep_bn { 0 } else { rlal::ir::bn::fold_bn(&mut out_g) };
+    let classes = classes.unwrap_or_else(|| test.dataset().num_classes());
+    out_g.meta.set_props(r.preprocess(input, classes).to_props());
     let output = rec.output.clone().unwrap_or_else(|| {
         let stem = model
             .file_name()

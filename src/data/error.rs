@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum DataError {
     /// An I/O error (open, read, list a folder, decompress).
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {source}{}", .path.display(), crate::util::relative_hint(.path, .source))]
     Io {
         /// File or folder being accessed.
         path: PathBuf,

@@ -30,6 +30,7 @@ pub mod folder;
 pub mod idx;
 pub mod loader;
 mod memory;
+pub mod preprocess;
 pub mod split;
 pub mod transform;
 
@@ -45,6 +46,7 @@ pub use error::DataError;
 pub use folder::ResizeMode;
 pub use loader::{Batch, Batches, Loader, LoaderConfig, Workers};
 pub use memory::InMemoryDataset;
+pub use preprocess::Preprocess;
 pub use split::{split_holdout, split_holdout_labels};
 pub use transform::{Normalize, Transform};
 

@@ -133,9 +133,12 @@ pub struct ModelMeta {
     pub opsets: Vec<(String, i64)>,
     pub graph_name: String,
     pub graph_doc: String,
-    /// The encoded `ModelProto` minus the graph's nodes/values (functions,
-    /// metadata_props, producer, training info, ...), re-used verbatim on save.
+    /// The encoded `ModelProto` minus the graph's nodes/values and the model's
+    /// `metadata_props` (functions, producer, training info, ...), re-used verbatim on save.
     pub passthrough: Vec<u8>,
+    /// The model's `metadata_props` (key, value) in file order; rlal's own keys
+    /// (`rlal.*`, e.g. the input preprocessing: `data::Preprocess`) live here too.
+    pub props: Vec<(String, String)>,
 }
 
 impl ModelMeta {
@@ -146,6 +149,21 @@ impl ModelMeta {
             .find(|(d, _)| d.is_empty() || d == "ai.onnx")
             .map(|(_, v)| *v)
             .unwrap_or(1)
+    }
+
+    /// The value of metadata key `key`.
+    pub fn prop(&self, key: &str) -> Option<&str> {
+        self.props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Sets the metadata keys of `props`, replacing the values already under them.
+    pub fn set_props(&mut self, props: impl IntoIterator<Item = (String, String)>) {
+        for (k, v) in props {
+            match self.props.iter_mut().find(|(key, _)| *key == k) {
+                Some(e) => e.1 = v,
+                None => self.props.push((k, v)),
+            }
+        }
     }
 }
 

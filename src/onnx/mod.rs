@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OnnxError {
-    #[error("{path}: {source}")]
+    #[error("{}: {source}{}", .path.display(), crate::util::relative_hint(.path, .source))]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: not a readable ONNX model ({msg})")]
     Decode { path: PathBuf, msg: String },
@@ -52,6 +52,31 @@ pub fn load(path: &Path) -> Result<Graph, OnnxError> {
     } else {
         decode_from(r, path)
     }
+}
+
+/// The model-level `metadata_props` of an ONNX file (plain or gzip), without building
+/// the graph (the rest of the message is skipped).
+pub fn read_props(path: &Path) -> Result<Vec<(String, String)>, OnnxError> {
+    use std::io::Read;
+    /// A `ModelProto` seen through its metadata field alone.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct PropsOnly {
+        #[prost(message, repeated, tag = "14")]
+        metadata_props: Vec<pb::StringStringEntryProto>,
+    }
+    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
+    let mut bytes = std::fs::read(path).map_err(io)?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut plain).map_err(io)?;
+        bytes = plain;
+    }
+    let m = PropsOnly::decode(&bytes[..])
+        .map_err(|e| OnnxError::Decode { path: path.to_path_buf(), msg: e.to_string() })?;
+    Ok(m.metadata_props
+        .into_iter()
+        .map(|p| (p.key.unwrap_or_default(), p.value.unwrap_or_default()))
+        .collect())
 }
 
 /// Decodes model bytes; `path` names the source in errors and locates external data.
@@ -150,6 +175,10 @@ fn from_model(
         graph_name: gp.name.clone().unwrap_or_default(),
         graph_doc: gp.doc_string.clone().unwrap_or_default(),
         passthrough: Vec::new(),
+        props: std::mem::take(&mut model.metadata_props)
+            .into_iter()
+            .map(|p| (p.key.unwrap_or_default(), p.value.unwrap_or_default()))
+            .collect(),
     };
     if meta.opsets.is_empty() {
         return Err(invalid(path, "the model declares no opset_import".into()));
@@ -358,6 +387,12 @@ pub fn to_model(g: &Graph) -> pb::ModelProto {
         pb::ModelProto::decode(&g.meta.passthrough[..]).unwrap_or_default()
     };
     model.ir_version = Some(g.meta.ir_version.max(3));
+    model.metadata_props = g
+        .meta
+        .props
+        .iter()
+        .map(|(k, v)| pb::StringStringEntryProto { key: Some(k.clone()), value: Some(v.clone()) })
+        .collect();
     model.opset_import = g
         .meta
         .opsets

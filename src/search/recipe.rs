@@ -39,6 +39,17 @@ pub enum Policy {
     L1Global,
 }
 
+/// `start`: what the model's weights are (see [`Recipe::start`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// The paper's setting: the weights are a starting point trained jointly from the start.
+    Scratch,
+    /// A trained model: its accuracy is measured first and reported as the original model;
+    /// fine-tuning defaults (see [`Recipe::start`]).
+    Pretrained,
+}
+
 /// See [`Recipe::search_space`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -158,6 +169,14 @@ pub struct Recipe {
     pub input_shape: Option<Vec<usize>>,
     /// `rlal` (default), `uniform`, `random`, `l1-global`.
     pub policy: Policy,
+    /// `scratch` (default: the paper's joint training from the model's weights as they
+    /// are) or `pretrained` (a trained model: its test accuracy is measured first and is
+    /// the report's first row, "original model"). With `pretrained`, the fields the
+    /// recipe leaves out default to fine-tuning values: `search.weights-only-epochs` 0,
+    /// `training.lr` 0.01, `training.lr-warmup-epochs` 0, `training.insert-bn` off (no
+    /// identity BatchNormalization added to a model whose BN was folded: it would
+    /// change what the trained weights compute).
+    pub start: Start,
     /// Target MACs / MACs of the unpruned model, in (0, 1) (the paper's budget).
     /// Exactly one of `macs-ratio`, `params-ratio` and `latency-ratio` is required.
     pub macs_ratio: Option<f64>,
@@ -297,6 +316,7 @@ impl Default for Recipe {
             data: None,
             input_shape: None,
             policy: Policy::Rlal,
+            start: Start::Scratch,
             macs_ratio: None,
             params_ratio: None,
             latency_ratio: None,
@@ -326,7 +346,29 @@ impl Recipe {
 
     /// Parses YAML text (no value checks: flags may still override; call [`Recipe::check`]).
     pub fn parse(text: &str) -> Result<Recipe, String> {
-        parse_yaml(text, moved::Command::Prune)
+        let mut r: Recipe = parse_yaml(text, moved::Command::Prune)?;
+        r.training.preprocess_given = crate::train::recipe::preprocess_given(text);
+        if r.start == Start::Pretrained {
+            r.pretrained_defaults(text);
+        }
+        Ok(r)
+    }
+
+    /// The fine-tuning defaults of `start: pretrained` for the fields `text` leaves out.
+    fn pretrained_defaults(&mut self, text: &str) {
+        use crate::train::recipe::{yaml_has, InsertBn};
+        if !yaml_has(text, "search", "weights-only-epochs") {
+            self.search.weights_only_epochs = 0;
+        }
+        if !yaml_has(text, "training", "lr") {
+            self.training.lr = 0.01;
+        }
+        if !yaml_has(text, "training", "lr-warmup-epochs") {
+            self.training.lr_warmup_epochs = 0.0;
+        }
+        if !yaml_has(text, "training", "insert-bn") {
+            self.training.insert_bn = InsertBn::Off;
+        }
     }
 
     /// The training settings of fine-tuning: `training:` with `finetune.epochs` and

@@ -191,6 +191,9 @@ pub struct Report {
     pub target_ratio: f64,
     pub macs_ratio: f64,
     pub params_ratio: f64,
+    /// `start: pretrained`: the model as the user gave it, measured before any training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Figures>,
     pub unpruned: Figures,
     pub pruned: Figures,
     /// Test accuracy of the jointly trained network's best sub-network before fine-tuning
@@ -230,6 +233,8 @@ fn one() -> usize {
 /// What [`validate`] needs from the run.
 pub struct Context<'a> {
     pub recipe: &'a Recipe,
+    /// `start: pretrained`: the model as the user gave it, measured before training.
+    pub original: Option<Figures>,
     pub best: &'a Best,
     /// `search.selection: rescore`: whether scoring the incumbents on the final weights changed the choice.
     pub final_choice_changed: Option<bool>,
@@ -243,7 +248,9 @@ pub struct Context<'a> {
     pub search_overhead: f64,
 }
 
-fn figures(
+/// Accuracy on `test` (ONNX Runtime, tract as fallback), MACs, params and latency at
+/// batch 1 and `batch` of model `g`, with the engine's name and the images scored.
+pub fn figures(
     g: &Graph,
     test: &Loader,
     dims: [usize; 3],
@@ -327,6 +334,7 @@ pub fn validate(
         params_ratio: p.params as f64 / u.params.max(1) as f64,
         speedup,
         slow_ops,
+        original: c.original.clone(),
         unpruned: u,
         pruned: p,
         masked_accuracy: c.masked_acc,
@@ -354,8 +362,13 @@ pub fn summary(r: &Report) -> String {
         r.model, r.data, r.engine, r.test_samples
     );
     s += "| | accuracy | MACs | params | latency b=1 (ms) | latency b=batch (ms) |\n|---|---|---|---|---|---|\n";
-    for (n, f) in [("unpruned (jointly trained)", &r.unpruned), ("pruned + fine-tuned", &r.pruned)]
-    {
+    let mut rows =
+        vec![("unpruned (jointly trained)", &r.unpruned), ("pruned + fine-tuned", &r.pruned)];
+    if let Some(o) = &r.original {
+        rows[0].0 = "unpruned (trained on with the search)";
+        rows.insert(0, ("original model (as given)", o));
+    }
+    for (n, f) in rows {
         s += &format!(
             "| {n} | {:.2}% | {} | {} | {:.3} | {:.3} |\n",
             100.0 * f.accuracy,
@@ -369,6 +382,15 @@ pub fn summary(r: &Report) -> String {
         "\nMACs ratio {:.3}, params ratio {:.3} (budget: {} ratio {:.3}), speed-up {:.2}x at batch {}; masked accuracy before fine-tuning {:.2}%; best reward {:.2}% (epoch {}).\n",
         r.macs_ratio, r.params_ratio, r.budget, r.target_ratio, r.speedup, r.latency_batch, 100.0 * r.masked_accuracy, 100.0 * r.best_reward, r.best_epoch
     );
+    if let Some(o) = &r.original {
+        s += &format!(
+            "Against the original model: accuracy {:+.2} points, MACs ratio {:.3}, speed-up {:.2}x at batch {}.\n",
+            100.0 * (r.pruned.accuracy - o.accuracy),
+            r.pruned.macs as f64 / o.macs.max(1) as f64,
+            o.latency_batch_ms / r.pruned.latency_batch_ms.max(1e-9),
+            r.latency_batch
+        );
+    }
     if let Some(changed) = r.final_choice_changed {
         s += if changed {
             "Re-scored on the final weights, another incumbent beat the one that led before: the pruned architecture is that one (selection: rescore).\n"

@@ -172,6 +172,10 @@ pub struct Training {
     pub precision: Precision,
     /// Channels-last (NHWC) layout of activations and conv weights. Default false.
     pub channels_last: bool,
+    /// Whether the recipe set any of `scale`, `mean`, `std`, `crop-fraction` (else a
+    /// model's recorded preprocessing, `data::Preprocess`, is adopted). Not a field.
+    #[serde(skip)]
+    pub preprocess_given: bool,
 }
 
 impl Default for Training {
@@ -206,8 +210,24 @@ impl Default for Training {
             device: DeviceKind::Auto,
             precision: Precision::Fp32,
             channels_last: false,
+            preprocess_given: false,
         }
     }
+}
+
+/// The recipe keys under `training:` that describe the input preprocessing.
+const PREPROCESS_KEYS: [&str; 4] = ["scale", "mean", "std", "crop-fraction"];
+
+/// Whether recipe text sets `section.key` (`section` "": a top-level key).
+pub fn yaml_has(text: &str, section: &str, key: &str) -> bool {
+    let v: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_default();
+    let sec = if section.is_empty() { Some(&v) } else { v.get(section) };
+    sec.and_then(|t| t.get(key)).is_some()
+}
+
+/// Whether recipe text sets any preprocessing key under `training:`.
+pub fn preprocess_given(text: &str) -> bool {
+    PREPROCESS_KEYS.iter().any(|k| yaml_has(text, "training", k))
 }
 
 /// A training recipe: the model, the data, the outputs and the `training:` section.
@@ -262,7 +282,8 @@ impl Recipe {
 
     /// Parses YAML text and checks the values.
     pub fn parse(text: &str) -> Result<Recipe, String> {
-        let r: Recipe = parse_yaml(text, moved::Command::Train)?;
+        let mut r: Recipe = parse_yaml(text, moved::Command::Train)?;
+        r.training.preprocess_given = preprocess_given(text);
         r.check()?;
         Ok(r)
     }
@@ -313,14 +334,45 @@ impl Training {
         if self.nesterov && self.momentum == 0.0 {
             return bad("nesterov", "needs a non-zero momentum");
         }
-        crate::data::Normalize {
-            scale: self.scale,
-            mean: self.mean.clone(),
-            std: self.std.clone(),
-        }
-        .validate(self.mean.len().max(self.std.len()))
-        .or_else(|e| bad("mean/std/scale", &e))?;
+        self.normalize()
+            .validate(self.mean.len().max(self.std.len()))
+            .or_else(|e| bad("mean/std/scale", &e))?;
         Ok(())
+    }
+
+    /// The input normalisation.
+    pub fn normalize(&self) -> crate::data::Normalize {
+        crate::data::Normalize { scale: self.scale, mean: self.mean.clone(), std: self.std.clone() }
+    }
+
+    /// The preprocessing to record in a model trained with these settings.
+    pub fn preprocess(&self, input: [usize; 3], classes: usize) -> crate::data::Preprocess {
+        crate::data::Preprocess {
+            normalize: self.normalize(),
+            crop_fraction: self.crop_fraction,
+            input,
+            classes,
+        }
+    }
+
+    /// Adopts a model's recorded preprocessing unless the recipe gave its own: returns
+    /// the line to tell the user which preprocessing the run uses.
+    pub fn adopt_preprocess(&mut self, model: Option<&crate::data::Preprocess>) -> String {
+        match model {
+            Some(p) if !self.preprocess_given => {
+                (self.scale, self.mean, self.std) =
+                    (p.normalize.scale, p.normalize.mean.clone(), p.normalize.std.clone());
+                self.crop_fraction = p.crop_fraction;
+                format!("input preprocessing from the model's metadata: {}", p.describe())
+            }
+            _ => {
+                let from = if self.preprocess_given { "the recipe" } else { "the defaults" };
+                format!(
+                    "input preprocessing from {from}: {}",
+                    self.preprocess([0; 3], 0).describe()
+                )
+            }
+        }
     }
 
     /// These settings with `epochs` epochs (fine-tuning after a search, for one).

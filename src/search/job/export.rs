@@ -39,11 +39,16 @@ impl Job<'_> {
             crate::ir::bn::fold_bn(&mut out);
             crate::ir::bn::fold_bn(&mut unpruned);
         }
+        // Both models record the preprocessing they were trained with (`rlal eval` reads it).
+        let pre = r.training.preprocess(self.dims, self.test.dataset().num_classes());
+        out.meta.set_props(pre.to_props());
+        unpruned.meta.set_props(pre.to_props());
         crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx"))
             .context("writing unpruned.onnx")?;
         crate::onnx::save(&out, &o.run_dir.join("pruned.onnx")).context("writing pruned.onnx")?;
         let ctx = report::Context {
             recipe: r,
+            original: self.original.clone(),
             best: &c.best,
             final_choice_changed: c.changed,
             layers: c.layers,

@@ -105,6 +105,8 @@ struct Job<'a> {
     /// First epoch to run (after a resumed checkpoint).
     start: usize,
     t_search: f64,
+    /// `start: pretrained`: the given model's figures, measured before any training.
+    original: Option<crate::search::report::Figures>,
     /// Seconds of the run before this process (a resumed run).
     elapsed0: f64,
     t_all: Instant,

@@ -10,7 +10,8 @@ use crate::ir::Graph;
 use crate::rng::{Rng, Stream};
 use crate::search::best::Incumbents;
 use crate::search::latency;
-use crate::search::recipe::{Recipe, RewardEngine, SearchSpace};
+use crate::search::recipe::{Recipe, RewardEngine, SearchSpace, Start};
+use crate::search::report;
 use crate::search::reward::{self, RewardSet};
 use crate::search::{Input, SearchError};
 use crate::train::trainer::{self, Trainer};
@@ -260,9 +261,13 @@ impl<'a> Job<'a> {
             rows: Vec::new(),
             start: 0,
             t_search: 0.0,
+            original: None,
             elapsed0: 0.0,
             t_all,
         };
+        if r.start == Start::Pretrained {
+            j.original = Some(j.measure_original()?);
+        }
         if o.resume {
             j.resume()?;
         }
@@ -273,6 +278,30 @@ impl<'a> Job<'a> {
             eprintln!("{}", j.headline(holdout.num_samples()));
         }
         Ok(j)
+    }
+
+    /// The model as the user gave it (no BN inserted), measured like the report's
+    /// rows: accuracy on the test split in ONNX Runtime, MACs, params, latency.
+    fn measure_original(&self) -> Result<report::Figures, SearchError> {
+        let r = self.r;
+        let model = r.model.as_ref().ok_or_else(|| SearchError::Input(anyhow!("no model")))?;
+        let opts = ImportOptions { input_shape: r.input_shape.clone() };
+        let (g, _) = analysis::import(model, &opts).map_err(|e| SearchError::Input(e.into()))?;
+        let batch = r.training.batch_size.clamp(1, 64);
+        let (f, engine, n) = report::figures(&g, &self.test, self.dims, batch, r.training.threads)
+            .with_context(|| format!("measuring the given model {}", model.display()))
+            .map_err(SearchError::Job)?;
+        if self.o.progress {
+            eprintln!(
+                "original model {}: {:.2}% on {n} test images ({engine}), {} MACs, {} params, {:.3} ms at batch 1",
+                model.display(),
+                100.0 * f.accuracy,
+                f.macs,
+                f.params,
+                f.latency_ms
+            );
+        }
+        Ok(f)
     }
 
     /// The run's first line: model, budget, policy, data and where rewards are computed.
