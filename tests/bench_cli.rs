@@ -230,6 +230,48 @@ fn bench_agent_reports_regret_against_the_optimum() {
 }
 
 #[test]
+fn bench_agent_surface_families_and_run_effects_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("r.yaml");
+    std::fs::write(&recipe, AGENT_RECIPE).unwrap();
+    let out_dir = dir.path().join("out");
+    let (code, _, err) = rlal(&[
+        "bench",
+        "agent",
+        "--recipe",
+        recipe.to_str().unwrap(),
+        "--seeds",
+        "1",
+        "--methods",
+        "random,uniform",
+        "--surface",
+        "coupled",
+        "--noise",
+        "correlated",
+        "--alignment-feedback",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let full: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("agent_bench.json")).unwrap()).unwrap();
+    assert_eq!(full["surface"]["family"], "coupled");
+    assert_eq!(full["surface"]["noise"], "correlated");
+    assert_eq!(full["surface"]["alignment_feedback"], true);
+    // No exact optimum: the reference is the best architecture found, flagged.
+    assert_eq!(full["optimum_exact"], false);
+    let source = full["optimum_source"][0].as_str().unwrap();
+    assert!(source == "reference-search" || source.starts_with("method:"), "{source}");
+    for t in full["traces"].as_array().unwrap() {
+        assert!(t["final_regret"].as_f64().unwrap() >= -1e-12, "{t}");
+    }
+    let (code, _, err) =
+        rlal(&["bench", "agent", "--recipe", recipe.to_str().unwrap(), "--surface", "nope"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--surface"), "{err}");
+}
+
+#[test]
 fn bench_agent_rejects_bad_input_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("r.yaml");

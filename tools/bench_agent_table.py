@@ -21,11 +21,12 @@ def table(path):
           f"agent until {d['agent_epochs']}), P = {d['episodes_per_epoch']}, selection {d['selection']} (k = {d['incumbents']}); "
           f"agent: gamma {a['gamma']}, reward-norm {a['reward-norm']}, embed-init {a['embed-init']}, action-map {a['action-map']}, "
           f"credit {a['credit']}, actor-lr {a['actor-lr']}, alpha {a['alpha']}, {a['updates-per-epoch']} updates/epoch; "
-          f"surface drift {d['surface']['drift']}, {d['surface']['reward_samples']} reward images, uniform drop {d['surface']['uniform_drop']}; "
+          f"surface {d['surface'].get('family', 'separable')} (noise {d['surface'].get('noise', 'independent')}, "
+          f"feedback {d['surface'].get('alignment_feedback', False)}), drift {d['surface']['drift']}, {d['surface']['reward_samples']} reward images, uniform drop {d['surface']['uniform_drop']}; "
           f"{d['seconds']:.0f} s in all.")
     opt = [o["value"] for o in d["optimum"]]
     print(f"Optimum (final surface): median {100 * statistics.median(opt):.2f}%, exact on "
-          f"{sum(o['exact'] for o in d['optimum'])}/{len(opt)} seeds; uniform pruning median {100 * statistics.median(d['uniform_value']):.2f}%.\n")
+          f"{sum(o['exact'] for o in d['optimum'])}/{len(opt)} seeds (else the best found: {', '.join(o.get('source', 'dp') for o in d['optimum'])}); uniform pruning median {100 * statistics.median(d['uniform_value']):.2f}%.\n")
     print("| method | median final regret (points) | per seed | mean episode reward, first / last 10 agent epochs (%) | greedy policy regret, last agent epoch (median) | final re-score changed the choice |")
     print("|---|---|---|---|---|---|")
     for s in d["summaries"]:

@@ -2,34 +2,54 @@
 //! optimum (library: `rlal::search::agent_bench`).
 use super::Failure;
 use rlal::agent::{ActionMap, AgentConfig, EmbedInit, RewardNorm};
-use rlal::search::agent_bench::{self, Method, SurfaceConfig};
+use rlal::search::agent_bench::{self, Method};
+use rlal::search::agent_suite::{self, Schedule};
 use rlal::search::best::Selection;
 use rlal::search::recipe::Recipe;
+use rlal::search::surface::{Family, Noise, SurfaceConfig};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
 pub struct AgentBenchArgs {
     /// The prune recipe: model, budget, schedule (epochs, warm-up, buffer, agent
-    /// epochs, episodes per epoch), agent and selection settings.
+    /// epochs, episodes per epoch), agent and selection settings (with `--suite`:
+    /// ignored, the suite's graphs and schedule are fixed).
     #[arg(long, default_value = "recipes/resnet56_cifar10.yaml")]
     pub recipe: PathBuf,
     /// Override the recipe's model.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Seeds (each seed draws its own surface; every method runs on it).
-    #[arg(long, default_value_t = 5)]
-    pub seeds: u64,
+    /// Seeds (each seed draws its own surface; every method runs on it). Default 5;
+    /// with `--suite` 3.
+    #[arg(long)]
+    pub seeds: Option<u64>,
     /// First seed: the run covers seeds first-seed .. first-seed + seeds (to split a
-    /// comparison over several processes).
-    #[arg(long, default_value_t = 0)]
-    pub first_seed: u64,
-    /// Methods to compare.
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "rlal,no-env-model,random,uniform"
-    )]
+    /// comparison over several processes). Default 0 (dev seeds are 0-99: tune on
+    /// these only); with `--suite` 1000 (the held-out test seeds).
+    #[arg(long)]
+    pub first_seed: Option<u64>,
+    /// The held-out suite: ResNet-56 and MobileNetV2 (block search space) × the
+    /// surface scenarios × 30/50/70% MACs × the methods, on test seeds, with the
+    /// `short` (60 epochs) or the `paper` schedule (200 epochs); writes
+    /// agent_suite.json and agent_suite.md.
+    #[arg(long, value_enum)]
+    pub suite: Option<Schedule>,
+    /// Suite cells run at a time (default: the available cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Surface family: separable (today's), features, cliff, coupled.
+    #[arg(long, value_enum, default_value = "separable")]
+    pub surface: Family,
+    /// Reward noise: independent per reward, or correlated within an epoch.
+    #[arg(long, value_enum, default_value = "independent")]
+    pub noise: Noise,
+    /// The alignment target's reward (and its neighbours') rises with the epochs it
+    /// has been the target.
+    #[arg(long)]
+    pub alignment_feedback: bool,
+    /// Methods to compare (default rlal,no-env-model,random,uniform; with `--suite`
+    /// rlal,random,uniform).
+    #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Vec<Method>,
     /// Reward subset size for the binomial noise (default: the recipe's reward-samples).
     #[arg(long)]
@@ -76,8 +96,8 @@ pub struct AgentBenchArgs {
     pub json: bool,
 }
 
-fn recipe(a: &AgentBenchArgs) -> Result<Recipe, Failure> {
-    let mut r = Recipe::load(&a.recipe).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+fn recipe(a: &AgentBenchArgs, path: &std::path::Path) -> Result<Recipe, Failure> {
+    let mut r = Recipe::load(path).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
     if a.model.is_some() {
         r.model = a.model.clone();
     }
@@ -96,11 +116,11 @@ fn recipe(a: &AgentBenchArgs) -> Result<Recipe, Failure> {
     ag.updates_per_epoch = a.updates_per_epoch.unwrap_or(ag.updates_per_epoch);
     r.search.selection = a.selection.unwrap_or(r.search.selection);
     r.search.incumbents = a.incumbents.unwrap_or(r.search.incumbents);
-    r.check().map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", a.recipe.display())))?;
+    r.check().map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", path.display())))?;
     if r.metric() == rlal::agent::Metric::Latency {
         return Err(Failure::input(anyhow::anyhow!(
             "{}: bench agent needs a MACs or params budget, not a latency budget",
-            a.recipe.display()
+            path.display()
         )));
     }
     Ok(r)
@@ -119,44 +139,70 @@ fn with_fields(agent: &AgentConfig, fields: &[String]) -> Result<AgentConfig, Fa
     serde_yaml::from_value(v).map_err(|e| bad(e.to_string()))
 }
 
-pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
-    let r = recipe(&a)?;
-    if a.seeds == 0
-        || a.methods.is_empty()
-        || a.drift.is_nan()
-        || a.drift < 0.0
-        || a.uniform_drop.is_nan()
-        || a.uniform_drop <= 0.0
-        || a.uniform_drop >= 1.0
-    {
-        return Err(Failure::input(anyhow::anyhow!(
-            "--seeds and --methods must not be empty, --drift >= 0, --uniform-drop in (0, 1)"
-        )));
-    }
-    let (_, _, budget) = rlal::search::job::prepare(&r, None, false).map_err(|e| match e {
-        rlal::search::SearchError::Input(e) => Failure::input(e),
-        rlal::search::SearchError::Job(e) => Failure::job(e),
-    })?;
-    // The agent's networks are small: one thread each is fastest and leaves the
-    // other cores to other work (several OpenMP threads per process oversubscribe).
-    tch::set_num_threads(1);
-    let scfg = SurfaceConfig {
+/// The surface settings of the flags (the recipe's reward subset unless given).
+fn surface(a: &AgentBenchArgs, r: &Recipe) -> Result<SurfaceConfig, Failure> {
+    let s = SurfaceConfig {
+        family: a.surface,
         reward_samples: a.reward_samples.unwrap_or(r.search.reward_samples),
         drift: a.drift,
         uniform_drop: a.uniform_drop,
         pairs: a.pairs,
+        noise: a.noise,
+        alignment_feedback: a.alignment_feedback,
+        ..Default::default()
     };
-    let seeds: Vec<u64> = (a.first_seed..a.first_seed.saturating_add(a.seeds)).collect();
-    let rep = agent_bench::bench(&r, &budget, &scfg, &a.methods, &seeds, !a.json)
+    s.check().map_err(|m| Failure::input(anyhow::anyhow!("--{m}")))?;
+    Ok(s)
+}
+
+/// `--methods`, or the default of a single run or of the suite.
+fn methods(a: &AgentBenchArgs) -> Vec<Method> {
+    match (a.methods.is_empty(), a.suite) {
+        (false, _) => a.methods.clone(),
+        (true, Some(_)) => vec![Method::Rlal, Method::Random, Method::Uniform],
+        (true, None) => vec![Method::Rlal, Method::NoEnvModel, Method::Random, Method::Uniform],
+    }
+}
+
+/// first-seed .. first-seed + seeds, with the defaults of a single run or of the suite.
+fn seeds(a: &AgentBenchArgs) -> Result<Vec<u64>, Failure> {
+    let (n, first) = match a.suite {
+        Some(_) => (agent_suite::TEST_SEEDS, agent_suite::TEST_FIRST_SEED),
+        None => (5, 0),
+    };
+    let (n, first) = (a.seeds.unwrap_or(n), a.first_seed.unwrap_or(first));
+    if n == 0 {
+        return Err(Failure::input(anyhow::anyhow!("--seeds must not be 0")));
+    }
+    if a.suite.is_none() && first.saturating_add(n) > agent_suite::TEST_FIRST_SEED {
+        eprintln!("note: seeds from {} are the suite's held-out test seeds: tune on dev seeds (0-99) only", agent_suite::TEST_FIRST_SEED);
+    }
+    Ok((first..first.saturating_add(n)).collect())
+}
+
+pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
+    // The agent's networks are small: one thread each is fastest and leaves the
+    // other cores to other work (several OpenMP threads per process oversubscribe).
+    tch::set_num_threads(1);
+    if let Some(schedule) = a.suite {
+        return run_suite(&a, schedule);
+    }
+    let r = recipe(&a, &a.recipe)?;
+    let (scfg, seeds) = (surface(&a, &r)?, seeds(&a)?);
+    let (_, _, budget) = rlal::search::job::prepare(&r, None, false).map_err(|e| match e {
+        rlal::search::SearchError::Input(e) => Failure::input(e),
+        rlal::search::SearchError::Job(e) => Failure::job(e),
+    })?;
+    let rep = agent_bench::bench(&r, &budget, &scfg, &methods(&a), &seeds, !a.json)
         .map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", a.recipe.display())))?;
     agent_bench::write(&a.out, &rep).map_err(Failure::job)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep.summaries).expect("summaries serialise"));
         return Ok(());
     }
-    println!("{} ({} layers) at {:.0}%: {} seeds, {} epochs ({} warm-up, {} buffer, agent until {}), P = {}, selection {:?} (k = {}), {:.1} s", rep.model, rep.layers, 100.0 * rep.budget_ratio, seeds.len(), rep.epochs, rep.warmup_epochs, rep.buffer_epochs, rep.agent_epochs, rep.episodes_per_epoch, rep.selection, rep.incumbents, rep.seconds);
+    println!("{} ({} layers) at {:.0}%, surface {:?}, noise {:?}, feedback {}: {} seeds, {} epochs ({} warm-up, {} buffer, agent until {}), P = {}, selection {:?} (k = {}), {:.1} s", rep.model, rep.layers, 100.0 * rep.budget_ratio, rep.surface.family, rep.surface.noise, rep.surface.alignment_feedback, seeds.len(), rep.epochs, rep.warmup_epochs, rep.buffer_epochs, rep.agent_epochs, rep.episodes_per_epoch, rep.selection, rep.incumbents, rep.seconds);
     println!(
-        "optimum (final surface, median) {:.2}%, exact on {}/{} seeds; uniform {:.2}%",
+        "optimum (final surface, median) {:.2}%, exact on {}/{} seeds (else the best found); uniform {:.2}%",
         100.0 * agent_bench::median(&rep.optimum.iter().map(|o| o.value).collect::<Vec<_>>()),
         rep.optimum.iter().filter(|o| o.exact).count(),
         rep.optimum.len(),
@@ -180,5 +226,39 @@ pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
         );
     }
     println!("wrote {}", a.out.join("agent_bench.json").display());
+    Ok(())
+}
+
+/// `--suite`: the fixed matrix on the suite's graphs with `schedule`.
+fn run_suite(a: &AgentBenchArgs, schedule: Schedule) -> Result<(), Failure> {
+    if a.model.is_some() {
+        return Err(Failure::input(anyhow::anyhow!(
+            "--model does not apply to --suite (its graphs are fixed)"
+        )));
+    }
+    let mut graphs = Vec::new();
+    for (name, path) in agent_suite::GRAPHS {
+        let mut r = recipe(a, std::path::Path::new(path))?;
+        schedule.apply(&mut r);
+        graphs.push((name.to_string(), r));
+    }
+    let scfg = surface(a, &graphs[0].1)?;
+    let (seeds, scenarios) = (seeds(a)?, agent_suite::scenarios());
+    let m = agent_suite::Matrix {
+        graphs: &graphs,
+        scenarios: &scenarios,
+        budgets: &agent_suite::BUDGETS,
+        methods: &methods(a),
+        seeds: &seeds,
+        surface: &scfg,
+        schedule: Some(schedule),
+    };
+    let jobs =
+        a.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rep =
+        agent_suite::run(&m, jobs, !a.json).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    agent_suite::write(&a.out, &rep).map_err(Failure::job)?;
+    print!("{}", agent_suite::markdown(&rep));
+    println!("wrote {}", a.out.join("agent_suite.json").display());
     Ok(())
 }

@@ -7,11 +7,14 @@
 //! * [`job`]: the pruning job: Alg. 1, surgery, fine-tuning, export;
 //! * [`best`]: which architecture the search keeps (selection rule);
 //! * [`agent_bench`]: `rlal bench agent`, the agent on a synthetic accuracy surface with a known optimum;
+//! * [`surface`]: those surfaces (families, run effects) and their optimum;
+//! * [`agent_suite`]: `rlal bench agent --suite`, the held-out matrix of graphs, surfaces and budgets;
 //! * [`reward`]: keep-sets by filter norm, rewards, L_align, baselines;
 //! * [`report`]: metrics rows, `best_policy.yaml`, validation, reports;
 //! * [`latency`]: the per-layer ONNX Runtime latency table of latency budgets;
 //! * [`plot`]: SVG plots of rewards, accuracy and kept channels.
 pub mod agent_bench;
+pub mod agent_suite;
 pub mod best;
 pub mod job;
 pub mod latency;
@@ -20,6 +23,7 @@ pub mod recipe;
 pub mod report;
 pub mod reward;
 pub mod search_bench;
+pub mod surface;
 
 pub use job::{run, RunOptions};
 pub use recipe::{Policy, Recipe};
