@@ -136,6 +136,9 @@ pub struct ModelMeta {
     /// The encoded `ModelProto` minus the graph's nodes/values (functions,
     /// metadata_props, producer, training info, ...), re-used verbatim on save.
     pub passthrough: Vec<u8>,
+    /// Layout of the image input (the first graph input), set at import
+    /// ([`crate::ir::inputs`]); what data is fed in, and what a pruned model keeps.
+    pub input_layout: super::Layout,
 }
 
 impl ModelMeta {

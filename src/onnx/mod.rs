@@ -150,6 +150,7 @@ fn from_model(
         graph_name: gp.name.clone().unwrap_or_default(),
         graph_doc: gp.doc_string.clone().unwrap_or_default(),
         passthrough: Vec::new(),
+        input_layout: Default::default(),
     };
     if meta.opsets.is_empty() {
         return Err(invalid(path, "the model declares no opset_import".into()));

@@ -14,8 +14,8 @@ use super::reward::{self, RewardSet};
 use super::SearchError;
 use super::{latency, plot};
 use crate::agent::{Agent, Budget, Explore, Metric, Replay};
-use crate::analysis::{self, Analysis, ImportOptions};
-use crate::data::{Loader, LoaderConfig, Normalize, Transform};
+use crate::analysis::{self, Analysis};
+use crate::data::{Loader, LoaderConfig};
 use crate::ir::Graph;
 use crate::rng::Rng;
 use crate::train::checkpoint::{self, fingerprint, CheckpointState};
@@ -109,7 +109,7 @@ fn reanalyse(g: &Graph, input_shape: Option<&[usize]>) -> anyhow::Result<Analysi
 /// transform, never trained on), the test split, and for adaptive BN a fixed batch of
 /// training images on the network's device (the first of the seeded epoch-0 order).
 pub struct SearchData {
-    /// The graph's input C, H, W.
+    /// The graph input's non-batch dims (C, H, W; H, W, C for a channels-last model).
     pub dims: [usize; 3],
     pub train: Loader,
     pub holdout: Loader,
@@ -126,20 +126,18 @@ pub fn search_data(
 ) -> Result<SearchData, SearchError> {
     let input = SearchError::Input;
     let data = r.data.clone().ok_or_else(|| input(anyhow!("no dataset")))?;
-    let dims = setup::input_dims(g, an).map_err(|e| input(e.into()))?;
+    let model = setup::model_input(g, an).map_err(|e| input(e.into()))?;
     let (train, holdout_idx, test) = setup::loaders(
         &r.training,
         r.search.reward_samples,
         &data,
-        dims,
+        model,
         setup::num_classes(g, an),
     )
     .map_err(|e| input(e.into()))?;
-    let norm = Normalize {
-        scale: r.training.scale,
-        mean: r.training.mean.clone(),
-        std: r.training.std.clone(),
-    };
+    // The held-out and adaptive-BN images: the test split's transform (normalisation
+    // and the model's layout, no augmentation).
+    let eval = test.transform().clone();
     let hcfg = LoaderConfig {
         batch_size: r.search.reward_batch_size,
         shuffle: false,
@@ -148,16 +146,15 @@ pub fn search_data(
         workers: setup::workers(r.training.workers, r.training.threads),
         prefetch: 4,
     };
-    let holdout =
-        Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg)
-            .map_err(|e| input(e.into()))?;
+    let holdout = Loader::new(train.dataset().clone(), holdout_idx, eval.clone(), hcfg)
+        .map_err(|e| input(e.into()))?;
     let recal = if r.search.reward_bn_samples > 0 {
         let idx: Vec<usize> = train.order(0).into_iter().take(r.search.reward_bn_samples).collect();
         let n = idx.len();
         let l = Loader::new(
             train.dataset().clone(),
             idx,
-            Transform::eval(norm),
+            eval,
             LoaderConfig {
                 batch_size: n.max(1),
                 shuffle: false,
@@ -173,7 +170,7 @@ pub fn search_data(
     } else {
         None
     };
-    Ok(SearchData { dims, train, holdout, test, recal })
+    Ok(SearchData { dims: model.dims, train, holdout, test, recal })
 }
 
 /// Whether ONNX Runtime can score the rewards on `device`: the engine may use it
@@ -241,8 +238,7 @@ pub fn prepare(
 ) -> Result<(Graph, Analysis, Budget), SearchError> {
     let model = r.model.clone().ok_or_else(|| SearchError::Input(anyhow!("no model")))?;
     let (mut g, mut an) =
-        analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() })
-            .map_err(|e| SearchError::Input(e.into()))?;
+        analysis::import(&model, &r.import_options()).map_err(|e| SearchError::Input(e.into()))?;
     setup::apply_insert_bn(&mut g, &mut an, r.training.insert_bn, r.input_shape.as_deref())
         .map_err(|e| SearchError::Input(e.into()))?;
     let bad_budget =
