@@ -73,7 +73,7 @@ fn import_finds_the_layout_and_counts_what_the_nchw_twin_counts() {
 
 #[test]
 fn inputs_without_values_are_refused_by_name_and_work_bound() {
-    let (code, _, err) = rlal(&["import", "graphs/nhwc_extra_inputs.onnx"]);
+    let (code, _, err) = rlal(&["import", "graphs/tf2onnx/nhwc_extra_inputs.onnx"]);
     assert_eq!(code, 2, "{err}");
     for want in [
         "'normalization/sub/y:0' [1,1,1,1] float32",
@@ -90,18 +90,29 @@ fn inputs_without_values_are_refused_by_name_and_work_bound() {
         v.extend(["--bind".into(), bind[0].clone(), "--bind".into(), bind[1].clone()]);
         v
     };
-    let a = args(&["import", "graphs/nhwc_extra_inputs.onnx", "--json"]);
+    let a = args(&["import", "graphs/tf2onnx/nhwc_extra_inputs.onnx", "--json"]);
     let r = json(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(r["input_layout"], "nhwc");
-    let (code, _, err) =
-        rlal(&["import", "graphs/nhwc_extra_inputs.onnx", "--bind", &format!("{MEAN}=1,2")]);
+    let (code, _, err) = rlal(&[
+        "import",
+        "graphs/tf2onnx/nhwc_extra_inputs.onnx",
+        "--bind",
+        &format!("{MEAN}=1,2"),
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("2 values given, the input [1,1,1,1] holds 1"), "{err}");
     // Bound, the model exports and validates in ONNX Runtime and tract with one input.
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.onnx");
     let o = out.to_str().unwrap();
-    let a = args(&["export", o, "--model", "graphs/nhwc_extra_inputs.onnx", "--uniform", "0.5"]);
+    let a = args(&[
+        "export",
+        o,
+        "--model",
+        "graphs/tf2onnx/nhwc_extra_inputs.onnx",
+        "--uniform",
+        "0.5",
+    ]);
     let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
     a.extend(["--runs", "2", "--warmup", "1", "--batch", "4", "--json"]);
     let rep = json(&a);

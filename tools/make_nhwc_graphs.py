@@ -14,7 +14,8 @@ Random He-normal weights from a fixed seed; re-running gives byte-identical file
   `Gemm` (Keras' Dense).
 * resnet_nchw_mnist.onnx: the same network and weights with an NCHW input [N, 1, 28,
   28] straight into the first conv (the PyTorch way): the architecture's reference.
-* nhwc_extra_inputs.onnx: a plain CNN whose NHWC input goes through a Keras
+* tf2onnx/nhwc_extra_inputs.onnx (a folder of its own: it imports only with its
+  inputs bound, and the tests over every graph in graphs/ import without): a plain CNN whose NHWC input goes through a Keras
   `Normalization` layer before the Transpose (`Sub` mean, `Div` by `Sqrt` variance),
   with the mean and the variance left as graph inputs without values
   (`normalization/sub/y:0`, `normalization/Sqrt/x:0`, [1, 1, 1, 1], as tf2onnx did
@@ -141,10 +142,11 @@ def main():
     a = ap.parse_args()
     for name, m in [("resnet_nhwc_mnist", residual(True)),
                     ("resnet_nchw_mnist", residual(False)),
-                    ("nhwc_extra_inputs", cnn("nhwc", 28, 1, True)),
+                    ("tf2onnx/nhwc_extra_inputs", cnn("nhwc", 28, 1, True)),
                     ("cnn_nhwc_rgb", cnn("nhwc", 16, 3, False)),
                     ("cnn_nchw_rgb", cnn("nchw", 16, 3, False))]:
         path = os.path.join(a.out, f"{name}.onnx")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "wb") as f:
             f.write(m.SerializeToString())
         print(f"wrote {path}")
