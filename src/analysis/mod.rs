@@ -6,11 +6,13 @@ pub mod cost;
 pub mod report;
 
 use crate::ir::infer::Facts;
+use crate::ir::inputs::{self, InputLayout};
 use crate::ir::ops::{self, ChannelSpec, NodeCx, Window};
 use crate::ir::passes::PassReport;
 use crate::ir::{Graph, IrError, NodeId};
 pub use channels::Group;
 pub use cost::CostModel;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Errors of the analysis layer.
@@ -125,8 +127,13 @@ fn window(g: &Graph, facts: &Facts, n: NodeId) -> Option<Window> {
 /// Options for [`import`].
 #[derive(Clone, Debug, Default)]
 pub struct ImportOptions {
-    /// Fixed non-batch input dims (C, H, W) overriding the file's.
+    /// Fixed non-batch dims of the image input overriding the file's, in the model's
+    /// order (C, H, W; or H, W, C for a channels-last model).
     pub input_shape: Option<Vec<usize>>,
+    /// The image input's layout: detected (`auto`) or fixed.
+    pub input_layout: InputLayout,
+    /// Graph inputs other than the images, bound to constant values (name → values).
+    pub bind: BTreeMap<String, Vec<f64>>,
 }
 
 /// Loads, normalises and analyses an ONNX file.
@@ -149,8 +156,12 @@ fn analyse(
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<(Graph, Analysis), AnalysisError> {
-    let (passes, facts) = crate::ir::passes::normalize(&mut g, opts.input_shape.as_deref())
-        .map_err(|source| AnalysisError::Ir { path: path.display().to_string(), source })?;
+    let ir = |source| AnalysisError::Ir { path: path.display().to_string(), source };
+    inputs::bind(&mut g, &opts.bind).map_err(ir)?;
+    inputs::check_unbound(&g).map_err(ir)?;
+    let (passes, facts) =
+        crate::ir::passes::normalize(&mut g, opts.input_shape.as_deref()).map_err(ir)?;
+    g.meta.input_layout = opts.input_layout.resolve(&g);
     let a = Analysis::new(&g, facts, passes);
     Ok((g, a))
 }

@@ -47,6 +47,8 @@ pub struct ReportJson<'a> {
     pub model: String,
     pub opset: i64,
     pub inputs: Vec<IoJson>,
+    /// Layout of the image input (the first one): `nchw` or `nhwc`.
+    pub input_layout: crate::ir::Layout,
     pub outputs: Vec<IoJson>,
     pub totals: Totals,
     pub layers: &'a [super::Layer],
@@ -80,6 +82,7 @@ pub fn build<'a>(model: &str, g: &Graph, a: &'a Analysis) -> ReportJson<'a> {
         model: model.to_string(),
         opset: g.meta.opset(),
         inputs: io(&g.inputs),
+        input_layout: g.meta.input_layout,
         outputs: io(&g.outputs),
         totals: Totals {
             macs,
@@ -154,7 +157,11 @@ pub fn text(r: &ReportJson) -> String {
     let t = &r.totals;
     let _ = writeln!(s, "model   {}  (opset {}, {} nodes)", r.model, r.opset, t.nodes);
     for i in &r.inputs {
-        let _ = writeln!(s, "input   {} {}", i.name, i.shape);
+        let layout = match r.input_layout {
+            crate::ir::Layout::Nchw => "NCHW, channels first",
+            crate::ir::Layout::Nhwc => "NHWC, channels last: images are fed as N x H x W x C",
+        };
+        let _ = writeln!(s, "input   {} {} ({layout})", i.name, i.shape);
     }
     for o in &r.outputs {
         let _ = writeln!(s, "output  {} {}", o.name, o.shape);

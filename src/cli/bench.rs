@@ -8,9 +8,10 @@
 //! decay 1e-4). After `--warmup` untimed steps, `--steps` steps are timed one by
 //! one; the figure is `batch / median step time`. `tools/bench_train_torch.py`
 //! measures the same in PyTorch eager, `tools/bench_train.sh` compares the two.
-use super::{parse_dims, Failure};
+use super::args::{InputArgs, TrainingArgs};
+use super::Failure;
 use anyhow::Context;
-use rlal::analysis::{self, ImportOptions};
+use rlal::analysis;
 use rlal::search::search_bench::{device_name, sync};
 use rlal::train::optim::SgdConfig;
 use rlal::train::recipe::{DeviceKind, InsertBn};
@@ -59,9 +60,6 @@ pub struct SearchBenchArgs {
     /// Override the recipe's adaptive-BN image count (`search.reward-bn-samples`).
     #[arg(long)]
     pub bn_samples: Option<usize>,
-    /// Override the recipe's libtorch threads (`training.threads`; and ONNX Runtime's scoring sessions).
-    #[arg(long)]
-    pub threads: Option<usize>,
     /// Override the recipe's `search.reward-ort-batch` (images per ONNX Runtime run).
     #[arg(long)]
     pub ort_batch: Option<usize>,
@@ -87,6 +85,10 @@ pub struct SearchBenchArgs {
     /// Override the recipe's dataset directory.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -112,9 +114,8 @@ pub struct TrainBenchArgs {
     /// Compute device.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: DeviceKind,
-    /// Fixed input size CxHxW for graphs with dynamic H/W.
-    #[arg(long, value_parser = parse_dims)]
-    pub input_shape: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Training arithmetic (mixed bf16/fp16 as `training.precision` in recipes).
     #[arg(long, value_enum, default_value = "fp32")]
     pub precision: rlal::train::recipe::Precision,
@@ -173,13 +174,13 @@ fn train(a: TrainBenchArgs) -> Result<(), Failure> {
     }
     let device = a.device.device().map_err(Failure::input)?;
     let ctx = || format!("benchmarking {}", a.model.display());
-    let (mut g, mut an) =
-        analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() })
+    let opts = a.input.options();
+    let (mut g, mut an) = analysis::import(&a.model, &opts).map_err(Failure::input)?;
+    let added =
+        setup::apply_insert_bn(&mut g, &mut an, InsertBn::Auto, opts.input_shape.as_deref())
+            .with_context(ctx)
             .map_err(Failure::input)?;
-    let added = setup::apply_insert_bn(&mut g, &mut an, InsertBn::Auto, a.input_shape.as_deref())
-        .with_context(ctx)
-        .map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an).with_context(ctx).map_err(Failure::input)?;
+    let input = setup::model_input(&g, &an).with_context(ctx).map_err(Failure::input)?.dims;
     let mut net = Net::new(&g, &an, device)
         .with_context(|| format!("building the network from {}", a.model.display()))
         .map_err(Failure::input)?;
@@ -284,9 +285,8 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     if let Some(n) = a.bn_samples {
         r.search.reward_bn_samples = n;
     }
-    if let Some(t) = a.threads {
-        r.training.threads = t;
-    }
+    a.training.apply(&mut r.training);
+    a.input.apply(&mut r.input_shape, &mut r.input_layout, &mut r.bind);
     if let Some(b) = a.ort_batch {
         r.search.reward_ort_batch = b;
     }

@@ -1,8 +1,8 @@
 //! `rlal eval model.onnx --data DIR [--engine tch|ort|tract]`: classification accuracy
 //! of an ONNX model on a dataset split, through any [`Runner`].
-use super::{parse_dims, Failure};
+use super::{args::InputArgs, Failure};
 use anyhow::Context;
-use rlal::analysis::{self, ImportOptions};
+use rlal::analysis;
 use rlal::data::{self, Loader, LoaderConfig, Split, Transform};
 use rlal::train::{setup, Net};
 use rlal::validate::{tract::TractModel, Runner, ValidateError};
@@ -56,9 +56,8 @@ pub struct EvalArgs {
     /// Device of the tch engine (`--engine tch`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: rlal::train::recipe::DeviceKind,
-    /// Fixed input size CxHxW for graphs with dynamic H/W.
-    #[arg(long, value_parser = parse_dims)]
-    pub input_shape: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Print a JSON object (accuracy, samples, correct, macs, params, latency_ms, engine).
     #[arg(long)]
     pub json: bool,
@@ -106,32 +105,32 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
         Engine::Tch => a.device.device().map_err(Failure::input)?,
         _ => tch::Device::Cpu,
     };
-    let (g, an) = analysis::import(&a.model, &ImportOptions { input_shape: a.input_shape.clone() })
-        .map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an)
+    let (g, an) = analysis::import(&a.model, &a.input.options()).map_err(Failure::input)?;
+    let input = setup::model_input(&g, &an)
         .with_context(|| format!("{}: cannot evaluate it", a.model.display()))
         .map_err(Failure::input)?;
     let split = match a.split {
         SplitArg::Train => Split::Train,
         SplitArg::Test => Split::Test,
     };
+    let chw = input.chw();
     let recorded = super::model_preprocess(&a.model, &g.meta.props)?;
     // Image folders are brought to the model's input the way it was trained.
     let crop_fraction = recorded.as_ref().map_or(0.875, |p| p.crop_fraction);
     let opts = data::OpenOptions {
-        size: Some([input[1], input[2]]),
-        channels: Some(input[0]),
+        size: Some([chw[1], chw[2]]),
+        channels: Some(chw[0]),
         resize: data::ResizeMode::CenterCrop { crop_fraction },
         num_classes: None,
     };
     let ds = data::open(&a.data, split, &opts).map_err(Failure::input)?;
-    data::check_input(&*ds, input)
+    data::check_input(&*ds, chw)
         .with_context(|| format!("the data does not fit model {}", a.model.display()))
         .map_err(Failure::input)?;
     let norm = super::normalize(&a.model, recorded.as_ref(), a.scale, &a.mean, &a.std);
     let loader = Loader::all(
         ds,
-        Transform::eval(norm),
+        Transform::eval(norm).with_layout(input.layout),
         LoaderConfig { batch_size: a.batch.max(1), shuffle: false, ..Default::default() },
     )
     .map_err(Failure::input)?;

@@ -4,10 +4,11 @@
 //! `rlal export OUT.onnx --run runs/NAME`: write the final (fine-tuned,
 //! pruned) model of an `rlal prune` run and re-validate it against the run's
 //! unpruned model on the run's dataset.
-use super::{parse_dims, Failure};
+use super::{args::InputArgs, Failure};
 use anyhow::{anyhow, Context};
 use rlal::analysis::{self, Analysis, ImportOptions};
 use rlal::ir::Graph;
+use rlal::ir::Layout;
 use rlal::rewrite::{rank, surgery, Criterion, Plan};
 use rlal::validate::latency::{self, Latency};
 use rlal::validate::{tract::TractModel, Runner, ValidateError};
@@ -104,9 +105,8 @@ pub struct ExportArgs {
     /// Skip the runtime validation (ORT/tract runs, latency, accuracy).
     #[arg(long)]
     pub no_validate: bool,
-    /// Fixed input size without the batch dim, e.g. 3x224x224 (models with dynamic H/W).
-    #[arg(long, value_parser = parse_dims)]
-    pub input_shape: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub input: InputArgs,
 }
 
 /// One pruned layer in the report.
@@ -167,7 +167,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         .model
         .clone()
         .ok_or_else(|| Failure::input(anyhow!("give --model FILE or --run RUN_DIR")))?;
-    let opts = ImportOptions { input_shape: a.input_shape.clone() };
+    let opts = a.input.options();
     let (g, an) = analysis::import(&model, &opts).map_err(Failure::input)?;
     let a = with_normalize(a, &model, &g)?;
     let cannot = format!("{}: cannot validate the pruned model", model.display());
@@ -183,7 +183,8 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
         }
         return print_report(&report, a.json);
     }
-    let pruned = surgery::prune(&g, &an, &keep, a.input_shape.as_deref()).map_err(Failure::job)?;
+    let pruned =
+        surgery::prune(&g, &an, &keep, opts.input_shape.as_deref()).map_err(Failure::job)?;
     report.macs_after = pruned.macs_after;
     report.params_after = pruned.params_after;
     report.macs_ratio = ratio(report.macs_after, report.macs_before);
@@ -193,7 +194,7 @@ pub fn run(a: ExportArgs) -> Result<(), Failure> {
     record_preprocess(&a, &g, &an, &mut out_graph);
     if !a.keep_bn {
         let n = rlal::ir::bn::fold_bn(&mut out_graph);
-        rlal::rewrite::check::check(&out_graph, a.input_shape.as_deref())
+        rlal::rewrite::check::check(&out_graph, opts.input_shape.as_deref())
             .context("after folding BatchNormalization")
             .map_err(Failure::job)?;
         report.bn = format!("{n} folded into convs");
@@ -328,8 +329,7 @@ fn print_report(report: &Report, json: bool) -> Result<(), Failure> {
 /// `--run DIR`: the run's final model, re-validated against its unpruned model.
 fn run_export(mut a: ExportArgs, dir: &Path) -> Result<(), Failure> {
     let files = RunFiles::open(dir)?;
-    run_defaults(&mut a, &files.recipe);
-    let opts = ImportOptions { input_shape: a.input_shape.clone() };
+    let opts = run_defaults(&mut a, &files.recipe);
     let (g0, an0) = analysis::import(&files.unpruned, &opts).map_err(Failure::input)?;
     let (mut g1, an1) = analysis::import(&files.pruned, &opts).map_err(Failure::input)?;
     let a = with_normalize(a, &files.pruned, &g1)?;
@@ -396,7 +396,7 @@ fn with_normalize(mut a: ExportArgs, model: &Path, g: &Graph) -> Result<ExportAr
 fn record_preprocess(a: &ExportArgs, g: &Graph, an: &Analysis, out: &mut Graph) {
     let given = a.scale.is_some() || a.mean.is_some() || a.std.is_some();
     let (Some(norm), true) = (&a.normalize, given) else { return };
-    let Ok(input) = rlal::train::setup::input_dims(g, an) else { return };
+    let Ok(input) = rlal::train::setup::model_input(g, an) else { return };
     let pre = rlal::data::Preprocess {
         normalize: norm.clone(),
         crop_fraction: out
@@ -404,23 +404,25 @@ fn record_preprocess(a: &ExportArgs, g: &Graph, an: &Analysis, out: &mut Graph) 
             .prop(rlal::data::preprocess::CROP)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0.875),
-        input,
+        input: input.chw(),
         classes: rlal::train::setup::num_classes(g, an).unwrap_or(0),
     };
     out.meta.set_props(pre.to_props());
 }
 
-/// The run's dataset and preprocessing unless given on the command line, and its input shape.
-fn run_defaults(a: &mut ExportArgs, recipe: &rlal::search::Recipe) {
+/// The run's dataset and preprocessing unless given on the command line; the import
+/// options of its models (the recipe's input shape and layout, the flags over them; the
+/// recipe's bound inputs are constants in the files the run wrote).
+fn run_defaults(a: &mut ExportArgs, recipe: &rlal::search::Recipe) -> ImportOptions {
     if a.data.is_none() {
         a.data = recipe.data.clone().filter(|d| d.is_dir());
         a.scale = Some(recipe.training.scale);
         a.mean = Some(recipe.training.mean.clone());
         a.std = Some(recipe.training.std.clone());
     }
-    if a.input_shape.is_none() {
-        a.input_shape = recipe.input_shape.clone();
-    }
+    let mut o = ImportOptions { bind: Default::default(), ..recipe.import_options() };
+    a.input.apply(&mut o.input_shape, &mut o.input_layout, &mut o.bind);
+    o
 }
 
 /// The report of a run's final model (`an1`) against its unpruned model (`an0`).
@@ -472,7 +474,7 @@ fn validate_final(
     let sample = data_input(written, an)?;
     compare(
         a,
-        &sample,
+        (&sample, written.meta.input_layout),
         &rlal::onnx::to_bytes(before_g),
         &rlal::onnx::to_bytes(written),
         None,
@@ -579,7 +581,7 @@ fn validate(
     let masked_b = rlal::onnx::to_bytes(&surgery::mask(g, an, &pruned.plan));
     compare(
         a,
-        &sample,
+        (&sample, g.meta.input_layout),
         &rlal::onnx::to_bytes(g),
         &rlal::onnx::to_bytes(written),
         Some(&masked_b),
@@ -589,9 +591,10 @@ fn validate(
 
 /// Runs the model before and after pruning: output difference against the masked
 /// original (when given) and against tract, latency at batch 1 and `--batch`, accuracy.
+/// `input`: the shape (batch 1) and layout of the image input.
 fn compare(
     a: &ExportArgs,
-    sample: &[usize],
+    (sample, layout): (&[usize], Layout),
     before_b: &[u8],
     pruned_b: &[u8],
     masked_b: Option<&[u8]>,
@@ -627,10 +630,10 @@ fn compare(
         v.latency_after.push(la);
     }
     if let Some(dir) = &a.data {
-        let (acc_b, n) = accuracy(a, dir, before.as_mut())
+        let (acc_b, n) = accuracy(a, dir, layout, before.as_mut())
             .with_context(|| format!("accuracy of the {before_name} model"))?;
         let (acc_a, _) =
-            accuracy(a, dir, after.as_mut()).context("accuracy of the pruned model")?;
+            accuracy(a, dir, layout, after.as_mut()).context("accuracy of the pruned model")?;
         v.accuracy_before = Some(acc_b);
         v.accuracy_after = Some(acc_a);
         v.samples = Some(n);
@@ -638,8 +641,13 @@ fn compare(
     Ok(v)
 }
 
-/// Top-1 accuracy of `r` on the test split of `dir`.
-fn accuracy(a: &ExportArgs, dir: &Path, r: &mut dyn Runner) -> anyhow::Result<(f64, usize)> {
+/// Top-1 accuracy of `r` (images in `layout`) on the test split of `dir`.
+fn accuracy(
+    a: &ExportArgs,
+    dir: &Path,
+    layout: Layout,
+    r: &mut dyn Runner,
+) -> anyhow::Result<(f64, usize)> {
     use rlal::data::{self, Loader, LoaderConfig, OpenOptions, Split, Transform};
     let ds = data::open(dir, Split::Test, &OpenOptions::default())
         .with_context(|| format!("opening the dataset {}", dir.display()))?;
@@ -647,7 +655,8 @@ fn accuracy(a: &ExportArgs, dir: &Path, r: &mut dyn Runner) -> anyhow::Result<(f
     let norm = a.normalize.clone().unwrap_or_default();
     let cfg =
         LoaderConfig { batch_size: a.batch, shuffle: false, workers: 0, ..Default::default() };
-    let loader = Loader::new(ds, (0..n).collect(), Transform::eval(norm), cfg)?;
+    let tf = Transform::eval(norm).with_layout(layout);
+    let loader = Loader::new(ds, (0..n).collect(), tf, cfg)?;
     let acc = rlal::validate::accuracy(r, &loader)?;
     Ok((acc.rate(), acc.samples))
 }

@@ -1,7 +1,7 @@
 //! `rlal import model.onnx`
-use super::{parse_dims, Failure};
+use super::{args::InputArgs, Failure};
 use anyhow::Context;
-use rlal::analysis::{self, report, ImportOptions};
+use rlal::analysis::{self, report};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -11,16 +11,15 @@ pub struct ImportArgs {
     /// Print the full analysis as JSON (totals, layers, groups, ops) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Fixed input size without the batch dim, e.g. 3x224x224 (for models exported with dynamic H/W).
-    #[arg(long, value_parser = parse_dims)]
-    pub input_shape: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Also write the normalised model (constants folded, identities dropped) to this file.
     #[arg(long)]
     pub save: Option<PathBuf>,
 }
 
 pub fn run(a: ImportArgs) -> Result<(), Failure> {
-    let opts = ImportOptions { input_shape: a.input_shape.clone() };
+    let opts = a.input.options();
     let (g, an) = analysis::import(&a.model, &opts).map_err(Failure::input)?;
     let r = report::build(&a.model.display().to_string(), &g, &an);
     if a.json {

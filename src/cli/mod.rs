@@ -1,4 +1,5 @@
 //! Command-line interface: one struct per subcommand, a `///` doc on every flag.
+mod args;
 mod bench;
 mod bench_agent;
 mod bench_data;
@@ -71,22 +72,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-/// Parses `3x32x32` (or `3,32,32`) into dims.
-pub fn parse_dims(s: &str) -> Result<Vec<usize>, String> {
-    s.split(['x', 'X', ','])
-        .map(|p| {
-            p.trim().parse::<usize>().map_err(|_| format!("'{s}' is not a shape like 3x32x32"))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .and_then(|v| {
-            if v.is_empty() || v.contains(&0) {
-                Err(format!("'{s}' is not a shape like 3x32x32"))
-            } else {
-                Ok(v)
-            }
-        })
-}
-
 /// The input preprocessing recorded in `model`'s metadata (`props`), if any; a
 /// malformed record is an input error naming the file.
 pub fn model_preprocess(
@@ -130,3 +115,7 @@ pub fn normalize(
         std: std.clone().unwrap_or(base.std),
     }
 }
+
+#[cfg(test)]
+#[path = "flags_tests.rs"]
+mod flags_tests;

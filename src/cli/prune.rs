@@ -1,6 +1,7 @@
 //! `rlal prune --recipe r.yaml [model.onnx] [flags]`: RLAL joint training and
 //! pruning (paper Alg. 1), surgery, fine-tuning, export to
 //! `runs/<name>/pruned.onnx` and validation. Defaults < recipe < flags.
+use super::args::{InputArgs, TrainingArgs};
 use super::Failure;
 use anyhow::{anyhow, Context};
 use rlal::search::{self, recipe::NormKind, Policy, Recipe, RunOptions, SearchError};
@@ -40,9 +41,6 @@ pub struct PruneArgs {
     /// Width policy (overrides `policy`).
     #[arg(long, value_enum)]
     pub policy: Option<Policy>,
-    /// Joint-training epochs (overrides `training.epochs`).
-    #[arg(long)]
-    pub epochs: Option<usize>,
     /// Weights-only epochs before the search (overrides `search.weights-only-epochs`).
     #[arg(long)]
     pub warmup_epochs: Option<usize>,
@@ -70,24 +68,10 @@ pub struct PruneArgs {
     /// Turn the environment model off (paper's "w/o EE"; sets `agent.env-model: false`).
     #[arg(long)]
     pub no_env_model: bool,
-    /// Batch size (overrides `training.batch-size`).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Seed (overrides `training.seed`).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// libtorch / ONNX Runtime threads (overrides `training.threads`).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Compute device (overrides `training.device`).
-    #[arg(long, value_enum)]
-    pub device: Option<rlal::train::recipe::DeviceKind>,
-    /// Weight-training arithmetic (overrides `training.precision`).
-    #[arg(long, value_enum)]
-    pub precision: Option<rlal::train::recipe::Precision>,
-    /// Channels-last layout in weight training (sets `training.channels-last`).
-    #[arg(long)]
-    pub channels_last: bool,
+    #[command(flatten)]
+    pub training: TrainingArgs,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Continue the run in this directory after a crash or Ctrl-C (its recipe.yaml is the recipe; flags still override).
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["recipe", "run_dir", "name"])]
     pub resume: Option<PathBuf>,
@@ -121,7 +105,6 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
         ($dst:expr; $($f:ident),*) => { $( if let Some(v) = a.$f.clone() { $dst.$f = v.into(); } )* };
     }
     over!(r; name, channel_multiple, policy, latency_batch);
-    over!(r.training; epochs, batch_size, seed, threads, device, precision);
     over!(r.search; buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, criterion);
     if let Some(n) = a.warmup_epochs {
         r.search.weights_only_epochs = n;
@@ -129,7 +112,8 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     if let Some(n) = a.finetune_epochs {
         r.finetune.epochs = n;
     }
-    r.training.channels_last |= a.channels_last;
+    a.training.apply(&mut r.training);
+    a.input.apply(&mut r.input_shape, &mut r.input_layout, &mut r.bind);
     if a.model.is_some() {
         r.model = a.model.clone();
     }

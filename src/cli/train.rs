@@ -1,9 +1,10 @@
 //! `rlal train --recipe r.yaml [model.onnx] [flags]`: train an imported graph
 //! (no pruning) and write the trained ONNX. Defaults < recipe < flags.
-use super::{parse_dims, Failure};
+use super::args::{InputArgs, TrainingArgs};
+use super::Failure;
 use anyhow::Context;
-use rlal::analysis::{self, ImportOptions};
-use rlal::train::recipe::{DeviceKind, InsertBn, Recipe, ScheduleKind};
+use rlal::analysis;
+use rlal::train::recipe::Recipe;
 use rlal::train::{setup, trainer, Net};
 use std::path::PathBuf;
 
@@ -20,39 +21,8 @@ pub struct TrainArgs {
     /// Trained ONNX output file (overrides `output`).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
-    /// Epochs (overrides `training.epochs`).
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Batch size (overrides `training.batch-size`).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Base learning rate (overrides `training.lr`).
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Schedule (overrides `training.schedule`).
-    #[arg(long, value_enum)]
-    pub schedule: Option<ScheduleKind>,
-    /// Seed (overrides `training.seed`).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// libtorch threads (overrides `training.threads`).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Insert identity BN after convs lacking one (overrides `training.insert-bn`).
-    #[arg(long, value_enum)]
-    pub insert_bn: Option<InsertBn>,
-    /// Keep BN nodes in the exported model (overrides `training.keep-bn`).
-    #[arg(long)]
-    pub keep_bn: bool,
-    /// Device (overrides `training.device`).
-    #[arg(long, value_enum)]
-    pub device: Option<DeviceKind>,
-    /// Training arithmetic (overrides `training.precision`).
-    #[arg(long, value_enum)]
-    pub precision: Option<rlal::train::recipe::Precision>,
-    /// Channels-last layout (sets `training.channels-last`).
-    #[arg(long)]
-    pub channels_last: bool,
+    #[command(flatten)]
+    pub training: TrainingArgs,
     /// Checkpoint directory (overrides `checkpoint-dir`).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
@@ -62,9 +32,8 @@ pub struct TrainArgs {
     /// Metrics JSONL file (overrides `metrics`).
     #[arg(long)]
     pub metrics: Option<PathBuf>,
-    /// Fixed input size CxHxW (overrides `input-shape`).
-    #[arg(long, value_parser = parse_dims)]
-    pub input_shape: Option<Vec<usize>>,
+    #[command(flatten)]
+    pub input: InputArgs,
     /// Print the merged recipe and exit.
     #[arg(long)]
     pub show_recipe: bool,
@@ -78,13 +47,8 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
         Some(p) => Recipe::load(p).map_err(Failure::input)?,
         None => Recipe::default(),
     };
-    let t = &mut r.training;
-    macro_rules! over {
-        ($($f:ident),*) => { $( if let Some(v) = a.$f.clone() { t.$f = v.into(); } )* };
-    }
-    over!(epochs, batch_size, lr, schedule, seed, threads, insert_bn, device, precision);
-    t.channels_last |= a.channels_last;
-    t.keep_bn |= a.keep_bn;
+    a.training.apply(&mut r.training);
+    a.input.apply(&mut r.input_shape, &mut r.input_layout, &mut r.bind);
     for (dst, src) in [
         (&mut r.model, &a.model),
         (&mut r.data, &a.data),
@@ -95,9 +59,6 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
         if src.is_some() {
             *dst = src.clone();
         }
-    }
-    if a.input_shape.is_some() {
-        r.input_shape = a.input_shape.clone();
     }
     r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
     Ok(r)
@@ -125,14 +86,13 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     }
     let device = rec.training.device.device().map_err(Failure::input)?;
     let (mut g, mut an) =
-        analysis::import(&model, &ImportOptions { input_shape: rec.input_shape.clone() })
-            .map_err(Failure::input)?;
+        analysis::import(&model, &rec.import_options()).map_err(Failure::input)?;
     let recorded = super::model_preprocess(&model, &g.meta.props)?;
     let preprocess_line = rec.training.adopt_preprocess(recorded.as_ref());
     let r = &rec.training;
     let added = setup::apply_insert_bn(&mut g, &mut an, r.insert_bn, rec.input_shape.as_deref())
         .map_err(Failure::input)?;
-    let input = setup::input_dims(&g, &an)
+    let input = setup::model_input(&g, &an)
         .with_context(|| format!("{}: cannot train it", model.display()))
         .map_err(Failure::input)?;
     let classes = setup::num_classes(&g, &an);

@@ -17,12 +17,13 @@ use std::thread::JoinHandle;
 use super::{DataError, Dataset, Transform};
 use crate::rng::{Rng, Stream};
 
-/// A collated batch: `data` is NCHW `f32`, `labels` one `i64` per sample.
+/// A collated batch: `data` is NCHW `f32` (NHWC for a channels-last transform,
+/// [`Transform::layout`]), `labels` one `i64` per sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// `N*C*H*W` values, sample after sample.
     pub data: Vec<f32>,
-    /// `[N, C, H, W]`.
+    /// `[N, C, H, W]`, or `[N, H, W, C]` for a channels-last transform.
     pub shape: [usize; 4],
     /// Labels, `N` values.
     pub labels: Vec<i64>,
@@ -199,6 +200,10 @@ impl Loader {
     pub fn dataset(&self) -> &Arc<dyn Dataset> {
         &self.inner.ds
     }
+    /// The per-sample transform (normalisation, augmentation, layout).
+    pub fn transform(&self) -> &Transform {
+        &self.inner.tf
+    }
     /// The settings.
     pub fn config(&self) -> &LoaderConfig {
         &self.inner.cfg
@@ -342,9 +347,10 @@ impl Inner {
             self.tf.apply(&buf, shape, &mut rng, out);
             labels.push(label as i64);
         }
+        let [d0, d1, d2] = self.tf.out_dims(shape);
         Ok(Batch {
             data,
-            shape: [n, shape[0], shape[1], shape[2]],
+            shape: [n, d0, d1, d2],
             labels,
             indices: order[start..end].to_vec(),
             global,

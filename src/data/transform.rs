@@ -9,7 +9,11 @@
 //!    normalises to `(0 - mean) / std`. With `p = 0` nothing is drawn (identity).
 //! 2. flip: when enabled, one uniform draw `< 0.5` mirrors the image left-right.
 //! 3. normalise: `out = (x * scale - mean[c]) / std[c]`, `scale` default `1/255`.
+//! 4. layout: the sample is written CHW, or HWC for a model whose input is channels
+//!    last ([`Layout::Nhwc`], as TensorFlow exports): the one place where images
+//!    take the order the model expects.
 
+use crate::ir::Layout;
 use crate::rng::Rng;
 
 /// Per-channel normalisation `(x * scale - mean[c]) / std[c]`.
@@ -94,20 +98,31 @@ pub struct Transform {
     /// before the other augmentations; ignored by datasets stored at their size.
     #[serde(default)]
     pub random_resized_crop: Option<[f32; 2]>,
+    /// Order of each output sample: CHW (`nchw`) or HWC (`nhwc`).
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 impl Transform {
     /// No augmentation, only `normalize` (for evaluation).
     pub fn eval(normalize: Normalize) -> Self {
-        Transform { normalize, crop_pad: 0, hflip: false, random_resized_crop: None }
+        Transform::train(normalize, 0, false)
     }
     /// Pad-`pad` random crop + random flip + `normalize` (CIFAR-style training).
     pub fn train(normalize: Normalize, crop_pad: usize, hflip: bool) -> Self {
-        Transform { normalize, crop_pad, hflip, random_resized_crop: None }
+        Transform { normalize, crop_pad, hflip, random_resized_crop: None, layout: Layout::Nchw }
     }
     /// The same with ImageNet-style random-resized crops of area fraction `scale`.
     pub fn with_random_resized_crop(self, scale: Option<[f32; 2]>) -> Self {
         Transform { random_resized_crop: scale, ..self }
+    }
+    /// The same, writing samples in `layout` (the model's input layout).
+    pub fn with_layout(self, layout: Layout) -> Self {
+        Transform { layout, ..self }
+    }
+    /// Dims of an output sample for a `[C, H, W]` source.
+    pub fn out_dims(&self, chw: [usize; 3]) -> [usize; 3] {
+        self.layout.dims(chw)
     }
     /// `true` when the transform draws random numbers.
     pub fn is_random(&self) -> bool {
@@ -115,10 +130,27 @@ impl Transform {
     }
 
     /// Transforms one sample: `src` is `C*H*W` bytes (CHW) of `shape`, `out` must be
-    /// `C*H*W` floats. Randomness comes only from `rng` (see module docs for the draw
-    /// order). The caller validates `normalize` for `C` (the [`Loader`](super::Loader)
-    /// does); a length or shape mismatch here is a programming error and panics.
+    /// `C*H*W` floats, written in [`Transform::layout`]. Randomness comes only from
+    /// `rng` (see module docs for the draw order). The caller validates `normalize` for
+    /// `C` (the [`Loader`](super::Loader) does); a length or shape mismatch here is a
+    /// programming error and panics.
     pub fn apply(&self, src: &[u8], shape: [usize; 3], rng: &mut Rng, out: &mut [f32]) {
+        match self.layout {
+            Layout::Nchw => self.apply_chw(src, shape, rng, out),
+            Layout::Nhwc => {
+                let mut chw = vec![0f32; out.len()];
+                self.apply_chw(src, shape, rng, &mut chw);
+                let c = shape[0];
+                for (ch, plane) in chw.chunks_exact(shape[1] * shape[2]).enumerate() {
+                    for (p, &x) in plane.iter().enumerate() {
+                        out[p * c + ch] = x;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_chw(&self, src: &[u8], shape: [usize; 3], rng: &mut Rng, out: &mut [f32]) {
         let [c, h, w] = shape;
         assert_eq!(src.len(), c * h * w, "transform input size");
         assert_eq!(out.len(), c * h * w, "transform output size");
@@ -188,6 +220,22 @@ mod tests {
         );
         assert_eq!(out[0], 0.0);
         assert!((out[1] - 1.0).abs() < 1e-6 && (out[2] - 0.2).abs() < 1e-6);
+    }
+
+    #[test]
+    fn channels_last_writes_each_pixel_s_channels_together() {
+        let (src, shape) = (img(3, 2, 4), [3, 2, 4]);
+        let t = Transform::train(Normalize::default(), 1, true);
+        let (mut chw, mut hwc) = (vec![0f32; 24], vec![0f32; 24]);
+        t.apply(&src, shape, &mut Rng::new(7), &mut chw);
+        let t = t.with_layout(Layout::Nhwc);
+        t.apply(&src, shape, &mut Rng::new(7), &mut hwc);
+        assert_eq!(t.out_dims(shape), [2, 4, 3]);
+        for (c, y, x) in
+            (0..3).flat_map(|c| (0..2).flat_map(move |y| (0..4).map(move |x| (c, y, x))))
+        {
+            assert_eq!(hwc[(y * 4 + x) * 3 + c], chw[c * 8 + y * 4 + x]);
+        }
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub struct ModelMeta {
     /// The model's `metadata_props` (key, value) in file order; rlal's own keys
     /// (`rlal.*`, e.g. the input preprocessing: `data::Preprocess`) live here too.
     pub props: Vec<(String, String)>,
+    /// Layout of the image input (the first graph input), set at import
+    /// ([`crate::ir::inputs`]); what data is fed in, and what a pruned model keeps.
+    pub input_layout: super::Layout,
 }
 
 impl ModelMeta {

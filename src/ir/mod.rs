@@ -6,18 +6,21 @@
 //!   and how the op ties channel axes (the basis of channel groups, surgery and
 //!   the pruning cost model). Adding an op is adding one entry.
 //! * [`passes`]: named normalisation rewrites run at import.
+//! * [`inputs`]: the image input's layout (NCHW or NHWC), inputs bound to values.
 //! * [`bn`]: BatchNormalization passes: identity BN inserted for training, BN
 //!   folded into the convs for export.
 mod attr;
 pub mod bn;
 mod graph;
 pub mod infer;
+pub mod inputs;
 pub mod ops;
 pub mod passes;
 mod tensor;
 
 pub use attr::Attr;
 pub use graph::{fmt_shape, Dim, Graph, ModelMeta, Node, NodeId, Value, ValueId};
+pub use inputs::{InputLayout, Layout};
 pub use tensor::{DType, Data, Tensor};
 
 /// Errors of the IR layer; each names the node or value concerned.

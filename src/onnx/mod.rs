@@ -179,6 +179,7 @@ fn from_model(
             .into_iter()
             .map(|p| (p.key.unwrap_or_default(), p.value.unwrap_or_default()))
             .collect(),
+        input_layout: Default::default(),
     };
     if meta.opsets.is_empty() {
         return Err(invalid(path, "the model declares no opset_import".into()));

@@ -165,7 +165,7 @@ pub fn run(m: &Matrix, jobs: usize, progress: bool) -> Result<SuiteReport, Strin
             let mut r = r.clone();
             (r.macs_ratio, r.params_ratio, r.latency_ratio) = (Some(ratio), None, None);
             let (_, _, budget) =
-                super::run::prepare(&r, None, false).map_err(|e| format!("{g} at {ratio}: {e}"))?;
+                super::job::prepare(&r, None, false).map_err(|e| format!("{g} at {ratio}: {e}"))?;
             let budget = std::sync::Arc::new(budget);
             units.extend(m.scenarios.iter().map(|s| (g.as_str(), r.clone(), budget.clone(), *s)));
         }

@@ -21,8 +21,11 @@
 pub use super::best::Selection;
 use crate::agent::AgentConfig;
 pub use crate::agent::Overlap;
+use crate::analysis::ImportOptions;
+use crate::ir::InputLayout;
 use crate::train::recipe::{moved, parse_yaml, ScheduleKind, Training, MAX_EPOCHS};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// How the per-layer widths are chosen.
@@ -165,8 +168,15 @@ pub struct Recipe {
     pub model: Option<PathBuf>,
     /// Dataset directory (MNIST IDX, CIFAR binary or ImageFolder). Required.
     pub data: Option<PathBuf>,
-    /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
+    /// Fixed input size for graphs with dynamic H/W, in the model's order (CxHxW, HxWxC
+    /// for a channels-last model). Default: from the graph.
     pub input_shape: Option<Vec<usize>>,
+    /// Layout of the image input: `auto` (default: channels last when the input reaches
+    /// the first conv through a `Transpose` [0, 3, 1, 2], as tf2onnx exports), `nchw`, `nhwc`.
+    pub input_layout: InputLayout,
+    /// Graph inputs other than the images, bound to constants: `NAME: [v1, v2, …]` (the
+    /// input's declared shape, row-major). Default none.
+    pub bind: BTreeMap<String, Vec<f64>>,
     /// `rlal` (default), `uniform`, `random`, `l1-global`.
     pub policy: Policy,
     /// `scratch` (default: the paper's joint training from the model's weights as they
@@ -315,6 +325,8 @@ impl Default for Recipe {
             model: None,
             data: None,
             input_shape: None,
+            input_layout: InputLayout::Auto,
+            bind: BTreeMap::new(),
             policy: Policy::Rlal,
             start: Start::Scratch,
             macs_ratio: None,
@@ -338,6 +350,15 @@ fn bad(field: &str, why: impl std::fmt::Display) -> Result<(), String> {
 }
 
 impl Recipe {
+    /// How the model is imported: `input-shape`, `input-layout`, `bind`.
+    pub fn import_options(&self) -> ImportOptions {
+        ImportOptions {
+            input_shape: self.input_shape.clone(),
+            input_layout: self.input_layout,
+            bind: self.bind.clone(),
+        }
+    }
+
     /// Reads and checks a recipe; errors name the file, the field and the line.
     pub fn load(path: &Path) -> Result<Recipe, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;

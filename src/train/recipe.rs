@@ -18,8 +18,11 @@ use super::optim::SgdConfig;
 use super::schedule::Decay;
 use super::trainer::OptimConfig;
 use super::TrainError;
+use crate::analysis::ImportOptions;
 use crate::data::Workers;
+use crate::ir::InputLayout;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod moved;
@@ -240,8 +243,15 @@ pub struct Recipe {
     pub data: Option<PathBuf>,
     /// Where the trained ONNX is written. Default: `<model stem>_trained.onnx` in the working directory.
     pub output: Option<PathBuf>,
-    /// Fixed input size CxHxW for graphs with dynamic H/W. Default: from the graph.
+    /// Fixed input size for graphs with dynamic H/W, in the model's order (CxHxW, HxWxC
+    /// for a channels-last model). Default: from the graph.
     pub input_shape: Option<Vec<usize>>,
+    /// Layout of the image input: `auto` (default: channels last when the input reaches
+    /// the first conv through a `Transpose` [0, 3, 1, 2], as tf2onnx exports), `nchw`, `nhwc`.
+    pub input_layout: InputLayout,
+    /// Graph inputs other than the images, bound to constants: `NAME: [v1, v2, …]` (the
+    /// input's declared shape, row-major). Default none.
+    pub bind: BTreeMap<String, Vec<f64>>,
     /// Training images held out (class-balanced, never trained on). Default 0.
     pub holdout: usize,
     /// Checkpoint directory (a checkpoint per epoch); none by default.
@@ -270,6 +280,15 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
 }
 
 impl Recipe {
+    /// How the model is imported: `input-shape`, `input-layout`, `bind`.
+    pub fn import_options(&self) -> ImportOptions {
+        ImportOptions {
+            input_shape: self.input_shape.clone(),
+            input_layout: self.input_layout,
+            bind: self.bind.clone(),
+        }
+    }
+
     /// Reads a recipe; errors name the file, the field and the line.
     pub fn load(path: &Path) -> Result<Recipe, TrainError> {
         let text = std::fs::read_to_string(path).map_err(|e| TrainError::File {

@@ -4,11 +4,26 @@ use super::recipe::{InsertBn, Training};
 use super::TrainError;
 use crate::analysis::Analysis;
 use crate::data::{self, Loader, LoaderConfig, Normalize, Transform};
-use crate::ir::Graph;
+use crate::ir::{Graph, Layout};
 use std::path::Path;
 
-/// `[C, H, W]` of the graph input.
-pub fn input_dims(g: &Graph, a: &Analysis) -> Result<[usize; 3], TrainError> {
+/// The image input of a model: its non-batch dims in the model's order and its layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModelInput {
+    /// `[C, H, W]`, or `[H, W, C]` for a channels-last model.
+    pub dims: [usize; 3],
+    pub layout: Layout,
+}
+
+impl ModelInput {
+    /// `[C, H, W]` of the images.
+    pub fn chw(&self) -> [usize; 3] {
+        self.layout.chw(self.dims)
+    }
+}
+
+/// The graph input's dims and layout (the one import found or was told).
+pub fn model_input(g: &Graph, a: &Analysis) -> Result<ModelInput, TrainError> {
     let &i = g.inputs.first().ok_or_else(|| {
         TrainError::Graph("the model has no graph input to feed images to".into())
     })?;
@@ -19,11 +34,11 @@ pub fn input_dims(g: &Graph, a: &Analysis) -> Result<[usize; 3], TrainError> {
     let s = f.concrete(1);
     if s.len() != 4 {
         return Err(TrainError::Graph(format!(
-            "the graph input '{name}' has rank {}, expected NCHW",
+            "the graph input '{name}' has rank {}, expected images (NCHW or NHWC)",
             s.len()
         )));
     }
-    Ok([s[1], s[2], s[3]])
+    Ok(ModelInput { dims: [s[1], s[2], s[3]], layout: g.meta.input_layout })
 }
 
 /// Classes: the last dim of the first output, when fixed.
@@ -61,14 +76,15 @@ pub fn apply_insert_bn(
 }
 
 /// Train loader (minus `holdout` images, at most `training.train-samples`), holdout indices and
-/// test loader for a recipe's training settings.
+/// test loader for a recipe's training settings, giving batches in `model`'s layout.
 pub fn loaders(
     r: &Training,
     holdout: usize,
     dir: &Path,
-    input: [usize; 3],
+    model: ModelInput,
     classes: Option<usize>,
 ) -> Result<(Loader, Vec<usize>, Loader), TrainError> {
+    let input = model.chw();
     // Image folders are brought to the model's input size and channels.
     let resize = data::ResizeMode::CenterCrop { crop_fraction: r.crop_fraction };
     let opts = data::OpenOptions {
@@ -115,12 +131,13 @@ pub fn loaders(
         pair.train,
         train_idx,
         Transform::train(norm.clone(), r.crop_pad, r.hflip)
-            .with_random_resized_crop(r.random_resized_crop),
+            .with_random_resized_crop(r.random_resized_crop)
+            .with_layout(model.layout),
         cfg.clone(),
     )?;
     let test = Loader::all(
         pair.test,
-        Transform::eval(norm),
+        Transform::eval(norm).with_layout(model.layout),
         LoaderConfig { shuffle: false, batch_size: r.batch_size.max(256), ..cfg },
     )?;
     Ok((train, holdout, test))

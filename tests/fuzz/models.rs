@@ -53,7 +53,7 @@ fn model_pipeline(bytes: &[u8], path: &Path) -> Run {
         }
     }
     // `rlal eval`'s and `rlal prune`'s model loading: the input, the network, the budget.
-    if rlal::train::setup::input_dims(&g, &an).is_ok() {
+    if rlal::train::setup::model_input(&g, &an).is_ok() {
         let _ = rlal::train::Net::new(&g, &an, tch::Device::Cpu);
     }
     if let Ok(mut b) = rlal::agent::Budget::new(an.cost.clone(), an.layers.clone(), 0.5, 0.9) {

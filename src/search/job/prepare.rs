@@ -4,8 +4,8 @@
 use super::state::{open_metrics, CKPT};
 use super::{Job, RunOptions};
 use crate::agent::{Agent, Budget, Metric};
-use crate::analysis::{self, Analysis, ImportOptions};
-use crate::data::{Loader, LoaderConfig, Normalize, Transform};
+use crate::analysis::{self, Analysis};
+use crate::data::{Loader, LoaderConfig};
 use crate::ir::Graph;
 use crate::rng::{Rng, Stream};
 use crate::search::best::Incumbents;
@@ -41,20 +41,18 @@ pub fn search_data(
     device: tch::Device,
 ) -> Result<SearchData, SearchError> {
     let data = r.data.clone().ok_or_else(|| Input(anyhow!("no dataset")))?;
-    let dims = setup::input_dims(g, an).map_err(Input)?;
+    let model = setup::model_input(g, an).map_err(Input)?;
     let (train, holdout_idx, test) = setup::loaders(
         &r.training,
         r.search.reward_samples,
         &data,
-        dims,
+        model,
         setup::num_classes(g, an),
     )
     .map_err(Input)?;
-    let norm = Normalize {
-        scale: r.training.scale,
-        mean: r.training.mean.clone(),
-        std: r.training.std.clone(),
-    };
+    // The held-out and adaptive-BN images: the test split's transform (normalisation
+    // and the model's layout, no augmentation).
+    let eval = test.transform().clone();
     let hcfg = LoaderConfig {
         batch_size: r.search.reward_batch_size,
         shuffle: false,
@@ -64,14 +62,14 @@ pub fn search_data(
         prefetch: 4,
     };
     let holdout =
-        Loader::new(train.dataset().clone(), holdout_idx, Transform::eval(norm.clone()), hcfg)?;
+        Loader::new(train.dataset().clone(), holdout_idx, eval.clone(), hcfg)?;
     let recal = if r.search.reward_bn_samples > 0 {
         let idx: Vec<usize> = train.order(0).into_iter().take(r.search.reward_bn_samples).collect();
         let n = idx.len();
         let l = Loader::new(
             train.dataset().clone(),
             idx,
-            Transform::eval(norm),
+            eval,
             LoaderConfig {
                 batch_size: n.max(1),
                 shuffle: false,
@@ -85,7 +83,7 @@ pub fn search_data(
     } else {
         None
     };
-    Ok(SearchData { dims, train, holdout, test, recal })
+    Ok(SearchData { dims: model.dims, train, holdout, test, recal })
 }
 
 /// Whether ONNX Runtime can score the rewards on `device`: the engine may use it
@@ -153,7 +151,7 @@ pub fn prepare(
 ) -> Result<(Graph, Analysis, Budget), SearchError> {
     let model = r.model.clone().ok_or_else(|| Input(anyhow!("no model")))?;
     let (mut g, mut an) =
-        analysis::import(&model, &ImportOptions { input_shape: r.input_shape.clone() })?;
+        analysis::import(&model, &r.import_options())?;
     setup::apply_insert_bn(&mut g, &mut an, r.training.insert_bn, r.input_shape.as_deref())
         .map_err(Input)?;
     let bad_budget = |e: crate::agent::BudgetError| Input(anyhow!("{}: {e}", model.display()));
@@ -285,8 +283,7 @@ impl<'a> Job<'a> {
     fn measure_original(&self) -> Result<report::Figures, SearchError> {
         let r = self.r;
         let model = r.model.as_ref().ok_or_else(|| SearchError::Input(anyhow!("no model")))?;
-        let opts = ImportOptions { input_shape: r.input_shape.clone() };
-        let (g, _) = analysis::import(model, &opts).map_err(|e| SearchError::Input(e.into()))?;
+        let (g, _) = analysis::import(model, &r.import_options()).map_err(|e| SearchError::Input(e.into()))?;
         let batch = r.training.batch_size.clamp(1, 64);
         let (f, engine, n) = report::figures(&g, &self.test, self.dims, batch, r.training.threads)
             .with_context(|| format!("measuring the given model {}", model.display()))
