@@ -141,7 +141,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     let mut out_g = net.export().map_err(Failure::job)?;
     let folded = if r.keep_bn { 0 } else { rlal::ir::bn::fold_bn(&mut out_g) };
     let classes = classes.unwrap_or_else(|| test.dataset().num_classes());
-    out_g.meta.set_props(r.preprocess(input, classes).to_props());
+    out_g.meta.set_props(r.preprocess(input.chw(), classes).to_props());
     let output = rec.output.clone().unwrap_or_else(|| {
         let stem = model
             .file_name()

@@ -40,7 +40,8 @@ impl Job<'_> {
             crate::ir::bn::fold_bn(&mut unpruned);
         }
         // Both models record the preprocessing they were trained with (`rlal eval` reads it).
-        let pre = r.training.preprocess(self.dims, self.test.dataset().num_classes());
+        let pre =
+            r.training.preprocess(self.test.dataset().shape(), self.test.dataset().num_classes());
         out.meta.set_props(pre.to_props());
         unpruned.meta.set_props(pre.to_props());
         crate::onnx::save(&unpruned, &o.run_dir.join("unpruned.onnx"))

@@ -61,8 +61,7 @@ pub fn search_data(
         workers: setup::workers(r.training.workers, r.training.threads),
         prefetch: 4,
     };
-    let holdout =
-        Loader::new(train.dataset().clone(), holdout_idx, eval.clone(), hcfg)?;
+    let holdout = Loader::new(train.dataset().clone(), holdout_idx, eval.clone(), hcfg)?;
     let recal = if r.search.reward_bn_samples > 0 {
         let idx: Vec<usize> = train.order(0).into_iter().take(r.search.reward_bn_samples).collect();
         let n = idx.len();
@@ -150,8 +149,7 @@ pub fn prepare(
     progress: bool,
 ) -> Result<(Graph, Analysis, Budget), SearchError> {
     let model = r.model.clone().ok_or_else(|| Input(anyhow!("no model")))?;
-    let (mut g, mut an) =
-        analysis::import(&model, &r.import_options())?;
+    let (mut g, mut an) = analysis::import(&model, &r.import_options())?;
     setup::apply_insert_bn(&mut g, &mut an, r.training.insert_bn, r.input_shape.as_deref())
         .map_err(Input)?;
     let bad_budget = |e: crate::agent::BudgetError| Input(anyhow!("{}: {e}", model.display()));
@@ -283,7 +281,8 @@ impl<'a> Job<'a> {
     fn measure_original(&self) -> Result<report::Figures, SearchError> {
         let r = self.r;
         let model = r.model.as_ref().ok_or_else(|| SearchError::Input(anyhow!("no model")))?;
-        let (g, _) = analysis::import(model, &r.import_options()).map_err(|e| SearchError::Input(e.into()))?;
+        let (g, _) = analysis::import(model, &r.import_options())
+            .map_err(|e| SearchError::Input(e.into()))?;
         let batch = r.training.batch_size.clamp(1, 64);
         let (f, engine, n) = report::figures(&g, &self.test, self.dims, batch, r.training.threads)
             .with_context(|| format!("measuring the given model {}", model.display()))
