@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// One byte-level mutation of a data file.
-fn mutate_file(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
+pub(super) fn mutate_file(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
     let len = b.len().max(1);
     // Headers matter most: the first 16 bytes half of the time.
     let p = if rng.bernoulli(0.5) { rng.below_usize(16.min(len)) } else { rng.below_usize(len) };
