@@ -34,14 +34,8 @@ fn diverges_and_resumes(overlap: &str) {
     let lrs = "actor-lr: 1.0e8\n  critic-lr: 1.0e8\n  env-lr: 1.0e8\n";
     std::fs::write(&recipe, PRUNE.replace("LRS", lrs).replace("OVERLAP", overlap)).unwrap();
     let run = dir.path().join("run");
-    let (code, err) = rlal(&[
-        "prune",
-        "--recipe",
-        recipe.to_str().unwrap(),
-        "--run-dir",
-        run.to_str().unwrap(),
-        "-q",
-    ]);
+    let (r, d) = (recipe.to_str().unwrap(), run.to_str().unwrap());
+    let (code, err) = rlal(&["prune", "--recipe", r, "--run-dir", d, "-q"]);
     assert_eq!(code, 1, "{err}");
     let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
     assert!(line.contains("diverged"), "{err}");

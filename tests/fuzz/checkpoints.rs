@@ -3,7 +3,7 @@
 //! written before digests were recorded) so that damaged tensor files reach
 //! libtorch's reader, loaded and restored as a resume does.
 use super::data::mutate_file;
-use super::{cases, guarded, root, seed, Failures, Outcome, DEFAULT_CASES, LIMIT};
+use super::{cases, root, seed, Failures, DEFAULT_CASES};
 use rlal::analysis::{self, ImportOptions};
 use rlal::train::checkpoint::{self, State, TRAIN_STATE};
 use rlal::train::Net;
@@ -77,13 +77,7 @@ fn fuzz_checkpoints() {
             std::fs::write(&p, b).unwrap();
         }
         let p = dir.path().to_path_buf();
-        match guarded(move || resume(&p)) {
-            Outcome::Done(()) => {}
-            Outcome::Panic(m) => fails.add(case, &what.join(", "), format!("panicked: {m}"), None),
-            Outcome::Hang => {
-                fails.add(case, &what.join(", "), format!("ran longer than {LIMIT:?}"), None)
-            }
-        }
+        fails.run(case, &what.join(", "), move || resume(&p));
     }
     fails.check(n, t0);
 }

@@ -142,6 +142,15 @@ impl Failures {
         self.list.push(line);
     }
 
+    /// Runs case `case` ([`guarded`]), recording a panic or a hang under `what`.
+    fn run(&mut self, case: usize, what: &str, f: impl FnOnce() + Send + 'static) {
+        match guarded(f) {
+            Outcome::Done(()) => {}
+            Outcome::Panic(m) => self.add(case, what, format!("panicked: {m}"), None),
+            Outcome::Hang => self.add(case, what, format!("ran longer than {LIMIT:?}"), None),
+        }
+    }
+
     fn check(self, n: usize, t0: Instant) {
         eprintln!(
             "fuzz {}: {n} cases in {:.1}s, {} failures",
