@@ -49,9 +49,11 @@ fn main() {
         rlal::util::set_quiet(true);
     }
     if let Err(e) = cli::run(args) {
-        eprintln!("error: {prefix}{}", e.error);
+        // libtorch's C++ frames only with RUST_BACKTRACE=1.
+        let line = |m: &dyn std::fmt::Display| rlal::util::readable_error(&m.to_string());
+        eprintln!("error: {prefix}{}", line(&e.error));
         for cause in e.error.chain().skip(1) {
-            eprintln!("  cause: {cause}");
+            eprintln!("  cause: {}", line(&cause));
         }
         match rlal::dist::parallel() {
             // The other ranks would wait for this one in their next collective: end them all.

@@ -89,3 +89,41 @@ pub fn relative_hint(path: &Path, e: &std::io::Error) -> String {
         Err(_) => String::new(),
     }
 }
+
+/// A native library's error message (libtorch, ONNX Runtime) as one line a person can
+/// read: libtorch appends the C++ exception's origin and a stack of `frame #N:` lines to
+/// its message; those are dropped (kept with `RUST_BACKTRACE=1` or `full`), and what is
+/// left is joined into one line.
+pub fn readable_error(msg: &str) -> String {
+    if std::env::var("RUST_BACKTRACE").is_ok_and(|v| v == "1" || v == "full") {
+        return msg.to_string();
+    }
+    without_native_frames(msg)
+}
+
+fn without_native_frames(msg: &str) -> String {
+    let native = |l: &str| {
+        let l = l.trim_start();
+        l.starts_with("Exception raised from")
+            || l.starts_with("frame #")
+            || l.contains("(most recent call first)")
+    };
+    let kept: Vec<&str> =
+        msg.lines().take_while(|l| !native(l)).map(str::trim).filter(|l| !l.is_empty()).collect();
+    kept.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_native_frames as readable_error;
+
+    #[test]
+    fn libtorch_frames_are_dropped_and_the_message_is_one_line() {
+        let m = "Internal torch error: PytorchStreamReader failed reading zip archive: failed finding central directory\nException raised from valid at /pytorch/caffe2/serialize/inline_container.cc:236 (most recent call first):\nframe #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x98 (0x7f in libc10.so)\nframe #1: <unknown function> + 0x1 (0x7f in libtorch_cpu.so)\n";
+        assert_eq!(
+            readable_error(m),
+            "Internal torch error: PytorchStreamReader failed reading zip archive: failed finding central directory"
+        );
+        assert_eq!(readable_error("a\n  b\n"), "a b");
+    }
+}

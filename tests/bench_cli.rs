@@ -225,7 +225,17 @@ fn bench_agent_reports_regret_against_the_optimum() {
     assert_eq!(full["traces"].as_array().unwrap().len(), 6);
     assert_eq!(full["traces"][0]["epochs"].as_array().unwrap().len(), 8);
     for f in ["regret.svg", "rewards.svg"] {
-        assert!(std::fs::read_to_string(out_dir.join(f)).unwrap().contains("<svg"), "{f}");
+        let svg = std::fs::read_to_string(out_dir.join(f)).unwrap();
+        // The methods as the docs name them; tick labels that tell the ticks apart.
+        let texts = rlal::search::plot::svg_texts(&svg);
+        for m in ["RLAL", "random", "uniform"] {
+            assert!(texts.iter().any(|t| t == m), "{f}: no legend entry {m} in {texts:?}");
+        }
+        let ticks = rlal::search::plot::percent_ticks(&svg);
+        let mut uniq = ticks.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert!(ticks.len() >= 2 && uniq.len() == ticks.len(), "{f}: {ticks:?}");
     }
 }
 

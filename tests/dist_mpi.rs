@@ -10,36 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rlal");
-
-fn have_mpirun() -> bool {
-    let ok = Command::new("mpirun").arg("--version").output().is_ok_and(|o| {
-        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("Open MPI")
-    });
-    if !ok {
-        assert!(
-            std::env::var("RLAL_REQUIRE_MPI").as_deref() != Ok("1"),
-            "RLAL_REQUIRE_MPI=1 but Open MPI's mpirun is not installed (tools/setup.sh --mpi)"
-        );
-        eprintln!("skipping: Open MPI's mpirun is not installed (tools/setup.sh --mpi)");
-    }
-    ok
-}
-
-/// `mpirun -np n rlal args...` (as root, oversubscribed: 2-core machines).
-fn mpirun(n: usize, args: &[&str]) -> Command {
-    let mut c = Command::new("mpirun");
-    c.args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", &n.to_string()])
-        .arg(BIN)
-        .args(args)
-        .env("OMPI_MCA_btl", "self,vader,tcp")
-        .env("OMPI_MCA_btl_vader_single_copy_mechanism", "none");
-    c
-}
-
-fn out(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+mod common;
+use common::{have_mpirun, mpirun, out, rank_pids, weights, BIN};
 
 const TRAIN: &str = "model: graphs/mnist_cnn.onnx\ndata: data/mnist5k\nholdout: 0\ntraining:\n  epochs: 2\n  batch-size: 48\n  lr: 0.05\n  insert-bn: off\n  train-samples: 400\n  mean: [0.1307]\n  std: [0.3081]\n  threads: 1\n  workers: 0\n  eval-every: 0\n";
 
@@ -65,13 +37,7 @@ fn train(dir: &Path, ranks: usize) -> (Vec<(String, Vec<f32>)>, Vec<serde_json::
     }
     .unwrap();
     assert!(o.status.success(), "{} ranks: {}", ranks, out(&o));
-    let g = rlal::onnx::load(&onnx).unwrap();
-    let mut w: Vec<(String, Vec<f32>)> = g
-        .values
-        .iter()
-        .filter_map(|v| v.init.as_ref().and_then(|t| t.to_f32()).map(|t| (v.name.clone(), t)))
-        .collect();
-    w.sort_by(|a, b| a.0.cmp(&b.0));
+    let w = weights(&onnx);
     let m = std::fs::read_to_string(&metrics)
         .unwrap()
         .lines()
@@ -152,29 +118,6 @@ fn two_rank_prune_runs_end_to_end() {
     assert!(out(&o).contains("resumed with 3"), "{}", out(&o));
 }
 
-/// PIDs of the ranks of a job whose command line contains `tag`.
-fn rank_pids(tag: &str) -> Vec<(u32, usize)> {
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if !cmd.contains(tag) || !cmd.starts_with(BIN) {
-            continue;
-        }
-        let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let env = String::from_utf8_lossy(&env).to_string();
-        if let Some(r) = env
-            .split('\0')
-            .find_map(|kv| kv.strip_prefix("OMPI_COMM_WORLD_RANK="))
-            .and_then(|r| r.parse().ok())
-        {
-            v.push((pid, r));
-        }
-    }
-    v
-}
-
 /// Starts a 2-rank prune of many epochs, waits for its first checkpoint, sends `signal`
 /// to rank 1 and returns the job's output (it must end within `limit`).
 fn disturb_rank(
@@ -200,11 +143,15 @@ fn disturb_rank(
         std::thread::sleep(Duration::from_millis(200));
     }
     let tag = run.to_str().unwrap().to_string();
-    let pid = rank_pids(&tag).into_iter().find(|&(_, r)| r == 1).expect("rank 1 runs").0;
+    let pid = rank_pids(&tag, "OMPI_COMM_WORLD_RANK")
+        .into_iter()
+        .find(|&(_, r)| r == 1)
+        .expect("rank 1 runs")
+        .0;
     Command::new("kill").args([signal, &pid.to_string()]).status().unwrap();
     let t1 = Instant::now();
     let o = child.wait_with_output().unwrap();
-    for (pid, _) in rank_pids(&tag) {
+    for (pid, _) in rank_pids(&tag, "OMPI_COMM_WORLD_RANK") {
         // Never leave a stopped rank behind, whatever the launcher did.
         let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
     }

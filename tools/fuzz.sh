@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Mutation fuzzing at scale: N model cases (recipes: 2N, datasets: N/5) of
-# tests/fuzz/ in release, with the seed from RLAL_FUZZ_SEED (default 15).
+# Mutation fuzzing at scale: N model cases (recipes: 2N, datasets: N/5,
+# checkpoints: N/40) of tests/fuzz/ in release, with the seed from RLAL_FUZZ_SEED (default 15).
 #   tools/fuzz.sh 100000                 # every fuzz target
-#   tools/fuzz.sh 100000 fuzz_models     # one target
+#   tools/fuzz.sh 100000 fuzz_models     # one target (fuzz_models, fuzz_recipes,
+#                                        # fuzz_datasets, fuzz_checkpoints)
 # Failing cases are written to target/fuzz-failures/ for replay. rlal itself is
 # built with overflow checks (as in the debug profile, where arithmetic overflow
 # panics), its dependencies as in any release build.

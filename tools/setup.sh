@@ -11,6 +11,10 @@
 #   tools/setup.sh --mpi     also Open MPI (Debian's openmpi-bin, apt-get as root) for
 #                            multi-process runs (mpirun -np N rlal ...) and their tests;
 #                            rlal loads libmpi at run time, so the build never needs it.
+#   tools/setup.sh --slurm   also a single-node Slurm cluster on this machine (Debian's
+#                            slurmctld, slurmd, slurm-client, munge, libpmix-dev; apt-get
+#                            as root; daemons started directly, no systemd) for
+#                            `srun --mpi=pmix` / `sbatch` runs and their tests. Implies --mpi.
 #   tools/setup.sh --ref     also the reference venv (.venv-ref: full torch +
 #                            torchvision + onnx) used by tools/make_graphs.py and the
 #                            PyTorch reference benchmarks. ~5 GB, not needed to build.
@@ -37,12 +41,14 @@ CUDA_CUPTI=nvidia-cuda-cupti==13.0.85
 WANT_REF=0
 WANT_FASHION=0
 WANT_MPI=0
+WANT_SLURM=0
 for a in "$@"; do
   case "$a" in
     --ref) WANT_REF=1 ;;
     --fashion-mnist) WANT_FASHION=1 ;;
     --mpi) WANT_MPI=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    --slurm) WANT_SLURM=1; WANT_MPI=1 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "setup: unknown option '$a' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -162,6 +168,90 @@ if [ "$WANT_MPI" = 1 ]; then
     apt_install openmpi-bin || exit 1
   fi
   say "Open MPI: $(mpirun --version 2>/dev/null | head -1)"
+fi
+
+if [ "$WANT_SLURM" = 1 ]; then
+  # A one-node cluster: slurmctld and slurmd on this machine, started directly (no
+  # systemd), root as SlurmUser, PMIx for `srun --mpi=pmix` (Open MPI aborts in MPI_Init
+  # under `--mpi=none`). slurmd loads the pmix plugin at start, which needs libpmix's
+  # unversioned library from libpmix-dev: every package is installed before any daemon
+  # starts. Daemons already running are left alone (their pid files say which).
+  [ "$(id -u)" = 0 ] || { echo "setup: --slurm runs the Slurm daemons as root: run it as root" >&2; exit 1; }
+  if ! { command -v slurmctld && command -v slurmd && command -v srun && command -v munged \
+         && ls /usr/lib/x86_64-linux-gnu/libpmix.so /usr/lib/*/libpmix.so; } >/dev/null 2>&1; then
+    say "installing Slurm (slurmctld slurmd slurm-client munge libpmix-dev, apt-get)"
+    apt_install slurmctld slurmd slurm-client munge libpmix-dev || exit 1
+  fi
+  running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+  # Daemons started here are listed (pid, name) in .slurm-started, for the caller to stop
+  # by process id (tools/test.sh does, at its end).
+  start_daemon() { # PIDFILE NAME COMMAND...: starts a daemon unless its pid file names a live one
+    local pidfile=$1 name=$2 i; shift 2
+    running "$pidfile" && return 0
+    say "starting $name"
+    "$@"
+    for i in $(seq 1 50); do running "$pidfile" && break; sleep 0.2; done
+    running "$pidfile" || { echo "setup: $name did not start (see /var/log/slurm/, /var/log/munge/)" >&2; exit 1; }
+    echo "$(cat "$pidfile") $name" >> "$ROOT/.slurm-started"
+  }
+  # munge: the key the package made (or one made here), the daemon as user munge.
+  if [ ! -s /etc/munge/munge.key ]; then
+    mungekey --create --keyfile=/etc/munge/munge.key 2>/dev/null \
+      || dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
+  fi
+  mkdir -p /run/munge /var/log/munge /var/lib/munge
+  chown munge:munge /etc/munge /etc/munge/munge.key /run/munge /var/log/munge /var/lib/munge
+  chmod 0400 /etc/munge/munge.key
+  start_daemon /run/munge/munged.pid munged runuser -u munge -- /usr/sbin/munged
+  HOST=$(hostname -s)
+  CPUS=$(nproc); [ "$CPUS" -ge 2 ] || CPUS=2
+  mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
+  cat > /etc/slurm/slurm.conf.rlal <<CONF
+# Written by rlal's tools/setup.sh --slurm: one node, this machine.
+ClusterName=rlal
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+StateSaveLocation=/var/spool/slurmctld
+SlurmdSpoolDir=/var/spool/slurmd
+SlurmctldPidFile=/run/slurmctld.pid
+SlurmdPidFile=/run/slurmd.pid
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+ReturnToService=2
+SlurmdParameters=config_overrides
+KillWait=5
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS State=UNKNOWN
+PartitionName=rlal Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONF
+  if ! cmp -s /etc/slurm/slurm.conf.rlal /etc/slurm/slurm.conf; then
+    mv /etc/slurm/slurm.conf.rlal /etc/slurm/slurm.conf
+    # A changed configuration: daemons started from the old one reread it.
+    running /run/slurmctld.pid && scontrol reconfigure >/dev/null 2>&1 || true
+  else
+    rm -f /etc/slurm/slurm.conf.rlal
+  fi
+  start_daemon /run/slurmctld.pid slurmctld slurmctld
+  start_daemon /run/slurmd.pid slurmd slurmd
+  # The node answers within seconds; one that a previous run left down is resumed.
+  for i in $(seq 1 30); do
+    st=$(sinfo -h -n "$HOST" -o %T 2>/dev/null | head -n1 || true)
+    case "$st" in
+      idle*|mixed*|allocated*|completing*) break ;;
+      down*|drain*|fail*) scontrol update NodeName="$HOST" State=RESUME >/dev/null 2>&1 || true ;;
+    esac
+    sleep 1
+  done
+  case "$st" in
+    idle*|mixed*|allocated*|completing*) say "Slurm: node $HOST $st ($CPUS CPUs), $(sinfo --version)" ;;
+    *) echo "setup: the Slurm node $HOST is '$st' after 30 s (see /var/log/slurm/)" >&2; exit 1 ;;
+  esac
 fi
 
 if [ "$WANT_FASHION" = 1 ]; then

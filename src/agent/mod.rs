@@ -305,6 +305,43 @@ pub struct UpdateStats {
     pub entropy: f64,
 }
 
+/// The first non-finite value of the agent's learning: the network concerned, what
+/// became non-finite, and the recipe field that sets its step size.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("the agent's {network} diverged: its {what} became {value}; lower `{field}` in the recipe")]
+pub struct Diverged {
+    pub network: &'static str,
+    pub what: &'static str,
+    pub value: f64,
+    pub field: &'static str,
+}
+
+/// Ok when `value` is finite; the [`Diverged`] naming `network`, `what` and `field` otherwise.
+fn finite(
+    network: &'static str,
+    what: &'static str,
+    value: f64,
+    field: &'static str,
+) -> Result<(), Diverged> {
+    match value.is_finite() {
+        true => Ok(()),
+        false => Err(Diverged { network, what, value, field }),
+    }
+}
+
+/// Ok when every variable of `vs` is finite (checked after an epoch's updates).
+fn finite_vars(
+    vs: &tch::nn::VarStore,
+    network: &'static str,
+    field: &'static str,
+) -> Result<(), Diverged> {
+    let bad = vs.variables().values().find(|t| !crate::train::all_finite(t)).is_some();
+    match bad {
+        false => Ok(()),
+        true => Err(Diverged { network, what: "weights", value: f64::NAN, field }),
+    }
+}
+
 fn stack(rows: &[&[f32]]) -> Tensor {
     let d = rows.first().map_or(0, |r| r.len()) as i64;
     let flat: Vec<f32> = rows.iter().flat_map(|r| r.iter().copied()).collect();
@@ -478,12 +515,14 @@ impl Agent {
         }
     }
 
-    /// Environment-model and SAC updates from replay batches.
-    pub fn update(&mut self, rng: &mut Rng) -> UpdateStats {
+    /// Environment-model and SAC updates from replay batches; stops at the first
+    /// non-finite reward, loss, temperature or weight ([`Diverged`]).
+    pub fn update(&mut self, rng: &mut Rng) -> Result<UpdateStats, Diverged> {
         let mut st = UpdateStats::default();
         if self.replay.len() < self.cfg.batch_size.min(self.replay.capacity) {
-            return st;
+            return Ok(st);
         }
+        finite("temperature", "entropy coefficient α", self.sac.cfg.alpha, "agent.alpha")?;
         let norm = match self.cfg.reward_norm {
             RewardNorm::Epoch => Some(RewardScale::of(&self.replay)),
             RewardNorm::Raw => None,
@@ -499,6 +538,10 @@ impl Agent {
                 .iter()
                 .map(|t| norm.as_ref().map_or(t.reward, |nm| nm.apply(t.reward, t.epoch)))
                 .collect();
+            if let Some(&bad) = rewards.iter().find(|r| !r.is_finite()) {
+                // Rewards are measured on the jointly trained weights.
+                finite("replay buffer", "episode reward", bad as f64, "training.lr")?;
+            }
             let r = Tensor::from_slice(&rewards).view([-1, 1]);
             // The environment model predicts the episode's reward at every layer; the
             // critics see it where the credit rule puts it.
@@ -517,14 +560,22 @@ impl Agent {
                 Tensor::from_slice(&batch.iter().map(|t| t.done as u8 as f32).collect::<Vec<_>>())
                     .view([-1, 1]);
             let epochs: Vec<usize> = batch.iter().map(|t| t.epoch).collect();
-            st.env_loss += self.env.train_step(&s, &a, &r, &epochs) / n as f64;
+            let env_loss = self.env.train_step(&s, &a, &r, &epochs);
+            finite("environment model", "loss", env_loss, "agent.env-lr")?;
             let z = tch::no_grad(|| self.env.z_for(&epochs));
             let l = self.sac.update(&sac::Batch { s, a, r: r_sac, s2, done, z }, rng);
+            finite("critic", "loss", l.critic, "agent.critic-lr")?;
+            finite("actor", "loss", l.actor, "agent.actor-lr")?;
+            finite("actor", "policy entropy", l.entropy, "agent.actor-lr")?;
+            st.env_loss += env_loss / n as f64;
             st.critic_loss += l.critic / n as f64;
             st.actor_loss += l.actor / n as f64;
             st.entropy += l.entropy / n as f64;
         }
-        st
+        finite_vars(&self.sac.actor_vs, "actor", "agent.actor-lr")?;
+        finite_vars(&self.sac.critic_vs, "critic", "agent.critic-lr")?;
+        finite_vars(&self.env.vs, "environment model", "agent.env-lr")?;
+        Ok(st)
     }
 }
 
@@ -746,7 +797,7 @@ mod tests {
             let ep = a.episode(&b, e, &mut rng, Explore::Random);
             a.remember(&ep, 0.5 + 0.1 * e as f32);
         }
-        a.update(&mut rng);
+        a.update(&mut rng).unwrap();
         let saved: std::collections::HashMap<String, Tensor> =
             a.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
         let mut b2 = Agent::new(
@@ -763,7 +814,7 @@ mod tests {
             b2.episode(&b, 2, &mut r2, Explore::Policy),
         );
         assert_eq!(e1.kept, e2.kept);
-        let (s1, s2) = (a.update(&mut r1), b2.update(&mut r2));
+        let (s1, s2) = (a.update(&mut r1).unwrap(), b2.update(&mut r2).unwrap());
         assert_eq!(s1.critic_loss, s2.critic_loss);
         assert_eq!(s1.env_loss, s2.env_loss);
     }

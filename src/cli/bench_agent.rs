@@ -214,8 +214,8 @@ pub fn run(a: AgentBenchArgs) -> Result<(), Failure> {
     for s in &rep.summaries {
         let per: Vec<String> = s.final_regret.iter().map(|x| format!("{:.2}", 100.0 * x)).collect();
         println!(
-            "| {:?} | {:.2} | {} | {} / {} | {} | {}/{} |",
-            s.method,
+            "| {} | {:.2} | {} | {} / {} | {} | {}/{} |",
+            s.method.label(),
             100.0 * s.median_final_regret,
             per.join(" "),
             pts(s.mean_reward_first_agent_epochs),

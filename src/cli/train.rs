@@ -105,7 +105,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
     net.set_compute(r.precision, r.channels_last);
     if !a.quiet {
         eprintln!(
-            "training {} on {} ({} train images, {} held out, {} test) for {} epochs on {:?}{}",
+            "training {} on {} ({} train images, {} held out, {} test) for {} epochs on {:?}, {}{}",
             model.display(),
             data.display(),
             train.num_samples(),
@@ -113,6 +113,7 @@ pub fn run(a: TrainArgs) -> Result<(), Failure> {
             test.num_samples(),
             r.epochs,
             device,
+            rlal::dist::summary(device),
             if added > 0 {
                 format!(", {added} BatchNormalization inserted")
             } else {

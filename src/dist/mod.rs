@@ -67,6 +67,33 @@ pub fn launched() -> Option<(usize, usize, usize)> {
         .or_else(|| triple("PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"))
 }
 
+/// The launcher that started this process (`mpirun`, `srun`, `PMI`), as [`launched`] reads it.
+pub fn launcher() -> Option<&'static str> {
+    let set = |k: &str| std::env::var_os(k).is_some();
+    if set("OMPI_COMM_WORLD_SIZE") {
+        Some("mpirun")
+    } else if set("SLURM_STEP_ID") && set("SLURM_PROCID") {
+        Some("srun")
+    } else if set("PMI_SIZE") {
+        Some("PMI")
+    } else {
+        None
+    }
+}
+
+/// The job as a start line names it: "world size 2 (srun, backend MPI)" for a job of
+/// 2 ranks launched by `srun` whose tensors on `device` are reduced over MPI;
+/// "world size 1 (no launcher)" for a plain process.
+pub fn summary(device: tch::Device) -> String {
+    match (world(), launcher()) {
+        (Some(w), Some(l)) => {
+            let backend = if device.is_cuda() && !w.mpi_only { "NCCL" } else { "MPI" };
+            format!("world size {} ({l}, backend {backend})", w.size)
+        }
+        _ => "world size 1 (no launcher)".into(),
+    }
+}
+
 /// Processes the launcher started on this node (1 when not launched).
 pub fn local_size() -> usize {
     let num = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok());

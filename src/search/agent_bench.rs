@@ -30,6 +30,18 @@ pub fn method_name(m: Method) -> String {
     serde_json::to_value(m).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
 }
 
+impl Method {
+    /// The method's name as the docs and tables write it (legends, progress lines).
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Rlal => "RLAL",
+            Method::NoEnvModel => "w/o EE",
+            Method::Random => "random",
+            Method::Uniform => "uniform",
+        }
+    }
+}
+
 /// One epoch of one run.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct EpochStat {
@@ -74,7 +86,7 @@ pub fn run(
     opt_final: &Optimum,
     method: Method,
     seed: u64,
-) -> Trace {
+) -> Result<Trace, String> {
     let last = r.training.epochs.max(1) - 1;
     let mut cfg = r.agent.clone();
     cfg.env_model &= method != Method::NoEnvModel;
@@ -127,7 +139,9 @@ pub fn run(
             row.best_reward = rewards.iter().copied().reduce(f64::max);
             row.mean_macs = Some(macs.iter().sum::<f64>() / macs.len() as f64);
             if phase == Phase::Agent && matches!(method, Method::Rlal | Method::NoEnvModel) {
-                row.entropy = Some(agent.update(&mut rng).entropy);
+                let st =
+                    agent.update(&mut rng).map_err(|e| format!("agent epoch {}: {e}", t + 1))?;
+                row.entropy = Some(st.entropy);
                 row.alpha = Some(agent.sac.cfg.alpha);
                 let g = agent.episode(budget, t, &mut Rng::new(0), Explore::Greedy);
                 row.greedy_reward = Some(surface.value(t, &g.kept));
@@ -144,14 +158,14 @@ pub fn run(
             .rescore(r.training.epochs, |kept| Ok::<_, ()>(sr.reward(kept, &mut noise)))
             .unwrap_or(false);
     let final_kept = inc.best().map(|b| b.kept.clone()).unwrap_or(uniform);
-    Trace {
+    Ok(Trace {
         method,
         seed,
         epochs: rows,
         final_regret: regret(&final_kept),
         final_kept,
         final_choice_changed: changed,
-    }
+    })
 }
 
 /// Summary of one method over the seeds.
@@ -293,11 +307,12 @@ pub fn bench(
         let first = traces.len();
         for &m in methods {
             let ts = std::time::Instant::now();
-            let tr = run(r, budget, &surface, &opt, m, seed);
+            let tr = run(r, budget, &surface, &opt, m, seed)
+                .map_err(|e| format!("seed {seed} {}: {e}", m.label()))?;
             if progress {
                 eprintln!(
-                    "seed {seed} {:?}: final regret {:.2} points ({:.1} s)",
-                    m,
+                    "seed {seed} {}: final regret {:.2} points ({:.1} s)",
+                    m.label(),
                     100.0 * tr.final_regret,
                     ts.elapsed().as_secs_f64()
                 );
@@ -365,7 +380,7 @@ pub fn write(dir: &std::path::Path, rep: &BenchReport) -> anyhow::Result<()> {
         rep.summaries
             .iter()
             .zip(colors.iter().cycle())
-            .map(|(s, &c)| (format!("{:?}", s.method), c, per_epoch(s.method, f)))
+            .map(|(s, &c)| (s.method.label().to_string(), c, per_epoch(s.method, f)))
             .collect()
     };
     super::plot::lines(
@@ -417,8 +432,8 @@ mod tests {
             3,
         );
         let opt = optimum(&b, &s, r.training.epochs - 1).unwrap();
-        let agent = run(&r, &b, &s, &opt, Method::Rlal, 3);
-        let random = run(&r, &b, &s, &opt, Method::Random, 3);
+        let agent = run(&r, &b, &s, &opt, Method::Rlal, 3).unwrap();
+        let random = run(&r, &b, &s, &opt, Method::Random, 3).unwrap();
         let uniform =
             opt.value - s.value(r.training.epochs - 1, &crate::search::reward::uniform_kept(&b));
         // Policy episodes beat random ones on the same surface at the same epochs...

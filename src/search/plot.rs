@@ -2,7 +2,9 @@
 //! and mean episode reward per epoch, like the paper's Fig. 2),
 //! `accuracy.svg` (train/test accuracy of the joint phase and of fine-tuning)
 //! and `layers.svg` (kept-channel ratio per layer of the best policy).
-//! Written atomically (temporary file, then rename).
+//! Written atomically (temporary file, then rename). Tick labels carry the
+//! decimals the axis needs (no two alike); series are named as the docs name
+//! the methods (RLAL, w/o EE, random, uniform).
 use super::report::{EpochRow, LayerChoice};
 use anyhow::{anyhow, Context};
 use plotters::prelude::*;
@@ -16,6 +18,23 @@ pub(crate) type Series = (String, RGBColor, Vec<(f64, f64)>);
 fn finish(path: &Path, svg: String) -> anyhow::Result<()> {
     crate::util::write_atomic(path, svg.as_bytes())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Tick labels plotters draws at most (its default for each axis).
+const Y_LABELS: usize = 10;
+
+/// The fewest decimals (of `scale * v`) that tell the tick values of `lo..hi` with at
+/// most `n` ticks apart: no two labels alike, however narrow the range.
+pub(crate) fn tick_decimals(lo: f64, hi: f64, n: usize, scale: f64) -> usize {
+    use plotters::coord::ranged1d::Ranged;
+    let ticks = plotters::coord::types::RangedCoordf64::from(lo..hi).key_points(n);
+    (0..8)
+        .find(|&d| {
+            let mut l: Vec<String> = ticks.iter().map(|v| format!("{:.d$}", scale * v)).collect();
+            l.dedup();
+            l.len() == ticks.len()
+        })
+        .unwrap_or(8)
 }
 
 pub(crate) fn lines(
@@ -54,13 +73,16 @@ pub(crate) fn lines(
             .map_err(|e| anyhow!("{e}"))?;
         // The x axes count epochs: whole numbers, at most one label per epoch.
         let x_labels = ((x1 - x0).round() as usize + 1).min(12);
+        let (xd, yd) =
+            (tick_decimals(x0, x1, x_labels, 1.0), tick_decimals(y0, y1, Y_LABELS, 100.0));
         chart
             .configure_mesh()
             .x_desc(xlabel)
             .y_desc(ylabel)
             .x_labels(x_labels)
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{:.0}%", 100.0 * v))
+            .y_labels(Y_LABELS)
+            .x_label_formatter(&|v| format!("{v:.xd$}"))
+            .y_label_formatter(&|v| format!("{:.yd$}%", 100.0 * v))
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
         for (name, color, data) in series {
@@ -178,4 +200,64 @@ pub fn write_layers(dir: &Path, layers: &[LayerChoice]) -> anyhow::Result<()> {
         root.present().map_err(|e| anyhow!("{e}"))?;
     }
     finish(&dir.join("layers.svg"), svg)
+}
+
+/// The text of every `<text>` element of an SVG rlal wrote (tick labels, axis
+/// descriptions, title, legend), in document order.
+pub fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| t.split_once('>').and_then(|(_, rest)| rest.split_once("</text>")))
+        .map(|(text, _)| {
+            text.trim()
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&amp;", "&")
+        })
+        .collect()
+}
+
+/// The y-axis tick labels of a [`lines`] plot (the texts that end in `%`).
+pub fn percent_ticks(svg: &str) -> Vec<String> {
+    svg_texts(svg).into_iter().filter(|t| t.ends_with('%')).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plot(ys: &[f64]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.svg");
+        let pts: Vec<(f64, f64)> =
+            ys.iter().enumerate().map(|(i, &y)| ((i + 1) as f64, y)).collect();
+        let shifted: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x, y + 0.001)).collect();
+        lines(
+            &p,
+            "t",
+            "epoch",
+            "regret",
+            &[("RLAL".into(), RED, pts), ("w/o EE".into(), BLUE, shifted)],
+        )
+        .unwrap();
+        std::fs::read_to_string(p).unwrap()
+    }
+
+    #[test]
+    fn tick_labels_carry_the_precision_the_range_needs() {
+        // A narrow range (4.3% to 5.2%) read "5% 5% 4% 4%" with whole percents.
+        for ys in [&[0.043, 0.047, 0.052][..], &[0.5, 0.5004, 0.5011], &[0.1, 0.6, 0.9]] {
+            let svg = plot(ys);
+            let ticks = percent_ticks(&svg);
+            assert!(ticks.len() >= 3, "{ys:?}: {ticks:?}");
+            let mut uniq = ticks.clone();
+            uniq.sort();
+            uniq.dedup();
+            assert_eq!(uniq.len(), ticks.len(), "{ys:?}: two equal labels in {ticks:?}");
+            let texts = svg_texts(&svg);
+            assert!(texts.iter().any(|t| t == "RLAL") && texts.iter().any(|t| t == "w/o EE"));
+        }
+        assert!(percent_ticks(&plot(&[0.1, 0.6, 0.9])).iter().all(|t| !t.contains('.')));
+    }
 }

@@ -405,7 +405,24 @@ fn recalibrate_masked(net: &mut Net, x: &Tensor) -> Result<Vec<Tensor>, TrainErr
     net.set_bn_momentum(Some(0.0));
     let r = tch::no_grad(|| net.forward_t(x, true));
     net.set_bn_momentum(None);
-    r.map(|_| saved)
+    let _batch_stats = r?;
+    match finite_bn_stats(net) {
+        Ok(()) => Ok(saved),
+        Err(e) => {
+            restore_bn_stats(net, saved);
+            Err(e)
+        }
+    }
+}
+
+/// Ok when the BatchNormalization statistics a re-calibration estimated are finite.
+fn finite_bn_stats(net: &Net) -> Result<(), TrainError> {
+    match net.bn_running_stats().iter().all(crate::train::all_finite) {
+        true => Ok(()),
+        false => Err(TrainError::Graph(
+            "BN re-calibration: the re-estimated BatchNormalization statistics are not finite (the weights they were measured on diverged); lower `training.lr` in the recipe".into(),
+        )),
+    }
 }
 
 /// Puts back the statistics [`recalibrate_masked`] saved.
@@ -570,7 +587,7 @@ impl Frozen {
     /// One train-mode forward without gradients on `x`: the BN running statistics become `x`'s.
     fn recalibrate(net: &Net, x: &Tensor) -> Result<(), TrainError> {
         let _batch_stats = tch::no_grad(|| net.forward_t(x, true))?;
-        Ok(())
+        finite_bn_stats(net)
     }
 }
 

@@ -271,7 +271,7 @@ fn agent_updates(
 ) -> Result<Updates, SearchError> {
     fill_replay_as_in_last_agent_epoch(r, budget, &mut s.agent, &mut s.rng);
     let tu = Instant::now();
-    let _ = s.agent.update(&mut s.rng);
+    s.agent.update(&mut s.rng).map_err(job)?;
     let updates_s = tu.elapsed().as_secs_f64();
     let overlap = r.agent.overlap.resolve(w.step.device);
     let beside = if overlap {
@@ -463,8 +463,7 @@ fn updates_beside_training(
                 tch::set_num_threads(threads as i32);
             }
             let tu = Instant::now();
-            let _ = agent.update(rng);
-            tu.elapsed().as_secs_f64()
+            agent.update(rng).map(|_| tu.elapsed().as_secs_f64())
         });
         let trained = (|| -> Result<usize, SearchError> {
             let (mut batches, mut images) = (0usize, 0usize);
@@ -488,7 +487,8 @@ fn updates_beside_training(
         (trained, h.join())
     });
     let wall = t0.elapsed().as_secs_f64();
-    let updates = joined.map_err(|_| job(anyhow::anyhow!("the agent updates panicked")))?;
+    let updates =
+        joined.map_err(|_| job(anyhow::anyhow!("the agent updates panicked")))?.map_err(job)?;
     let images = trained?;
     Ok(Beside {
         train_images_per_s: images as f64 / wall,

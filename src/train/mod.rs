@@ -44,9 +44,28 @@ pub enum TrainError {
     File { path: String, msg: String },
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// The training loss became non-finite; `field` is the recipe's learning rate.
+    #[error("the loss became {value} at epoch {epoch} step {step}; lower the learning rate (`{field}` in the recipe)")]
+    Diverged { value: f64, epoch: usize, step: usize, field: &'static str },
+}
+
+/// Whether every element of `t` is finite (a NaN or an infinity is not).
+pub fn all_finite(t: &tch::Tensor) -> bool {
+    tch::no_grad(|| t.isfinite().all().int64_value(&[]) != 0)
 }
 
 impl TrainError {
+    /// A [`TrainError::Diverged`] names `field` as the learning rate to lower
+    /// (fine-tuning: `finetune.lr`); other errors are returned as they are.
+    pub fn lr_field(self, field: &'static str) -> TrainError {
+        match self {
+            TrainError::Diverged { value, epoch, step, .. } => {
+                TrainError::Diverged { value, epoch, step, field }
+            }
+            e => e,
+        }
+    }
+
     pub fn node(n: &crate::ir::Node, msg: impl Into<String>) -> TrainError {
         TrainError::Node { node: n.label(), msg: msg.into() }
     }

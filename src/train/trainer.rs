@@ -268,11 +268,12 @@ impl Trainer {
             let b = b?;
             let out = self.step_batch(net, &b, extra.as_deref_mut())?;
             if !out.loss.is_finite() {
-                return Err(TrainError::Graph(format!(
-                    "the loss became {} at epoch {} step {bi}; lower the learning rate",
-                    out.loss,
-                    epoch + 1
-                )));
+                return Err(TrainError::Diverged {
+                    value: out.loss,
+                    epoch: epoch + 1,
+                    step: bi,
+                    field: "training.lr",
+                });
             }
             let n = b.labels.len();
             s.lr = out.lr;

@@ -1,11 +1,11 @@
 //! Datasets: corrupted MNIST IDX and CIFAR binary files, image folders with garbage.
-use super::{cases, guarded, seed, Failures, Outcome, DEFAULT_CASES, LIMIT};
+use super::{cases, seed, Failures, DEFAULT_CASES};
 use rlal::rng::Rng;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// One byte-level mutation of a data file.
-fn mutate_file(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
+pub(super) fn mutate_file(b: &mut Vec<u8>, rng: &mut Rng) -> &'static str {
     let len = b.len().max(1);
     // Headers matter most: the first 16 bytes half of the time.
     let p = if rng.bernoulli(0.5) { rng.below_usize(16.min(len)) } else { rng.below_usize(len) };
@@ -185,13 +185,7 @@ fn fuzz_datasets() {
             std::fs::write(f, b).unwrap();
         }
         let p = dir.path().to_path_buf();
-        match guarded(move || data_pipeline(&p)) {
-            Outcome::Done(()) => {}
-            Outcome::Panic(m) => fails.add(case, &what.join(", "), format!("panicked: {m}"), None),
-            Outcome::Hang => {
-                fails.add(case, &what.join(", "), format!("ran longer than {LIMIT:?}"), None)
-            }
-        }
+        fails.run(case, &what.join(", "), move || data_pipeline(&p));
     }
     fails.check(n, t0);
 }

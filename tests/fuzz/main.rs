@@ -12,11 +12,15 @@
 //! * Recipes: random edits of `recipes/*.yaml` through both recipe parsers.
 //! * Datasets: truncated or corrupted MNIST IDX and CIFAR binary files, image
 //!   folders with garbage files, opened and read through `rlal::data`.
+//! * Checkpoints: the two kept checkpoints of `rlal train --checkpoint-dir` (states
+//!   and tensor files) corrupted, some without their digests, loaded and restored
+//!   as a resume does.
 //!
 //! Each case runs in its own thread under `catch_unwind` with a time limit.
-//! `RLAL_FUZZ_CASES` (model cases; recipes and datasets scale with it) and
+//! `RLAL_FUZZ_CASES` (model cases; recipes, datasets and checkpoints scale with it) and
 //! `RLAL_FUZZ_SEED` scale up or vary a run (`tools/fuzz.sh N`); a failing case
 //! is written to `target/fuzz-failures/` to be replayed.
+mod checkpoints;
 mod data;
 mod models;
 mod recipes;
@@ -27,7 +31,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// Model cases of a plain `cargo test` (recipes: twice as many, datasets: a fifth):
+/// Model cases of a plain `cargo test` (recipes: twice as many, datasets: a fifth,
+/// checkpoints: a fortieth):
 /// about a minute in the debug test profile on 2 cores.
 const DEFAULT_CASES: usize = 4000;
 
@@ -135,6 +140,15 @@ impl Failures {
         }
         eprintln!("{line}");
         self.list.push(line);
+    }
+
+    /// Runs case `case` ([`guarded`]), recording a panic or a hang under `what`.
+    fn run(&mut self, case: usize, what: &str, f: impl FnOnce() + Send + 'static) {
+        match guarded(f) {
+            Outcome::Done(()) => {}
+            Outcome::Panic(m) => self.add(case, what, format!("panicked: {m}"), None),
+            Outcome::Hang => self.add(case, what, format!("ran longer than {LIMIT:?}"), None),
+        }
     }
 
     fn check(self, n: usize, t0: Instant) {

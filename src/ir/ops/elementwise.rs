@@ -159,8 +159,8 @@ impl OpDef for Clip {
         let x = cx.x(0)?;
         // ReLU6 / ReLU kernels (one-pass backward, as PyTorch's modules) for the common bounds.
         Ok(vec![match (lo, hi) {
-            (Some(a), Some(b)) if a == 0.0 && b == 6.0 => e.act(Act::Relu6, x, cx.inplace)?,
-            (Some(a), None) if a == 0.0 => e.act(Act::Relu, x, cx.inplace)?,
+            (Some(0.0), Some(6.0)) => e.act(Act::Relu6, x, cx.inplace)?,
+            (Some(0.0), None) => e.act(Act::Relu, x, cx.inplace)?,
             (None, None) => x,
             (lo, hi) => e.clamp(x, lo, hi)?,
         }])

@@ -35,8 +35,15 @@ struct Trained {
     seconds: f64,
 }
 
-/// The agent updates' statistics and seconds, and the wait for them after training.
-type Updated = Option<((crate::agent::UpdateStats, f64), f64)>;
+/// The agent updates' outcome and seconds, and the wait for them after training.
+type Updated = Option<((Result<crate::agent::UpdateStats, crate::agent::Diverged>, f64), f64)>;
+
+/// The error of agent updates that diverged after epoch `epoch` of the run in `run_dir`:
+/// the run stops there, its last checkpoint (the epoch before) stays in place.
+fn diverged(run_dir: &std::path::Path, epoch: usize, e: crate::agent::Diverged) -> SearchError {
+    let d = run_dir.display();
+    SearchError::Job(anyhow!("agent updates of epoch {epoch}: {e} ({d}/recipe.yaml), then `rlal prune --resume {d}` continues from the last good checkpoint"))
+}
 
 /// An epoch's architectures, with the agent's episode where there is one.
 type Episodes = Vec<(Vec<usize>, Option<Episode>)>;
@@ -151,6 +158,7 @@ impl Job<'_> {
         let ((st, secs), wait) = updated.ok_or_else(|| {
             anyhow!("the agent updates of epoch {} failed (thread panicked)", pd.row.epoch)
         })?;
+        let st = st.map_err(|e| diverged(&self.o.run_dir, pd.row.epoch, e))?;
         let mut row = pd.row;
         row.set_updates(&st, secs, self.r.agent.env_model, self.agent.sac.cfg.alpha);
         row.update_overlapped = true;
@@ -238,7 +246,8 @@ impl Job<'_> {
             return Ok(true);
         }
         let tu = Instant::now();
-        let st = self.agent.update(&mut self.rng);
+        let st =
+            self.agent.update(&mut self.rng).map_err(|e| diverged(&self.o.run_dir, t + 1, e))?;
         row.set_updates(
             &st,
             tu.elapsed().as_secs_f64(),

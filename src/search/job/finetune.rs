@@ -48,7 +48,8 @@ impl Job<'_> {
                 progress: o.progress,
                 seed: Stream::Finetune.seed(r.training.seed),
             };
-            trainer::train(&mut net, &self.train, Some(&self.test), &cfg)?;
+            trainer::train(&mut net, &self.train, Some(&self.test), &cfg)
+                .map_err(|e| e.lr_field("finetune.lr"))?;
         }
         Ok(Tuned { net, seconds: t_ft.elapsed().as_secs_f64() })
     }

@@ -53,6 +53,9 @@ impl CheckpointState for SearchState {
     fn graph(&self) -> &str {
         &self.graph
     }
+    fn epoch(&self) -> usize {
+        self.epoch
+    }
 }
 
 /// Restores the joint phase from `dir` (None: no checkpoint there).
