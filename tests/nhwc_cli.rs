@@ -211,8 +211,8 @@ fn a_channels_last_model_trains_prunes_and_keeps_its_interface() {
     let (code, out, err) = rlal(&[
         "train",
         "graphs/resnet_nhwc_mnist.onnx",
-        "--recipe",
-        recipe.to_str().unwrap(),
+        "--data",
+        "data/mnist5k",
         "--epochs",
         "1",
         "-o",
