@@ -54,7 +54,9 @@ fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
 }
 
 fn parse_list(key: &str, v: &str) -> Result<Vec<f32>, String> {
-    v.split(',').map(|x| parse(key, x)).collect()
+    v.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>().map_err(|_| {
+        format!("metadata key '{key}': '{v}' is not a comma-separated list of numbers")
+    })
 }
 
 impl Preprocess {
