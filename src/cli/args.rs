@@ -154,3 +154,56 @@ mod tests {
         assert!(parse_dims("3x0").is_err());
     }
 }
+
+/// `--scale`, `--mean`, `--std`: the input normalisation of `--data`, each flag over what
+/// the model records (`rlal::data::Preprocess`), over the defaults (1/255, 0, 1).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct NormArgs {
+    /// Raw-pixel multiplier (default: the model's recorded preprocessing, else 1/255).
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Per-channel means, comma-separated (default: the model's record, else 0).
+    #[arg(long, value_delimiter = ',')]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviations, comma-separated (default: the model's record, else 1).
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+}
+
+impl NormArgs {
+    /// Whether any of the three flags was given.
+    pub fn given(&self) -> bool {
+        self.scale.is_some() || self.mean.is_some() || self.std.is_some()
+    }
+
+    /// The normalisation to run `model` with: each flag given, else the model's recorded
+    /// preprocessing, else the defaults (said on stderr: an accuracy may then be wrong).
+    pub fn resolve(
+        &self,
+        model: &std::path::Path,
+        recorded: Option<&rlal::data::Preprocess>,
+    ) -> rlal::data::Normalize {
+        let base = match recorded {
+            Some(p) => {
+                if !self.given() {
+                    eprintln!("preprocessing from the model's metadata: {}", p.describe());
+                }
+                p.normalize.clone()
+            }
+            None => {
+                if !self.given() {
+                    eprintln!(
+                        "warning: {} records no input preprocessing; guessing scale 1/255, mean 0, std 1 (give --scale/--mean/--std if it was trained otherwise)",
+                        model.display()
+                    );
+                }
+                rlal::data::Normalize::default()
+            }
+        };
+        rlal::data::Normalize {
+            scale: self.scale.unwrap_or(base.scale),
+            mean: self.mean.clone().unwrap_or(base.mean),
+            std: self.std.clone().unwrap_or(base.std),
+        }
+    }
+}

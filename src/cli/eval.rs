@@ -31,18 +31,8 @@ pub struct EvalArgs {
     /// Split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
-    /// Pixel scale before normalisation (default: the model's recorded preprocessing,
-    /// else 1/255).
-    #[arg(long)]
-    pub scale: Option<f32>,
-    /// Per-channel mean, comma-separated (default: the model's recorded preprocessing,
-    /// else 0).
-    #[arg(long, value_delimiter = ',')]
-    pub mean: Option<Vec<f32>>,
-    /// Per-channel std, comma-separated (default: the model's recorded preprocessing,
-    /// else 1).
-    #[arg(long, value_delimiter = ',')]
-    pub std: Option<Vec<f32>>,
+    #[command(flatten)]
+    pub norm: super::args::NormArgs,
     /// Batch size.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
@@ -127,7 +117,7 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
     data::check_input(&*ds, chw)
         .with_context(|| format!("the data does not fit model {}", a.model.display()))
         .map_err(Failure::input)?;
-    let norm = super::normalize(&a.model, recorded.as_ref(), a.scale, &a.mean, &a.std);
+    let norm = a.norm.resolve(&a.model, recorded.as_ref());
     let loader = Loader::all(
         ds,
         Transform::eval(norm).with_layout(input.layout),

@@ -70,18 +70,9 @@ pub struct ExportArgs {
     /// Evaluate at most this many samples of `--data` (default: all).
     #[arg(long)]
     pub samples: Option<usize>,
-    /// Raw-pixel multiplier for `--data` (default: the model's recorded preprocessing,
-    /// else 1/255). Given with `--mean`/`--std`, it is recorded in the written model.
-    #[arg(long)]
-    pub scale: Option<f32>,
-    /// Per-channel means for `--data`, comma-separated (default: the model's recorded
-    /// preprocessing, else 0).
-    #[arg(long, value_delimiter = ',')]
-    pub mean: Option<Vec<f32>>,
-    /// Per-channel standard deviations for `--data`, comma-separated (default: the
-    /// model's recorded preprocessing, else 1).
-    #[arg(long, value_delimiter = ',')]
-    pub std: Option<Vec<f32>>,
+    /// The normalisation of `--data`; given, it is recorded in the written model.
+    #[command(flatten)]
+    pub norm: super::args::NormArgs,
     /// Batch size N of the second latency measurement (the first is batch 1) and of `--data`.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -384,9 +375,8 @@ impl RunFiles {
 /// (imported as `g`) records, else the defaults.
 fn with_normalize(mut a: ExportArgs, model: &Path, g: &Graph) -> Result<ExportArgs, Failure> {
     let recorded = super::model_preprocess(model, &g.meta.props)?;
-    let given = a.scale.is_some() || a.mean.is_some() || a.std.is_some();
-    if a.data.is_some() || given {
-        a.normalize = Some(super::normalize(model, recorded.as_ref(), a.scale, &a.mean, &a.std));
+    if a.data.is_some() || a.norm.given() {
+        a.normalize = Some(a.norm.resolve(model, recorded.as_ref()));
     }
     Ok(a)
 }
@@ -394,8 +384,7 @@ fn with_normalize(mut a: ExportArgs, model: &Path, g: &Graph) -> Result<ExportAr
 /// Records the preprocessing given on the command line (or by the run's recipe) in
 /// the written model `out`; without flags it keeps what the source model recorded.
 fn record_preprocess(a: &ExportArgs, g: &Graph, an: &Analysis, out: &mut Graph) {
-    let given = a.scale.is_some() || a.mean.is_some() || a.std.is_some();
-    let (Some(norm), true) = (&a.normalize, given) else { return };
+    let (Some(norm), true) = (&a.normalize, a.norm.given()) else { return };
     let Ok(input) = rlal::train::setup::model_input(g, an) else { return };
     let pre = rlal::data::Preprocess {
         normalize: norm.clone(),
@@ -416,9 +405,9 @@ fn record_preprocess(a: &ExportArgs, g: &Graph, an: &Analysis, out: &mut Graph) 
 fn run_defaults(a: &mut ExportArgs, recipe: &rlal::search::Recipe) -> ImportOptions {
     if a.data.is_none() {
         a.data = recipe.data.clone().filter(|d| d.is_dir());
-        a.scale = Some(recipe.training.scale);
-        a.mean = Some(recipe.training.mean.clone());
-        a.std = Some(recipe.training.std.clone());
+        a.norm.scale = Some(recipe.training.scale);
+        a.norm.mean = Some(recipe.training.mean.clone());
+        a.norm.std = Some(recipe.training.std.clone());
     }
     let mut o = ImportOptions { bind: Default::default(), ..recipe.import_options() };
     a.input.apply(&mut o.input_shape, &mut o.input_layout, &mut o.bind);

@@ -82,40 +82,6 @@ pub fn model_preprocess(
         .map_err(|e| Failure::input(anyhow::anyhow!("{}: {e}", model.display())))
 }
 
-/// The normalisation to run `model` with: each flag given, else the model's recorded
-/// preprocessing, else the defaults (said on stderr: an accuracy may then be wrong).
-pub fn normalize(
-    model: &std::path::Path,
-    recorded: Option<&rlal::data::Preprocess>,
-    scale: Option<f32>,
-    mean: &Option<Vec<f32>>,
-    std: &Option<Vec<f32>>,
-) -> rlal::data::Normalize {
-    let given = scale.is_some() || mean.is_some() || std.is_some();
-    let base = match recorded {
-        Some(p) => {
-            if !given {
-                eprintln!("preprocessing from the model's metadata: {}", p.describe());
-            }
-            p.normalize.clone()
-        }
-        None => {
-            if !given {
-                eprintln!(
-                    "warning: {} records no input preprocessing; guessing scale 1/255, mean 0, std 1 (give --scale/--mean/--std if it was trained otherwise)",
-                    model.display()
-                );
-            }
-            rlal::data::Normalize::default()
-        }
-    };
-    rlal::data::Normalize {
-        scale: scale.unwrap_or(base.scale),
-        mean: mean.clone().unwrap_or(base.mean),
-        std: std.clone().unwrap_or(base.std),
-    }
-}
-
 #[cfg(test)]
 #[path = "flags_tests.rs"]
 mod flags_tests;
