@@ -39,6 +39,27 @@ pub fn without_bn(g: &Graph) -> Vec<(NodeId, ValueId)> {
         .collect()
 }
 
+/// Whether node `n` is a batch normalisation with exactly the parameters [`insert_bn`]
+/// gives (scale 1, bias 0, mean 0, variance `v` with `v + eps == 1`): one that no data
+/// has touched yet.
+pub fn at_identity(g: &Graph, n: NodeId) -> bool {
+    let node = &g.nodes[n];
+    if !ops::is(node, |op| op.is_batch_norm()) {
+        return false;
+    }
+    let Ok(eps) = node.attr_float("epsilon", 1e-5) else { return false };
+    let all = |slot: usize, want: f32| {
+        node.inputs
+            .get(slot)
+            .copied()
+            .flatten()
+            .and_then(|v| g.values[v].init.as_ref())
+            .and_then(|t| t.as_f32())
+            .is_some_and(|x| x.iter().all(|&e| e == want))
+    };
+    all(1, 1.0) && all(2, 0.0) && all(3, 0.0) && all(4, identity_var(eps))
+}
+
 /// Adds identity BatchNormalization after convs lacking one; returns how many.
 pub fn insert_bn(g: &mut Graph, facts: &Facts) -> usize {
     let mut todo = Vec::new();

@@ -184,9 +184,9 @@ pub struct Recipe {
     /// the report's first row, "original model"). With `pretrained`, the fields the
     /// recipe leaves out default to fine-tuning values: `search.weights-only-epochs` 0,
     /// `training.lr` 0.001 (0.01 diverged to NaN in the first epoch on a trained
-    /// ResNet-20 with its BN folded), `training.lr-warmup-epochs` 0, `training.insert-bn`
-    /// off (no identity BatchNormalization added to a model whose BN was folded: it would
-    /// change what the trained weights compute).
+    /// ResNet-20 with its BN folded), `training.lr-warmup-epochs` 0; BatchNormalization
+    /// inserted by `training.insert-bn` after convs lacking one starts at the data's
+    /// statistics, so it computes the identity ([`crate::train::bn_init`]).
     pub start: Start,
     /// Target MACs / MACs of the unpruned model, in (0, 1) (the paper's budget).
     /// Exactly one of `macs-ratio`, `params-ratio` and `latency-ratio` is required.
@@ -378,7 +378,7 @@ impl Recipe {
 
     /// The fine-tuning defaults of `start: pretrained` for the fields `text` leaves out.
     fn pretrained_defaults(&mut self, text: &str) {
-        use crate::train::recipe::{yaml_has, InsertBn};
+        use crate::train::recipe::yaml_has;
         if !yaml_has(text, "search", "weights-only-epochs") {
             self.search.weights_only_epochs = 0;
         }
@@ -387,9 +387,6 @@ impl Recipe {
         }
         if !yaml_has(text, "training", "lr-warmup-epochs") {
             self.training.lr_warmup_epochs = 0.0;
-        }
-        if !yaml_has(text, "training", "insert-bn") {
-            self.training.insert_bn = InsertBn::Off;
         }
     }
 

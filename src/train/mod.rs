@@ -9,6 +9,7 @@
 //! * [`optim`] (SGD with momentum/Nesterov/weight decay, checkpointable),
 //!   [`schedule`] (step/cosine with warm-up), [`trainer`] (epochs, eval,
 //!   metrics JSONL, checkpoints), [`checkpoint`], [`recipe`] (YAML).
+pub mod bn_init;
 pub mod checkpoint;
 pub mod cuda;
 pub mod exec;

@@ -266,7 +266,28 @@ impl Net {
 
     /// Runs the graph; returns every graph output. `train` selects BN batch statistics.
     pub fn forward_all(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>, TrainError> {
+        Ok(self.run(x, train, &[])?.0)
+    }
+
+    /// Runs the graph; returns every graph output and the values `keep` names (in that
+    /// order; `None` where a value was not computed).
+    pub fn forward_capture(
+        &self,
+        x: &Tensor,
+        train: bool,
+        keep: &[ValueId],
+    ) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>), TrainError> {
+        self.run(x, train, keep)
+    }
+
+    fn run(
+        &self,
+        x: &Tensor,
+        train: bool,
+        keep: &[ValueId],
+    ) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>), TrainError> {
         let g = &self.graph;
+        let mut kept: Vec<Option<Tensor>> = keep.iter().map(|_| None).collect();
         let mut env: Vec<Option<Tensor>> =
             self.base.iter().map(|t| t.as_ref().map(|t| t.shallow_clone())).collect();
         let x = x.to_device(self.device);
@@ -316,17 +337,27 @@ impl Net {
                 }
             }
             for &v in &self.frees[n] {
-                env[v] = None;
+                let t = env[v].take();
+                if let Some(k) = keep.iter().position(|&w| w == v) {
+                    kept[k] = t;
+                }
             }
         }
-        g.outputs
+        for (k, &v) in keep.iter().enumerate() {
+            if kept[k].is_none() {
+                kept[k] = env[v].as_ref().map(Tensor::shallow_clone);
+            }
+        }
+        let outs = g
+            .outputs
             .iter()
             .map(|&o| {
                 env[o].take().ok_or_else(|| {
                     TrainError::Graph(format!("output '{}' was not computed", g.values[o].name))
                 })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((outs, kept))
     }
 
     /// The first graph output (the logits).

@@ -15,11 +15,11 @@ use crate::search::report;
 use crate::search::reward::{self, RewardSet};
 use crate::search::{Input, SearchError};
 use crate::train::trainer::{self, Trainer};
-use crate::train::{setup, Net};
+use crate::train::{bn_init, setup, Net};
 use anyhow::{anyhow, Context};
 use std::path::Path;
 use std::time::Instant;
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 /// The data of a search: the weight-training images, the held-out reward subset (eval
 /// transform, never trained on), the test split, and for adaptive BN a fixed batch of
@@ -216,6 +216,30 @@ fn write_run_dir(r: &Recipe, o: &RunOptions, budget: &Budget, table: &Path) -> a
         .context("writing recipe.yaml")
 }
 
+/// `start: pretrained`: BN inserted after the given convs starts at its input's statistics
+/// on the recalibration images (or the first training batch, the same on every rank), so
+/// the given model keeps its function in train mode too ([`bn_init::data_identity_bn`]).
+fn start_inserted_bn(
+    net: &Net,
+    train: &Loader,
+    recal: Option<&Tensor>,
+    device: Device,
+    progress: bool,
+) -> Result<(), SearchError> {
+    let x = match recal {
+        Some(x) => x.shallow_clone(),
+        None => trainer::batch_on(&train.batch(0, 0).map_err(Input)?, device).0,
+    };
+    let n = bn_init::data_identity_bn(net, &x).map_err(|e| SearchError::Job(e.into()))?;
+    if progress && n > 0 {
+        eprintln!(
+            "pretrained start: {n} BatchNormalization inserted after convs without one, set to the identity on the data's statistics ({} images)",
+            x.size()[0]
+        );
+    }
+    Ok(())
+}
+
 impl<'a> Job<'a> {
     /// Imports the model, checks the budget, opens the data, builds the network, its
     /// trainer and the agent, and restores them from a checkpoint on `--resume`.
@@ -228,9 +252,12 @@ impl<'a> Job<'a> {
         }
         let device = r.training.device.device().map_err(Input)?;
         let SearchData { dims, train, holdout, test, recal } = search_data(r, &g, &an, device)?;
+        let mut net = Net::new(&g, &an, device).context("building the network").map_err(Input)?;
+        if r.start == Start::Pretrained {
+            start_inserted_bn(&net, &train, recal.as_ref(), device, o.progress)?;
+        }
         // Data-parallel ranks train on their shares of every global batch.
         let train = trainer::shard(train).map_err(Input)?;
-        let mut net = Net::new(&g, &an, device).context("building the network").map_err(Input)?;
         net.set_compute(r.training.precision, r.training.channels_last);
         let tr = Trainer::new(&net, &r.training.optim(), r.training.epochs, train.num_batches());
         let recal_x = recal.as_ref().map(Tensor::shallow_clone);
