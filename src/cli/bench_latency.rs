@@ -5,7 +5,7 @@
 //! of what pruning can give and where the time goes.
 use super::Failure;
 use anyhow::Context;
-use rlal::validate::{self, latency, profile, Runner};
+use rlal::validate::{latency, profile, Runner};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -67,11 +67,9 @@ pub fn run(a: LatencyBenchArgs) -> Result<(), Failure> {
             input_dims(&g).with_context(|| path.display().to_string()).map_err(Failure::input)?;
         let bytes = rlal::onnx::to_bytes(&g);
         // Sessions that do not spin-wait, so one model's threads never slow the next run.
-        let runner: Box<dyn Runner> = Box::new(
-            validate::ort::OrtModel::timing(&bytes, a.threads)
-                .with_context(|| format!("loading {} in ONNX Runtime", path.display()))
-                .map_err(Failure::job)?,
-        );
+        let runner = latency::quiet_ort(&bytes, a.threads)
+            .with_context(|| format!("loading {} in ONNX Runtime", path.display()))
+            .map_err(Failure::job)?;
         loaded.push((name.clone(), bytes, dims, runner));
     }
     let mut reports = Vec::new();

@@ -1,22 +1,12 @@
 //! `rlal eval model.onnx --data DIR [--engine tch|ort|tract]`: classification accuracy
-//! of an ONNX model on a dataset split, through any [`Runner`].
+//! of an ONNX model on a dataset split, through any engine ([`rlal::validate::Engine`]).
 use super::{args::InputArgs, Failure};
 use anyhow::Context;
 use rlal::analysis;
 use rlal::data::{self, Loader, LoaderConfig, Split, Transform};
-use rlal::train::{setup, Net};
-use rlal::validate::{tract::TractModel, Runner, ValidateError};
+use rlal::train::setup;
+use rlal::validate::{Engine, EngineOptions, Ep, ValidateError};
 use std::path::PathBuf;
-
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum Engine {
-    /// rlal's libtorch executor.
-    Tch,
-    /// ONNX Runtime (falls back to tract, with a warning, when libonnxruntime cannot be loaded).
-    Ort,
-    /// tract (pure Rust).
-    Tract,
-}
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -42,7 +32,7 @@ pub struct EvalArgs {
     /// ONNX Runtime execution provider (`--engine ort`). `cuda` needs a CUDA build of
     /// ONNX Runtime (the `onnxruntime-gpu` wheel's library in ORT_DYLIB_PATH); no fallback.
     #[arg(long, value_enum, default_value = "cpu")]
-    pub ep: rlal::validate::ort::Ep,
+    pub ep: Ep,
     /// Device of the tch engine (`--engine tch`).
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: rlal::train::recipe::DeviceKind,
@@ -75,14 +65,14 @@ struct Report {
 }
 
 pub fn run(a: EvalArgs) -> Result<(), Failure> {
-    if a.ep != rlal::validate::ort::Ep::Cpu {
+    if a.ep != Ep::Cpu {
         if !matches!(a.engine, Engine::Ort) {
             return Err(Failure::input(anyhow::anyhow!(
                 "--ep {} applies to --engine ort only",
                 a.ep.name()
             )));
         }
-        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::ort::check_ep(a.ep) {
+        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::check_ep(a.ep) {
             return Err(Failure::input(anyhow::Error::from(e)));
         }
     }
@@ -124,23 +114,16 @@ pub fn run(a: EvalArgs) -> Result<(), Failure> {
         LoaderConfig { batch_size: a.batch.max(1), shuffle: false, ..Default::default() },
     )
     .map_err(Failure::input)?;
-    let mut runner: Box<dyn Runner> = match a.engine {
-        Engine::Tch => {
-            if a.threads > 0 {
-                tch::set_num_threads(a.threads as i32);
-            }
-            Box::new(Net::new(&g, &an, device).map_err(Failure::input)?)
-        }
-        Engine::Ort => rlal::validate::open(&rlal::onnx::to_bytes(&g), a.threads, a.ep)
-            .map_err(Failure::job)?,
-        Engine::Tract => {
-            Box::new(TractModel::from_bytes(&rlal::onnx::to_bytes(&g)).map_err(Failure::job)?)
+    let job_or_input = |e: ValidateError| {
+        if e.is_input() {
+            Failure::input(e)
+        } else {
+            Failure::job(e)
         }
     };
-    let acc = rlal::validate::accuracy(runner.as_mut(), &loader).map_err(|e| match e {
-        ValidateError::Data(e) => Failure::input(e),
-        e => Failure::job(e),
-    })?;
+    let o = EngineOptions { threads: a.threads, ep: a.ep, device };
+    let mut runner = a.engine.open(&g, &an, o).map_err(job_or_input)?;
+    let acc = rlal::validate::accuracy(runner.as_mut(), &loader).map_err(job_or_input)?;
     let (correct, n, secs, batches) = (acc.correct, acc.samples, acc.seconds, acc.batches);
     let r = Report {
         model: a.model.display().to_string(),

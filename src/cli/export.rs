@@ -10,8 +10,9 @@ use rlal::analysis::{self, Analysis, ImportOptions};
 use rlal::ir::Graph;
 use rlal::ir::Layout;
 use rlal::rewrite::{rank, surgery, Criterion, Plan};
-use rlal::validate::latency::{self, Latency};
-use rlal::validate::{tract::TractModel, Runner, ValidateError};
+use rlal::validate::compare::{self, Check, Comparison, Model, Setup, Timing};
+use rlal::validate::latency::Latency;
+use rlal::validate::{Ep, ValidateError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -89,7 +90,7 @@ pub struct ExportArgs {
     /// ONNX Runtime (the `onnxruntime-gpu` wheel's libonnxruntime.so in ORT_DYLIB_PATH)
     /// and fails with a clear error otherwise; latency then includes host↔device copies.
     #[arg(long, value_enum, default_value = "cpu")]
-    pub ep: rlal::validate::ort::Ep,
+    pub ep: Ep,
     /// Keep BatchNormalization nodes instead of folding them into the convs.
     #[arg(long)]
     pub keep_bn: bool,
@@ -204,7 +205,7 @@ fn check_args(a: &ExportArgs) -> Result<(), Failure> {
         return Err(Failure::input(anyhow!("--batch must be at least 1")));
     }
     if !a.no_validate {
-        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::ort::check_ep(a.ep) {
+        if let Err(e @ ValidateError::Ep { .. }) = rlal::validate::check_ep(a.ep) {
             return Err(Failure::input(anyhow::Error::from(e)));
         }
     }
@@ -545,20 +546,6 @@ fn read_ratios(path: &Path, an: &Analysis) -> anyhow::Result<Vec<f64>> {
     Ok(out)
 }
 
-fn runner(
-    bytes: &[u8],
-    threads: usize,
-    ep: rlal::validate::ort::Ep,
-) -> anyhow::Result<Box<dyn Runner>> {
-    Ok(rlal::validate::open(bytes, threads, ep)?)
-}
-
-fn max_diff(a: &[(Vec<usize>, Vec<f32>)], b: &[(Vec<usize>, Vec<f32>)]) -> anyhow::Result<f32> {
-    let (x, y) = (&a.first().context("no output")?.1, &b.first().context("no output")?.1);
-    anyhow::ensure!(x.len() == y.len(), "outputs have {} and {} elements", x.len(), y.len());
-    Ok(x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max))
-}
-
 fn validate(
     a: &ExportArgs,
     g: &Graph,
@@ -578,9 +565,9 @@ fn validate(
     )
 }
 
-/// Runs the model before and after pruning: output difference against the masked
-/// original (when given) and against tract, latency at batch 1 and `--batch`, accuracy.
-/// `input`: the shape (batch 1) and layout of the image input.
+/// Runs the model before and after pruning ([`compare::compare`]): output difference
+/// against the masked original (when given) and against tract, latency at batch 1 and
+/// `--batch`, accuracy on `--data`. `input`: the shape (batch 1) and layout of the image input.
 fn compare(
     a: &ExportArgs,
     (sample, layout): (&[usize], Layout),
@@ -589,54 +576,38 @@ fn compare(
     masked_b: Option<&[u8]>,
     before_name: &str,
 ) -> anyhow::Result<Validation> {
-    let shape_of = |n: usize| -> Vec<usize> {
-        std::iter::once(n).chain(sample[1..].iter().copied()).collect()
-    };
-    let mut before = runner(before_b, a.threads, a.ep)
-        .with_context(|| format!("loading the {before_name} model"))?;
-    let mut after = runner(pruned_b, a.threads, a.ep).context("loading the pruned model")?;
-    let mut v = Validation { engine: after.engine().to_string(), ..Default::default() };
-    let probe = shape_of(4);
-    let x = latency::random_input(&probe, 11);
-    let got = after.run(&probe, x.clone()).context("running the pruned model")?;
-    if let Some(m) = masked_b {
-        let want = runner(m, a.threads, a.ep)?
-            .run(&probe, x.clone())
-            .context("running the masked original")?;
-        v.max_diff_masked = Some(max_diff(&got, &want)?);
-    }
-    let tract_out = TractModel::from_bytes(pruned_b)
-        .and_then(|mut t| t.run(&probe, x))
-        .context("the pruned model in tract")?;
-    if v.engine.starts_with("ort") {
-        v.max_diff_ort_tract = Some(max_diff(&got, &tract_out)?);
-    }
-    for n in [1, a.batch] {
-        let lb = latency::measure(before.as_mut(), &shape_of(n), a.warmup, a.runs)?;
-        let la = latency::measure(after.as_mut(), &shape_of(n), a.warmup, a.runs)?;
-        v.speedup.push((n, lb.median_ms / la.median_ms.max(1e-9)));
-        v.latency_before.push(lb);
-        v.latency_after.push(la);
-    }
-    if let Some(dir) = &a.data {
-        let (acc_b, n) = accuracy(a, dir, layout, before.as_mut())
-            .with_context(|| format!("accuracy of the {before_name} model"))?;
-        let (acc_a, _) =
-            accuracy(a, dir, layout, after.as_mut()).context("accuracy of the pruned model")?;
-        v.accuracy_before = Some(acc_b);
-        v.accuracy_after = Some(acc_a);
-        v.samples = Some(n);
-    }
-    Ok(v)
+    let test = a.data.as_deref().map(|dir| test_loader(a, dir, layout)).transpose()?;
+    let timings = [1, a.batch].map(|batch| Timing { batch, warmup: a.warmup, runs: a.runs });
+    let s = Setup { sample, threads: a.threads, ep: a.ep, timings: &timings, test: test.as_ref() };
+    let check = Check { masked: masked_b.map(|bytes| Model { name: "masked original", bytes }) };
+    let c = compare::compare(
+        Model { name: before_name, bytes: before_b },
+        Model { name: "pruned", bytes: pruned_b },
+        Some(check),
+        &s,
+    )?;
+    Ok(Validation::from(c))
 }
 
-/// Top-1 accuracy of `r` (images in `layout`) on the test split of `dir`.
-fn accuracy(
-    a: &ExportArgs,
-    dir: &Path,
-    layout: Layout,
-    r: &mut dyn Runner,
-) -> anyhow::Result<(f64, usize)> {
+impl From<Comparison> for Validation {
+    fn from(c: Comparison) -> Validation {
+        let (before, after) = c.accuracy.unzip();
+        Validation {
+            speedup: c.speedup(),
+            engine: c.engine,
+            latency_before: c.before,
+            latency_after: c.after,
+            max_diff_masked: c.max_diff_masked,
+            max_diff_ort_tract: c.max_diff_ort_tract,
+            accuracy_before: before.map(|x| x.rate()),
+            accuracy_after: after.map(|x| x.rate()),
+            samples: before.map(|x| x.samples),
+        }
+    }
+}
+
+/// The first `--samples` images of the test split of `dir` (images in `layout`).
+fn test_loader(a: &ExportArgs, dir: &Path, layout: Layout) -> anyhow::Result<rlal::data::Loader> {
     use rlal::data::{self, Loader, LoaderConfig, OpenOptions, Split, Transform};
     let ds = data::open(dir, Split::Test, &OpenOptions::default())
         .with_context(|| format!("opening the dataset {}", dir.display()))?;
@@ -645,9 +616,7 @@ fn accuracy(
     let cfg =
         LoaderConfig { batch_size: a.batch, shuffle: false, workers: 0, ..Default::default() };
     let tf = Transform::eval(norm).with_layout(layout);
-    let loader = Loader::new(ds, (0..n).collect(), tf, cfg)?;
-    let acc = rlal::validate::accuracy(r, &loader)?;
-    Ok((acc.rate(), acc.samples))
+    Ok(Loader::new(ds, (0..n).collect(), tf, cfg)?)
 }
 
 fn text(r: &Report) -> String {

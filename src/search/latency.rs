@@ -23,7 +23,6 @@ use crate::analysis::Analysis;
 use crate::ir::infer::Facts;
 use crate::ir::{Dim, Graph, Value};
 use crate::rewrite::KeepSets;
-use crate::validate::{latency, ort::OrtModel};
 use anyhow::{anyhow, Context};
 use std::collections::HashMap;
 
@@ -106,8 +105,8 @@ fn single_node(
 }
 
 fn time_ms(g: &Graph, shape: &[usize], threads: usize, e: Effort) -> anyhow::Result<f64> {
-    let mut m = OrtModel::from_bytes(&crate::onnx::to_bytes(g), threads)?;
-    Ok(latency::measure(&mut m, shape, e.warmup, e.runs)?.median_ms)
+    let bytes = crate::onnx::to_bytes(g);
+    Ok(crate::validate::latency::ort_median_ms(&bytes, shape, threads, e.warmup, e.runs)?)
 }
 
 /// Measures the table for the (BN-inserted, training) graph `g` analysed as

@@ -5,7 +5,9 @@ use super::best::Best;
 use super::recipe::Recipe;
 use crate::data::Loader;
 use crate::ir::Graph;
-use crate::validate::{self, latency};
+use crate::validate::compare::{self, Setup, Timing};
+use crate::validate::latency::Latency;
+use crate::validate::{self};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -248,6 +250,41 @@ pub struct Context<'a> {
     pub search_overhead: f64,
 }
 
+/// The report's latency figures: batch 1, then `batch`.
+fn timings(batch: usize) -> [Timing; 2] {
+    [Timing { batch: 1, warmup: 3, runs: 20 }, Timing { batch, warmup: 2, runs: 10 }]
+}
+
+/// How the report runs a model of input `dims`: ONNX Runtime on the CPU (tract as the
+/// fallback) with `threads`, accuracy on `test`.
+fn setup<'a>(
+    sample: &'a [usize],
+    timings: &'a [Timing],
+    test: &'a Loader,
+    threads: usize,
+) -> Setup<'a> {
+    Setup { sample, threads, ep: validate::Ep::Cpu, timings, test: Some(test) }
+}
+
+/// A model's row from its graph (MACs, params) and what the engine measured.
+fn row(
+    g: &Graph,
+    latency: &[Latency],
+    accuracy: Option<validate::Accuracy>,
+) -> anyhow::Result<Figures> {
+    let facts =
+        crate::ir::infer::infer(g, None).map_err(|e| anyhow::anyhow!("shape inference: {e}"))?;
+    let an = crate::analysis::Analysis::new(g, facts, Vec::new());
+    let median = |i: usize| latency.get(i).map_or(0.0, |l| l.median_ms);
+    Ok(Figures {
+        accuracy: accuracy.map_or(0.0, |a| a.rate()),
+        macs: an.cost.full_macs(),
+        params: an.cost.full_params(),
+        latency_ms: median(0),
+        latency_batch_ms: median(1),
+    })
+}
+
 /// Accuracy on `test` (ONNX Runtime, tract as fallback), MACs, params and latency at
 /// batch 1 and `batch` of model `g`, with the engine's name and the images scored.
 pub fn figures(
@@ -257,26 +294,12 @@ pub fn figures(
     batch: usize,
     threads: usize,
 ) -> anyhow::Result<(Figures, String, usize)> {
-    let facts =
-        crate::ir::infer::infer(g, None).map_err(|e| anyhow::anyhow!("shape inference: {e}"))?;
-    let an = crate::analysis::Analysis::new(g, facts, Vec::new());
-    let mut r = validate::open(&crate::onnx::to_bytes(g), threads, validate::ort::Ep::Cpu)?;
-    let a = validate::accuracy(r.as_mut(), test)?;
-    let (acc, n) = (a.rate(), a.samples);
-    let shape = |b: usize| vec![b, dims[0], dims[1], dims[2]];
-    let l1 = latency::measure(r.as_mut(), &shape(1), 3, 20)?;
-    let lb = latency::measure(r.as_mut(), &shape(batch), 2, 10)?;
-    Ok((
-        Figures {
-            accuracy: acc,
-            macs: an.cost.full_macs(),
-            params: an.cost.full_params(),
-            latency_ms: l1.median_ms,
-            latency_batch_ms: lb.median_ms,
-        },
-        r.engine().to_string(),
-        n,
-    ))
+    let (sample, timings) = ([1, dims[0], dims[1], dims[2]], timings(batch));
+    let bytes = crate::onnx::to_bytes(g);
+    let m = compare::Model { name: "given", bytes: &bytes };
+    let f = compare::measure(m, &setup(&sample, &timings, test, threads))?;
+    let n = f.accuracy.map_or(0, |a| a.samples);
+    Ok((row(g, &f.latency, f.accuracy)?, f.engine, n))
 }
 
 /// Both models' ONNX Runtime profiles at input `shape`: (op type, unpruned ms, pruned ms)
@@ -308,14 +331,23 @@ pub fn validate(
     dims: [usize; 3],
     batch: usize,
 ) -> anyhow::Result<Report> {
-    let (u, _, _) = figures(unpruned, test, dims, batch, c.recipe.training.threads)
-        .context("validating the unpruned model")?;
-    let (p, engine, n) = figures(pruned, test, dims, batch, c.recipe.training.threads)
-        .context("validating the pruned model")?;
+    let threads = c.recipe.training.threads;
+    let (sample, timings) = ([1, dims[0], dims[1], dims[2]], timings(batch));
+    let (ub, pb) = (crate::onnx::to_bytes(unpruned), crate::onnx::to_bytes(pruned));
+    let cmp = compare::compare(
+        compare::Model { name: "unpruned", bytes: &ub },
+        compare::Model { name: "pruned", bytes: &pb },
+        None,
+        &setup(&sample, &timings, test, threads),
+    )
+    .context("validating the exported models")?;
+    let (ua, pa) = cmp.accuracy.unzip();
+    let (u, p) = (row(unpruned, &cmp.before, ua)?, row(pruned, &cmp.after, pa)?);
+    let (engine, n) = (cmp.engine, pa.map_or(0, |a| a.samples));
     let speedup = u.latency_batch_ms / p.latency_batch_ms.max(1e-9);
     let slow_ops = if speedup < 1.0 && engine.starts_with("ort") {
         let shape = [batch, dims[0], dims[1], dims[2]];
-        compare_profiles(unpruned, pruned, &shape, c.recipe.training.threads)
+        compare_profiles(unpruned, pruned, &shape, threads)
             .context("profiling the models in ONNX Runtime")?
     } else {
         Vec::new()

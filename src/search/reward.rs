@@ -5,6 +5,7 @@ use crate::data::Loader;
 pub use crate::rewrite::KeepSets;
 use crate::train::trainer::batch_tensors;
 use crate::train::{evaluate, Net, TrainError};
+use crate::validate::score::HostBatch;
 use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
@@ -70,80 +71,9 @@ fn timed<T>(acc: &mut f64, f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// Host batches: (shape, NCHW f32, labels).
-type HostBatch = (Vec<usize>, Vec<f32>, Vec<i64>);
-
-/// Correct predictions of an ONNX Runtime model on host batches, and images seen.
-fn ort_correct<'b>(
-    m: &mut crate::validate::ort::OrtModel,
-    batches: impl Iterator<Item = &'b HostBatch>,
-) -> Result<(usize, usize), TrainError> {
-    let (mut right, mut n) = (0usize, 0usize);
-    for (shape, data, labels) in batches {
-        let outs = m
-            .run_ref(shape, data)
-            .map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
-        let (oshape, logits) = outs.into_iter().next().ok_or_else(|| {
-            TrainError::Graph("reward in ONNX Runtime: the model has no output".into())
-        })?;
-        let k = oshape.last().copied().unwrap_or(1).max(1);
-        for (row, &y) in logits.chunks(k).zip(labels) {
-            let arg = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) },
-                )
-                .0;
-            right += (arg as i64 == y) as usize;
-            n += 1;
-        }
-    }
-    Ok((right, n))
-}
-
-/// Accuracy of the encoded model on `batches`, scored by `sessions` single-threaded
-/// ONNX Runtime sessions side by side (session `i` takes batches i, i + n, ...).
-/// Returns the accuracy and the longest session build time (seconds).
-fn ort_accuracy(
-    model: &[u8],
-    sessions: usize,
-    batches: &[HostBatch],
-) -> Result<(f64, f64), TrainError> {
-    let n = sessions.clamp(1, batches.len().max(1));
-    let score = |i: usize| -> Result<(usize, usize, f64), TrainError> {
-        let t = std::time::Instant::now();
-        let mut m = crate::validate::ort::OrtModel::from_bytes(model, 1)
-            .map_err(|e| TrainError::Graph(format!("reward in ONNX Runtime: {e}")))?;
-        let build = t.elapsed().as_secs_f64();
-        let (right, seen) = ort_correct(&mut m, batches.iter().skip(i).step_by(n))?;
-        Ok((right, seen, build))
-    };
-    let parts: Vec<Result<(usize, usize, f64), TrainError>> = if n == 1 {
-        vec![score(0)]
-    } else {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..n).map(|i| s.spawn(move || score(i))).collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(TrainError::Graph(
-                            "reward in ONNX Runtime: a scoring thread panicked".into(),
-                        ))
-                    })
-                })
-                .collect()
-        })
-    };
-    let (mut right, mut seen, mut build) = (0usize, 0usize, 0f64);
-    for p in parts {
-        let (r, k, b) = p?;
-        right += r;
-        seen += k;
-        build = build.max(b);
-    }
-    Ok((right as f64 / seen.max(1) as f64, build))
+/// A reward failure in ONNX Runtime as a training error.
+fn in_ort(e: crate::validate::ValidateError) -> TrainError {
+    TrainError::Graph(format!("reward in ONNX Runtime: {e}"))
 }
 
 /// How `search.reward-engine: ort` scores a narrow network (recipe `training.threads`,
@@ -376,7 +306,8 @@ impl RewardSet {
         let batches = self.host_batches(how.batch)?;
         let bytes = timed(&mut st.build, || crate::onnx::to_bytes(g));
         let t = std::time::Instant::now();
-        let (acc, build) = ort_accuracy(&bytes, how.sessions, &batches)?;
+        let (acc, build) =
+            crate::validate::score::accuracy(&bytes, how.sessions, &batches).map_err(in_ort)?;
         let wall = t.elapsed().as_secs_f64();
         st.build += build;
         st.infer += (wall - build).max(0.0);
@@ -578,7 +509,7 @@ impl Frozen {
         a: &crate::analysis::Analysis,
         device: tch::Device,
     ) -> Result<Net, TrainError> {
-        for n in g.nodes.iter_mut().filter(|n| n.op_type == "BatchNormalization") {
+        for n in g.nodes.iter_mut().filter(|n| crate::ir::ops::is(n, |op| op.is_batch_norm())) {
             n.set_attr("momentum", crate::ir::Attr::Float(0.0));
         }
         Net::new(&g, a, device)
@@ -727,8 +658,7 @@ mod tests {
     fn ort_logits(g: &crate::ir::Graph, rs: &RewardSet, batch: usize) -> Vec<f32> {
         let hb = rs.host_batches(batch).unwrap();
         let (hs, hx, _) = &hb[0];
-        let mut m =
-            crate::validate::ort::OrtModel::from_bytes(&crate::onnx::to_bytes(g), 1).unwrap();
+        let mut m = crate::validate::open_ort(&crate::onnx::to_bytes(g), 1).unwrap();
         m.run(hs, hx.clone()).unwrap().remove(0).1
     }
 

@@ -49,6 +49,26 @@ pub fn measure(
     })
 }
 
+/// Median milliseconds of `runs` timed runs (after `warmup`) of the encoded model in
+/// ONNX Runtime on the CPU with `threads` intra-op threads, no fallback: the latency
+/// table's measurement.
+pub fn ort_median_ms(
+    bytes: &[u8],
+    shape: &[usize],
+    threads: usize,
+    warmup: usize,
+    runs: usize,
+) -> Result<f64, ValidateError> {
+    let mut m = super::open_ort(bytes, threads)?;
+    Ok(measure(m.as_mut(), shape, warmup, runs)?.median_ms)
+}
+
+/// An ONNX Runtime CPU session for timing beside other sessions in one process: its
+/// threads do not spin-wait after a run, so one model never slows the next one's run.
+pub fn quiet_ort(bytes: &[u8], threads: usize) -> Result<Box<dyn Runner>, ValidateError> {
+    Ok(Box::new(super::ort::OrtModel::timing(bytes, threads)?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,7 +82,7 @@ mod tests {
             &mut self,
             shape: &[usize],
             data: Vec<f32>,
-        ) -> Result<Vec<super::super::ort::Output>, ValidateError> {
+        ) -> Result<Vec<super::super::Output>, ValidateError> {
             self.0 += 1;
             Ok(vec![(shape.to_vec(), data)])
         }

@@ -1,12 +1,22 @@
-//! The runtime layer: ONNX models run by independent engines, ONNX Runtime
-//! ([`ort`], loaded dynamically from the `onnxruntime` wheel) and tract ([`tract`],
-//! pure Rust), behind one [`Runner`]; [`open`] is the one place that picks ONNX
-//! Runtime and falls back to tract, [`accuracy`] the one top-1 loop over a loader,
-//! [`latency`] the timing.
+//! The runtime layer: every engine that runs an ONNX model lives here, ONNX Runtime
+//! ([`ort`], loaded dynamically from the `onnxruntime` wheel), tract ([`tract`], pure
+//! Rust) and rlal's own libtorch executor, behind one [`Runner`]. [`Engine`] is the
+//! choice a user makes, [`open`] the one place that picks ONNX Runtime and falls back
+//! to tract, [`accuracy`] the one top-1 loop over a loader, [`latency`] the timing
+//! (and the latency table's sessions), [`score`] the reward scorer's side-by-side
+//! sessions, [`compare`] the one before/after validation of a pruned model (`rlal
+//! export`, `rlal prune`'s report), [`profile`] ONNX Runtime's per-op profile.
+//!
+//! Nothing outside this module names an engine's API: a new runtime is a file here
+//! (its model type and `impl Runner`) and a variant of [`Engine`].
+pub mod compare;
 pub mod latency;
 pub mod ort;
 pub mod profile;
+pub mod score;
 pub mod tract;
+
+pub use ort::{check_ep, Ep, Output};
 
 /// Errors of the validation layer.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +34,99 @@ pub enum ValidateError {
     Data(#[from] crate::data::DataError),
     #[error("{0}")]
     Model(String),
+    /// The tch engine could not build its network from the graph.
+    #[error(transparent)]
+    Net(#[from] crate::train::TrainError),
+    /// `err`, met while doing `what` ("loading the pruned model").
+    #[error("{what}: {err}")]
+    In { what: String, err: Box<ValidateError> },
+}
+
+impl ValidateError {
+    /// This error as met while doing `what`.
+    pub fn during(self, what: impl Into<String>) -> ValidateError {
+        ValidateError::In { what: what.into(), err: Box::new(self) }
+    }
+
+    /// Whether the input is at fault (a dataset that cannot be read, a graph the tch
+    /// engine cannot execute), rather than the engine.
+    pub fn is_input(&self) -> bool {
+        match self {
+            ValidateError::Data(_) | ValidateError::Net(_) => true,
+            ValidateError::In { err, .. } => err.is_input(),
+            _ => false,
+        }
+    }
+}
+
+/// The engine that runs a model (`rlal eval --engine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// rlal's libtorch executor.
+    Tch,
+    /// ONNX Runtime (falls back to tract, with a warning, when libonnxruntime cannot be loaded).
+    Ort,
+    /// tract (pure Rust).
+    Tract,
+}
+
+/// Where and how an [`Engine`] runs.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineOptions {
+    /// Intra-op threads (0: the engine's default).
+    pub threads: usize,
+    /// ONNX Runtime's execution provider.
+    pub ep: Ep,
+    /// The tch engine's device.
+    pub device: tch::Device,
+}
+
+impl Engine {
+    /// A runner of graph `g` (analysed as `an`) on this engine.
+    pub fn open(
+        self,
+        g: &crate::ir::Graph,
+        an: &crate::analysis::Analysis,
+        o: EngineOptions,
+    ) -> Result<Box<dyn Runner>, ValidateError> {
+        match self {
+            Engine::Tch => {
+                if o.threads > 0 {
+                    tch::set_num_threads(o.threads as i32);
+                }
+                Ok(Box::new(crate::train::Net::new(g, an, o.device)?))
+            }
+            Engine::Ort => open(&crate::onnx::to_bytes(g), o.threads, o.ep),
+            Engine::Tract => {
+                Ok(Box::new(tract::TractModel::from_bytes(&crate::onnx::to_bytes(g))?))
+            }
+        }
+    }
+}
+
+/// Whether ONNX Runtime can be loaded (the shared library and its environment).
+pub fn ort_available() -> Result<(), ValidateError> {
+    ort::OrtModel::probe()
+}
+
+/// ONNX Runtime on the CPU with `threads` intra-op threads (0: its default), without
+/// the fallback of [`open`]: the engine of the latency table and of ONNX Runtime rewards.
+pub fn open_ort(bytes: &[u8], threads: usize) -> Result<Box<dyn Runner>, ValidateError> {
+    Ok(Box::new(ort::OrtModel::from_bytes(bytes, threads)?))
+}
+
+/// Max |a - b| over the first outputs of two runs.
+pub fn max_diff(a: &[Output], b: &[Output]) -> Result<f32, ValidateError> {
+    let no = || ValidateError::Model("the model has no output".into());
+    let (x, y) = (&a.first().ok_or_else(no)?.1, &b.first().ok_or_else(no)?.1);
+    if x.len() != y.len() {
+        return Err(ValidateError::Model(format!(
+            "outputs have {} and {} elements",
+            x.len(),
+            y.len()
+        )));
+    }
+    Ok(x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0, f32::max))
 }
 
 /// An engine for the model `bytes`: ONNX Runtime with `threads` intra-op threads on
@@ -98,7 +201,7 @@ pub fn accuracy(
 pub trait Runner {
     /// Short engine name for reports ("ort", "tract", "tch").
     fn engine(&self) -> &'static str;
-    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError>;
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<Output>, ValidateError>;
 }
 
 impl Runner for ort::OrtModel {
@@ -108,7 +211,7 @@ impl Runner for ort::OrtModel {
             ort::Ep::Cuda => "ort-cuda",
         }
     }
-    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<Output>, ValidateError> {
         ort::OrtModel::run(self, shape, data)
     }
 }
@@ -122,7 +225,7 @@ impl Runner for crate::train::Net {
             "tch"
         }
     }
-    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<Output>, ValidateError> {
         let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
         let x = tch::Tensor::from_slice(&data).reshape(&dims);
         let outs = tch::no_grad(|| self.forward_all(&x, false))
@@ -147,7 +250,7 @@ impl Runner for tract::TractModel {
     fn engine(&self) -> &'static str {
         "tract"
     }
-    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<ort::Output>, ValidateError> {
+    fn run(&mut self, shape: &[usize], data: Vec<f32>) -> Result<Vec<Output>, ValidateError> {
         tract::TractModel::run(self, shape, data)
     }
 }

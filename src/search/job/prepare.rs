@@ -92,7 +92,7 @@ pub fn ort_usable(r: &Recipe, device: tch::Device) -> bool {
     if !r.search.reward_engine.wants_ort(device) {
         return false;
     }
-    match crate::validate::ort::OrtModel::probe() {
+    match crate::validate::ort_available() {
         Ok(()) => true,
         Err(e) => {
             if r.search.reward_engine == RewardEngine::Ort {
