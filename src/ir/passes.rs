@@ -75,18 +75,15 @@ pub fn fold_constants(g: &mut Graph, facts: &Facts) -> usize {
     // Reshape targets with symbolic entries: a symbol equal to the data's dim i becomes 0.
     for ni in 0..g.nodes.len() {
         let node = &g.nodes[ni];
-        if node.op_type != "Reshape" || node.inputs.len() < 2 {
+        let Some(slot) = ops::lookup(node).and_then(|op| op.target_shape(node)) else { continue };
+        let (Some(&Some(x)), Some(&Some(s))) = (node.inputs.first(), node.inputs.get(slot)) else {
             continue;
-        }
-        let (Some(x), Some(s)) = (node.inputs[0], node.inputs[1]) else { continue };
+        };
         if g.values[s].init.is_some() {
             continue;
         }
         let (Some(xf), Some(sf)) = (facts[x].as_ref(), facts[s].as_ref()) else { continue };
         let Some(sym) = &sf.sym else { continue };
-        if node.attr_int("allowzero", 0).unwrap_or(0) != 0 {
-            continue;
-        }
         let mut target = Vec::with_capacity(sym.len());
         let mut ok = true;
         for (i, d) in sym.iter().enumerate() {
@@ -124,28 +121,27 @@ pub fn fold_constants(g: &mut Graph, facts: &Facts) -> usize {
         let name = g.fresh_name(&format!("{}.shape", g.nodes[ni].name));
         let id =
             g.add_value(Value { name, init: Some(Tensor::i64_vec(target)), ..Default::default() });
-        g.nodes[ni].inputs[1] = Some(id);
+        g.nodes[ni].inputs[slot] = Some(id);
         changes += 1;
     }
     g.cleanup();
     changes
 }
 
-/// Removes Identity and Dropout (inference) nodes.
+/// Removes the nodes that forward their input (Identity, inference-mode Dropout: the
+/// registry's `forwards_input`) whose other outputs are unused.
 pub fn drop_identity(g: &mut Graph) -> usize {
     let mut changes = 0;
     let mut i = 0;
     while i < g.nodes.len() {
         let node = &g.nodes[i];
-        let is_id = node.op_type == "Identity" && node.domain.is_empty();
-        let is_drop = node.op_type == "Dropout"
-            && node.domain.is_empty()
+        let forwards = ops::is(node, |op| op.forwards_input())
             && node.outputs.iter().skip(1).all(|o| {
                 o.is_none()
                     || g.consumers()[o.unwrap_or(0)].is_empty()
                         && !g.outputs.contains(&o.unwrap_or(0))
             });
-        if !(is_id || is_drop)
+        if !forwards
             || node.inputs.first().copied().flatten().is_none()
             || node.outputs.first().copied().flatten().is_none()
         {
@@ -390,5 +386,38 @@ mod tests {
         assert_eq!(g.nodes.len(), 1);
         assert_eq!(g.values[g.outputs[0]].name, "out");
         assert_eq!(g.nodes[0].outputs[0], Some(g.outputs[0]));
+    }
+
+    #[test]
+    fn dropout_goes_unless_its_mask_is_used() {
+        use crate::ir::Node;
+        for mask_out in [false, true] {
+            let mut g = Graph::default();
+            g.meta.opsets = vec![(String::new(), 13)];
+            let x = g.add_value(Value {
+                name: "x".into(),
+                dtype: Some(crate::ir::DType::F32),
+                shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(3)]),
+                ..Default::default()
+            });
+            g.inputs.push(x);
+            let [d, m, y] = ["d", "mask", "y"]
+                .map(|n| g.add_value(Value { name: n.into(), ..Default::default() }));
+            let node = |name: &str, op: &str, inputs: Vec<usize>, outputs: Vec<usize>| Node {
+                name: name.into(),
+                op_type: op.into(),
+                inputs: inputs.into_iter().map(Some).collect(),
+                outputs: outputs.into_iter().map(Some).collect(),
+                ..Default::default()
+            };
+            g.nodes.push(node("drop", "Dropout", vec![x], vec![d, m]));
+            g.nodes.push(node("relu", "Relu", vec![d], vec![y]));
+            g.outputs.push(y);
+            if mask_out {
+                g.outputs.push(m);
+            }
+            assert_eq!(drop_identity(&mut g), usize::from(!mask_out));
+            assert_eq!(g.nodes.iter().any(|n| n.op_type == "Dropout"), mask_out);
+        }
     }
 }

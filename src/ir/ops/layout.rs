@@ -238,6 +238,9 @@ impl OpDef for Reshape {
             change: NodeChange::ReshapeTarget(target),
         }))
     }
+    fn target_shape(&self, node: &crate::ir::Node) -> Option<usize> {
+        (node.attr_int("allowzero", 0).unwrap_or(0) == 0).then_some(1)
+    }
 }
 
 impl OpDef for Transpose {

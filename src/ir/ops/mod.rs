@@ -18,7 +18,9 @@
 //! * the roles other stages ask about instead of matching op-type strings:
 //!   `buffers` (state training updates, BN running statistics), `window` (a conv's
 //!   kernel, stride and group), `is_batch_norm`/`folds_bn` (BN insertion and
-//!   folding), `output_overwritable`/`in_place` (in-place activations).
+//!   folding), `output_overwritable`/`in_place` (in-place activations),
+//!   `forwards_input` (Identity, Dropout: dropped at import), `target_shape`
+//!   (Reshape: the import resolves its symbolic target).
 //!
 //! Adding an op is one file: its `OpDef` with its kernel and tests, registered by
 //! the family's `register`. Errors are [`OpError`]s without the node: the code
@@ -363,6 +365,17 @@ pub trait OpDef: Sync + Send {
     /// The kernel of this node can compute in place on input 0 ([`RunCx::inplace`]).
     fn in_place(&self) -> bool {
         false
+    }
+    /// At inference output 0 is input 0 (Identity, Dropout): the import drops the node
+    /// when its other outputs are unused.
+    fn forwards_input(&self) -> bool {
+        false
+    }
+    /// The input slot of `node`'s target shape in which a 0 copies the input's dim at
+    /// that position (Reshape without `allowzero`): the import writes the symbolic
+    /// entries of a computed target as such copies.
+    fn target_shape(&self, _node: &Node) -> Option<usize> {
+        None
     }
 }
 

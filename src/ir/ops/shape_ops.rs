@@ -208,6 +208,9 @@ impl OpDef for Identity {
         }
         s
     }
+    fn forwards_input(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
