@@ -13,9 +13,12 @@
 //! 5. [`train`]: the IR executed in libtorch (tch), masks, group lasso, SGD, checkpoints;
 //! 6. [`agent`]: the RLAL agent (budget, state, bounds, SAC, environment model, replay);
 //! 7. [`rewrite`]: channel surgery on the graph;
-//! 8. [`validate`]: the runtime layer: one [`validate::Runner`] over ONNX Runtime, tract
-//!    and rlal's libtorch executor, the engine choice with its fallback, top-1 accuracy,
-//!    latency and ONNX Runtime profiles;
+//! 8. [`validate`]: the runtime layer, owner of every engine: one [`validate::Runner`]
+//!    over ONNX Runtime, tract and rlal's libtorch executor, the engine choice
+//!    ([`validate::Engine`]) with its fallback, top-1 accuracy, latency, ONNX Runtime
+//!    profiles, the reward scorer's and the latency table's sessions, and the one
+//!    before/after validation of a pruned model ([`validate::compare`]); no other
+//!    module names an engine's API;
 //! 9. [`search`]: `rlal prune` (Alg. 1, selection, rewards, baselines, reports) and the
 //!    agent benchmark, joining the stages above;
 //! 10. `cli` (the binary): parses flags, calls the library, maps errors to exit codes.

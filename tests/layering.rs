@@ -223,3 +223,65 @@ fn super_paths_resolve_from_the_file() {
         ["<above the crate root: super::super::super::>"]
     );
 }
+
+/// `text` with its strings, chars and comments blanked out.
+fn without_literals(text: &str) -> String {
+    let b = text.as_bytes();
+    let (mut out, mut i, mut from) = (String::new(), 0, 0);
+    while i < b.len() {
+        match skip_literal(b, i) {
+            Some(end) => {
+                out.push_str(&text[from..i]);
+                out.push(' ');
+                i = end.min(b.len());
+                from = i;
+            }
+            None => i += 1,
+        }
+    }
+    out.push_str(&text[from.min(text.len())..]);
+    out
+}
+
+/// The engines' crates and modules that `text` names as a path (`ort::..`, `..::tract`,
+/// `{ort, ..}`).
+fn engine_paths(text: &str) -> Vec<String> {
+    const ENGINES: [&str; 4] = ["ort", "tract", "tract_onnx", "tract_core"];
+    let code = without_literals(text);
+    let b = code.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !ident(b[i]) || (i > 0 && ident(b[i - 1])) {
+            i += 1;
+            continue;
+        }
+        let end = (i..b.len()).find(|&k| !ident(b[k])).unwrap_or(b.len());
+        let word = &code[i..end];
+        let before = code[..i].trim_end();
+        let path = code[end..].starts_with("::") || before.ends_with("::") || before.ends_with('{');
+        if ENGINES.contains(&word) && path {
+            found.push(word.to_string());
+        }
+        i = end;
+    }
+    found
+}
+
+/// Only the runtime layer (`src/validate`) names an engine's API: search, the CLI and
+/// the stages below go through `validate` (a new runtime is a file there).
+#[test]
+fn engines_are_named_only_in_the_runtime_layer() {
+    let mut files = Vec::new();
+    sources(Path::new("src"), &mut files);
+    let mut bad = Vec::new();
+    for f in files.iter().filter(|f| !f.starts_with("src/validate")) {
+        for e in engine_paths(&code(f)) {
+            bad.push(format!("{} names {e}", f.display()));
+        }
+    }
+    assert!(bad.is_empty(), "engine APIs outside src/validate:\n{}", bad.join("\n"));
+    let text =
+        "use rlal::validate::{ort, Runner}; let x = tract_onnx::onnx(); f.ort = 1; \"ort::x\"";
+    assert_eq!(engine_paths(text), ["ort", "tract_onnx"]);
+}
