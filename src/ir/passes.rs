@@ -314,15 +314,7 @@ mod tests {
     #[test]
     fn shared_parameters_are_unshared_and_identities_dropped() {
         use crate::ir::Node;
-        let mut g = Graph::default();
-        g.meta.opsets = vec![(String::new(), 13)];
-        let x = g.add_value(Value {
-            name: "x".into(),
-            dtype: Some(crate::ir::DType::F32),
-            shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(2), Dim::Fixed(5), Dim::Fixed(5)]),
-            ..Default::default()
-        });
-        g.inputs.push(x);
+        let (mut g, x) = input_graph(&[2, 5, 5]);
         let w = g.add_value(Value {
             name: "w".into(),
             init: Some(Tensor::f32(vec![2, 2, 1, 1], vec![1.0; 4])),
@@ -353,18 +345,26 @@ mod tests {
         assert_eq!(g.values[g.outputs[0]].name, "y");
     }
 
-    #[test]
-    fn identity_before_graph_output_keeps_the_output_name() {
-        use crate::ir::Node;
+    /// An opset-13 graph whose one input `x` is f32 of shape [N, dims..].
+    fn input_graph(dims: &[usize]) -> (Graph, usize) {
         let mut g = Graph::default();
         g.meta.opsets = vec![(String::new(), 13)];
+        let shape =
+            std::iter::once(Dim::Sym("N".into())).chain(dims.iter().map(|&d| Dim::Fixed(d)));
         let x = g.add_value(Value {
             name: "x".into(),
             dtype: Some(crate::ir::DType::F32),
-            shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(3)]),
+            shape: Some(shape.collect()),
             ..Default::default()
         });
         g.inputs.push(x);
+        (g, x)
+    }
+
+    #[test]
+    fn identity_before_graph_output_keeps_the_output_name() {
+        use crate::ir::Node;
+        let (mut g, x) = input_graph(&[3]);
         let r = g.add_value(Value { name: "r".into(), ..Default::default() });
         let y = g.add_value(Value { name: "out".into(), ..Default::default() });
         g.nodes.push(Node {
@@ -392,15 +392,7 @@ mod tests {
     fn dropout_goes_unless_its_mask_is_used() {
         use crate::ir::Node;
         for mask_out in [false, true] {
-            let mut g = Graph::default();
-            g.meta.opsets = vec![(String::new(), 13)];
-            let x = g.add_value(Value {
-                name: "x".into(),
-                dtype: Some(crate::ir::DType::F32),
-                shape: Some(vec![Dim::Sym("N".into()), Dim::Fixed(3)]),
-                ..Default::default()
-            });
-            g.inputs.push(x);
+            let (mut g, x) = input_graph(&[3]);
             let [d, m, y] = ["d", "mask", "y"]
                 .map(|n| g.add_value(Value { name: n.into(), ..Default::default() }));
             let node = |name: &str, op: &str, inputs: Vec<usize>, outputs: Vec<usize>| Node {
