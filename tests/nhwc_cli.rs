@@ -1,6 +1,7 @@
 //! Models from TensorFlow without TensorFlow: the channels-last graphs of
 //! tools/make_nhwc_graphs.py (written the way tf2onnx writes Keras models) through
 //! import, export, train, prune and eval, and graph inputs that are not data.
+use prost::Message;
 use rlal::analysis::{import, ImportOptions};
 use rlal::ir::{Dim, Layout};
 use rlal::train::{recipe::Training, setup};
@@ -82,6 +83,7 @@ fn inputs_without_values_are_refused_by_name_and_work_bound() {
     ] {
         assert!(err.contains(want), "{want}: {err}");
     }
+    assert_eq!(err.matches("besides the images").count(), 1, "said once: {err}");
     // An input with an initializer of its name is a constant, not one of them.
     assert!(!err.contains("rescaling/scale:0"), "{err}");
     let bind = [format!("{MEAN}=0.1307"), format!("{VAR}=0.0949")];
@@ -118,6 +120,18 @@ fn inputs_without_values_are_refused_by_name_and_work_bound() {
     let rep = json(&a);
     assert!(rep["validation"]["max_diff_masked"].as_f64().unwrap() < 1e-4, "{rep}");
     assert_nhwc_interface(&out);
+    // In the file: the images' input alone; the bound values and the constant that
+    // the source listed as an input too are initializers only.
+    let m = rlal::onnx::pb::ModelProto::decode(&std::fs::read(&out).unwrap()[..]).unwrap();
+    let gp = m.graph.unwrap();
+    let names = |v: &[rlal::onnx::pb::ValueInfoProto]| -> Vec<String> {
+        v.iter().map(|i| i.name.clone().unwrap_or_default()).collect()
+    };
+    assert_eq!(names(&gp.input), ["input_1"]);
+    let inits: Vec<_> = gp.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+    for name in [MEAN, VAR, "rescaling/scale:0"] {
+        assert!(inits.contains(&name), "{name}: {inits:?}");
+    }
 }
 
 /// A folder of random RGB 16x16 images (two classes): three channels that differ, so

@@ -21,8 +21,10 @@ use std::path::Path;
 pub enum AnalysisError {
     #[error(transparent)]
     Onnx(#[from] crate::onnx::OnnxError),
-    #[error("{path}: {source}")]
-    Ir { path: String, source: IrError },
+    /// The message includes the IR error's, which is therefore no `source` (the CLI
+    /// would print it twice, as a cause).
+    #[error("{path}: {error}")]
+    Ir { path: String, error: IrError },
 }
 
 /// A prunable group seen as one "layer" by the agent (paper Eq. 1).
@@ -156,7 +158,7 @@ fn analyse(
     path: &Path,
     opts: &ImportOptions,
 ) -> Result<(Graph, Analysis), AnalysisError> {
-    let ir = |source| AnalysisError::Ir { path: path.display().to_string(), source };
+    let ir = |error| AnalysisError::Ir { path: path.display().to_string(), error };
     inputs::bind(&mut g, &opts.bind).map_err(ir)?;
     inputs::check_unbound(&g).map_err(ir)?;
     let (passes, facts) =

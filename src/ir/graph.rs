@@ -177,8 +177,6 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// Graph inputs that are not initializers, in declaration order.
     pub inputs: Vec<ValueId>,
-    /// Initializers that the source model also listed as graph inputs (IR < 4).
-    pub init_inputs: Vec<ValueId>,
     pub outputs: Vec<ValueId>,
     pub meta: ModelMeta,
 }
@@ -353,12 +351,6 @@ impl Graph {
         }
         self.inputs = self.inputs.iter().map(|&i| remap[i]).collect();
         self.outputs = self.outputs.iter().map(|&i| remap[i]).collect();
-        self.init_inputs = self
-            .init_inputs
-            .iter()
-            .filter(|&&i| remap[i] != usize::MAX)
-            .map(|&i| remap[i])
-            .collect();
     }
 
     /// Replaces every use of `from` (node inputs and graph outputs) by `to`.

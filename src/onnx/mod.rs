@@ -217,8 +217,9 @@ fn from_model(
     }
     for vi in &graph_inputs {
         let v = value_from_info(vi);
-        if let Some(&id) = ids.get(&v.name) {
-            g.init_inputs.push(id);
+        if ids.contains_key(&v.name) {
+            // An initializer listed as an input too (IR < 4 requires it; later IRs
+            // allow it as an overridable default): a constant here.
             continue;
         }
         let id = g.add_value(v.clone());
@@ -430,8 +431,7 @@ pub fn to_model(g: &Graph) -> pb::ModelProto {
         .iter()
         .filter_map(|v| v.init.as_ref().map(|t| tensor::to_proto(&v.name, t)))
         .collect();
-    gp.input =
-        g.inputs.iter().chain(g.init_inputs.iter()).map(|&i| info_proto(&g.values[i])).collect();
+    gp.input = graph_inputs(g, model.ir_version.unwrap_or(3));
     gp.output = g.outputs.iter().map(|&i| info_proto(&g.values[i])).collect();
     let io: std::collections::HashSet<ValueId> =
         g.inputs.iter().chain(&g.outputs).copied().collect();
@@ -446,7 +446,14 @@ pub fn to_model(g: &Graph) -> pb::ModelProto {
     model
 }
 
-/// Encoded model bytes.
+/// The graph inputs to write: the data inputs, and before IR 4 every initializer too
+/// (that IR requires it). From IR 4 on no initializer is listed, so bound inputs and
+/// constants stay constants (ONNX Runtime warns about an initializer that is an input).
+fn graph_inputs(g: &Graph, ir_version: i64) -> Vec<pb::ValueInfoProto> {
+    let inits = g.values.iter().filter(|v| ir_version < 4 && v.init.is_some());
+    g.inputs.iter().map(|&i| &g.values[i]).chain(inits).map(info_proto).collect()
+}
+
 /// The PyTorch module path of a node, from the metadata the dynamo exporter attaches
 /// (`pkg.torch.onnx.name_scopes`, e.g. `['', 'layer1', 'layer1.0', 'conv1', 'conv2d']`:
 /// the innermost module before the op, `layer1.0.conv1`); None without that metadata.
@@ -480,6 +487,7 @@ pub fn module_path(node: &Node) -> Option<String> {
     })
 }
 
+/// Encoded model bytes.
 pub fn to_bytes(g: &Graph) -> Vec<u8> {
     to_model(g).encode_to_vec()
 }
@@ -528,5 +536,38 @@ mod module_path_tests {
         assert_eq!(module_path(&Node::default()), None);
         let junk = Node { extra: vec![0xff, 0xff, 0xff], ..Default::default() };
         assert_eq!(module_path(&junk), None, "undecodable metadata is ignored");
+    }
+}
+
+#[cfg(test)]
+mod graph_input_tests {
+    use super::*;
+
+    fn input_names(g: &Graph) -> Vec<String> {
+        let gp = to_model(g).graph.unwrap();
+        gp.input.into_iter().map(|v| v.name.unwrap_or_default()).collect()
+    }
+
+    #[test]
+    fn bound_inputs_and_listed_initializers_are_written_as_initializers_only() {
+        // input_1, two inputs without values, and 'rescaling/scale:0', an initializer
+        // the file also lists as an input.
+        let mut g = load(Path::new("graphs/tf2onnx/nhwc_extra_inputs.onnx")).unwrap();
+        let binds = [("normalization/sub/y:0", 0.5), ("normalization/Sqrt/x:0", 2.0)]
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), vec![v]))
+            .collect();
+        crate::ir::inputs::bind(&mut g, &binds).unwrap();
+        assert_eq!(input_names(&g), ["input_1"]);
+        let inits = to_model(&g).graph.unwrap().initializer;
+        for name in ["normalization/sub/y:0", "normalization/Sqrt/x:0", "rescaling/scale:0"] {
+            assert!(inits.iter().any(|t| t.name.as_deref() == Some(name)), "{name}");
+        }
+        // IR 3 requires every initializer among the inputs, the bound ones included.
+        g.meta.ir_version = 3;
+        let names = input_names(&g);
+        assert_eq!(names[0], "input_1");
+        assert_eq!(names.len(), 1 + inits.len(), "{names:?}");
+        assert!(names.iter().any(|n| n == "normalization/sub/y:0"), "{names:?}");
     }
 }
