@@ -25,56 +25,32 @@ NUMPY_VERSION=2.2.6
 CUDA_RT=nvidia-cuda-runtime==13.0.96
 CUDA_CUPTI=nvidia-cuda-cupti==13.0.85
 
-say() { printf '[peer-tp] %s\n' "$*" >&2; }
-PY=${PYTHON:-python3}
 VENV=$ROOT/.venv-tp
-
-# pip with retries: the registry mirror has been seen missing a pinned wheel on a
-# first try and serving it on a later one (docs in tools/setup.sh).
-pip_retry() {
-  local i
-  for i in 1 2 3; do
-    if "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; then return 0; fi
-    say "pip install $* failed (try $i/3); retrying in $((i * 5)) s"
-    sleep $((i * 5))
-  done
-  return 1
-}
-
-has() { "$VENV/bin/python" - "$1" "$2" <<'PYEOF' 2>/dev/null
-import sys, importlib.metadata as m
-try:
-    sys.exit(0 if m.version(sys.argv[1]) == sys.argv[2] else 1)
-except Exception:
-    sys.exit(1)
-PYEOF
-}
+TAG=peer-tp
+# shellcheck source=tools/venv.sh
+. tools/venv.sh
 
 torch_imports() { "$VENV/bin/python" -c 'import torch' 2>/dev/null; }
 
-if [ ! -x "$VENV/bin/python" ]; then
-  command -v "$PY" >/dev/null || { echo "peer_torch_pruning: $PY not found (need CPython >= 3.10)" >&2; exit 1; }
-  say "creating $VENV"
-  "$PY" -m venv "$VENV"
-fi
-if ! has torch "$TORCH_VERSION" || ! torch_imports; then
+make_venv "$VENV"
+if ! py_has "$VENV" torch "$TORCH_VERSION" || ! torch_imports; then
   say "installing torch $TORCH_VERSION (PyPI wheel, ~3 GB with its CUDA libraries)"
-  if ! pip_retry "torch==$TORCH_VERSION"; then
+  if ! pip_retry "$VENV" "torch==$TORCH_VERSION"; then
     # The fallback tools/setup.sh --ref uses: torch without its pinned CUDA set.
     say "full torch install failed; falling back to --no-deps torch + its pure dependencies"
-    pip_retry --no-deps "torch==$TORCH_VERSION" "$CUDA_RT" "$CUDA_CUPTI"
-    pip_retry filelock typing-extensions sympy networkx jinja2 fsspec
+    pip_retry "$VENV" --no-deps "torch==$TORCH_VERSION" "$CUDA_RT" "$CUDA_CUPTI"
+    pip_retry "$VENV" filelock typing-extensions sympy networkx jinja2 fsspec
   fi
   torch_imports || { echo "peer_torch_pruning: 'import torch' fails in $VENV" >&2; exit 1; }
 fi
-if has torch-pruning "$TP_VERSION" && has onnx "$ONNX_VERSION" && has onnxruntime "$ORT_VERSION" \
-   && has numpy "$NUMPY_VERSION"; then
+if py_has "$VENV" torch-pruning "$TP_VERSION" && py_has "$VENV" onnx "$ONNX_VERSION" \
+   && py_has "$VENV" onnxruntime "$ORT_VERSION" && py_has "$VENV" numpy "$NUMPY_VERSION"; then
   say "torch $TORCH_VERSION, torch-pruning $TP_VERSION, onnx $ONNX_VERSION, onnxruntime $ORT_VERSION: present"
 else
   say "installing torch-pruning $TP_VERSION, onnx $ONNX_VERSION, onnxruntime $ORT_VERSION, numpy $NUMPY_VERSION"
   # --no-deps: torch-pruning needs only torch and numpy, both pinned here.
-  pip_retry "numpy==$NUMPY_VERSION" "onnx==$ONNX_VERSION" "onnxruntime==$ORT_VERSION"
-  pip_retry --no-deps "torch-pruning==$TP_VERSION"
+  pip_retry "$VENV" "numpy==$NUMPY_VERSION" "onnx==$ONNX_VERSION" "onnxruntime==$ORT_VERSION"
+  pip_retry "$VENV" --no-deps "torch-pruning==$TP_VERSION"
 fi
 
 [ "${1:-}" = "--setup-only" ] && exit 0

@@ -53,39 +53,11 @@ for a in "$@"; do
   esac
 done
 
-say() { printf '[setup] %s\n' "$*"; }
 PY=${PYTHON:-python3}
 command -v "$PY" >/dev/null || { echo "setup: python3 not found (need CPython >= 3.10)" >&2; exit 1; }
-
-# pip with retries: the registry mirror has been seen missing a pinned wheel on a
-# first try and serving it on a later one.
-pip_retry() {
-  local venv=$1; shift
-  local i
-  for i in 1 2 3; do
-    if "$venv/bin/python" -m pip install --disable-pip-version-check -q "$@"; then return 0; fi
-    say "pip install $* failed (try $i/3); retrying in $((i * 5)) s"
-    sleep $((i * 5))
-  done
-  return 1
-}
-
-make_venv() {
-  local venv=$1
-  if [ ! -x "$venv/bin/python" ]; then
-    say "creating $venv"
-    "$PY" -m venv "$venv"
-  fi
-}
-
-py_has() { "$1/bin/python" - "$2" "$3" <<'PYEOF' 2>/dev/null
-import sys, importlib.metadata as m
-try:
-    sys.exit(0 if m.version(sys.argv[1]) == sys.argv[2] else 1)
-except Exception:
-    sys.exit(1)
-PYEOF
-}
+TAG=setup
+# shellcheck source=tools/venv.sh
+. tools/venv.sh
 
 # ---------------------------------------------------------------- .venv (slim)
 VENV=$ROOT/.venv
