@@ -8,7 +8,8 @@
 #   1. rlal import (EfficientNetB0 refused with its unbound inputs named, then
 #      imported with them bound by --bind);
 #   2. rlal export --uniform 0.5 (validated in ONNX Runtime and tract) of each;
-#   3. for the small ResNet: rlal train, rlal eval, rlal prune with
+#   3. for the small ResNet: rlal train (recipes/train_resnet20_mnist.yaml: the
+#      quickstart's training settings, 6 epochs), rlal eval, rlal prune with
 #      recipes/quickstart.yaml and rlal eval of the pruned model;
 #   4. with --compare N: rlal prune of the small ResNet as NHWC (tf2onnx's export)
 #      and as NCHW (the same Keras model and weights behind a Permute: its convs read
@@ -20,7 +21,7 @@
 #   bash tools/keras_models.sh --train-epochs 4 --compare 2 -- --epochs 4 \
 #        --warmup-epochs 1 --buffer-epochs 1 --agent-epochs 3 --finetune-epochs 1
 #                          steps 1-4, rlal train for 4 epochs (default: the recipe's
-#                          15); arguments after -- go to every rlal prune
+#                          6); arguments after -- go to every rlal prune
 #   bash tools/keras_models.sh --skip-train --compare 2 -- ...   steps 1, 2 and 4
 #   bash tools/keras_models.sh --setup-only           make the venv, run nothing
 #
@@ -127,7 +128,7 @@ accuracy() { "$PY" -c 'import json, sys; print(f"{json.load(open(sys.argv[1]))["
 
 if [ "$TRAIN" = 1 ]; then
   step "the small ResNet (NHWC): rlal train, rlal eval, rlal prune (quickstart recipe), rlal eval"
-  run "$RLAL" train "$RESNET" --recipe recipes/quickstart.yaml --data "$DATA" \
+  run "$RLAL" train "$RESNET" --recipe recipes/train_resnet20_mnist.yaml --data "$DATA" \
     -o "$OUT/resnet_keras_trained.onnx" "${TRAIN_ARGS[@]}"
   "$PY" tools/keras_models.py --check "$RESNET" "$OUT/resnet_keras_trained.onnx"
   run "$RLAL" eval "$OUT/resnet_keras_trained.onnx" --data "$DATA"
