@@ -700,3 +700,90 @@ fn pretrained_start_measures_and_keeps_the_given_model() {
     .unwrap();
     assert_ne!(first["phase"], "warmup");
 }
+
+/// `rlal prune` with `policy` (and `extra` recipe lines) end to end on the tiny recipe
+/// with the quickstart graph,
+/// then the same run killed once its second epoch (the first search epoch) is
+/// checkpointed and resumed: the metrics, the best policy and pruned.onnx are those
+/// of the uninterrupted run. Returns the checkpoint (`search.json`) the resumed run
+/// started from.
+fn policy_runs_and_resumes_exactly(policy: &str, extra: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = dir.path().join("tiny.yaml");
+    // The quickstart graph (ResNet-20, 9 prunable layers) on 128 training images.
+    let tiny = TINY
+        .replace("graphs/mnist_cnn.onnx", "graphs/resnet20_mnist.onnx")
+        .replace("reward-samples: 200", "reward-samples: 100");
+    std::fs::write(&recipe, format!("policy: {policy}\n{extra}{tiny}  train-samples: 128\n"))
+        .unwrap();
+    let a = dir.path().join("a");
+    let (code, _, err) = prune_in(&recipe, &a);
+    assert_eq!(code, 0, "{err}");
+    let rep = report(&a);
+    assert_eq!(rep["policy"], policy);
+    let target = (rep["unpruned"]["macs"].as_u64().unwrap() as f64 * 0.5) as u64;
+    assert!(rep["pruned"]["macs"].as_u64().unwrap() <= target);
+    let rows = rows_without_times(&a.join("metrics.jsonl"));
+    for r in &rows[1..] {
+        assert_eq!(r["rewards"].as_array().unwrap().len(), 3, "{r}");
+        assert!(r["macs"].as_array().unwrap().iter().all(|m| m.as_u64().unwrap() <= target));
+    }
+    let b = dir.path().join("b");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
+        .args([
+            "prune",
+            "--recipe",
+            recipe.to_str().unwrap(),
+            "--run-dir",
+            b.to_str().unwrap(),
+            "-q",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = b.join("checkpoints/search.json");
+    let t0 = std::time::Instant::now();
+    while std::fs::read(&state)
+        .ok()
+        .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["epoch"].as_u64())
+        .unwrap_or(0)
+        < 2
+    {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(t0.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let resumed_from: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("resuming") && err.contains("after epoch 2 of 3"), "{err}");
+    assert_eq!(rows, rows_without_times(&b.join("metrics.jsonl")));
+    for f in ["best_policy.yaml", "pruned.onnx"] {
+        assert!(std::fs::read(a.join(f)).unwrap() == std::fs::read(b.join(f)).unwrap(), "{f}");
+    }
+    resumed_from
+}
+
+#[test]
+fn evolution_prunes_end_to_end_and_resumes_exactly() {
+    // A population of 4: the first search epoch draws 3 random members, the second (after
+    // the kill, from the checkpointed population) 1 more and 2 children.
+    let st = policy_runs_and_resumes_exactly(
+        "evolution",
+        "evolution:\n  population: 4\n  tournament: 2\n",
+    );
+    // The population of the first search epoch's 3 members is in the checkpoint.
+    assert_eq!(st["policy"]["population"].as_array().unwrap().len(), 3, "{st}");
+}
+
+#[test]
+fn local_prunes_end_to_end_and_resumes_exactly() {
+    // The incumbent, the centre of the resumed epoch's neighbours, is in the checkpoint.
+    let st = policy_runs_and_resumes_exactly("local", "");
+    assert!(!st["incumbents"]["items"].as_array().unwrap().is_empty(), "{st}");
+}

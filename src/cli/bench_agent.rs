@@ -47,8 +47,8 @@ pub struct AgentBenchArgs {
     /// has been the target.
     #[arg(long)]
     pub alignment_feedback: bool,
-    /// Methods to compare (default rlal,no-env-model,random,uniform; with `--suite`
-    /// rlal,random,uniform).
+    /// Methods to compare (default rlal,no-env-model,random,evolution,local,uniform;
+    /// with `--suite` rlal,random,evolution,local,uniform).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Vec<Method>,
     /// Reward subset size for the binomial noise (default: the recipe's reward-samples).
@@ -159,8 +159,8 @@ fn surface(a: &AgentBenchArgs, r: &Recipe) -> Result<SurfaceConfig, Failure> {
 fn methods(a: &AgentBenchArgs) -> Vec<Method> {
     match (a.methods.is_empty(), a.suite) {
         (false, _) => a.methods.clone(),
-        (true, Some(_)) => vec![Method::Rlal, Method::Random, Method::Uniform],
-        (true, None) => vec![Method::Rlal, Method::NoEnvModel, Method::Random, Method::Uniform],
+        (true, Some(_)) => agent_suite::DEFAULT_METHODS.to_vec(),
+        (true, None) => agent_bench::DEFAULT_METHODS.to_vec(),
     }
 }
 

@@ -2,20 +2,22 @@
 //! seconds, without training a CNN: the real [`Budget`] of a graph (bounds,
 //! cost model and state features exactly as in a run) and a synthetic accuracy
 //! surface ([`super::surface`]: its families, run effects and optimum). The
-//! episode schedule, the agent and the selection rule are those of `rlal prune`
-//! (recipe phases, [`Agent`], [`Incumbents`]).
+//! episode schedule, the search policies and the selection rule are those of
+//! `rlal prune` (recipe phases, [`crate::search::policy`], [`Incumbents`]).
 use super::best::{Best, Incumbents, Selection};
-use super::recipe::{Phase, Recipe};
+use super::policy::{Ctx, SearchPolicy};
+use super::recipe::{Policy, Recipe};
 use super::surface::{optimum, Optimum, Surface, SurfaceConfig};
-use crate::agent::{Agent, Budget, Explore};
+use crate::agent::Budget;
 use crate::rng::{Rng, Stream};
 use serde::Serialize;
 
-/// What a benchmark run compares.
+/// What a benchmark run compares: a search policy of `rlal prune`
+/// ([`crate::search::policy`]) with the recipe's settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
-    /// The recipe's agent.
+    /// The recipe's agent (`policy: rlal`).
     Rlal,
     /// The recipe's agent without the environment model (z = 0, paper "w/o EE").
     NoEnvModel,
@@ -23,7 +25,21 @@ pub enum Method {
     Random,
     /// Uniform pruning (one architecture).
     Uniform,
+    /// Regularised evolution (`policy: evolution`, the recipe's `evolution:`).
+    Evolution,
+    /// (1+λ) hill climbing around the incumbent (`policy: local`, the recipe's `local:`).
+    Local,
 }
+
+/// The methods of a single `rlal bench agent` run when `--methods` is not given.
+pub const DEFAULT_METHODS: [Method; 6] = [
+    Method::Rlal,
+    Method::NoEnvModel,
+    Method::Random,
+    Method::Evolution,
+    Method::Local,
+    Method::Uniform,
+];
 
 /// A method's name as `--methods` spells it.
 pub fn method_name(m: Method) -> String {
@@ -38,7 +54,23 @@ impl Method {
             Method::NoEnvModel => "w/o EE",
             Method::Random => "random",
             Method::Uniform => "uniform",
+            Method::Evolution => "evolution",
+            Method::Local => "local",
         }
+    }
+
+    /// The method's search policy for recipe `r`, `layers` prunable layers and `seed`.
+    pub fn policy(self, r: &Recipe, layers: usize, seed: u64) -> Box<dyn SearchPolicy> {
+        let mut r = r.clone();
+        r.policy = match self {
+            Method::Rlal | Method::NoEnvModel => Policy::Rlal,
+            Method::Random => Policy::Random,
+            Method::Uniform => Policy::Uniform,
+            Method::Evolution => Policy::Evolution,
+            Method::Local => Policy::Local,
+        };
+        r.agent.env_model &= self != Method::NoEnvModel;
+        super::policy::build(&r, layers, seed)
     }
 }
 
@@ -77,8 +109,9 @@ pub struct Trace {
     pub final_choice_changed: bool,
 }
 
-/// Runs `method` on the surface of `seed` with the recipe's schedule, agent and
-/// selection rule; `opt_final`: the optimum on the final surface.
+/// Runs `method` on the surface of `seed` with the recipe's schedule, policy
+/// settings and selection rule, as `rlal prune` does (the incumbents re-scored, then
+/// the policy's episodes, its learning); `opt_final`: the optimum on the final surface.
 pub fn run(
     r: &Recipe,
     budget: &Budget,
@@ -88,15 +121,11 @@ pub fn run(
     seed: u64,
 ) -> Result<Trace, String> {
     let last = r.training.epochs.max(1) - 1;
-    let mut cfg = r.agent.clone();
-    cfg.env_model &= method != Method::NoEnvModel;
-    let mut agent = Agent::new(cfg, budget.layers.len(), r.training.epochs, seed);
+    let mut policy = method.policy(r, budget.layers.len(), seed);
     let mut rng = Rng::stream(seed, Stream::Search);
     let mut noise = Rng::stream(seed, Stream::BenchNoise);
-    let (k, rescore) = (r.kept_incumbents(), r.search.selection == Selection::Rescore);
+    let rescore = r.search.selection == Selection::Rescore && policy.keeps_best();
     let mut inc = Incumbents::default();
-    // Uniform pruning's one architecture (the others ignore it).
-    let uniform = super::reward::uniform_kept(budget);
     let regret = |kept: &[usize]| opt_final.value - surface.value(last, kept);
     let mut rows = Vec::new();
     let mut sr = surface.run(seed);
@@ -111,43 +140,36 @@ pub fn run(
             if rescore {
                 let _ = inc.rescore(t + 1, |kept| Ok::<_, ()>(sr.reward(kept, &mut noise)));
             }
-            agent.begin_epoch(t, r.agent_span());
-            let explore = if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
-            let (mut rewards, mut macs) = (Vec::new(), Vec::new());
-            for _ in 0..if method == Method::Uniform { 1 } else { r.search.episodes_per_epoch } {
-                let (kept, ep) = match method {
-                    Method::Uniform => (uniform.clone(), None),
-                    _ => {
-                        let ep = agent.episode(
-                            budget,
-                            t,
-                            &mut rng,
-                            if method == Method::Random { Explore::Random } else { explore },
-                        );
-                        (ep.kept.clone(), Some(ep))
-                    }
-                };
-                let acc = sr.reward(&kept, &mut noise);
-                if let (Some(ep), Method::Rlal | Method::NoEnvModel) = (&ep, method) {
-                    agent.remember(ep, acc as f32);
+            let mut ctx = Ctx {
+                budget,
+                net: None,
+                rng: &mut rng,
+                incumbent: inc.best(),
+                phase,
+                episodes: r.search.episodes_per_epoch,
+            };
+            let kept = policy.propose(t, &mut ctx).map_err(|e| format!("epoch {}: {e}", t + 1))?;
+            let rewards: Vec<f64> = kept.iter().map(|k| sr.reward(k, &mut noise)).collect();
+            policy.observe(t, &kept, &rewards);
+            row.episodes(budget, &kept, &rewards);
+            for (kept, reward) in kept.into_iter().zip(rewards) {
+                let b = Best { reward, kept, epoch: t + 1 };
+                match policy.keeps_best() {
+                    true => inc.offer(b, r.kept_incumbents(), rescore),
+                    false => inc.replace(b),
                 }
-                rewards.push(acc);
-                macs.push(budget.macs(&kept) as f64 / budget.full_macs().max(1) as f64);
-                inc.offer(Best { reward: acc, kept, epoch: t + 1 }, k, rescore);
             }
-            row.mean_reward = Some(rewards.iter().sum::<f64>() / rewards.len() as f64);
-            row.best_reward = rewards.iter().copied().reduce(f64::max);
-            row.mean_macs = Some(macs.iter().sum::<f64>() / macs.len() as f64);
-            if phase == Phase::Agent && matches!(method, Method::Rlal | Method::NoEnvModel) {
-                let st =
-                    agent.update(&mut rng).map_err(|e| format!("agent epoch {}: {e}", t + 1))?;
-                row.entropy = Some(st.entropy);
-                row.alpha = Some(agent.sac.cfg.alpha);
-                let g = agent.episode(budget, t, &mut Rng::new(0), Explore::Greedy);
-                row.greedy_reward = Some(surface.value(t, &g.kept));
-                row.greedy_macs =
-                    Some(budget.macs(&g.kept) as f64 / budget.full_macs().max(1) as f64);
-                row.greedy_regret = Some(regret(&g.kept));
+            if policy.learns(phase) {
+                let learned =
+                    policy.update(&mut rng).map_err(|e| format!("agent epoch {}: {e}", t + 1))?;
+                if let Some(l) = learned {
+                    (row.entropy, row.alpha) = (Some(l.stats.entropy), Some(l.alpha));
+                }
+                if let Some(g) = policy.greedy(budget, t) {
+                    row.greedy_reward = Some(surface.value(t, &g));
+                    row.greedy_macs = Some(macs_share(budget, &g));
+                    row.greedy_regret = Some(regret(&g));
+                }
             }
         }
         row.regret = inc.best().map(|b| regret(&b.kept));
@@ -157,7 +179,8 @@ pub fn run(
         && inc
             .rescore(r.training.epochs, |kept| Ok::<_, ()>(sr.reward(kept, &mut noise)))
             .unwrap_or(false);
-    let final_kept = inc.best().map(|b| b.kept.clone()).unwrap_or(uniform);
+    let final_kept =
+        inc.best().map(|b| b.kept.clone()).unwrap_or_else(|| super::reward::uniform_kept(budget));
     Ok(Trace {
         method,
         seed,
@@ -166,6 +189,21 @@ pub fn run(
         final_kept,
         final_choice_changed: changed,
     })
+}
+
+/// MACs of `kept` / the unpruned MACs.
+fn macs_share(budget: &Budget, kept: &[usize]) -> f64 {
+    budget.macs(kept) as f64 / budget.full_macs().max(1) as f64
+}
+
+impl EpochStat {
+    /// The mean and best reward and the mean MACs share of the epoch's episodes.
+    fn episodes(&mut self, budget: &Budget, kept: &[Vec<usize>], rewards: &[f64]) {
+        let n = rewards.len().max(1) as f64;
+        self.mean_reward = Some(rewards.iter().sum::<f64>() / n);
+        self.best_reward = rewards.iter().copied().reduce(f64::max);
+        self.mean_macs = Some(kept.iter().map(|k| macs_share(budget, k)).sum::<f64>() / n);
+    }
 }
 
 /// Summary of one method over the seeds.
@@ -362,6 +400,8 @@ pub fn write(dir: &std::path::Path, rep: &BenchReport) -> anyhow::Result<()> {
         plotters::style::GREEN,
         plotters::style::BLACK,
         plotters::style::MAGENTA,
+        plotters::style::CYAN,
+        plotters::style::RGBColor(255, 140, 0),
     ];
     let per_epoch = |m: Method, f: &dyn Fn(&EpochStat) -> Option<f64>| -> Vec<(f64, f64)> {
         (0..rep.epochs)

@@ -20,6 +20,9 @@ pub const TEST_FIRST_SEED: u64 = 1000;
 pub const TEST_SEEDS: u64 = 3;
 /// MACs budgets of the matrix.
 pub const BUDGETS: [f64; 3] = [0.3, 0.5, 0.7];
+/// The methods of the suite when `--methods` is not given.
+pub const DEFAULT_METHODS: [Method; 5] =
+    [Method::Rlal, Method::Random, Method::Evolution, Method::Local, Method::Uniform];
 /// Graphs of the matrix: (name, recipe). MobileNetV2's recipe has the paper's
 /// block search space (`search-space: blocks`).
 pub const GRAPHS: [(&str, &str); 2] = [
@@ -286,7 +289,7 @@ mod tests {
         (r.search.agent_epochs, r.search.episodes_per_epoch) = (6, 4);
         r.channel_multiple = 4;
         let graphs = [("resnet20".to_string(), r)];
-        let (sc, methods) = (scenarios(), [Method::Rlal, Method::Random, Method::Uniform]);
+        let (sc, methods) = (scenarios(), DEFAULT_METHODS);
         let m = Matrix {
             graphs: &graphs,
             scenarios: &sc,
@@ -308,6 +311,8 @@ mod tests {
                 "{}: {o:?} {u}",
                 c.scenario
             );
+            let ran: Vec<Method> = c.summaries.iter().map(|s| s.method).collect();
+            assert_eq!(ran, DEFAULT_METHODS, "{}", c.scenario);
             for s in &c.summaries {
                 let r = s.final_regret[0];
                 assert!(

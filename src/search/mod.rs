@@ -5,6 +5,7 @@
 //!
 //! * [`recipe`]: the YAML recipe (fields, defaults, checks);
 //! * [`job`]: the pruning job: Alg. 1, surgery, fine-tuning, export;
+//! * [`policy`]: the search policies (`rlal`, `random`, `evolution`, `local`, baselines) behind one trait;
 //! * [`best`]: which architecture the search keeps (selection rule);
 //! * [`agent_bench`]: `rlal bench agent`, the agent on a synthetic accuracy surface with a known optimum;
 //! * [`surface`]: those surfaces (families, run effects) and their optimum;
@@ -19,6 +20,7 @@ pub mod best;
 pub mod job;
 pub mod latency;
 pub mod plot;
+pub mod policy;
 pub mod recipe;
 pub mod report;
 pub mod reward;

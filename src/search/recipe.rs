@@ -2,8 +2,10 @@
 //! the policy and the budget are top-level fields; the rest is in sections:
 //! `training:` (the weight training, [`Training`]: the same section as in
 //! `rlal train` recipes), `search:` (the search schedule and reward, [`Search`]),
-//! `finetune:` (fine-tuning of the pruned graph, [`Finetune`]) and `agent:`
-//! ([`AgentConfig`]). Every field but the budget's ratio has a documented default;
+//! `finetune:` (fine-tuning of the pruned graph, [`Finetune`]), `agent:`
+//! ([`AgentConfig`], read by `policy: rlal`), `evolution:` ([`EvolutionConfig`], read
+//! by `policy: evolution`) and `local:` ([`LocalConfig`], read by `policy: local`).
+//! Every field but the budget's ratio has a documented default;
 //! unknown fields are errors naming the field with its section and its line, fields
 //! of the flat recipes before 2026-12 errors naming their new place
 //! ([`crate::train::recipe::moved`]); command line flags override the file.
@@ -19,6 +21,8 @@
 //! only (with alignment to the best policy). Then surgery and `finetune.epochs` of
 //! fine-tuning.
 pub use super::best::Selection;
+pub use super::policy::evolution::EvolutionConfig;
+pub use super::policy::local::LocalConfig;
 use crate::agent::AgentConfig;
 pub use crate::agent::Overlap;
 use crate::analysis::ImportOptions;
@@ -28,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// How the per-layer widths are chosen.
+/// How the per-layer widths are chosen: the search policy ([`crate::search::policy`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
@@ -40,6 +44,10 @@ pub enum Policy {
     Random,
     /// Baseline: one global threshold on layer-normalised filter norms, within the budget.
     L1Global,
+    /// Regularised evolution (Real et al. 2019): tournaments, one-layer mutations, ageing (`evolution:`).
+    Evolution,
+    /// (1+λ) hill climbing: neighbours of the incumbent (`local:`).
+    Local,
 }
 
 /// `start`: what the model's weights are (see [`Recipe::start`]).
@@ -70,7 +78,8 @@ pub enum Phase {
     Buffer,
     /// `rlal`: policy episodes and agent updates.
     Agent,
-    /// Baselines: their episodes (random search) or current choice (uniform, l1-global).
+    /// The other policies: their episodes (`random`, `evolution`, `local`) or current
+    /// choice (`uniform`, `l1-global`).
     Baseline,
     /// Weights only (with alignment), after the search.
     Weights,
@@ -145,7 +154,15 @@ impl Policy {
             Policy::Uniform => "uniform",
             Policy::Random => "random",
             Policy::L1Global => "l1-global",
+            Policy::Evolution => "evolution",
+            Policy::Local => "local",
         }
+    }
+
+    /// Whether the policy searches (scores episodes and keeps the best) rather than
+    /// following one rule's architecture (`uniform`, `l1-global`).
+    pub fn searches(self) -> bool {
+        !matches!(self, Policy::Uniform | Policy::L1Global)
     }
 }
 
@@ -177,7 +194,8 @@ pub struct Recipe {
     /// Graph inputs other than the images, bound to constants: `NAME: [v1, v2, …]` (the
     /// input's declared shape, row-major). Default none.
     pub bind: BTreeMap<String, Vec<f64>>,
-    /// `rlal` (default), `uniform`, `random`, `l1-global`.
+    /// The search policy: `rlal` (default), `random`, `evolution`, `local`, or the
+    /// baselines without search `uniform`, `l1-global` (docs/METHOD.md).
     pub policy: Policy,
     /// `scratch` (default: the paper's joint training from the model's weights as they
     /// are) or `pretrained` (a trained model: its test accuracy is measured first and is
@@ -220,6 +238,10 @@ pub struct Recipe {
     pub finetune: Finetune,
     /// Agent settings (SAC, environment model, replay); see [`AgentConfig`].
     pub agent: AgentConfig,
+    /// Regularised evolution's settings (`policy: evolution`); see [`EvolutionConfig`].
+    pub evolution: EvolutionConfig,
+    /// Hill climbing's settings (`policy: local`); see [`LocalConfig`].
+    pub local: LocalConfig,
 }
 
 /// The search schedule and reward (`search:` section of a prune recipe).
@@ -341,6 +363,8 @@ impl Default for Recipe {
             search: Search::default(),
             finetune: Finetune::default(),
             agent: AgentConfig::default(),
+            evolution: EvolutionConfig::default(),
+            local: LocalConfig::default(),
         }
     }
 }
@@ -425,8 +449,14 @@ impl Recipe {
         t.check()?;
         self.search.check(self.policy, t.epochs)?;
         self.finetune.check()?;
-        if let Err((field, msg)) = self.agent.check() {
-            return bad(&format!("agent.{field}"), msg);
+        for (section, checked) in [
+            ("agent", self.agent.check()),
+            ("evolution", self.evolution.check()),
+            ("local", self.local.check()),
+        ] {
+            if let Err((field, msg)) = checked {
+                return bad(&format!("{section}.{field}"), msg);
+            }
         }
         Ok(())
     }
@@ -522,7 +552,7 @@ impl Search {
                 format!("{a} is after the last epoch (training.epochs: {epochs})"),
             );
         }
-        let searching = policy != Policy::Uniform && policy != Policy::L1Global;
+        let searching = policy.searches();
         if a == w && searching {
             return bad(
                 "search.agent-epochs",
@@ -649,6 +679,29 @@ mod tests {
             (r.search_space, r.agent.credit),
             (SearchSpace::Blocks, crate::agent::Credit::Terminal)
         );
+    }
+
+    #[test]
+    fn policy_sections_have_defaults_and_checked_values() {
+        let r = check("policy: evolution\n").unwrap();
+        assert_eq!((r.policy, &r.evolution), (Policy::Evolution, &EvolutionConfig::default()));
+        let e = &r.evolution;
+        assert_eq!((e.population, e.tournament, e.mutations, e.step), (20, 5, 1, 2));
+        let r = check("policy: local\nlocal:\n  layers: 1\n").unwrap();
+        assert_eq!((r.local.layers, r.local.step), (1, 1));
+        for (extra, field) in [
+            ("evolution:\n  population: 1\n", "'evolution.population'"),
+            ("evolution:\n  tournament: 30\n", "'evolution.tournament'"),
+            ("evolution:\n  mutations: 0\n", "'evolution.mutations'"),
+            ("evolution:\n  step: 0\n", "'evolution.step'"),
+            ("local:\n  layers: 0\n", "'local.layers'"),
+            ("local:\n  step: 0\n", "'local.step'"),
+        ] {
+            let e = check(extra).unwrap_err();
+            assert!(e.contains(field), "{extra}: {e}");
+        }
+        let e = check("evolution:\n  size: 4\n").unwrap_err();
+        assert!(e.starts_with("evolution: unknown field `size`") && e.contains("line 5"), "{e}");
     }
 
     #[test]

@@ -1,55 +1,58 @@
 //! The architecture to prune to after the joint phase, its layers (`best_policy.yaml`,
 //! `layers.svg`) and its test accuracy before fine-tuning.
 use super::{Best, Chosen, Job};
-use crate::agent::Budget;
-use crate::search::best::{Incumbents, Selection};
-use crate::search::recipe::{Policy, Recipe};
+use crate::search::best::Selection;
+use crate::search::policy::Ctx;
+use crate::search::recipe::Phase;
 use crate::search::report::{self, LayerChoice};
-use crate::search::reward::{self, RewardSet};
+use crate::search::reward;
 use crate::search::{plot, SearchError};
-use crate::train::{evaluate, Net};
-
-/// The architecture to prune to after the joint phase: the best incumbent, with
-/// `selection: rescore` scored again on the final weights (and whether that
-/// changed the choice); baselines without episodes (none kept) take their rule's
-/// architecture on the final weights.
-fn choose(
-    r: &Recipe,
-    net: &mut Net,
-    budget: &Budget,
-    rset: &RewardSet,
-    mut inc: Incumbents,
-    ort_ok: bool,
-) -> Result<(Best, Option<bool>), SearchError> {
-    let p = r.search.criterion.p();
-    let mut changed = None;
-    if r.search.selection == Selection::Rescore
-        && matches!(r.policy, Policy::Rlal | Policy::Random)
-        && !inc.items.is_empty()
-    {
-        let frozen = super::freeze(r, net, budget, ort_ok)?;
-        changed = Some(inc.rescore(r.training.epochs, |kept| {
-            rset.reward_with(net, frozen.as_ref(), budget, kept, p)
-        })?);
-    }
-    if let Some(b) = inc.best() {
-        return Ok((b.clone(), changed));
-    }
-    let kept = match r.policy {
-        Policy::L1Global => reward::l1_global_kept(net, budget, p)?,
-        _ => reward::uniform_kept(budget),
-    };
-    let acc = rset.reward(net, budget, &kept, p)?;
-    Ok((Best { reward: acc, kept, epoch: r.training.epochs }, changed))
-}
+use crate::train::evaluate;
 
 impl Job<'_> {
-    /// The architecture to prune to ([`choose`]), its layers (written with the policy and
+    /// The architecture to prune to after the joint phase: the best incumbent, with
+    /// `selection: rescore` scored again on the final weights (and whether that
+    /// changed the choice); baselines without episodes (none kept) take their rule's
+    /// architecture on the final weights (a search without any: uniform pruning).
+    fn final_choice(&mut self) -> Result<(Best, Option<bool>), SearchError> {
+        let (r, p) = (self.r, self.r.search.criterion.p());
+        let mut inc = std::mem::take(&mut self.inc);
+        let (net, budget, rset) = (&mut self.net, &self.budget, &self.rset);
+        let mut changed = None;
+        if r.search.selection == Selection::Rescore
+            && self.policy.keeps_best()
+            && !inc.items.is_empty()
+        {
+            let frozen = super::freeze(r, net, budget, self.ort_ok)?;
+            changed = Some(inc.rescore(r.training.epochs, |kept| {
+                rset.reward_with(net, frozen.as_ref(), budget, kept, p)
+            })?);
+        }
+        if let Some(b) = inc.best() {
+            return Ok((b.clone(), changed));
+        }
+        let kept = if self.policy.keeps_best() {
+            reward::uniform_kept(budget)
+        } else {
+            let mut ctx = Ctx {
+                budget,
+                net: Some(net),
+                rng: &mut self.rng,
+                incumbent: None,
+                phase: Phase::Weights,
+                episodes: 1,
+            };
+            self.policy.propose(r.training.epochs.saturating_sub(1), &mut ctx)?.swap_remove(0)
+        };
+        let acc = rset.reward(net, budget, &kept, p)?;
+        Ok((Best { reward: acc, kept, epoch: r.training.epochs }, changed))
+    }
+
+    /// The architecture to prune to ([`Job::final_choice`]), its layers (written with the policy and
     /// its plot by rank 0), and its test accuracy before fine-tuning, scored like the rewards.
     pub(super) fn choose(&mut self) -> Result<Chosen, SearchError> {
-        let (r, p) = (self.r, self.r.search.criterion.p());
-        let inc = std::mem::take(&mut self.inc);
-        let (best, changed) = choose(r, &mut self.net, &self.budget, &self.rset, inc, self.ort_ok)?;
+        let p = self.r.search.criterion.p();
+        let (best, changed) = self.final_choice()?;
         let ks = reward::keep_sets(&self.net, &self.budget, &best.kept, p)?;
         let layers: Vec<LayerChoice> = self
             .budget

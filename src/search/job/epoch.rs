@@ -1,11 +1,12 @@
 //! The joint phase (Alg. 1): each epoch trains the weights (with the alignment
-//! penalty towards the best policy), then its phase decides the search: episodes
-//! scored on the frozen weights, incumbents re-scored, agent updates (which may run
-//! beside the next epoch's training, `agent.overlap`).
+//! penalty towards the best policy), then its phase decides the search: the search
+//! policy's episodes scored on the frozen weights, incumbents re-scored, the policy's
+//! learning (the agent updates, which may run beside the next epoch's training,
+//! `agent.overlap`).
 use super::Job;
-use crate::agent::{Episode, Explore};
+use crate::agent::Diverged;
 use crate::search::best::{Best, Selection};
-use crate::search::recipe::{Phase, Policy};
+use crate::search::policy::{Ctx, Learned};
 use crate::search::report::EpochRow;
 use crate::search::reward;
 use crate::search::SearchError;
@@ -16,7 +17,7 @@ use anyhow::anyhow;
 use std::time::Instant;
 use tch::Tensor;
 
-/// A finished epoch whose agent updates run beside the next epoch's weight training
+/// A finished epoch whose policy updates run beside the next epoch's weight training
 /// (`agent.overlap`): its metrics row and checkpoint wait for them. (The best policy
 /// needs no copy: only the next epoch's episodes change it.)
 pub(super) struct Pending {
@@ -35,33 +36,38 @@ struct Trained {
     seconds: f64,
 }
 
-/// The agent updates' outcome and seconds, and the wait for them after training.
-type Updated = Option<((Result<crate::agent::UpdateStats, crate::agent::Diverged>, f64), f64)>;
+/// The policy updates' outcome and seconds, and the wait for them after training.
+type Updated = Option<((Result<Option<Learned>, Diverged>, f64), f64)>;
 
 /// The error of agent updates that diverged after epoch `epoch` of the run in `run_dir`:
 /// the run stops there, its last checkpoint (the epoch before) stays in place.
-fn diverged(run_dir: &std::path::Path, epoch: usize, e: crate::agent::Diverged) -> SearchError {
+fn diverged(run_dir: &std::path::Path, epoch: usize, e: Diverged) -> SearchError {
     let d = run_dir.display();
     SearchError::Job(anyhow!("agent updates of epoch {epoch}: {e} ({d}/recipe.yaml), then `rlal prune --resume {d}` continues from the last good checkpoint"))
 }
-
-/// An epoch's architectures, with the agent's episode where there is one.
-type Episodes = Vec<(Vec<usize>, Option<Episode>)>;
 
 /// The rewards of an epoch's episodes (`score(i, kept)`): one process scores all; the
 /// ranks of a multi-rank job score every `world`-th episode each (rank r: episodes
 /// r, r + world, ...) and sum the rewards, so every rank ends with all of them.
 fn score_episodes(
-    episodes: &[(Vec<usize>, Option<Episode>)],
+    episodes: &[Vec<usize>],
     mut score: impl FnMut(usize, &[usize]) -> Result<f64, TrainError>,
 ) -> Result<Vec<f64>, SearchError> {
     let (rank, world) = crate::dist::parallel().map_or((0, 1), |w| (w.rank, w.size));
     let mut accs = vec![0.0; episodes.len()];
-    for (i, (kept, _)) in episodes.iter().enumerate().skip(rank).step_by(world) {
+    for (i, kept) in episodes.iter().enumerate().skip(rank).step_by(world) {
         accs[i] = score(i, kept)?;
     }
     crate::dist::sum_f64(&mut accs)?;
     Ok(accs)
+}
+
+/// Records the statistics of a policy's update (of `seconds`) in its epoch's row.
+fn set_learned(row: &mut EpochRow, learned: Option<Learned>, seconds: f64) {
+    match learned {
+        Some(l) => row.set_updates(&l.stats, seconds, l.env_model, l.alpha),
+        None => row.update_seconds = seconds,
+    }
 }
 
 impl Job<'_> {
@@ -160,7 +166,7 @@ impl Job<'_> {
         })?;
         let st = st.map_err(|e| diverged(&self.o.run_dir, pd.row.epoch, e))?;
         let mut row = pd.row;
-        row.set_updates(&st, secs, self.r.agent.env_model, self.agent.sac.cfg.alpha);
+        set_learned(&mut row, st, secs);
         row.update_overlapped = true;
         row.search_seconds = pd.episodes_seconds + wait;
         self.t_search += row.search_seconds;
@@ -168,7 +174,7 @@ impl Job<'_> {
         self.close(row, pd.snapshot, &state)
     }
 
-    /// Epoch `t`'s weight training; with `updates`, the agent's deferred updates run on
+    /// Epoch `t`'s weight training; with `updates`, the policy's deferred updates run on
     /// their own thread meanwhile (neither reads what the other writes): the training
     /// sums with the seconds since `t0` at its end, and the updates' statistics, seconds
     /// and the wait for them after training (None when the thread panicked).
@@ -180,8 +186,8 @@ impl Job<'_> {
         updates: bool,
     ) -> (Result<Trained, SearchError>, Updated) {
         let (r, o) = (self.r, self.o);
-        let (agent, rng, tr, net, train) =
-            (&mut self.agent, &mut self.rng, &mut self.tr, &mut self.net, &self.train);
+        let (policy, rng, tr, net, train) =
+            (&mut self.policy, &mut self.rng, &mut self.tr, &mut self.net, &self.train);
         std::thread::scope(|s| {
             let handle = updates.then(|| {
                 s.spawn(move || {
@@ -189,7 +195,7 @@ impl Job<'_> {
                         tch::set_num_threads(r.training.threads as i32);
                     }
                     let tu = Instant::now();
-                    let st = agent.update(rng);
+                    let st = policy.update(rng);
                     (st, tu.elapsed().as_secs_f64())
                 })
             });
@@ -206,9 +212,9 @@ impl Job<'_> {
         })
     }
 
-    /// The search of epoch `t` (its phase decides): episodes scored on the frozen
-    /// weights, incumbents re-scored, agent updates; true when the updates are deferred
-    /// to run beside the next epoch's training.
+    /// The search of epoch `t` (its phase decides): the policy's episodes scored on
+    /// the frozen weights, incumbents re-scored, the policy's updates; true when the
+    /// updates are deferred to run beside the next epoch's training.
     fn search(&mut self, t: usize, row: &mut EpochRow) -> Result<bool, SearchError> {
         let r = self.r;
         let phase = r.phase(t);
@@ -217,50 +223,52 @@ impl Job<'_> {
                 if t < r.search.weights_only_epochs { "warmup".into() } else { "weights".into() };
             return Ok(false);
         }
-        row.phase = match r.policy {
-            Policy::Rlal | Policy::Random => phase.name().into(),
-            _ => "search".into(),
+        row.phase = self.policy.phase_name(phase).into();
+        let (frozen, freeze) = self.freeze_and_rescore(t)?;
+        // The incumbents are on this epoch's weights when the policy proposes (`local`'s centre).
+        let mut ctx = Ctx {
+            budget: &self.budget,
+            net: Some(&self.net),
+            rng: &mut self.rng,
+            incumbent: self.inc.best(),
+            phase,
+            episodes: r.search.episodes_per_epoch,
         };
-        let episodes = self.episodes(t, phase)?;
-        let (accs, freeze) = self.score(t, &episodes)?;
-        for ((kept, ep), acc) in episodes.into_iter().zip(accs) {
-            if let (Policy::Rlal, Some(ep)) = (r.policy, &ep) {
-                self.agent.remember(ep, acc as f32);
-            }
+        let episodes = self.policy.propose(t, &mut ctx)?;
+        let accs = self.score(t, &episodes, frozen.as_ref())?;
+        self.policy.observe(t, &episodes, &accs);
+        let keeps_best = self.policy.keeps_best();
+        for (kept, acc) in episodes.into_iter().zip(accs) {
             row.rewards.push(acc);
             row.macs.push(self.budget.macs(&kept));
-            // Baselines without search follow their current choice; searches keep the best.
             let b = Best { reward: acc, kept, epoch: t + 1 };
-            match r.policy {
-                Policy::Uniform | Policy::L1Global => self.inc.replace(b),
-                _ => {
-                    self.inc.offer(b, r.kept_incumbents(), r.search.selection == Selection::Rescore)
-                }
+            if keeps_best {
+                self.inc.offer(b, r.kept_incumbents(), r.search.selection == Selection::Rescore);
+            } else {
+                self.inc.replace(b);
             }
         }
         row.reward_stages = Some(reward::RewardStages { freeze, ..self.rset.take_stages() });
-        if phase != Phase::Agent {
+        if !self.policy.learns(phase) {
             return Ok(false);
         }
         if r.agent.overlap.resolve(self.device) && t + 1 < r.training.epochs {
             return Ok(true);
         }
         let tu = Instant::now();
-        let st =
-            self.agent.update(&mut self.rng).map_err(|e| diverged(&self.o.run_dir, t + 1, e))?;
-        row.set_updates(
-            &st,
-            tu.elapsed().as_secs_f64(),
-            r.agent.env_model,
-            self.agent.sac.cfg.alpha,
-        );
+        let learned =
+            self.policy.update(&mut self.rng).map_err(|e| diverged(&self.o.run_dir, t + 1, e))?;
+        set_learned(row, learned, tu.elapsed().as_secs_f64());
         Ok(false)
     }
 
-    /// Epoch `t`'s rewards of `episodes` on the frozen weights, after the incumbents
-    /// are scored again on them (`selection: rescore`), so that the episodes compete
-    /// with the incumbents on the same weights; and the seconds of freezing the weights.
-    fn score(&mut self, t: usize, episodes: &Episodes) -> Result<(Vec<f64>, f64), SearchError> {
+    /// Epoch `t`'s frozen weights (for the `pruned` and `ort` engines) and the seconds
+    /// of freezing them; the incumbents scored again on them (`selection: rescore`),
+    /// so that the episodes compete with the incumbents on the same weights.
+    fn freeze_and_rescore(
+        &mut self,
+        t: usize,
+    ) -> Result<(Option<reward::Frozen>, f64), SearchError> {
         let r = self.r;
         let tf = Instant::now();
         let frozen = super::freeze(r, &self.net, &self.budget, self.ort_ok)?;
@@ -268,16 +276,27 @@ impl Job<'_> {
         let _ = self.rset.take_stages();
         let p = r.search.criterion.p();
         let (net, budget, rset) = (&mut self.net, &self.budget, &self.rset);
-        if r.search.selection == Selection::Rescore
-            && matches!(r.policy, Policy::Rlal | Policy::Random)
-        {
+        if r.search.selection == Selection::Rescore && self.policy.keeps_best() {
             self.inc
                 .rescore(t + 1, |kept| rset.reward_with(net, frozen.as_ref(), budget, kept, p))?;
         }
+        Ok((frozen, freeze))
+    }
+
+    /// Epoch `t`'s rewards of `episodes` on the frozen weights `frozen`.
+    fn score(
+        &mut self,
+        t: usize,
+        episodes: &[Vec<usize>],
+        frozen: Option<&reward::Frozen>,
+    ) -> Result<Vec<f64>, SearchError> {
+        let r = self.r;
+        let p = r.search.criterion.p();
+        let (net, budget, rset) = (&mut self.net, &self.budget, &self.rset);
         let (n_ep, progress) = (episodes.len(), self.o.progress);
         let mut best_seen = self.inc.best().map_or(0.0, |b| b.reward);
         let accs = score_episodes(episodes, |i, kept| {
-            let acc = rset.reward_with(net, frozen.as_ref(), budget, kept, p)?;
+            let acc = rset.reward_with(net, frozen, budget, kept, p)?;
             best_seen = best_seen.max(acc);
             if progress {
                 crate::util::progress(format_args!(
@@ -293,31 +312,6 @@ impl Job<'_> {
             }
             Ok(acc)
         })?;
-        Ok((accs, freeze))
-    }
-
-    /// The architectures epoch `t` scores: the agent's (or random) episodes, or the
-    /// baseline's single choice.
-    fn episodes(&mut self, t: usize, phase: Phase) -> Result<Episodes, SearchError> {
-        let r = self.r;
-        Ok(match r.policy {
-            Policy::Rlal | Policy::Random => {
-                if r.policy == Policy::Rlal {
-                    self.agent.begin_epoch(t, r.agent_span());
-                }
-                let explore = if phase == Phase::Agent { Explore::Policy } else { Explore::Random };
-                (0..r.search.episodes_per_epoch)
-                    .map(|_| {
-                        let ep = self.agent.episode(&self.budget, t, &mut self.rng, explore);
-                        (ep.kept.clone(), Some(ep))
-                    })
-                    .collect()
-            }
-            Policy::Uniform => vec![(reward::uniform_kept(&self.budget), None)],
-            Policy::L1Global => vec![(
-                reward::l1_global_kept(&self.net, &self.budget, r.search.criterion.p())?,
-                None,
-            )],
-        })
+        Ok(accs)
     }
 }

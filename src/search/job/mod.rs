@@ -6,10 +6,14 @@
 //! → [`export`](mod@export) (ONNX files, validation, report); [`state`] holds the
 //! checkpoint of the joint phase. See `docs/METHOD.md` for the mapping to the paper.
 //!
+//! The search policy (`policy:`) is a [`SearchPolicy`](super::policy::SearchPolicy);
+//! everything else is the same for every policy.
+//!
 //! Every completed epoch of joint training is checkpointed atomically into
-//! `<run>/checkpoints/` (weights, SGD momenta, agent networks and their Adam
-//! moments in one tensor file; epoch, step, RNG, best policy, replay buffer in
-//! `search.json`, which names the complete tensor file); fine-tuning
+//! `<run>/checkpoints/` (weights, SGD momenta and the policy's tensors, e.g. the
+//! agent's networks and their Adam moments, in one tensor file; epoch, step, RNG,
+//! incumbents and the policy's state, e.g. the replay buffer, in `search.json`,
+//! which names the complete tensor file); fine-tuning
 //! checkpoints into `<run>/checkpoints/finetune/`. `--resume` continues from
 //! there and reaches the same result as an uninterrupted run (same seed,
 //! device and thread count).
@@ -22,11 +26,12 @@ mod state;
 
 pub use super::best::Best;
 use super::best::Incumbents;
+use super::policy::SearchPolicy;
 use super::recipe::Recipe;
 use super::report::{self, EpochRow, LayerChoice};
 use super::reward::RewardSet;
 use super::SearchError;
-use crate::agent::{Agent, Budget};
+use crate::agent::Budget;
 use crate::data::Loader;
 use crate::ir::Graph;
 use crate::rng::Rng;
@@ -79,7 +84,7 @@ fn finished_report(o: &RunOptions) -> Option<report::Report> {
 }
 
 /// A pruning job between its phases: the recipe, the data, the network with its
-/// trainer, the agent and the incumbents, and the bookkeeping of the epochs.
+/// trainer, the search policy and the incumbents, and the bookkeeping of the epochs.
 struct Job<'a> {
     r: &'a Recipe,
     o: &'a RunOptions,
@@ -96,7 +101,8 @@ struct Job<'a> {
     ort_ok: bool,
     net: Net,
     tr: Trainer,
-    agent: Agent,
+    policy: Box<dyn SearchPolicy>,
+    /// The search's random stream ([`crate::rng::Stream::Search`]).
     rng: Rng,
     inc: Incumbents,
     ckpt: PathBuf,

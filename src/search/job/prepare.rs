@@ -1,18 +1,18 @@
 //! The job's first phase: import the model, check the budget (measuring a latency
-//! budget's table), open the data, build the network, its trainer and the agent,
+//! budget's table), open the data, build the network, its trainer and the search policy,
 //! and restore them from a checkpoint on `--resume`.
 use super::state::{open_metrics, CKPT};
 use super::{Job, RunOptions};
-use crate::agent::{Agent, Budget, Metric};
+use crate::agent::{Budget, Metric};
 use crate::analysis::{self, Analysis};
 use crate::data::{Loader, LoaderConfig};
 use crate::ir::Graph;
 use crate::rng::{Rng, Stream};
 use crate::search::best::Incumbents;
-use crate::search::latency;
 use crate::search::recipe::{Recipe, RewardEngine, SearchSpace, Start};
 use crate::search::report;
 use crate::search::reward::{self, RewardSet};
+use crate::search::{latency, policy};
 use crate::search::{Input, SearchError};
 use crate::train::trainer::{self, Trainer};
 use crate::train::{bn_init, setup, Net};
@@ -242,7 +242,7 @@ fn start_inserted_bn(
 
 impl<'a> Job<'a> {
     /// Imports the model, checks the budget, opens the data, builds the network, its
-    /// trainer and the agent, and restores them from a checkpoint on `--resume`.
+    /// trainer and the search policy, and restores them from a checkpoint on `--resume`.
     pub(super) fn prepare(r: &'a Recipe, o: &'a RunOptions) -> Result<Job<'a>, SearchError> {
         let t_all = Instant::now();
         let (g, an, budget) = prepare_run(r, o)?;
@@ -276,7 +276,7 @@ impl<'a> Job<'a> {
             recal_x,
             net,
             tr,
-            agent: Agent::new(r.agent.clone(), layers, r.training.epochs, r.training.seed),
+            policy: policy::build(r, layers, r.training.seed),
             rng: Rng::stream(r.training.seed, Stream::Search),
             inc: Incumbents::default(),
             ckpt: o.run_dir.join(CKPT),

@@ -1,9 +1,9 @@
 //! The joint phase's checkpoint (`checkpoints/search.json` and its tensor file) and
 //! the per-epoch files: writing a finished epoch, and resuming from the last one.
 use super::Job;
-use crate::agent::{Agent, Replay};
 use crate::rng::Rng;
 use crate::search::best::Incumbents;
+use crate::search::policy::SearchPolicy;
 use crate::search::report::EpochRow;
 use crate::search::{plot, Input, SearchError};
 use crate::train::checkpoint::{self, fingerprint, CheckpointState};
@@ -30,10 +30,17 @@ pub(super) struct SearchState {
     rng: [u64; 4],
     /// The architectures the selection rule keeps (best first).
     incumbents: Incumbents,
-    replay: Replay,
+    /// The search policy's state ([`SearchPolicy::state`]).
+    #[serde(default)]
+    policy: serde_json::Value,
+    /// The agent's replay buffer in checkpoints written before the policies had
+    /// their own state (read into `policy` as the `rlal` policy's state).
+    #[serde(default, skip_serializing)]
+    replay: Option<serde_json::Value>,
     search_seconds: f64,
     elapsed_seconds: f64,
-    /// Tensor file (net weights `net.*`, SGD momenta `sgd.*`, agent `agent.*`), relative to the checkpoint directory.
+    /// Tensor file (net weights `net.*`, SGD momenta `sgd.*`, the policy's, e.g. the
+    /// agent's `agent.*`), relative to the checkpoint directory.
     tensors: String,
     /// Fingerprint of the network the weights belong to.
     graph: String,
@@ -63,16 +70,18 @@ fn load_checkpoint(
     dir: &Path,
     net: &mut Net,
     tr: &mut Trainer,
-    agent: &mut Agent,
+    policy: &mut dyn SearchPolicy,
 ) -> anyhow::Result<Option<SearchState>> {
-    let Some((st, all)) = checkpoint::load::<SearchState>(dir, SEARCH_STATE, net)? else {
+    let Some((mut st, all)) = checkpoint::load::<SearchState>(dir, SEARCH_STATE, net)? else {
         return Ok(None);
     };
     let p = dir.join(&st.tensors);
     tr.restore(net, &all, &p)?;
     tr.step = st.step;
-    agent.load_tensors(&all).map_err(|m| anyhow!("{}: {m}", p.display()))?;
-    agent.replay = st.replay.clone();
+    if let (serde_json::Value::Null, Some(replay)) = (&st.policy, st.replay.take()) {
+        st.policy = serde_json::json!({ "replay": replay });
+    }
+    policy.restore(&st.policy, &all).map_err(|m| anyhow!("{}: {m}", p.display()))?;
     Ok(Some(st))
 }
 
@@ -96,7 +105,7 @@ impl Job<'_> {
 
     /// Continues from the run directory's checkpoint, when there is one.
     pub(super) fn resume(&mut self) -> Result<(), SearchError> {
-        let loaded = load_checkpoint(&self.ckpt, &mut self.net, &mut self.tr, &mut self.agent)
+        let loaded = load_checkpoint(&self.ckpt, &mut self.net, &mut self.tr, self.policy.as_mut())
             .map_err(Input)?;
         let Some(st) = loaded else { return Ok(()) };
         let state_file = self.ckpt.join(SEARCH_STATE);
@@ -137,7 +146,8 @@ impl Job<'_> {
             step,
             rng: self.rng.state(),
             incumbents: self.inc.clone(),
-            replay: self.agent.replay.clone(),
+            policy: self.policy.state(),
+            replay: None,
             search_seconds: self.t_search,
             elapsed_seconds: elapsed,
             tensors: format!("search-e{epoch}.ot"),
@@ -147,7 +157,7 @@ impl Job<'_> {
     }
 
     /// Writes a finished epoch: its metrics row (and progress line), its checkpoint
-    /// (`named`: the trainer's tensors at the end of that epoch, with the agent's) and
+    /// (`named`: the trainer's tensors at the end of that epoch, with the policy's) and
     /// the plots. Rank 0 writes the job's files (the other ranks hold the same state).
     pub(super) fn close(
         &mut self,
@@ -163,7 +173,7 @@ impl Job<'_> {
             crate::util::progress_done(format_args!("{}", row.line(self.r.training.epochs)));
         }
         self.rows.push(row);
-        named.extend(self.agent.tensors());
+        named.extend(self.policy.tensors());
         checkpoint::save(&self.ckpt, SEARCH_STATE, named, st)?;
         Ok(plot::write_search(&self.o.run_dir, &self.rows)?)
     }
