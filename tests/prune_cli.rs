@@ -314,6 +314,32 @@ fn rows_without_times(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Starts `rlal prune --recipe RECIPE --run-dir RUN -q` and kills it once its
+/// checkpoint covers epoch `epoch`; returns the checkpoint's `search.json`.
+fn kill_once_checkpointed(recipe: &Path, run: &Path, epoch: u64) -> serde_json::Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
+        .args(["prune", "--recipe", recipe.to_str().unwrap(), "--run-dir", run.to_str().unwrap()])
+        .arg("-q")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = run.join("checkpoints/search.json");
+    let read = || {
+        let s = std::fs::read(&state).ok()?;
+        serde_json::from_slice::<serde_json::Value>(&s).ok()
+    };
+    let t0 = std::time::Instant::now();
+    while read().and_then(|v| v["epoch"].as_u64()).unwrap_or(0) < epoch {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
+        assert!(t0.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    read().unwrap()
+}
+
 #[test]
 fn killed_run_resumes_to_the_same_result() {
     let dir = tempfile::tempdir().unwrap();
@@ -332,36 +358,7 @@ fn killed_run_resumes_to_the_same_result() {
     // overlapped updates) is checkpointed, then resumed.
     for kill_at in [2u64, 3] {
         let b = dir.path().join(format!("b{kill_at}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
-            .args([
-                "prune",
-                "--recipe",
-                overlapped.to_str().unwrap(),
-                "--run-dir",
-                b.to_str().unwrap(),
-                "-q",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let state = b.join("checkpoints/search.json");
-        let t0 = std::time::Instant::now();
-        loop {
-            let epoch = std::fs::read(&state)
-                .ok()
-                .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
-                .and_then(|v| v["epoch"].as_u64())
-                .unwrap_or(0);
-            if epoch >= kill_at {
-                break;
-            }
-            assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-            assert!(t0.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        kill_once_checkpointed(&overlapped, &b, kill_at);
         assert!(!b.join("report.json").exists());
         let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
         assert_eq!(code, 0, "{err}");
@@ -729,36 +726,7 @@ fn policy_runs_and_resumes_exactly(policy: &str, extra: &str) -> serde_json::Val
         assert!(r["macs"].as_array().unwrap().iter().all(|m| m.as_u64().unwrap() <= target));
     }
     let b = dir.path().join("b");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rlal"))
-        .args([
-            "prune",
-            "--recipe",
-            recipe.to_str().unwrap(),
-            "--run-dir",
-            b.to_str().unwrap(),
-            "-q",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = b.join("checkpoints/search.json");
-    let t0 = std::time::Instant::now();
-    while std::fs::read(&state)
-        .ok()
-        .and_then(|s| serde_json::from_slice::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["epoch"].as_u64())
-        .unwrap_or(0)
-        < 2
-    {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed");
-        assert!(t0.elapsed().as_secs() < 600, "no checkpoint after 10 minutes");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let resumed_from: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let resumed_from = kill_once_checkpointed(&recipe, &b, 2);
     let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("resuming") && err.contains("after epoch 2 of 3"), "{err}");

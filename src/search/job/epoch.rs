@@ -223,7 +223,8 @@ impl Job<'_> {
                 if t < r.search.weights_only_epochs { "warmup".into() } else { "weights".into() };
             return Ok(false);
         }
-        row.phase = self.policy.phase_name(phase).into();
+        // The metrics' phase: the recipe's, or `search` for the baselines without search.
+        row.phase = if self.policy.keeps_best() { phase.name() } else { "search" }.into();
         let (frozen, freeze) = self.freeze_and_rescore(t)?;
         // The incumbents are on this epoch's weights when the policy proposes (`local`'s centre).
         let mut ctx = Ctx {

@@ -2,7 +2,6 @@
 //! filter norms of the current weights, within the budget: one architecture per
 //! epoch, no search.
 use super::{Ctx, SearchPolicy};
-use crate::search::recipe::Phase;
 use crate::search::reward::l1_global_kept;
 use crate::train::TrainError;
 
@@ -18,10 +17,6 @@ impl SearchPolicy for L1Global {
 
     fn keeps_best(&self) -> bool {
         false
-    }
-
-    fn phase_name(&self, _phase: Phase) -> &'static str {
-        "search"
     }
 
     fn propose(&mut self, _t: usize, ctx: &mut Ctx) -> Result<Vec<Vec<usize>>, TrainError> {

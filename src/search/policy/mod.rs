@@ -72,11 +72,6 @@ pub trait SearchPolicy: Send {
         true
     }
 
-    /// The metrics' name of a searching epoch's phase.
-    fn phase_name(&self, phase: Phase) -> &'static str {
-        phase.name()
-    }
-
     /// The architectures of epoch `t` (0-based), each within the budget.
     fn propose(&mut self, t: usize, ctx: &mut Ctx) -> Result<Vec<Vec<usize>>, TrainError>;
 

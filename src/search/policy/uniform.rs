@@ -1,7 +1,6 @@
 //! `policy: uniform`: the baseline that keeps the same fraction of every layer (the
 //! largest one within the budget), one architecture per epoch, no search.
 use super::{Ctx, SearchPolicy};
-use crate::search::recipe::Phase;
 use crate::search::reward::uniform_kept;
 use crate::train::TrainError;
 
@@ -15,10 +14,6 @@ impl SearchPolicy for Uniform {
 
     fn keeps_best(&self) -> bool {
         false
-    }
-
-    fn phase_name(&self, _phase: Phase) -> &'static str {
-        "search"
     }
 
     fn propose(&mut self, _t: usize, ctx: &mut Ctx) -> Result<Vec<Vec<usize>>, TrainError> {
