@@ -275,7 +275,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     use rlal::search::search_bench::{self, SearchBenchOptions};
     use rlal::search::Recipe;
 
-    let mut r = Recipe::load(&a.recipe).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    let mut r = Recipe::load(&a.recipe)?;
     if let Some(e) = a.engine {
         r.search.reward_engine = e;
     }
@@ -303,7 +303,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     if a.data.is_some() {
         r.data = a.data.clone();
     }
-    r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    r.check()?;
     if a.train_batches == 0
         || timed_episodes == 0
         || !(a.paper_subset > 0.0 && a.paper_subset < 1.0)

@@ -97,7 +97,7 @@ pub struct AgentBenchArgs {
 }
 
 fn recipe(a: &AgentBenchArgs, path: &std::path::Path) -> Result<Recipe, Failure> {
-    let mut r = Recipe::load(path).map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    let mut r = Recipe::load(path)?;
     if a.model.is_some() {
         r.model = a.model.clone();
     }
@@ -116,7 +116,7 @@ fn recipe(a: &AgentBenchArgs, path: &std::path::Path) -> Result<Recipe, Failure>
     ag.updates_per_epoch = a.updates_per_epoch.unwrap_or(ag.updates_per_epoch);
     r.search.selection = a.selection.unwrap_or(r.search.selection);
     r.search.incumbents = a.incumbents.unwrap_or(r.search.incumbents);
-    r.check().map_err(|m| Failure::input(anyhow::anyhow!("{}: {m}", path.display())))?;
+    r.check().map_err(|e| e.in_file(path))?;
     if r.metric() == rlal::agent::Metric::Latency {
         return Err(Failure::input(anyhow::anyhow!(
             "{}: bench agent needs a MACs or params budget, not a latency budget",

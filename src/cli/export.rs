@@ -359,8 +359,7 @@ impl RunFiles {
             need("recipe.yaml")?,
             need("report.json")?,
         );
-        let recipe =
-            rlal::search::Recipe::load(&recipe_p).map_err(|m| Failure::input(anyhow!("{m}")))?;
+        let recipe = rlal::search::Recipe::load(&recipe_p)?;
         let report = serde_json::from_slice(
             &std::fs::read(&report_p)
                 .with_context(|| format!("reading {}", report_p.display()))

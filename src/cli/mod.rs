@@ -58,6 +58,13 @@ impl Failure {
     }
 }
 
+/// A recipe that cannot be read or has a bad value is bad input.
+impl From<rlal::train::recipe::RecipeError> for Failure {
+    fn from(e: rlal::train::recipe::RecipeError) -> Failure {
+        Failure::input(e)
+    }
+}
+
 pub fn run(cli: Cli) -> Result<(), Failure> {
     // In a multi-rank job only rank 0 reports progress.
     let quiet = cli.quiet || !rlal::dist::is_root();

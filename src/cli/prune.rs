@@ -96,9 +96,9 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
                     dir.display()
                 )));
             }
-            Recipe::load(&p).map_err(|m| Failure::input(anyhow!("{m}")))?
+            Recipe::load(&p)?
         }
-        (None, Some(p)) => Recipe::load(p).map_err(|m| Failure::input(anyhow!("{m}")))?,
+        (None, Some(p)) => Recipe::load(p)?,
         (None, None) => Recipe::default(),
     };
     macro_rules! over {
@@ -131,7 +131,7 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     }
     r.search.alignment &= !a.no_alignment;
     r.agent.env_model &= !a.no_env_model;
-    r.check().map_err(|m| Failure::input(anyhow!("{m}")))?;
+    r.check()?;
     Ok(r)
 }
 

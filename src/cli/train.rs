@@ -44,7 +44,7 @@ pub struct TrainArgs {
 
 fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
     let mut r = match &a.recipe {
-        Some(p) => Recipe::load(p).map_err(Failure::input)?,
+        Some(p) => Recipe::load(p)?,
         None => Recipe::default(),
     };
     a.training.apply(&mut r.training);
@@ -60,7 +60,7 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
             *dst = src.clone();
         }
     }
-    r.check().map_err(|m| Failure::input(anyhow::anyhow!("{m}")))?;
+    r.check()?;
     Ok(r)
 }
 

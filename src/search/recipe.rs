@@ -27,7 +27,7 @@ use crate::agent::AgentConfig;
 pub use crate::agent::Overlap;
 use crate::analysis::ImportOptions;
 use crate::ir::InputLayout;
-use crate::train::recipe::{moved, parse_yaml, ScheduleKind, Training, MAX_EPOCHS};
+use crate::train::recipe::{moved, parse_yaml, RecipeError, ScheduleKind, Training, MAX_EPOCHS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -370,8 +370,8 @@ impl Default for Recipe {
 }
 
 /// A check's error on `field` (its section path).
-fn bad(field: &str, why: impl std::fmt::Display) -> Result<(), String> {
-    Err(format!("field '{field}': {why}"))
+fn bad(field: &str, why: impl std::fmt::Display) -> Result<(), RecipeError> {
+    Err(RecipeError::field(field, why))
 }
 
 impl Recipe {
@@ -384,19 +384,22 @@ impl Recipe {
         }
     }
 
-    /// Reads and checks a recipe; errors name the file, the field and the line.
-    pub fn load(path: &Path) -> Result<Recipe, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Recipe::parse(&text).map_err(|m| format!("{}: {m}", path.display()))
+    /// Reads a recipe ([`crate::train::recipe::load`]); errors name the file, the
+    /// field and the line.
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+        crate::train::recipe::load(path, Recipe::parse)
     }
 
-    /// Parses YAML text (no value checks: flags may still override; call [`Recipe::check`]).
-    pub fn parse(text: &str) -> Result<Recipe, String> {
+    /// Parses YAML text and checks each value on its own ([`Recipe::check_values`]);
+    /// what flags may still give or change together (model, data, one budget, the
+    /// epochs' order) is checked by [`Recipe::check`].
+    pub fn parse(text: &str) -> Result<Recipe, RecipeError> {
         let mut r: Recipe = parse_yaml(text, moved::Command::Prune)?;
         r.training.preprocess_given = crate::train::recipe::preprocess_given(text);
         if r.start == Start::Pretrained {
             r.pretrained_defaults(text);
         }
+        r.check_values()?;
         Ok(r)
     }
 
@@ -423,20 +426,13 @@ impl Recipe {
         t
     }
 
-    /// Value checks that need neither the model nor the data.
-    pub fn check(&self) -> Result<(), String> {
+    /// Value checks that need neither the model nor the data (after CLI overrides).
+    pub fn check(&self) -> Result<(), RecipeError> {
         if self.model.is_none() {
             return bad("model", "is required (or give the model on the command line)");
         }
         if self.data.is_none() {
             return bad("data", "is required (or give --data DIR)");
-        }
-        if self.name.is_empty()
-            || self.name.contains(['/', '\\'])
-            || self.name == "."
-            || self.name == ".."
-        {
-            return bad("name", format!("'{}' is not a plain directory name", self.name));
         }
         self.check_budget()?;
         let t = &self.training;
@@ -446,8 +442,34 @@ impl Recipe {
                 format!("{:?} has an epoch after the last ({})", t.milestones, t.epochs),
             );
         }
-        t.check()?;
-        self.search.check(self.policy, t.epochs)?;
+        self.check_values()?;
+        self.search.check(self.policy, t.epochs)
+    }
+
+    /// Each value on its own (a recipe's text is checked by this at load).
+    fn check_values(&self) -> Result<(), RecipeError> {
+        if self.name.is_empty()
+            || self.name.contains(['/', '\\'])
+            || self.name == "."
+            || self.name == ".."
+        {
+            return bad("name", format!("'{}' is not a plain directory name", self.name));
+        }
+        for (field, ratio) in self.ratios() {
+            if !(ratio > 0.0 && ratio < 1.0) {
+                return bad(field, format!("{ratio} is impossible: the target must be in (0, 1) of the unpruned model's figure"));
+            }
+        }
+        if self.latency_batch == 0 {
+            return bad("latency-batch", "must be at least 1");
+        }
+        if self.channel_multiple == 0 {
+            return bad("channel-multiple", "must be at least 1");
+        }
+        if !(self.max_prune_ratio > 0.0 && self.max_prune_ratio < 1.0) {
+            return bad("max-prune-ratio", format!("{} must be in (0, 1)", self.max_prune_ratio));
+        }
+        self.training.check()?;
         self.finetune.check()?;
         for (section, checked) in [
             ("agent", self.agent.check()),
@@ -461,34 +483,25 @@ impl Recipe {
         Ok(())
     }
 
-    /// The budget's fields: exactly one ratio, in (0, 1), and the width rules.
-    fn check_budget(&self) -> Result<(), String> {
-        let given: Vec<(&str, f64)> = [
+    /// The budget ratios given, by field.
+    fn ratios(&self) -> Vec<(&'static str, f64)> {
+        [
             ("macs-ratio", self.macs_ratio),
             ("params-ratio", self.params_ratio),
             ("latency-ratio", self.latency_ratio),
         ]
         .into_iter()
         .filter_map(|(f, r)| r.map(|r| (f, r)))
-        .collect();
-        let (field, ratio) = match given[..] {
-            [] => return bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5; or params-ratio / latency-ratio for a parameter / latency budget)"),
-            [one] => one,
-            [_, (second, _), ..] => return bad(second, "give exactly one of macs-ratio, params-ratio and latency-ratio"),
-        };
-        if self.latency_batch == 0 {
-            return bad("latency-batch", "must be at least 1");
+        .collect()
+    }
+
+    /// The budget: exactly one ratio.
+    fn check_budget(&self) -> Result<(), RecipeError> {
+        match self.ratios()[..] {
+            [] => bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5; or params-ratio / latency-ratio for a parameter / latency budget)"),
+            [_] => Ok(()),
+            [_, (second, _), ..] => bad(second, "give exactly one of macs-ratio, params-ratio and latency-ratio"),
         }
-        if !(ratio > 0.0 && ratio < 1.0) {
-            return bad(field, format!("{ratio} is impossible: the target must be in (0, 1) of the unpruned model's figure"));
-        }
-        if self.channel_multiple == 0 {
-            return bad("channel-multiple", "must be at least 1");
-        }
-        if !(self.max_prune_ratio > 0.0 && self.max_prune_ratio < 1.0) {
-            return bad("max-prune-ratio", format!("{} must be in (0, 1)", self.max_prune_ratio));
-        }
-        Ok(())
     }
 
     /// What epoch `t` (0-based) does besides training the weights.
@@ -540,7 +553,7 @@ impl Recipe {
 impl Search {
     /// Value checks for `policy` and `epochs` epochs of joint training; errors name
     /// the field as `search.<field>`.
-    fn check(&self, policy: Policy, epochs: usize) -> Result<(), String> {
+    fn check(&self, policy: Policy, epochs: usize) -> Result<(), RecipeError> {
         let (w, b, a) = (self.weights_only_epochs, self.buffer_epochs, self.agent_epochs);
         if w.saturating_add(b) > a {
             let why = format!("{a} is before the end of weights-only + buffer epochs ({w} + {b})");
@@ -586,7 +599,7 @@ impl Search {
 
 impl Finetune {
     /// Value checks; errors name the field as `finetune.<field>`.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), RecipeError> {
         if self.epochs > MAX_EPOCHS {
             return bad(
                 "finetune.epochs",
@@ -607,14 +620,14 @@ mod tests {
     use super::*;
     #[test]
     fn parse_errors_name_field_and_line() {
-        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratoi: 0.5\n").unwrap_err();
+        let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratoi: 0.5\n").unwrap_err().to_string();
         assert!(e.contains("macs-ratoi") && e.contains("line 3"), "{e}");
         let r = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\n").unwrap();
         r.check().unwrap();
         assert_eq!((r.training.epochs, r.search.episodes_per_epoch, r.search.beta), (8, 10, 1e-4));
         let mut r2 = r.clone();
         r2.macs_ratio = Some(1.0);
-        assert!(r2.check().unwrap_err().contains("macs-ratio"));
+        assert!(r2.check().unwrap_err().to_string().contains("macs-ratio"));
         let r3 = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 8\n")
             .unwrap();
         r3.check().unwrap();
@@ -625,43 +638,65 @@ mod tests {
         let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nlatency-ratio: 0.6\n")
             .unwrap()
             .check()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("latency-ratio") && e.contains("exactly one"), "{e}");
         let e = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 0\n")
-            .unwrap()
-            .check()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("latency-batch"), "{e}");
         let e = Recipe::parse(
             "model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("agent: unknown field `bogus`") && e.contains("line 6"), "{e}");
+    }
+
+    /// A bad value in a recipe file names the file and the field (at load: values
+    /// are checked when the text is parsed; model, data and the budget may still come
+    /// from flags, so a file without them loads).
+    #[test]
+    fn load_names_the_file_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.yaml");
+        std::fs::write(&p, "macs-ratio: 1.5\n").unwrap();
+        let e = Recipe::load(&p).unwrap_err();
+        assert_eq!(e.field_name(), Some("macs-ratio"));
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("{}: field 'macs-ratio': ", p.display())), "{msg}");
+        std::fs::write(&p, "agent:\n  gamma: 2\n").unwrap();
+        assert_eq!(Recipe::load(&p).unwrap_err().field_name(), Some("agent.gamma"));
+        std::fs::write(&p, "search:\n  beta: 1\n").unwrap();
+        let r = Recipe::load(&p).unwrap();
+        assert!(r.check().unwrap_err().to_string().contains("'model'"));
+        let e = Recipe::load(&dir.path().join("none.yaml")).unwrap_err().to_string();
+        assert!(e.contains("none.yaml"), "{e}");
     }
 
     const BASE: &str = "model: a.onnx\ndata: d\nmacs-ratio: 0.5\n";
 
     fn check(extra: &str) -> Result<Recipe, String> {
-        let r = Recipe::parse(&format!("{BASE}{extra}"))?;
-        r.check().map(|()| r)
+        let r = Recipe::parse(&format!("{BASE}{extra}")).map_err(|e| e.to_string())?;
+        r.check().map(|()| r).map_err(|e| e.to_string())
     }
 
     #[test]
     fn section_values_name_their_section() {
         // The agent and selection fields: bad values name the field (and the line).
-        let e = check("search:\n  incumbents: 0\n").unwrap_err();
+        let e = check("search:\n  incumbents: 0\n").unwrap_err().to_string();
         assert!(e.contains("'search.incumbents'"), "{e}");
-        let e = check("agent:\n  gamma: 1.5\n").unwrap_err();
+        let e = check("agent:\n  gamma: 1.5\n").unwrap_err().to_string();
         assert!(e.contains("'agent.gamma'"), "{e}");
-        let e = check("agent:\n  batch-size: 0\n").unwrap_err();
+        let e = check("agent:\n  batch-size: 0\n").unwrap_err().to_string();
         assert!(e.contains("'agent.batch-size'"), "{e}");
-        let e = check("training:\n  lr: -1\n").unwrap_err();
+        let e = check("training:\n  lr: -1\n").unwrap_err().to_string();
         assert!(e.contains("'training.lr'"), "{e}");
-        let e = check("finetune:\n  lr: 0\n").unwrap_err();
+        let e = check("finetune:\n  lr: 0\n").unwrap_err().to_string();
         assert!(e.contains("'finetune.lr'"), "{e}");
-        let e = check("search:\n  weights-only-epochs: 5\n").unwrap_err();
+        let e = check("search:\n  weights-only-epochs: 5\n").unwrap_err().to_string();
         assert!(e.contains("'search.agent-epochs'") && e.contains("weights-only"), "{e}");
-        let e = check("training:\n  schedule: step\n  milestones: [9]\n").unwrap_err();
+        let e = check("training:\n  schedule: step\n  milestones: [9]\n").unwrap_err().to_string();
         assert!(e.contains("'training.milestones'"), "{e}");
         for (extra, line) in [
             ("search:\n  selection: best\n", "line 5"),
@@ -669,10 +704,10 @@ mod tests {
             ("agent:\n  action-map: linear\n", "line 5"),
             ("agent:\n  reward-norm: batch\n", "line 5"),
         ] {
-            let e = check(extra).unwrap_err();
+            let e = check(extra).unwrap_err().to_string();
             assert!(e.contains(line) && e.contains("unknown variant"), "{extra}: {e}");
         }
-        let e = check("search:\n  selection: best\n").unwrap_err();
+        let e = check("search:\n  selection: best\n").unwrap_err().to_string();
         assert!(e.starts_with("search.selection: unknown variant `best`"), "{e}");
         let r = check("search-space: blocks\nagent:\n  credit: terminal\n").unwrap();
         assert_eq!(
@@ -697,10 +732,10 @@ mod tests {
             ("local:\n  layers: 0\n", "'local.layers'"),
             ("local:\n  step: 0\n", "'local.step'"),
         ] {
-            let e = check(extra).unwrap_err();
+            let e = check(extra).unwrap_err().to_string();
             assert!(e.contains(field), "{extra}: {e}");
         }
-        let e = check("evolution:\n  size: 4\n").unwrap_err();
+        let e = check("evolution:\n  size: 4\n").unwrap_err().to_string();
         assert!(e.starts_with("evolution: unknown field `size`") && e.contains("line 5"), "{e}");
     }
 
@@ -711,11 +746,11 @@ mod tests {
             ("search:\n  warmup-epochs: 2\n", "search", "warmup-epochs", 5),
             ("finetune:\n  finetune-epochs: 2\n", "finetune", "finetune-epochs", 5),
         ] {
-            let e = check(extra).unwrap_err();
+            let e = check(extra).unwrap_err().to_string();
             let want = format!("{section}: unknown field `{field}`");
             assert!(e.starts_with(&want) && e.contains(&format!("line {line} ")), "{e}");
         }
-        let e = check("training:\n  epochs: many\n").unwrap_err();
+        let e = check("training:\n  epochs: many\n").unwrap_err().to_string();
         assert!(e.starts_with("training.epochs: invalid type") && e.contains("line 5"), "{e}");
     }
 
@@ -729,14 +764,14 @@ mod tests {
             ("finetune-epochs: 1\n", "finetune-epochs", "finetune.epochs"),
             ("finetune-lr: 0.01\n", "finetune-lr", "finetune.lr"),
         ] {
-            let e = check(&format!("# old\n{extra}")).unwrap_err();
+            let e = check(&format!("# old\n{extra}")).unwrap_err().to_string();
             let want = format!(
                 "'{old}' is now '{new}' (recipes have sections since 2026-12; see docs/RECIPES.md) at line 5 column 1"
             );
             assert_eq!(e, want);
         }
         // The first moved field of a flat recipe is named, before other errors.
-        let e = Recipe::parse("model: m\nbogus: 1\nseed: 1\nlr: 0.1\n").unwrap_err();
+        let e = Recipe::parse("model: m\nbogus: 1\nseed: 1\nlr: 0.1\n").unwrap_err().to_string();
         assert!(e.starts_with("'seed' is now 'training.seed'") && e.contains("line 3"), "{e}");
     }
 

@@ -271,12 +271,70 @@ pub const MAX_EPOCHS: usize = 1_000_000;
 pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
     text: &str,
     cmd: moved::Command,
-) -> Result<T, String> {
+) -> Result<T, RecipeError> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
-    moved::check(text, cmd).map_err(|e| e.to_string())?;
-    serde_yaml::from_str(text).map_err(|e| e.to_string())
+    let syntax = |msg: String| RecipeError::Syntax { path: None, msg };
+    moved::check(text, cmd).map_err(|e| syntax(e.to_string()))?;
+    serde_yaml::from_str(text).map_err(|e| syntax(e.to_string()))
+}
+
+/// Why a recipe (of `rlal train` or of `rlal prune`) cannot be used: every variant
+/// names the file once it is known ([`RecipeError::in_file`]); a bad value names its
+/// field by section path (`training.lr`). Bad input: the CLI exits with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    /// The file cannot be read.
+    #[error("{}: {msg}", path.display())]
+    Read { path: PathBuf, msg: String },
+    /// The YAML does not parse (serde_yaml's message names the field and the line)
+    /// or gives a field of the old flat recipes.
+    #[error("{}{msg}", file_prefix(path))]
+    Syntax { path: Option<PathBuf>, msg: String },
+    /// A value out of range; `field` is its section path.
+    #[error("{}field '{field}': {msg}", file_prefix(path))]
+    Field { path: Option<PathBuf>, field: String, msg: String },
+}
+
+fn file_prefix(path: &Option<PathBuf>) -> String {
+    path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default()
+}
+
+impl RecipeError {
+    /// A bad value of `field` (its section path).
+    pub fn field(field: impl Into<String>, why: impl std::fmt::Display) -> RecipeError {
+        RecipeError::Field { path: None, field: field.into(), msg: why.to_string() }
+    }
+
+    /// The same error, naming `file` as the recipe it came from.
+    pub fn in_file(self, file: &Path) -> RecipeError {
+        let path = Some(file.to_path_buf());
+        match self {
+            RecipeError::Syntax { msg, .. } => RecipeError::Syntax { path, msg },
+            RecipeError::Field { field, msg, .. } => RecipeError::Field { path, field, msg },
+            read => read,
+        }
+    }
+
+    /// The field a bad value was found in (None: unreadable or unparsable text).
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            RecipeError::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+/// The one loader of both recipe kinds: reads `path` and parses it with `parse`
+/// (which checks the values), every error naming the file.
+pub fn load<R>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<R, RecipeError>,
+) -> Result<R, RecipeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RecipeError::Read { path: path.to_path_buf(), msg: e.to_string() })?;
+    parse(&text).map_err(|e| e.in_file(path))
 }
 
 impl Recipe {
@@ -289,18 +347,13 @@ impl Recipe {
         }
     }
 
-    /// Reads a recipe; errors name the file, the field and the line.
-    pub fn load(path: &Path) -> Result<Recipe, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TrainError::File {
-            path: path.display().to_string(),
-            msg: e.to_string(),
-        })?;
-        Recipe::parse(&text)
-            .map_err(|msg| TrainError::File { path: path.display().to_string(), msg })
+    /// Reads a recipe ([`load`]); errors name the file, the field and the line.
+    pub fn load(path: &Path) -> Result<Recipe, RecipeError> {
+        load(path, Recipe::parse)
     }
 
     /// Parses YAML text and checks the values.
-    pub fn parse(text: &str) -> Result<Recipe, String> {
+    pub fn parse(text: &str) -> Result<Recipe, RecipeError> {
         let mut r: Recipe = parse_yaml(text, moved::Command::Train)?;
         r.training.preprocess_given = preprocess_given(text);
         r.check()?;
@@ -308,9 +361,9 @@ impl Recipe {
     }
 
     /// Value checks (after CLI overrides too).
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), RecipeError> {
         if self.training.epochs == 0 {
-            return Err("field 'training.epochs': must be at least 1".into());
+            return Err(RecipeError::field("training.epochs", "must be at least 1"));
         }
         self.training.check()
     }
@@ -319,8 +372,8 @@ impl Recipe {
 impl Training {
     /// Value checks; errors name the field as `training.<field>`. Zero epochs pass
     /// (`rlal prune` may skip joint training; `rlal train` refuses them itself).
-    pub fn check(&self) -> Result<(), String> {
-        let bad = |f: &str, why: &str| Err(format!("field 'training.{f}': {why}"));
+    pub fn check(&self) -> Result<(), RecipeError> {
+        let bad = |f: &str, why: &str| Err(RecipeError::field(format!("training.{f}"), why));
         if self.epochs > MAX_EPOCHS {
             return bad("epochs", &format!("must be at most {MAX_EPOCHS}"));
         }
@@ -435,32 +488,52 @@ mod tests {
         let r = Recipe::parse("training:\n  epochs: 3\n  batch-size: 32\n").unwrap();
         assert_eq!((r.training.epochs, r.training.batch_size, r.training.lr), (3, 32, 0.1));
         assert_eq!(Recipe::parse("").unwrap(), Recipe::default());
-        let e = Recipe::parse("training:\n  epochs: 3\n  learning-rate: 0.1\n").unwrap_err();
+        let e = Recipe::parse("training:\n  epochs: 3\n  learning-rate: 0.1\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("training: unknown field `learning-rate`") && e.contains("line 3"),
             "{e}"
         );
-        let e = Recipe::parse("training:\n  epochs: three\n").unwrap_err();
+        let e = Recipe::parse("training:\n  epochs: three\n").unwrap_err().to_string();
         assert!(e.contains("training.epochs: invalid type") && e.contains("line 2"), "{e}");
-        let e = Recipe::parse("training:\n  momentum: 1.5\n").unwrap_err();
+        let e = Recipe::parse("training:\n  momentum: 1.5\n").unwrap_err().to_string();
         assert!(e.contains("'training.momentum'"), "{e}");
-        let e = Recipe::parse("training:\n  epochs: 0\n").unwrap_err();
+        let e = Recipe::parse("training:\n  epochs: 0\n").unwrap_err().to_string();
         assert!(e.contains("'training.epochs'"), "{e}");
+    }
+
+    /// A bad value in a recipe file names the file and the field.
+    #[test]
+    fn load_names_the_file_and_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.yaml");
+        std::fs::write(&p, "training:\n  lr: -1\n").unwrap();
+        let e = Recipe::load(&p).unwrap_err();
+        assert_eq!(e.field_name(), Some("training.lr"));
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("{}: field 'training.lr': ", p.display())), "{msg}");
+        std::fs::write(&p, "training:\n  lr: 0.1\n  bogus: 1\n").unwrap();
+        let msg = Recipe::load(&p).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&format!("{}: training: unknown field `bogus`", p.display())),
+            "{msg}"
+        );
     }
 
     #[test]
     fn flat_fields_name_their_section() {
-        let e = Recipe::parse("model: m.onnx\n\nepochs: 3\n").unwrap_err();
+        let e = Recipe::parse("model: m.onnx\n\nepochs: 3\n").unwrap_err().to_string();
         assert!(e.starts_with("'epochs' is now 'training.epochs' (recipes have sections since 2026-12; see docs/RECIPES.md) at line 3"), "{e}");
         // The old name of the learning-rate warm-up (train recipes before `lr-warmup-epochs`).
-        let e = Recipe::parse("warmup-epochs: 1\n").unwrap_err();
+        let e = Recipe::parse("warmup-epochs: 1\n").unwrap_err().to_string();
         assert!(
             e.contains("'warmup-epochs' is now 'training.lr-warmup-epochs'")
                 && e.contains("line 1"),
             "{e}"
         );
         // A prune-only field is just unknown here.
-        let e = Recipe::parse("model: m.onnx\nbuffer-epochs: 1\n").unwrap_err();
+        let e = Recipe::parse("model: m.onnx\nbuffer-epochs: 1\n").unwrap_err().to_string();
         assert!(e.contains("unknown field `buffer-epochs`") && e.contains("line 2"), "{e}");
     }
 
