@@ -112,14 +112,7 @@ pub fn detect(g: &Graph) -> Layout {
                     Layout::Nchw
                 };
             }
-            "Conv"
-            | "ConvTranspose"
-            | "BatchNormalization"
-            | "MaxPool"
-            | "AveragePool"
-            | "GlobalAveragePool"
-            | "GlobalMaxPool"
-            | "InstanceNormalization" => return Layout::Nchw,
+            _ if super::ops::is(n, |d| d.channels_first()) => return Layout::Nchw,
             _ => reached.extend(n.outputs.iter().flatten()),
         }
     }
@@ -272,6 +265,37 @@ mod tests {
         assert_eq!(detect(&g), Layout::Nchw);
         assert_eq!(Layout::Nhwc.chw([28, 28, 1]), [1, 28, 28]);
         assert_eq!(Layout::Nhwc.dims([1, 28, 28]), [28, 28, 1]);
+    }
+
+    /// The ops that read their input channels first (and so decide NCHW when reached
+    /// before a layout transpose) are the registry's convolutions, pools and norms.
+    #[test]
+    fn channels_first_ops_are_convs_pools_and_norms() {
+        let first: Vec<&str> = crate::ir::ops::supported()
+            .into_iter()
+            .filter(|op| {
+                let n = Node { op_type: op.to_string(), ..Default::default() };
+                crate::ir::ops::is(&n, |d| d.channels_first())
+            })
+            .collect();
+        let want = [
+            "AveragePool",
+            "BatchNormalization",
+            "Conv",
+            "ConvTranspose",
+            "GlobalAveragePool",
+            "GlobalMaxPool",
+            "InstanceNormalization",
+            "MaxPool",
+        ];
+        assert_eq!(first, want);
+        for op in want {
+            let mut g = Graph::default();
+            let x = input(&mut g, "x", &[1, 8, 8, 3]);
+            let y = node(&mut g, op, &[x], vec![]);
+            node(&mut g, "Transpose", &[y], perm(&[0, 3, 1, 2]));
+            assert_eq!(detect(&g), Layout::Nchw, "{op}");
+        }
     }
 
     #[test]

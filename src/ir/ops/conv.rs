@@ -242,6 +242,10 @@ fn out_fact(cx: &InferCx, n: Dim, m: usize, g: &ConvGeom) -> Vec<Fact> {
 }
 
 impl OpDef for Conv {
+    /// Reads input 0 as `[N, C, spatial...]`.
+    fn channels_first(&self) -> bool {
+        true
+    }
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let (n, _, m, g) = conv_geom(cx, false)?;
         Ok(out_fact(cx, n, m, &g))
@@ -341,6 +345,10 @@ impl OpDef for Conv {
 }
 
 impl OpDef for ConvTranspose {
+    /// Reads input 0 as `[N, C, spatial...]`.
+    fn channels_first(&self) -> bool {
+        true
+    }
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         if let Some(os) = cx.node.attr_ints("output_shape")? {
             let (n, _, m, g) = conv_geom(cx, true)?;

@@ -353,6 +353,12 @@ pub trait OpDef: Sync + Send {
     fn is_batch_norm(&self) -> bool {
         false
     }
+    /// The op reads input 0 as `[N, C, spatial...]` (convolution, pooling over a
+    /// window or globally, normalisation): the import takes the graph input as NCHW
+    /// when such an op reads it before a layout `Transpose` (see `ir::inputs::detect`).
+    fn channels_first(&self) -> bool {
+        false
+    }
     /// A batch normalisation right after this op folds into its weight (axis 0: the
     /// output channels) and bias; BN insertion follows such ops.
     fn folds_bn(&self) -> bool {

@@ -50,6 +50,10 @@ fn per_channel_spec(cx: &NodeCx, slots: std::ops::Range<usize>) -> ChannelSpec {
 }
 
 impl OpDef for BatchNorm {
+    /// Reads input 0 as `[N, C, spatial...]`.
+    fn channels_first(&self) -> bool {
+        true
+    }
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let vectors = [(1, "scale"), (2, "bias"), (3, "mean"), (4, "var")];
         let c = per_channel_inputs(cx, 2, &vectors)?;
@@ -99,6 +103,10 @@ impl OpDef for BatchNorm {
 }
 
 impl OpDef for InstanceNorm {
+    /// Reads input 0 as `[N, C, spatial...]`.
+    fn channels_first(&self) -> bool {
+        true
+    }
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         per_channel_inputs(cx, 3, &[(1, "scale"), (2, "bias")])?;
         let x = cx.input(0)?;

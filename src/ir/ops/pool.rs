@@ -61,6 +61,10 @@ fn avg_pool(e: &mut dyn Engine, x: H, mut a: PoolArgs) -> Result<H, OpError> {
 }
 
 impl OpDef for Pool {
+    /// Reads input 0 as `[N, C, spatial...]`.
+    fn channels_first(&self) -> bool {
+        true
+    }
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         if x.rank() < 3 {
@@ -112,6 +116,10 @@ impl OpDef for Pool {
 }
 
 impl OpDef for GlobalPool {
+    /// Reads input 0 as `[N, C, spatial...]`.
+    fn channels_first(&self) -> bool {
+        true
+    }
     fn infer(&self, cx: &InferCx) -> Result<Vec<Fact>, OpError> {
         let x = cx.input(0)?;
         if x.rank() < 3 {
