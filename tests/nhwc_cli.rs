@@ -58,6 +58,15 @@ fn import_finds_the_layout_and_counts_what_the_nchw_twin_counts() {
     let (code, out, err) = rlal(&["import", "graphs/resnet_nhwc_mnist.onnx"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("input   input_1 [unk__N,28,28,1] (NHWC, channels last"), "{out}");
+    // The graph input's channels are read on its last axis (1), not its height (28).
+    let input_group = |j: &serde_json::Value| {
+        let groups = j["groups"].as_array().unwrap();
+        let named = |g: &&serde_json::Value| g["values"][0] == j["inputs"][0]["name"];
+        groups.iter().find(named).map(|g| g["channels"].clone())
+    };
+    assert_eq!(input_group(&nhwc), Some(1.into()));
+    assert_eq!(input_group(&nchw), Some(1.into()));
+    assert!(out.contains("1 channels: carried by the graph input 'input_1'"), "{out}");
     // The override, and --input-shape in the model's order (H x W x C).
     let forced = json(&[
         "import",

@@ -91,13 +91,14 @@ pub fn groups(g: &Graph, facts: &Facts, specs: &[ChannelSpec]) -> Vec<Group> {
     let mut base = vec![usize::MAX; g.values.len()];
     let mut width = vec![0usize; g.values.len()];
     let mut n = 0;
+    // Channels on axis 1, but on the last axis where the images are still channels-last.
+    let last = crate::ir::inputs::channels_last(g);
     for (v, f) in facts.iter().enumerate() {
         if g.values[v].init.is_some() {
             continue;
         }
-        if let Some(c) =
-            f.as_ref().filter(|f| f.rank() >= 2 && !f.is_const()).and_then(|f| f.dim(1))
-        {
+        let f = f.as_ref().filter(|f| f.rank() >= 2 && !f.is_const());
+        if let Some(c) = f.and_then(|f| f.dim(if last.contains(&v) { -1 } else { 1 })) {
             base[v] = n;
             width[v] = c;
             n += c;

@@ -97,7 +97,25 @@ impl InputLayout {
 /// from it in graph order, a `Transpose` with `perm = [0, 3, 1, 2]` comes before any
 /// convolution, pooling or normalisation; NCHW otherwise.
 pub fn detect(g: &Graph) -> Layout {
-    let Some(&input) = g.inputs.first() else { return Layout::Nchw };
+    walk(g).0
+}
+
+/// The values laid out as the images are fed (channels on the last axis in an NHWC
+/// model, [`crate::ir::ModelMeta::input_layout`]): the first graph input and the
+/// values computed from it before the model's own transpose to NCHW. Empty in an
+/// NCHW model, whose values all have their channels on axis 1.
+pub fn channels_last(g: &Graph) -> HashSet<ValueId> {
+    match g.meta.input_layout {
+        Layout::Nhwc => walk(g).1,
+        Layout::Nchw => HashSet::new(),
+    }
+}
+
+/// Follows the values computed from the first graph input in graph order up to the
+/// first layout `Transpose` or channels-first op ([`detect`]): the layout it finds
+/// and the values reached before that op.
+fn walk(g: &Graph) -> (Layout, HashSet<ValueId>) {
+    let Some(&input) = g.inputs.first() else { return (Layout::Nchw, HashSet::new()) };
     let mut reached: HashSet<ValueId> = HashSet::from([input]);
     for n in &g.nodes {
         if !n.inputs.iter().flatten().any(|v| reached.contains(v)) {
@@ -106,17 +124,16 @@ pub fn detect(g: &Graph) -> Layout {
         match n.op_type.as_str() {
             "Transpose" => {
                 let perm = n.attr_ints("perm").ok().flatten();
-                return if perm.as_deref() == Some(&[0, 3, 1, 2][..]) {
-                    Layout::Nhwc
-                } else {
-                    Layout::Nchw
-                };
+                if perm.as_deref() == Some(&[0, 3, 1, 2][..]) {
+                    return (Layout::Nhwc, reached);
+                }
+                return (Layout::Nchw, reached);
             }
-            _ if super::ops::is(n, |d| d.channels_first()) => return Layout::Nchw,
+            _ if super::ops::is(n, |d| d.channels_first()) => return (Layout::Nchw, reached),
             _ => reached.extend(n.outputs.iter().flatten()),
         }
     }
-    Layout::Nchw
+    (Layout::Nchw, reached)
 }
 
 /// Makes each named graph input an initializer holding `values` (its declared shape
@@ -255,6 +272,10 @@ mod tests {
         node(&mut g, "Conv", &[t], vec![]);
         assert_eq!(detect(&g), Layout::Nhwc);
         assert_eq!(InputLayout::Nchw.resolve(&g), Layout::Nchw);
+        // The values before the transpose keep the images' layout (channels last).
+        assert!(channels_last(&g).is_empty(), "the layout is not resolved yet");
+        g.meta.input_layout = Layout::Nhwc;
+        assert_eq!(channels_last(&g), HashSet::from([x, scaled]));
         g.nodes[1].attrs = perm(&[0, 2, 3, 1]);
         assert_eq!(detect(&g), Layout::Nchw);
         // A conv reached first: channels first, whatever comes later.
