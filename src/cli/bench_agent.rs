@@ -30,7 +30,7 @@ pub struct AgentBenchArgs {
     pub first_seed: Option<u64>,
     /// The held-out suite: ResNet-56 and MobileNetV2 (block search space) × the
     /// surface scenarios × 30/50/70% MACs × the methods, on test seeds, with the
-    /// `short` (60 epochs) or the `paper` schedule (200 epochs); writes
+    /// `short` (30 epochs) or the `paper` schedule (200 epochs); writes
     /// agent_suite.json and agent_suite.md.
     #[arg(long, value_enum)]
     pub suite: Option<Schedule>,
