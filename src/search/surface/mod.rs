@@ -171,7 +171,7 @@ impl Surface {
         };
         let t = s.epochs - 1;
         let uniform = super::reward::uniform_kept(budget);
-        let drop = s.base(t) - s.value(t, &uniform);
+        let drop = s.loss(t, &uniform);
         let scale = if drop > 0.0 { cfg.uniform_drop / drop } else { 1.0 };
         s.sens.iter_mut().for_each(|v| *v *= scale);
         s.pairs.iter_mut().for_each(|p| p.w *= scale);
@@ -215,11 +215,17 @@ impl Surface {
         })
     }
 
-    /// Noise-free accuracy of per-layer widths `kept` at epoch t.
+    /// Noise-free accuracy of per-layer widths `kept` at epoch t, at least 0 (an
+    /// architecture over several cliffs has collapsed; it cannot lose more than all).
     pub fn value(&self, t: usize, kept: &[usize]) -> f64 {
+        (self.base(t) - self.loss(t, kept)).max(0.0)
+    }
+
+    /// Accuracy lost by per-layer widths `kept` at epoch t (not bounded by the base).
+    fn loss(&self, t: usize, kept: &[usize]) -> f64 {
         let layers: f64 = kept.iter().enumerate().map(|(l, &k)| self.layer_loss(t, l, k)).sum();
         let pairs: f64 = self.pairs.iter().map(|&p| self.pair_loss(p, kept[p.i], kept[p.j])).sum();
-        self.base(t) - layers - pairs
+        layers + pairs
     }
 
     /// Accuracy `v` as measured on `reward-samples` images with standard normal

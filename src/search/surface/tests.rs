@@ -183,6 +183,9 @@ fn cliffs_collapse_below_a_hidden_width_under_uniform_pruning() {
     }
     let o = optimum(&b, &s, 9).unwrap();
     assert!(o.exact && o.kept.iter().zip(&s.cliffs).all(|(k, c)| k >= c), "{o:?}");
+    // Over every cliff at once the network has collapsed: accuracy 0, not below.
+    let narrowest: Vec<usize> = (0..u.len()).map(|l| b.min_width(l)).collect();
+    assert_eq!(s.value(9, &narrowest), 0.0);
 }
 
 #[test]
