@@ -266,21 +266,12 @@ impl Net {
 
     /// Runs the graph; returns every graph output. `train` selects BN batch statistics.
     pub fn forward_all(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>, TrainError> {
-        Ok(self.run(x, train, &[])?.0)
+        Ok(self.forward_capture(x, train, &[])?.0)
     }
 
     /// Runs the graph; returns every graph output and the values `keep` names (in that
     /// order; `None` where a value was not computed).
     pub fn forward_capture(
-        &self,
-        x: &Tensor,
-        train: bool,
-        keep: &[ValueId],
-    ) -> Result<(Vec<Tensor>, Vec<Option<Tensor>>), TrainError> {
-        self.run(x, train, keep)
-    }
-
-    fn run(
         &self,
         x: &Tensor,
         train: bool,
