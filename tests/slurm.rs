@@ -1,7 +1,8 @@
 //! rlal under Slurm (the one-node cluster of `tools/setup.sh --slurm`):
 //! `srun --mpi=pmix -n 2 rlal train` trains as `mpirun -np 2` does and its first
 //! line names the launcher and the world size, README's `sbatch` script runs the
-//! same job, and a task killed under `srun` ends the step non-zero without a hang.
+//! same job, and a task killed under `srun` ends the step non-zero without a hang
+//! and leaves the node idle for the next job.
 //!
 //! Without a Slurm cluster these tests say so and pass, unless `RLAL_REQUIRE_SLURM=1`
 //! (set by `tools/test.sh`, whose setup brings the cluster up): then they fail.
@@ -16,15 +17,38 @@ use common::{have_mpirun, mpirun, ompi_env, out, rank_pids, weights, BIN};
 /// The cluster has one node: the tests take it one at a time.
 static NODE: Mutex<()> = Mutex::new(());
 
+/// The node's state as `sinfo` prints it (`idle`, `completing`, `drained`, ...), or
+/// `None` without a controller that answers.
+fn node_state() -> Option<String> {
+    let o = Command::new("sinfo").args(["-h", "-o", "%T"]).output().ok()?;
+    let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    (o.status.success() && !state.is_empty()).then_some(state)
+}
+
+/// Waits for the node to be idle: a step that just ended (a killed task's above all)
+/// leaves it `completing` for a few seconds, longer on a loaded machine.
+fn wait_idle(limit: Duration) -> Option<String> {
+    let t0 = Instant::now();
+    loop {
+        let state = node_state();
+        if state.as_deref().is_none_or(|s| s.starts_with("idle")) || t0.elapsed() > limit {
+            return state;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn have_slurm() -> bool {
-    let up = Command::new("sinfo")
-        .args(["-h", "-o", "%T"])
-        .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("idle"));
+    let state = wait_idle(Duration::from_secs(120));
+    let up = state.as_deref().is_some_and(|s| s.starts_with("idle"));
     if !up {
+        let reason = Command::new("sinfo").args(["-R", "-h"]).output();
+        let reason = reason.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
         assert!(
             std::env::var("RLAL_REQUIRE_SLURM").as_deref() != Ok("1"),
-            "RLAL_REQUIRE_SLURM=1 but no idle Slurm node answers (tools/setup.sh --slurm)"
+            "RLAL_REQUIRE_SLURM=1 but no idle Slurm node answers within 120 s (state {state:?}, \
+             reason {:?}; tools/setup.sh --slurm, /var/log/slurm/)",
+            reason.unwrap_or_default()
         );
         eprintln!("skipping: no Slurm cluster (tools/setup.sh --slurm)");
     }
@@ -181,4 +205,7 @@ fn killed_task(dir: &Path) {
     assert!(t1.elapsed() < Duration::from_secs(60), "the step took {:?} to end", t1.elapsed());
     assert!(!o.status.success(), "{}", out(&o));
     assert!(left.is_empty(), "tasks left running: {left:?}");
+    // The node returns to service (not drained by the killed task) for the next job.
+    let state = wait_idle(Duration::from_secs(120));
+    assert!(state.as_deref().is_some_and(|s| s.starts_with("idle")), "node {state:?}");
 }
