@@ -33,7 +33,7 @@ impl EnvModel {
         enabled: bool,
         seed: i64,
     ) -> EnvModel {
-        tch::manual_seed(seed);
+        let _generator = super::nets::seeded(seed);
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let max_epochs = max_epochs.max(1) as i64;

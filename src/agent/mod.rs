@@ -684,6 +684,26 @@ pub struct Episode {
 mod tests {
     use super::*;
 
+    /// The agent's tensors flattened, in checkpoint order.
+    fn weights(a: &Agent) -> Vec<Vec<f32>> {
+        let flat = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        a.tensors().iter().map(|(_, t)| flat(t)).collect()
+    }
+
+    #[test]
+    fn agents_built_in_threads_at_once_get_their_seeds_weights() {
+        // `rlal bench agent --jobs N` builds agents in parallel threads; libtorch's
+        // generator is process-wide, so unguarded inits interleave their draws.
+        let build = |seed: u64| weights(&Agent::new(AgentConfig::default(), 9, 8, seed));
+        let alone: Vec<_> = (0..4u64).map(build).collect();
+        for _ in 0..3 {
+            let threads: Vec<_> = (0..4u64).map(|s| std::thread::spawn(move || build(s))).collect();
+            for (s, h) in threads.into_iter().enumerate() {
+                assert!(h.join().unwrap() == alone[s], "seed {s}: other weights in a thread");
+            }
+        }
+    }
+
     #[test]
     fn sac_learns_a_bandit_optimum() {
         // One-step episodes: reward peaks at a = 0.3.

@@ -1,6 +1,18 @@
 //! Building blocks: MLPs with two hidden layers, and an Adam optimiser whose
 //! state (moments, step) is plain tensors, so checkpoints resume exactly.
+use std::sync::{Mutex, MutexGuard};
 use tch::{nn, Kind, Tensor};
+
+/// Seeds libtorch's process-wide generator with `seed` and holds it until the returned
+/// guard drops: networks initialised in several threads at once (`rlal bench agent
+/// --jobs N`) each get their seed's weights, not draws interleaved with another
+/// thread's. Hold the guard while the networks are built.
+pub fn seeded(seed: i64) -> MutexGuard<'static, ()> {
+    static GENERATOR: Mutex<()> = Mutex::new(());
+    let guard = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    tch::manual_seed(seed);
+    guard
+}
 
 /// Hidden width of every MLP (paper: two hidden layers of 300).
 pub const HIDDEN: i64 = 300;

@@ -60,7 +60,7 @@ const LOG_2PI_HALF: f64 = 0.918_938_533_204_672_7;
 
 impl Sac {
     pub fn new(state_dim: i64, z_dim: i64, cfg: SacConfig, seed: i64) -> Sac {
-        tch::manual_seed(seed);
+        let _generator = super::nets::seeded(seed);
         let actor_vs = nn::VarStore::new(Device::Cpu);
         let actor = mlp(actor_vs.root() / "actor", state_dim + z_dim, 2);
         let critic_vs = nn::VarStore::new(Device::Cpu);
