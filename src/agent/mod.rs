@@ -452,6 +452,28 @@ impl Agent {
         explore: Explore,
     ) -> Episode {
         let z = self.env.z(epoch);
+        self.walk(budget, epoch, |s, _| match explore {
+            Explore::Random => rng.uniform_f32(),
+            Explore::Policy => self.sac.act(s, &z, rng, false),
+            Explore::Greedy => self.sac.act(s, &z, rng, true),
+        })
+    }
+
+    /// The episode whose actions give the widths `target` (per layer, the nearest
+    /// width the layer's bounds allow when `target`'s is not), as if the actor had
+    /// sampled them: what the replay stores of an architecture the agent did not
+    /// propose (`search.start: uniform`).
+    pub fn episode_to(&self, budget: &Budget, epoch: usize, target: &[usize]) -> Episode {
+        self.walk(budget, epoch, |_, at| self.action_for(budget, at, target[at.kept.len()]))
+    }
+
+    /// One pass over the layers: `act` gives each layer's sample u from its state.
+    fn walk(
+        &self,
+        budget: &Budget,
+        epoch: usize,
+        mut act: impl FnMut(&[f32], &Step) -> f32,
+    ) -> Episode {
         let (mut kept, mut states, mut actions) = (Vec::new(), Vec::new(), Vec::new());
         let mut prev = 0.0;
         for l in 0..budget.layers.len() {
@@ -462,11 +484,8 @@ impl Agent {
                 0.0
             };
             let s = self.state(budget, &kept, prev, bounds, fair);
-            let u = match explore {
-                Explore::Random => rng.uniform_f32(),
-                Explore::Policy => self.sac.act(&s, &z, rng, false),
-                Explore::Greedy => self.sac.act(&s, &z, rng, true),
-            };
+            let step = Step { kept: kept.clone(), bounds, fair };
+            let u = act(&s, &step);
             let k = self.width(budget, &kept, u, bounds, fair);
             let applied = 1.0 - k as f32 / budget.layers[l].channels as f32;
             kept.push(k);
@@ -478,6 +497,17 @@ impl Agent {
         }
         let macs = budget.macs(&kept);
         Episode { kept, actions, states, epoch, macs, final_state: self.final_state(prev) }
+    }
+
+    /// A sample u whose width at `at` is the nearest to `k` of those the bounds allow:
+    /// the middle of the run of such samples on a grid of [0, 1].
+    fn action_for(&self, budget: &Budget, at: &Step, k: usize) -> f32 {
+        const GRID: usize = 1000;
+        let u = |i: usize| i as f32 / GRID as f32;
+        let width = |i: usize| self.width(budget, &at.kept, u(i), at.bounds, at.fair);
+        let best = (0..=GRID).map(|i| width(i).abs_diff(k)).min().unwrap_or(0);
+        let hits: Vec<usize> = (0..=GRID).filter(|&i| width(i).abs_diff(k) == best).collect();
+        u(hits[hits.len() / 2])
     }
 
     /// The state after the last layer (terminal; only its position and a_{L} are set).
@@ -663,6 +693,13 @@ pub enum Explore {
     Policy,
     /// The policy's mean.
     Greedy,
+}
+
+/// Where an episode stands at a layer: the widths so far, the layer's bounds and fair share.
+struct Step {
+    kept: Vec<usize>,
+    bounds: (usize, usize),
+    fair: f64,
 }
 
 /// One pass of the agent over all layers.

@@ -5,7 +5,7 @@ use rlal::agent::{ActionMap, AgentConfig, EmbedInit, RewardNorm};
 use rlal::search::agent_bench::{self, Method};
 use rlal::search::agent_suite::{self, Schedule};
 use rlal::search::best::Selection;
-use rlal::search::recipe::Recipe;
+use rlal::search::recipe::{Recipe, StartFrom};
 use rlal::search::surface::{Family, Noise, SurfaceConfig};
 use std::path::PathBuf;
 
@@ -82,6 +82,9 @@ pub struct AgentBenchArgs {
     pub selection: Option<Selection>,
     #[arg(long)]
     pub incumbents: Option<usize>,
+    /// Where the searches start (`search.start-from`: random or uniform).
+    #[arg(long, value_enum)]
+    pub start_from: Option<StartFrom>,
     #[arg(long)]
     pub updates_per_epoch: Option<usize>,
     /// Any other `agent:` field of the recipe, as `key=value` (YAML value), repeatable:
@@ -116,6 +119,7 @@ fn recipe(a: &AgentBenchArgs, path: &std::path::Path) -> Result<Recipe, Failure>
     ag.updates_per_epoch = a.updates_per_epoch.unwrap_or(ag.updates_per_epoch);
     r.search.selection = a.selection.unwrap_or(r.search.selection);
     r.search.incumbents = a.incumbents.unwrap_or(r.search.incumbents);
+    r.search.start_from = a.start_from.unwrap_or(r.search.start_from);
     r.check().map_err(|e| e.in_file(path))?;
     if r.metric() == rlal::agent::Metric::Latency {
         return Err(Failure::input(anyhow::anyhow!(

@@ -283,6 +283,8 @@ pub struct BenchReport {
     pub episodes_per_epoch: usize,
     pub selection: Selection,
     pub incumbents: usize,
+    /// Where the searches started (`search.start-from`).
+    pub start_from: super::policy::StartFrom,
     pub agent: crate::agent::AgentConfig,
     /// Per seed: the final surface's optimum, or where it cannot be computed
     /// exactly, the best architecture found (`exact`, `source`).
@@ -374,6 +376,7 @@ pub fn bench(
         agent_epochs: r.search.agent_epochs,
         episodes_per_epoch: r.search.episodes_per_epoch,
         selection: r.search.selection,
+        start_from: r.search.start_from,
         incumbents: r.kept_incumbents(),
         agent: r.agent.clone(),
         optimum_exact: optima.iter().all(|o| o.exact),

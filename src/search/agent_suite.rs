@@ -141,6 +141,8 @@ pub struct SuiteReport {
     pub test_seeds: bool,
     pub methods: Vec<Method>,
     pub agent: crate::agent::AgentConfig,
+    /// Where the searches started (`search.start-from`).
+    pub start_from: super::policy::StartFrom,
     pub cells: Vec<Cell>,
     pub seconds: f64,
 }
@@ -199,6 +201,7 @@ pub fn run(m: &Matrix, jobs: usize, progress: bool) -> Result<SuiteReport, Strin
         test_seeds: m.seeds.iter().all(|&s| s >= TEST_FIRST_SEED),
         methods: m.methods.to_vec(),
         agent: m.graphs.first().map(|g| g.1.agent.clone()).unwrap_or_default(),
+        start_from: m.graphs.first().map(|g| g.1.search.start_from).unwrap_or_default(),
         cells,
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -226,10 +229,12 @@ pub fn markdown(rep: &SuiteReport) -> String {
     let kind = if rep.test_seeds { "test seeds" } else { "NOT test seeds" };
     let seeds: Vec<String> = rep.seeds.iter().map(|s| s.to_string()).collect();
     let mut s = format!(
-        "Schedule {}, {kind} {}, {:.0} s in all. Regret in accuracy points, median (per seed); \
-         optimum `exact` (DP) or `ref` (best found: reference search or a method).\n\n",
+        "Schedule {}, {kind} {}, searches start from {}, {:.0} s in all. Regret in accuracy \
+         points, median (per seed); optimum `exact` (DP) or `ref` (best found: reference search \
+         or a method).\n\n",
         rep.schedule.map_or("(recipe's)".to_string(), |x| format!("{x:?}").to_lowercase()),
         seeds.join(" "),
+        format!("{:?}", rep.start_from).to_lowercase(),
         rep.seconds
     );
     let methods: Vec<String> = rep.methods.iter().map(|&m| method_name(m)).collect();

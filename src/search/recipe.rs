@@ -23,6 +23,7 @@
 pub use super::best::Selection;
 pub use super::policy::evolution::EvolutionConfig;
 pub use super::policy::local::LocalConfig;
+pub use super::policy::StartFrom;
 use crate::agent::AgentConfig;
 pub use crate::agent::Overlap;
 use crate::analysis::ImportOptions;
@@ -300,6 +301,10 @@ pub struct Search {
     pub beta: f64,
     /// Filter-ranking norm: `l1` (default) or `l2`.
     pub criterion: NormKind,
+    /// Where a search (`rlal`, `random`, `evolution`, `local`) starts: `random` (every
+    /// episode of the first search epoch its own) or `uniform` (the first of them is
+    /// the uniform architecture, at no extra evaluation). Default `random`.
+    pub start_from: StartFrom,
 }
 
 impl Default for Search {
@@ -320,6 +325,7 @@ impl Default for Search {
             alignment: true,
             beta: 1e-4,
             criterion: NormKind::L1,
+            start_from: StartFrom::Random,
         }
     }
 }

@@ -146,15 +146,15 @@ impl SearchPolicy for Evolution {
         self.baseline = ctx.incumbent.filter(|b| b.epoch == t + 1).map(|b| b.reward);
         let missing = self.cfg.population.saturating_sub(self.population.len());
         let random = if self.population.is_empty() { ctx.episodes } else { missing };
-        Ok((0..ctx.episodes)
-            .map(|i| {
-                if i < random {
-                    self.sampler.sample(ctx.budget, t, ctx.rng)
-                } else {
-                    self.child(ctx.budget, ctx.rng)
-                }
-            })
-            .collect())
+        let (start, mut i) = (self.sampler.start, 0);
+        Ok(super::with_start(start, ctx, <[usize]>::to_vec, |c| {
+            i += 1;
+            if i <= random {
+                self.sampler.sample(c.budget, t, c.rng)
+            } else {
+                self.child(c.budget, c.rng)
+            }
+        }))
     }
 
     /// The scored architectures join the population; the oldest leave it.

@@ -75,12 +75,11 @@ impl SearchPolicy for Local {
 
     fn propose(&mut self, t: usize, ctx: &mut Ctx) -> Result<Vec<Vec<usize>>, TrainError> {
         let centre = ctx.incumbent.map(|b| b.kept.clone());
-        Ok((0..ctx.episodes)
-            .map(|_| match &centre {
-                Some(c) => self.neighbour(ctx.budget, c, ctx.rng).0,
-                None => self.sampler.sample(ctx.budget, t, ctx.rng),
-            })
-            .collect())
+        let start = self.sampler.start;
+        Ok(super::with_start(start, ctx, <[usize]>::to_vec, |c| match &centre {
+            Some(centre) => self.neighbour(c.budget, centre, c.rng).0,
+            None => self.sampler.sample(c.budget, t, c.rng),
+        }))
     }
 }
 

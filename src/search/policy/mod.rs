@@ -115,6 +115,44 @@ pub trait SearchPolicy: Send {
     }
 }
 
+/// Where a search starts (`search.start-from`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartFrom {
+    /// Every episode of the first search epoch is the policy's own (random ones).
+    #[default]
+    Random,
+    /// The first search epoch's first episode is the uniform architecture
+    /// ([`crate::search::reward::uniform_kept`]), the rest the policy's own: the
+    /// search begins from the baseline it should beat, at no extra evaluation.
+    Uniform,
+}
+
+/// An epoch's `ctx.episodes` proposals: with `start: uniform` and no incumbent yet
+/// (the first search epoch), the uniform architecture (made by `from`) first, then
+/// the policy's own (`draw`).
+pub(crate) fn with_start<T>(
+    start: StartFrom,
+    ctx: &mut Ctx,
+    from: impl FnOnce(&[usize]) -> T,
+    mut draw: impl FnMut(&mut Ctx) -> T,
+) -> Vec<T> {
+    let first = (start == StartFrom::Uniform && ctx.incumbent.is_none())
+        .then(|| from(&crate::search::reward::uniform_kept(ctx.budget)));
+    let n = ctx.episodes;
+    first.into_iter().chain(std::iter::from_fn(|| Some(draw(ctx)))).take(n).collect()
+}
+
 /// The policy `r.policy` for a graph of `layers` prunable layers (`seed`: of the
 /// agent's networks, the run's `training.seed`).
 pub fn build(r: &Recipe, layers: usize, seed: u64) -> Box<dyn SearchPolicy> {
@@ -212,5 +250,54 @@ pub(crate) mod testutil {
             out.proposed.extend(kept);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::{budget, in_bounds};
+    use super::*;
+    use crate::agent::ActionMap;
+    use crate::search::reward::uniform_kept;
+
+    /// The first two epochs' proposals of policy `name` started from `from`, the second
+    /// with an incumbent.
+    fn first_epochs(
+        name: Policy,
+        from: StartFrom,
+        map: ActionMap,
+        b: &Budget,
+    ) -> [Vec<Vec<usize>>; 2] {
+        let mut r = Recipe { policy: name, ..Recipe::default() };
+        (r.search.start_from, r.agent.action_map) = (from, map);
+        let mut p = build(&r, b.layers.len(), 0);
+        let mut rng = Rng::new(5);
+        let mut epoch = |t: usize, incumbent: Option<&Best>| {
+            let (phase, episodes) = (r.phase(t + r.search.weights_only_epochs), 4);
+            let mut ctx = Ctx { budget: b, net: None, rng: &mut rng, incumbent, phase, episodes };
+            let kept = p.propose(t, &mut ctx).unwrap();
+            p.observe(t, &kept, &vec![0.5; kept.len()]);
+            kept
+        };
+        let first = epoch(0, None);
+        let best = Best { reward: 0.5, kept: first[1].clone(), epoch: 1 };
+        [first, epoch(1, Some(&best))]
+    }
+
+    #[test]
+    fn a_search_started_from_uniform_scores_it_first_at_no_extra_episode() {
+        for map in [ActionMap::Affine, ActionMap::Clip, ActionMap::Fair] {
+            let b = budget(0.45, 4);
+            let u = uniform_kept(&b);
+            for policy in [Policy::Rlal, Policy::Random, Policy::Evolution, Policy::Local] {
+                let [first, second] = first_epochs(policy, StartFrom::Uniform, map, &b);
+                assert_eq!(first.len(), 4, "{policy:?}");
+                assert_eq!(first[0], u, "{policy:?} {map:?}: the uniform architecture first");
+                assert!(first.iter().chain(&second).all(|k| in_bounds(&b, k)), "{policy:?}");
+                assert!(second.iter().all(|k| *k != u), "{policy:?}: only once");
+                let [plain, _] = first_epochs(policy, StartFrom::Random, map, &b);
+                assert!(plain.iter().all(|k| *k != u), "{policy:?}: random start");
+            }
+        }
     }
 }

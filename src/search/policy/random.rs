@@ -1,7 +1,7 @@
 //! `policy: random`: random search, the agent's uniformly random bounded episodes
 //! (the buffer epochs' distribution); the selection rule keeps the best. Its
 //! [`Sampler`] also seeds the populations of `evolution` and the start of `local`.
-use super::{Ctx, SearchPolicy};
+use super::{Ctx, SearchPolicy, StartFrom};
 use crate::agent::{Agent, Budget, Explore};
 use crate::rng::Rng;
 use crate::search::recipe::Recipe;
@@ -13,12 +13,15 @@ use crate::train::TrainError;
 pub struct Sampler {
     /// Only its action map is used (never its networks).
     agent: Agent,
+    /// Where the searches built on it start (`search.start-from`).
+    pub start: StartFrom,
 }
 
 impl Sampler {
     /// The sampler of recipe `r` for `layers` prunable layers.
     pub fn new(r: &Recipe, layers: usize, seed: u64) -> Sampler {
-        Sampler { agent: Agent::new(r.agent.clone(), layers, r.training.epochs, seed) }
+        let agent = Agent::new(r.agent.clone(), layers, r.training.epochs, seed);
+        Sampler { agent, start: r.search.start_from }
     }
 
     /// One random architecture at epoch `t`.
@@ -38,6 +41,7 @@ impl SearchPolicy for Random {
     }
 
     fn propose(&mut self, t: usize, ctx: &mut Ctx) -> Result<Vec<Vec<usize>>, TrainError> {
-        Ok((0..ctx.episodes).map(|_| self.sampler.sample(ctx.budget, t, ctx.rng)).collect())
+        let s = &self.sampler;
+        Ok(super::with_start(s.start, ctx, <[usize]>::to_vec, |c| s.sample(c.budget, t, c.rng)))
     }
 }

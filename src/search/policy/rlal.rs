@@ -2,7 +2,7 @@
 //! episodes in the buffer epochs, the actor's episodes and SAC + environment-model
 //! updates in the agent epochs. Its checkpoint is the agent's networks with their
 //! optimisers' moments (`agent.*` tensors) and the replay buffer.
-use super::{Ctx, Learned, SearchPolicy};
+use super::{Ctx, Learned, SearchPolicy, StartFrom};
 use crate::agent::{Agent, Budget, Diverged, Episode, Explore, Replay};
 use crate::rng::Rng;
 use crate::search::recipe::{Phase, Recipe};
@@ -17,13 +17,15 @@ pub struct Rlal {
     span: (usize, usize),
     /// The episodes proposed and not yet observed.
     pending: Vec<Episode>,
+    /// Where the search starts (`search.start-from`).
+    start: StartFrom,
 }
 
 impl Rlal {
     /// The agent of recipe `r` for `layers` prunable layers (`seed`: its networks').
     pub fn new(r: &Recipe, layers: usize, seed: u64) -> Rlal {
         let agent = Agent::new(r.agent.clone(), layers, r.training.epochs, seed);
-        Rlal { agent, span: r.agent_span(), pending: Vec::new() }
+        Rlal { agent, span: r.agent_span(), pending: Vec::new(), start: r.search.start_from }
     }
 }
 
@@ -41,9 +43,13 @@ impl SearchPolicy for Rlal {
     fn propose(&mut self, t: usize, ctx: &mut Ctx) -> Result<Vec<Vec<usize>>, TrainError> {
         self.agent.begin_epoch(t, self.span);
         let explore = if ctx.phase == Phase::Agent { Explore::Policy } else { Explore::Random };
-        self.pending = (0..ctx.episodes)
-            .map(|_| self.agent.episode(ctx.budget, t, ctx.rng, explore))
-            .collect();
+        let (agent, budget) = (&self.agent, ctx.budget);
+        self.pending = super::with_start(
+            self.start,
+            ctx,
+            |kept| agent.episode_to(budget, t, kept),
+            |c| agent.episode(c.budget, t, c.rng, explore),
+        );
         Ok(self.pending.iter().map(|e| e.kept.clone()).collect())
     }
 
