@@ -190,7 +190,12 @@ pub fn open_first(paths: &[PathBuf]) -> Result<(libloading::os::unix::Library, S
         // initialisers start no threads.
         match unsafe { Library::open(Some(p), RTLD_NOW | RTLD_GLOBAL) } {
             Ok(l) => return Ok((l, p.display().to_string())),
-            Err(e) => tried.push((p.clone(), e.to_string())),
+            Err(e) => {
+                // libloading's error says "dlopen failed"; its source holds the loader's reason.
+                let why =
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+                tried.push((p.clone(), why))
+            }
         }
     }
     Err(LoadError { tried })
@@ -394,6 +399,7 @@ mod tests {
             text.starts_with("/nonexistent/liba.so: ") && text.contains("; /nonexistent/libb.so: "),
             "{text}"
         );
+        assert!(text.contains("No such file"), "the loader's reason, not 'dlopen failed': {text}");
     }
 
     #[test]
