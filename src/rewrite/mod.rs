@@ -30,9 +30,9 @@ pub enum RewriteError {
     /// The keep-set of a group cannot be applied.
     #[error("{group}: {msg}")]
     Plan { group: String, msg: String },
-    /// A node on a pruned path cannot be rewritten.
-    #[error("node {node}: {msg}")]
-    Node { node: String, msg: String },
+    /// A parameter of a pruned group does not have the shape the group implies.
+    #[error("initializer '{value}': {msg}")]
+    Param { value: String, msg: String },
     /// A node's op cannot fix the node up after a prune ([`crate::ir::ops::OpDef::fixup`]).
     #[error("node {node}: {source}")]
     Op { node: String, source: OpError },

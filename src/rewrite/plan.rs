@@ -206,8 +206,8 @@ fn param_edits(cx: &Cx, changes: &[GroupChange]) -> Result<Vec<(String, Edit)>, 
         let Some(ki) = kept_idx.get(&follows) else { continue };
         let t = g.values[value].init.as_ref().expect("group params are initializers");
         if t.shape.get(axis) != Some(&width(follows)) {
-            return Err(RewriteError::Node {
-                node: g.values[value].name.clone(),
+            return Err(RewriteError::Param {
+                value: g.values[value].name.clone(),
                 msg: format!(
                     "axis {axis} of shape {:?} should follow the {} channels of '{}'",
                     t.shape,
