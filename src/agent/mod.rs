@@ -662,7 +662,7 @@ impl Agent {
     pub fn load_tensors(
         &mut self,
         all: &std::collections::HashMap<String, Tensor>,
-    ) -> Result<(), String> {
+    ) -> Result<(), nets::RestoreError> {
         for (p, vs) in [
             ("actor", &self.sac.actor_vs),
             ("critic", &self.sac.critic_vs),
@@ -671,9 +671,10 @@ impl Agent {
         ] {
             for (n, mut t) in nets::named_vars(vs) {
                 let key = format!("agent.{p}.{n}");
-                let src = all.get(&key).ok_or_else(|| format!("checkpoint lacks {key}"))?;
+                let src = nets::stored(all, key.clone())?;
                 if src.size() != t.size() {
-                    return Err(format!("{key}: shape {:?} in the checkpoint, {:?} in the agent (another agent configuration?)", src.size(), t.size()));
+                    let (found, want) = (src.size(), t.size());
+                    return Err(nets::RestoreError::Shape { key, found, want });
                 }
                 tch::no_grad(|| t.copy_(src));
             }

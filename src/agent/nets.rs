@@ -101,20 +101,40 @@ impl Adam {
         &mut self,
         prefix: &str,
         all: &std::collections::HashMap<String, Tensor>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RestoreError> {
         for (i, (n, _)) in self.vars.iter().enumerate() {
             for (which, slot) in [("m", &mut self.m[i]), ("v", &mut self.v[i])] {
-                let t = all
-                    .get(&format!("{prefix}.{which}.{n}"))
-                    .ok_or_else(|| format!("checkpoint lacks {prefix}.{which}.{n}"))?;
+                let t = stored(all, format!("{prefix}.{which}.{n}"))?;
                 tch::no_grad(|| slot.copy_(t));
             }
         }
-        let s = all
-            .get(&format!("{prefix}.step"))
-            .ok_or_else(|| format!("checkpoint lacks {prefix}.step"))?;
+        let s = stored(all, format!("{prefix}.step"))?;
         self.step = s.int64_value(&[0]);
         Ok(())
+    }
+}
+
+/// Checkpoint tensors that do not fit the agent restoring them.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("checkpoint lacks {0}")]
+    Missing(String),
+    #[error("{key}: shape {found:?} in the checkpoint, {want:?} in the agent (another agent configuration?)")]
+    Shape { key: String, found: Vec<i64>, want: Vec<i64> },
+}
+
+/// Tensor `key` of checkpoint tensors `all`.
+pub fn stored(
+    all: &std::collections::HashMap<String, Tensor>,
+    key: String,
+) -> Result<&Tensor, RestoreError> {
+    all.get(&key).ok_or(RestoreError::Missing(key))
+}
+
+/// The message, for callers that report restore failures as text.
+impl From<RestoreError> for String {
+    fn from(e: RestoreError) -> String {
+        e.to_string()
     }
 }
 

@@ -85,8 +85,7 @@ pub fn model_preprocess(
     model: &std::path::Path,
     props: &[(String, String)],
 ) -> Result<Option<rlal::data::Preprocess>, Failure> {
-    rlal::data::Preprocess::from_props(props)
-        .map_err(|e| Failure::input(anyhow::anyhow!("{}: {e}", model.display())))
+    rlal::data::Preprocess::from_props(model, props).map_err(Failure::input)
 }
 
 #[cfg(test)]

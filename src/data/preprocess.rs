@@ -15,7 +15,8 @@
 //!
 //! `rlal eval`, `rlal train` and `rlal prune` use them where the flags or the recipe
 //! do not say.
-use super::Normalize;
+use super::{DataError, Normalize};
+use std::path::Path;
 
 /// Key of the pixel scale.
 pub const SCALE: &str = "rlal.preprocess.scale";
@@ -49,14 +50,30 @@ fn list(v: &[f32]) -> String {
     v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
 }
 
-fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, String> {
-    v.trim().parse().map_err(|_| format!("metadata key '{key}': '{v}' is not a valid value"))
+/// The `metadata_props` of model `path`, read with errors naming the model and the key.
+struct Props<'a> {
+    path: &'a Path,
+    props: &'a [(String, String)],
 }
 
-fn parse_list(key: &str, v: &str) -> Result<Vec<f32>, String> {
-    v.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>().map_err(|_| {
-        format!("metadata key '{key}': '{v}' is not a comma-separated list of numbers")
-    })
+impl Props<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.props.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+    fn bad(&self, reason: String) -> DataError {
+        DataError::Malformed { path: self.path.into(), reason }
+    }
+    fn bad_key(&self, key: &str, reason: String) -> DataError {
+        self.bad(format!("metadata key '{key}': {reason}"))
+    }
+    fn parse<T: std::str::FromStr>(&self, key: &str, v: &str) -> Result<T, DataError> {
+        v.trim().parse().map_err(|_| self.bad_key(key, format!("'{v}' is not a valid value")))
+    }
+    fn parse_list(&self, key: &str, v: &str) -> Result<Vec<f32>, DataError> {
+        v.split(',').map(|x| x.trim().parse()).collect::<Result<_, _>>().map_err(|_| {
+            self.bad_key(key, format!("'{v}' is not a comma-separated list of numbers"))
+        })
+    }
 }
 
 impl Preprocess {
@@ -78,40 +95,45 @@ impl Preprocess {
         .collect()
     }
 
-    /// The preprocessing recorded in `props`: None when the model has none (no
-    /// `rlal.preprocess.*` key); an error naming the key when one is malformed.
-    pub fn from_props(props: &[(String, String)]) -> Result<Option<Preprocess>, String> {
-        let get = |k: &str| props.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-        let (Some(scale), Some(mean), Some(std)) = (get(SCALE), get(MEAN), get(STD)) else {
+    /// The preprocessing recorded in `props`, the `metadata_props` of model `path`: None
+    /// when the model has none (no `rlal.preprocess.*` key); an error naming the model
+    /// and the key when one is malformed.
+    pub fn from_props(
+        path: &Path,
+        props: &[(String, String)],
+    ) -> Result<Option<Preprocess>, DataError> {
+        let p = Props { path, props };
+        let (Some(scale), Some(mean), Some(std)) = (p.get(SCALE), p.get(MEAN), p.get(STD)) else {
             if let Some((k, _)) = props.iter().find(|(k, _)| k.starts_with("rlal.preprocess.")) {
-                return Err(format!(
-                    "metadata key '{k}' without all of {SCALE}, {MEAN}, {STD}: incomplete preprocessing"
+                return Err(p.bad_key(
+                    k,
+                    format!("without all of {SCALE}, {MEAN}, {STD}: incomplete preprocessing"),
                 ));
             }
             return Ok(None);
         };
         let normalize = Normalize {
-            scale: parse(SCALE, scale)?,
-            mean: parse_list(MEAN, mean)?,
-            std: parse_list(STD, std)?,
+            scale: p.parse(SCALE, scale)?,
+            mean: p.parse_list(MEAN, mean)?,
+            std: p.parse_list(STD, std)?,
         };
-        let input = match get(SIZE) {
+        let input = match p.get(SIZE) {
             Some(s) => {
                 let d: Vec<usize> =
-                    s.split('x').map(|x| parse(SIZE, x)).collect::<Result<_, _>>()?;
+                    s.split('x').map(|x| p.parse(SIZE, x)).collect::<Result<_, _>>()?;
                 <[usize; 3]>::try_from(d)
-                    .map_err(|_| format!("metadata key '{SIZE}': '{s}' is not CxHxW"))?
+                    .map_err(|_| p.bad_key(SIZE, format!("'{s}' is not CxHxW")))?
             }
             None => [0; 3],
         };
         normalize
             .validate(input[0].max(normalize.mean.len()).max(normalize.std.len()))
-            .map_err(|e| format!("metadata keys {MEAN}/{STD}/{SCALE}: {e}"))?;
+            .map_err(|e| p.bad(format!("metadata keys {MEAN}/{STD}/{SCALE}: {e}")))?;
         Ok(Some(Preprocess {
             normalize,
-            crop_fraction: get(CROP).map(|v| parse(CROP, v)).transpose()?.unwrap_or(0.875),
+            crop_fraction: p.get(CROP).map(|v| p.parse(CROP, v)).transpose()?.unwrap_or(0.875),
             input,
-            classes: get(CLASSES).map(|v| parse(CLASSES, v)).transpose()?.unwrap_or(0),
+            classes: p.get(CLASSES).map(|v| p.parse(CLASSES, v)).transpose()?.unwrap_or(0),
         }))
     }
 
@@ -142,11 +164,12 @@ mod tests {
 
     #[test]
     fn props_round_trip() {
+        let model = Path::new("m.onnx");
         let p = mnist();
         let props = p.to_props();
         assert_eq!(props.iter().find(|(k, _)| k == SIZE).unwrap().1, "1x28x28");
         assert_eq!(props.iter().find(|(k, _)| k == CHANNELS).unwrap().1, "gray");
-        assert_eq!(Preprocess::from_props(&props).unwrap(), Some(p));
+        assert_eq!(Preprocess::from_props(model, &props).unwrap(), Some(p));
         let rgb = Preprocess {
             normalize: Normalize {
                 scale: 1.0 / 255.0,
@@ -156,21 +179,23 @@ mod tests {
             input: [3, 224, 224],
             ..mnist()
         };
-        assert_eq!(Preprocess::from_props(&rgb.to_props()).unwrap(), Some(rgb));
+        assert_eq!(Preprocess::from_props(model, &rgb.to_props()).unwrap(), Some(rgb));
     }
 
     #[test]
     fn models_without_keys_have_none_and_bad_keys_are_named() {
+        let model = Path::new("dir/m.onnx");
         let other = vec![("producer".to_string(), "pytorch".to_string())];
-        assert_eq!(Preprocess::from_props(&other).unwrap(), None);
+        assert_eq!(Preprocess::from_props(model, &other).unwrap(), None);
         let mut bad = mnist().to_props();
         bad[1].1 = "0.1,x".into();
-        let e = Preprocess::from_props(&bad).unwrap_err();
-        assert!(e.contains(MEAN) && e.contains("0.1,x"), "{e}");
+        let e = Preprocess::from_props(model, &bad).unwrap_err().to_string();
+        assert!(e.starts_with("dir/m.onnx: metadata key 'rlal.preprocess.mean': '0.1,x'"), "{e}");
         let partial = vec![(SCALE.to_string(), "1".to_string())];
-        assert!(Preprocess::from_props(&partial).unwrap_err().contains("incomplete"));
+        let e = Preprocess::from_props(model, &partial).unwrap_err().to_string();
+        assert!(e.contains("incomplete"), "{e}");
         let mut zero_std = mnist().to_props();
         zero_std[2].1 = "0".into();
-        assert!(Preprocess::from_props(&zero_std).is_err());
+        assert!(Preprocess::from_props(model, &zero_std).is_err());
     }
 }

@@ -17,8 +17,9 @@ pub mod nccl;
 
 use mpi::{Dtype, Mpi};
 use nccl::Nccl;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
@@ -33,6 +34,19 @@ pub enum DistError {
     Config(String),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
+    /// A loaded library (`lib`: MPI or NCCL, at `path`) lacks a function rlal calls.
+    #[error("{lib}: {path}: no function {name}: {why}")]
+    Symbol { lib: &'static str, path: String, name: String, why: String },
+    /// The failure of an earlier call, again (NCCL is started once per process).
+    #[error(transparent)]
+    Earlier(Arc<DistError>),
+}
+
+/// No library of a list loads: each path tried, with what the loader said.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{}", .tried.iter().map(|(p, why)| format!("{}: {why}", p.display())).collect::<Vec<_>>().join("; "))]
+pub struct LoadError {
+    pub tried: Vec<(PathBuf, String)>,
 }
 
 /// The processes of a launched job.
@@ -44,7 +58,7 @@ pub struct World {
     /// `RLAL_DIST_BACKEND=mpi`: CUDA tensors are reduced over MPI through host copies.
     mpi_only: bool,
     mpi: Mpi,
-    nccl: OnceLock<Result<Nccl, String>>,
+    nccl: OnceLock<Result<Nccl, Arc<DistError>>>,
     started: Instant,
 }
 
@@ -156,38 +170,52 @@ pub fn init_from_env() -> Result<Option<&'static World>, DistError> {
 
 /// Opens the first shared library that loads (globally, all symbols bound now): the
 /// path in environment variable `var` alone when it is set, else each of `defaults`.
-/// Returns the library and its path, or what every try said.
 fn open_library(
     var: &str,
-    defaults: &[std::path::PathBuf],
-) -> Result<(libloading::os::unix::Library, String), String> {
-    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
-    let paths: Vec<std::path::PathBuf> = match std::env::var(var) {
-        Ok(p) if !p.is_empty() => vec![p.into()],
-        _ => defaults.to_vec(),
-    };
-    let mut tried = Vec::new();
-    for p in paths {
-        // SAFETY: loading a system communication library (MPI, NCCL); its initialisers
-        // start no threads.
-        match unsafe { Library::open(Some(&p), RTLD_NOW | RTLD_GLOBAL) } {
-            Ok(l) => return Ok((l, p.display().to_string())),
-            Err(e) => tried.push(format!("{}: {e}", p.display())),
-        }
+    defaults: &[PathBuf],
+) -> Result<(libloading::os::unix::Library, String), LoadError> {
+    match std::env::var(var) {
+        Ok(p) if !p.is_empty() => open_first(&[p.into()]),
+        _ => open_first(defaults),
     }
-    Err(tried.join("; "))
 }
 
-/// Function `name` of `lib` (at `path`, for errors) with C signature `T`.
+/// Opens the first of `paths` that loads (globally, all symbols bound now): the
+/// library and its path, or what every try said.
+pub fn open_first(paths: &[PathBuf]) -> Result<(libloading::os::unix::Library, String), LoadError> {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    let mut tried = Vec::new();
+    for p in paths {
+        // SAFETY: loading a system library (MPI, NCCL, libtorch's CUDA backend) whose
+        // initialisers start no threads.
+        match unsafe { Library::open(Some(p), RTLD_NOW | RTLD_GLOBAL) } {
+            Ok(l) => return Ok((l, p.display().to_string())),
+            Err(e) => {
+                // libloading's error says "dlopen failed"; its source holds the loader's reason.
+                let why =
+                    std::error::Error::source(&e).map_or_else(|| e.to_string(), |s| s.to_string());
+                tried.push((p.clone(), why))
+            }
+        }
+    }
+    Err(LoadError { tried })
+}
+
+/// Function `name` of `lib` (the `kind` of library at `path`, for errors) with C
+/// signature `T`.
 fn symbol<T: Copy>(
     lib: &libloading::os::unix::Library,
+    kind: &'static str,
     path: &str,
     name: &str,
-) -> Result<T, String> {
+) -> Result<T, DistError> {
     // SAFETY: callers name `T` as the C signature of `name` in the library's header.
-    unsafe { lib.get::<T>(name.as_bytes()) }
-        .map(|s| *s)
-        .map_err(|e| format!("{path}: no function {name}: {e}"))
+    unsafe { lib.get::<T>(name.as_bytes()) }.map(|s| *s).map_err(|e| DistError::Symbol {
+        lib: kind,
+        path: path.to_string(),
+        name: name.to_string(),
+        why: e.to_string(),
+    })
 }
 
 /// The launched world, once [`init_from_env`] found one.
@@ -247,10 +275,10 @@ impl World {
         self.nccl
             .get_or_init(|| {
                 self.guarded("ncclCommInitRank", || Nccl::init(&self.mpi, self.rank, self.size))
-                    .map_err(|e| e.to_string())
+                    .map_err(Arc::new)
             })
             .as_ref()
-            .map_err(|e| DistError::Nccl(e.clone()))
+            .map_err(|e| DistError::Earlier(e.clone()))
     }
 
     /// In-place sum over the ranks of a contiguous f32/f64 tensor (on the CPU over MPI,
@@ -361,6 +389,19 @@ pub fn broadcast_all(ts: &[Tensor]) -> Result<(), DistError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_library_that_does_not_load_names_every_path_tried() {
+        let paths = ["/nonexistent/liba.so".into(), "/nonexistent/libb.so".into()];
+        let e = super::open_first(&paths).map(|_| ()).unwrap_err();
+        assert_eq!(e.tried.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), paths);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/nonexistent/liba.so: ") && text.contains("; /nonexistent/libb.so: "),
+            "{text}"
+        );
+        assert!(text.contains("No such file"), "the loader's reason, not 'dlopen failed': {text}");
+    }
+
     #[test]
     fn not_launched_without_launcher_variables() {
         // The test runner is not started by mpirun (CI never sets these).

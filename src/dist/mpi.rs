@@ -67,7 +67,7 @@ fn object(lib: &Library, path: &str, name: &str) -> Result<Handle, DistError> {
 }
 
 fn func<T: Copy>(lib: &Library, path: &str, name: &str) -> Result<T, DistError> {
-    super::symbol(lib, path, name).map_err(DistError::Mpi)
+    super::symbol(lib, "MPI", path, name)
 }
 
 impl Mpi {

@@ -67,7 +67,7 @@ fn candidates() -> Vec<std::path::PathBuf> {
 }
 
 fn func<T: Copy>(lib: &Library, path: &str, name: &str) -> Result<T, DistError> {
-    super::symbol(lib, path, name).map_err(DistError::Nccl)
+    super::symbol(lib, "NCCL", path, name)
 }
 
 impl Nccl {

@@ -31,3 +31,21 @@ impl Attr {
         }
     }
 }
+
+/// An attribute of another kind than its op reads (an [`super::ops::OpError`] once the
+/// code visiting the node adds the node's name and op type).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("attribute '{name}' must be {expected}, found {found}")]
+pub struct AttrError {
+    pub name: String,
+    /// The kind the op reads ("an int", "ints", ...).
+    pub expected: &'static str,
+    /// The kind the node holds ([`Attr::kind`]).
+    pub found: &'static str,
+}
+
+impl AttrError {
+    pub fn new(name: &str, expected: &'static str, found: &Attr) -> AttrError {
+        AttrError { name: name.to_string(), expected, found: found.kind() }
+    }
+}

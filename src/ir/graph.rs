@@ -6,7 +6,7 @@
 //! execute, prune and write it back with `onnx::save`. The IR owns no
 //! framework types: tensors are plain vectors, ONNX-only extras that rlal never
 //! interprets travel as opaque bytes.
-use super::attr::Attr;
+use super::attr::{Attr, AttrError};
 use super::tensor::{DType, Tensor};
 use super::IrError;
 use std::collections::HashMap;
@@ -89,34 +89,34 @@ impl Node {
             None => self.attrs.push((name.to_string(), a)),
         }
     }
-    pub fn attr_int(&self, name: &str, default: i64) -> Result<i64, String> {
+    pub fn attr_int(&self, name: &str, default: i64) -> Result<i64, AttrError> {
         match self.attr(name) {
             None => Ok(default),
             Some(Attr::Int(i)) => Ok(*i),
-            Some(a) => Err(format!("attribute '{name}' must be an int, found {}", a.kind())),
+            Some(a) => Err(AttrError::new(name, "an int", a)),
         }
     }
-    pub fn attr_float(&self, name: &str, default: f32) -> Result<f32, String> {
+    pub fn attr_float(&self, name: &str, default: f32) -> Result<f32, AttrError> {
         match self.attr(name) {
             None => Ok(default),
             Some(Attr::Float(f)) => Ok(*f),
             Some(Attr::Int(i)) => Ok(*i as f32),
-            Some(a) => Err(format!("attribute '{name}' must be a float, found {}", a.kind())),
+            Some(a) => Err(AttrError::new(name, "a float", a)),
         }
     }
-    pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, String> {
+    pub fn attr_ints(&self, name: &str) -> Result<Option<Vec<i64>>, AttrError> {
         match self.attr(name) {
             None => Ok(None),
             Some(Attr::Ints(v)) => Ok(Some(v.clone())),
             Some(Attr::Int(i)) => Ok(Some(vec![*i])),
-            Some(a) => Err(format!("attribute '{name}' must be ints, found {}", a.kind())),
+            Some(a) => Err(AttrError::new(name, "ints", a)),
         }
     }
-    pub fn attr_str(&self, name: &str, default: &str) -> Result<String, String> {
+    pub fn attr_str(&self, name: &str, default: &str) -> Result<String, AttrError> {
         match self.attr(name) {
             None => Ok(default.to_string()),
             Some(Attr::Str(s)) => Ok(String::from_utf8_lossy(s).into_owned()),
-            Some(a) => Err(format!("attribute '{name}' must be a string, found {}", a.kind())),
+            Some(a) => Err(AttrError::new(name, "a string", a)),
         }
     }
     /// `name (OpType)`, the way errors and reports refer to a node.

@@ -141,51 +141,49 @@ fn walk(g: &Graph) -> (Layout, HashSet<ValueId>) {
 /// unknown name, list the graph's inputs.
 pub fn bind(g: &mut Graph, binds: &BTreeMap<String, Vec<f64>>) -> Result<(), IrError> {
     for (name, values) in binds {
+        let err = |msg: String| IrError::Bind { input: name.clone(), msg };
         let Some(pos) = g.inputs.iter().position(|&i| g.values[i].name == *name) else {
-            return Err(IrError::Structure(format!(
-                "--bind {name}: the model has no graph input '{name}' without a value; its inputs: {}",
+            return Err(err(format!(
+                "the model has no graph input '{name}' without a value; its inputs: {}",
                 describe(g, &g.inputs)
             )));
         };
         let id = g.inputs[pos];
-        let t = bound_tensor(g, id, values)
-            .map_err(|m| IrError::Structure(format!("--bind {name}: {m}")))?;
+        let t = bound_tensor(g, id, values)?;
         g.values[id].init = Some(t);
         g.inputs.remove(pos);
         if g.inputs.is_empty() {
-            return Err(IrError::Structure(format!(
-                "--bind {name}: that was the model's only input, the one the images go to"
-            )));
+            return Err(err(
+                "that was the model's only input, the one the images go to".to_string()
+            ));
         }
     }
     Ok(())
 }
 
 /// The tensor of `values` in the declared shape and element type of input `id`.
-fn bound_tensor(g: &Graph, id: ValueId, values: &[f64]) -> Result<Tensor, String> {
+fn bound_tensor(g: &Graph, id: ValueId, values: &[f64]) -> Result<Tensor, IrError> {
     let v = &g.values[id];
-    let shape = v.shape.as_ref().ok_or("the input declares no shape")?;
+    let err = |msg: String| IrError::Bind { input: v.name.clone(), msg };
+    let shape = v.shape.as_ref().ok_or_else(|| err("the input declares no shape".into()))?;
     let dims: Vec<usize> = shape
         .iter()
         .map(Dim::fixed)
         .collect::<Option<_>>()
-        .ok_or_else(|| format!("its shape {} is not fixed", fmt_shape(shape)))?;
+        .ok_or_else(|| err(format!("its shape {} is not fixed", fmt_shape(shape))))?;
     let n: usize = dims.iter().product();
     if values.len() != n {
-        return Err(format!(
-            "{} values given, the input {} holds {n}",
-            values.len(),
-            fmt_shape(shape)
-        ));
+        let given = values.len();
+        return Err(err(format!("{given} values given, the input {} holds {n}", fmt_shape(shape))));
     }
     let dtype = v.dtype.unwrap_or(DType::F32);
-    let int = |what: &str| -> Result<Vec<i64>, String> {
+    let int = |what: &str| -> Result<Vec<i64>, IrError> {
         values
             .iter()
             .map(|&x| {
                 (x.fract() == 0.0 && x.is_finite())
                     .then_some(x as i64)
-                    .ok_or_else(|| format!("{x} is not an integer, the input is {what}"))
+                    .ok_or_else(|| err(format!("{x} is not an integer, the input is {what}")))
             })
             .collect()
     };
@@ -194,7 +192,7 @@ fn bound_tensor(g: &Graph, id: ValueId, values: &[f64]) -> Result<Tensor, String
         DType::F64 => Data::F64(values.to_vec()),
         DType::I64 => Data::I64(int("int64")?),
         DType::I32 => Data::I32(int("int32")?.into_iter().map(|x| x as i32).collect()),
-        d => return Err(format!("inputs of type {d} cannot be bound")),
+        d => return Err(err(format!("inputs of type {d} cannot be bound"))),
     };
     Ok(Tensor { dtype, shape: dims, data })
 }

@@ -18,7 +18,7 @@ pub mod ops;
 pub mod passes;
 mod tensor;
 
-pub use attr::Attr;
+pub use attr::{Attr, AttrError};
 pub use graph::{fmt_shape, Dim, Graph, ModelMeta, Node, NodeId, Value, ValueId};
 pub use inputs::{InputLayout, Layout};
 pub use tensor::{DType, Data, Tensor};
@@ -36,6 +36,9 @@ pub enum IrError {
     Op { node: String, source: ops::OpError },
     #[error("node {node} is an unsupported op '{op}' and {needed}; supported ops: {}", ops::supported().join(", "))]
     Unsupported { node: String, op: String, needed: String },
+    /// Values cannot be bound to graph input `input` (`--bind`, [`inputs::bind`]).
+    #[error("--bind {input}: {msg}")]
+    Bind { input: String, msg: String },
 }
 
 impl IrError {

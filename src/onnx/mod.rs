@@ -27,6 +27,9 @@ pub enum OnnxError {
     Decode { path: PathBuf, msg: String },
     #[error("{path}: initializer '{tensor}': {msg}")]
     Tensor { path: PathBuf, tensor: String, msg: String },
+    /// The external data file `file` of initializer `tensor` of model `path` cannot be read.
+    #[error("{path}: initializer '{tensor}': external data file {}: {source}", .file.display())]
+    External { path: PathBuf, tensor: String, file: PathBuf, source: std::io::Error },
     #[error("{path}: {msg}")]
     Invalid { path: PathBuf, msg: String },
 }

@@ -39,9 +39,7 @@ pub(crate) fn from_proto(
     dir: Option<&Path>,
     file: &Path,
 ) -> Result<Tensor, OnnxError> {
-    let name = t.name.clone().unwrap_or_default();
-    let bad =
-        |msg: String| OnnxError::Tensor { path: file.to_path_buf(), tensor: name.clone(), msg };
+    let bad = tensor_error(t, file);
     let dtype = DType(t.data_type.unwrap_or(0));
     let mut shape = Vec::with_capacity(t.dims.len());
     for &d in &t.dims {
@@ -57,7 +55,7 @@ pub(crate) fn from_proto(
     let external = t.data_location == Some(pb::tensor_proto::DataLocation::External as i32);
     let raw_owned;
     let raw: Option<&[u8]> = if external {
-        raw_owned = read_external(t, dir, file).map_err(bad)?;
+        raw_owned = read_external(t, dir, file)?;
         Some(&raw_owned)
     } else {
         t.raw_data.as_deref()
@@ -142,7 +140,22 @@ pub(crate) fn from_proto(
     Ok(Tensor { dtype, shape, data })
 }
 
-fn read_external(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -> Result<Vec<u8>, String> {
+/// An error about initializer `t` of model `file`.
+fn tensor_error<'a>(t: &'a pb::TensorProto, file: &'a Path) -> impl Fn(String) -> OnnxError + 'a {
+    move |msg| OnnxError::Tensor {
+        path: file.to_path_buf(),
+        tensor: t.name.clone().unwrap_or_default(),
+        msg,
+    }
+}
+
+/// The bytes of initializer `t` stored in an external file beside model `file` (in `dir`).
+fn read_external(
+    t: &pb::TensorProto,
+    dir: Option<&Path>,
+    file: &Path,
+) -> Result<Vec<u8>, OnnxError> {
+    let bad = tensor_error(t, file);
     let mut location = None;
     let mut offset = 0u64;
     let mut length = None;
@@ -151,42 +164,48 @@ fn read_external(t: &pb::TensorProto, dir: Option<&Path>, file: &Path) -> Result
         match kv.key.as_deref().unwrap_or("") {
             "location" => location = Some(v.to_string()),
             "offset" => {
-                offset = v.parse().map_err(|_| format!("bad external data offset '{v}'"))?
+                offset = v.parse().map_err(|_| bad(format!("bad external data offset '{v}'")))?
             }
             "length" => {
-                length =
-                    Some(v.parse::<u64>().map_err(|_| format!("bad external data length '{v}'"))?)
+                length = Some(
+                    v.parse::<u64>().map_err(|_| bad(format!("bad external data length '{v}'")))?,
+                )
             }
             _ => {}
         }
     }
-    let location = location.ok_or("external data without a 'location'")?;
+    let location = location.ok_or_else(|| bad("external data without a 'location'".into()))?;
     let rel = Path::new(&location);
     if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!(
+        return Err(bad(format!(
             "external data location '{location}' must be a relative path inside the model's folder"
-        ));
+        )));
     }
-    let dir = dir.ok_or("external data needs the model to be loaded from a file")?;
+    let dir =
+        dir.ok_or_else(|| bad("external data needs the model to be loaded from a file".into()))?;
     let path = dir.join(rel);
+    let io = |source| OnnxError::External {
+        path: file.to_path_buf(),
+        tensor: t.name.clone().unwrap_or_default(),
+        file: path.clone(),
+        source,
+    };
     use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(&path)
-        .map_err(|e| format!("external data file {}: {e}", path.display()))?;
-    let size = f.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+    let mut f = std::fs::File::open(&path).map_err(io)?;
+    let size = f.metadata().map_err(io)?.len();
     let len = match length {
         Some(l) => l,
         None => size.saturating_sub(offset),
     };
     if offset.checked_add(len).is_none_or(|end| end > size) {
-        return Err(format!(
+        return Err(bad(format!(
             "external data {} is {size} bytes; offset {offset} + length {len} runs past its end",
             path.display()
-        ));
+        )));
     }
-    f.seek(SeekFrom::Start(offset)).map_err(|e| format!("{}: {e}", path.display()))?;
+    f.seek(SeekFrom::Start(offset)).map_err(io)?;
     let mut buf = vec![0u8; len as usize];
-    f.read_exact(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
-    let _ = file;
+    f.read_exact(&mut buf).map_err(io)?;
     Ok(buf)
 }
 
@@ -212,4 +231,38 @@ pub(crate) fn to_proto(name: &str, t: &Tensor) -> pb::TensorProto {
     };
     p.raw_data = Some(raw);
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An initializer `w` stored in `location` (in the model's folder `dir`).
+    fn external(location: &str) -> pb::TensorProto {
+        let entry = |k: &str, v: &str| pb::StringStringEntryProto {
+            key: Some(k.into()),
+            value: Some(v.into()),
+        };
+        pb::TensorProto {
+            name: Some("w".into()),
+            dims: vec![2],
+            data_type: Some(DType::F32.0),
+            data_location: Some(pb::tensor_proto::DataLocation::External as i32),
+            external_data: vec![entry("location", location)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn external_data_errors_name_the_model_the_initializer_and_the_file() {
+        let (dir, model) = (Path::new("/nonexistent-dir"), Path::new("/nonexistent-dir/m.onnx"));
+        let e = from_proto(&external("absent.bin"), Some(dir), model).unwrap_err();
+        assert!(matches!(e, OnnxError::External { .. }), "{e:?}");
+        let e = e.to_string();
+        let want = "/nonexistent-dir/m.onnx: initializer 'w': external data file \
+                    /nonexistent-dir/absent.bin: ";
+        assert!(e.starts_with(want), "{e}");
+        let e = from_proto(&external("../up.bin"), Some(dir), model).unwrap_err().to_string();
+        assert!(e.starts_with("/nonexistent-dir/m.onnx: initializer 'w': external data location '../up.bin' must be a relative path"), "{e}");
+    }
 }

@@ -10,8 +10,7 @@ use crate::ir::{fmt_shape, Dim, Graph};
 
 /// Checks `g`; `input_shape` overrides the input's non-batch dims as at import.
 pub fn check(g: &Graph, input_shape: Option<&[usize]>) -> Result<(), RewriteError> {
-    let facts =
-        crate::ir::infer::infer(g, input_shape).map_err(|e| RewriteError::Check(e.to_string()))?;
+    let facts = crate::ir::infer::infer(g, input_shape)?;
     check_with(g, &facts)
 }
 

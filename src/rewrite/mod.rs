@@ -20,6 +20,9 @@ pub mod surgery;
 pub use plan::{Edit, GroupChange, KeepSets, Plan};
 pub use rank::Criterion;
 
+use crate::ir::ops::OpError;
+use crate::ir::IrError;
+
 /// Errors of surgery; each names the group, node or value concerned.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -27,10 +30,20 @@ pub enum RewriteError {
     /// The keep-set of a group cannot be applied.
     #[error("{group}: {msg}")]
     Plan { group: String, msg: String },
-    /// A node on a pruned path cannot be rewritten.
-    #[error("node {node}: {msg}")]
-    Node { node: String, msg: String },
+    /// A parameter of a pruned group does not have the shape the group implies.
+    #[error("initializer '{value}': {msg}")]
+    Param { value: String, msg: String },
+    /// A node's op cannot fix the node up after a prune ([`crate::ir::ops::OpDef::fixup`]).
+    #[error("node {node}: {source}")]
+    Op { node: String, source: OpError },
+    /// An edit of the plan does not apply; `edit` is its label, which names the
+    /// initializer or the node (and its op type) edited.
+    #[error("the pruned graph fails its check: {edit}: {source}")]
+    Edit { edit: String, source: OpError },
     /// The rewritten graph fails a structural or shape check.
     #[error("the pruned graph fails its check: {0}")]
     Check(String),
+    /// The rewritten graph fails to sort or its shape inference (the error names the node).
+    #[error("the pruned graph fails its check: {0}")]
+    Ir(#[from] IrError),
 }

@@ -206,8 +206,8 @@ fn param_edits(cx: &Cx, changes: &[GroupChange]) -> Result<Vec<(String, Edit)>, 
         let Some(ki) = kept_idx.get(&follows) else { continue };
         let t = g.values[value].init.as_ref().expect("group params are initializers");
         if t.shape.get(axis) != Some(&width(follows)) {
-            return Err(RewriteError::Node {
-                node: g.values[value].name.clone(),
+            return Err(RewriteError::Param {
+                value: g.values[value].name.clone(),
                 msg: format!(
                     "axis {axis} of shape {:?} should follow the {} channels of '{}'",
                     t.shape,
@@ -234,8 +234,7 @@ fn fixup(cx: &Cx, nid: NodeId) -> Result<Option<(String, Edit)>, RewriteError> {
     let node = &cx.g.nodes[nid];
     let Some(op) = ops::lookup(node) else { return Ok(None) };
     let fx = FixupCx::new(cx.g, &cx.a.facts, node, cx.kept_idx);
-    let f =
-        op.fixup(&fx).map_err(|e| RewriteError::Node { node: node.label(), msg: e.to_string() })?;
+    let f = op.fixup(&fx).map_err(|source| RewriteError::Op { node: node.label(), source })?;
     Ok(f.map(|f| (f.label, Edit::Node { node: nid, change: f.change })))
 }
 
@@ -253,5 +252,30 @@ impl fmt::Display for Plan {
             writeln!(f, "  {label}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{self, ImportOptions};
+    use crate::ir::Attr;
+    use crate::rewrite::rank;
+
+    #[test]
+    fn a_fixup_error_names_the_node_and_its_op() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/ops_cnn.onnx");
+        let (mut g, a) = analysis::import(&path, &ImportOptions::default()).unwrap();
+        let keep = rank::keep_sets(&g, &a, &[0.0, 0.5, 0.5, 0.0], rank::Criterion::L1);
+        assert!(Plan::build(&g, &a, &keep).is_ok());
+        let split = g.nodes.iter().position(|n| n.op_type == "Split").unwrap();
+        g.nodes[split].set_attr("axis", Attr::Str(b"1".to_vec()));
+        let e = Plan::build(&g, &a, &keep).unwrap_err();
+        assert!(matches!(e, RewriteError::Op { .. }), "{e:?}");
+        let want = format!(
+            "node {}: attribute 'axis' must be an int, found string",
+            g.nodes[split].label()
+        );
+        assert_eq!(e.to_string(), want);
     }
 }

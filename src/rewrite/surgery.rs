@@ -3,7 +3,7 @@ use super::plan::{Edit, Plan};
 use super::RewriteError;
 use crate::analysis::Analysis;
 use crate::ir::infer::Facts;
-use crate::ir::ops::NodeChange;
+use crate::ir::ops::{NodeChange, OpError};
 use crate::ir::{Attr, DType, Dim, Graph, Node, NodeId, Tensor, Value, ValueId};
 
 /// Applies `plan` to a copy of `g` (the graph the plan was built from): slices
@@ -23,18 +23,18 @@ fn apply_with_facts(
 ) -> Result<(Graph, Facts), RewriteError> {
     let mut out = g.clone();
     for (label, edit) in &plan.edits {
-        apply_edit(&mut out, edit).map_err(|msg| RewriteError::Check(format!("{label}: {msg}")))?;
+        apply_edit(&mut out, edit)
+            .map_err(|source| RewriteError::Edit { edit: label.clone(), source })?;
     }
-    out.toposort().map_err(|e| RewriteError::Check(e.to_string()))?;
+    out.toposort()?;
     out.cleanup();
-    let facts = crate::ir::infer::infer(&out, input_shape)
-        .map_err(|e| RewriteError::Check(e.to_string()))?;
+    let facts = crate::ir::infer::infer(&out, input_shape)?;
     refresh_shapes(&mut out, &facts);
     super::check::check_with(&out, &facts)?;
     Ok((out, facts))
 }
 
-fn apply_edit(g: &mut Graph, edit: &Edit) -> Result<(), String> {
+fn apply_edit(g: &mut Graph, edit: &Edit) -> Result<(), OpError> {
     match edit {
         Edit::SliceInit { value, axis, keep } => {
             let v = &mut g.values[*value];
@@ -54,7 +54,7 @@ fn apply_edit(g: &mut Graph, edit: &Edit) -> Result<(), String> {
 
 /// Writes an op's fix-up into node `nid`: attributes, or new constants for inputs
 /// (a constant may be shared, so it is never edited in place).
-fn apply_change(g: &mut Graph, nid: NodeId, change: &NodeChange) -> Result<(), String> {
+fn apply_change(g: &mut Graph, nid: NodeId, change: &NodeChange) -> Result<(), OpError> {
     match change {
         NodeChange::Group(group) => g.nodes[nid].set_attr("group", Attr::Int(*group)),
         NodeChange::SplitSizes(sizes) => {
@@ -95,7 +95,7 @@ fn add_const(g: &mut Graph, base: &str, t: Tensor) -> ValueId {
 
 /// Rewrites the channel entry of a Slice: bounds when the picked channels are
 /// an arithmetic progression, else the whole axis followed by a Gather.
-fn slice_channels(g: &mut Graph, nid: NodeId, map: &[usize]) -> Result<(), String> {
+fn slice_channels(g: &mut Graph, nid: NodeId, map: &[usize]) -> Result<(), OpError> {
     let step: i64 = if map.len() >= 2 { map[1] as i64 - map[0] as i64 } else { 1 };
     let arithmetic = step != 0 && map.windows(2).all(|w| w[1] as i64 - w[0] as i64 == step);
     let (start, end, st) = if arithmetic {

@@ -32,7 +32,9 @@ pub fn data_identity_bn(net: &Net, x: &Tensor) -> Result<usize, TrainError> {
     for (&(n, _), act) in todo.iter().zip(acts) {
         let node = &g.nodes[n];
         let act = act.ok_or_else(|| TrainError::node(node, "its input was not computed"))?;
-        let eps = node.attr_float("epsilon", 1e-5).map_err(|e| TrainError::node(node, e))?;
+        let eps = node
+            .attr_float("epsilon", 1e-5)
+            .map_err(|e| TrainError::Op { node: node.label(), source: e.into() })?;
         let dims: Vec<i64> = (0..act.dim() as i64).filter(|&d| d != 1).collect();
         let act = act.to_kind(Kind::Float);
         let mean = act.mean_dim(dims.as_slice(), false, Kind::Float);

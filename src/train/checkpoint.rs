@@ -227,7 +227,7 @@ pub fn load<S: CheckpointState>(
                 }
                 return Ok(Some(found));
             }
-            Err(p) => problems.push(p),
+            Err(p) => problems.push(p.to_string()),
         }
     }
     Err(ferr(
@@ -240,20 +240,20 @@ pub fn load<S: CheckpointState>(
     ))
 }
 
-/// The checkpoint of state file `dir/json`: Ok(Err(what is wrong)) when it is damaged or
-/// missing; Err when it belongs to another network.
+/// The checkpoint of state file `dir/json`: Ok(Err(the file at fault and what is wrong
+/// with it)) when it is damaged or missing; Err when it belongs to another network.
 fn load_one<S: CheckpointState>(
     dir: &Path,
     json: &str,
     net: &Net,
-) -> Result<Result<(S, Named), String>, TrainError> {
+) -> Result<Result<(S, Named), TrainError>, TrainError> {
     let sp = dir.join(json);
     if !sp.exists() {
-        return Ok(Err(format!("{}: missing", sp.display())));
+        return Ok(Err(ferr(&sp, "missing")));
     }
     let st = match read_stamped::<S>(&sp) {
         Ok(st) => st,
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Ok(Err(e)),
     };
     if st.state.graph() != fingerprint(net) {
         return Err(ferr(
@@ -267,12 +267,11 @@ fn load_one<S: CheckpointState>(
     }
     let p = dir.join(st.state.tensors());
     if let Some(wrong) = st.digest.as_ref().and_then(|d| d.check(&p)) {
-        return Ok(Err(format!("{}: {wrong}", p.display())));
+        return Ok(Err(ferr(&p, wrong)));
     }
-    Ok(match Tensor::load_multi(&p) {
-        Ok(all) => Ok((st.state, all.into_iter().collect())),
-        Err(e) => Err(format!("{}: {}", p.display(), crate::util::readable_error(&e.to_string()))),
-    })
+    Ok(Tensor::load_multi(&p)
+        .map(|all| (st.state, all.into_iter().collect()))
+        .map_err(|e| ferr(&p, e)))
 }
 
 /// Copies the `net.*` tensors of a checkpoint (`file`, for errors) into `net`'s variables.

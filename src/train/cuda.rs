@@ -7,47 +7,28 @@
 //! before the first CUDA query: by name (the binary's rpath to the wheel's
 //! `torch/lib`, or `LD_LIBRARY_PATH`), else from the libtorch directory recorded at
 //! build time. CPU runs never pay for it: it is only tried for `device: auto|cuda`.
+use crate::dist::LoadError;
 use std::sync::OnceLock;
 
-static LOADED: OnceLock<Result<String, String>> = OnceLock::new();
+static LOADED: OnceLock<Result<String, LoadError>> = OnceLock::new();
 
 /// Loads libtorch_cuda.so once; `Ok(path)` when it is loaded (CUDA kernels and
-/// hooks registered), `Err(why)` when it could not be (CPU-only libtorch, or a CUDA
-/// build whose CUDA libraries are missing). Must run before the first CUDA query.
-pub fn load_backend() -> Result<String, String> {
+/// hooks registered), `Err` naming each path tried and why it did not load (CPU-only
+/// libtorch, or a CUDA build whose CUDA libraries are missing). Must run before the
+/// first CUDA query.
+pub fn load_backend() -> Result<String, LoadError> {
     LOADED.get_or_init(load).clone()
 }
 
-fn load() -> Result<String, String> {
-    let mut tried = Vec::new();
+fn load() -> Result<String, LoadError> {
     let mut candidates = vec![std::path::PathBuf::from("libtorch_cuda.so")];
     if let Some(dir) = option_env!("RLAL_LIBTORCH_LIB") {
         candidates.push(std::path::Path::new(dir).join("libtorch_cuda.so"));
     }
-    for c in candidates {
-        // SAFETY: loading libtorch's own CUDA library into a process that already
-        // links the same libtorch; its initialisers only register CUDA kernels/hooks.
-        let lib = unsafe {
-            libloading::os::unix::Library::open(
-                Some(&c),
-                libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
-            )
-        };
-        match lib {
-            Ok(lib) => {
-                // Keep it loaded for the life of the process.
-                std::mem::forget(lib);
-                return Ok(c.display().to_string());
-            }
-            Err(e) => {
-                let why = std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| e.to_string());
-                tried.push(format!("{}: {why}", c.display()))
-            }
-        }
-    }
-    Err(tried.join("; "))
+    let (lib, path) = crate::dist::open_first(&candidates)?;
+    // Keep it loaded for the life of the process.
+    std::mem::forget(lib);
+    Ok(path)
 }
 
 #[cfg(test)]
@@ -58,7 +39,7 @@ mod tests {
         let b = super::load_backend();
         assert_eq!(a, b);
         if let Err(why) = a {
-            assert!(why.contains("libtorch_cuda.so"), "{why}");
+            assert!(why.to_string().contains("libtorch_cuda.so"), "{why}");
         }
     }
 }

@@ -38,7 +38,7 @@ fn e(err: tch::TchError) -> OpError {
 }
 
 /// IR tensor → tch tensor (on CPU).
-pub fn to_tch(t: &crate::ir::Tensor) -> Result<Tensor, String> {
+pub fn to_tch(t: &crate::ir::Tensor) -> Result<Tensor, OpError> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
     let out = match &t.data {
         Data::F32(v) => Tensor::from_slice(v),
@@ -50,13 +50,12 @@ pub fn to_tch(t: &crate::ir::Tensor) -> Result<Tensor, String> {
             DType::F16 | DType::BF16 => {
                 Tensor::from_slice(&t.to_f32().ok_or("unreadable float tensor")?)
             }
-            _ => Tensor::from_slice(
-                &t.to_i64()
-                    .ok_or_else(|| format!("tensors of type {} are not supported", t.dtype))?,
-            ),
+            _ => Tensor::from_slice(&t.to_i64().ok_or_else(|| {
+                OpError::Unsupported(format!("tensors of type {} are not supported", t.dtype))
+            })?),
         },
     };
-    out.f_reshape(&shape).map_err(|err| err.to_string())
+    out.f_reshape(&shape).map_err(e)
 }
 
 /// ONNX dtype number → tch kind.
@@ -146,7 +145,7 @@ impl Engine for TchEngine {
     }
     /// On the CPU, as libtorch takes scalars and shape vectors.
     fn constant(&mut self, t: &crate::ir::Tensor) -> Result<H, OpError> {
-        let t = to_tch(t).map_err(OpError::Engine)?;
+        let t = to_tch(t)?;
         Ok(self.put(t))
     }
     fn low(&mut self, x: H) -> Result<H, OpError> {

@@ -106,7 +106,7 @@ impl Net {
         let mut used = std::collections::HashSet::new();
         for (i, v) in g.values.iter().enumerate() {
             let Some(t) = &v.init else { continue };
-            let ctx = |m: String| TrainError::Graph(format!("initializer '{}': {m}", v.name));
+            let ctx = |m: ops::OpError| TrainError::Graph(format!("initializer '{}': {m}", v.name));
             let tt = exec::to_tch(t).map_err(ctx)?.to_device(device);
             if role[i] > 0 && t.dtype.is_float() {
                 let var_name = sanitise(&v.name, &mut used);
@@ -373,5 +373,29 @@ impl Net {
             g.values[p.value].init = Some(new);
         }
         Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{self, ImportOptions};
+    use crate::ir::Attr;
+
+    #[test]
+    fn a_kernel_error_names_the_node_and_its_op() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn_bn.onnx");
+        let (mut g, a) = analysis::import(&path, &ImportOptions::default()).unwrap();
+        let bn = g.nodes.iter().position(|n| n.op_type == "BatchNormalization").unwrap();
+        g.nodes[bn].set_attr("epsilon", Attr::Str(b"small".to_vec()));
+        let net = Net::new(&g, &a, Device::Cpu).unwrap();
+        let x = Tensor::zeros([1, 1, 28, 28], (Kind::Float, Device::Cpu));
+        let e = net.forward_t(&x, false).unwrap_err().to_string();
+        let want = format!(
+            "node {}: attribute 'epsilon' must be a float, found string",
+            g.nodes[bn].label()
+        );
+        assert!(e.contains(&want), "{e}");
     }
 }

@@ -68,6 +68,9 @@ pub enum OpError {
     /// The executing engine failed.
     #[error("{0}")]
     Engine(String),
+    /// An attribute of the wrong kind.
+    #[error(transparent)]
+    Attr(#[from] super::AttrError),
 }
 
 impl From<String> for OpError {
@@ -580,11 +583,11 @@ pub(crate) mod testkit {
         pub fn konst(&self, v: ValueId) -> Option<Vec<i64>> {
             self.facts()[v].as_ref()?.konst.as_ref()?.to_i64()
         }
-        /// The inference error (which must name the failing node).
+        /// The inference error (which must name the failing node and its op type).
         pub fn err(&self) -> String {
             let e = infer(&self.g, None).expect_err("inference must fail").to_string();
-            let last = &self.g.nodes.last().expect("a node").name;
-            assert!(e.contains(&format!("'{last}'")), "the error does not name {last}: {e}");
+            let last = self.g.nodes.last().expect("a node").label();
+            assert!(e.contains(&last), "the error does not name {last}: {e}");
             e
         }
         /// Calls `f` with node `node`'s inputs and outputs as inferred.
