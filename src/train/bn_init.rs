@@ -29,25 +29,38 @@ pub fn data_identity_bn(net: &Net, x: &Tensor) -> Result<usize, TrainError> {
     }
     let keep: Vec<ValueId> = todo.iter().map(|&(_, v)| v).collect();
     let (_, acts) = tch::no_grad(|| net.forward_capture(x, false, &keep))?;
+    // Every statistic is measured and checked before any is written: an error leaves
+    // the network as it was.
+    let mut stats = Vec::with_capacity(todo.len());
     for (&(n, _), act) in todo.iter().zip(acts) {
         let node = &g.nodes[n];
         let act = act.ok_or_else(|| TrainError::node(node, "its input was not computed"))?;
-        let eps = node
-            .attr_float("epsilon", 1e-5)
-            .map_err(|e| TrainError::Op { node: node.label(), source: e.into() })?;
-        let dims: Vec<i64> = (0..act.dim() as i64).filter(|&d| d != 1).collect();
-        let act = act.to_kind(Kind::Float);
-        let mean = act.mean_dim(dims.as_slice(), false, Kind::Float);
-        let var = act.var_dim(dims.as_slice(), false, false);
-        if !super::all_finite(&mean) || !super::all_finite(&var) {
-            return Err(TrainError::node(node, "its input has non-finite values on the images"));
-        }
-        let scale = (&var + eps as f64).sqrt();
+        stats.push((node, statistics(node, &act)?));
+    }
+    for (node, (scale, mean, var)) in stats {
         for (slot, value) in [(1, &scale), (2, &mean), (3, &mean), (4, &var)] {
             set(net, node.inputs[slot], value);
         }
     }
     Ok(todo.len())
+}
+
+/// BN `node`'s (scale, mean, variance) from its input `act`: per channel (axis 1).
+fn statistics(
+    node: &crate::ir::Node,
+    act: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor), TrainError> {
+    let eps = node
+        .attr_float("epsilon", 1e-5)
+        .map_err(|e| TrainError::Op { node: node.label(), source: e.into() })?;
+    let dims: Vec<i64> = (0..act.dim() as i64).filter(|&d| d != 1).collect();
+    let act = act.to_kind(Kind::Float);
+    let mean = act.mean_dim(dims.as_slice(), false, Kind::Float);
+    let var = act.var_dim(dims.as_slice(), false, false);
+    if !super::all_finite(&mean) || !super::all_finite(&var) {
+        return Err(TrainError::node(node, "its input has non-finite values on the images"));
+    }
+    Ok(((&var + eps as f64).sqrt(), mean, var))
 }
 
 /// Copies `value` into the network's tensor for graph value `v`.
@@ -96,6 +109,22 @@ mod tests {
         // Calibrated BN is no longer at the identity: a second call touches nothing.
         let g1 = net.export().unwrap();
         assert!((0..g1.nodes.len()).all(|n| !bn::at_identity(&g1, n)));
+    }
+
+    #[test]
+    fn non_finite_images_are_refused_naming_the_bn_node() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/mnist_cnn.onnx");
+        let (mut g, mut a) = analysis::import(&path, &ImportOptions::default()).unwrap();
+        let added = apply_insert_bn(&mut g, &mut a, InsertBn::On, None).unwrap();
+        let net = Net::new(&g, &a, tch::Device::Cpu).unwrap();
+        let x = Tensor::ones([2, 1, 28, 28], (Kind::Float, tch::Device::Cpu));
+        let _ = x.get(1).get(0).get(3).get(4).fill_(f64::NAN);
+        let e = data_identity_bn(&net, &x).unwrap_err().to_string();
+        assert!(e.contains("BatchNormalization") && e.contains("non-finite"), "{e}");
+        // Nothing was half-initialised: every inserted BN is still at the identity.
+        let now = net.export().unwrap();
+        let id = (0..now.nodes.len()).filter(|&n| bn::at_identity(&now, n)).count();
+        assert_eq!(id, added, "the inserted BN are left as they were");
     }
 
     #[test]
