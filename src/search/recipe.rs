@@ -303,7 +303,8 @@ pub struct Search {
     pub criterion: NormKind,
     /// Where a search (`rlal`, `random`, `evolution`, `local`) starts: `random` (every
     /// episode of the first search epoch its own) or `uniform` (the first of them is
-    /// the uniform architecture, at no extra evaluation). Default `random`.
+    /// the uniform architecture, at no extra evaluation). Default `uniform` (since
+    /// 2026-12-07; `random` before).
     pub start_from: StartFrom,
 }
 
@@ -325,7 +326,7 @@ impl Default for Search {
             alignment: true,
             beta: 1e-4,
             criterion: NormKind::L1,
-            start_from: StartFrom::Random,
+            start_from: StartFrom::Uniform,
         }
     }
 }

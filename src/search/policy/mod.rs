@@ -129,12 +129,15 @@ pub trait SearchPolicy: Send {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum StartFrom {
-    /// Every episode of the first search epoch is the policy's own (random ones).
-    #[default]
+    /// Every episode of the first search epoch is the policy's own (random ones; the
+    /// default before 2026-12-07).
     Random,
     /// The first search epoch's first episode is the uniform architecture
     /// ([`crate::search::reward::uniform_kept`]), the rest the policy's own: the
-    /// search begins from the baseline it should beat, at no extra evaluation.
+    /// search begins from the baseline it should beat, at no extra evaluation
+    /// (default since 2026-12-07, chosen on dev seed 0 of `rlal bench agent --suite
+    /// short`: docs/BENCHMARKS.md).
+    #[default]
     Uniform,
 }
 
