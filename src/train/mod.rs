@@ -37,6 +37,12 @@ pub enum TrainError {
     Op { node: String, source: crate::ir::ops::OpError },
     #[error("{0}")]
     Graph(String),
+    /// Shape inference of a graph the training engine changed (BN insertion).
+    #[error(transparent)]
+    Ir(#[from] crate::ir::IrError),
+    /// A collective of a data-parallel job (MPI or NCCL) failed.
+    #[error(transparent)]
+    Dist(#[from] crate::dist::DistError),
     #[error("mask: {0}")]
     Mask(String),
     #[error(transparent)]
