@@ -23,6 +23,15 @@
 //!    agent benchmark, joining the stages above;
 //! 10. `cli` (the binary): parses flags, calls the library, maps errors to exit codes.
 //!
+//! Errors: one `thiserror` enum per stage, whose variants name the file, node or field.
+//! An error's message (`Display`) is complete, an inner error's message included, and
+//! such an error returns no `source()`: the CLI prints the message and then each
+//! `source()` as a `cause:` line, so an error that did both would be read twice. Only
+//! `#[error(transparent)]` wrappers (and `anyhow` context) pass their inner error on as
+//! `source()`. A variant wrapping another error therefore names its field `error` (not
+//! `source`, which thiserror makes the source) and converts through
+//! `util::from_inner!` rather than `#[from]`.
+//!
 //! [`rng`] and [`util`] are leaf helpers every stage may use; [`dist`] (MPI/NCCL
 //! processes of a data-parallel job, loaded at run time) is infrastructure below
 //! `train`, used by the training step and the search.

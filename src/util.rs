@@ -2,6 +2,20 @@
 use std::io::Write;
 use std::path::Path;
 
+/// `impl From<$inner> for $outer` through the variant `$outer::$variant($inner)`, whose
+/// message includes the inner error's and which is therefore no `source()` (the crate's
+/// error convention, see the crate documentation; `#[from]` would make it one).
+macro_rules! from_inner {
+    ($inner:ty => $outer:ident::$variant:ident) => {
+        impl From<$inner> for $outer {
+            fn from(e: $inner) -> $outer {
+                $outer::$variant(e)
+            }
+        }
+    };
+}
+pub(crate) use from_inner;
+
 /// Writes `bytes` to `path` atomically: a temp file in the same folder, fsync, rename.
 /// A crash never leaves a half-written `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

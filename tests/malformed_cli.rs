@@ -1,6 +1,7 @@
 //! Models whose graph inputs are malformed (a scalar input, no input at all) on
 //! the real binary: `rlal import`, `rlal export` and `rlal eval` exit with 2
-//! and an error naming the file and the input, never a panic (exit 101).
+//! and an error naming the file and the input, never a panic (exit 101). An
+//! error's `cause:` lines never repeat its message.
 use prost::Message;
 use rlal::onnx::pb;
 use std::path::{Path, PathBuf};
@@ -88,4 +89,63 @@ fn a_model_without_a_graph_input_is_an_input_error() {
     let (code, err) = rlal(&["import", &p]);
     assert!(code == 0 || code == 2, "exit {code}: {err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The messages of the `error:` line and its `cause:` lines (main.rs prints an error's
+/// `source()` chain): none may contain another, or the user reads a message twice.
+fn assert_no_repeated_message(cmd: &str, stderr: &str) {
+    let msgs: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("error: ").or_else(|| l.strip_prefix("  cause: ")))
+        .collect();
+    assert!(!msgs.is_empty(), "rlal {cmd}: no error line: {stderr}");
+    for (i, a) in msgs.iter().enumerate() {
+        for (j, b) in msgs.iter().enumerate() {
+            assert!(i == j || !a.contains(b), "rlal {cmd}: '{b}' is repeated: {stderr}");
+        }
+    }
+}
+
+/// Failures through each layer's error types (ONNX I/O, an op's attribute, the data
+/// folder through `DataError` and `TrainError`): exit code 2, each message once.
+#[test]
+fn errors_print_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut m = mnist();
+    // The first initializer's data in a file that is not there.
+    let w = &mut m.graph.as_mut().unwrap().initializer[0];
+    w.raw_data = None;
+    w.float_data.clear();
+    w.data_location = Some(pb::tensor_proto::DataLocation::External as i32);
+    w.external_data = vec![pb::StringStringEntryProto {
+        key: Some("location".into()),
+        value: Some("absent.bin".into()),
+    }];
+    let external = write(dir.path(), "external.onnx", &m);
+    let mut m = mnist();
+    // A Conv attribute of the wrong kind (a string for its strides).
+    let conv = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type() == "Conv").unwrap();
+    conv.attribute.retain(|a| a.name() != "strides");
+    conv.attribute.push(pb::AttributeProto {
+        name: Some("strides".into()),
+        r#type: Some(pb::attribute_proto::AttributeType::String as i32),
+        s: Some(b"1".to_vec()),
+        ..Default::default()
+    });
+    let bad_attr = write(dir.path(), "bad_attr.onnx", &m);
+    let absent = dir.path().join("absent").display().to_string();
+    let mnist = "graphs/mnist_cnn.onnx";
+    let cmds: [&[&str]; 5] = [
+        &["import", "no-such-model.onnx"],
+        &["import", &external],
+        &["import", &bad_attr],
+        &["eval", mnist, "--data", &absent],
+        &["train", mnist, "--data", &absent, "-q"],
+    ];
+    for args in cmds {
+        let (code, err) = rlal(args);
+        let cmd = args.join(" ");
+        assert_eq!(code, 2, "rlal {cmd}: {err}");
+        assert_no_repeated_message(&cmd, &err);
+    }
 }

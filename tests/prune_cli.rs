@@ -703,8 +703,13 @@ fn pretrained_start_measures_and_keeps_the_given_model() {
 /// then the same run killed once its second epoch (the first search epoch) is
 /// checkpointed and resumed: the metrics, the best policy and pruned.onnx are those
 /// of the uninterrupted run. Returns the checkpoint (`search.json`) the resumed run
-/// started from.
-fn policy_runs_and_resumes_exactly(policy: &str, extra: &str) -> serde_json::Value {
+/// started from. With `bad_state`, a resume from that checkpoint with `bad_state` as the
+/// policy's state is refused first (exit code 2), naming the tensor file and the policy.
+fn policy_runs_and_resumes_exactly(
+    policy: &str,
+    extra: &str,
+    bad_state: Option<serde_json::Value>,
+) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let recipe = dir.path().join("tiny.yaml");
     // The quickstart graph (ResNet-20, 9 prunable layers) on 128 training images.
@@ -727,6 +732,9 @@ fn policy_runs_and_resumes_exactly(policy: &str, extra: &str) -> serde_json::Val
     }
     let b = dir.path().join("b");
     let resumed_from = kill_once_checkpointed(&recipe, &b, 2);
+    if let Some(bad) = bad_state {
+        refuses_a_bad_policy_state(&b, policy, bad);
+    }
     let (code, _, err) = rlal(&["prune", "--resume", b.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("resuming") && err.contains("after epoch 2 of 3"), "{err}");
@@ -737,6 +745,24 @@ fn policy_runs_and_resumes_exactly(policy: &str, extra: &str) -> serde_json::Val
     resumed_from
 }
 
+/// `rlal prune --resume RUN` with `bad` as the policy's state in RUN's newest
+/// checkpoint is bad input naming the checkpoint's tensor file and the policy; the
+/// checkpoint is put back as it was.
+fn refuses_a_bad_policy_state(run: &Path, policy: &str, bad: serde_json::Value) {
+    let file = run.join("checkpoints/search.json");
+    let good = std::fs::read(&file).unwrap();
+    let mut st: serde_json::Value = serde_json::from_slice(&good).unwrap();
+    st["policy"] = bad;
+    std::fs::write(&file, st.to_string()).unwrap();
+    let (code, _, err) = rlal(&["prune", "--resume", run.to_str().unwrap()]);
+    let tensors = st["tensors"].as_str().unwrap();
+    assert_eq!(code, 2, "{err}");
+    let want = format!("{tensors}: the {policy} policy's state in the checkpoint: ");
+    let error = err.lines().find(|l| l.starts_with("error: "));
+    assert!(error.is_some_and(|l| l.contains(&want)), "{err}");
+    std::fs::write(&file, good).unwrap();
+}
+
 #[test]
 fn evolution_prunes_end_to_end_and_resumes_exactly() {
     // A population of 4: the first search epoch draws 3 random members, the second (after
@@ -744,6 +770,7 @@ fn evolution_prunes_end_to_end_and_resumes_exactly() {
     let st = policy_runs_and_resumes_exactly(
         "evolution",
         "evolution:\n  population: 4\n  tournament: 2\n",
+        Some(serde_json::json!({ "population": 3 })),
     );
     // The population of the first search epoch's 3 members is in the checkpoint.
     assert_eq!(st["policy"]["population"].as_array().unwrap().len(), 3, "{st}");
@@ -752,6 +779,6 @@ fn evolution_prunes_end_to_end_and_resumes_exactly() {
 #[test]
 fn local_prunes_end_to_end_and_resumes_exactly() {
     // The incumbent, the centre of the resumed epoch's neighbours, is in the checkpoint.
-    let st = policy_runs_and_resumes_exactly("local", "");
+    let st = policy_runs_and_resumes_exactly("local", "", None);
     assert!(!st["incumbents"]["items"].as_array().unwrap().is_empty(), "{st}");
 }

@@ -131,13 +131,6 @@ pub fn stored(
     all.get(&key).ok_or(RestoreError::Missing(key))
 }
 
-/// The message, for callers that report restore failures as text.
-impl From<RestoreError> for String {
-    fn from(e: RestoreError) -> String {
-        e.to_string()
-    }
-}
-
 /// Copies every variable of `src` into `dst` (same names), optionally Polyak-averaged:
 /// dst = (1 − τ)·dst + τ·src.
 pub fn polyak(dst: &nn::VarStore, src: &nn::VarStore, tau: f64) {

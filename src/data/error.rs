@@ -11,13 +11,12 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum DataError {
     /// An I/O error (open, read, list a folder, decompress).
-    #[error("{}: {source}{}", .path.display(), crate::util::relative_hint(.path, .source))]
+    #[error("{}: {error}{}", .path.display(), crate::util::relative_hint(.path, .error))]
     Io {
         /// File or folder being accessed.
         path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
+        /// Underlying error (in the message, not a `source()`: see the crate documentation).
+        error: std::io::Error,
     },
 
     /// A file does not start with the magic number of its format.
@@ -115,13 +114,12 @@ pub enum DataError {
     },
 
     /// An image file could not be decoded.
-    #[error("{}: cannot decode image: {source}", .path.display())]
+    #[error("{}: cannot decode image: {error}", .path.display())]
     Decode {
         /// The image file.
         path: PathBuf,
-        /// Decoder error.
-        #[source]
-        source: image::ImageError,
+        /// Decoder error (in the message, not a `source()`).
+        error: image::ImageError,
     },
 
     /// The dataset (or a class folder, or a split) has no samples.
@@ -176,8 +174,8 @@ pub enum DataError {
 
 impl DataError {
     /// Wraps an I/O error with the path it concerns.
-    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io { path: path.into(), source }
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        DataError::Io { path: path.into(), error }
     }
 
     /// The file or folder the error is about (for `CountMismatch`, the image file).

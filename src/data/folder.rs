@@ -233,7 +233,7 @@ pub fn image_dims(path: &Path) -> Result<[usize; 2], DataError> {
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?;
     let (w, h) =
-        r.into_dimensions().map_err(|e| DataError::Decode { path: path.into(), source: e })?;
+        r.into_dimensions().map_err(|e| DataError::Decode { path: path.into(), error: e })?;
     Ok([h as usize, w as usize])
 }
 
@@ -244,7 +244,7 @@ fn decode(path: &Path, c: usize) -> Result<(Vec<u8>, u32, u32), DataError> {
         .with_guessed_format()
         .map_err(|e| DataError::io(path, e))?
         .decode()
-        .map_err(|e| DataError::Decode { path: path.into(), source: e })?;
+        .map_err(|e| DataError::Decode { path: path.into(), error: e })?;
     let (w, h) = (img.width(), img.height());
     let bytes = if c == 1 { img.into_luma8().into_raw() } else { img.into_rgb8().into_raw() };
     Ok((bytes, w, h))

@@ -33,7 +33,7 @@ pub enum DistError {
     #[error("{0}")]
     Config(String),
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// A loaded library (`lib`: MPI or NCCL, at `path`) lacks a function rlal calls.
     #[error("{lib}: {path}: no function {name}: {why}")]
     Symbol { lib: &'static str, path: String, name: String, why: String },
@@ -41,6 +41,8 @@ pub enum DistError {
     #[error(transparent)]
     Earlier(Arc<DistError>),
 }
+
+crate::util::from_inner!(tch::TchError => DistError::Torch);
 
 /// No library of a list loads: each path tried, with what the loader said.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]

@@ -108,7 +108,7 @@ pub fn infer(g: &Graph, input_shape: Option<&[usize]>) -> Result<Facts, IrError>
                     f.into_iter().map(Some).collect()
                 }
                 Err(_) if unknown_input => declared(g, node),
-                Err(source) => return Err(IrError::Op { node: node.label(), source }),
+                Err(error) => return Err(IrError::Op { node: node.label(), error }),
             },
             None => declared(g, node),
         };

@@ -32,8 +32,8 @@ pub enum IrError {
     #[error("node {node}: {msg}")]
     Node { node: String, msg: String },
     /// An op's rule failed on a node (shape inference).
-    #[error("node {node}: {source}")]
-    Op { node: String, source: ops::OpError },
+    #[error("node {node}: {error}")]
+    Op { node: String, error: ops::OpError },
     #[error("node {node} is an unsupported op '{op}' and {needed}; supported ops: {}", ops::supported().join(", "))]
     Unsupported { node: String, op: String, needed: String },
     /// Values cannot be bound to graph input `input` (`--bind`, [`inputs::bind`]).

@@ -21,15 +21,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OnnxError {
-    #[error("{}: {source}{}", .path.display(), crate::util::relative_hint(.path, .source))]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}{}", .path.display(), crate::util::relative_hint(.path, .error))]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: not a readable ONNX model ({msg})")]
     Decode { path: PathBuf, msg: String },
     #[error("{path}: initializer '{tensor}': {msg}")]
     Tensor { path: PathBuf, tensor: String, msg: String },
     /// The external data file `file` of initializer `tensor` of model `path` cannot be read.
-    #[error("{path}: initializer '{tensor}': external data file {}: {source}", .file.display())]
-    External { path: PathBuf, tensor: String, file: PathBuf, source: std::io::Error },
+    #[error("{path}: initializer '{tensor}': external data file {}: {error}", .file.display())]
+    External { path: PathBuf, tensor: String, file: PathBuf, error: std::io::Error },
     #[error("{path}: {msg}")]
     Invalid { path: PathBuf, msg: String },
 }
@@ -37,7 +37,7 @@ pub enum OnnxError {
 /// Reads an ONNX model file (plain or gzip) into the IR.
 pub fn load(path: &Path) -> Result<Graph, OnnxError> {
     use std::io::BufRead;
-    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
+    let io = |error| OnnxError::Io { path: path.to_path_buf(), error };
     let f = std::fs::File::open(path).map_err(io)?;
     let mut r = std::io::BufReader::with_capacity(1 << 20, f);
     let head = r.fill_buf().map_err(io)?;
@@ -67,7 +67,7 @@ pub fn read_props(path: &Path) -> Result<Vec<(String, String)>, OnnxError> {
         #[prost(message, repeated, tag = "14")]
         metadata_props: Vec<pb::StringStringEntryProto>,
     }
-    let io = |source| OnnxError::Io { path: path.to_path_buf(), source };
+    let io = |error| OnnxError::Io { path: path.to_path_buf(), error };
     let mut bytes = std::fs::read(path).map_err(io)?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut plain = Vec::new();
@@ -504,10 +504,10 @@ pub fn save(g: &Graph, path: &Path) -> Result<(), OnnxError> {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(&bytes)
             .and_then(|_| enc.finish().map(|b| bytes = b))
-            .map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })?;
+            .map_err(|error| OnnxError::Io { path: path.to_path_buf(), error })?;
     }
     crate::util::write_atomic(path, &bytes)
-        .map_err(|source| OnnxError::Io { path: path.to_path_buf(), source })
+        .map_err(|error| OnnxError::Io { path: path.to_path_buf(), error })
 }
 
 #[cfg(test)]

@@ -184,11 +184,11 @@ fn read_external(
     let dir =
         dir.ok_or_else(|| bad("external data needs the model to be loaded from a file".into()))?;
     let path = dir.join(rel);
-    let io = |source| OnnxError::External {
+    let io = |error| OnnxError::External {
         path: file.to_path_buf(),
         tensor: t.name.clone().unwrap_or_default(),
         file: path.clone(),
-        source,
+        error,
     };
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(&path).map_err(io)?;

@@ -34,16 +34,18 @@ pub enum RewriteError {
     #[error("initializer '{value}': {msg}")]
     Param { value: String, msg: String },
     /// A node's op cannot fix the node up after a prune ([`crate::ir::ops::OpDef::fixup`]).
-    #[error("node {node}: {source}")]
-    Op { node: String, source: OpError },
+    #[error("node {node}: {error}")]
+    Op { node: String, error: OpError },
     /// An edit of the plan does not apply; `edit` is its label, which names the
     /// initializer or the node (and its op type) edited.
-    #[error("the pruned graph fails its check: {edit}: {source}")]
-    Edit { edit: String, source: OpError },
+    #[error("the pruned graph fails its check: {edit}: {error}")]
+    Edit { edit: String, error: OpError },
     /// The rewritten graph fails a structural or shape check.
     #[error("the pruned graph fails its check: {0}")]
     Check(String),
     /// The rewritten graph fails to sort or its shape inference (the error names the node).
     #[error("the pruned graph fails its check: {0}")]
-    Ir(#[from] IrError),
+    Ir(IrError),
 }
+
+crate::util::from_inner!(IrError => RewriteError::Ir);

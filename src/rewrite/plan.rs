@@ -234,7 +234,7 @@ fn fixup(cx: &Cx, nid: NodeId) -> Result<Option<(String, Edit)>, RewriteError> {
     let node = &cx.g.nodes[nid];
     let Some(op) = ops::lookup(node) else { return Ok(None) };
     let fx = FixupCx::new(cx.g, &cx.a.facts, node, cx.kept_idx);
-    let f = op.fixup(&fx).map_err(|source| RewriteError::Op { node: node.label(), source })?;
+    let f = op.fixup(&fx).map_err(|error| RewriteError::Op { node: node.label(), error })?;
     Ok(f.map(|f| (f.label, Edit::Node { node: nid, change: f.change })))
 }
 

@@ -24,7 +24,7 @@ fn apply_with_facts(
     let mut out = g.clone();
     for (label, edit) in &plan.edits {
         apply_edit(&mut out, edit)
-            .map_err(|source| RewriteError::Edit { edit: label.clone(), source })?;
+            .map_err(|error| RewriteError::Edit { edit: label.clone(), error })?;
     }
     out.toposort()?;
     out.cleanup();

@@ -52,7 +52,7 @@ fn statistics(
 ) -> Result<(Tensor, Tensor, Tensor), TrainError> {
     let eps = node
         .attr_float("epsilon", 1e-5)
-        .map_err(|e| TrainError::Op { node: node.label(), source: e.into() })?;
+        .map_err(|e| TrainError::Op { node: node.label(), error: e.into() })?;
     let dims: Vec<i64> = (0..act.dim() as i64).filter(|&d| d != 1).collect();
     let act = act.to_kind(Kind::Float);
     let mean = act.mean_dim(dims.as_slice(), false, Kind::Float);

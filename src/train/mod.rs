@@ -33,10 +33,16 @@ pub enum TrainError {
     #[error("node {node}: {msg}")]
     Node { node: String, msg: String },
     /// A node's kernel failed.
-    #[error("node {node}: {source}")]
-    Op { node: String, source: crate::ir::ops::OpError },
+    #[error("node {node}: {error}")]
+    Op { node: String, error: crate::ir::ops::OpError },
     #[error("{0}")]
     Graph(String),
+    /// Shape inference of a graph the training engine changed (BN insertion).
+    #[error(transparent)]
+    Ir(#[from] crate::ir::IrError),
+    /// A collective of a data-parallel job (MPI or NCCL) failed.
+    #[error(transparent)]
+    Dist(#[from] crate::dist::DistError),
     #[error("mask: {0}")]
     Mask(String),
     #[error(transparent)]
@@ -44,11 +50,13 @@ pub enum TrainError {
     #[error("{path}: {msg}")]
     File { path: String, msg: String },
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(tch::TchError),
     /// The training loss became non-finite; `field` is the recipe's learning rate.
     #[error("the loss became {value} at epoch {epoch} step {step}; lower the learning rate (`{field}` in the recipe)")]
     Diverged { value: f64, epoch: usize, step: usize, field: &'static str },
 }
+
+crate::util::from_inner!(tch::TchError => TrainError::Torch);
 
 /// Whether every element of `t` is finite (a NaN or an infinity is not).
 pub fn all_finite(t: &tch::Tensor) -> bool {

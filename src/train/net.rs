@@ -320,7 +320,7 @@ impl Net {
                     inplace: self.inplace[n],
                 };
                 exec::run_node(self.ops[n], cx, &inputs, self.low)
-                    .map_err(|source| TrainError::Op { node: node.label(), source })?
+                    .map_err(|error| TrainError::Op { node: node.label(), error })?
             };
             for (o, t) in node.outputs.iter().zip(outs) {
                 if let Some(o) = o {

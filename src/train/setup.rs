@@ -68,8 +68,7 @@ pub fn apply_insert_bn(
     }
     let n = crate::ir::bn::insert_bn(g, &a.facts);
     if n > 0 {
-        let facts = crate::ir::infer::infer(g, input_shape)
-            .map_err(|e| TrainError::Graph(e.to_string()))?;
+        let facts = crate::ir::infer::infer(g, input_shape)?;
         *a = Analysis::new(g, facts, std::mem::take(&mut a.passes));
     }
     Ok(n)

@@ -224,7 +224,7 @@ impl Trainer {
         let share = local as f64 / global.max(1) as f64;
         for g in self.sgd.grad_buffers() {
             let _ = tch::no_grad(|| g.shallow_clone().f_mul_scalar_(share))?;
-            w.allreduce_sum(&g).map_err(|e| TrainError::Graph(format!("{}{e}", w.prefix())))?;
+            w.allreduce_sum(&g)?;
         }
         Ok(())
     }
@@ -235,7 +235,7 @@ impl Trainer {
         let mut vars: Vec<(String, Tensor)> = net.var_store().variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let vars: Vec<Tensor> = vars.into_iter().map(|(_, t)| t).collect();
-        crate::dist::broadcast_all(&vars).map_err(|e| TrainError::Graph(e.to_string()))
+        Ok(crate::dist::broadcast_all(&vars)?)
     }
 
     /// One step on a loaded batch.
@@ -326,7 +326,7 @@ impl Trainer {
 /// The epoch's sums over every rank of a data-parallel job (the figures one process reports).
 fn reduce_sums(s: EpochSums) -> Result<EpochSums, TrainError> {
     let mut v = [s.loss_sum, s.extra_sum, s.correct as f64, s.seen as f64];
-    crate::dist::sum_f64(&mut v).map_err(|e| TrainError::Graph(e.to_string()))?;
+    crate::dist::sum_f64(&mut v)?;
     Ok(EpochSums {
         loss_sum: v[0],
         extra_sum: v[1],

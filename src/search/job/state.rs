@@ -81,7 +81,7 @@ fn load_checkpoint(
     if let (serde_json::Value::Null, Some(replay)) = (&st.policy, st.replay.take()) {
         st.policy = serde_json::json!({ "replay": replay });
     }
-    policy.restore(&st.policy, &all).map_err(|m| anyhow!("{}: {m}", p.display()))?;
+    policy.restore(&st.policy, &all).map_err(|e| anyhow!("{}: {e}", p.display()))?;
     Ok(Some(st))
 }
 

@@ -181,7 +181,7 @@ impl SearchPolicy for Evolution {
         &mut self,
         state: &serde_json::Value,
         _tensors: &HashMap<String, Tensor>,
-    ) -> Result<(), String> {
+    ) -> Result<(), super::PolicyStateError> {
         let st: State = super::from_state("evolution", state)?;
         self.population = st.population;
         Ok(())

@@ -110,7 +110,7 @@ pub trait SearchPolicy: Send {
         &mut self,
         _state: &serde_json::Value,
         _tensors: &HashMap<String, Tensor>,
-    ) -> Result<(), String> {
+    ) -> Result<(), PolicyStateError> {
         Ok(())
     }
 }
@@ -181,13 +181,24 @@ pub(crate) fn at_least_one(fields: &[(&'static str, usize)]) -> Result<(), (&'st
     }
 }
 
+/// Why a checkpoint cannot restore a policy ([`SearchPolicy::restore`]); the job adds
+/// the checkpoint's file.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyStateError {
+    /// The policy's part of `search.json` does not parse.
+    #[error("the {policy} policy's state in the checkpoint: {error}")]
+    State { policy: &'static str, error: serde_json::Error },
+    /// The checkpoint's tensors do not fit the policy's networks.
+    #[error(transparent)]
+    Tensors(#[from] crate::agent::nets::RestoreError),
+}
+
 /// A policy's state from `search.json`, or an error naming what is wrong with it.
 pub(crate) fn from_state<T: serde::de::DeserializeOwned>(
-    policy: &str,
+    policy: &'static str,
     v: &serde_json::Value,
-) -> Result<T, String> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| format!("the {policy} policy's state in the checkpoint: {e}"))
+) -> Result<T, PolicyStateError> {
+    serde_json::from_value(v.clone()).map_err(|error| PolicyStateError::State { policy, error })
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ impl SearchPolicy for Rlal {
         &mut self,
         state: &serde_json::Value,
         tensors: &HashMap<String, Tensor>,
-    ) -> Result<(), String> {
+    ) -> Result<(), super::PolicyStateError> {
         let st: State = super::from_state("rlal", state)?;
         self.agent.load_tensors(tensors)?;
         self.agent.replay = st.replay;
