@@ -57,7 +57,7 @@ pub fn changed<R: serde::Serialize>(read: &R, merged: &R, field: &str) -> bool {
     let values = |r: &R| -> Vec<Option<serde_yaml::Value>> {
         let v = serde_yaml::to_value(r).ok();
         let path = |n: &&str| section.iter().chain([n]).try_fold(v.as_ref()?, |v, k| v.get(k));
-        names.iter().map(|n| path(&n).cloned()).collect()
+        names.iter().map(|n| path(n).cloned()).collect()
     };
     values(read) != values(merged)
 }
