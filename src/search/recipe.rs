@@ -673,6 +673,9 @@ mod tests {
         r.check().unwrap();
         assert_eq!((r.budget().metric, r.budget().ratio), (Metric::Macs, 0.5));
         assert_eq!(Recipe::parse(&yaml(&r)).unwrap().budget().metric, Metric::Macs);
+        let e = Recipe::parse("name: x\nbudget: 0.5\n").unwrap_err().to_string();
+        let want = "budget: invalid type: floating point `0.5`, expected a mapping {metric: macs|params|latency, ratio: R} at line 2";
+        assert!(e.starts_with(want), "{e}");
         let e = Recipe::parse("budget: {metric: params, ratio: 0.5, batch: 2}\n").unwrap_err();
         assert!(
             e.to_string().contains("a params budget has none") && e.to_string().contains("line 1"),

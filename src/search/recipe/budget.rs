@@ -33,7 +33,7 @@ impl BudgetSpec {
 /// `budget:` as written: `batch` given for `metric: latency` only (a recipe
 /// that gives it for another metric is refused by [`fold_old`], at its line).
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename = "budget")]
+#[serde(deny_unknown_fields, expecting = "a mapping {metric: macs|params|latency, ratio: R}")]
 struct BudgetFields {
     metric: Metric,
     ratio: f64,
