@@ -31,7 +31,7 @@ pub use crate::agent::{Metric, Overlap};
 use crate::analysis::ImportOptions;
 use crate::ir::InputLayout;
 use crate::train::recipe::{moved, parse_yaml, RecipeError, ScheduleKind, Training, MAX_EPOCHS};
-pub use budget::BudgetSpec;
+pub use budget::{BudgetSpec, Old};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -215,17 +215,18 @@ pub struct Recipe {
     /// The budget, `{metric: macs|params|latency, ratio: R, batch: B}` ([`BudgetSpec`]:
     /// `batch` for latency only, default 1). Required, here or by a flag
     /// (`--macs-ratio` ...); read with [`Recipe::budget`], set by [`Recipe::set_budget`].
-    budget: Option<BudgetSpec>,
+    pub budget: Option<BudgetSpec>,
     /// The budget's spelling before 2026-12 (`macs-ratio: R` ...), read into
-    /// `budget` by [`Recipe::parse`] ([`budget::fold_old`]), never written.
+    /// `budget` by [`Recipe::parse`] ([`budget::fold_old`]), never written nor read
+    /// elsewhere ([`Old`]).
     #[serde(skip_serializing)]
-    macs_ratio: Option<f64>,
+    pub macs_ratio: Old<f64>,
     #[serde(skip_serializing)]
-    params_ratio: Option<f64>,
+    pub params_ratio: Old<f64>,
     #[serde(skip_serializing)]
-    latency_ratio: Option<f64>,
+    pub latency_ratio: Old<f64>,
     #[serde(skip_serializing)]
-    latency_batch: Option<usize>,
+    pub latency_batch: Old<usize>,
     /// Largest fraction of one layer's channels that may be removed. Default 0.9.
     pub max_prune_ratio: f64,
     /// Round kept widths to multiples of this when the budget allows (8 or 16 suit ONNX
@@ -366,10 +367,10 @@ impl Default for Recipe {
             policy: Policy::Rlal,
             start: Start::Scratch,
             budget: None,
-            macs_ratio: None,
-            params_ratio: None,
-            latency_ratio: None,
-            latency_batch: None,
+            macs_ratio: Old::default(),
+            params_ratio: Old::default(),
+            latency_ratio: Old::default(),
+            latency_batch: Old::default(),
             max_prune_ratio: 0.9,
             channel_multiple: 1,
             search_space: SearchSpace::All,
@@ -879,7 +880,8 @@ mod tests {
     #[test]
     fn moved_table_lists_every_search_field() {
         let mut table = moved::SEARCH.to_vec();
-        table.push("weights-only-epochs");
+        // Renamed (`warmup-epochs` before) and added since: no flat field of that name.
+        table.extend(["weights-only-epochs", "start-from"]);
         table.sort();
         assert_eq!(moved::field_names(&Search::default()), table);
     }

@@ -54,6 +54,20 @@ impl From<BudgetSpec> for BudgetFields {
     }
 }
 
+/// A top-level field of the budget's spelling before 2026-12: read from a recipe's
+/// text and taken by [`Recipe::parse`](super::Recipe::parse) into the budget
+/// ([`fold_old`]); its value is private, so nothing else reads it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Old<T>(Option<T>);
+
+impl<T> Old<T> {
+    /// The value given, leaving none.
+    pub(super) fn take(&mut self) -> Option<T> {
+        self.0.take()
+    }
+}
+
 /// The old spelling's top-level fields of the ratio, by metric.
 pub const OLD_RATIOS: [(Metric, &str); 3] = [
     (Metric::Macs, "macs-ratio"),
