@@ -216,7 +216,7 @@ pub struct Recipe {
     /// `batch` for latency only, default 1). Required, here or by a flag
     /// (`--macs-ratio` ...); read with [`Recipe::budget`], set by [`Recipe::set_budget`].
     pub budget: Option<BudgetSpec>,
-    /// The budget's spelling before 2026-12 (`macs-ratio: R` ...), read into
+    /// The budget's spelling before 2026-12-07 (`macs-ratio: R` ...), read into
     /// `budget` by [`Recipe::parse`] ([`budget::fold_old`]), never written nor read
     /// elsewhere ([`Old`]).
     #[serde(skip_serializing)]
@@ -657,7 +657,7 @@ mod tests {
         assert!(e.contains("agent: unknown field `bogus`") && e.contains("line 6"), "{e}");
     }
 
-    /// Recipes before 2026-12 spell the budget `macs-ratio: R` (`params-ratio`,
+    /// Recipes before 2026-12-07 spell the budget `macs-ratio: R` (`params-ratio`,
     /// `latency-ratio`, `latency-batch`): the same recipe as with `budget:`.
     #[test]
     fn the_old_budget_fields_load_as_the_budget() {

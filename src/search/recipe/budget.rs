@@ -1,5 +1,5 @@
 //! The budget of a prune recipe as one value, [`BudgetSpec`]
-//! (`budget: {metric: macs, ratio: 0.5}`), and its spelling before 2026-12 (the
+//! (`budget: {metric: macs, ratio: 0.5}`), and its spelling before 2026-12-07 (the
 //! top-level `macs-ratio: 0.5`, `params-ratio`, `latency-ratio`, `latency-batch`),
 //! still read: [`fold_old`] turns it into the one value when a recipe is parsed
 //! (docs/RECIPES.md, "The budget").
@@ -54,7 +54,7 @@ impl From<BudgetSpec> for BudgetFields {
     }
 }
 
-/// A top-level field of the budget's spelling before 2026-12: read from a recipe's
+/// A top-level field of the budget's spelling before 2026-12-07: read from a recipe's
 /// text and taken by [`Recipe::parse`](super::Recipe::parse) into the budget
 /// ([`fold_old`]); its value is private, so nothing else reads it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -103,11 +103,11 @@ pub fn fold_old(
             "is the batch of a latency budget, and the recipe gives none: write `budget: {metric: latency, ratio: R, batch: B}`".into(),
         ),
         (Some(_), [(_, old, _), ..], _) => {
-            bad("budget", format!("is given twice: '{old}'{} is its spelling before 2026-12; keep one (docs/RECIPES.md)", at(text, old)))
+            bad("budget", format!("is given twice: '{old}'{} is its spelling before 2026-12-07; keep one (docs/RECIPES.md)", at(text, old)))
         }
         (Some(_), [], Some(_)) => bad(
             "budget",
-            format!("is given twice: 'latency-batch'{} is the spelling of budget.batch before 2026-12; keep one (docs/RECIPES.md)", at(text, "latency-batch")),
+            format!("is given twice: 'latency-batch'{} is the spelling of budget.batch before 2026-12-07; keep one (docs/RECIPES.md)", at(text, "latency-batch")),
         ),
         (None, [(_, first, _), (_, second, _), ..], _) => bad(
             second,
@@ -156,7 +156,7 @@ mod tests {
         let e = fold("macs-ratio: 0.5\nlatency-ratio: 0.6\n").unwrap_err();
         assert_eq!(e, "field 'latency-ratio' at line 2 column 1: give one budget: 'macs-ratio' (line 1) is a budget too");
         let e = fold("name: x\nbudget: {metric: macs, ratio: 0.5}\nmacs-ratio: 0.5\n").unwrap_err();
-        assert!(e.starts_with("field 'budget' at line 2 column 1: is given twice: 'macs-ratio' (line 3) is its spelling before 2026-12"), "{e}");
+        assert!(e.starts_with("field 'budget' at line 2 column 1: is given twice: 'macs-ratio' (line 3) is its spelling before 2026-12-07"), "{e}");
         let e = fold("budget: {metric: latency, ratio: 0.5}\nlatency-batch: 4\n").unwrap_err();
         assert!(e.contains("'latency-batch' (line 2) is the spelling of budget.batch"), "{e}");
         let e = fold("latency-batch: 4\n").unwrap_err();

@@ -114,7 +114,7 @@ pub fn check(text: &str, cmd: Command) -> Result<(), MovedField> {
     }
 }
 
-/// The top-level fields of prune recipes before 2026-12 that spelled `field` of
+/// The top-level fields of prune recipes before 2026-12-07 that spelled `field` of
 /// the budget, still read: `macs-ratio: R` is `budget: {metric: macs, ratio: R}`
 /// (likewise `params-ratio`, `latency-ratio`), `latency-batch: B` a latency
 /// budget's `batch: B` (docs/RECIPES.md). Empty for other fields.

@@ -40,7 +40,7 @@ impl fmt::Display for Place {
 /// The location of `field` in recipe `text`: `field` is a section path
 /// (`search.beta`), whose last part may list alternatives (`training.mean/std/scale`:
 /// the first of them the text gives); a field of the prune budget is also found
-/// under its spelling before 2026-12 ([`moved::old_budget_fields`]). None when the
+/// under its spelling before 2026-12-07 ([`moved::old_budget_fields`]). None when the
 /// text does not give the field.
 pub fn locate(text: &str, field: &str) -> Option<Loc> {
     let (section, names) = split(field);
