@@ -58,18 +58,31 @@ fn every_recipe_parses_and_validates() {
     assert!(n >= 6, "quickstart, results and the paper recipes with shipped graphs");
 }
 
-/// The YAML examples of docs/RECIPES.md: a prune recipe, then a train recipe.
+/// The YAML examples of docs/RECIPES.md: a prune recipe, a train recipe, then
+/// the budgets (two, then the same budget in the old and the new spelling).
 #[test]
 fn recipe_doc_examples_parse_and_validate() {
     let doc = std::fs::read_to_string("docs/RECIPES.md").unwrap();
     let blocks: Vec<&str> =
         doc.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()).collect();
-    assert_eq!(blocks.len(), 2, "docs/RECIPES.md: a prune and a train example");
+    assert_eq!(blocks.len(), 6, "docs/RECIPES.md: a prune and a train example, 4 budgets");
     let r = rlal::search::Recipe::parse(blocks[0]).unwrap();
     r.check().unwrap();
     assert_eq!((r.training.epochs, r.search.weights_only_epochs, r.finetune.epochs), (15, 2, 5));
     let t = rlal::train::recipe::Recipe::parse(blocks[1]).unwrap();
     assert_eq!(t.training.epochs, 2);
+    let budget = |b: &str| {
+        let r = rlal::search::Recipe::parse(&format!("model: m\ndata: d\n{b}")).unwrap();
+        r.check().unwrap();
+        r.budget()
+    };
+    assert_eq!(budget(blocks[2]).metric, rlal::agent::Metric::Macs);
+    assert_eq!(
+        (budget(blocks[3]).metric, budget(blocks[3]).batch),
+        (rlal::agent::Metric::Latency, 8)
+    );
+    assert_eq!(budget(blocks[4]), budget(blocks[5]));
+    assert_eq!(budget(blocks[3]), budget(blocks[5]));
 }
 
 #[test]
@@ -88,7 +101,9 @@ fn impossible_budgets_are_rejected_with_the_figure() {
     let (code, _, err) =
         rlal(&["prune", "--recipe", "recipes/quickstart.yaml", "--macs-ratio", "1.0"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("macs-ratio"), "{err}");
+    let want =
+        "recipes/quickstart.yaml: field 'budget.ratio' (from a command-line flag): 1 is impossible";
+    assert!(err.contains(want), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
@@ -122,6 +137,59 @@ fn impossible_budgets_are_rejected_with_the_figure() {
     assert!(
         err.contains("'warmup-epochs' is now 'search.weights-only-epochs'")
             && err.contains("line 4"),
+        "{err}"
+    );
+}
+
+/// The budget in either spelling and from the flags (`--show-recipe` prints the
+/// merged recipe in the new one); errors name the fields with their lines, or the
+/// flag or default a value came from.
+#[test]
+fn budget_spellings_flags_and_where_errors_come_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.yaml");
+    std::fs::write(&old, TINY).unwrap();
+    let show = |extra: &[&str]| {
+        let args = [&["prune", "--recipe", old.to_str().unwrap(), "--show-recipe"], extra].concat();
+        let (code, out, err) = rlal(&args);
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let out = show(&[]);
+    assert!(
+        out.contains("budget:\n  metric: macs\n  ratio: 0.5\n") && !out.contains("macs-ratio"),
+        "{out}"
+    );
+    let out = show(&["--latency-ratio", "0.7", "--latency-batch", "4"]);
+    assert!(out.contains("budget:\n  metric: latency\n  ratio: 0.7\n  batch: 4\n"), "{out}");
+    // The new spelling loads as the old one.
+    let new = dir.path().join("new.yaml");
+    std::fs::write(&new, TINY.replace("macs-ratio: 0.5", "budget: {metric: macs, ratio: 0.5}"))
+        .unwrap();
+    let (code, out_new, err) = rlal(&["prune", "--recipe", new.to_str().unwrap(), "--show-recipe"]);
+    assert_eq!((code, out_new), (0, show(&[])), "{err}");
+    let check = |text: String, extra: &[&str]| {
+        std::fs::write(&new, text).unwrap();
+        let args = [&["prune", "--recipe", new.to_str().unwrap(), "--check"], extra].concat();
+        let (code, _, err) = rlal(&args);
+        assert_eq!(code, 2, "{err}");
+        err
+    };
+    let err = check(TINY.replace("data:", "budget: {metric: params, ratio: 0.5}\ndata:"), &[]);
+    let want = format!(
+        "{}: field 'budget' at line 2 column 1: is given twice: 'macs-ratio' (line 4)",
+        new.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    // After the flags: the file's line of the field a flag made wrong, or the flag.
+    let err = check(TINY.to_string(), &["--epochs", "2"]);
+    let want = format!("{}: field 'search.agent-epochs' at line 7 column 3: 3 is after the last epoch (training.epochs: 2)", new.display());
+    assert!(err.contains(&want), "{err}");
+    let err = check(TINY.to_string(), &["--episodes-per-epoch", "0"]);
+    assert!(
+        err.contains(
+            "field 'search.episodes-per-epoch' (from a command-line flag): must be at least 1"
+        ),
         "{err}"
     );
 }
@@ -523,7 +591,7 @@ fn resumed_latency_budgets_reuse_the_saved_table() {
         &g,
         &an,
         None,
-        r.latency_batch,
+        r.budget().batch,
         r.training.threads,
         Default::default(),
         false,

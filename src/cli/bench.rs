@@ -275,7 +275,8 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     use rlal::search::search_bench::{self, SearchBenchOptions};
     use rlal::search::Recipe;
 
-    let mut r = Recipe::load(&a.recipe)?;
+    let read = Recipe::load(&a.recipe)?;
+    let mut r = read.clone();
     if let Some(e) = a.engine {
         r.search.reward_engine = e;
     }
@@ -303,7 +304,7 @@ fn search(a: SearchBenchArgs) -> Result<(), Failure> {
     if a.data.is_some() {
         r.data = a.data.clone();
     }
-    r.check()?;
+    r.check().map_err(|e| e.after_flags(Some(&a.recipe), &read, &r))?;
     if a.train_batches == 0
         || timed_episodes == 0
         || !(a.paper_subset > 0.0 && a.paper_subset < 1.0)

@@ -100,7 +100,8 @@ pub struct AgentBenchArgs {
 }
 
 fn recipe(a: &AgentBenchArgs, path: &std::path::Path) -> Result<Recipe, Failure> {
-    let mut r = Recipe::load(path)?;
+    let read = Recipe::load(path)?;
+    let mut r = read.clone();
     if a.model.is_some() {
         r.model = a.model.clone();
     }
@@ -120,8 +121,8 @@ fn recipe(a: &AgentBenchArgs, path: &std::path::Path) -> Result<Recipe, Failure>
     r.search.selection = a.selection.unwrap_or(r.search.selection);
     r.search.incumbents = a.incumbents.unwrap_or(r.search.incumbents);
     r.search.start_from = a.start_from.unwrap_or(r.search.start_from);
-    r.check().map_err(|e| e.in_file(path))?;
-    if r.metric() == rlal::agent::Metric::Latency {
+    r.check().map_err(|e| e.after_flags(Some(path), &read, &r))?;
+    if r.budget().metric == rlal::agent::Metric::Latency {
         return Err(Failure::input(anyhow::anyhow!(
             "{}: bench agent needs a MACs or params budget, not a latency budget",
             path.display()

@@ -443,9 +443,9 @@ fn final_report(a: &ExportArgs, files: &RunFiles, an0: &Analysis, an1: &Analysis
         params_before: an0.cost.full_params(),
         params_after: an1.cost.full_params(),
         params_ratio: ratio(an1.cost.full_params(), an0.cost.full_params()),
-        target_macs_ratio: a
-            .target
-            .or((recipe.metric() == rlal::agent::Metric::Macs).then(|| recipe.ratio())),
+        target_macs_ratio: a.target.or(Some(recipe.budget())
+            .filter(|b| b.metric == rlal::agent::Metric::Macs)
+            .map(|b| b.ratio)),
         surgery_ms: 0.0,
         write_ms: 0.0,
         bytes: 0,

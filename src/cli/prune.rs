@@ -4,7 +4,8 @@
 use super::args::{InputArgs, TrainingArgs};
 use super::Failure;
 use anyhow::{anyhow, Context};
-use rlal::search::{self, recipe::NormKind, Policy, Recipe, RunOptions, SearchError};
+use rlal::search::recipe::{Metric, NormKind};
+use rlal::search::{self, Policy, Recipe, RunOptions, SearchError};
 use std::path::PathBuf;
 
 #[derive(clap::Args, Debug)]
@@ -23,16 +24,16 @@ pub struct PruneArgs {
     /// Run directory (default `runs/<name>`).
     #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Target MACs ratio in (0, 1) (overrides `macs-ratio`).
-    #[arg(long)]
+    /// Target MACs ratio in (0, 1): the budget `{metric: macs, ratio: R}` (replaces the recipe's `budget`, its batch kept).
+    #[arg(long, value_name = "R")]
     pub macs_ratio: Option<f64>,
-    /// Target params ratio in (0, 1): a parameter budget instead of MACs (overrides `params-ratio`).
-    #[arg(long, conflicts_with = "macs_ratio")]
+    /// Target params ratio in (0, 1): a parameter budget, `{metric: params, ratio: R}` (replaces the recipe's `budget`).
+    #[arg(long, value_name = "R", conflicts_with = "macs_ratio")]
     pub params_ratio: Option<f64>,
-    /// Target latency ratio in (0, 1): a latency budget from a per-layer ONNX Runtime latency table (overrides `latency-ratio`).
-    #[arg(long, conflicts_with_all = ["macs_ratio", "params_ratio"])]
+    /// Target latency ratio in (0, 1): a latency budget from a per-layer ONNX Runtime latency table, `{metric: latency, ratio: R}` (replaces the recipe's `budget`, its batch kept).
+    #[arg(long, value_name = "R", conflicts_with_all = ["macs_ratio", "params_ratio"])]
     pub latency_ratio: Option<f64>,
-    /// Batch size of the latency table (overrides `latency-batch`).
+    /// Batch size of the latency table (overrides `budget.batch`).
     #[arg(long, value_name = "N")]
     pub latency_batch: Option<usize>,
     /// Round kept widths to multiples of N (overrides `channel-multiple`).
@@ -86,25 +87,39 @@ pub struct PruneArgs {
     pub quiet: bool,
 }
 
-fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
-    let mut r = match (&a.resume, &a.recipe) {
-        (Some(dir), _) => {
-            let p = dir.join("recipe.yaml");
-            if !p.is_file() {
-                return Err(Failure::input(anyhow!(
-                    "{}: not a run directory of rlal prune (no recipe.yaml)",
-                    dir.display()
-                )));
-            }
-            Recipe::load(&p)?
+impl PruneArgs {
+    /// The budget flag given (`--macs-ratio R` ...): its metric and ratio.
+    fn budget_ratio(&self) -> Option<(Metric, f64)> {
+        let flags = [
+            (Metric::Macs, self.macs_ratio),
+            (Metric::Params, self.params_ratio),
+            (Metric::Latency, self.latency_ratio),
+        ];
+        flags.into_iter().find_map(|(m, r)| Some((m, r?)))
+    }
+
+    /// The recipe file: `--resume`'s run directory's, or `--recipe`.
+    fn recipe_file(&self) -> Result<Option<PathBuf>, Failure> {
+        let Some(dir) = &self.resume else { return Ok(self.recipe.clone()) };
+        let p = dir.join("recipe.yaml");
+        if !p.is_file() {
+            return Err(Failure::input(anyhow!(
+                "{}: not a run directory of rlal prune (no recipe.yaml)",
+                dir.display()
+            )));
         }
-        (None, Some(p)) => Recipe::load(p)?,
-        (None, None) => Recipe::default(),
-    };
+        Ok(Some(p))
+    }
+}
+
+fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
+    let file = a.recipe_file()?;
+    let read = file.as_deref().map_or(Ok(Recipe::default()), Recipe::load)?;
+    let mut r = read.clone();
     macro_rules! over {
         ($dst:expr; $($f:ident),*) => { $( if let Some(v) = a.$f.clone() { $dst.$f = v.into(); } )* };
     }
-    over!(r; name, channel_multiple, policy, latency_batch);
+    over!(r; name, channel_multiple, policy);
     over!(r.search; buffer_epochs, agent_epochs, episodes_per_epoch, reward_samples, criterion);
     if let Some(n) = a.warmup_epochs {
         r.search.weights_only_epochs = n;
@@ -120,18 +135,10 @@ fn merged(a: &PruneArgs) -> Result<Recipe, Failure> {
     if a.data.is_some() {
         r.data = a.data.clone();
     }
-    if a.macs_ratio.is_some() {
-        (r.macs_ratio, r.params_ratio, r.latency_ratio) = (a.macs_ratio, None, None);
-    }
-    if a.params_ratio.is_some() {
-        (r.macs_ratio, r.params_ratio, r.latency_ratio) = (None, a.params_ratio, None);
-    }
-    if a.latency_ratio.is_some() {
-        (r.macs_ratio, r.params_ratio, r.latency_ratio) = (None, None, a.latency_ratio);
-    }
+    r.set_budget(a.budget_ratio(), a.latency_batch);
     r.search.alignment &= !a.no_alignment;
     r.agent.env_model &= !a.no_env_model;
-    r.check()?;
+    r.check().map_err(|e| e.after_flags(file.as_deref(), &read, &r))?;
     Ok(r)
 }
 

@@ -43,10 +43,8 @@ pub struct TrainArgs {
 }
 
 fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
-    let mut r = match &a.recipe {
-        Some(p) => Recipe::load(p)?,
-        None => Recipe::default(),
-    };
+    let read = a.recipe.as_deref().map_or(Ok(Recipe::default()), Recipe::load)?;
+    let mut r = read.clone();
     a.training.apply(&mut r.training);
     a.input.apply(&mut r.input_shape, &mut r.input_layout, &mut r.bind);
     for (dst, src) in [
@@ -60,7 +58,7 @@ fn merged(a: &TrainArgs) -> Result<Recipe, Failure> {
             *dst = src.clone();
         }
     }
-    r.check()?;
+    r.check().map_err(|e| e.after_flags(a.recipe.as_deref(), &read, &r))?;
     Ok(r)
 }
 

@@ -368,7 +368,7 @@ pub fn bench(
     Ok(BenchReport {
         model: r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         layers: budget.layers.len(),
-        budget_ratio: r.ratio(),
+        budget_ratio: r.budget().ratio,
         surface: scfg.clone(),
         epochs: r.training.epochs,
         warmup_epochs: r.search.weights_only_epochs,

@@ -168,7 +168,7 @@ pub fn run(m: &Matrix, jobs: usize, progress: bool) -> Result<SuiteReport, Strin
     for (g, r) in m.graphs {
         for &ratio in m.budgets {
             let mut r = r.clone();
-            (r.macs_ratio, r.params_ratio, r.latency_ratio) = (Some(ratio), None, None);
+            r.set_budget(Some((crate::agent::Metric::Macs, ratio)), None);
             let (_, _, budget) =
                 super::job::prepare(&r, None, false).map_err(|e| format!("{g} at {ratio}: {e}"))?;
             let budget = std::sync::Arc::new(budget);
@@ -185,7 +185,7 @@ pub fn run(m: &Matrix, jobs: usize, progress: bool) -> Result<SuiteReport, Strin
                 let cfg = s.config(m.surface);
                 let cell = agent_bench::bench(r, budget, &cfg, m.methods, m.seeds, false)
                     .map(|rep| Cell::new(g, s, rep))
-                    .map_err(|e| format!("{g} {} at {}: {e}", s.name(), r.ratio()));
+                    .map_err(|e| format!("{g} {} at {}: {e}", s.name(), r.budget().ratio));
                 if let (true, Ok(c)) = (progress, &cell) {
                     eprintln!("{}", progress_line(c));
                 }

@@ -1,10 +1,10 @@
-//! The per-layer latency table behind `latency-ratio` budgets (beyond the
-//! paper, in the spirit of NetAdapt's lookup tables).
+//! The per-layer latency table behind latency budgets (`budget: {metric:
+//! latency, ...}`; beyond the paper, in the spirit of NetAdapt's lookup tables).
 //!
 //! The model is what would be deployed: BatchNormalization folded. For each
 //! uniform keep fraction f in [`FRACTIONS`] every agent layer keeps
 //! `max(1, round(f·c))` channels (surgery on the real graph), and ONNX Runtime
-//! (CPU EP, the recipe's threads, batch `latency-batch`) times
+//! (CPU EP, the recipe's threads, batch `budget.batch`) times
 //! * every weighted op (conv, Gemm, MatMul) alone: a one-node model with that
 //!   op's pruned weights and input shape;
 //! * the whole pruned model.

@@ -5,11 +5,13 @@
 //! `finetune:` (fine-tuning of the pruned graph, [`Finetune`]), `agent:`
 //! ([`AgentConfig`], read by `policy: rlal`), `evolution:` ([`EvolutionConfig`], read
 //! by `policy: evolution`) and `local:` ([`LocalConfig`], read by `policy: local`).
-//! Every field but the budget's ratio has a documented default;
+//! Every field but the budget ([`BudgetSpec`], `budget:`; its spelling before
+//! 2026-12, `macs-ratio: 0.5`, still reads, [`budget`]) has a documented default;
 //! unknown fields are errors naming the field with its section and its line, fields
 //! of the flat recipes before 2026-12 errors naming their new place
 //! ([`crate::train::recipe::moved`]); command line flags override the file.
-//! [`Recipe::check`] validates the values without touching the model or the data;
+//! [`Recipe::check`] validates the values without touching the model or the data
+//! (a bad value's error names the field and its line, [`RecipeError`]);
 //! the budget's feasibility needs the model and is checked by
 //! [`crate::search::job`] before any training.
 //!
@@ -25,13 +27,16 @@ pub use super::policy::evolution::EvolutionConfig;
 pub use super::policy::local::LocalConfig;
 pub use super::policy::StartFrom;
 use crate::agent::AgentConfig;
-pub use crate::agent::Overlap;
+pub use crate::agent::{Metric, Overlap};
 use crate::analysis::ImportOptions;
 use crate::ir::InputLayout;
 use crate::train::recipe::{moved, parse_yaml, RecipeError, ScheduleKind, Training, MAX_EPOCHS};
+pub use budget::{BudgetSpec, Old};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+pub mod budget;
 
 /// How the per-layer widths are chosen: the search policy ([`crate::search::policy`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -207,18 +212,21 @@ pub struct Recipe {
     /// inserted by `training.insert-bn` after convs lacking one starts at the data's
     /// statistics, so it computes the identity ([`crate::train::bn_init`]).
     pub start: Start,
-    /// Target MACs / MACs of the unpruned model, in (0, 1) (the paper's budget).
-    /// Exactly one of `macs-ratio`, `params-ratio` and `latency-ratio` is required.
-    pub macs_ratio: Option<f64>,
-    /// Target parameters / parameters of the unpruned model, in (0, 1): a parameter budget instead.
-    pub params_ratio: Option<f64>,
-    /// Target latency / latency of the unpruned model, in (0, 1): a latency budget instead,
-    /// estimated from a per-layer ONNX Runtime latency table measured at the start of the
-    /// run on this machine (BN folded, `training.threads`, batch `latency-batch`; see
-    /// docs/METHOD.md).
-    pub latency_ratio: Option<f64>,
-    /// Batch size the latency table (and the reported budget latency) is measured at. Default 1.
-    pub latency_batch: usize,
+    /// The budget, `{metric: macs|params|latency, ratio: R, batch: B}` ([`BudgetSpec`]:
+    /// `batch` for latency only, default 1). Required, here or by a flag
+    /// (`--macs-ratio` ...); read with [`Recipe::budget`], set by [`Recipe::set_budget`].
+    pub budget: Option<BudgetSpec>,
+    /// The budget's spelling before 2026-12-07 (`macs-ratio: R` ...), read into
+    /// `budget` by [`Recipe::parse`] ([`budget::fold_old`]), never written nor read
+    /// elsewhere ([`Old`]).
+    #[serde(skip_serializing)]
+    pub macs_ratio: Old<f64>,
+    #[serde(skip_serializing)]
+    pub params_ratio: Old<f64>,
+    #[serde(skip_serializing)]
+    pub latency_ratio: Old<f64>,
+    #[serde(skip_serializing)]
+    pub latency_batch: Old<usize>,
     /// Largest fraction of one layer's channels that may be removed. Default 0.9.
     pub max_prune_ratio: f64,
     /// Round kept widths to multiples of this when the budget allows (8 or 16 suit ONNX
@@ -359,10 +367,11 @@ impl Default for Recipe {
             bind: BTreeMap::new(),
             policy: Policy::Rlal,
             start: Start::Scratch,
-            macs_ratio: None,
-            params_ratio: None,
-            latency_ratio: None,
-            latency_batch: 1,
+            budget: None,
+            macs_ratio: Old::default(),
+            params_ratio: Old::default(),
+            latency_ratio: Old::default(),
+            latency_batch: Old::default(),
             max_prune_ratio: 0.9,
             channel_multiple: 1,
             search_space: SearchSpace::All,
@@ -402,11 +411,13 @@ impl Recipe {
     /// epochs' order) is checked by [`Recipe::check`].
     pub fn parse(text: &str) -> Result<Recipe, RecipeError> {
         let mut r: Recipe = parse_yaml(text, moved::Command::Prune)?;
+        let old = [r.macs_ratio.take(), r.params_ratio.take(), r.latency_ratio.take()];
+        r.budget = budget::fold_old(r.budget, old, r.latency_batch.take(), text)?;
         r.training.preprocess_given = crate::train::recipe::preprocess_given(text);
         if r.start == Start::Pretrained {
             r.pretrained_defaults(text);
         }
-        r.check_values()?;
+        r.check_values().map_err(|e| e.in_text(text))?;
         Ok(r)
     }
 
@@ -441,7 +452,9 @@ impl Recipe {
         if self.data.is_none() {
             return bad("data", "is required (or give --data DIR)");
         }
-        self.check_budget()?;
+        if self.budget.is_none() {
+            return bad("budget", "is required: e.g. `budget: {metric: macs, ratio: 0.5}` (target MACs / unpruned MACs; metric `params` or `latency` for a parameter or latency budget), or --macs-ratio R / --params-ratio R / --latency-ratio R");
+        }
         let t = &self.training;
         if t.milestones.iter().any(|&m| m > t.epochs) && t.schedule == ScheduleKind::Step {
             return bad(
@@ -462,13 +475,20 @@ impl Recipe {
         {
             return bad("name", format!("'{}' is not a plain directory name", self.name));
         }
-        for (field, ratio) in self.ratios() {
-            if !(ratio > 0.0 && ratio < 1.0) {
-                return bad(field, format!("{ratio} is impossible: the target must be in (0, 1) of the unpruned model's figure"));
+        if let Some(b) = self.budget {
+            if !(b.ratio > 0.0 && b.ratio < 1.0) {
+                return bad(
+                    "budget.ratio",
+                    format!(
+                        "{} is impossible: the target must be in (0, 1) of the unpruned model's {}",
+                        b.ratio,
+                        b.metric.name()
+                    ),
+                );
             }
-        }
-        if self.latency_batch == 0 {
-            return bad("latency-batch", "must be at least 1");
+            if b.batch == 0 {
+                return bad("budget.batch", "must be at least 1");
+            }
         }
         if self.channel_multiple == 0 {
             return bad("channel-multiple", "must be at least 1");
@@ -488,27 +508,6 @@ impl Recipe {
             }
         }
         Ok(())
-    }
-
-    /// The budget ratios given, by field.
-    fn ratios(&self) -> Vec<(&'static str, f64)> {
-        [
-            ("macs-ratio", self.macs_ratio),
-            ("params-ratio", self.params_ratio),
-            ("latency-ratio", self.latency_ratio),
-        ]
-        .into_iter()
-        .filter_map(|(f, r)| r.map(|r| (f, r)))
-        .collect()
-    }
-
-    /// The budget: exactly one ratio.
-    fn check_budget(&self) -> Result<(), RecipeError> {
-        match self.ratios()[..] {
-            [] => bad("macs-ratio", "is required (target MACs / unpruned MACs, e.g. 0.5; or params-ratio / latency-ratio for a parameter / latency budget)"),
-            [_] => Ok(()),
-            [_, (second, _), ..] => bad(second, "give exactly one of macs-ratio, params-ratio and latency-ratio"),
-        }
     }
 
     /// What epoch `t` (0-based) does besides training the weights.
@@ -542,17 +541,21 @@ impl Recipe {
         }
     }
 
-    /// Target ratio of the budget's metric (after [`Recipe::check`]).
-    pub fn ratio(&self) -> f64 {
-        self.macs_ratio.or(self.params_ratio).or(self.latency_ratio).unwrap_or(0.5)
+    /// The budget ([`Recipe::check`] makes sure the recipe gives one; before, the
+    /// paper's MACs at 0.5 stand in for a missing one).
+    pub fn budget(&self) -> BudgetSpec {
+        self.budget.unwrap_or(BudgetSpec::new(Metric::Macs, 0.5))
     }
 
-    /// What the budget limits.
-    pub fn metric(&self) -> crate::agent::Metric {
-        match (self.macs_ratio, self.params_ratio, self.latency_ratio) {
-            (None, Some(_), _) => crate::agent::Metric::Params,
-            (None, None, Some(_)) => crate::agent::Metric::Latency,
-            _ => crate::agent::Metric::Macs,
+    /// The budget flags: `ratio` (`--macs-ratio R` ...) replaces the budget's metric
+    /// and ratio (its batch kept), `batch` (`--latency-batch B`) its batch.
+    pub fn set_budget(&mut self, ratio: Option<(Metric, f64)>, batch: Option<usize>) {
+        if let Some((metric, ratio)) = ratio {
+            let batch = self.budget.map_or(1, |b| b.batch);
+            self.budget = Some(BudgetSpec { metric, ratio, batch });
+        }
+        if let (Some(b), Some(n)) = (&mut self.budget, batch) {
+            b.batch = n;
         }
     }
 }
@@ -625,33 +628,28 @@ impl Finetune {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::recipe::place::{Loc, Place};
+
     #[test]
     fn parse_errors_name_field_and_line() {
         let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratoi: 0.5\n").unwrap_err().to_string();
         assert!(e.contains("macs-ratoi") && e.contains("line 3"), "{e}");
-        let r = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\n").unwrap();
+        let r = Recipe::parse(BASE).unwrap();
         r.check().unwrap();
         assert_eq!((r.training.epochs, r.search.episodes_per_epoch, r.search.beta), (8, 10, 1e-4));
         let mut r2 = r.clone();
-        r2.macs_ratio = Some(1.0);
-        assert!(r2.check().unwrap_err().to_string().contains("macs-ratio"));
-        let r3 = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 8\n")
-            .unwrap();
-        r3.check().unwrap();
-        assert_eq!(
-            (r3.metric(), r3.ratio(), r3.latency_batch),
-            (crate::agent::Metric::Latency, 0.6, 8)
-        );
+        r2.set_budget(Some((Metric::Macs, 1.0)), None);
+        assert!(r2.check().unwrap_err().to_string().contains("'budget.ratio'"));
+        let r3 = check("training:\n  epochs: 9\n").unwrap();
+        assert_eq!(r3.budget(), BudgetSpec::new(Metric::Macs, 0.5));
         let e = Recipe::parse("model: a.onnx\ndata: d\nmacs-ratio: 0.5\nlatency-ratio: 0.6\n")
-            .unwrap()
-            .check()
             .unwrap_err()
             .to_string();
-        assert!(e.contains("latency-ratio") && e.contains("exactly one"), "{e}");
-        let e = Recipe::parse("model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 0\n")
+        assert!(e.contains("'latency-ratio' at line 4") && e.contains("give one budget"), "{e}");
+        let e = Recipe::parse("budget:\n  metric: latency\n  ratio: 0.6\n  batch: 0\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("latency-batch"), "{e}");
+        assert_eq!(e, "field 'budget.batch' at line 4 column 3: must be at least 1");
         let e = Recipe::parse(
             "model: a.onnx\ndata: d\nmacs-ratio: 0.5\nagent:\n  z-dim: 8\n  bogus: 1\n",
         )
@@ -660,20 +658,70 @@ mod tests {
         assert!(e.contains("agent: unknown field `bogus`") && e.contains("line 6"), "{e}");
     }
 
-    /// A bad value in a recipe file names the file and the field (at load: values
-    /// are checked when the text is parsed; model, data and the budget may still come
-    /// from flags, so a file without them loads).
+    /// Recipes before 2026-12-07 spell the budget `macs-ratio: R` (`params-ratio`,
+    /// `latency-ratio`, `latency-batch`): the same recipe as with `budget:`.
     #[test]
-    fn load_names_the_file_and_the_field() {
+    fn the_old_budget_fields_load_as_the_budget() {
+        let old = "model: a.onnx\ndata: d\nlatency-ratio: 0.6\nlatency-batch: 8\n";
+        let new = "model: a.onnx\ndata: d\nbudget: {metric: latency, ratio: 0.6, batch: 8}\n";
+        let (old, new) = (Recipe::parse(old).unwrap(), Recipe::parse(new).unwrap());
+        let yaml = |r: &Recipe| serde_yaml::to_string(r).unwrap();
+        assert_eq!(yaml(&old), yaml(&new));
+        assert!(yaml(&old).contains("budget:\n  metric: latency\n  ratio: 0.6\n  batch: 8\n"));
+        assert!(!yaml(&old).contains("latency-ratio"), "{}", yaml(&old));
+        // A run directory's recipe.yaml written before 2026-12 (every field, nulls too).
+        let saved = "name: q\nmodel: a.onnx\ndata: d\nmacs-ratio: 0.5\nparams-ratio: null\nlatency-ratio: null\nlatency-batch: 16\nmax-prune-ratio: 0.9\n";
+        let r = Recipe::parse(saved).unwrap();
+        r.check().unwrap();
+        assert_eq!((r.budget().metric, r.budget().ratio), (Metric::Macs, 0.5));
+        assert_eq!(Recipe::parse(&yaml(&r)).unwrap().budget().metric, Metric::Macs);
+        let e = Recipe::parse("name: x\nbudget: 0.5\n").unwrap_err().to_string();
+        let want = "budget: invalid type: floating point `0.5`, expected a mapping {metric: macs|params|latency, ratio: R} at line 2";
+        assert!(e.starts_with(want), "{e}");
+        let e = Recipe::parse("budget: {metric: params, ratio: 0.5, batch: 2}\n").unwrap_err();
+        assert!(
+            e.to_string().contains("a params budget has none") && e.to_string().contains("line 1"),
+            "{e}"
+        );
+    }
+
+    /// The flags replace the recipe's budget (`--macs-ratio` over a latency
+    /// budget: a MACs budget), keep its batch and set the batch (`--latency-batch`).
+    #[test]
+    fn budget_flags_replace_the_budget() {
+        let mut r = Recipe::parse("budget: {metric: latency, ratio: 0.6, batch: 8}\n").unwrap();
+        r.set_budget(Some((Metric::Macs, 0.4)), None);
+        assert_eq!(r.budget(), BudgetSpec { batch: 8, ..BudgetSpec::new(Metric::Macs, 0.4) });
+        r.set_budget(Some((Metric::Latency, 0.7)), Some(2));
+        assert_eq!(r.budget(), BudgetSpec { batch: 2, ..BudgetSpec::new(Metric::Latency, 0.7) });
+        let mut r = Recipe::parse("model: a\ndata: d\n").unwrap();
+        assert!(r.check().unwrap_err().to_string().starts_with("field 'budget': is required"));
+        r.set_budget(None, Some(4));
+        assert!(r.check().is_err());
+        r.set_budget(Some((Metric::Params, 0.5)), None);
+        r.check().unwrap();
+    }
+
+    /// A bad value in a recipe file names the file, the field and its line (at
+    /// load: values are checked when the text is parsed; model, data and the budget
+    /// may still come from flags, so a file without them loads).
+    #[test]
+    fn load_names_the_file_the_field_and_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.yaml");
-        std::fs::write(&p, "macs-ratio: 1.5\n").unwrap();
+        std::fs::write(&p, "name: x\nmacs-ratio: 1.5\n").unwrap();
         let e = Recipe::load(&p).unwrap_err();
-        assert_eq!(e.field_name(), Some("macs-ratio"));
+        assert_eq!(e.field_name(), Some("budget.ratio"));
         let msg = e.to_string();
-        assert!(msg.starts_with(&format!("{}: field 'macs-ratio': ", p.display())), "{msg}");
+        let want =
+            format!("{}: field 'budget.ratio' at line 2 column 1: 1.5 is impossible", p.display());
+        assert!(msg.starts_with(&want), "{msg}");
         std::fs::write(&p, "agent:\n  gamma: 2\n").unwrap();
-        assert_eq!(Recipe::load(&p).unwrap_err().field_name(), Some("agent.gamma"));
+        let e = Recipe::load(&p).unwrap_err();
+        assert_eq!(
+            (e.field_name(), e.place()),
+            (Some("agent.gamma"), Some(Place::At(Loc { line: 2, column: 3 })))
+        );
         std::fs::write(&p, "search:\n  beta: 1\n").unwrap();
         let r = Recipe::load(&p).unwrap();
         assert!(r.check().unwrap_err().to_string().contains("'model'"));
@@ -681,11 +729,59 @@ mod tests {
         assert!(e.contains("none.yaml"), "{e}");
     }
 
-    const BASE: &str = "model: a.onnx\ndata: d\nmacs-ratio: 0.5\n";
+    /// Value errors name the line of the field: block and flow style, nested
+    /// sections, the budget; a value the file does not give says so.
+    #[test]
+    fn value_errors_name_the_line() {
+        for (text, want) in [
+            (
+                "budget:\n  metric: params\n  ratio: 0\n",
+                "field 'budget.ratio' at line 5 column 3: 0 is impossible",
+            ),
+            (
+                "budget: {metric: macs, ratio: 1}\n",
+                "field 'budget.ratio' at line 3 column 24: 1 is impossible",
+            ),
+            (
+                "search:\n  beta: 0.1\n  episodes-per-epoch: 0\n",
+                "field 'search.episodes-per-epoch' at line 5 column 3: must be at least 1",
+            ),
+            (
+                "search: {beta: 0.1, incumbents: 0}\n",
+                "field 'search.incumbents' at line 3 column 21: must be at least 1",
+            ),
+            (
+                "training:\n  lr: -1\n",
+                "field 'training.lr' at line 4 column 3: must be a positive number",
+            ),
+            ("training:\n  std: [0.1, 0]\n", "field 'training.mean/std/scale' at line 4 column 3:"),
+            ("evolution:\n  population: 1\n", "field 'evolution.population' at line 4 column 3:"),
+        ] {
+            let budget = if text.starts_with("budget") { "" } else { "macs-ratio: 0.5\n" };
+            let text = format!("model: a.onnx\ndata: d\n{text}{budget}");
+            let checked =
+                Recipe::parse(&text).and_then(|r| r.check().map_err(|e| e.in_text(&text)));
+            let e = checked.unwrap_err().to_string();
+            assert!(e.starts_with(want), "{text}: {e}");
+        }
+        // Checked after the epochs are known: the default of a field the text leaves out.
+        let e = check("training:\n  epochs: 3\n").unwrap_err();
+        assert!(
+            e.starts_with(
+                "field 'search.agent-epochs' (not in the recipe): 6 is after the last epoch"
+            ),
+            "{e}"
+        );
+    }
 
+    const BASE: &str = "model: a.onnx\ndata: d\nbudget: {metric: macs, ratio: 0.5}\n";
+
+    /// `extra` after [`BASE`], parsed and checked (errors of `check` placed as
+    /// those of a file read without flags).
     fn check(extra: &str) -> Result<Recipe, String> {
-        let r = Recipe::parse(&format!("{BASE}{extra}")).map_err(|e| e.to_string())?;
-        r.check().map(|()| r).map_err(|e| e.to_string())
+        let text = format!("{BASE}{extra}");
+        let r = Recipe::parse(&text).map_err(|e| e.to_string())?;
+        r.check().map(|()| r).map_err(|e| e.in_text(&text).to_string())
     }
 
     #[test]
@@ -785,7 +881,8 @@ mod tests {
     #[test]
     fn moved_table_lists_every_search_field() {
         let mut table = moved::SEARCH.to_vec();
-        table.push("weights-only-epochs");
+        // Renamed (`warmup-epochs` before) and added since: no flat field of that name.
+        table.extend(["weights-only-epochs", "start-from"]);
         table.sort();
         assert_eq!(moved::field_names(&Search::default()), table);
     }

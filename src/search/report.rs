@@ -359,9 +359,9 @@ pub fn validate(
         model: c.recipe.model.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
         data: c.recipe.data.as_ref().map(|m| m.display().to_string()).unwrap_or_default(),
         accuracy: p.accuracy,
-        budget: c.recipe.metric().key().to_string(),
+        budget: c.recipe.budget().metric.key().to_string(),
         latency_budget: None,
-        target_ratio: c.recipe.ratio(),
+        target_ratio: c.recipe.budget().ratio,
         macs_ratio: p.macs as f64 / u.macs.max(1) as f64,
         params_ratio: p.params as f64 / u.params.max(1) as f64,
         speedup,
@@ -518,7 +518,7 @@ fn profile_hint(r: &Report) -> String {
             "The pruned convolutions did not get cheaper in proportion to their MACs (small layers are bound by memory and launch costs, not arithmetic). "
         };
     }
-    s + "Where latency in ONNX Runtime is the goal, budget it directly: `latency-ratio: R` measures each layer's latency and searches under that (MACs and latency disagree for this model); `rlal bench latency --run DIR` shows where the time goes.\n"
+    s + "Where latency in ONNX Runtime is the goal, budget it directly: `budget: {metric: latency, ratio: R}` measures each layer's latency and searches under that (MACs and latency disagree for this model); `rlal bench latency --run DIR` shows where the time goes.\n"
 }
 
 /// `report.json` and `report.md`.
@@ -590,7 +590,7 @@ mod tests {
             s.contains("(per run, unpruned -> pruned): ReorderOutput 1.200 -> 3.400 ms.")
                 && !s.contains("Conv 59")
                 && s.contains("`channel-multiple: 8`")
-                && s.contains("`latency-ratio: R`"),
+                && s.contains("`budget: {metric: latency, ratio: R}`"),
             "{s}"
         );
         r.slow_ops = vec![("Slice".into(), 1.0, 2.0)];

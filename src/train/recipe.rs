@@ -26,6 +26,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub mod moved;
+pub mod place;
+
+use place::Place;
 
 /// `insert-bn`: add identity BatchNormalization after convs that lack one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -282,7 +285,8 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned + Default>(
 
 /// Why a recipe (of `rlal train` or of `rlal prune`) cannot be used: every variant
 /// names the file once it is known ([`RecipeError::in_file`]); a bad value names its
-/// field by section path (`training.lr`). Bad input: the CLI exits with code 2.
+/// field by section path (`training.lr`) and where it was given ([`Place`]: the
+/// line, a flag or the default). Bad input: the CLI exits with code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum RecipeError {
     /// The file cannot be read.
@@ -292,9 +296,10 @@ pub enum RecipeError {
     /// or gives a field of the old flat recipes.
     #[error("{}{msg}", file_prefix(path))]
     Syntax { path: Option<PathBuf>, msg: String },
-    /// A value out of range; `field` is its section path.
-    #[error("{}field '{field}': {msg}", file_prefix(path))]
-    Field { path: Option<PathBuf>, field: String, msg: String },
+    /// A value out of range; `field` is its section path, `place` where it was
+    /// given (None: not known, for a recipe that is no file's).
+    #[error("{}field '{field}'{}: {msg}", file_prefix(path), place.map(|p| p.to_string()).unwrap_or_default())]
+    Field { path: Option<PathBuf>, field: String, place: Option<Place>, msg: String },
 }
 
 fn file_prefix(path: &Option<PathBuf>) -> String {
@@ -304,7 +309,7 @@ fn file_prefix(path: &Option<PathBuf>) -> String {
 impl RecipeError {
     /// A bad value of `field` (its section path).
     pub fn field(field: impl Into<String>, why: impl std::fmt::Display) -> RecipeError {
-        RecipeError::Field { path: None, field: field.into(), msg: why.to_string() }
+        RecipeError::Field { path: None, field: field.into(), place: None, msg: why.to_string() }
     }
 
     /// The same error, naming `file` as the recipe it came from.
@@ -312,8 +317,44 @@ impl RecipeError {
         let path = Some(file.to_path_buf());
         match self {
             RecipeError::Syntax { msg, .. } => RecipeError::Syntax { path, msg },
-            RecipeError::Field { field, msg, .. } => RecipeError::Field { path, field, msg },
+            RecipeError::Field { field, place, msg, .. } => {
+                RecipeError::Field { path, field, place, msg }
+            }
             read => read,
+        }
+    }
+
+    /// A value error of recipe `text` (checked as it was read, before any flag):
+    /// placed at the field's line, or as the default where the text lacks it.
+    pub fn in_text(self, text: &str) -> RecipeError {
+        self.placed(|field| place::locate(text, field).map_or(Place::Default, Place::At))
+    }
+
+    /// A value error of a recipe checked after the command-line flags, naming the
+    /// recipe `file` it was read from (None: no file) with `read` (the recipe as
+    /// read) and `merged` (with the flags): a flag when the flags changed the
+    /// field, else the field's line in the file, else the default.
+    pub fn after_flags<R: Serialize>(self, file: Option<&Path>, read: &R, merged: &R) -> Self {
+        let text = file.and_then(|f| std::fs::read_to_string(f).ok());
+        let placed = self.placed(|field| match &text {
+            _ if place::changed(read, merged, field) => Place::Flag,
+            Some(text) => place::locate(text, field).map_or(Place::Default, Place::At),
+            None => Place::Default,
+        });
+        match file {
+            Some(f) => placed.in_file(f),
+            None => placed,
+        }
+    }
+
+    /// A `Field` error without a place, placed by `at` (given the field).
+    fn placed(self, at: impl FnOnce(&str) -> Place) -> RecipeError {
+        match self {
+            RecipeError::Field { path, field, place: None, msg } => {
+                let place = Some(at(&field));
+                RecipeError::Field { path, field, place, msg }
+            }
+            other => other,
         }
     }
 
@@ -321,6 +362,14 @@ impl RecipeError {
     pub fn field_name(&self) -> Option<&str> {
         match self {
             RecipeError::Field { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// Where the bad value was given (None: no bad value, or not known).
+    pub fn place(&self) -> Option<Place> {
+        match self {
+            RecipeError::Field { place, .. } => *place,
             _ => None,
         }
     }
@@ -356,7 +405,7 @@ impl Recipe {
     pub fn parse(text: &str) -> Result<Recipe, RecipeError> {
         let mut r: Recipe = parse_yaml(text, moved::Command::Train)?;
         r.training.preprocess_given = preprocess_given(text);
-        r.check()?;
+        r.check().map_err(|e| e.in_text(text))?;
         Ok(r)
     }
 
@@ -503,22 +552,48 @@ mod tests {
         assert!(e.contains("'training.epochs'"), "{e}");
     }
 
-    /// A bad value in a recipe file names the file and the field.
+    /// A bad value in a recipe file names the file, the field and its line.
     #[test]
-    fn load_names_the_file_and_the_field() {
+    fn load_names_the_file_the_field_and_the_line() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.yaml");
-        std::fs::write(&p, "training:\n  lr: -1\n").unwrap();
+        std::fs::write(&p, "model: m.onnx\ntraining:\n  epochs: 2\n  lr: -1\n").unwrap();
         let e = Recipe::load(&p).unwrap_err();
         assert_eq!(e.field_name(), Some("training.lr"));
         let msg = e.to_string();
-        assert!(msg.starts_with(&format!("{}: field 'training.lr': ", p.display())), "{msg}");
+        let want = format!("{}: field 'training.lr' at line 4 column 3: must be", p.display());
+        assert!(msg.starts_with(&want), "{msg}");
+        std::fs::write(&p, "training: {epochs: 2,\n  momentum: 1.5}\n").unwrap();
+        let msg = Recipe::load(&p).unwrap_err().to_string();
+        assert!(msg.contains("field 'training.momentum' at line 2 column 3: must be"), "{msg}");
         std::fs::write(&p, "training:\n  lr: 0.1\n  bogus: 1\n").unwrap();
         let msg = Recipe::load(&p).unwrap_err().to_string();
         assert!(
             msg.starts_with(&format!("{}: training: unknown field `bogus`", p.display())),
             "{msg}"
         );
+    }
+
+    /// A value checked after the flags names the file's line or the flag it came from.
+    #[test]
+    fn errors_after_flags_name_where_the_value_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.yaml");
+        std::fs::write(&p, "model: m.onnx\ntraining:\n  epochs: 2\n  nesterov: true\n").unwrap();
+        let read = Recipe::load(&p).unwrap();
+        let after = |merged: &Recipe, file: Option<&Path>| {
+            merged.check().unwrap_err().after_flags(file, &read, merged).to_string()
+        };
+        let mut r = read.clone();
+        r.training.momentum = 2.0;
+        let want =
+            format!("{}: field 'training.momentum' (from a command-line flag): ", p.display());
+        assert!(after(&r, Some(&p)).starts_with(&want), "{}", after(&r, Some(&p)));
+        assert!(after(&r, None).starts_with("field 'training.momentum' (from a command-line flag)"));
+        // A flag's momentum 0 makes the file's `nesterov` wrong: its line is named.
+        r.training.momentum = 0.0;
+        let want = format!("{}: field 'training.nesterov' at line 4 column 3: needs", p.display());
+        assert!(after(&r, Some(&p)).starts_with(&want), "{}", after(&r, Some(&p)));
     }
 
     #[test]

@@ -142,7 +142,7 @@ fn mutate_recipe(text: &str, keys: &[Key], rng: &mut Rng) -> String {
 pub(super) fn recipe_pipeline(text: &str) {
     if let Ok(r) = rlal::search::recipe::Recipe::parse(text) {
         if r.check().is_ok() {
-            let _ = (r.ratio(), r.metric(), r.agent.state_dim(9), serde_yaml::to_string(&r));
+            let _ = (r.budget(), r.agent.state_dim(9), serde_yaml::to_string(&r));
             for t in [&r.training, &r.finetune_training()] {
                 let _ = t.check();
                 schedule_lrs(t);

@@ -157,23 +157,24 @@ pub fn prepare(
         SearchSpace::All => an.layers.clone(),
         SearchSpace::Blocks => analysis::block_layers(&g, &an),
     };
-    let mut budget = if r.metric() == Metric::Latency {
+    let spec = r.budget();
+    let mut budget = if spec.metric == Metric::Latency {
         let t = match table.filter(|p| p.exists()) {
             Some(p) => latency::load(p)?,
             None => latency::measure(
                 &g,
                 &an,
                 r.input_shape.as_deref(),
-                r.latency_batch,
+                spec.batch,
                 r.training.threads,
                 latency::Effort::default(),
                 progress,
             )?,
         };
-        Budget::with_latency(an.cost.clone(), layers, t, r.ratio(), r.max_prune_ratio)
+        Budget::with_latency(an.cost.clone(), layers, t, spec.ratio, r.max_prune_ratio)
             .map_err(bad_budget)?
     } else {
-        Budget::with_metric(an.cost.clone(), layers, r.metric(), r.ratio(), r.max_prune_ratio)
+        Budget::with_metric(an.cost.clone(), layers, spec.metric, spec.ratio, r.max_prune_ratio)
             .map_err(bad_budget)?
     };
     budget.set_multiple(r.channel_multiple).map_err(bad_budget)?;
@@ -333,7 +334,7 @@ impl<'a> Job<'a> {
         format!(
             "pruning {} to {:.1}% of {} {} (target {}) with policy {}: {} layers (search space {:?}), {} train / {} reward / {} test images, {} epochs on {:?}, rewards in {}",
             r.model.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            100.0 * r.ratio(),
+            100.0 * r.budget().ratio,
             b.full(),
             b.metric.name(),
             b.target,

@@ -2,8 +2,6 @@
 //! `rlal train` and `rlal prune` recipes, and [`check`], which turns an old flat
 //! field into an error naming its new place at the field's line (serde_yaml's
 //! location of the key; see docs/RECIPES.md for the table in prose).
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
-use std::cell::Cell;
 use std::fmt;
 
 /// The command whose recipe is read.
@@ -109,68 +107,23 @@ impl fmt::Display for MovedField {
 /// `Ok` otherwise, also for text that is no mapping or no YAML (the recipe's own
 /// parse reports those).
 pub fn check(text: &str, cmd: Command) -> Result<(), MovedField> {
-    let hit = Cell::new(None);
-    let walk = (Keys { cmd, hit: &hit }).deserialize(serde_yaml::Deserializer::from_str(text));
-    match (walk, hit.take()) {
-        (Err(e), Some((old, new))) => {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            Err(MovedField { old, new, line, column })
-        }
-        _ => Ok(()),
+    let found = super::place::find_key(text, &[], &|k| new_place(k, cmd).is_some());
+    match found.and_then(|(old, at)| Some((new_place(&old, cmd)?, old, at))) {
+        Some((new, old, at)) => Err(MovedField { old, new, line: at.line, column: at.column }),
+        None => Ok(()),
     }
 }
 
-/// Walks the top-level mapping's keys (values skipped); `hit` is set by a moved key
-/// (old name, new path), which also ends the walk with an error at the key.
-#[derive(Clone, Copy)]
-struct Keys<'a> {
-    cmd: Command,
-    hit: &'a Cell<Option<(String, String)>>,
-}
-
-impl<'de> DeserializeSeed<'de> for Keys<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Keys<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a recipe (a mapping)")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key_seed(Key(self))?.is_some() {
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-/// One top-level key: an error (at the key) when it moved.
-struct Key<'a>(Keys<'a>);
-
-impl<'de> DeserializeSeed<'de> for Key<'_> {
-    type Value = ();
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a field name")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        match new_place(v, self.0.cmd) {
-            Some(new) => {
-                self.0.hit.set(Some((v.to_string(), new)));
-                Err(E::custom("a moved field"))
-            }
-            None => Ok(()),
-        }
+/// The top-level fields of prune recipes before 2026-12-07 that spelled `field` of
+/// the budget, still read: `macs-ratio: R` is `budget: {metric: macs, ratio: R}`
+/// (likewise `params-ratio`, `latency-ratio`), `latency-batch: B` a latency
+/// budget's `batch: B` (docs/RECIPES.md). Empty for other fields.
+pub fn old_budget_fields(field: &str) -> &'static [&'static str] {
+    const RATIOS: &[&str] = &["macs-ratio", "params-ratio", "latency-ratio"];
+    match field {
+        "budget" | "budget.metric" | "budget.ratio" => RATIOS,
+        "budget.batch" => &["latency-batch"],
+        _ => &[],
     }
 }
 
