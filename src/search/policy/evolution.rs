@@ -192,8 +192,8 @@ impl SearchPolicy for Evolution {
 mod tests {
     use super::*;
     use crate::search::best::Best;
-    use crate::search::policy::testutil::{budget, in_bounds, search, uses_budget};
-    use crate::search::recipe::{Phase, Recipe};
+    use crate::search::policy::testutil::{budget, in_bounds, random_sampler, search, uses_budget};
+    use crate::search::recipe::Phase;
     use crate::search::surface::{Surface, SurfaceConfig};
 
     fn members(fitness: &[f64]) -> VecDeque<Member> {
@@ -229,7 +229,7 @@ mod tests {
 
     fn evolution(population: usize, b: &Budget, relative: bool) -> Evolution {
         let cfg = EvolutionConfig { population, tournament: 3, ..Default::default() };
-        Evolution::new(cfg, Sampler::new(&Recipe::default(), b.layers.len(), 0), relative)
+        Evolution::new(cfg, random_sampler(b.layers.len()), relative)
     }
 
     fn propose(

@@ -87,13 +87,13 @@ impl SearchPolicy for Local {
 mod tests {
     use super::*;
     use crate::search::best::Best;
-    use crate::search::policy::testutil::{budget, in_bounds, search, uses_budget};
-    use crate::search::recipe::{Phase, Recipe};
+    use crate::search::policy::testutil::{budget, in_bounds, random_sampler, search, uses_budget};
+    use crate::search::recipe::Phase;
 
     #[test]
     fn neighbours_move_a_layer_or_two_one_step_and_keep_the_budget() {
         let b = budget(0.5, 8);
-        let mut l = Local::new(LocalConfig::default(), Sampler::new(&Recipe::default(), 9, 0));
+        let mut l = Local::new(LocalConfig::default(), random_sampler(9));
         let mut rng = Rng::new(7);
         // No incumbent yet: random architectures.
         let mut ctx = Ctx {
@@ -143,7 +143,7 @@ mod tests {
     #[test]
     fn hill_climbing_never_accepts_a_worse_incumbent_and_climbs() {
         let b = budget(0.4, 4);
-        let mut l = Local::new(LocalConfig::default(), Sampler::new(&Recipe::default(), 9, 0));
+        let mut l = Local::new(LocalConfig::default(), random_sampler(9));
         for seed in 0..3 {
             let s = search(&mut l, &b, 12, 4, seed);
             let v = &s.incumbent;

@@ -210,6 +210,14 @@ pub(crate) mod testutil {
     use crate::search::recipe::Phase;
     use crate::search::surface::{Surface, SurfaceConfig};
 
+    /// The default recipe's sampler for `layers` layers, its searches started at random
+    /// (the tests of the moves draw their parents from it).
+    pub fn random_sampler(layers: usize) -> super::random::Sampler {
+        let mut r = crate::search::recipe::Recipe::default();
+        r.search.start_from = super::StartFrom::Random;
+        super::random::Sampler::new(&r, layers, 0)
+    }
+
     /// ResNet-20's budget (9 layers) at `ratio` of the MACs, widths in multiples of `m`.
     pub fn budget(ratio: f64, m: usize) -> Budget {
         crate::search::surface::tests::budget("resnet20_mnist.onnx", ratio, m)

@@ -1,7 +1,8 @@
 //! Moves between architectures for `evolution` and `local`: a layer's width moved
 //! by allowed widths, then the budget repair that brings the result back to allowed
 //! widths (the layer's minimum to its full width, multiples of `channel-multiple`)
-//! within the budget, using it up (no layer can widen one allowed width and still fit).
+//! within the budget, using it up as far as the layers the move left alone can (the
+//! moved layers are not widened back, so one of them may still have room).
 use crate::agent::Budget;
 use crate::rng::Rng;
 
@@ -57,8 +58,8 @@ pub fn step_width(budget: &Budget, kept: &mut [usize], l: usize, steps: usize, r
 /// Brings `kept` within the budget and up to it, changing as few layers other than
 /// `fixed` as it can: while it exceeds the budget, a random layer narrows one allowed
 /// width at a time until it fits or reaches its minimum (the fixed layers too once the
-/// others are at their minimum); then, while some layer can widen one allowed width
-/// and still fit, a random one of them widens as far as it fits.
+/// others are at their minimum); then, while some layer other than `fixed` can widen
+/// one allowed width and still fit, a random one of them widens as far as it fits.
 pub fn repair(budget: &Budget, kept: &mut [usize], fixed: &[usize], rng: &mut Rng) {
     let n = kept.len();
     let free: Vec<usize> = (0..n).filter(|l| !fixed.contains(l)).collect();
