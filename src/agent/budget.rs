@@ -429,7 +429,7 @@ impl Budget {
         (w(a), kmax)
     }
 
-    /// Channels kept for action `a` (pruning ratio in [0,1]) on layer `kept.len()`:
+    /// Channels kept for action `a` (pruning ratio in `[0, 1]`) on layer `kept.len()`:
     /// remove floor(a·c), clip to the bounds, then move to the nearest multiple of
     /// [`Budget::multiple`] (or the full width) inside the bounds (there always is one:
     /// both bounds are allowed widths).
@@ -481,7 +481,7 @@ impl Budget {
     }
 
     /// State of layer `l = kept.len()` (Eq. 1), normalised:
-    /// [l/L, C_in, C, stride, k, MACs[l], MACs of pruned layers, MACs of the rest, a_{l-1}].
+    /// `[l/L, C_in, C, stride, k, MACs[l], MACs of pruned layers, MACs of the rest, a_{l-1}]`.
     pub fn state(&self, kept: &[usize], prev_action: f32) -> [f32; STATE_DIM] {
         let l = kept.len();
         let layer = &self.layers[l];

@@ -84,6 +84,12 @@ pub struct AgentConfig {
     /// or `one-hot` (default: also a one-hot code of the layer, so each layer can get
     /// its own action; measured with `rlal bench agent`).
     pub layer_code: LayerCode,
+    /// The replay buffer's episodes (the buffer epochs, before the actor acts):
+    /// `null` (paper: uniformly random actions) or σ > 0: each layer's action is the
+    /// one that keeps the uniform architecture's width plus Gaussian noise of standard
+    /// deviation σ (clamped to [0, 1]), so the first transitions the critics learn
+    /// from lie around the baseline the search should beat, not all over the space.
+    pub buffer_spread: Option<f64>,
 }
 
 /// See [`AgentConfig::layer_code`].
@@ -186,6 +192,7 @@ impl Default for AgentConfig {
             action_map: ActionMap::Affine,
             credit: Credit::Shared,
             layer_code: LayerCode::OneHot,
+            buffer_spread: None,
         }
     }
 }
@@ -259,6 +266,9 @@ impl AgentConfig {
         pos("actor-lr", self.actor_lr)?;
         pos("critic-lr", self.critic_lr)?;
         pos("env-lr", self.env_lr)?;
+        if let Some(v) = self.buffer_spread {
+            pos("buffer-spread", v)?;
+        }
         for (n, v) in [("alpha", Some(self.alpha)), ("alpha-final", self.alpha_final)] {
             match v {
                 Some(v) if !(v >= 0.0 && v.is_finite()) => {
@@ -465,6 +475,23 @@ impl Agent {
     /// propose (`search.start: uniform`).
     pub fn episode_to(&self, budget: &Budget, epoch: usize, target: &[usize]) -> Episode {
         self.walk(budget, epoch, |_, at| self.action_for(budget, at, target[at.kept.len()]))
+    }
+
+    /// An episode around the widths `target`: each layer's action is the one that
+    /// keeps `target`'s width ([`Self::episode_to`]) plus N(0, σ²), clamped to [0, 1]
+    /// (`buffer-spread`).
+    pub fn episode_near(
+        &self,
+        budget: &Budget,
+        epoch: usize,
+        target: &[usize],
+        spread: f64,
+        rng: &mut Rng,
+    ) -> Episode {
+        self.walk(budget, epoch, |_, at| {
+            let u = self.action_for(budget, at, target[at.kept.len()]) as f64;
+            (u + spread * rng.normal()).clamp(0.0, 1.0) as f32
+        })
     }
 
     /// One pass over the layers: `act` gives each layer's sample u from its state.
@@ -781,6 +808,26 @@ mod tests {
         )
         .unwrap();
         Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap()
+    }
+
+    #[test]
+    fn buffer_episodes_around_a_target_stay_near_it_within_the_budget() {
+        let b = mnist_budget();
+        let a = Agent::new(AgentConfig::default(), b.layers.len(), 10, 0);
+        let mut rng = Rng::new(3);
+        let target = a.episode(&b, 0, &mut rng, Explore::Random).kept;
+        let dist = |k: &[usize]| k.iter().zip(&target).map(|(x, y)| x.abs_diff(*y)).sum::<usize>();
+        assert_eq!(a.episode_near(&b, 0, &target, 1e-9, &mut rng).kept, target);
+        let (mut near, mut far) = (0, 0);
+        for _ in 0..50 {
+            let n = a.episode_near(&b, 0, &target, 0.05, &mut rng);
+            assert!(b.fits(&n.kept), "{:?} over the budget", n.kept);
+            near += dist(&n.kept);
+            far += dist(&a.episode(&b, 0, &mut rng, Explore::Random).kept);
+        }
+        assert!(near > 0 && near * 3 < far, "around the target {near}, random {far}");
+        let zero = AgentConfig { buffer_spread: Some(0.0), ..Default::default() };
+        assert_eq!(zero.check().unwrap_err().0, "buffer-spread");
     }
 
     #[test]

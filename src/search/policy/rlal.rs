@@ -44,11 +44,19 @@ impl SearchPolicy for Rlal {
         self.agent.begin_epoch(t, self.span);
         let explore = if ctx.phase == Phase::Agent { Explore::Policy } else { Explore::Random };
         let (agent, budget) = (&self.agent, ctx.budget);
+        // Buffer episodes around the uniform architecture (`agent.buffer-spread`).
+        let near = match (explore, agent.cfg.buffer_spread) {
+            (Explore::Random, Some(s)) => Some((crate::search::reward::uniform_kept(budget), s)),
+            _ => None,
+        };
         self.pending = super::with_start(
             self.start,
             ctx,
             |kept| agent.episode_to(budget, t, kept),
-            |c| agent.episode(c.budget, t, c.rng, explore),
+            |c| match &near {
+                Some((uniform, s)) => agent.episode_near(c.budget, t, uniform, *s, c.rng),
+                None => agent.episode(c.budget, t, c.rng, explore),
+            },
         );
         Ok(self.pending.iter().map(|e| e.kept.clone()).collect())
     }
@@ -91,5 +99,37 @@ impl SearchPolicy for Rlal {
         self.agent.load_tensors(tensors)?;
         self.agent.replay = st.replay;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::policy::testutil::{budget, in_bounds};
+    use crate::search::reward::uniform_kept;
+
+    /// A buffer epoch's proposals of the agent with `agent.buffer-spread: spread`.
+    fn buffer_epoch(spread: Option<f64>, b: &Budget) -> Vec<Vec<usize>> {
+        let mut r = Recipe::default();
+        (r.agent.buffer_spread, r.search.start_from) = (spread, StartFrom::Random);
+        let mut p = Rlal::new(&r, b.layers.len(), 0);
+        let mut rng = Rng::new(2);
+        let (phase, episodes) = (Phase::Buffer, 12);
+        let mut ctx = Ctx { budget: b, net: None, rng: &mut rng, incumbent: None, phase, episodes };
+        p.propose(0, &mut ctx).unwrap()
+    }
+
+    #[test]
+    fn with_a_buffer_spread_the_buffer_episodes_lie_around_uniform() {
+        let b = budget(0.45, 4);
+        let u = uniform_kept(&b);
+        assert!(buffer_epoch(Some(1e-9), &b).iter().all(|k| *k == u));
+        let far = |v: &[Vec<usize>]| -> usize {
+            v.iter().flat_map(|k| k.iter().zip(&u).map(|(x, y)| x.abs_diff(*y))).sum()
+        };
+        let (near, random) = (buffer_epoch(Some(0.05), &b), buffer_epoch(None, &b));
+        assert!(near.iter().chain(&random).all(|k| in_bounds(&b, k)));
+        assert!(near.iter().any(|k| *k != u), "a spread of 0.05 moves some layer");
+        assert!(far(&near) * 2 < far(&random), "{} vs {}", far(&near), far(&random));
     }
 }
