@@ -90,6 +90,9 @@ pub struct AgentConfig {
     /// deviation σ (clamped to [0, 1]), so the first transitions the critics learn
     /// from lie around the baseline the search should beat, not all over the space.
     pub buffer_spread: Option<f64>,
+    /// With `buffer-spread`: the share of the buffer episodes drawn around uniform, in
+    /// [0, 1] (default 1: all; 0.5: every other one, the rest uniformly random).
+    pub buffer_near_share: f64,
 }
 
 /// See [`AgentConfig::layer_code`].
@@ -193,6 +196,7 @@ impl Default for AgentConfig {
             credit: Credit::Shared,
             layer_code: LayerCode::OneHot,
             buffer_spread: None,
+            buffer_near_share: 1.0,
         }
     }
 }
@@ -268,6 +272,12 @@ impl AgentConfig {
         pos("env-lr", self.env_lr)?;
         if let Some(v) = self.buffer_spread {
             pos("buffer-spread", v)?;
+        }
+        if !(0.0..=1.0).contains(&self.buffer_near_share) {
+            return Err((
+                "buffer-near-share",
+                format!("{} must be in [0, 1]", self.buffer_near_share),
+            ));
         }
         for (n, v) in [("alpha", Some(self.alpha)), ("alpha-final", self.alpha_final)] {
             match v {
@@ -828,6 +838,8 @@ mod tests {
         assert!(near > 0 && near * 3 < far, "around the target {near}, random {far}");
         let zero = AgentConfig { buffer_spread: Some(0.0), ..Default::default() };
         assert_eq!(zero.check().unwrap_err().0, "buffer-spread");
+        let share = AgentConfig { buffer_near_share: 1.5, ..Default::default() };
+        assert_eq!(share.check().unwrap_err().0, "buffer-near-share");
     }
 
     #[test]

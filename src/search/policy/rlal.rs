@@ -44,18 +44,27 @@ impl SearchPolicy for Rlal {
         self.agent.begin_epoch(t, self.span);
         let explore = if ctx.phase == Phase::Agent { Explore::Policy } else { Explore::Random };
         let (agent, budget) = (&self.agent, ctx.budget);
-        // Buffer episodes around the uniform architecture (`agent.buffer-spread`).
+        // Buffer episodes around the uniform architecture (`agent.buffer-spread`), the
+        // share `buffer-near-share` of them, spread evenly over the epoch's draws.
         let near = match (explore, agent.cfg.buffer_spread) {
             (Explore::Random, Some(s)) => Some((crate::search::reward::uniform_kept(budget), s)),
             _ => None,
         };
+        let share = agent.cfg.buffer_near_share;
+        let mut drawn = 0.0f64;
         self.pending = super::with_start(
             self.start,
             ctx,
             |kept| agent.episode_to(budget, t, kept),
-            |c| match &near {
-                Some((uniform, s)) => agent.episode_near(c.budget, t, uniform, *s, c.rng),
-                None => agent.episode(c.budget, t, c.rng, explore),
+            |c| {
+                drawn += 1.0;
+                let turn = (drawn * share).floor() > ((drawn - 1.0) * share).floor();
+                match &near {
+                    Some((uniform, s)) if turn => {
+                        agent.episode_near(c.budget, t, uniform, *s, c.rng)
+                    }
+                    _ => agent.episode(c.budget, t, c.rng, explore),
+                }
             },
         );
         Ok(self.pending.iter().map(|e| e.kept.clone()).collect())
@@ -109,9 +118,10 @@ mod tests {
     use crate::search::reward::uniform_kept;
 
     /// A buffer epoch's proposals of the agent with `agent.buffer-spread: spread`.
-    fn buffer_epoch(spread: Option<f64>, b: &Budget) -> Vec<Vec<usize>> {
+    fn buffer_epoch(spread: Option<f64>, share: f64, b: &Budget) -> Vec<Vec<usize>> {
         let mut r = Recipe::default();
         (r.agent.buffer_spread, r.search.start_from) = (spread, StartFrom::Random);
+        r.agent.buffer_near_share = share;
         let mut p = Rlal::new(&r, b.layers.len(), 0);
         let mut rng = Rng::new(2);
         let (phase, episodes) = (Phase::Buffer, 12);
@@ -123,11 +133,14 @@ mod tests {
     fn with_a_buffer_spread_the_buffer_episodes_lie_around_uniform() {
         let b = budget(0.45, 4);
         let u = uniform_kept(&b);
-        assert!(buffer_epoch(Some(1e-9), &b).iter().all(|k| *k == u));
+        assert!(buffer_epoch(Some(1e-9), 1.0, &b).iter().all(|k| *k == u));
+        let half = buffer_epoch(Some(1e-9), 0.5, &b);
+        let at_u: Vec<bool> = half.iter().map(|k| *k == u).collect();
+        assert_eq!(at_u, [false, true].repeat(6), "every other episode around uniform");
         let far = |v: &[Vec<usize>]| -> usize {
             v.iter().flat_map(|k| k.iter().zip(&u).map(|(x, y)| x.abs_diff(*y))).sum()
         };
-        let (near, random) = (buffer_epoch(Some(0.05), &b), buffer_epoch(None, &b));
+        let (near, random) = (buffer_epoch(Some(0.05), 1.0, &b), buffer_epoch(None, 1.0, &b));
         assert!(near.iter().chain(&random).all(|k| in_bounds(&b, k)));
         assert!(near.iter().any(|k| *k != u), "a spread of 0.05 moves some layer");
         assert!(far(&near) * 2 < far(&random), "{} vs {}", far(&near), far(&random));
