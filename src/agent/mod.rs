@@ -64,7 +64,9 @@ pub struct AgentConfig {
     /// Reward the agent learns from: `raw` (paper: the accuracy) or `epoch` (default:
     /// the accuracy minus the mean of its epoch's episodes, over the pooled
     /// within-epoch standard deviation of the replay: the drift of the weights'
-    /// accuracy is removed and α means the same at every accuracy level).
+    /// accuracy is removed and α means the same at every accuracy level) or
+    /// `incumbent` (the same with the incumbent's reward on the epoch's weights in
+    /// place of the epoch's mean: an epoch of bad episodes stays bad).
     pub reward_norm: RewardNorm,
     /// Embedding ψ_t of a new epoch: `random` (paper: its initial value, never
     /// trained when the epoch's episodes act with z_t) or `previous` (default: a copy
@@ -146,6 +148,11 @@ impl Overlap {
 pub enum RewardNorm {
     Raw,
     Epoch,
+    /// The accuracy minus the incumbent's on the same epoch's weights (re-scored there,
+    /// `selection: rescore`; the epoch's mean where there is none yet), over the pooled
+    /// within-epoch standard deviation: the drift is removed as by `epoch`, but an epoch
+    /// whose episodes are all worse than the incumbent stays worse.
+    Incumbent,
 }
 
 /// See [`AgentConfig::embed_init`].
@@ -591,7 +598,8 @@ impl Agent {
         }
         finite("temperature", "entropy coefficient α", self.sac.cfg.alpha, "agent.alpha")?;
         let norm = match self.cfg.reward_norm {
-            RewardNorm::Epoch => Some(RewardScale::of(&self.replay)),
+            RewardNorm::Epoch => Some(RewardScale::of(&self.replay, false)),
+            RewardNorm::Incumbent => Some(RewardScale::of(&self.replay, true)),
             RewardNorm::Raw => None,
         };
         let n = self.cfg.updates_per_epoch.max(1);
@@ -646,16 +654,18 @@ impl Agent {
     }
 }
 
-/// `reward-norm: epoch`: each epoch's mean episode reward and the pooled
-/// within-epoch standard deviation, both from the replay buffer (so nothing
-/// beyond the buffer needs checkpointing).
+/// `reward-norm: epoch | incumbent`: each epoch's baseline (its mean episode reward,
+/// or the incumbent's reward on its weights where the replay has it) and the pooled
+/// within-epoch standard deviation, all from the replay buffer (so nothing beyond
+/// the buffer needs checkpointing).
 struct RewardScale {
     mean: std::collections::HashMap<usize, f64>,
+    baseline: std::collections::HashMap<usize, f64>,
     std: f64,
 }
 
 impl RewardScale {
-    fn of(replay: &Replay) -> RewardScale {
+    fn of(replay: &Replay, incumbent: bool) -> RewardScale {
         let mut sums: std::collections::HashMap<usize, (f64, usize)> = Default::default();
         for t in &replay.items {
             let e = sums.entry(t.epoch).or_default();
@@ -666,11 +676,16 @@ impl RewardScale {
             sums.into_iter().map(|(e, (s, n))| (e, s / n as f64)).collect();
         let ss: f64 = replay.items.iter().map(|t| (t.reward as f64 - mean[&t.epoch]).powi(2)).sum();
         let std = (ss / replay.items.len().max(1) as f64).sqrt();
-        RewardScale { mean, std: std.max(1e-4) }
+        let baseline = match incumbent {
+            true => replay.baselines.iter().map(|(&e, &b)| (e, b as f64)).collect(),
+            false => Default::default(),
+        };
+        RewardScale { mean, baseline, std: std.max(1e-4) }
     }
 
     fn apply(&self, r: f32, epoch: usize) -> f32 {
-        ((r as f64 - self.mean[&epoch]) / self.std) as f32
+        let base = self.baseline.get(&epoch).unwrap_or(&self.mean[&epoch]);
+        ((r as f64 - base) / self.std) as f32
     }
 }
 
@@ -878,6 +893,32 @@ mod tests {
             assert_eq!(code[l], 1.0, "layer {l}");
         }
         assert_eq!(ep.final_state.len(), a.cfg.state_dim(n));
+    }
+
+    /// A replay of one transition per (epoch, reward).
+    fn replay_of(rewards: &[(usize, f32)]) -> Replay {
+        let mut r = Replay::new(100);
+        for &(epoch, reward) in rewards {
+            let (state, next_state) = (vec![0.0], vec![0.0]);
+            r.push(Transition { state, action: 0.5, reward, next_state, done: true, epoch });
+        }
+        r
+    }
+
+    #[test]
+    fn incumbent_normalisation_keeps_an_epoch_of_bad_episodes_bad() {
+        // Epoch 1: good episodes; epoch 2: all collapsed, its incumbent still good.
+        let mut r = replay_of(&[(1, 0.80), (1, 0.70), (2, 0.02), (2, 0.01)]);
+        let by_epoch = RewardScale::of(&r, false);
+        assert!(by_epoch.apply(0.02, 2) > 0.0, "epoch means hide the collapse");
+        r.baselines.insert(2, 0.75);
+        let by_inc = RewardScale::of(&r, true);
+        assert!(by_inc.apply(0.02, 2) < -5.0 && by_inc.apply(0.01, 2) < by_inc.apply(0.02, 2));
+        // No incumbent for epoch 1 (the first search epoch): its mean, as with `epoch`.
+        assert_eq!(by_inc.apply(0.80, 1), by_epoch.apply(0.80, 1));
+        let json = serde_json::to_value(&r).unwrap();
+        let back: Replay = serde_json::from_value(json).unwrap();
+        assert_eq!(back.baselines, r.baselines, "checkpointed with the replay");
     }
 
     #[test]

@@ -23,11 +23,20 @@ pub struct Replay {
     pub capacity: usize,
     pub items: Vec<Transition>,
     next: usize,
+    /// Per epoch, the incumbent's reward on that epoch's weights, where there was one
+    /// (`reward-norm: incumbent`).
+    #[serde(default)]
+    pub baselines: std::collections::BTreeMap<usize, f32>,
 }
 
 impl Replay {
     pub fn new(capacity: usize) -> Replay {
-        Replay { capacity: capacity.max(1), items: Vec::new(), next: 0 }
+        Replay {
+            capacity: capacity.max(1),
+            items: Vec::new(),
+            next: 0,
+            baselines: Default::default(),
+        }
     }
     pub fn len(&self) -> usize {
         self.items.len()

@@ -42,6 +42,10 @@ impl SearchPolicy for Rlal {
 
     fn propose(&mut self, t: usize, ctx: &mut Ctx) -> Result<Vec<Vec<usize>>, TrainError> {
         self.agent.begin_epoch(t, self.span);
+        if let Some(b) = ctx.incumbent.filter(|b| b.epoch == t + 1) {
+            // The incumbent re-scored on this epoch's weights (`reward-norm: incumbent`).
+            self.agent.replay.baselines.insert(t, b.reward as f32);
+        }
         let explore = if ctx.phase == Phase::Agent { Explore::Policy } else { Explore::Random };
         let (agent, budget) = (&self.agent, ctx.budget);
         // Buffer episodes around the uniform architecture (`agent.buffer-spread`), the
@@ -144,5 +148,22 @@ mod tests {
         assert!(near.iter().chain(&random).all(|k| in_bounds(&b, k)));
         assert!(near.iter().any(|k| *k != u), "a spread of 0.05 moves some layer");
         assert!(far(&near) * 2 < far(&random), "{} vs {}", far(&near), far(&random));
+    }
+
+    #[test]
+    fn the_incumbent_rescored_on_an_epochs_weights_is_its_baseline() {
+        let b = budget(0.45, 4);
+        let mut p = Rlal::new(&Recipe::default(), b.layers.len(), 0);
+        let mut rng = Rng::new(2);
+        for (t, epoch) in [(3, 4), (5, 2)] {
+            let best = crate::search::best::Best { reward: 0.6, kept: uniform_kept(&b), epoch };
+            let (phase, episodes) = (Phase::Agent, 2);
+            let incumbent = Some(&best);
+            let mut ctx = Ctx { budget: &b, net: None, rng: &mut rng, incumbent, phase, episodes };
+            p.propose(t, &mut ctx).unwrap();
+        }
+        // Epoch 3's incumbent was re-scored there (epoch 4 = after epoch 3); epoch 5's was not.
+        let want: std::collections::BTreeMap<usize, f32> = [(3, 0.6)].into();
+        assert_eq!(p.agent.replay.baselines, want);
     }
 }
