@@ -95,6 +95,20 @@ pub struct AgentConfig {
     /// With `buffer-spread`: the share of the buffer episodes drawn around uniform, in
     /// [0, 1] (default 1: all; 0.5: every other one, the rest uniformly random).
     pub buffer_near_share: f64,
+    /// In each agent epoch, the first episode is the actor's greedy one (the mean of
+    /// its policy at every layer) instead of a sample: what the policy believes best
+    /// is scored and can become the incumbent. Default false (paper: every episode
+    /// sampled).
+    pub greedy_episode: bool,
+    /// `null` (default: α follows `alpha` → `alpha-final`) or a target entropy per
+    /// layer (nats of the action in [0, 1]; 0 = uniform, -1 ≈ a uniform spread over
+    /// 0.37 of the range): α is learned from `alpha` so that the policy's entropy
+    /// stays at the target (SAC with automatic temperature, Haarnoja et al. 2018b);
+    /// `alpha-final` is then ignored.
+    pub entropy_target: Option<f64>,
+    /// Adam learning rate of log α with `entropy-target` (default 0.003: log α can
+    /// move by about 0.003 per update, ~7 over 8 agent epochs of 300 updates).
+    pub alpha_lr: f64,
 }
 
 /// See [`AgentConfig::layer_code`].
@@ -204,6 +218,9 @@ impl Default for AgentConfig {
             layer_code: LayerCode::OneHot,
             buffer_spread: None,
             buffer_near_share: 1.0,
+            greedy_episode: false,
+            entropy_target: None,
+            alpha_lr: 3e-3,
         }
     }
 }
@@ -246,6 +263,8 @@ impl AgentConfig {
             alpha: self.alpha,
             gamma: self.gamma,
             tau: self.tau,
+            entropy_target: self.entropy_target,
+            alpha_lr: self.alpha_lr,
         }
     }
 
@@ -277,8 +296,15 @@ impl AgentConfig {
         pos("actor-lr", self.actor_lr)?;
         pos("critic-lr", self.critic_lr)?;
         pos("env-lr", self.env_lr)?;
+        pos("alpha-lr", self.alpha_lr)?;
         if let Some(v) = self.buffer_spread {
             pos("buffer-spread", v)?;
+        }
+        if let Some(v) = self.entropy_target.filter(|v| !v.is_finite()) {
+            return Err(("entropy-target", format!("{v} must be a finite number")));
+        }
+        if self.entropy_target.is_some() {
+            pos("alpha", self.alpha)?;
         }
         if !(0.0..=1.0).contains(&self.buffer_near_share) {
             return Err((
@@ -569,8 +595,10 @@ impl Agent {
         if self.cfg.embed_init == EmbedInit::Previous && t > 0 {
             self.env.inherit_embedding(t);
         }
-        let span = end.saturating_sub(first + 1).max(1) as f64;
-        self.sac.cfg.alpha = self.cfg.alpha_at(t.saturating_sub(first) as f64 / span);
+        if self.cfg.entropy_target.is_none() {
+            let span = end.saturating_sub(first + 1).max(1) as f64;
+            self.sac.cfg.alpha = self.cfg.alpha_at(t.saturating_sub(first) as f64 / span);
+        }
     }
 
     /// Stores an episode's transitions with its (raw) reward.
@@ -707,6 +735,11 @@ impl Agent {
         out.extend(self.sac.actor_opt.state("agent.opt.actor"));
         out.extend(self.sac.critic_opt.state("agent.opt.critic"));
         out.extend(self.env.opt.state("agent.opt.env"));
+        if self.cfg.entropy_target.is_some() {
+            let vars = nets::named_vars(&self.sac.temperature_vs).into_iter();
+            out.extend(vars.map(|(n, t)| (format!("agent.temperature.{n}"), t)));
+            out.extend(self.sac.temperature_opt.state("agent.opt.temperature"));
+        }
         out
     }
 
@@ -715,12 +748,17 @@ impl Agent {
         &mut self,
         all: &std::collections::HashMap<String, Tensor>,
     ) -> Result<(), nets::RestoreError> {
+        let learned_alpha = self.cfg.entropy_target.is_some();
         for (p, vs) in [
             ("actor", &self.sac.actor_vs),
             ("critic", &self.sac.critic_vs),
             ("target", &self.sac.target_vs),
             ("env", &self.env.vs),
+            ("temperature", &self.sac.temperature_vs),
         ] {
+            if p == "temperature" && !learned_alpha {
+                continue;
+            }
             for (n, mut t) in nets::named_vars(vs) {
                 let key = format!("agent.{p}.{n}");
                 let src = nets::stored(all, key.clone())?;
@@ -733,6 +771,10 @@ impl Agent {
         }
         self.sac.actor_opt.restore("agent.opt.actor", all)?;
         self.sac.critic_opt.restore("agent.opt.critic", all)?;
+        if learned_alpha {
+            self.sac.temperature_opt.restore("agent.opt.temperature", all)?;
+            self.sac.sync_alpha();
+        }
         self.env.opt.restore("agent.opt.env", all)
     }
 }
@@ -823,6 +865,47 @@ mod tests {
         }
         let a = sac.act(&s, &z, &mut rng, true);
         assert!((a - 0.3).abs() < 0.1, "greedy action {a}, optimum 0.3");
+    }
+
+    /// α after 300 bandit updates of a SAC whose α is learned toward `target`.
+    fn learned_alpha(target: f64) -> f64 {
+        let cfg = SacConfig { gamma: 0.0, entropy_target: Some(target), ..Default::default() };
+        let mut sac = Sac::new(2, 1, cfg, 0);
+        let mut rng = Rng::new(0);
+        let s = [0.5f32, 0.5];
+        let f = |v: f32| Tensor::full([32, 1], v as f64, (tch::Kind::Float, tch::Device::Cpu));
+        for _ in 0..300 {
+            let acts: Vec<f32> = (0..32).map(|_| rng.uniform_f32()).collect();
+            let rs: Vec<f32> = acts.iter().map(|a| 1.0 - 4.0 * (a - 0.3) * (a - 0.3)).collect();
+            let b = sac::Batch {
+                s: Tensor::from_slice(&s.repeat(32)).view([32, 2]),
+                a: Tensor::from_slice(&acts).view([32, 1]),
+                r: Tensor::from_slice(&rs).view([32, 1]),
+                s2: Tensor::from_slice(&s.repeat(32)).view([32, 2]),
+                done: f(1.0),
+                z: f(0.0),
+            };
+            sac.update(&b, &mut rng);
+        }
+        sac.cfg.alpha
+    }
+
+    #[test]
+    fn an_entropy_target_moves_alpha_toward_it() {
+        // The untrained policy's entropy is about -0.2 nats: α falls to let it narrow to
+        // -3 and rises to push it up toward 0 (the uniform policy).
+        let (narrow, wide) = (learned_alpha(-3.0), learned_alpha(0.0));
+        assert!(narrow < 0.1 * 0.7 && wide > 0.1 * 1.3, "α {narrow} (target -3), {wide} (0)");
+        let zero = AgentConfig { entropy_target: Some(-1.0), alpha: 0.0, ..Default::default() };
+        assert_eq!(zero.check().unwrap_err().0, "alpha");
+        let nan = AgentConfig { entropy_target: Some(f64::NAN), ..Default::default() };
+        assert_eq!(nan.check().unwrap_err().0, "entropy-target");
+        // With a target, begin_epoch leaves the learned α alone.
+        let cfg = AgentConfig { entropy_target: Some(-1.0), ..Default::default() };
+        let mut a = Agent::new(cfg, 3, 20, 0);
+        a.sac.cfg.alpha = 0.042;
+        a.begin_epoch(14, (4, 15));
+        assert_eq!(a.sac.cfg.alpha, 0.042);
     }
 
     /// The budget of graphs/mnist_cnn.onnx at 50% MACs.
@@ -944,36 +1027,34 @@ mod tests {
     #[test]
     fn agent_state_round_trips_through_tensors() {
         let b = mnist_budget();
-        let mut a = Agent::new(
-            AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() },
-            b.layers.len(),
-            5,
-            1,
-        );
-        let mut rng = Rng::new(3);
-        for e in 0..3 {
-            let ep = a.episode(&b, e, &mut rng, Explore::Random);
-            a.remember(&ep, 0.5 + 0.1 * e as f32);
+        let fixed = AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() };
+        let learned = AgentConfig { entropy_target: Some(-1.0), ..fixed.clone() };
+        for cfg in [fixed, learned] {
+            let mut a = Agent::new(cfg.clone(), b.layers.len(), 5, 1);
+            let mut rng = Rng::new(3);
+            for e in 0..3 {
+                let ep = a.episode(&b, e, &mut rng, Explore::Random);
+                a.remember(&ep, 0.5 + 0.1 * e as f32);
+            }
+            a.update(&mut rng).unwrap();
+            let saved: std::collections::HashMap<String, Tensor> =
+                a.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
+            let temperature = saved.contains_key("agent.temperature.log_alpha");
+            assert_eq!(temperature, cfg.entropy_target.is_some(), "log α saved when learned");
+            let mut b2 = Agent::new(cfg, b.layers.len(), 5, 99);
+            b2.load_tensors(&saved).unwrap();
+            b2.replay = a.replay.clone();
+            assert_eq!(a.sac.cfg.alpha, b2.sac.cfg.alpha);
+            let (mut r1, mut r2) = (Rng::new(7), Rng::new(7));
+            let (e1, e2) = (
+                a.episode(&b, 2, &mut r1, Explore::Policy),
+                b2.episode(&b, 2, &mut r2, Explore::Policy),
+            );
+            assert_eq!(e1.kept, e2.kept);
+            let (s1, s2) = (a.update(&mut r1).unwrap(), b2.update(&mut r2).unwrap());
+            assert_eq!(s1.critic_loss, s2.critic_loss);
+            assert_eq!(s1.env_loss, s2.env_loss);
+            assert_eq!(a.sac.cfg.alpha, b2.sac.cfg.alpha);
         }
-        a.update(&mut rng).unwrap();
-        let saved: std::collections::HashMap<String, Tensor> =
-            a.tensors().into_iter().map(|(n, t)| (n, t.copy())).collect();
-        let mut b2 = Agent::new(
-            AgentConfig { batch_size: 4, updates_per_epoch: 2, ..Default::default() },
-            b.layers.len(),
-            5,
-            99,
-        );
-        b2.load_tensors(&saved).unwrap();
-        b2.replay = a.replay.clone();
-        let (mut r1, mut r2) = (Rng::new(7), Rng::new(7));
-        let (e1, e2) = (
-            a.episode(&b, 2, &mut r1, Explore::Policy),
-            b2.episode(&b, 2, &mut r2, Explore::Policy),
-        );
-        assert_eq!(e1.kept, e2.kept);
-        let (s1, s2) = (a.update(&mut r1).unwrap(), b2.update(&mut r2).unwrap());
-        assert_eq!(s1.critic_loss, s2.critic_loss);
-        assert_eq!(s1.env_loss, s2.env_loss);
     }
 }

@@ -16,11 +16,29 @@ pub struct SacConfig {
     pub gamma: f64,
     /// Polyak coefficient τ for the target critics.
     pub tau: f64,
+    /// With a target entropy per action, α is learned (log α by Adam at `alpha_lr`)
+    /// so that the policy's entropy stays there; `None`: α is set from outside.
+    #[serde(default)]
+    pub entropy_target: Option<f64>,
+    #[serde(default = "default_alpha_lr")]
+    pub alpha_lr: f64,
+}
+
+fn default_alpha_lr() -> f64 {
+    3e-3
 }
 
 impl Default for SacConfig {
     fn default() -> Self {
-        SacConfig { actor_lr: 1e-4, critic_lr: 1e-3, alpha: 0.1, gamma: 0.99, tau: 0.005 }
+        SacConfig {
+            actor_lr: 1e-4,
+            critic_lr: 1e-3,
+            alpha: 0.1,
+            gamma: 0.99,
+            tau: 0.005,
+            entropy_target: None,
+            alpha_lr: default_alpha_lr(),
+        }
     }
 }
 
@@ -54,6 +72,10 @@ pub struct Sac {
     q2t: nn::Sequential,
     pub actor_opt: Adam,
     pub critic_opt: Adam,
+    /// log α, learned with `entropy_target` (else unused), and its optimiser.
+    pub temperature_vs: nn::VarStore,
+    log_alpha: Tensor,
+    pub temperature_opt: Adam,
 }
 
 const LOG_2PI_HALF: f64 = 0.918_938_533_204_672_7;
@@ -73,7 +95,33 @@ impl Sac {
         target_vs.freeze();
         let actor_opt = Adam::new(&actor_vs, cfg.actor_lr, (0.9, 0.999));
         let critic_opt = Adam::new(&critic_vs, cfg.critic_lr, (0.9, 0.999));
-        Sac { cfg, actor_vs, actor, critic_vs, q1, q2, target_vs, q1t, q2t, actor_opt, critic_opt }
+        let temperature_vs = nn::VarStore::new(Device::Cpu);
+        let init = nn::Init::Const(cfg.alpha.max(f64::MIN_POSITIVE).ln());
+        let log_alpha = temperature_vs.root().var("log_alpha", &[1], init);
+        let temperature_opt = Adam::new(&temperature_vs, cfg.alpha_lr, (0.9, 0.999));
+        Sac {
+            cfg,
+            actor_vs,
+            actor,
+            critic_vs,
+            q1,
+            q2,
+            target_vs,
+            q1t,
+            q2t,
+            actor_opt,
+            critic_opt,
+            temperature_vs,
+            log_alpha,
+            temperature_opt,
+        }
+    }
+
+    /// α from the learned log α (after a restore; `entropy_target` only).
+    pub fn sync_alpha(&mut self) {
+        if self.cfg.entropy_target.is_some() {
+            self.cfg.alpha = self.log_alpha.double_value(&[0]).exp();
+        }
     }
 
     /// Mean and log-std of the pre-squash Gaussian.
@@ -137,6 +185,12 @@ impl Sac {
         let q = Self::q(&self.q1, &b.s, &b.z, &a).min_other(&Self::q(&self.q2, &b.s, &b.z, &a));
         let actor_loss = (&logp * alpha - q).mean(Kind::Float);
         self.actor_opt.minimize(&actor_loss);
+        if let Some(target) = self.cfg.entropy_target {
+            // J(α) = E[−α (log π + H̄)]: α rises while the entropy is below the target.
+            let gap = (logp.detach() + target).mean(Kind::Float);
+            self.temperature_opt.minimize(&(&self.log_alpha * gap).neg().sum(Kind::Float));
+            self.sync_alpha();
+        }
         polyak(&self.target_vs, &self.critic_vs, self.cfg.tau);
         SacLosses {
             critic: critic_loss.double_value(&[]),

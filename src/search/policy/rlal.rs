@@ -55,6 +55,8 @@ impl SearchPolicy for Rlal {
             _ => None,
         };
         let share = agent.cfg.buffer_near_share;
+        // `agent.greedy-episode`: the agent epoch's first episode is the policy's mean.
+        let mut greedy = explore == Explore::Policy && agent.cfg.greedy_episode;
         let mut drawn = 0.0f64;
         self.pending = super::with_start(
             self.start,
@@ -66,6 +68,9 @@ impl SearchPolicy for Rlal {
                 match &near {
                     Some((uniform, s)) if turn => {
                         agent.episode_near(c.budget, t, uniform, *s, c.rng)
+                    }
+                    _ if std::mem::take(&mut greedy) => {
+                        agent.episode(c.budget, t, c.rng, Explore::Greedy)
                     }
                     _ => agent.episode(c.budget, t, c.rng, explore),
                 }
@@ -148,6 +153,27 @@ mod tests {
         assert!(near.iter().chain(&random).all(|k| in_bounds(&b, k)));
         assert!(near.iter().any(|k| *k != u), "a spread of 0.05 moves some layer");
         assert!(far(&near) * 2 < far(&random), "{} vs {}", far(&near), far(&random));
+    }
+
+    #[test]
+    fn with_greedy_episode_an_agent_epoch_starts_with_the_policys_mean() {
+        let b = budget(0.45, 4);
+        let proposals = |greedy: bool| {
+            let mut r = Recipe::default();
+            (r.agent.greedy_episode, r.search.start_from) = (greedy, StartFrom::Random);
+            let mut p = Rlal::new(&r, b.layers.len(), 0);
+            let mut rng = Rng::new(5);
+            let (phase, episodes) = (Phase::Agent, 6);
+            let mut ctx =
+                Ctx { budget: &b, net: None, rng: &mut rng, incumbent: None, phase, episodes };
+            (p.propose(3, &mut ctx).unwrap(), p.greedy(&b, 3).unwrap())
+        };
+        let (with, mean) = proposals(true);
+        assert_eq!(with[0], mean, "the first episode is the greedy one");
+        assert!(with[1..].iter().any(|k| *k != mean), "the others are sampled");
+        let (without, mean) = proposals(false);
+        assert!(without.iter().filter(|k| **k == mean).count() < 3, "{without:?} vs {mean:?}");
+        assert!(with.iter().all(|k| in_bounds(&b, k)));
     }
 
     #[test]
