@@ -722,12 +722,7 @@ impl Agent {
     /// environment model) and its optimisers' moments, named for a checkpoint.
     pub fn tensors(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
-        for (p, vs) in [
-            ("actor", &self.sac.actor_vs),
-            ("critic", &self.sac.critic_vs),
-            ("target", &self.sac.target_vs),
-            ("env", &self.env.vs),
-        ] {
+        for (p, vs) in self.stores() {
             out.extend(
                 nets::named_vars(vs).into_iter().map(|(n, t)| (format!("agent.{p}.{n}"), t)),
             );
@@ -736,11 +731,24 @@ impl Agent {
         out.extend(self.sac.critic_opt.state("agent.opt.critic"));
         out.extend(self.env.opt.state("agent.opt.env"));
         if self.cfg.entropy_target.is_some() {
-            let vars = nets::named_vars(&self.sac.temperature_vs).into_iter();
-            out.extend(vars.map(|(n, t)| (format!("agent.temperature.{n}"), t)));
             out.extend(self.sac.temperature_opt.state("agent.opt.temperature"));
         }
         out
+    }
+
+    /// The learnable variable stores by checkpoint prefix; log α only when it is
+    /// learned (`entropy-target`), so checkpoints without it still restore.
+    fn stores(&self) -> Vec<(&'static str, &tch::nn::VarStore)> {
+        let mut v = vec![
+            ("actor", &self.sac.actor_vs),
+            ("critic", &self.sac.critic_vs),
+            ("target", &self.sac.target_vs),
+            ("env", &self.env.vs),
+        ];
+        if self.cfg.entropy_target.is_some() {
+            v.push(("temperature", &self.sac.temperature_vs));
+        }
+        v
     }
 
     /// Restores what [`Agent::tensors`] saved (the replay buffer is restored separately).
@@ -748,17 +756,7 @@ impl Agent {
         &mut self,
         all: &std::collections::HashMap<String, Tensor>,
     ) -> Result<(), nets::RestoreError> {
-        let learned_alpha = self.cfg.entropy_target.is_some();
-        for (p, vs) in [
-            ("actor", &self.sac.actor_vs),
-            ("critic", &self.sac.critic_vs),
-            ("target", &self.sac.target_vs),
-            ("env", &self.env.vs),
-            ("temperature", &self.sac.temperature_vs),
-        ] {
-            if p == "temperature" && !learned_alpha {
-                continue;
-            }
+        for (p, vs) in self.stores() {
             for (n, mut t) in nets::named_vars(vs) {
                 let key = format!("agent.{p}.{n}");
                 let src = nets::stored(all, key.clone())?;
@@ -771,7 +769,7 @@ impl Agent {
         }
         self.sac.actor_opt.restore("agent.opt.actor", all)?;
         self.sac.critic_opt.restore("agent.opt.critic", all)?;
-        if learned_alpha {
+        if self.cfg.entropy_target.is_some() {
             self.sac.temperature_opt.restore("agent.opt.temperature", all)?;
             self.sac.sync_alpha();
         }
@@ -848,45 +846,40 @@ mod tests {
         };
         let mut sac = Sac::new(2, 1, cfg, 0);
         let mut rng = Rng::new(0);
+        train_on_bandit(&mut sac, 400, &mut rng);
         let z = Tensor::zeros([1, 1], (tch::Kind::Float, tch::Device::Cpu));
-        let s = [0.5f32, 0.5];
-        for _ in 0..400 {
+        let a = sac.act(&BANDIT_STATE, &z, &mut rng, true);
+        assert!((a - 0.3).abs() < 0.1, "greedy action {a}, optimum 0.3");
+    }
+
+    /// The one state of the bandit of [`train_on_bandit`].
+    const BANDIT_STATE: [f32; 2] = [0.5, 0.5];
+
+    /// `steps` updates of `sac` on one-step episodes whose reward peaks at a = 0.3,
+    /// batches of 32 uniformly random actions.
+    fn train_on_bandit(sac: &mut Sac, steps: usize, rng: &mut Rng) {
+        let f = |v: f64| Tensor::full([32, 1], v, (tch::Kind::Float, tch::Device::Cpu));
+        let states = || Tensor::from_slice(&BANDIT_STATE.repeat(32)).view([32, 2]);
+        for _ in 0..steps {
             let acts: Vec<f32> = (0..32).map(|_| rng.uniform_f32()).collect();
             let rs: Vec<f32> = acts.iter().map(|a| 1.0 - 4.0 * (a - 0.3) * (a - 0.3)).collect();
             let b = sac::Batch {
-                s: Tensor::from_slice(&s.repeat(32)).view([32, 2]),
+                s: states(),
                 a: Tensor::from_slice(&acts).view([32, 1]),
                 r: Tensor::from_slice(&rs).view([32, 1]),
-                s2: Tensor::from_slice(&s.repeat(32)).view([32, 2]),
-                done: Tensor::ones([32, 1], (tch::Kind::Float, tch::Device::Cpu)),
-                z: Tensor::zeros([32, 1], (tch::Kind::Float, tch::Device::Cpu)),
+                s2: states(),
+                done: f(1.0),
+                z: f(0.0),
             };
-            sac.update(&b, &mut rng);
+            sac.update(&b, rng);
         }
-        let a = sac.act(&s, &z, &mut rng, true);
-        assert!((a - 0.3).abs() < 0.1, "greedy action {a}, optimum 0.3");
     }
 
     /// α after 300 bandit updates of a SAC whose α is learned toward `target`.
     fn learned_alpha(target: f64) -> f64 {
         let cfg = SacConfig { gamma: 0.0, entropy_target: Some(target), ..Default::default() };
         let mut sac = Sac::new(2, 1, cfg, 0);
-        let mut rng = Rng::new(0);
-        let s = [0.5f32, 0.5];
-        let f = |v: f32| Tensor::full([32, 1], v as f64, (tch::Kind::Float, tch::Device::Cpu));
-        for _ in 0..300 {
-            let acts: Vec<f32> = (0..32).map(|_| rng.uniform_f32()).collect();
-            let rs: Vec<f32> = acts.iter().map(|a| 1.0 - 4.0 * (a - 0.3) * (a - 0.3)).collect();
-            let b = sac::Batch {
-                s: Tensor::from_slice(&s.repeat(32)).view([32, 2]),
-                a: Tensor::from_slice(&acts).view([32, 1]),
-                r: Tensor::from_slice(&rs).view([32, 1]),
-                s2: Tensor::from_slice(&s.repeat(32)).view([32, 2]),
-                done: f(1.0),
-                z: f(0.0),
-            };
-            sac.update(&b, &mut rng);
-        }
+        train_on_bandit(&mut sac, 300, &mut Rng::new(0));
         sac.cfg.alpha
     }
 
