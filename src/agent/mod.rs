@@ -352,6 +352,9 @@ pub struct Agent {
 /// Losses of an epoch's updates.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct UpdateStats {
+    /// Replay batches learned from: 0 while the replay holds fewer transitions than
+    /// a batch (the losses are then meaningless).
+    pub updates: usize,
     pub env_loss: f64,
     pub critic_loss: f64,
     pub actor_loss: f64,
@@ -631,6 +634,7 @@ impl Agent {
             RewardNorm::Raw => None,
         };
         let n = self.cfg.updates_per_epoch.max(1);
+        st.updates = n;
         for _ in 0..n {
             let batch = self.replay.sample(self.cfg.batch_size, rng);
             let s = stack(&batch.iter().map(|t| t.state.as_slice()).collect::<Vec<_>>());

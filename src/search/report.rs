@@ -34,6 +34,10 @@ pub struct EpochRow {
     pub critic_loss: Option<f64>,
     pub actor_loss: Option<f64>,
     pub entropy: Option<f64>,
+    /// Replay batches the agent learned from after the epoch's episodes (0: the
+    /// replay held less than one batch, and no loss is reported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_updates: Option<usize>,
     /// SAC entropy coefficient α used by the updates (fixed, paper 0.1).
     #[serde(default)]
     pub alpha: Option<f64>,
@@ -64,11 +68,15 @@ impl EpochRow {
         alpha: f64,
     ) {
         self.update_seconds = seconds;
+        self.agent_updates = Some(st.updates);
+        self.alpha = Some(alpha);
+        if st.updates == 0 {
+            return;
+        }
         self.env_loss = env_model.then_some(st.env_loss);
         self.critic_loss = Some(st.critic_loss);
         self.actor_loss = Some(st.actor_loss);
         self.entropy = Some(st.entropy);
-        self.alpha = Some(alpha);
     }
 
     pub fn line(&self, total: usize) -> String {
@@ -90,6 +98,9 @@ impl EpochRow {
                 f(self.mean_reward),
                 f(self.best_reward)
             );
+        }
+        if self.agent_updates == Some(0) {
+            s += " agent: no update (the replay holds less than one batch)";
         }
         if let Some(c) = self.critic_loss {
             s += &format!(
@@ -535,6 +546,20 @@ pub fn write(dir: &Path, r: &Report) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_epoch_without_agent_updates_says_so_instead_of_zero_losses() {
+        let mut row = EpochRow { epoch: 3, ..Default::default() };
+        let none = crate::agent::UpdateStats::default();
+        row.set_updates(&none, 0.0, true, 0.1);
+        let line = row.line(10);
+        assert!(line.contains("no update") && !line.contains("critic"), "{line}");
+        assert_eq!((row.critic_loss, row.env_loss, row.agent_updates), (None, None, Some(0)));
+        let some = crate::agent::UpdateStats { updates: 300, critic_loss: 0.25, ..none };
+        row.set_updates(&some, 1.0, true, 0.1);
+        let line = row.line(10);
+        assert!(line.contains("critic 0.2500") && !line.contains("no update"), "{line}");
+    }
 
     #[test]
     fn slow_unaligned_models_get_the_alignment_hint() {
