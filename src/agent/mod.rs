@@ -78,8 +78,12 @@ pub struct AgentConfig {
     /// bounds added to the state, so the executed action is the learned one).
     pub action_map: ActionMap,
     /// Which transitions of an episode carry its reward: `shared` (paper: every
-    /// layer's) or `terminal` (only the last layer's, the others 0: with γ = 1 the
-    /// critics then learn the episode's value by bootstrapping through the layers).
+    /// layer's), `terminal` (only the last layer's, the others 0: with γ = 1 the
+    /// critics then learn the episode's value by bootstrapping through the layers) or
+    /// `difference` (every layer's, less what the target critics credit to the
+    /// episode's other layers: R − Σ_{m≠l} [Q̄(s_m, a_m) − Q̄(s_m, μ(s_m))], a
+    /// difference reward, so a layer's critic target does not carry the spread of
+    /// the other layers' choices; replay batches are then whole episodes).
     pub credit: Credit,
     /// How a layer is named in the state: `index` (paper Eq. 1: its position l/L
     /// only, so neighbouring layers with the same shapes look alike to the networks)
@@ -129,6 +133,7 @@ pub enum LayerCode {
 pub enum Credit {
     Shared,
     Terminal,
+    Difference,
 }
 
 /// See [`AgentConfig::overlap`].
@@ -620,6 +625,52 @@ impl Agent {
         }
     }
 
+    /// One replay batch and, per transition, the index of its episode in the batch:
+    /// `batch-size` transitions drawn uniformly, or (`credit: difference`) whole
+    /// episodes holding at least that many.
+    fn draw_batch<'a>(
+        replay: &'a Replay,
+        cfg: &AgentConfig,
+        rng: &mut Rng,
+    ) -> (Vec<&'a Transition>, Vec<usize>) {
+        let want = cfg.batch_size;
+        if cfg.credit != Credit::Difference {
+            return (replay.sample(want, rng), (0..want).collect());
+        }
+        let episodes = replay.sample_episodes(want, rng);
+        let of = episodes.iter().enumerate().flat_map(|(e, ep)| vec![e; ep.len()]).collect();
+        (episodes.into_iter().flatten().collect(), of)
+    }
+
+    /// The critics' per-transition rewards of a batch under the credit rule
+    /// ([`AgentConfig::credit`]); `rewards` are the (normalised) episode rewards and
+    /// `(s, z, a)` the batch's states, environment states and actions.
+    fn credited(
+        &self,
+        batch: &[&Transition],
+        episode_of: &[usize],
+        rewards: &[f32],
+        (s, z, a): (&Tensor, &Tensor, &Tensor),
+    ) -> Tensor {
+        let per_row: Vec<f32> = match self.cfg.credit {
+            Credit::Shared => rewards.to_vec(),
+            Credit::Terminal => {
+                batch.iter().zip(rewards).map(|(t, &x)| if t.done { x } else { 0.0 }).collect()
+            }
+            Credit::Difference => {
+                let adv = Vec::<f32>::try_from(self.sac.advantage(s, z, a).view([-1]))
+                    .expect("advantages are f32");
+                let mut total = vec![0.0f32; episode_of.iter().max().map_or(0, |m| m + 1)];
+                for (&e, &x) in episode_of.iter().zip(&adv) {
+                    total[e] += x;
+                }
+                let rows = rewards.iter().zip(episode_of).zip(&adv);
+                rows.map(|((&r, &e), &x)| r - (total[e] - x)).collect()
+            }
+        };
+        Tensor::from_slice(&per_row).view([-1, 1])
+    }
+
     /// Environment-model and SAC updates from replay batches; stops at the first
     /// non-finite reward, loss, temperature or weight ([`Diverged`]).
     pub fn update(&mut self, rng: &mut Rng) -> Result<UpdateStats, Diverged> {
@@ -636,7 +687,7 @@ impl Agent {
         let n = self.cfg.updates_per_epoch.max(1);
         st.updates = n;
         for _ in 0..n {
-            let batch = self.replay.sample(self.cfg.batch_size, rng);
+            let (batch, episode_of) = Self::draw_batch(&self.replay, &self.cfg, rng);
             let s = stack(&batch.iter().map(|t| t.state.as_slice()).collect::<Vec<_>>());
             let s2 = stack(&batch.iter().map(|t| t.next_state.as_slice()).collect::<Vec<_>>());
             let a = Tensor::from_slice(&batch.iter().map(|t| t.action).collect::<Vec<_>>())
@@ -650,19 +701,6 @@ impl Agent {
                 finite("replay buffer", "episode reward", bad as f64, "training.lr")?;
             }
             let r = Tensor::from_slice(&rewards).view([-1, 1]);
-            // The environment model predicts the episode's reward at every layer; the
-            // critics see it where the credit rule puts it.
-            let r_sac = match self.cfg.credit {
-                Credit::Shared => r.shallow_clone(),
-                Credit::Terminal => Tensor::from_slice(
-                    &batch
-                        .iter()
-                        .zip(&rewards)
-                        .map(|(t, &x)| if t.done { x } else { 0.0 })
-                        .collect::<Vec<_>>(),
-                )
-                .view([-1, 1]),
-            };
             let done =
                 Tensor::from_slice(&batch.iter().map(|t| t.done as u8 as f32).collect::<Vec<_>>())
                     .view([-1, 1]);
@@ -670,6 +708,9 @@ impl Agent {
             let env_loss = self.env.train_step(&s, &a, &r, &epochs);
             finite("environment model", "loss", env_loss, "agent.env-lr")?;
             let z = tch::no_grad(|| self.env.z_for(&epochs));
+            // The environment model predicts the episode's reward at every layer; the
+            // critics see it where the credit rule puts it.
+            let r_sac = self.credited(&batch, &episode_of, &rewards, (&s, &z, &a));
             let l = self.sac.update(&sac::Batch { s, a, r: r_sac, s2, done, z }, rng);
             finite("critic", "loss", l.critic, "agent.critic-lr")?;
             finite("actor", "loss", l.actor, "agent.actor-lr")?;
@@ -903,6 +944,53 @@ mod tests {
         a.sac.cfg.alpha = 0.042;
         a.begin_epoch(14, (4, 15));
         assert_eq!(a.sac.cfg.alpha, 0.042);
+    }
+
+    /// Within one layer, the standard deviation of the critics' targets of a batch of
+    /// whole episodes under `credit`, after the agent learned from random episodes
+    /// (ResNet-20's 9 layers) with the additive reward Σ_l ±(u_l − 0.5).
+    fn spread_of_credited_targets(credit: Credit) -> f64 {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/resnet20_mnist.onnx");
+        let (_, an) = crate::analysis::import(&path, &Default::default()).unwrap();
+        let b = Budget::new(an.cost, an.layers, 0.5, 0.9).unwrap();
+        let cfg = AgentConfig { credit, updates_per_epoch: 400, ..Default::default() };
+        let mut a = Agent::new(cfg, b.layers.len(), 10, 0);
+        let mut rng = Rng::new(4);
+        for _ in 0..300 {
+            let ep = a.episode(&b, 0, &mut rng, Explore::Random);
+            let r = ep.actions.iter().enumerate().map(|(l, u)| (u - 0.5) * [1.0, -1.0][l % 2]);
+            a.remember(&ep, 0.5 + r.sum::<f32>() / 9.0);
+        }
+        a.update(&mut rng).unwrap();
+        let episodes = a.replay.sample_episodes(900, &mut rng);
+        let of: Vec<usize> =
+            episodes.iter().enumerate().flat_map(|(e, ep)| vec![e; ep.len()]).collect();
+        let batch: Vec<&Transition> = episodes.into_iter().flatten().collect();
+        let s = stack(&batch.iter().map(|t| t.state.as_slice()).collect::<Vec<_>>());
+        let acts =
+            Tensor::from_slice(&batch.iter().map(|t| t.action).collect::<Vec<_>>()).view([-1, 1]);
+        let z = a.env.z_for(&batch.iter().map(|t| t.epoch).collect::<Vec<_>>());
+        let norm = RewardScale::of(&a.replay, false);
+        let rewards: Vec<f32> = batch.iter().map(|t| norm.apply(t.reward, t.epoch)).collect();
+        let y = Vec::<f32>::try_from(a.credited(&batch, &of, &rewards, (&s, &z, &acts)).view([-1]))
+            .unwrap();
+        // The first layer's rows (its state shows no previous action).
+        let first: Vec<f64> = y.iter().step_by(9).map(|&v| v as f64).collect();
+        let mean = first.iter().sum::<f64>() / first.len() as f64;
+        (first.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / first.len() as f64).sqrt()
+    }
+
+    #[test]
+    fn difference_credit_takes_the_other_layers_spread_out_of_a_layers_targets() {
+        let (shared, difference) = (
+            spread_of_credited_targets(Credit::Shared),
+            spread_of_credited_targets(Credit::Difference),
+        );
+        assert!(
+            difference < 0.6 * shared,
+            "spread {difference} with difference credit, {shared} shared"
+        );
     }
 
     /// The budget of graphs/mnist_cnn.onnx at 50% MACs.

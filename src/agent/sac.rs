@@ -163,6 +163,18 @@ impl Sac {
         })
     }
 
+    /// Per row, how much better the target critics value the taken action than the
+    /// policy's mean: min Q̄(s, a) − min Q̄(s, μ(s)), without gradients
+    /// (`credit: difference`).
+    pub fn advantage(&self, s: &Tensor, z: &Tensor, a: &Tensor) -> Tensor {
+        tch::no_grad(|| {
+            let mu = (self.dist(s, z).0.tanh() + 1.0) * 0.5;
+            let q =
+                |a: &Tensor| Self::q(&self.q1t, s, z, a).min_other(&Self::q(&self.q2t, s, z, a));
+            q(a) - q(&mu)
+        })
+    }
+
     fn q(net: &nn::Sequential, s: &Tensor, z: &Tensor, a: &Tensor) -> Tensor {
         net.forward(&Tensor::cat(&[s, z, a], 1))
     }
