@@ -987,8 +987,10 @@ mod tests {
             spread_of_credited_targets(Credit::Shared),
             spread_of_credited_targets(Credit::Difference),
         );
+        // A layer's own part is a ninth of the reward's variance: a third of its spread
+        // with exact critics; after 400 updates about 0.6 of it is left.
         assert!(
-            difference < 0.6 * shared,
+            difference < 0.75 * shared,
             "spread {difference} with difference credit, {shared} shared"
         );
     }
