@@ -17,7 +17,8 @@ so re-running gives byte-identical files.  Why each case exists:
   lock-step with the expansion conv), ReLU6 (Clip), t == 1 first block without an
   expansion conv, residual adds only on some blocks.
 * resnet20_mnist (1x28x28), resnet20_digits (1x8x8): the same topology with one
-  input channel on the two offline datasets (tiny spatial sizes for digits).
+  input channel on the two offline datasets (tiny spatial sizes for digits);
+  resnet56_mnist (1x28x28): ResNet-56 likewise, for Fashion-MNIST (docs/RESULTS.md).
 * mnist_cnn (1x28x28): plain conv/BN/ReLU/MaxPool chain ending in Flatten + Gemm
   whose input features are channel x 7 x 7 (pruning the last conv shrinks the
   Gemm's K in blocks of 49).
@@ -128,6 +129,7 @@ SMALL = [
     ("resnet56_cifar", lambda: models.resnet56(3, 10), (3, 32, 32), False),
     ("mobilenetv2_cifar", lambda: models.mobilenetv2_cifar(3, 10), (3, 32, 32), True),
     ("resnet20_mnist", lambda: models.resnet20(1, 10), (1, 28, 28), False),
+    ("resnet56_mnist", lambda: models.resnet56(1, 10), (1, 28, 28), False),
     ("mnist_cnn", lambda: models.mnist_cnn(1, 10), (1, 28, 28), False),
     ("resnet20_digits", lambda: models.resnet20(1, 10), (1, 8, 8), False),
     ("ops_cnn", lambda: OpsCNN(1, 10), (1, 16, 16), True),
