@@ -625,21 +625,18 @@ impl Agent {
         }
     }
 
-    /// One replay batch and, per transition, the index of its episode in the batch:
-    /// `batch-size` transitions drawn uniformly, or (`credit: difference`) whole
-    /// episodes holding at least that many.
+    /// One replay batch: `batch-size` transitions drawn uniformly, or (`credit:
+    /// difference`) whole episodes holding at least that many with, per transition,
+    /// the index of its episode in the batch (empty for the other credit rules).
     fn draw_batch<'a>(
         replay: &'a Replay,
         cfg: &AgentConfig,
         rng: &mut Rng,
     ) -> (Vec<&'a Transition>, Vec<usize>) {
-        let want = cfg.batch_size;
-        if cfg.credit != Credit::Difference {
-            return (replay.sample(want, rng), (0..want).collect());
+        match cfg.credit {
+            Credit::Difference => replay.sample_episodes(cfg.batch_size, rng),
+            Credit::Shared | Credit::Terminal => (replay.sample(cfg.batch_size, rng), Vec::new()),
         }
-        let episodes = replay.sample_episodes(want, rng);
-        let of = episodes.iter().enumerate().flat_map(|(e, ep)| vec![e; ep.len()]).collect();
-        (episodes.into_iter().flatten().collect(), of)
     }
 
     /// The critics' per-transition rewards of a batch under the credit rule
@@ -963,10 +960,7 @@ mod tests {
             a.remember(&ep, 0.5 + r.sum::<f32>() / 9.0);
         }
         a.update(&mut rng).unwrap();
-        let episodes = a.replay.sample_episodes(900, &mut rng);
-        let of: Vec<usize> =
-            episodes.iter().enumerate().flat_map(|(e, ep)| vec![e; ep.len()]).collect();
-        let batch: Vec<&Transition> = episodes.into_iter().flatten().collect();
+        let (batch, of) = a.replay.sample_episodes(900, &mut rng);
         let s = stack(&batch.iter().map(|t| t.state.as_slice()).collect::<Vec<_>>());
         let acts =
             Tensor::from_slice(&batch.iter().map(|t| t.action).collect::<Vec<_>>()).view([-1, 1]);

@@ -58,20 +58,22 @@ impl Replay {
     }
 
     /// Whole episodes, each found from a transition drawn uniformly (so an episode's
-    /// chance is its length's share), until they hold at least `n` transitions; each
-    /// episode's transitions in layer order. An episode whose first layers the ring
+    /// chance is its length's share), until they hold at least `n` transitions: their
+    /// transitions one episode after another, each in layer order, and per transition
+    /// the index of its episode among them. An episode whose first layers the ring
     /// has overwritten comes back as the part still held.
-    pub fn sample_episodes(&self, n: usize, rng: &mut Rng) -> Vec<Vec<&Transition>> {
-        let (mut out, mut held) = (Vec::new(), 0);
-        while held < n.max(1) {
-            let ep: Vec<&Transition> = self
-                .episode_at(rng.below_usize(self.items.len()))
-                .map(|i| &self.items[i])
-                .collect();
-            held += ep.len();
-            out.push(ep);
+    pub fn sample_episodes(&self, n: usize, rng: &mut Rng) -> (Vec<&Transition>, Vec<usize>) {
+        let (mut batch, mut episode_of) = (Vec::new(), Vec::new());
+        for e in 0.. {
+            if batch.len() >= n.max(1) {
+                break;
+            }
+            for i in self.episode_at(rng.below_usize(self.items.len())) {
+                batch.push(&self.items[i]);
+                episode_of.push(e);
+            }
         }
-        out
+        (batch, episode_of)
     }
 
     /// Indices of the episode holding item `i`, in order: back to the step after the
@@ -158,7 +160,7 @@ mod tests {
         let mut rng = Rng::new(3);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..50 {
-            for ep in r.sample_episodes(4, &mut rng) {
+            for ep in grouped(r.sample_episodes(4, &mut rng)) {
                 let layers: Vec<f32> = ep.iter().map(|t| t.state[0]).collect();
                 let e = ep[0].epoch;
                 assert!(ep.iter().all(|t| t.epoch == e) && ep.last().unwrap().done);
@@ -170,7 +172,19 @@ mod tests {
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
         // Not full: whole episodes, at least n transitions.
         let r = episodes(100, 5);
-        let eps = r.sample_episodes(7, &mut rng);
+        let eps = grouped(r.sample_episodes(7, &mut rng));
         assert!(eps.iter().map(Vec::len).sum::<usize>() >= 7 && eps.iter().all(|e| e.len() == 3));
+    }
+
+    /// The transitions of [`Replay::sample_episodes`] grouped by their episode index.
+    fn grouped((batch, of): (Vec<&Transition>, Vec<usize>)) -> Vec<Vec<&Transition>> {
+        let mut out: Vec<Vec<&Transition>> = Vec::new();
+        for (t, e) in batch.into_iter().zip(of) {
+            if e == out.len() {
+                out.push(Vec::new());
+            }
+            out[e].push(t);
+        }
+        out
     }
 }
