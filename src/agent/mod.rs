@@ -104,6 +104,20 @@ pub struct AgentConfig {
     /// is scored and can become the incumbent. Default false (paper: every episode
     /// sampled).
     pub greedy_episode: bool,
+    /// `null` (paper: every layer's action of an agent episode is sampled from the
+    /// policy) or p in (0, 1]: each layer samples with probability p and takes the
+    /// policy's mean otherwise (at least one layer samples), so an episode is the
+    /// policy's greedy architecture varied in a few layers: fewer episodes fall off a
+    /// cliff the mean avoids, and a layer's reward is less mixed with the other
+    /// layers' exploration. SAC learns off-policy, so its updates are unchanged.
+    pub explore_layers: Option<f64>,
+    /// Before the first agent episode, the actor's mean is fitted to the actions of
+    /// the search's incumbent (behaviour cloning, [`Agent::warm_start`]; the
+    /// uniform architecture where there is none), so the policy starts where the
+    /// search stands instead of at its initial weights' arbitrary architecture
+    /// (which on a surface with cliffs collapses). Default false (paper: the actor
+    /// starts from its initialisation).
+    pub actor_warm_start: bool,
     /// `null` (default: α follows `alpha` → `alpha-final`) or a target entropy per
     /// layer (nats of the action in [0, 1]; 0 = uniform, -1 ≈ a uniform spread over
     /// 0.37 of the range): α is learned from `alpha` so that the policy's entropy
@@ -224,6 +238,8 @@ impl Default for AgentConfig {
             buffer_spread: None,
             buffer_near_share: 1.0,
             greedy_episode: false,
+            explore_layers: None,
+            actor_warm_start: false,
             entropy_target: None,
             alpha_lr: 3e-3,
         }
@@ -304,6 +320,9 @@ impl AgentConfig {
         pos("alpha-lr", self.alpha_lr)?;
         if let Some(v) = self.buffer_spread {
             pos("buffer-spread", v)?;
+        }
+        if let Some(v) = self.explore_layers.filter(|v| !(*v > 0.0 && *v <= 1.0)) {
+            return Err(("explore-layers", format!("{v} must be in (0, 1]")));
         }
         if let Some(v) = self.entropy_target.filter(|v| !v.is_finite()) {
             return Err(("entropy-target", format!("{v} must be a finite number")));
@@ -513,11 +532,25 @@ impl Agent {
         explore: Explore,
     ) -> Episode {
         let z = self.env.z(epoch);
-        self.walk(budget, epoch, |s, _| match explore {
+        let sampled = match (explore, self.cfg.explore_layers) {
+            (Explore::Policy, Some(p)) => Self::explored_layers(budget.layers.len(), p, rng),
+            _ => vec![true; budget.layers.len()],
+        };
+        self.walk(budget, epoch, |s, at| match explore {
             Explore::Random => rng.uniform_f32(),
-            Explore::Policy => self.sac.act(s, &z, rng, false),
+            Explore::Policy => self.sac.act(s, &z, rng, !sampled[at.kept.len()]),
             Explore::Greedy => self.sac.act(s, &z, rng, true),
         })
+    }
+
+    /// Which of `n` layers sample from the policy (`explore-layers: p`): each with
+    /// probability p, one drawn at random when none is.
+    fn explored_layers(n: usize, p: f64, rng: &mut Rng) -> Vec<bool> {
+        let mut v: Vec<bool> = (0..n).map(|_| rng.bernoulli(p)).collect();
+        if n > 0 && !v.contains(&true) {
+            v[rng.below_usize(n)] = true;
+        }
+        v
     }
 
     /// The episode whose actions give the widths `target` (per layer, the nearest
@@ -526,6 +559,17 @@ impl Agent {
     /// propose (`search.start: uniform`).
     pub fn episode_to(&self, budget: &Budget, epoch: usize, target: &[usize]) -> Episode {
         self.walk(budget, epoch, |_, at| self.action_for(budget, at, target[at.kept.len()]))
+    }
+
+    /// `actor-warm-start`: fits the actor's mean to the actions of the episode that
+    /// keeps `kept` ([`Self::episode_to`]) at epoch `epoch`'s z (400 Adam steps at
+    /// lr 1e-3); returns the final mean squared action distance.
+    pub fn warm_start(&mut self, budget: &Budget, epoch: usize, kept: &[usize]) -> f64 {
+        let e = self.episode_to(budget, epoch, kept);
+        let rows: Vec<&[f32]> = e.states.iter().map(|s| s.as_slice()).collect();
+        let target = Tensor::from_slice(&e.actions).view([-1, 1]);
+        let z = self.env.z(epoch).detach();
+        self.sac.imitate(&stack(&rows), &z, &target, 400, 1e-3)
     }
 
     /// An episode around the widths `target`: each layer's action is the one that
@@ -1019,6 +1063,51 @@ mod tests {
         assert_eq!(zero.check().unwrap_err().0, "buffer-spread");
         let share = AgentConfig { buffer_near_share: 1.5, ..Default::default() };
         assert_eq!(share.check().unwrap_err().0, "buffer-near-share");
+    }
+
+    /// Per episode, how many layers' actions differ from the policy's mean at their state.
+    fn layers_off_the_mean(a: &Agent, b: &Budget, episodes: usize) -> Vec<usize> {
+        let (z, mut rng) = (a.env.z(0), Rng::new(5));
+        let mut off = Vec::new();
+        for _ in 0..episodes {
+            let e = a.episode(b, 0, &mut rng, Explore::Policy);
+            let mean = |s: &Vec<f32>| a.sac.act(s, &z, &mut Rng::new(0), true);
+            off.push(e.states.iter().zip(&e.actions).filter(|(s, &u)| mean(s) != u).count());
+        }
+        off
+    }
+
+    #[test]
+    fn explore_layers_samples_a_share_of_the_layers_and_keeps_the_mean_elsewhere() {
+        let b = mnist_budget();
+        let n = b.layers.len();
+        let with = |p: Option<f64>| {
+            let cfg = AgentConfig { explore_layers: p, ..Default::default() };
+            Agent::new(cfg, n, 10, 0)
+        };
+        assert!(layers_off_the_mean(&with(None), &b, 20).iter().all(|&k| k == n));
+        let off = layers_off_the_mean(&with(Some(0.3)), &b, 400);
+        assert!(off.iter().all(|&k| k >= 1), "every episode explores a layer");
+        let share = off.iter().sum::<usize>() as f64 / (400 * n) as f64;
+        let expected = 0.3 + 0.7f64.powi(n as i32) / n as f64;
+        assert!((share - expected).abs() < 0.05, "share {share}, expected {expected}");
+        let bad = AgentConfig { explore_layers: Some(0.0), ..Default::default() };
+        assert_eq!(bad.check().unwrap_err().0, "explore-layers");
+    }
+
+    #[test]
+    fn a_warm_started_actor_proposes_the_architecture_it_was_fitted_to() {
+        let b = mnist_budget();
+        let cfg = AgentConfig { actor_warm_start: true, ..Default::default() };
+        let mut a = Agent::new(cfg, b.layers.len(), 10, 0);
+        let mut rng = Rng::new(11);
+        for _ in 0..3 {
+            let target = a.episode(&b, 2, &mut rng, Explore::Random).kept;
+            assert_ne!(a.episode(&b, 2, &mut rng, Explore::Greedy).kept, target);
+            let err = a.warm_start(&b, 2, &target);
+            assert!(err < 1e-4, "mean squared action distance {err}");
+            assert_eq!(a.episode(&b, 2, &mut rng, Explore::Greedy).kept, target);
+        }
     }
 
     #[test]

@@ -163,6 +163,30 @@ impl Sac {
         })
     }
 
+    /// Behaviour cloning of the policy's mean: `steps` Adam steps (a fresh optimiser at
+    /// `lr`, the actor's own moments untouched) on the squared distance between the
+    /// squashed mean and `target` (n × 1) at the states `s` (n × state) under `z`
+    /// (1 × z); the log-std is left as it is. Returns the final mean squared distance.
+    pub fn imitate(
+        &mut self,
+        s: &Tensor,
+        z: &Tensor,
+        target: &Tensor,
+        steps: usize,
+        lr: f64,
+    ) -> f64 {
+        let z = z.expand([s.size()[0], -1], true);
+        let mut opt = Adam::new(&self.actor_vs, lr, (0.9, 0.999));
+        let loss = |sac: &Sac| {
+            let mean = (sac.dist(s, &z).0.tanh() + 1.0) * 0.5;
+            mean.mse_loss(target, tch::Reduction::Mean)
+        };
+        for _ in 0..steps {
+            opt.minimize(&loss(self));
+        }
+        tch::no_grad(|| loss(self).double_value(&[]))
+    }
+
     /// Per row, how much better the target critics value the taken action than the
     /// policy's mean: min Q̄(s, a) − min Q̄(s, μ(s)), without gradients
     /// (`credit: difference`).

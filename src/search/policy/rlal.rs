@@ -47,6 +47,13 @@ impl SearchPolicy for Rlal {
             self.agent.replay.baselines.insert(t, b.reward as f32);
         }
         let explore = if ctx.phase == Phase::Agent { Explore::Policy } else { Explore::Random };
+        if explore == Explore::Policy && t == self.span.0 && self.agent.cfg.actor_warm_start {
+            let start = match ctx.incumbent {
+                Some(b) => b.kept.clone(),
+                None => crate::search::reward::uniform_kept(ctx.budget),
+            };
+            self.agent.warm_start(ctx.budget, t, &start);
+        }
         let (agent, budget) = (&self.agent, ctx.budget);
         // Buffer episodes around the uniform architecture (`agent.buffer-spread`), the
         // share `buffer-near-share` of them, spread evenly over the epoch's draws.
@@ -174,6 +181,26 @@ mod tests {
         let (without, mean) = proposals(false);
         assert!(without.iter().filter(|k| **k == mean).count() < 3, "{without:?} vs {mean:?}");
         assert!(with.iter().all(|k| in_bounds(&b, k)));
+    }
+
+    #[test]
+    fn a_warm_started_actor_begins_the_agent_phase_at_the_incumbent() {
+        let b = budget(0.45, 4);
+        let kept = buffer_epoch(None, 1.0, &b).swap_remove(3);
+        let greedy_after_first_agent_epoch = |warm: bool| {
+            let mut r = Recipe::default();
+            (r.agent.actor_warm_start, r.search.start_from) = (warm, StartFrom::Random);
+            let t = r.agent_span().0;
+            let mut p = Rlal::new(&r, b.layers.len(), 0);
+            let best = crate::search::best::Best { reward: 0.6, kept: kept.clone(), epoch: t };
+            let (mut rng, phase, episodes) = (Rng::new(5), Phase::Agent, 4);
+            let incumbent = Some(&best);
+            let mut ctx = Ctx { budget: &b, net: None, rng: &mut rng, incumbent, phase, episodes };
+            p.propose(t, &mut ctx).unwrap();
+            p.greedy(&b, t).unwrap()
+        };
+        assert_eq!(greedy_after_first_agent_epoch(true), kept);
+        assert_ne!(greedy_after_first_agent_epoch(false), kept);
     }
 
     #[test]
